@@ -1,0 +1,19 @@
+#pragma once
+// Scalar type vocabulary shared by every layer.
+//   index_t    signed 64-bit: token positions, offsets, targets (the peers use int64 labels).
+//   accum_t<T> the type a reduction over values of type T accumulates in: double for double and
+//              float for everything narrower (float, bfloat16, half); host reductions over tokens
+//              that the design wants in double request it explicitly.
+#include <cstdint>
+#include <type_traits>
+
+#include "posttrain/config.hpp"
+
+POSTTRAIN_NAMESPACE_BEGIN
+
+using index_t = std::int64_t;
+
+template <class T>
+using accum_t = std::conditional_t<std::is_same_v<std::remove_cv_t<T>, double>, double, float>;
+
+POSTTRAIN_NAMESPACE_END
