@@ -1,0 +1,23 @@
+#pragma once
+// posttrain: header-only C++20 library of LLM post-training algorithms. This umbrella is the CPU
+// library (no CUDA header); link posttrain::posttrain. The optional backends have their own
+// umbrellas: <posttrain/cuda.cuh>, <posttrain/nccl.cuh>, <posttrain/mpi.hpp>.
+//
+//   config.hpp              version, versioned inline namespace, POSTTRAIN_HOST_DEVICE
+//   core/                   scalar types, views, errors and validation, execution tags, packed
+//                           ragged layout, batch descriptors
+//   math/                   numerically stable scalar functions
+//   dist/                   the communicator concept and the single-process communicator
+#include "posttrain/config.hpp"
+
+#include "posttrain/core/batch.hpp"
+#include "posttrain/core/error.hpp"
+#include "posttrain/core/exec.hpp"
+#include "posttrain/core/ragged.hpp"
+#include "posttrain/core/types.hpp"
+#include "posttrain/core/validate.hpp"
+#include "posttrain/core/views.hpp"
+
+#include "posttrain/math/stable.hpp"
+
+#include "posttrain/dist/communicator.hpp"
