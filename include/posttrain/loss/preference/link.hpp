@@ -1,0 +1,136 @@
+#pragma once
+// Preference links: the per-pair formula of a DPO-family loss, and what they share.
+//
+//   A link maps the log-ratios of one pair, Δc = π_c − ρ_c and Δr = π_r − ρ_r (π: policy sequence
+//   scores, ρ: reference scores, ρ = 0 for a reference-free composition), and the hyperparameters
+//   to the pair loss and its partial derivatives:
+//
+//     Link::evaluate(Δc, Δr, options) -> pair_value<T>{ loss, ∂loss/∂Δc, ∂loss/∂Δr }
+//
+//   Because ∂Δ/∂π = 1 these are also the derivatives with respect to the policy scores; the
+//   reference receives no gradient. Links are POSTTRAIN_HOST_DEVICE templates over float/double.
+//   Link::validate(options, where) throws posttrain::error for hyperparameters outside the link's
+//   domain; a link reads only the option fields its header names.
+//
+// loss::preference_options holds every hyperparameter of the family with TRL's defaults (the
+// algorithm presets in loss/preference/algorithms.hpp give each peer's values):
+//   beta             0.1   β, the KL-regularisation strength (every link)
+//   label_smoothing  0.0   ε: cDPO smoothing (sigmoid, simpo), robust-DPO noise rate (robust),
+//                          EXO target smoothing (exo_pair, must be > 0; the paper uses 1e-3)
+//   gamma            0.5   γ, SimPO reward margin in units of βz (simpo; TRL CPO simpo_gamma)
+//   tau              0.05  τ, DiscoPOP temperature (discopop; TRL discopop_tau)
+//   nll_coef         0.2   weight of the chosen NLL term (only compositions with an NLL term;
+//                          0.2 is Llama 3's DPO + NLL)
+#include <concepts>
+#include <string_view>
+
+#include "posttrain/config.hpp"
+#include "posttrain/core/validate.hpp"
+#include "posttrain/math/stable.hpp"
+
+POSTTRAIN_NAMESPACE_BEGIN
+
+namespace loss {
+
+struct preference_options {
+  double beta = 0.1;
+  double label_smoothing = 0.0;
+  double gamma = 0.5;
+  double tau = 0.05;
+  double nll_coef = 0.2;
+};
+
+}  // namespace loss
+
+namespace pref {
+
+// The value of a link for one pair and its partial derivatives w.r.t. Δc and Δr.
+template <class T>
+struct pair_value {
+  T loss;
+  T d_chosen;
+  T d_rejected;
+};
+
+// A preference link: named, validates its options, evaluates in float and double.
+template <class L>
+concept preference_link = requires(double d, float f, const loss::preference_options& o,
+                                   std::string_view where) {
+  { L::name } -> std::convertible_to<const char*>;
+  { L::validate(o, where) } -> std::same_as<void>;
+  { L::evaluate(d, d, o) } -> std::same_as<pair_value<double>>;
+  { L::evaluate(f, f, o) } -> std::same_as<pair_value<float>>;
+};
+
+// Names what is missing, one sentence per requirement.
+template <class L>
+constexpr bool diagnose_preference_link() {
+  static_assert(requires { { L::name } -> std::convertible_to<const char*>; },
+                "a preference link needs `static constexpr const char* name` (e.g. \"sigmoid\")");
+  static_assert(
+      requires(const loss::preference_options& o, std::string_view w) {
+        { L::validate(o, w) } -> std::same_as<void>;
+      },
+      "a preference link needs `static void validate(const loss::preference_options&, "
+      "std::string_view where)` that throws posttrain::error for hyperparameters it cannot use");
+  static_assert(
+      requires(double d, const loss::preference_options& o) {
+        { L::evaluate(d, d, o) } -> std::same_as<pair_value<double>>;
+      },
+      "a preference link needs `template <class T> static pair_value<T> evaluate(T delta_chosen, "
+      "T delta_rejected, const loss::preference_options&)` returning the pair loss and its "
+      "derivatives w.r.t. the two log-ratios");
+  static_assert(
+      requires(float f, const loss::preference_options& o) {
+        { L::evaluate(f, f, o) } -> std::same_as<pair_value<float>>;
+      },
+      "a preference link's evaluate must be a template usable with float as well as double");
+  return preference_link<L>;
+}
+
+namespace detail {
+
+// The smoothed logistic loss ℓ(u) = −(1−ε)·logσ(u) − ε·logσ(−u) and dℓ/du = −(1−ε)·σ(−u) + ε·σ(u),
+// shared by sigmoid (cDPO) and simpo. Finite for every finite u.
+template <class T>
+struct loss_and_slope {
+  T loss;
+  T slope;
+};
+
+template <class T>
+POSTTRAIN_HOST_DEVICE POSTTRAIN_FORCEINLINE loss_and_slope<T> smoothed_logistic(T u, T eps) {
+  const T keep = T(1) - eps;
+  T loss = -keep * math::logsigmoid(u);
+  T slope = -keep * math::sigmoid(-u);
+  if (eps != T(0)) {  // skip the second term exactly when ε = 0 (no 0·(−∞) risk, no extra work)
+    loss -= eps * math::logsigmoid(-u);
+    slope += eps * math::sigmoid(u);
+  }
+  return {loss, slope};
+}
+
+// σ'(x) = σ(x)·σ(−x), without overflow for either sign.
+template <class T>
+POSTTRAIN_HOST_DEVICE POSTTRAIN_FORCEINLINE T sigmoid_slope(T x) {
+  return math::sigmoid(x) * math::sigmoid(-x);
+}
+
+inline void expect_beta(const loss::preference_options& o, std::string_view where) {
+  expect_positive(o.beta, where, "options.beta");
+}
+
+// ε ∈ [lo, hi] with open/closed ends as requested; the message states the interval.
+inline void expect_label_smoothing(const loss::preference_options& o, std::string_view where,
+                                   bool lo_open, bool hi_open, double hi, std::string_view why) {
+  const double e = o.label_smoothing;
+  const bool ok = std::isfinite(e) && (lo_open ? e > 0.0 : e >= 0.0) && (hi_open ? e < hi : e <= hi);
+  expect(ok, where, "options.label_smoothing must be in ", lo_open ? "(0, " : "[0, ", hi,
+         hi_open ? ")" : "]", " (", why, "), got ", e);
+}
+
+}  // namespace detail
+
+}  // namespace pref
+
+POSTTRAIN_NAMESPACE_END
