@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# posttrain developer entry point.
+#   ./run.sh deps                 install the missing Debian packages the build needs
+#   ./run.sh build                configure (CMake preset) and build everything
+#   ./run.sh test                 deps + build + every test (GPU tests skip without a GPU)
+#   ./run.sh demo                 deps + build + run examples/01_primitives
+#   ./run.sh bench [native] [ARGS...]
+#                                 deps + build + run posttrain_bench_cpu with Google Benchmark ARGS
+#                                 ("native" builds the -march=native preset)
+# CUDA: when /usr/local/cuda/bin/nvcc exists the "default" preset builds the CUDA components too;
+# otherwise the "cpu-only" preset is used. POSTTRAIN_PRESET=<name> overrides the choice.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+readonly DEB_PACKAGES=(cmake g++ libeigen3-dev googletest libgtest-dev libbenchmark-dev
+                       nlohmann-json3-dev libopenmpi-dev openmpi-bin python3)
+
+log() { printf 'run.sh: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+as_root() {
+  if [[ $(id -u) -eq 0 ]]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    die "need root (or sudo) to run: $*"
+  fi
+}
+
+deps() {
+  if ! command -v dpkg >/dev/null 2>&1; then
+    log "deps: no dpkg (not Debian/Ubuntu); install by hand: ${DEB_PACKAGES[*]}"
+    return 0
+  fi
+  local missing=() pkg
+  for pkg in "${DEB_PACKAGES[@]}"; do
+    dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$pkg")
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  log "deps: installing ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+}
+
+# Chooses the preset (default with CUDA, cpu-only without) and its build directory.
+select_preset() {
+  local requested=${1:-}
+  if [[ -x /usr/local/cuda/bin/nvcc ]]; then
+    export PATH="/usr/local/cuda/bin:$PATH"
+    PRESET=${requested:-${POSTTRAIN_PRESET:-default}}
+  else
+    PRESET=${requested:-${POSTTRAIN_PRESET:-cpu-only}}
+    # Without nvcc the native preset must not look for CUDA either.
+    [[ $PRESET == native ]] && EXTRA_CONFIGURE=(-DPOSTTRAIN_ENABLE_CUDA=OFF)
+  fi
+  if [[ $PRESET == default ]]; then BUILD_DIR=build; else BUILD_DIR=build-$PRESET; fi
+}
+
+configure() {
+  cmake --preset "$PRESET" "${EXTRA_CONFIGURE[@]}" --log-level=WARNING >/dev/null
+}
+
+build() {
+  configure
+  cmake --build --preset "$PRESET" -j 2 "$@"
+}
+
+demo() {
+  local name=01_primitives
+  if [[ ! -f examples/$name.cpp ]]; then
+    local first
+    first=$(find examples -maxdepth 1 -name '*.cpp' | sort | head -n 1)
+    [[ -n $first ]] || die "no example to run: examples/$name.cpp does not exist yet"
+    name=$(basename "$first" .cpp)
+    log "demo: examples/01_primitives.cpp does not exist yet, running examples/$name.cpp"
+  fi
+  build --target "posttrain_example_$name"
+  "$BUILD_DIR/examples/posttrain_example_$name"
+}
+
+bench() {
+  if ! compgen -G 'bench/cpu/*.cpp' >/dev/null; then
+    die "no benchmark to run: bench/cpu/ has no *.cpp suite yet"
+  fi
+  build --target posttrain_bench_cpu
+  "$BUILD_DIR/bench/posttrain_bench_cpu" "$@"
+}
+
+usage() {
+  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+  exit "${1:-0}"
+}
+
+EXTRA_CONFIGURE=()
+command=${1:-}
+[[ $# -gt 0 ]] && shift
+case $command in
+  deps) deps ;;
+  build) deps; select_preset; build ;;
+  test) deps; select_preset; build; ctest --preset "$PRESET" ;;
+  demo) deps; select_preset; demo ;;
+  bench)
+    deps
+    if [[ ${1:-} == native ]]; then shift; select_preset native; else select_preset; fi
+    bench "$@"
+    ;;
+  -h | --help | help) usage 0 ;;
+  *) log "unknown command '${command}'"; usage 2 ;;
+esac
