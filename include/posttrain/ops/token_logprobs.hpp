@@ -1,0 +1,234 @@
+#pragma once
+// Per-token log-probabilities, log-sum-exp, entropy and Σ p² from materialised logits, and the
+// gradient with respect to the logits.
+//
+//   z_i = logits[i, :] / τ                       (τ = options.temperature; logits never modified)
+//   lse_i         = log Σ_v exp(z_iv)
+//   logprob_i     = z_{i, y_i} − lse_i            (y = targets)
+//   entropy_i     = −Σ_v p_iv log p_iv,  p_i = softmax(z_i)      (= lse − Σ p·z, verl/TRL)
+//   sum_p_squared = Σ_v p_iv²                     (verl calculate_sum_pi_squared_from_logits)
+//
+// Inputs: logits [N, V] (row-major, leading dimension >= V; float, double or Eigen::bfloat16),
+// targets [N] (int64). Outputs are per-token spans of accum_t<T> (float for float/bfloat16
+// logits, double for double); lse, entropy and sum_p_squared may be empty (= not computed, and
+// their work is skipped). Forward reads each row once (online log-sum-exp, math/logsumexp.hpp).
+//
+// Ignored rows (targets[i] == options.ignore_index, -100 like torch / HF labels): logprob, lse,
+// entropy and sum_p_squared are all 0 and the row of logits is never read (it may hold NaN). A
+// target outside [0, V) that is not ignore_index is an error.
+//
+// Backward: given dL/dlogprob [N] and optionally dL/dentropy [N] (empty = 0),
+//   dL/dlogits_iv = (1/τ)·( g_lp,i·(1[v = y_i] − p_iv) − g_H,i·p_iv·(log p_iv + H_i) )
+// using the lse (and, with dL/dentropy, the entropy) saved by the forward. Ignored rows get a zero
+// gradient. d_logits may be the logits buffer itself (same pointer and leading dimension, same
+// element type): the gradient then overwrites the logits in place, as Liger and flash-attention's
+// inplace_backward do. Any other overlap is rejected. Σ p² has no backward.
+//
+// Temperature: the peers divide logits by the sampling temperature before the log-softmax (TRL
+// GRPO/RLOO, verl, OpenRLHF, open-instruct); TRL PPO divides by temperature + 1e-7: pass that sum.
+//
+// Execution: exec::host runs backend/cpu/token_logprobs.hpp (options.num_threads std::threads
+// over rows; results do not depend on the thread count). exec::cuda needs the CUDA backend header
+// <posttrain/backend/cuda/token_logprobs.cuh>, which specialises token_logprobs_dispatch; without
+// it the call fails to compile with a sentence saying so.
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <type_traits>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "posttrain/backend/cpu/token_logprobs.hpp"
+#include "posttrain/config.hpp"
+#include "posttrain/core/exec.hpp"
+#include "posttrain/core/types.hpp"
+#include "posttrain/core/validate.hpp"
+#include "posttrain/core/views.hpp"
+
+POSTTRAIN_NAMESPACE_BEGIN
+
+struct token_logprobs_options {
+  double temperature = 1.0;   // logits are divided by this; finite and > 0
+  index_t ignore_index = -100;  // rows with this target are skipped (outputs 0, gradient 0)
+  int num_threads = 1;          // host only: threads over rows; 0 = hardware concurrency
+};
+
+// Per-token outputs of the forward. logprob is required; the others may be empty (= skipped).
+template <class A>
+struct token_logprobs_outputs {
+  std::span<A> logprob = {};
+  std::span<A> lse = {};
+  std::span<A> entropy = {};
+  std::span<A> sum_p_squared = {};
+};
+
+// Per-token inputs of the backward: what the forward saved and the upstream gradients.
+// lse and d_logprob are required; d_entropy may be empty (= 0); entropy is required only when
+// d_entropy is given.
+template <class A>
+struct token_logprobs_grads {
+  std::span<const A> lse = {};
+  std::span<const A> entropy = {};
+  std::span<const A> d_logprob = {};
+  std::span<const A> d_entropy = {};
+};
+
+template <class T>
+inline constexpr bool is_logit_type_v =
+    std::is_same_v<T, float> || std::is_same_v<T, double> || std::is_same_v<T, Eigen::bfloat16>;
+
+// Specialised per execution tag: exec::host below, exec::cuda by the CUDA backend header.
+template <class Exec>
+struct token_logprobs_dispatch {
+  static_assert(sizeof(Exec) == 0,
+                "posttrain::token_logprobs on this execution tag needs its backend: for "
+                "exec::cuda include <posttrain/backend/cuda/token_logprobs.cuh> and link "
+                "posttrain::cuda");
+};
+
+template <>
+struct token_logprobs_dispatch<exec::host> {
+  template <class T, class A>
+  static void forward(exec::host, matrix_view<const T> logits, std::span<const index_t> targets,
+                      const token_logprobs_outputs<A>& out, const token_logprobs_options& opt) {
+    backend::cpu::token_logprobs_forward<T, A>(logits, targets, opt.temperature, opt.ignore_index,
+                                               opt.num_threads, out.logprob, out.lse, out.entropy,
+                                               out.sum_p_squared);
+  }
+  template <class T, class G, class A>
+  static void backward(exec::host, matrix_view<const T> logits, std::span<const index_t> targets,
+                       const token_logprobs_grads<A>& in, matrix_view<G> d_logits,
+                       const token_logprobs_options& opt) {
+    backend::cpu::token_logprobs_backward<T, G, A>(logits, targets, opt.temperature,
+                                                   opt.ignore_index, opt.num_threads, in.lse,
+                                                   in.entropy, in.d_logprob, in.d_entropy,
+                                                   d_logits);
+  }
+};
+
+namespace detail {
+
+inline void validate_token_logprobs_common(const char* where, index_t rows, index_t cols,
+                                           std::size_t targets, const token_logprobs_options& o) {
+  expect(rows == 0 || cols >= 1, where, "logits is [", rows, ", 0], expected a vocabulary of at "
+         "least one entry");
+  expect(static_cast<index_t>(targets) == rows, where, "targets has ", targets,
+         " elements, expected ", rows, " (one per row of logits)");
+  expect_positive(o.temperature, where, "options.temperature");
+  expect(o.num_threads >= 0, where, "options.num_threads is ", o.num_threads,
+         ", expected >= 0 (0 = hardware concurrency)");
+}
+
+// Host only: the targets are in host memory.
+inline void validate_targets(const char* where, std::span<const index_t> targets, index_t cols,
+                             index_t ignore_index) {
+  for (std::size_t i = 0; i < targets.size(); ++i) {
+    const index_t y = targets[i];
+    if (y != ignore_index && (y < 0 || y >= cols))
+      detail::fail(where, "targets[", i, "] = ", y, " (row ", i, ") is outside [0, ", cols,
+                   ") and is not ignore_index (", ignore_index, ")");
+  }
+}
+
+template <class T, class G>
+void validate_aliasing(const char* where, matrix_view<const T> logits, matrix_view<G> d_logits) {
+  if (logits.empty() || d_logits.empty()) return;
+  const auto lo = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p); };
+  const auto span_end = [&](const auto& m) {
+    return lo(m.data + ((m.rows - 1) * m.ld + m.cols));
+  };
+  const std::uintptr_t a0 = lo(logits.data), a1 = span_end(logits);
+  const std::uintptr_t b0 = lo(d_logits.data), b1 = span_end(d_logits);
+  if (a1 <= b0 || b1 <= a0) return;  // disjoint
+  const bool in_place = std::is_same_v<std::remove_cv_t<G>, T> && a0 == b0 &&
+                        logits.ld == d_logits.ld;
+  expect(in_place, where, "d_logits overlaps logits without being the same buffer (in-place "
+         "needs the same data pointer, leading dimension and element type)");
+}
+
+}  // namespace detail
+
+// Forward. The outputs are accum_t<T>: float for float/bfloat16 logits, double for double.
+template <class Exec, class TL>
+  requires execution_tag<Exec>
+void token_logprobs(Exec exec, matrix_view<TL> logits_in, std::span<const index_t> targets,
+                    const token_logprobs_outputs<accum_t<TL>>& out,
+                    const token_logprobs_options& options = {}) {
+  using T = std::remove_cv_t<TL>;
+  static_assert(is_logit_type_v<T>, "token_logprobs: logits must be float, double or "
+                "Eigen::bfloat16");
+  const matrix_view<const T> logits = logits_in;
+  constexpr const char* where = "token_logprobs";
+  expect_matrix(logits, where, "logits");
+  const index_t n = logits.rows;
+  detail::validate_token_logprobs_common(where, n, logits.cols, targets.size(), options);
+  expect_size(out.logprob, n, where, "outputs.logprob", "one per row of logits");
+  expect_size_or_empty(out.lse, n, where, "outputs.lse", "one per row of logits, or empty");
+  expect_size_or_empty(out.entropy, n, where, "outputs.entropy", "one per row of logits, or empty");
+  expect_size_or_empty(out.sum_p_squared, n, where, "outputs.sum_p_squared",
+                       "one per row of logits, or empty");
+  if constexpr (std::is_same_v<Exec, exec::host>)
+    detail::validate_targets(where, targets, logits.cols, options.ignore_index);
+  if (n == 0) return;
+  token_logprobs_dispatch<Exec>::forward(exec, logits, targets, out, options);
+}
+
+// Backward: writes dL/dlogits into d_logits (float, double or bfloat16; may be the logits buffer).
+// The per-token inputs are accum_t<T>.
+template <class Exec, class TL, class G>
+  requires execution_tag<Exec>
+void token_logprobs_backward(Exec exec, matrix_view<TL> logits_in,
+                             std::span<const index_t> targets,
+                             const token_logprobs_grads<accum_t<TL>>& in, matrix_view<G> d_logits,
+                             const token_logprobs_options& options = {}) {
+  using T = std::remove_cv_t<TL>;
+  static_assert(is_logit_type_v<T>, "token_logprobs_backward: logits must be float, double or "
+                "Eigen::bfloat16");
+  static_assert(is_logit_type_v<G> && !std::is_const_v<G>, "token_logprobs_backward: d_logits "
+                "must be a mutable view of float, double or Eigen::bfloat16");
+  const matrix_view<const T> logits = logits_in;
+  constexpr const char* where = "token_logprobs_backward";
+  expect_matrix(logits, where, "logits");
+  expect_matrix(d_logits, where, "d_logits");
+  expect_same_shape(logits, d_logits, where, "logits", "d_logits");
+  const index_t n = logits.rows;
+  detail::validate_token_logprobs_common(where, n, logits.cols, targets.size(), options);
+  expect_size(in.lse, n, where, "grads.lse", "the forward's lse, one per row");
+  expect_size(in.d_logprob, n, where, "grads.d_logprob", "one per row of logits");
+  expect_size_or_empty(in.d_entropy, n, where, "grads.d_entropy", "one per row, or empty = 0");
+  if (!in.d_entropy.empty())
+    expect_size(in.entropy, n, where, "grads.entropy",
+                "the forward's entropy, one per row, required with d_entropy");
+  detail::validate_aliasing(where, logits, d_logits);
+  if constexpr (std::is_same_v<Exec, exec::host>)
+    detail::validate_targets(where, targets, logits.cols, options.ignore_index);
+  if (d_logits.empty()) return;
+  token_logprobs_dispatch<Exec>::backward(exec, logits, targets, in, d_logits, options);
+}
+
+// Conveniences: allocate and return the outputs.
+template <class T>
+struct token_logprobs_result {
+  std::vector<accum_t<T>> logprob, lse, entropy, sum_p_squared;
+};
+
+// Host only. Computes logprob, lse and entropy, and sum_p_squared when with_sum_p_squared.
+template <class TL, class T = std::remove_cv_t<TL>>
+token_logprobs_result<T> token_logprobs(exec::host exec, matrix_view<TL> logits,
+                                        std::span<const index_t> targets,
+                                        const token_logprobs_options& options = {},
+                                        bool with_sum_p_squared = false) {
+  token_logprobs_result<T> r;
+  const auto n = static_cast<std::size_t>(logits.rows < 0 ? 0 : logits.rows);
+  r.logprob.resize(n);
+  r.lse.resize(n);
+  r.entropy.resize(n);
+  if (with_sum_p_squared) r.sum_p_squared.resize(n);
+  token_logprobs(exec, logits, targets,
+                 token_logprobs_outputs<accum_t<T>>{r.logprob, r.lse, r.entropy, r.sum_p_squared},
+                 options);
+  return r;
+}
+
+POSTTRAIN_NAMESPACE_END
