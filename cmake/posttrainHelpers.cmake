@@ -4,7 +4,8 @@
 function(posttrain_internal_settings target)
   target_compile_options(${target} PRIVATE
     $<$<COMPILE_LANG_AND_ID:CXX,GNU,Clang>:-Wall -Wextra -Wpedantic>
-    $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall>)
+    # -Wno-unknown-pragmas: the host compiler sees Eigen's nvcc-only `#pragma diag_suppress`.
+    $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wno-unknown-pragmas>)
   if(POSTTRAIN_NATIVE_ARCH)
     target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-march=native>)
   endif()
