@@ -8,7 +8,6 @@
 #error "<posttrain/cuda.cuh> is compiled by nvcc only; include <posttrain/posttrain.hpp> from C++"
 #endif
 
-#include "posttrain/posttrain.hpp"
-
 #include "posttrain/backend/cuda/error.cuh"
 #include "posttrain/backend/cuda/memory.cuh"
+#include "posttrain/posttrain.hpp"

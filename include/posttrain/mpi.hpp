@@ -3,6 +3,5 @@
 // (find_package(posttrain CONFIG REQUIRED COMPONENTS mpi)).
 //
 //   dist/mpi_communicator.hpp   dist::mpi_communicator (all_reduce_sum over an MPI_Comm), mpi_check
-#include "posttrain/posttrain.hpp"
-
 #include "posttrain/dist/mpi_communicator.hpp"
+#include "posttrain/posttrain.hpp"

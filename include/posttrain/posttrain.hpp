@@ -9,7 +9,6 @@
 //   math/                   numerically stable scalar functions
 //   dist/                   the communicator concept and the single-process communicator
 #include "posttrain/config.hpp"
-
 #include "posttrain/core/batch.hpp"
 #include "posttrain/core/error.hpp"
 #include "posttrain/core/exec.hpp"
@@ -17,7 +16,5 @@
 #include "posttrain/core/types.hpp"
 #include "posttrain/core/validate.hpp"
 #include "posttrain/core/views.hpp"
-
-#include "posttrain/math/stable.hpp"
-
 #include "posttrain/dist/communicator.hpp"
+#include "posttrain/math/stable.hpp"

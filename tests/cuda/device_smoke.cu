@@ -14,11 +14,11 @@ namespace pt = posttrain;
 namespace ptc = posttrain::backend::cuda;
 
 // Skips the calling test, with the runtime's reason, when no CUDA device can be used.
-#define POSTTRAIN_REQUIRE_DEVICE()                                \
-  do {                                                            \
-    std::string reason;                                           \
-    if (!ptc::cuda_device_available(&reason))                     \
-      GTEST_SKIP() << "no CUDA device available: " << reason;     \
+#define POSTTRAIN_REQUIRE_DEVICE()                                                                 \
+  do {                                                                                             \
+    std::string reason;                                                                            \
+    if (!ptc::cuda_device_available(&reason))                                                      \
+      GTEST_SKIP() << "no CUDA device available: " << reason;                                      \
   } while (0)
 
 namespace {

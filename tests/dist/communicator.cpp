@@ -73,8 +73,8 @@ TEST(Communicator, ConceptRejectsIncompleteTypes) {
 }
 
 TEST(Communicator, ExecTagDefaultsToHost) {
-  static_assert(std::is_same_v<pt::dist::communicator_exec_t<fake_pair_communicator>,
-                               pt::exec::host>);
+  static_assert(
+      std::is_same_v<pt::dist::communicator_exec_t<fake_pair_communicator>, pt::exec::host>);
   static_assert(std::is_same_v<pt::dist::communicator_exec_t<pt::dist::single_process_communicator>,
                                pt::exec::host>);
   static_assert(std::is_same_v<pt::dist::communicator_exec_t<const device_comm&>, pt::exec::cuda>);

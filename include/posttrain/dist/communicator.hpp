@@ -15,7 +15,8 @@
 // Models in the library:
 //   dist::single_process_communicator (this header)  one worker: all_reduce_sum is the identity
 //   dist::mpi_communicator   (<posttrain/mpi.hpp>)    MPI_Allreduce over an MPI_Comm, host memory
-//   dist::nccl_communicator  (<posttrain/nccl.cuh>)   ncclAllReduce over an ncclComm_t, device memory
+//   dist::nccl_communicator  (<posttrain/nccl.cuh>)   ncclAllReduce over an ncclComm_t, device
+//                                                     memory
 //
 // assert_communicator<C>() turns a failed check into one plain sentence per missing member.
 #include <concepts>
@@ -33,7 +34,9 @@ namespace dist {
 namespace detail {
 
 template <class C>
-concept has_all_reduce_sum = requires(C& c, std::span<double> values) { c.all_reduce_sum(values); };
+concept has_all_reduce_sum = requires(C& c, std::span<double> values) {
+  c.all_reduce_sum(values);
+};
 
 template <class C>
 concept has_rank = requires(const C& c) {

@@ -50,8 +50,8 @@ class nccl_communicator {
   }
   void all_reduce_sum(std::span<float> values) const {
     if (values.empty()) return;
-    nccl_check(ncclAllReduce(values.data(), values.data(), values.size(), ncclFloat, ncclSum,
-                             comm_, stream_),
+    nccl_check(ncclAllReduce(values.data(), values.data(), values.size(), ncclFloat, ncclSum, comm_,
+                             stream_),
                "nccl_communicator::all_reduce_sum");
   }
 

@@ -1,8 +1,7 @@
 // Consumer of the installed CPU library: computes a few values and fails on a wrong result.
-#include <posttrain/posttrain.hpp>
-
 #include <cmath>
 #include <cstdio>
+#include <posttrain/posttrain.hpp>
 #include <span>
 #include <vector>
 

@@ -1,8 +1,7 @@
 // Consumer of the installed CUDA component: compiled and linked by the packaging test (not run, so
 // no GPU is needed).
-#include <posttrain/cuda.cuh>
-
 #include <cstdio>
+#include <posttrain/cuda.cuh>
 #include <string>
 #include <vector>
 

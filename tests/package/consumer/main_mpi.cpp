@@ -1,6 +1,5 @@
 // Consumer of the installed MPI component: compiled and linked by the packaging test (not run).
 #include <posttrain/mpi.hpp>
-
 #include <vector>
 
 int main(int argc, char** argv) {

@@ -6,7 +6,7 @@
 //   backend::cuda::device_buffer<float> buf(n, stream);
 //   buf.copy_from_host(host_values);   // cudaMemcpyAsync on buf.stream()
 //   kernel<<<grid, block, 0, buf.stream()>>>(buf.data(), n);
-//   buf.copy_to_host(host_result);     // enqueued; the caller synchronises the stream before reading
+//   buf.copy_to_host(host_result);     // enqueued: synchronise the stream before reading it
 //
 // The memory is uninitialised. The destructor enqueues the free and ignores errors (destructors
 // must not throw); every other failure throws posttrain::error through cuda_check. Copies from or
@@ -86,18 +86,18 @@ class device_buffer {
   void copy_from_host(std::span<const T> host) {
     expect_same_size(host.size(), "device_buffer::copy_from_host");
     if (size_ > 0)
-      cuda_check(cudaMemcpyAsync(data_, host.data(), size_ * sizeof(T), cudaMemcpyHostToDevice,
-                                 stream_),
-                 "device_buffer::copy_from_host");
+      cuda_check(
+          cudaMemcpyAsync(data_, host.data(), size_ * sizeof(T), cudaMemcpyHostToDevice, stream_),
+          "device_buffer::copy_from_host");
   }
 
   // Enqueues device -> host of exactly size() elements on stream().
   void copy_to_host(std::span<T> host) const {
     expect_same_size(host.size(), "device_buffer::copy_to_host");
     if (size_ > 0)
-      cuda_check(cudaMemcpyAsync(host.data(), data_, size_ * sizeof(T), cudaMemcpyDeviceToHost,
-                                 stream_),
-                 "device_buffer::copy_to_host");
+      cuda_check(
+          cudaMemcpyAsync(host.data(), data_, size_ * sizeof(T), cudaMemcpyDeviceToHost, stream_),
+          "device_buffer::copy_to_host");
   }
 
  private:
