@@ -72,14 +72,13 @@ void check_link(nv::link_fn naive, const std::vector<preference_options>& option
   }
 }
 
-std::vector<preference_options> betas() {
-  return {{.beta = 0.1}, {.beta = 0.5}, {.beta = 2.0}};
-}
+std::vector<preference_options> betas() { return {{.beta = 0.1}, {.beta = 0.5}, {.beta = 2.0}}; }
 
 }  // namespace
 
 TEST(PreferenceLinks, SigmoidMatchesNaiveWithAndWithoutLabelSmoothing) {
-  check_link<pref::sigmoid>(nv::sigmoid, {{.beta = 0.1}, {.beta = 2.0},
+  check_link<pref::sigmoid>(nv::sigmoid, {{.beta = 0.1},
+                                          {.beta = 2.0},
                                           {.beta = 0.5, .label_smoothing = 0.1},
                                           {.beta = 1.0, .label_smoothing = 0.5}});
 }
@@ -89,7 +88,8 @@ TEST(PreferenceLinks, SimpoMatchesNaive) {
                                       {.beta = 5.0, .label_smoothing = 0.2, .gamma = -0.3}});
 }
 TEST(PreferenceLinks, RobustMatchesNaive) {
-  check_link<pref::robust>(nv::robust, {{.beta = 0.1}, {.beta = 0.7, .label_smoothing = 0.2},
+  check_link<pref::robust>(nv::robust, {{.beta = 0.1},
+                                        {.beta = 0.7, .label_smoothing = 0.2},
                                         {.beta = 2.0, .label_smoothing = 0.45}});
 }
 TEST(PreferenceLinks, HingeMatchesNaive) {
@@ -104,15 +104,15 @@ TEST(PreferenceLinks, ExoPairMatchesNaive) {
 }
 TEST(PreferenceLinks, NcaPairMatchesNaive) { check_link<pref::nca_pair>(nv::nca_pair, betas()); }
 TEST(PreferenceLinks, BcoPairMatchesNaive) { check_link<pref::bco_pair>(nv::bco_pair, betas()); }
-TEST(PreferenceLinks, SppoHardMatchesNaive) {
-  check_link<pref::sppo_hard>(nv::sppo_hard, betas());
-}
+TEST(PreferenceLinks, SppoHardMatchesNaive) { check_link<pref::sppo_hard>(nv::sppo_hard, betas()); }
 TEST(PreferenceLinks, ApoZeroMatchesNaive) { check_link<pref::apo_zero>(nv::apo_zero, betas()); }
 TEST(PreferenceLinks, ApoDownMatchesNaive) { check_link<pref::apo_down>(nv::apo_down, betas()); }
 TEST(PreferenceLinks, DiscopopMatchesNaive) {
   // β·z stays within ±14 so the naive w·e^{−x} cannot overflow.
-  check_link<pref::discopop>(nv::discopop, {{.beta = 0.1}, {.beta = 0.5, .tau = 0.05},
-                                            {.beta = 2.0, .tau = 0.5}, {.beta = 1.0, .tau = 2.0}});
+  check_link<pref::discopop>(nv::discopop, {{.beta = 0.1},
+                                            {.beta = 0.5, .tau = 0.05},
+                                            {.beta = 2.0, .tau = 0.5},
+                                            {.beta = 1.0, .tau = 2.0}});
 }
 
 TEST(PreferenceLinks, SigmoidIsLog2AtZeroMarginAndSymmetricInSmoothing) {
@@ -133,8 +133,10 @@ TEST(PreferenceLinks, SigmoidIsLog2AtZeroMarginAndSymmetricInSmoothing) {
   // robust with ε = 0 is plain DPO; simpo with γ = 0 is sigmoid.
   const preference_options o{.beta = 0.3, .label_smoothing = 0.0, .gamma = 0.0};
   for (double z : {-4.0, 0.3, 7.0}) {
-    EXPECT_DOUBLE_EQ(pref::robust::evaluate(z, 0.0, o).loss, pref::sigmoid::evaluate(z, 0.0, o).loss);
-    EXPECT_DOUBLE_EQ(pref::simpo::evaluate(z, 0.0, o).loss, pref::sigmoid::evaluate(z, 0.0, o).loss);
+    EXPECT_DOUBLE_EQ(pref::robust::evaluate(z, 0.0, o).loss,
+                     pref::sigmoid::evaluate(z, 0.0, o).loss);
+    EXPECT_DOUBLE_EQ(pref::simpo::evaluate(z, 0.0, o).loss,
+                     pref::sigmoid::evaluate(z, 0.0, o).loss);
   }
 }
 

@@ -4,9 +4,10 @@
 //   For sequence b with tokens t in [seq_offsets[b], seq_offsets[b+1]), mask weights m_t and
 //   token log-probs ℓ_t, the sufficient statistics are S = Σ_t m_t·ℓ_t and W = Σ_t m_t.
 //
-//   seq::sum    π = S                   ∂π/∂ℓ_t = m_t            (TRL DPO, OpenRLHF, open-instruct dpo)
-//   seq::mean   π = S / max(W, 1)       ∂π/∂ℓ_t = m_t / max(W, 1) (open-instruct average_log_prob,
-//                                        TRL CPO/SimPO and IPO, OpenRLHF masked mean)
+//   seq::sum    π = S                ∂π/∂ℓ_t = m_t
+//               (TRL DPO, OpenRLHF, open-instruct `dpo`)
+//   seq::mean   π = S / max(W, 1)    ∂π/∂ℓ_t = m_t / max(W, 1)
+//               (open-instruct average_log_prob, TRL CPO/SimPO and IPO, OpenRLHF masked mean)
 //
 //   An empty or fully masked sequence scores 0 under both (W = 0 → divisor 1). Tokens with
 //   m_t = 0 are never read into S (their log-probs may be NaN).
@@ -62,14 +63,23 @@ concept sequence_reduction = requires(double d, float f) {
 // static_assert of its own.
 template <class R>
 constexpr bool diagnose_sequence_reduction() {
-  static_assert(requires { { R::name } -> std::convertible_to<const char*>; },
-                "a sequence reduction needs `static constexpr const char* name` (e.g. \"sum\")");
-  static_assert(requires(double d) { { R::score(d, d) } -> std::same_as<double>; },
-                "a sequence reduction needs `template <class T> static T score(T masked_sum, "
-                "T mask_weight)`, the sequence score π from S = Σ m·ℓ and W = Σ m");
-  static_assert(requires(double d) { { R::token_scale(d) } -> std::same_as<double>; },
-                "a sequence reduction needs `template <class T> static T token_scale(T "
-                "mask_weight)`, the gradient ∂π/∂ℓ_t divided by the token's mask weight");
+  static_assert(
+      requires {
+        { R::name } -> std::convertible_to<const char*>;
+      },
+      "a sequence reduction needs `static constexpr const char* name` (e.g. \"sum\")");
+  static_assert(
+      requires(double d) {
+        { R::score(d, d) } -> std::same_as<double>;
+      },
+      "a sequence reduction needs `template <class T> static T score(T masked_sum, "
+      "T mask_weight)`, the sequence score π from S = Σ m·ℓ and W = Σ m");
+  static_assert(
+      requires(double d) {
+        { R::token_scale(d) } -> std::same_as<double>;
+      },
+      "a sequence reduction needs `template <class T> static T token_scale(T "
+      "mask_weight)`, the gradient ∂π/∂ℓ_t divided by the token's mask weight");
   return sequence_reduction<R>;
 }
 

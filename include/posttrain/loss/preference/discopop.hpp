@@ -38,9 +38,9 @@ struct discopop {
     const T log_w = math::logsigmoid(y);
     const T one_minus_w = math::sigmoid(-y);
     const T logistic = -math::logsigmoid(x);
-    const T w_exp = exp(log_w - x);                                    // w·e^{−x}
-    const T dw_exp = exp(log_w + math::logsigmoid(-y) - x) / tau;      // w'·e^{−x}
-    const T dw = detail::sigmoid_slope(y) / tau;                       // w'
+    const T w_exp = exp(log_w - x);                                // w·e^{−x}
+    const T dw_exp = exp(log_w + math::logsigmoid(-y) - x) / tau;  // w'·e^{−x}
+    const T dw = detail::sigmoid_slope(y) / tau;                   // w'
     const T loss = one_minus_w * logistic + w_exp;
     const T slope = dw_exp - dw * logistic - one_minus_w * math::sigmoid(-x) - w_exp;
     return {loss, beta * slope, -beta * slope};

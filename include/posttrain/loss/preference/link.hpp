@@ -65,8 +65,11 @@ concept preference_link = requires(double d, float f, const loss::preference_opt
 // Names what is missing, one sentence per requirement.
 template <class L>
 constexpr bool diagnose_preference_link() {
-  static_assert(requires { { L::name } -> std::convertible_to<const char*>; },
-                "a preference link needs `static constexpr const char* name` (e.g. \"sigmoid\")");
+  static_assert(
+      requires {
+        { L::name } -> std::convertible_to<const char*>;
+      },
+      "a preference link needs `static constexpr const char* name` (e.g. \"sigmoid\")");
   static_assert(
       requires(const loss::preference_options& o, std::string_view w) {
         { L::validate(o, w) } -> std::same_as<void>;
@@ -124,7 +127,8 @@ inline void expect_beta(const loss::preference_options& o, std::string_view wher
 inline void expect_label_smoothing(const loss::preference_options& o, std::string_view where,
                                    bool lo_open, bool hi_open, double hi, std::string_view why) {
   const double e = o.label_smoothing;
-  const bool ok = std::isfinite(e) && (lo_open ? e > 0.0 : e >= 0.0) && (hi_open ? e < hi : e <= hi);
+  const bool ok =
+      std::isfinite(e) && (lo_open ? e > 0.0 : e >= 0.0) && (hi_open ? e < hi : e <= hi);
   expect(ok, where, "options.label_smoothing must be in ", lo_open ? "(0, " : "[0, ", hi,
          hi_open ? ")" : "]", " (", why, "), got ", e);
 }

@@ -26,8 +26,8 @@ struct sigmoid {
   POSTTRAIN_HOST_DEVICE static pair_value<T> evaluate(T delta_chosen, T delta_rejected,
                                                       const loss::preference_options& o) {
     const T beta = T(o.beta);
-    const auto l = detail::smoothed_logistic(beta * (delta_chosen - delta_rejected),
-                                             T(o.label_smoothing));
+    const auto l =
+        detail::smoothed_logistic(beta * (delta_chosen - delta_rejected), T(o.label_smoothing));
     return {l.loss, beta * l.slope, -beta * l.slope};
   }
 };

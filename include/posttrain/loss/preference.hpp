@@ -1,0 +1,205 @@
+#pragma once
+// loss::preference<Link, SeqReduce, Reference, Nll> — the offline preference (DPO-family) loss as
+// a compile-time composition, and loss::sequence_scores for caching reference scores.
+//
+//   For pairs p = 1..P with packed chosen/rejected token log-probs ℓ and float masks m:
+//     π_c,p = SeqReduce(ℓ, m over chosen sequence p)        (seq::sum or seq::mean)
+//     Δc,p  = π_c,p − ρ_c,p   (with_reference)   or   π_c,p   (reference_free); same for Δr,p
+//     loss  = Σ_p Link(Δc,p, Δr,p) / normalizer.pairs  +  nll_coef·NLL_chosen (if Nll has one)
+//   and ∂loss/∂ℓ_t for every chosen and rejected token (0 where m_t = 0; the reference gets none).
+//
+//   Inputs  preference_inputs<T>: batch (seq_offsets[P+1] and masks [N] of both sides),
+//           chosen_logprobs[Nc], rejected_logprobs[Nr], reference_chosen[P], reference_rejected[P]
+//           (reference scores reduced with the same SeqReduce as the policy: use sequence_scores
+//           below; empty for reference_free). T = float or double; sums are taken in double.
+//   Outputs preference_outputs<T>: chosen_grad[Nc], rejected_grad[Nr], pair_losses[P],
+//           chosen_rewards[P] (β·Δc), rejected_rewards[P] (β·Δr); any may be empty.
+//   Normaliser preference_normalizer: pairs (default: local P), chosen_tokens (default: local Σ m
+//           of chosen tokens, read only by nll_token_mean). Pass global values to every
+//           micro-batch/rank and the losses and gradients add up to the full batch's.
+//
+// Every argument is validated before anything is written (posttrain::error naming the argument).
+// Named compositions with their peers: loss/preference/algorithms.hpp. Formulas per link:
+// docs/loss/preference.md.
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "posttrain/backend/cpu/preference.hpp"
+#include "posttrain/config.hpp"
+#include "posttrain/core/batch.hpp"
+#include "posttrain/core/exec.hpp"
+#include "posttrain/core/validate.hpp"
+#include "posttrain/loss/preference/apo_down.hpp"
+#include "posttrain/loss/preference/apo_zero.hpp"
+#include "posttrain/loss/preference/bco_pair.hpp"
+#include "posttrain/loss/preference/discopop.hpp"
+#include "posttrain/loss/preference/exo_pair.hpp"
+#include "posttrain/loss/preference/hinge.hpp"
+#include "posttrain/loss/preference/ipo.hpp"
+#include "posttrain/loss/preference/link.hpp"
+#include "posttrain/loss/preference/nca_pair.hpp"
+#include "posttrain/loss/preference/parts.hpp"
+#include "posttrain/loss/preference/robust.hpp"
+#include "posttrain/loss/preference/sigmoid.hpp"
+#include "posttrain/loss/preference/simpo.hpp"
+#include "posttrain/loss/preference/sppo_hard.hpp"
+#include "posttrain/loss/sequence_reduce.hpp"
+
+POSTTRAIN_NAMESPACE_BEGIN
+
+namespace loss {
+
+namespace detail {
+template <class>
+inline constexpr bool preference_dependent_false = false;
+}  // namespace detail
+
+template <class Link, class SeqReduce, class Reference = pref::with_reference,
+          class Nll = pref::no_nll>
+struct preference {
+  static_assert(pref::diagnose_preference_link<Link>(),
+                "loss::preference<Link, ...>: Link is not a preference link (see above)");
+  static_assert(seq::diagnose_sequence_reduction<SeqReduce>(),
+                "loss::preference<Link, SeqReduce, ...>: SeqReduce is not a sequence reduction "
+                "(use seq::sum or seq::mean)");
+  static_assert(std::is_same_v<Reference, pref::with_reference> ||
+                    std::is_same_v<Reference, pref::reference_free>,
+                "loss::preference<Link, SeqReduce, Reference, ...>: Reference must be "
+                "pref::with_reference or pref::reference_free");
+  static_assert(std::is_same_v<Nll, pref::no_nll> || std::is_same_v<Nll, pref::nll_token_mean> ||
+                    std::is_same_v<Nll, pref::nll_sequence_mean>,
+                "loss::preference<Link, SeqReduce, Reference, Nll>: Nll must be pref::no_nll, "
+                "pref::nll_token_mean or pref::nll_sequence_mean");
+
+  using link = Link;
+  using sequence_reduction = SeqReduce;
+  using reference = Reference;
+  using nll = Nll;
+  static constexpr bool uses_reference = Reference::uses_reference;
+  static constexpr bool has_nll = Nll::enabled;
+
+  // "loss::preference<sigmoid, sum>" (+ ", reference_free" / ", nll"): the prefix of messages.
+  static std::string name() {
+    std::string n = std::string("loss::preference<") + Link::name + ", " + SeqReduce::name;
+    if (!uses_reference) n += ", reference_free";
+    if (std::is_same_v<Nll, pref::nll_token_mean>) n += ", nll_token_mean";
+    if (std::is_same_v<Nll, pref::nll_sequence_mean>) n += ", nll_sequence_mean";
+    return n + ">";
+  }
+
+  // Throws posttrain::error for the first bad argument; compute() calls it before any work.
+  template <class T>
+  static void validate(const preference_inputs<T>& in, const preference_options& options,
+                       const preference_outputs<T>& out, const preference_normalizer& norm) {
+    const std::string where = name();
+    in.batch.validate(where);
+    const index_t pairs = in.batch.num_pairs();
+    expect_size(in.chosen_logprobs, in.batch.chosen.num_tokens(), where, "chosen_logprobs",
+                "one per chosen token");
+    expect_size(in.rejected_logprobs, in.batch.rejected.num_tokens(), where, "rejected_logprobs",
+                "one per rejected token");
+    if constexpr (uses_reference) {
+      expect_size(in.reference_chosen, pairs, where, "reference_chosen",
+                  "one reference score per pair");
+      expect_size(in.reference_rejected, pairs, where, "reference_rejected",
+                  "one reference score per pair");
+      expect_all_finite(in.reference_chosen, where, "reference_chosen");
+      expect_all_finite(in.reference_rejected, where, "reference_rejected");
+    } else {
+      expect(in.reference_chosen.empty() && in.reference_rejected.empty(), where,
+             "reference_chosen/reference_rejected must be empty: this composition is "
+             "reference_free (use pref::with_reference to subtract reference scores)");
+    }
+    Link::validate(options, where);
+    if constexpr (has_nll) expect_non_negative(options.nll_coef, where, "options.nll_coef");
+    expect_non_negative(norm.pairs, where, "normalizer.pairs");
+    expect_non_negative(norm.chosen_tokens, where, "normalizer.chosen_tokens");
+    expect_size_or_empty(out.chosen_grad, in.batch.chosen.num_tokens(), where, "chosen_grad",
+                         "one per chosen token");
+    expect_size_or_empty(out.rejected_grad, in.batch.rejected.num_tokens(), where, "rejected_grad",
+                         "one per rejected token");
+    expect_size_or_empty(out.pair_losses, pairs, where, "pair_losses", "one per pair");
+    expect_size_or_empty(out.chosen_rewards, pairs, where, "chosen_rewards", "one per pair");
+    expect_size_or_empty(out.rejected_rewards, pairs, where, "rejected_rewards", "one per pair");
+  }
+
+  template <class T>
+  static preference_result compute(exec::host, const preference_inputs<T>& in,
+                                   const preference_options& options = {},
+                                   const preference_outputs<T>& out = {},
+                                   const preference_normalizer& norm = {}) {
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                  "loss::preference::compute accepts float or double log-probs");
+    validate(in, options, out, norm);
+    const double pair_normalizer =
+        norm.pairs > 0 ? norm.pairs : static_cast<double>(in.batch.num_pairs());
+    double token_normalizer = norm.chosen_tokens;
+    if constexpr (std::is_same_v<Nll, pref::nll_token_mean>) {
+      if (!(token_normalizer > 0)) {
+        const token_batch& c = in.batch.chosen;
+        token_normalizer = 0;
+        if (c.mask.empty())
+          token_normalizer = static_cast<double>(c.num_tokens());
+        else
+          for (float m : c.mask) token_normalizer += static_cast<double>(m);
+      }
+    }
+    return backend::cpu::preference<Link, SeqReduce, Reference, Nll>(
+        in, options, out, pair_normalizer, token_normalizer);
+  }
+
+  // Host memory, the calling thread: same as compute(exec::host{}, ...).
+  template <class T>
+  static preference_result compute(const preference_inputs<T>& in,
+                                   const preference_options& options = {},
+                                   const preference_outputs<T>& out = {},
+                                   const preference_normalizer& norm = {}) {
+    return compute(exec::host{}, in, options, out, norm);
+  }
+
+  template <class T>
+  static preference_result compute(exec::cuda, const preference_inputs<T>&,
+                                   const preference_options& = {},
+                                   const preference_outputs<T>& = {},
+                                   const preference_normalizer& = {}) {
+    static_assert(detail::preference_dependent_false<T>,
+                  "loss::preference has no CUDA backend yet: call compute(exec::host{}, ...) "
+                  "with host memory");
+    return {};
+  }
+
+ private:
+  template <class T>
+  static void expect_all_finite(std::span<const T> values, std::string_view where,
+                                std::string_view argument) {
+    for (std::size_t i = 0; i < values.size(); ++i)
+      expect(std::isfinite(static_cast<double>(values[i])), where, argument, "[", i,
+             "] = ", static_cast<double>(values[i]), ", expected a finite reference score");
+  }
+};
+
+// Per-sequence scores π_b = SeqReduce(ℓ, m over sequence b) for B = batch.num_sequences()
+// sequences, e.g. to cache reference scores once with the reduction the loss will use.
+template <class SeqReduce, class T>
+void sequence_scores(std::span<const T> token_logprobs, const token_batch& batch,
+                     std::span<T> scores) {
+  static_assert(seq::diagnose_sequence_reduction<SeqReduce>(),
+                "loss::sequence_scores<SeqReduce>: use seq::sum or seq::mean");
+  const std::string where = std::string("loss::sequence_scores<") + SeqReduce::name + ">";
+  batch.validate(where);
+  expect_size(token_logprobs, batch.num_tokens(), where, "token_logprobs", "one per token");
+  expect_size(scores, batch.num_sequences(), where, "scores", "one per sequence");
+  backend::cpu::sequence_scores<SeqReduce>(token_logprobs, batch, scores);
+}
+
+template <class SeqReduce, class T>
+std::vector<T> sequence_scores(std::span<const T> token_logprobs, const token_batch& batch) {
+  std::vector<T> scores(batch.seq_offsets.empty() ? 0 : batch.seq_offsets.size() - 1);
+  sequence_scores<SeqReduce>(token_logprobs, batch, std::span<T>(scores));
+  return scores;
+}
+
+}  // namespace loss
+
+POSTTRAIN_NAMESPACE_END

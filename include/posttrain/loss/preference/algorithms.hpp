@@ -1,0 +1,92 @@
+#pragma once
+// Named DPO-family algorithms (namespace posttrain::algo) and the peers' hyperparameter presets
+// (namespace posttrain::pref::presets). Each alias is a loss::preference composition; its
+// hyperparameters come from a loss::preference_options (defaults: TRL's, see link.hpp).
+//
+//   algo::dpo                    sigmoid, sum             DPO; TRL/OpenRLHF/open-instruct `dpo`
+//   algo::cdpo (= dpo + preset)  sigmoid, sum, ε          cDPO; TRL v0.26/OpenRLHF/open-instruct
+//   algo::robust_dpo             robust, sum              TRL `robust`
+//   algo::ipo                    ipo, mean                TRL `ipo` (length-normalised)
+//   algo::ipo_sum                ipo, sum                 OpenRLHF `--model.ipo_enable`
+//   algo::dpo_length_normalized  sigmoid, mean            Tülu 3 `dpo_norm`, TRL `sigmoid_norm`
+//   algo::simpo                  simpo, mean, no ref.     SimPO; TRL CPO `simpo`, open-instruct
+//   algo::dpo_nll                sigmoid, sum, NLL (tok)  Llama 3; TRL v0.26 rpo_alpha
+//   algo::dpo_nll_sequence_mean  sigmoid, sum, NLL (seq)  OpenRLHF `--model.nll_loss_coef`
+//   algo::hinge                  hinge, sum               SLiC-HF; TRL `hinge`
+//   algo::exo_pair / nca_pair / bco_pair / sppo_hard / apo_zero / apo_down / discopop:
+//                                <link>, sum              TRL `<link>` (bco_pair: HEAD form)
+//
+// Length normalisation in TRL's `sigmoid_norm` divides the log-ratio Δ = π_sum − ρ_sum by the
+// completion length; that equals mean(π) − mean(ρ) whenever policy and reference share the mask
+// (always the case for one pair's completion) and mask weights are 0/1, so dpo_length_normalized
+// with reference means reproduces it (tested).
+#include "posttrain/config.hpp"
+#include "posttrain/loss/preference.hpp"
+
+POSTTRAIN_NAMESPACE_BEGIN
+
+namespace algo {
+
+// DPO, Rafailov et al. 2023 (TRL `sigmoid`, OpenRLHF DPOLoss, open-instruct `dpo`).
+using dpo = loss::preference<pref::sigmoid, seq::sum>;
+// cDPO (Mitchell 2023) is dpo with options.label_smoothing = ε: a preset, not a type.
+using cdpo = dpo;
+// Robust DPO, Chowdhury et al. 2024 (TRL `robust`).
+using robust_dpo = loss::preference<pref::robust, seq::sum>;
+// IPO, Azar et al. 2023, length-normalised as TRL (HEAD, v0.26, CPO) computes it.
+using ipo = loss::preference<pref::ipo, seq::mean>;
+// IPO on summed log-probs as OpenRLHF (`--model.ipo_enable`) computes it.
+using ipo_sum = loss::preference<pref::ipo, seq::sum>;
+// Length-normalised DPO, Tülu 3 (open-instruct `dpo_norm`, TRL `sigmoid_norm`).
+using dpo_length_normalized = loss::preference<pref::sigmoid, seq::mean>;
+// SimPO, Meng et al. 2024: no reference, token-mean scores, margin γ (TRL CPO, open-instruct).
+using simpo = loss::preference<pref::simpo, seq::mean, pref::reference_free>;
+// DPO + nll_coef·NLL on chosen tokens (token mean), Llama 3 (coef 0.2); TRL RPO (rpo_alpha).
+using dpo_nll =
+    loss::preference<pref::sigmoid, seq::sum, pref::with_reference, pref::nll_token_mean>;
+// DPO + nll_coef·NLL as OpenRLHF (mean over chosen rows of per-row token means).
+using dpo_nll_sequence_mean =
+    loss::preference<pref::sigmoid, seq::sum, pref::with_reference, pref::nll_sequence_mean>;
+// SLiC-HF hinge, Zhao et al. 2023 (TRL `hinge`).
+using hinge = loss::preference<pref::hinge, seq::sum>;
+// EXO pairwise, Ji et al. 2024 (TRL `exo_pair`; set label_smoothing, e.g. 1e-3).
+using exo_pair = loss::preference<pref::exo_pair, seq::sum>;
+// NCA pairwise, Chen et al. 2024 (TRL `nca_pair`).
+using nca_pair = loss::preference<pref::nca_pair, seq::sum>;
+// BCO pairwise, Jung et al. 2024, TRL HEAD form without the running reward mean.
+using bco_pair = loss::preference<pref::bco_pair, seq::sum>;
+// SPPO with hard labels, Wu et al. 2024 (TRL `sppo_hard`).
+using sppo_hard = loss::preference<pref::sppo_hard, seq::sum>;
+// APO-zero, D'Oosterlinck et al. 2024 (TRL `apo_zero`).
+using apo_zero = loss::preference<pref::apo_zero, seq::sum>;
+// APO-down, D'Oosterlinck et al. 2024 (TRL `apo_down`).
+using apo_down = loss::preference<pref::apo_down, seq::sum>;
+// DiscoPOP / LRML, Chan et al. 2024 (TRL `discopop`, τ = 0.05).
+using discopop = loss::preference<pref::discopop, seq::sum>;
+
+}  // namespace algo
+
+namespace pref::presets {
+
+// TRL DPOTrainer HEAD and OpenRLHF defaults: β = 0.1, no smoothing. Also TRL CPO's simpo: γ = 0.5.
+inline constexpr loss::preference_options trl{};
+inline constexpr loss::preference_options openrlhf{};
+// cDPO with smoothing ε (TRL v0.26 / OpenRLHF / open-instruct label_smoothing) for algo::cdpo.
+constexpr loss::preference_options cdpo(double label_smoothing, double beta = 0.1) {
+  return {.beta = beta, .label_smoothing = label_smoothing};
+}
+// open-instruct DPOConfig: β = 5 for `dpo` and `dpo_norm` (algo::dpo_length_normalized, Tülu 3).
+inline constexpr loss::preference_options open_instruct{.beta = 5.0};
+// open-instruct `simpo`: γ = β·gamma_beta_ratio (defaults β = 5, ratio 0.3 → γ = 1.5).
+constexpr loss::preference_options open_instruct_simpo(double beta = 5.0,
+                                                       double gamma_beta_ratio = 0.3) {
+  return {.beta = beta, .gamma = beta * gamma_beta_ratio};
+}
+// Llama 3 DPO + NLL (algo::dpo_nll): β = 0.1, NLL weight 0.2.
+inline constexpr loss::preference_options llama3_dpo_nll{.beta = 0.1, .nll_coef = 0.2};
+// EXO as in the paper and TRL v0.26's silent fallback: ε = 1e-3.
+inline constexpr loss::preference_options exo{.label_smoothing = 1e-3};
+
+}  // namespace pref::presets
+
+POSTTRAIN_NAMESPACE_END
