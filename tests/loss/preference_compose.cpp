@@ -655,3 +655,26 @@ TEST(PreferenceCompose, ValidationErrorsLeaveOutputsUntouched) {
                                            std::span<double>(scores)),
       pt::error);
 }
+
+// The example of docs/loss/preference.md, verbatim apart from the data.
+TEST(PreferenceCompose, DocumentationExample) {
+  const std::vector<index_t> chosen_offsets{0, 2, 3}, rejected_offsets{0, 1, 3};
+  const std::vector<float> chosen_mask{1, 1, 1}, rejected_mask{1, 0, 1};
+  const std::vector<float> lc{-0.5f, -1.0f, -0.25f}, lr{-2.0f, NAN, -1.0f};
+  const std::vector<float> ref_c{-1.0f, -0.5f}, ref_r{-1.5f, -1.5f};
+  std::vector<float> gc(3), gr(3);
+
+  pt::loss::preference_inputs<float> in{.batch = {.chosen = {chosen_offsets, chosen_mask},
+                                                  .rejected = {rejected_offsets, rejected_mask}},
+                                        .chosen_logprobs = lc,
+                                        .rejected_logprobs = lr,
+                                        .reference_chosen = ref_c,
+                                        .reference_rejected = ref_r};
+  pt::loss::preference_outputs<float> out{.chosen_grad = gc, .rejected_grad = gr};
+  auto r = pt::algo::dpo::compute(in, {.beta = 0.1}, out);
+  // z_0 = (−1.5 + 1) − (−2 + 1.5) = 0, z_1 = (−0.25 + 0.5) − (−1 + 1.5) = −0.25
+  const double want = 0.5 * (std::log(2.0) - nv::logsig(-0.025));
+  EXPECT_NEAR(r.loss, want, 1e-7);
+  EXPECT_EQ(gr[1], 0.0f);
+  EXPECT_EQ(r.reward_accuracy, 0.0);
+}

@@ -68,9 +68,11 @@ using discopop = loss::preference<pref::discopop, seq::sum>;
 
 namespace pref::presets {
 
-// TRL DPOTrainer HEAD and OpenRLHF defaults: β = 0.1, no smoothing. Also TRL CPO's simpo: γ = 0.5.
+// TRL DPOTrainer HEAD and OpenRLHF defaults: β = 0.1, no smoothing.
 inline constexpr loss::preference_options trl{};
 inline constexpr loss::preference_options openrlhf{};
+// TRL CPOTrainer loss_type="simpo" (with cpo_alpha = 0 for pure SimPO): β = 0.1, γ = 0.5.
+inline constexpr loss::preference_options trl_cpo_simpo{.beta = 0.1, .gamma = 0.5};
 // cDPO with smoothing ε (TRL v0.26 / OpenRLHF / open-instruct label_smoothing) for algo::cdpo.
 constexpr loss::preference_options cdpo(double label_smoothing, double beta = 0.1) {
   return {.beta = beta, .label_smoothing = label_smoothing};
