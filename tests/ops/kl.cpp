@@ -150,19 +150,50 @@ TEST(Kl, K3KeepsRelativePrecisionForTinyDifferences) {
   // Reference: the Taylor series Σ_{n>=2} (−d)^n / n! in long double.
   auto series = [](long double d) {
     long double term = d * d / 2, sum = 0;
-    for (int n = 2; n < 40; ++n) {
+    for (int n = 2; n < 60; ++n) {
       sum += term;
       term *= -d / (n + 1);
     }
     return sum;
   };
-  for (double d : {1e-9, -1e-9, 1e-6, -3e-6, 1e-3, -1e-3, 0.1, -0.2, 0.25, -0.25, 0.2500001}) {
-    const double v = pt::kl::k3::value(d);
-    const long double want = series(d);
-    EXPECT_NEAR(v, static_cast<double>(want), 4e-16 * static_cast<double>(want)) << d;
-    const float vf = pt::kl::k3::value(static_cast<float>(d));
-    const long double wantf = series(static_cast<float>(d));
-    EXPECT_NEAR(vf, static_cast<double>(wantf), 3e-7 * static_cast<double>(wantf)) << d;
+  // Inside the series radius (|d| <= 1/2): a few ulp. Just outside it, where e^{−d} − 1 + d
+  // still cancels a little: ~12 ulp.
+  struct point {
+    double d, rel_double, rel_float;
+  };
+  const point points[] = {{1e-9, 4e-16, 3e-7},       {-1e-9, 4e-16, 3e-7},  {1e-6, 4e-16, 3e-7},
+                          {-3e-6, 4e-16, 3e-7},      {1e-3, 4e-16, 3e-7},   {-1e-3, 4e-16, 3e-7},
+                          {0.1, 4e-16, 3e-7},        {-0.2, 4e-16, 3e-7},   {0.5, 4e-16, 3e-7},
+                          {-0.5, 4e-16, 3e-7},       {0.5000001, 3e-15, 1.5e-6},
+                          {-0.5000001, 3e-15, 1.5e-6}, {1.5, 1e-15, 5e-7},   {-2.5, 1e-15, 5e-7}};
+  auto grad_series = [](long double d) {  // 1 − e^{−d} = Σ_{n>=1} −(−d)^n / n!
+    long double term = d, sum = 0;
+    for (int n = 1; n < 60; ++n) {
+      sum += term;
+      term *= -d / (n + 1);
+    }
+    return sum;
+  };
+  for (const auto& p : points) {
+    const double d = p.d;
+    const double v = pt::kl::k3::value(d), g = pt::kl::k3::grad(d);
+    EXPECT_NEAR(v, static_cast<double>(series(d)), p.rel_double * static_cast<double>(series(d)))
+        << d;
+    EXPECT_NEAR(g, static_cast<double>(grad_series(d)),
+                p.rel_double * std::fabs(static_cast<double>(grad_series(d))))
+        << d;
+    const float df = static_cast<float>(d);
+    const double vf = pt::kl::k3::value(df), gf = pt::kl::k3::grad(df);
+    EXPECT_NEAR(vf, static_cast<double>(series(df)), p.rel_float * static_cast<double>(series(df)))
+        << d;
+    EXPECT_NEAR(gf, static_cast<double>(grad_series(df)),
+                p.rel_float * std::fabs(static_cast<double>(grad_series(df))))
+        << d;
+    // value_and_grad agrees with value and grad.
+    double v2, g2;
+    pt::kl::k3::value_and_grad(d, v2, g2);
+    EXPECT_EQ(v2, v);
+    EXPECT_EQ(g2, g);
   }
 }
 
