@@ -32,6 +32,15 @@
 #include "posttrain/core/views.hpp"
 #include "posttrain/math/logsumexp.hpp"
 
+// GCC 12.1/12.2 warn "__Y may be used uninitialized" inside their own AVX-512 intrinsics when
+// they are inlined here (GCC bug 105593, fixed in 12.3); the warning is about the headers.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#define POSTTRAIN_TOKEN_LOGPROBS_POP_DIAGNOSTIC
+#endif
+
 POSTTRAIN_NAMESPACE_BEGIN
 
 namespace backend::cpu {
@@ -83,20 +92,27 @@ inline constexpr int packet_size = ei::unpacket_traits<packet_t<A>>::size;
 template <class A>
 struct exp_kernel;
 
+// Whether the float packet has a matching int32 packet (Eigen's unpacket_traits::integer_packet);
+// without one (no vectorisation) the float kernel falls back to pexp.
+template <class A>
+inline constexpr bool has_integer_packet =
+    requires { typename ei::unpacket_traits<packet_t<A>>::integer_packet; };
+
 template <>
 struct exp_kernel<float> {
   using P = packet_t<float>;
-  using PI = typename ei::packet_traits<std::int32_t>::type;
-  static constexpr bool base2 =
-      packet_size<float> > 1 && ei::unpacket_traits<PI>::size == packet_size<float>;
+  static constexpr bool base2 = packet_size<float> > 1 && has_integer_packet<float>;
   static constexpr float to_base = base2 ? 1.44269504088896340736f : 1.0f;     // log2(e)
   static constexpr float from_base = base2 ? 0.693147180559945309417f : 1.0f;  // ln(2)
   static constexpr float floor_y = base2 ? -125.0f : -87.0f;
   static constexpr float floor_e = 1e-18f;
 
   // base^y for y in [floor_y, 0].
-  static POSTTRAIN_FORCEINLINE P exp_base(const P& y) {
+  template <class Q>  // a template so that the discarded branch is not checked
+  static POSTTRAIN_FORCEINLINE Q exp_base(const Q& y) {
     if constexpr (base2) {
+      using PI = typename ei::unpacket_traits<Q>::integer_packet;
+      using P = Q;
       const PI n = ei::pcast<P, PI>(ei::psub(y, ei::pset1<P>(0.5f)));  // nearest, for y <= 0
       const P r = ei::psub(y, ei::pcast<PI, P>(n));                     // [-1/2, 1/2]
       P p = ei::pset1<P>(1.534580661e-04f);
@@ -313,9 +329,10 @@ void backward_row(const T* x, G* g, index_t n, index_t y, A scale, A lse, A h, A
     }
   }
   // The target: recompute from the saved logit (the row may alias g) and add scale·g_lp.
-  alignas(64) A tmp[PS];
-  ei::pstore(tmp, grad(ei::pset1<P>(x_target)));
-  g[y] = from_accum<G>(tmp[0] + scale * g_lp);
+  const A lp_y = std::min(std::max(x_target * scale - lse, K::floor_y / K::to_base), A(0));
+  const A p_y = std::exp(lp_y);
+  const A g_y = WithEntropy ? -scale * p_y * (c + g_h * lp_y) : -scale * p_y * c;
+  g[y] = from_accum<G>(g_y + scale * g_lp);
 }
 
 template <bool WithEntropy, class T, class G, class A>
@@ -407,3 +424,8 @@ void token_logprobs_backward(matrix_view<const T> logits, std::span<const index_
 }  // namespace backend::cpu
 
 POSTTRAIN_NAMESPACE_END
+
+#ifdef POSTTRAIN_TOKEN_LOGPROBS_POP_DIAGNOSTIC
+#pragma GCC diagnostic pop
+#undef POSTTRAIN_TOKEN_LOGPROBS_POP_DIAGNOSTIC
+#endif
