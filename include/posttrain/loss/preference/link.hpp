@@ -21,6 +21,7 @@
 //   tau              0.05  τ, DiscoPOP temperature (discopop; TRL discopop_tau)
 //   nll_coef         0.2   weight of the chosen NLL term (only compositions with an NLL term;
 //                          0.2 is Llama 3's DPO + NLL)
+#include <cmath>
 #include <concepts>
 #include <string_view>
 
