@@ -7,6 +7,10 @@
 //   core/                   scalar types, views, errors and validation, execution tags, packed
 //                           ragged layout, batch descriptors
 //   math/                   numerically stable scalar functions
+//   ops/                    token log-probs / entropy (forward, backward), masked and segmented
+//                           reductions, whitening, KL estimators, loss aggregation
+//   loss/                   sequence reductions and the preference (DPO-family) losses
+//   algo.hpp                named algorithms as compositions
 //   dist/                   the communicator concept and the single-process communicator
 #include "posttrain/config.hpp"
 #include "posttrain/core/batch.hpp"
@@ -17,4 +21,13 @@
 #include "posttrain/core/validate.hpp"
 #include "posttrain/core/views.hpp"
 #include "posttrain/dist/communicator.hpp"
+#include "posttrain/math/logsumexp.hpp"
 #include "posttrain/math/stable.hpp"
+#include "posttrain/ops/aggregate.hpp"
+#include "posttrain/ops/kl.hpp"
+#include "posttrain/ops/reductions.hpp"
+#include "posttrain/ops/token_logprobs.hpp"
+#include "posttrain/ops/whiten.hpp"
+#include "posttrain/loss/sequence_reduce.hpp"
+#include "posttrain/loss/preference.hpp"
+#include "posttrain/algo.hpp"
