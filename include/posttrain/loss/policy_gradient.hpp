@@ -1,0 +1,198 @@
+#pragma once
+// loss::policy_gradient<Surrogate, KlEstimator, Aggregation> — the per-token policy-gradient loss
+// of PPO, GRPO and their descendants as a compile-time composition.
+//
+//   L_t  = w_t·Surrogate(ℓ_t, logr_t, A_t) + β·KL(ℓ_t − ℓref_t) − c_H·H_t        (m_t > 0)
+//   loss = Aggregation(L, m)   (ops/aggregate.hpp: Σ_i w_i Σ_t m_t·L_t / D)
+//   logr_t = ℓ_t − ℓold_t (the surrogate clamps it before exp); sequence-level surrogates (GSPO)
+//   use log s_i = Σ m·logr / max(Σ m, 1) of the token's row instead.
+//   w_t = sg(min(importance_weights_t, importance_weight_cap)) when given, else 1 (TIS, verl
+//   rollout_is_weights / TRL vLLM IS / OpenRLHF tis: multiplies the surrogate, not the KL).
+// Writes dLoss/dℓ[N] and dLoss/dH[N] (= −c_H·dLoss/dL_t); 0 where m = 0.
+//
+// KL location. The KL estimate is added per token before aggregation (TRL GRPO, open-instruct,
+// OpenRLHF use_loss). verl instead adds β·agg(KL) aggregated separately with the same mode; every
+// aggregation mode is linear in L, so the two are identical (tested for every mode); the result
+// reports the parts (pg_loss, kl_loss, entropy) each as agg(part).
+//
+// Inputs  policy_gradient_inputs<T> (T = float or double, N tokens, B rows): logprobs[N],
+//         old_logprobs[N] (empty allowed for surrogate::reinforce), advantages[N], ref_logprobs[N]
+//         (iff KlEstimator ≠ kl::none), mask[N] (or empty), seq_offsets[B+1] (required by
+//         per-sequence aggregations and GSPO; otherwise may be empty), entropy[N] (iff
+//         entropy_coef ≠ 0), importance_weights[N] (or empty).
+// Outputs policy_gradient_outputs<T>: grad[N], entropy_grad[N] (each may be empty).
+// Normaliser agg_normalizer (global divisors, micro-batch invariance) and agg_options as in
+//         ops/aggregate.hpp. Statistics are local masked token means.
+// Every argument is validated before anything is written (posttrain::error naming it). Named
+// compositions and peer presets: loss/policy_gradient/algorithms.hpp; docs/loss/policy_gradient.md.
+#include <cmath>
+#include <string>
+#include <type_traits>
+
+#include "posttrain/backend/cpu/policy_gradient.hpp"
+#include "posttrain/config.hpp"
+#include "posttrain/core/exec.hpp"
+#include "posttrain/core/validate.hpp"
+#include "posttrain/loss/policy_gradient/cispo.hpp"
+#include "posttrain/loss/policy_gradient/clip.hpp"
+#include "posttrain/loss/policy_gradient/gspo.hpp"
+#include "posttrain/loss/policy_gradient/parts.hpp"
+#include "posttrain/loss/policy_gradient/reinforce.hpp"
+#include "posttrain/loss/policy_gradient/sapo.hpp"
+#include "posttrain/ops/aggregate.hpp"
+#include "posttrain/ops/kl.hpp"
+
+POSTTRAIN_NAMESPACE_BEGIN
+
+// A surrogate: name, uses_old_logprobs, sequence_level, validate(options, where) and a
+// POSTTRAIN_HOST_DEVICE evaluate(logp, logr, A, options) -> pg_token<T> for float and double.
+template <class S>
+concept pg_surrogate = requires(float f, double d, const policy_gradient_options& o) {
+  { S::name } -> std::convertible_to<const char*>;
+  { S::uses_old_logprobs } -> std::convertible_to<bool>;
+  { S::sequence_level } -> std::convertible_to<bool>;
+  S::validate(o, std::string_view{});
+  { S::evaluate(f, f, f, o) } -> std::same_as<pg_token<float>>;
+  { S::evaluate(d, d, d, o) } -> std::same_as<pg_token<double>>;
+};
+
+template <class S>
+constexpr bool check_pg_surrogate() {
+  static_assert(pg_surrogate<S>,
+                "a policy-gradient surrogate needs static `name`, `uses_old_logprobs`, "
+                "`sequence_level`, validate(const policy_gradient_options&, std::string_view) and "
+                "evaluate(logp, logr, A, options) returning pg_token<T> for float and double");
+  return pg_surrogate<S>;
+}
+
+static_assert(check_pg_surrogate<surrogate::clip>());
+static_assert(check_pg_surrogate<surrogate::reinforce>());
+static_assert(check_pg_surrogate<surrogate::cispo>());
+static_assert(check_pg_surrogate<surrogate::sapo>());
+static_assert(check_pg_surrogate<surrogate::gspo>());
+static_assert(check_pg_surrogate<surrogate::gspo_token>());
+
+namespace loss {
+
+namespace detail {
+template <class>
+inline constexpr bool pg_dependent_false = false;
+}  // namespace detail
+
+template <class Surrogate, class KlEstimator, class Aggregation>
+struct policy_gradient {
+  static_assert(check_pg_surrogate<Surrogate>(),
+                "loss::policy_gradient<Surrogate, ...>: Surrogate is not a surrogate (see above)");
+  static_assert(check_kl_estimator<KlEstimator>(),
+                "loss::policy_gradient<S, KlEstimator, ...>: not a KL estimator (see above)");
+  static_assert(check_aggregation<Aggregation>(),
+                "loss::policy_gradient<S, K, Aggregation>: not an aggregation (see above)");
+
+  using surrogate = Surrogate;
+  using kl_estimator = KlEstimator;
+  using aggregation = Aggregation;
+  static constexpr bool uses_reference = !std::is_same_v<KlEstimator, kl::none>;
+
+  static std::string name() {
+    return std::string("loss::policy_gradient<") + Surrogate::name + ">";
+  }
+
+  template <class T>
+  static void validate(const policy_gradient_inputs<T>& in, const policy_gradient_options& o,
+                       const policy_gradient_outputs<T>& out, const agg_normalizer& norm,
+                       const agg_options& agg_opts) {
+    const std::string where = name();
+    const index_t n = ssize(in.logprobs);
+    if constexpr (Surrogate::uses_old_logprobs)
+      expect_size(in.old_logprobs, n, where, "old_logprobs", "one per token of logprobs");
+    else
+      expect_size_or_empty(in.old_logprobs, n, where, "old_logprobs",
+                           "one per token of logprobs, or empty");
+    expect_size(in.advantages, n, where, "advantages", "one per token of logprobs");
+    if constexpr (uses_reference)
+      expect_size(in.ref_logprobs, n, where, "ref_logprobs",
+                  "one per token of logprobs (the KL estimator needs the reference)");
+    else
+      expect_size_or_empty(in.ref_logprobs, n, where, "ref_logprobs",
+                           "one per token of logprobs, or empty (kl::none ignores it)");
+    expect_size_or_empty(in.mask, n, where, "mask", "one weight per token, or empty");
+    expect_mask(in.mask, where, "mask");
+    if (Aggregation::per_sequence || Surrogate::sequence_level)
+      expect(!in.seq_offsets.empty(), where,
+             "seq_offsets is empty, expected B + 1 offsets (this composition works per sequence)");
+    if (!in.seq_offsets.empty()) expect_offsets(in.seq_offsets, n, where, "seq_offsets");
+    if (o.entropy_coef != 0.0)
+      expect_size(in.entropy, n, where, "entropy", "one per token (entropy_coef != 0)");
+    else
+      expect_size_or_empty(in.entropy, n, where, "entropy", "one per token, or empty");
+    expect_size_or_empty(in.importance_weights, n, where, "importance_weights",
+                         "one per token, or empty");
+    expect_size_or_empty(out.grad, n, where, "grad", "one per token, or empty");
+    expect_size_or_empty(out.entropy_grad, n, where, "entropy_grad", "one per token, or empty");
+    expect(out.grad.empty() || out.entropy_grad.empty() || n == 0 ||
+               static_cast<const void*>(out.grad.data()) !=
+                   static_cast<const void*>(out.entropy_grad.data()),
+           where, "grad and entropy_grad are the same buffer, expected distinct outputs");
+
+    posttrain::detail::expect_not_nan(o.log_ratio_min, where, "options.log_ratio_min");
+    posttrain::detail::expect_not_nan(o.log_ratio_max, where, "options.log_ratio_max");
+    expect(o.log_ratio_min <= o.log_ratio_max, where, "options.log_ratio_min = ",
+           o.log_ratio_min, " > options.log_ratio_max = ", o.log_ratio_max,
+           ", expected lo <= hi");
+    Surrogate::validate(o, where);
+    if constexpr (uses_reference) {
+      expect_non_negative(o.kl_coef, where, "options.kl_coef");
+      expect_finite(o.kl_coef, where, "options.kl_coef");
+      posttrain::detail::validate_kl_options(o.kl, where.c_str());
+    }
+    expect_finite(o.entropy_coef, where, "options.entropy_coef");
+    posttrain::detail::expect_not_nan(o.importance_weight_cap, where,
+                                      "options.importance_weight_cap");
+    expect(o.importance_weight_cap > 0.0, where, "options.importance_weight_cap = ",
+           o.importance_weight_cap, ", expected C > 0 (infinity = no truncation)");
+    posttrain::detail::validate_agg_normalizer(norm, where.c_str());
+    posttrain::detail::validate_agg_options(agg_opts, where.c_str());
+    if constexpr (Aggregation::divisor == agg::divisor_kind::constant)
+      expect(norm.constant.has_value(), where,
+             "normalizer.constant is unset, expected the constant divisor C > 0 (e.g. the "
+             "padded width T or B * max_completion_length)");
+  }
+
+  template <class T>
+  static policy_gradient_result compute(exec::host, const policy_gradient_inputs<T>& in,
+                                        const policy_gradient_options& options = {},
+                                        const policy_gradient_outputs<T>& out = {},
+                                        const agg_normalizer& norm = {},
+                                        const agg_options& agg_opts = {}) {
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                  "loss::policy_gradient::compute accepts float or double log-probs");
+    validate(in, options, out, norm, agg_opts);
+    return backend::cpu::policy_gradient<Surrogate, KlEstimator, Aggregation>(in, options, out,
+                                                                              norm, agg_opts);
+  }
+
+  // Host memory, the calling thread: same as compute(exec::host{}, ...).
+  template <class T>
+  static policy_gradient_result compute(const policy_gradient_inputs<T>& in,
+                                        const policy_gradient_options& options = {},
+                                        const policy_gradient_outputs<T>& out = {},
+                                        const agg_normalizer& norm = {},
+                                        const agg_options& agg_opts = {}) {
+    return compute(exec::host{}, in, options, out, norm, agg_opts);
+  }
+
+  template <class T>
+  static policy_gradient_result compute(exec::cuda, const policy_gradient_inputs<T>&,
+                                        const policy_gradient_options& = {},
+                                        const policy_gradient_outputs<T>& = {},
+                                        const agg_normalizer& = {}, const agg_options& = {}) {
+    static_assert(detail::pg_dependent_false<T>,
+                  "loss::policy_gradient has no CUDA backend yet: call compute(exec::host{}, ...) "
+                  "with host memory");
+    return {};
+  }
+};
+
+}  // namespace loss
+
+POSTTRAIN_NAMESPACE_END

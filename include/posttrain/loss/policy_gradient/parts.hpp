@@ -1,0 +1,97 @@
+#pragma once
+// The parts of a loss::policy_gradient composition besides the surrogate: the options, the
+// input/output bundles and the per-token result type every surrogate returns.
+//
+//   pg_token<T>        what Surrogate::evaluate(logp, logr, A, options) returns for one token:
+//                      loss, grad = ∂loss/∂ℓ (∂loss/∂log s for sequence-level surrogates),
+//                      ratio (statistics), clipped / clipped_lower flags (statistics).
+//   policy_gradient_options   hyperparameters (double), defaults = plain PPO (ε = 0.2, no dual
+//                      clip, no log-ratio clamp, no KL, no entropy bonus, no IS weights).
+//   policy_gradient_inputs<T> per-token views over N packed tokens of B sequences.
+//   policy_gradient_outputs<T> caller spans for dLoss/dℓ[N] and dLoss/dH[N] (either may be empty).
+//   policy_gradient_result    the scalar loss, its parts and the statistics.
+#include <cmath>
+#include <limits>
+#include <span>
+#include <string_view>
+
+#include "posttrain/config.hpp"
+#include "posttrain/core/types.hpp"
+#include "posttrain/core/validate.hpp"
+#include "posttrain/math/stable.hpp"
+#include "posttrain/ops/kl.hpp"
+
+POSTTRAIN_NAMESPACE_BEGIN
+
+// How surrogate::cispo caps the detached ratio (algorithms.md §6 and §10 point 12).
+enum class cispo_cap {
+  two_sided,       // ĉ = clip(r, 1 − ε_low, 1 + ε_high)          verl
+  relative_upper,  // ĉ = min(r, 1 + ε_high)                      open-instruct
+  absolute_upper,  // ĉ = min(r, ε_high): clip_high IS the cap    TRL (e.g. 5.0)
+};
+
+struct policy_gradient_options {
+  static constexpr double inf = std::numeric_limits<double>::infinity();
+  double clip_low = 0.2;            // ε_low:  ratio clipped below at 1 − ε_low
+  double clip_high = 0.2;           // ε_high: ratio clipped above at 1 + ε_high (DAPO 0.28)
+  double dual_clip = inf;           // c > 1: for A < 0 the loss is min(−c·A, PPO); inf = off
+  double log_ratio_min = -inf;      // ℓ − ℓold (or log s) clamped before exp (verl ±20)
+  double log_ratio_max = inf;
+  cispo_cap cispo_mode = cispo_cap::two_sided;
+  double sapo_tau_pos = 1.0;        // SAPO temperature for A > 0
+  double sapo_tau_neg = 1.05;       // SAPO temperature for A <= 0
+  double kl_coef = 0.0;             // β of the in-loss KL term (ignored with kl::none)
+  kl_options kl{};                  // clamps of the KL estimator (ops/kl.hpp kl_conventions)
+  double entropy_coef = 0.0;        // c_H: loss −= c_H·agg(H); needs inputs.entropy when ≠ 0
+  double importance_weight_cap = inf;  // C: detached weight min(w, C) on the surrogate (TIS)
+};
+
+template <class T>
+struct pg_token {
+  T loss = T(0);
+  T grad = T(0);
+  T ratio = T(1);
+  bool clipped = false;
+  bool clipped_lower = false;
+};
+
+template <class T>
+struct policy_gradient_inputs {
+  std::span<const T> logprobs;             // ℓ[N] current policy
+  std::span<const T> old_logprobs;         // ℓold[N] (may be empty for surrogate::reinforce)
+  std::span<const T> advantages;           // A[N] per token (broadcast sequence advantages)
+  std::span<const T> ref_logprobs;         // ℓref[N], required iff the KL estimator is not none
+  std::span<const float> mask;             // m[N] weights, empty = all ones
+  std::span<const index_t> seq_offsets;    // [B + 1]; required by per-sequence modes and GSPO
+  std::span<const T> entropy;              // H[N], required iff entropy_coef ≠ 0
+  std::span<const T> importance_weights;   // w[N] detached IS weights (e.g. exp(ℓ − ℓroll)), or empty
+};
+
+template <class T>
+struct policy_gradient_outputs {
+  std::span<T> grad;          // dLoss/dℓ[N], or empty
+  std::span<T> entropy_grad;  // dLoss/dH[N], or empty
+};
+
+struct policy_gradient_result {
+  double loss = 0.0;            // pg_loss + β·kl_loss − c_H·entropy
+  double pg_loss = 0.0;         // agg(w·surrogate)
+  double kl_loss = 0.0;         // agg(KL estimate), before β
+  double entropy = 0.0;         // agg(H)
+  double divisor = 0.0;         // the aggregation divisor D
+  // Statistics: masked token means over this call (local Σ m), as verl/OpenRLHF report them.
+  double clip_fraction = 0.0;        // surrogate clipped (PPO: L2 > L1; CISPO: ĉ ≠ r)
+  double clip_fraction_lower = 0.0;  // dual clip active (A < 0 and PPO loss > −c·A)
+  double approx_kl = 0.0;            // mean(−logr), logr clamped (verl ppo_kl)
+  double mean_ratio = 0.0;           // mean(r)
+};
+
+namespace detail {
+
+inline void expect_not_nan(double v, std::string_view where, std::string_view argument) {
+  expect(!std::isnan(v), where, argument, " is NaN, expected a number");
+}
+
+}  // namespace detail
+
+POSTTRAIN_NAMESPACE_END
