@@ -1,0 +1,60 @@
+#pragma once
+// Named offline algorithms beyond the DPO family (namespace posttrain::algo) and their presets
+// (namespace posttrain::pref::presets). The DPO family itself is in loss/preference/algorithms.hpp.
+//
+//   algo::orpo            preference<orpo, mean, reference_free, nll_token_mean>   TRL ORPO
+//   algo::cpo             preference<sigmoid, sum, reference_free, nll_token_mean> TRL CPO sigmoid
+//   algo::cpo_hinge       preference<hinge, sum, reference_free, nll_token_mean>   TRL CPO hinge
+//   algo::cpo_ipo         preference<ipo, mean, reference_free, nll_token_mean>    TRL CPO ipo
+//   algo::cpo_simpo       preference<simpo, mean, reference_free, nll_token_mean>  TRL CPO simpo
+//   algo::bradley_terry   reward_model<rm::bradley_terry>                          TRL/OpenRLHF RM
+//   algo::reward_log_exp  reward_model<rm::log_exp>                                OpenRLHF logexp
+//   algo::sft             sft<agg::token_mean>  (also sft_sum, sft_sample_mean)
+//
+// The NLL weight of every composition with an NLL term is options.nll_coef, whose generic default
+// (0.2, Llama 3) is NOT ORPO's or CPO's: use pref::presets::trl_orpo / trl_cpo (nll_coef = 1).
+#include "posttrain/config.hpp"
+#include "posttrain/loss/preference.hpp"
+#include "posttrain/loss/preference/orpo.hpp"
+#include "posttrain/loss/reward_model.hpp"
+#include "posttrain/loss/sft.hpp"
+
+POSTTRAIN_NAMESPACE_BEGIN
+
+namespace algo {
+
+// ORPO, Hong et al. 2024 (TRL ORPOTrainer): NLL_chosen − β·mean logσ(log-odds ratio of ā).
+using orpo = loss::preference<pref::orpo, seq::mean, pref::reference_free, pref::nll_token_mean>;
+// CPO, Xu et al. 2024 (TRL CPOTrainer loss_type="sigmoid"): −logσ(β(π_c − π_r)) + α·NLL.
+using cpo = loss::preference<pref::sigmoid, seq::sum, pref::reference_free, pref::nll_token_mean>;
+// TRL CPOTrainer loss_type="hinge": relu(1 − β(π_c − π_r)) + α·NLL (summed log-probs).
+using cpo_hinge =
+    loss::preference<pref::hinge, seq::sum, pref::reference_free, pref::nll_token_mean>;
+// TRL CPOTrainer loss_type="ipo": (ā_c − ā_r − 1/(2β))² + α·NLL (averaged log-probs).
+using cpo_ipo = loss::preference<pref::ipo, seq::mean, pref::reference_free, pref::nll_token_mean>;
+// TRL CPOTrainer loss_type="simpo" (SimPO, Meng et al. 2024, + α·NLL; α = 0 is algo::simpo).
+using cpo_simpo =
+    loss::preference<pref::simpo, seq::mean, pref::reference_free, pref::nll_token_mean>;
+// Bradley-Terry reward model (Ouyang et al. 2022; TRL RewardTrainer, OpenRLHF PairWiseLoss).
+using bradley_terry = loss::reward_model<rm::bradley_terry>;
+// LogExp reward-model loss (OpenRLHF LogExpLoss), computed stably.
+using reward_log_exp = loss::reward_model<rm::log_exp>;
+// SFT NLL, token mean (HF/TRL/OpenRLHF GPTLMLoss; global token count: OpenRLHF SFTLoss).
+using sft = loss::sft<agg::token_mean>;
+// SFT NLL summed over tokens (open-instruct legacy reduce_loss="sum").
+using sft_sum = loss::sft<agg::token_sum>;
+// SFT NLL, mean of per-sequence token means (OpenRLHF SFTLoss sample level).
+using sft_sample_mean = loss::sft<agg::seq_mean_token_mean>;
+
+}  // namespace algo
+
+namespace pref::presets {
+
+// TRL ORPOConfig: β (λ) = 0.1, NLL weight 1.
+inline constexpr loss::preference_options trl_orpo{.beta = 0.1, .nll_coef = 1.0};
+// TRL CPOConfig: β = 0.1, cpo_alpha = 1, simpo_gamma = 0.5 (loss_type sigmoid/hinge/ipo/simpo).
+inline constexpr loss::preference_options trl_cpo{.beta = 0.1, .gamma = 0.5, .nll_coef = 1.0};
+
+}  // namespace pref::presets
+
+POSTTRAIN_NAMESPACE_END
