@@ -1,0 +1,276 @@
+#pragma once
+// REINFORCE-family estimators over token rewards: discounted returns, reverse cumulative sums,
+// REINFORCE++ (Hu 2025), REINFORCE++-baseline and ReMax (Li et al. 2023).
+//
+// INPUT CONTRACT: token rewards r[N] (score on the last response token plus any per-token
+// in-reward KL, advantage/shaping.hpp), mask[N] float weights (empty = all ones),
+// seq_offsets[B + 1]; the baseline variants also take per-sequence scalars. Outputs are [N]
+// token arrays of the inputs' type, 0 where the mask is 0. No gradient: advantages are constants.
+// Every sequence is its own episode (the carry starts at 0 after its last token).
+//
+// discounted_returns: G_t = r_t + γ·G_{t+1} backwards within each sequence, convention:
+//   reset_at_masked (verl compute_reinforce_plus_plus_outcome_advantage): G_t = r_t + γ·c_{t+1}
+//       is stored, then the carry is c_t = G_t·m_t: a masked token (padding past EOS, a tool
+//       observation) resets the return to 0 for the tokens before it.
+//   mask_rewards (OpenRLHF get_cumulative_returns): G_t = m_t·r_t + γ·G_{t+1}: masked tokens add
+//       nothing but the return flows through them (discounted by γ).
+//   Both are affine maps of the carry (returns_reset_at_masked / returns_mask_rewards), i.e. the
+//   same reverse scan as GAE. With γ = 1 and 0/1 masks without interior holes they agree.
+// reverse_cumsum: out_t = Σ_{s ≥ t in the sequence} m_s·x_s (mask_rewards with γ = 1).
+//
+// reinforce_plus_plus: returns = discounted_returns(r); advantages = whiten(returns) over every
+//   token of the call (batch scope). Presets (reinforce_pp_conventions::):
+//     verl      γ = 1, reset_at_masked, masked_whiten (unbiased, +1e-8 in rsqrt) then ·m
+//     openrlhf  γ = 1, mask_rewards, global normalisation (biased, max(var, 1e-8))
+// reinforce_plus_plus_baseline (outcome rewards R[B], group_offsets[G+1]): A_i = R_i − μ_g
+//   (singleton: μ = 0 with unit_stats (verl), error with raise (OpenRLHF asserts n > 1)), tiled
+//   onto every token of sequence i (×m), then whitened over all tokens: the statistics are
+//   TOKEN-weighted (longer responses count more in μ, σ). Presets: verl (unbiased, +1e-8, ·m),
+//   openrlhf (biased clamp). (OpenRLHF builds its returns from the token rewards, KL included:
+//   with KL in the reward use group_advantages(dr_grpo) on R, place it on the last token,
+//   discounted_returns(mask_rewards, γ = 1), then whiten: that is its exact pipeline.)
+// remax (verl compute_remax_outcome_advantage): returns = reverse_cumsum(r·m),
+//   advantages_t = returns_t − b_i·m_t with b_i the reward of sequence i's greedy rollout. No
+//   whitening.
+//
+// Validation as for GAE (advantage/gae.hpp): γ finite in [0, 1], sizes, offsets, mask weights,
+// and with whitening on_degenerate = raise the batch must have enough weight (checked first).
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "posttrain/advantage/common.hpp"
+#include "posttrain/advantage/gae.hpp"
+#include "posttrain/advantage/group.hpp"
+#include "posttrain/config.hpp"
+#include "posttrain/core/exec.hpp"
+#include "posttrain/core/types.hpp"
+#include "posttrain/core/validate.hpp"
+#include "posttrain/ops/whiten.hpp"
+
+POSTTRAIN_NAMESPACE_BEGIN
+
+namespace advantage {
+
+enum class return_convention {
+  reset_at_masked,  // verl: store r + γ·c, then c ← G·m
+  mask_rewards,     // OpenRLHF: G = m·r + γ·G'
+};
+
+struct discounted_return_options {
+  double gamma = 1.0;
+  return_convention convention = return_convention::reset_at_masked;
+};
+
+// Carry maps (host and device). output() is G_t given the carry after token t+1 and after t.
+struct returns_reset_at_masked {
+  double gamma;
+  POSTTRAIN_HOST_DEVICE affine_map<double> map(double r, double m) const {
+    return m != 0.0 ? affine_map<double>{m * gamma, m * r} : affine_map<double>{0.0, 0.0};
+  }
+  POSTTRAIN_HOST_DEVICE double output(double r, double next, double) const {
+    return r + gamma * next;
+  }
+};
+
+struct returns_mask_rewards {
+  double gamma;
+  POSTTRAIN_HOST_DEVICE affine_map<double> map(double r, double m) const {
+    return {gamma, m != 0.0 ? m * r : 0.0};
+  }
+  POSTTRAIN_HOST_DEVICE double output(double, double, double current) const { return current; }
+};
+
+struct reinforce_pp_options {
+  double gamma = 1.0;
+  return_convention convention = return_convention::reset_at_masked;
+  bool whiten = true;
+  whiten_options whitening = [] {
+    whiten_options w = whiten_conventions::verl;
+    w.multiply_by_mask = true;
+    return w;
+  }();
+};
+
+struct reinforce_pp_baseline_options {
+  singleton_policy singleton = singleton_policy::unit_stats;
+  whiten_options whitening = reinforce_pp_options{}.whitening;
+};
+
+namespace reinforce_pp_conventions {
+
+inline constexpr reinforce_pp_options verl{};
+inline constexpr reinforce_pp_options openrlhf{.gamma = 1.0,
+                                               .convention = return_convention::mask_rewards,
+                                               .whiten = true,
+                                               .whitening = whiten_conventions::openrlhf_global};
+inline constexpr reinforce_pp_baseline_options verl_baseline{};
+inline constexpr reinforce_pp_baseline_options openrlhf_baseline{
+    .singleton = singleton_policy::raise, .whitening = whiten_conventions::openrlhf_global};
+
+}  // namespace reinforce_pp_conventions
+
+namespace detail {
+
+template <class T, class Convention>
+struct return_step {
+  Convention conv;
+  const T* r;
+  const float* m;  // null = all ones
+  T* out;
+
+  POSTTRAIN_HOST_DEVICE POSTTRAIN_FORCEINLINE void operator()(index_t t, double& carry) const {
+    const double w = m ? static_cast<double>(m[t]) : 1.0;
+    const double rt = static_cast<double>(r[t]);
+    const double next = carry;
+    carry = apply(conv.map(rt, w), carry);
+    out[t] = w != 0.0 ? static_cast<T>(conv.output(rt, next, carry)) : T(0);
+  }
+};
+
+template <class T>
+void validate_return_inputs(std::span<const T> rewards, std::span<const float> mask,
+                            std::span<const index_t> seq_offsets, std::span<T> out, double gamma,
+                            std::string_view where, std::string_view out_name) {
+  validate_unit_interval(gamma, where, "gamma");
+  validate_tokens(rewards, mask, seq_offsets, out, where, "rewards", out_name);
+  expect(disjoint_or_same(out, rewards), where, out_name,
+         " partially overlaps rewards (in place needs the same span)");
+}
+
+template <class Exec, class T>
+void run_returns(Exec exec, std::span<const T> rewards, std::span<const float> mask,
+                 std::span<const index_t> seq_offsets, std::span<T> out,
+                 const discounted_return_options& o) {
+  const float* m = mask.empty() ? nullptr : mask.data();
+  if (o.convention == return_convention::reset_at_masked) {
+    return_step<T, returns_reset_at_masked> step{{o.gamma}, rewards.data(), m, out.data()};
+    advantage_backend<Exec>::reverse_scan(exec, seq_offsets, 0.0, step);
+  } else {
+    return_step<T, returns_mask_rewards> step{{o.gamma}, rewards.data(), m, out.data()};
+    advantage_backend<Exec>::reverse_scan(exec, seq_offsets, 0.0, step);
+  }
+}
+
+}  // namespace detail
+
+template <execution_tag Exec, detail::values V>
+void discounted_returns(Exec exec, const V& rewards_in, std::span<const float> mask,
+                        std::span<const index_t> seq_offsets, std::span<detail::value_t<V>> out,
+                        const discounted_return_options& options = {}) {
+  using T = detail::value_t<V>;
+  constexpr std::string_view where = "advantage::discounted_returns";
+  const std::span<const T> rewards(rewards_in);
+  detail::validate_return_inputs(rewards, mask, seq_offsets, out, options.gamma, where, "out");
+  expect(options.convention == return_convention::reset_at_masked ||
+             options.convention == return_convention::mask_rewards,
+         where, "options.convention is not a return_convention");
+  expect_mask(mask, where, "mask");
+  detail::run_returns(exec, rewards, mask, seq_offsets, out, options);
+}
+
+template <execution_tag Exec, detail::values V>
+void reverse_cumsum(Exec exec, const V& values_in, std::span<const float> mask,
+                    std::span<const index_t> seq_offsets, std::span<detail::value_t<V>> out) {
+  using T = detail::value_t<V>;
+  constexpr std::string_view where = "advantage::reverse_cumsum";
+  const std::span<const T> values(values_in);
+  detail::validate_return_inputs(values, mask, seq_offsets, out, 1.0, where, "out");
+  expect_mask(mask, where, "mask");
+  detail::run_returns(exec, values, mask, seq_offsets, out,
+                      {.gamma = 1.0, .convention = return_convention::mask_rewards});
+}
+
+// REINFORCE++: advantages[N] (whitened returns) and returns[N] (optional, unwhitened).
+template <execution_tag Exec, detail::values V>
+void reinforce_plus_plus(Exec exec, const V& rewards_in, std::span<const float> mask,
+                         std::span<const index_t> seq_offsets,
+                         std::span<detail::value_t<V>> advantages,
+                         std::span<detail::value_t<V>> returns,
+                         const reinforce_pp_options& options = {}) {
+  using T = detail::value_t<V>;
+  constexpr std::string_view where = "advantage::reinforce_plus_plus";
+  const std::span<const T> rewards(rewards_in);
+  detail::validate_return_inputs(rewards, mask, seq_offsets, advantages, options.gamma, where,
+                                 "advantages");
+  expect(options.convention == return_convention::reset_at_masked ||
+             options.convention == return_convention::mask_rewards,
+         where, "options.convention is not a return_convention");
+  expect_size_or_empty(returns, ssize(rewards), where, "returns",
+                       "one per token, or empty (not requested)");
+  expect(returns.empty() || (returns.data() != advantages.data() &&
+                             detail::disjoint_or_same(returns, advantages) &&
+                             detail::disjoint_or_same(returns, rewards)),
+         where, "returns overlaps advantages or partially overlaps rewards");
+  if (options.whiten) ::posttrain::detail::validate_whiten_options(options.whitening);
+  detail::validate_mask_for_whitening(mask, seq_offsets, options.whiten, options.whitening, where);
+  detail::run_returns(exec, rewards, mask, seq_offsets, advantages,
+                      {.gamma = options.gamma, .convention = options.convention});
+  if (!returns.empty()) std::copy(advantages.begin(), advantages.end(), returns.begin());
+  if (options.whiten)
+    whiten(exec, std::span<const T>(advantages), mask, seq_offsets, advantages, options.whitening);
+}
+
+// REINFORCE++-baseline: outcome rewards R[B] with groups, token advantages[N].
+template <execution_tag Exec, detail::values V>
+void reinforce_plus_plus_baseline(Exec exec, const V& rewards_in,
+                                  std::span<const index_t> group_offsets,
+                                  std::span<const float> mask,
+                                  std::span<const index_t> seq_offsets,
+                                  std::span<detail::value_t<V>> advantages,
+                                  const reinforce_pp_baseline_options& options = {}) {
+  using T = detail::value_t<V>;
+  constexpr std::string_view where = "advantage::reinforce_plus_plus_baseline";
+  const std::span<const T> rewards(rewards_in);
+  expect(!seq_offsets.empty(), where, "seq_offsets is empty, expected B + 1 >= 1 elements");
+  expect_size(rewards, ssize(seq_offsets) - 1, where, "rewards", "one per sequence");
+  expect_offsets(seq_offsets, seq_offsets.back(), where, "seq_offsets");
+  expect_size(advantages, seq_offsets.back(), where, "advantages", "one per token");
+  expect_size_or_empty(mask, seq_offsets.back(), where, "mask", "one weight per token");
+  detail::validate_groups(group_offsets, ssize(rewards), where);
+  detail::validate_rewards(rewards, nan_policy::raise, where, "rewards");
+  ::posttrain::detail::validate_whiten_options(options.whitening);
+  detail::validate_mask_for_whitening(mask, seq_offsets, true, options.whitening, where);
+  // R − μ_g with the requested singleton policy (raises before anything is written).
+  std::vector<T> centred(rewards.size());
+  group_advantages(exec, rewards, group_offsets, std::span<T>(centred),
+                   group_options{.scale = group_scale::none, .singleton = options.singleton});
+  detail::advantage_backend<Exec>::broadcast(exec, std::span<const T>(centred), seq_offsets, mask,
+                                             advantages);
+  whiten(exec, std::span<const T>(advantages), mask, seq_offsets, advantages, options.whitening);
+}
+
+// ReMax: advantages[N] = reverse_cumsum(r·m) − b_i·m, returns[N] (optional) = reverse_cumsum.
+template <execution_tag Exec, detail::values V>
+void remax(Exec exec, const V& rewards_in, std::span<const detail::value_t<V>> baselines,
+           std::span<const float> mask, std::span<const index_t> seq_offsets,
+           std::span<detail::value_t<V>> advantages, std::span<detail::value_t<V>> returns) {
+  using T = detail::value_t<V>;
+  constexpr std::string_view where = "advantage::remax";
+  const std::span<const T> rewards(rewards_in);
+  detail::validate_return_inputs(rewards, mask, seq_offsets, advantages, 1.0, where,
+                                 "advantages");
+  expect_size(baselines, ssize(seq_offsets) - 1, where, "baselines",
+              "one greedy-rollout reward per sequence");
+  detail::validate_rewards(baselines, nan_policy::raise, where, "baselines");
+  expect_size_or_empty(returns, ssize(rewards), where, "returns",
+                       "one per token, or empty (not requested)");
+  expect(returns.empty() || (returns.data() != advantages.data() &&
+                             detail::disjoint_or_same(returns, advantages) &&
+                             detail::disjoint_or_same(returns, rewards)),
+         where, "returns overlaps advantages or partially overlaps rewards");
+  expect_mask(mask, where, "mask");
+  detail::run_returns(exec, rewards, mask, seq_offsets, advantages,
+                      {.gamma = 1.0, .convention = return_convention::mask_rewards});
+  if (!returns.empty()) std::copy(advantages.begin(), advantages.end(), returns.begin());
+  detail::advantage_backend<Exec>::for_each_member(exec, seq_offsets, [&](index_t b, index_t t) {
+    const double w = mask.empty() ? 1.0 : static_cast<double>(mask[t]);
+    if (w != 0.0)
+      advantages[t] = static_cast<T>(static_cast<double>(advantages[t]) -
+                                     static_cast<double>(baselines[b]) * w);
+  });
+}
+
+}  // namespace advantage
+
+POSTTRAIN_NAMESPACE_END

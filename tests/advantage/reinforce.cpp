@@ -1,0 +1,239 @@
+// Tests of advantage/reinforce.hpp against float64 transcriptions of verl's REINFORCE++,
+// REINFORCE++-baseline and ReMax and OpenRLHF's get_cumulative_returns + normalisation, over a
+// padded [B, T] layout with interior mask holes.
+#include "posttrain/advantage/reinforce.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "posttrain/core/error.hpp"
+#include "posttrain/core/exec.hpp"
+#include "posttrain/core/ragged.hpp"
+
+namespace pt = posttrain;
+namespace adv = posttrain::advantage;
+
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+using vec = std::vector<double>;
+using offs = std::vector<pt::index_t>;
+
+struct padded {
+  int B, T;
+  vec r, m;
+  std::vector<float> mf;
+  vec r_poisoned;  // NaN where m == 0
+  offs offsets;
+};
+
+padded make(int B, int T, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> nd(0.0, 1.0);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  padded p{B, T, vec(B * T), vec(B * T, 0.0), {}, {}, pt::padded_offsets(B, T)};
+  for (int b = 0; b < B; ++b) {
+    const int len = 2 + static_cast<int>(u(rng) * (T - 2));
+    for (int t = 0; t < T; ++t) {
+      p.r[b * T + t] = 0.05 * nd(rng);
+      if (t < len && (t == len - 1 || u(rng) > 0.15)) p.m[b * T + t] = 1.0;
+    }
+    p.r[b * T + len - 1] += nd(rng);
+  }
+  for (int i = 0; i < B * T; ++i) {
+    p.mf.push_back(static_cast<float>(p.m[i]));
+    p.r_poisoned.push_back(p.m[i] != 0 ? p.r[i] : kNaN);
+  }
+  return p;
+}
+
+vec verl_returns(const padded& p, double gamma) {
+  vec g(p.B * p.T);
+  for (int b = 0; b < p.B; ++b) {
+    double running = 0;
+    for (int t = p.T - 1; t >= 0; --t) {
+      const int i = b * p.T + t;
+      running = p.r[i] + gamma * running;
+      g[i] = running;
+      running = running * p.m[i];
+    }
+  }
+  return g;
+}
+
+vec openrlhf_returns(const padded& p, double gamma) {
+  vec g(p.B * p.T);
+  for (int b = 0; b < p.B; ++b) {
+    double running = 0;
+    for (int t = p.T - 1; t >= 0; --t) {
+      const int i = b * p.T + t;
+      running = p.r[i] * p.m[i] + gamma * running;
+      g[i] = running;
+    }
+  }
+  return g;
+}
+
+void whiten_ref(vec& x, const vec& m, bool verl) {
+  double sm = 0, s = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) sm += m[i], s += m[i] * x[i];
+  const double mu = s / (sm + (verl ? 1e-8 : 0));
+  double c = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) c += m[i] * (x[i] - mu) * (x[i] - mu);
+  double var = c / (sm + (verl ? 1e-8 : 0));
+  if (verl) var *= sm / (sm - 1);
+  const double v = verl ? var + 1e-8 : std::max(var, 1e-8);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = (x[i] - mu) / std::sqrt(v) * (verl ? m[i] : 1);
+}
+
+void expect_masked(const vec& got, const vec& want, const vec& m, double tol) {
+  ASSERT_EQ(got.size(), want.size());
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    if (m[i] != 0)
+      EXPECT_NEAR(got[i], want[i], tol * (1 + std::abs(want[i]))) << i;
+    else
+      EXPECT_EQ(got[i], 0.0) << i;
+  }
+}
+
+}  // namespace
+
+TEST(DiscountedReturns, BothConventionsMatchPeerLoops) {
+  const padded p = make(7, 30, 1);
+  vec g(p.B * p.T);
+  for (double gamma : {1.0, 0.9}) {
+    adv::discounted_returns(pt::exec::host{}, p.r_poisoned, p.mf, p.offsets, g,
+                            {.gamma = gamma, .convention = adv::return_convention::reset_at_masked});
+    expect_masked(g, verl_returns(p, gamma), p.m, 1e-12);
+    adv::discounted_returns(pt::exec::host{}, p.r_poisoned, p.mf, p.offsets, g,
+                            {.gamma = gamma, .convention = adv::return_convention::mask_rewards});
+    expect_masked(g, openrlhf_returns(p, gamma), p.m, 1e-12);
+  }
+  // The conventions differ at interior holes (verl resets there).
+  const vec r = {1, 1, 1}, w = {1, 0, 1};
+  const std::vector<float> m = {1, 0, 1};
+  vec a(3), b(3);
+  adv::discounted_returns(pt::exec::host{}, r, m, offs{0, 3}, a);
+  adv::discounted_returns(pt::exec::host{}, r, m, offs{0, 3}, b,
+                          {.gamma = 1.0, .convention = adv::return_convention::mask_rewards});
+  EXPECT_EQ(a, (vec{1, 0, 1}));
+  EXPECT_EQ(b, (vec{2, 0, 1}));
+  (void)w;
+}
+
+TEST(DiscountedReturns, ReverseCumsumAndPackedEqualsPadded) {
+  const padded p = make(5, 17, 2);
+  vec c(p.B * p.T), g(p.B * p.T);
+  adv::reverse_cumsum(pt::exec::host{}, p.r_poisoned, p.mf, p.offsets, c);
+  expect_masked(c, openrlhf_returns(p, 1.0), p.m, 1e-12);
+  // Packed: drop the trailing padding of every row.
+  vec pr;
+  std::vector<float> pm;
+  offs off = {0};
+  std::vector<int> where;
+  for (int b = 0; b < p.B; ++b) {
+    int last = -1;
+    for (int t = 0; t < p.T; ++t)
+      if (p.m[b * p.T + t] != 0) last = t;
+    for (int t = 0; t <= last; ++t) {
+      pr.push_back(p.r_poisoned[b * p.T + t]);
+      pm.push_back(p.mf[b * p.T + t]);
+      where.push_back(b * p.T + t);
+    }
+    off.push_back(static_cast<pt::index_t>(pr.size()));
+  }
+  vec pg(pr.size());
+  adv::discounted_returns(pt::exec::host{}, p.r_poisoned, p.mf, p.offsets, g, {.gamma = 0.95});
+  adv::discounted_returns(pt::exec::host{}, pr, pm, off, pg, {.gamma = 0.95});
+  for (std::size_t k = 0; k < pr.size(); ++k) EXPECT_EQ(pg[k], g[where[k]]);
+}
+
+TEST(ReinforcePlusPlus, VerlAndOpenRLHFPresets) {
+  const padded p = make(6, 25, 3);
+  vec a(p.B * p.T), ret(p.B * p.T);
+  adv::reinforce_plus_plus(pt::exec::host{}, p.r_poisoned, p.mf, p.offsets, a, ret,
+                           adv::reinforce_pp_conventions::verl);
+  vec want = verl_returns(p, 1.0);
+  expect_masked(ret, want, p.m, 1e-12);
+  whiten_ref(want, p.m, true);
+  expect_masked(a, want, p.m, 1e-10);
+  adv::reinforce_plus_plus(pt::exec::host{}, p.r_poisoned, p.mf, p.offsets, a, ret,
+                           adv::reinforce_pp_conventions::openrlhf);
+  want = openrlhf_returns(p, 1.0);
+  expect_masked(ret, want, p.m, 1e-12);
+  whiten_ref(want, p.m, false);
+  expect_masked(a, want, p.m, 1e-10);
+}
+
+TEST(ReinforcePlusPlus, BaselineIsTokenWeightedWhitening) {
+  const padded p = make(8, 20, 4);
+  const vec R = {1, 0, 0.5, 1, /*g1*/ 0, 0, 1, /*g2*/ 2};
+  const offs g = {0, 4, 7, 8};
+  vec a(p.B * p.T);
+  adv::reinforce_plus_plus_baseline(pt::exec::host{}, R, g, p.mf, p.offsets, a,
+                                    adv::reinforce_pp_conventions::verl_baseline);
+  // verl: scores = R − μ (singleton μ = 0), tiled × m, masked_whiten × m.
+  vec want(p.B * p.T);
+  for (std::size_t k = 0; k + 1 < g.size(); ++k) {
+    const double n = static_cast<double>(g[k + 1] - g[k]);
+    double s = 0;
+    for (pt::index_t i = g[k]; i < g[k + 1]; ++i) s += R[i];
+    for (pt::index_t i = g[k]; i < g[k + 1]; ++i)
+      for (int t = 0; t < p.T; ++t)
+        want[i * p.T + t] = (R[i] - (n > 1 ? s / n : 0.0)) * p.m[i * p.T + t];
+  }
+  whiten_ref(want, p.m, true);
+  expect_masked(a, want, p.m, 1e-10);
+  // OpenRLHF: singleton rejected before anything is written.
+  vec out(p.B * p.T, 5.0);
+  EXPECT_THROW(adv::reinforce_plus_plus_baseline(pt::exec::host{}, R, g, p.mf, p.offsets, out,
+                                                 adv::reinforce_pp_conventions::openrlhf_baseline),
+               pt::error);
+  for (double v : out) EXPECT_EQ(v, 5.0);
+}
+
+TEST(Remax, ReturnsMinusGreedyBaseline) {
+  const padded p = make(4, 15, 5);
+  const vec b = {0.5, -0.25, 1.0, 0.0};
+  vec a(p.B * p.T), ret(p.B * p.T);
+  adv::remax(pt::exec::host{}, p.r_poisoned, b, p.mf, p.offsets, a, ret);
+  const vec g = openrlhf_returns(p, 1.0);
+  vec want(g.size());
+  for (int i = 0; i < p.B * p.T; ++i) want[i] = g[i] - b[i / p.T] * p.m[i];
+  expect_masked(ret, g, p.m, 1e-12);
+  expect_masked(a, want, p.m, 1e-12);
+}
+
+TEST(Reinforce, EdgeCasesAndValidation) {
+  // Empty and all-masked sequences.
+  const offs off = pt::offsets_from_lengths(std::vector<pt::index_t>{0, 3, 0, 2});
+  const vec r = {kNaN, kNaN, kNaN, 1.0, 2.0};
+  const std::vector<float> m = {0, 0, 0, 1, 1};
+  vec g(5, 9);
+  adv::discounted_returns(pt::exec::host{}, r, m, off, g);
+  EXPECT_EQ(g, (vec{0, 0, 0, 3, 2}));
+  const pt::exec::host h;
+  vec out(5, 7.0), small(4, 7.0);
+  EXPECT_THROW(adv::discounted_returns(h, r, m, off, out, {.gamma = 1.5}), pt::error);
+  EXPECT_THROW(adv::discounted_returns(h, r, m, off, out, {.gamma = kNaN}), pt::error);
+  EXPECT_THROW(adv::discounted_returns(h, r, m, off, small), pt::error);
+  EXPECT_THROW(adv::discounted_returns(h, r, std::vector<float>{0, 0, -1, 1, 1}, off, out),
+               pt::error);
+  EXPECT_THROW(adv::discounted_returns(h, r, m, offs{0, 3, 4}, out), pt::error);
+  EXPECT_THROW(adv::reverse_cumsum(h, r, m, off, small), pt::error);
+  // REINFORCE++ with verl whitening needs >= 2 valid tokens.
+  const std::vector<float> one = {0, 0, 0, 1, 0};
+  EXPECT_THROW(adv::reinforce_plus_plus(h, r, one, off, out, {}), pt::error);
+  EXPECT_THROW(adv::reinforce_plus_plus(h, r, m, off, out, out), pt::error);
+  EXPECT_THROW(adv::remax(h, r, vec{0, 0, 0}, m, off, out, {}), pt::error);
+  EXPECT_THROW(adv::remax(h, r, vec{0, kNaN, 0, 0}, m, off, out, {}), pt::error);
+  EXPECT_THROW(adv::reinforce_plus_plus_baseline(h, vec{1, 2, 3}, offs{0, 4}, m, off, out),
+               pt::error);
+  for (double v : out) EXPECT_EQ(v, 7.0);
+  EXPECT_NO_THROW(adv::reinforce_plus_plus(h, r, m, off, out, {}));
+  EXPECT_NE(out[3], 7.0);
+}
