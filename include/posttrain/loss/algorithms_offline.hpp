@@ -7,6 +7,8 @@
 //   algo::cpo_hinge       preference<hinge, sum, reference_free, nll_token_mean>   TRL CPO hinge
 //   algo::cpo_ipo         preference<ipo, mean, reference_free, nll_token_mean>    TRL CPO ipo
 //   algo::cpo_simpo       preference<simpo, mean, reference_free, nll_token_mean>  TRL CPO simpo
+//   algo::alphapo         alphapo<sigmoid, sum>  (options.alpha)                  TRL CPO alpha
+//   algo::alphapo_simpo   alphapo<simpo, mean>                                     TRL CPO simpo+alpha
 //   algo::bradley_terry   reward_model<rm::bradley_terry>                          TRL/OpenRLHF RM
 //   algo::reward_log_exp  reward_model<rm::log_exp>                                OpenRLHF logexp
 //   algo::sft             sft<agg::token_mean>  (also sft_sum, sft_sample_mean)
@@ -14,6 +16,7 @@
 // The NLL weight of every composition with an NLL term is options.nll_coef, whose generic default
 // (0.2, Llama 3) is NOT ORPO's or CPO's: use pref::presets::trl_orpo / trl_cpo (nll_coef = 1).
 #include "posttrain/config.hpp"
+#include "posttrain/loss/alphapo.hpp"
 #include "posttrain/loss/preference.hpp"
 #include "posttrain/loss/preference/orpo.hpp"
 #include "posttrain/loss/reward_model.hpp"
@@ -35,6 +38,11 @@ using cpo_ipo = loss::preference<pref::ipo, seq::mean, pref::reference_free, pre
 // TRL CPOTrainer loss_type="simpo" (SimPO, Meng et al. 2024, + α·NLL; α = 0 is algo::simpo).
 using cpo_simpo =
     loss::preference<pref::simpo, seq::mean, pref::reference_free, pref::nll_token_mean>;
+// AlphaPO, Gupta et al. 2025 (TRL CPOTrainer alpha ≠ 0, loss_type="sigmoid"): rewards
+// u = (1 − p^{−α})/α replace π in CPO.
+using alphapo = loss::alphapo<pref::sigmoid, seq::sum>;
+// AlphaPO on SimPO (TRL CPOTrainer alpha ≠ 0, loss_type="simpo", token-mean log-probs).
+using alphapo_simpo = loss::alphapo<pref::simpo, seq::mean>;
 // Bradley-Terry reward model (Ouyang et al. 2022; TRL RewardTrainer, OpenRLHF PairWiseLoss).
 using bradley_terry = loss::reward_model<rm::bradley_terry>;
 // LogExp reward-model loss (OpenRLHF LogExpLoss), computed stably.
