@@ -14,6 +14,7 @@
 #include <limits>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "posttrain/config.hpp"

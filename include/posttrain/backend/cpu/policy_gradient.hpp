@@ -4,6 +4,7 @@
 // aggregate_loss over the summed per-token loss, whose dLoss/dL_t turns the per-token derivatives
 // into dLoss/dℓ. Sequential, sums in double: deterministic. Tokens with m = 0 are never read.
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "posttrain/config.hpp"
