@@ -8,6 +8,9 @@
 //     dpo_length_normalized (Tülu 3), simpo, dpo_nll (Llama 3), dpo_nll_sequence_mean (OpenRLHF),
 //     hinge, exo_pair, nca_pair, bco_pair, sppo_hard, apo_zero, apo_down, discopop
 //
-// The policy-gradient family (ppo, grpo, dr_grpo, dapo, gspo, cispo, rloo, reinforce_pp) joins
-// this table as it lands.
+//   online policy gradient (loss/policy_gradient/algorithms.hpp; options in pg_presets::)
+//     algo::ppo, grpo (TRL loss_type "grpo"), dr_grpo, dapo, gspo, gspo_token, cispo, gpg, sapo
+//
+// Still to come: rloo (sequence-level PPO), reinforce_pp, ORPO/KTO/CPO and the reward models.
+#include "posttrain/loss/policy_gradient/algorithms.hpp"
 #include "posttrain/loss/preference/algorithms.hpp"

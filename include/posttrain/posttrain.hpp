@@ -9,7 +9,8 @@
 //   math/                   numerically stable scalar functions
 //   ops/                    token log-probs / entropy (forward, backward), masked and segmented
 //                           reductions, whitening, KL estimators, loss aggregation
-//   loss/                   sequence reductions and the preference (DPO-family) losses
+//   loss/                   sequence reductions, preference (DPO-family), policy-gradient and
+//                           value losses
 //   algo.hpp                named algorithms as compositions
 //   dist/                   the communicator concept and the single-process communicator
 #include "posttrain/config.hpp"
@@ -29,5 +30,7 @@
 #include "posttrain/ops/token_logprobs.hpp"
 #include "posttrain/ops/whiten.hpp"
 #include "posttrain/loss/sequence_reduce.hpp"
+#include "posttrain/loss/policy_gradient.hpp"
 #include "posttrain/loss/preference.hpp"
+#include "posttrain/loss/value.hpp"
 #include "posttrain/algo.hpp"
