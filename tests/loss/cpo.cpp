@@ -204,12 +204,11 @@ TEST(AlphaPo, ExtremesAndEmpty) {
   in.chosen_logprobs = c;
   in.rejected_logprobs = r;
   // pair 0 has chosen −1e4 vs rejected −1; pair 1 is empty on both sides (scores 0).
-  const auto res =
-      algo::alphapo::compute(in, {.alpha = 0.25}, preference_outputs<double>{gc, gr});
+  const auto res = algo::alphapo::compute(in, {.alpha = 0.25}, preference_outputs<double>{gc, gr});
   EXPECT_TRUE(std::isfinite(res.loss));
   EXPECT_TRUE(std::isfinite(gc[0]) && std::isfinite(gr[0]));
-  const auto cres = algo::cpo::compute(in, pt::pref::presets::trl_cpo,
-                                       preference_outputs<double>{gc, gr});
+  const auto cres =
+      algo::cpo::compute(in, pt::pref::presets::trl_cpo, preference_outputs<double>{gc, gr});
   EXPECT_TRUE(std::isfinite(cres.loss));
   EXPECT_TRUE(std::isfinite(gc[0]) && std::isfinite(gr[0]));
 }

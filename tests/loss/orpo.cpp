@@ -152,14 +152,14 @@ TEST(Orpo, ExtremesAreFinite) {
     in.batch.rejected = {off, m};
     in.chosen_logprobs = c;
     in.rejected_logprobs = r;
-    const auto res = algo::orpo::compute(in, pt::pref::presets::trl_orpo,
-                                         preference_outputs<double>{gc, gr});
+    const auto res =
+        algo::orpo::compute(in, pt::pref::presets::trl_orpo, preference_outputs<double>{gc, gr});
     preference_inputs<float> inf;
     inf.batch = in.batch;
     inf.chosen_logprobs = cf;
     inf.rejected_logprobs = rf;
-    const auto resf = algo::orpo::compute(inf, pt::pref::presets::trl_orpo,
-                                          preference_outputs<float>{gcf, grf});
+    const auto resf =
+        algo::orpo::compute(inf, pt::pref::presets::trl_orpo, preference_outputs<float>{gcf, grf});
     EXPECT_TRUE(std::isfinite(res.loss)) << near;
     EXPECT_TRUE(std::isfinite(resf.loss)) << near;
     for (int i = 0; i < 3; ++i) {
@@ -224,18 +224,17 @@ TEST(Orpo, ValidationAndNames) {
   std::mt19937_64 rng(23);
   pairs_t d = make(rng, 2, 3);
   std::vector<double> gc(d.c.lp.size(), 3.0);
-  EXPECT_THROW(algo::orpo::compute(d.in(), {.beta = 0.0, .nll_coef = 1.0},
-                                   preference_outputs<double>{gc}),
-               pt::error);
-  EXPECT_THROW(algo::orpo::compute(d.in(), {.beta = 0.1, .nll_coef = -1.0},
-                                   preference_outputs<double>{gc}),
-               pt::error);
+  EXPECT_THROW(
+      algo::orpo::compute(d.in(), {.beta = 0.0, .nll_coef = 1.0}, preference_outputs<double>{gc}),
+      pt::error);
+  EXPECT_THROW(
+      algo::orpo::compute(d.in(), {.beta = 0.1, .nll_coef = -1.0}, preference_outputs<double>{gc}),
+      pt::error);
   auto in = d.in();
   std::vector<double> ref{0, 0};
   in.reference_chosen = ref;
   in.reference_rejected = ref;
-  EXPECT_THROW(algo::orpo::compute(in, pt::pref::presets::trl_orpo,
-                                   preference_outputs<double>{gc}),
+  EXPECT_THROW(algo::orpo::compute(in, pt::pref::presets::trl_orpo, preference_outputs<double>{gc}),
                pt::error);
   for (double g : gc) EXPECT_EQ(g, 3.0);
   EXPECT_EQ(algo::orpo::name(), "loss::preference<orpo, mean, reference_free, nll_token_mean>");

@@ -2,6 +2,8 @@
 // float64 reference (margins, centring, Llama 3 edited > chosen > rejected ranking), gradients by
 // central differences, invariants (log 2 at equal rewards), extremes, micro-batch invariance,
 // float inputs and every validation error (outputs untouched).
+#include "posttrain/loss/reward_model.hpp"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -11,7 +13,6 @@
 #include <vector>
 
 #include "posttrain/core/error.hpp"
-#include "posttrain/loss/reward_model.hpp"
 
 namespace pt = posttrain;
 using pt::loss::reward_model_inputs;
@@ -227,8 +228,7 @@ TEST(RewardModel, ValidationLeavesOutputsUntouched) {
   EXPECT_THROW(bt::compute(reward_model_inputs<double>{rc, rr, {}, two}, {}, out), pt::error);
   EXPECT_THROW(bt::compute(reward_model_inputs<double>{rc, rr, {}, bad}, {}, out), pt::error);
   EXPECT_THROW(bt::compute(reward_model_inputs<double>{rc, rr, {}, {}, em}, {}, out), pt::error);
-  EXPECT_THROW(bt::compute(reward_model_inputs<double>{rc, rr, {}, rc, emneg}, {}, out),
-               pt::error);
+  EXPECT_THROW(bt::compute(reward_model_inputs<double>{rc, rr, {}, rc, emneg}, {}, out), pt::error);
   EXPECT_THROW(bt::compute(reward_model_inputs<double>{rc, rr}, {-1.0}, out), pt::error);
   EXPECT_THROW(bt::compute(reward_model_inputs<double>{rc, rr}, {NAN}, out), pt::error);
   EXPECT_THROW(bt::compute(reward_model_inputs<double>{rc, rr}, {}, out, {-1.0}), pt::error);

@@ -2,6 +2,8 @@
 // sequence-mean-token-mean against naive float64 loops, ∂loss/∂ℓ by central differences, NaN
 // behind zero masks, empty / all-masked sequences, micro-batch invariance with global normalisers,
 // float inputs, and validation errors (grad untouched).
+#include "posttrain/loss/sft.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -10,7 +12,6 @@
 #include <vector>
 
 #include "posttrain/core/error.hpp"
-#include "posttrain/loss/sft.hpp"
 
 namespace pt = posttrain;
 namespace agg = posttrain::agg;
@@ -120,15 +121,13 @@ TEST(Sft, EmptyAndAllMasked) {
   d.mask = {0, 0};
   d.lp = {NAN, NAN};
   std::vector<double> g(2, 5.0);
-  for (double v : {pt::loss::sft<agg::token_mean>::compute(std::span<const double>(d.lp),
-                                                           d.batch(), std::span<double>(g))
-                       .loss,
-                   pt::loss::sft<agg::seq_mean_token_mean>::compute(std::span<const double>(d.lp),
-                                                                    d.batch())
-                       .loss,
-                   pt::loss::sft<agg::token_sum>::compute(std::span<const double>(d.lp),
-                                                          d.batch())
-                       .loss})
+  for (double v :
+       {pt::loss::sft<agg::token_mean>::compute(std::span<const double>(d.lp), d.batch(),
+                                                std::span<double>(g))
+            .loss,
+        pt::loss::sft<agg::seq_mean_token_mean>::compute(std::span<const double>(d.lp), d.batch())
+            .loss,
+        pt::loss::sft<agg::token_sum>::compute(std::span<const double>(d.lp), d.batch()).loss})
     EXPECT_EQ(v, 0.0);
   EXPECT_EQ(g[0], 0.0);
   EXPECT_EQ(g[1], 0.0);
@@ -172,8 +171,8 @@ TEST(Sft, FloatMatchesDouble) {
   std::vector<double> gd(f.size());
   const auto rf = pt::loss::sft<agg::token_mean>::compute(std::span<const float>(f), d.batch(),
                                                           std::span<float>(gf));
-  const auto rd = pt::loss::sft<agg::token_mean>::compute(std::span<const double>(d.lp),
-                                                          d.batch(), std::span<double>(gd));
+  const auto rd = pt::loss::sft<agg::token_mean>::compute(std::span<const double>(d.lp), d.batch(),
+                                                          std::span<double>(gd));
   EXPECT_NEAR(rf.loss, rd.loss, 1e-5);
   for (std::size_t t = 0; t < f.size(); ++t) EXPECT_NEAR(gf[t], gd[t], 1e-6);
 }
@@ -191,14 +190,14 @@ TEST(Sft, ValidationLeavesGradUntouched) {
   EXPECT_THROW(S::compute(cl(lp), {off, short_mask}, std::span<double>(g)), pt::error);
   EXPECT_THROW(S::compute(cl(lp), {{}, mask}, std::span<double>(g)), pt::error);
   EXPECT_THROW(S::compute(cl(lp), {off, mask}, std::span<double>(short_g)), pt::error);
-  EXPECT_THROW(S::compute(cl(lp), {off, mask}, std::span<double>(g),
-                          pt::agg_normalizer{-1.0, {}, {}}),
-               pt::error);
-  EXPECT_THROW(pt::loss::sft<agg::constant_divisor>::compute(cl(lp), {off, mask},
-                                                             std::span<double>(g)),
-               pt::error);
-  EXPECT_THROW(S::compute(cl(lp), {off, mask}, std::span<double>(g), {},
-                          pt::agg_options{false, -1.0, 0.0}),
-               pt::error);
+  EXPECT_THROW(
+      S::compute(cl(lp), {off, mask}, std::span<double>(g), pt::agg_normalizer{-1.0, {}, {}}),
+      pt::error);
+  EXPECT_THROW(
+      pt::loss::sft<agg::constant_divisor>::compute(cl(lp), {off, mask}, std::span<double>(g)),
+      pt::error);
+  EXPECT_THROW(
+      S::compute(cl(lp), {off, mask}, std::span<double>(g), {}, pt::agg_options{false, -1.0, 0.0}),
+      pt::error);
   for (double v : g) EXPECT_EQ(v, 4.0);
 }

@@ -8,7 +8,10 @@
 //   algo::cpo_ipo         preference<ipo, mean, reference_free, nll_token_mean>    TRL CPO ipo
 //   algo::cpo_simpo       preference<simpo, mean, reference_free, nll_token_mean>  TRL CPO simpo
 //   algo::alphapo         alphapo<sigmoid, sum>  (options.alpha)                  TRL CPO alpha
-//   algo::alphapo_simpo   alphapo<simpo, mean>                                     TRL CPO simpo+alpha
+//   algo::alphapo_simpo   alphapo<simpo, mean>                                     TRL CPO
+//   simpo+alpha algo::kto             kto<unpaired::kto, sum>                                  TRL
+//   KTO algo::kto_apo_zero_unpaired  kto<unpaired::apo_zero, sum>                      TRL
+//   apo_zero_unpaired algo::kto_vanilla_paired     kto_vanilla_paired OpenRLHF VanillaKTOLoss
 //   algo::bradley_terry   reward_model<rm::bradley_terry>                          TRL/OpenRLHF RM
 //   algo::reward_log_exp  reward_model<rm::log_exp>                                OpenRLHF logexp
 //   algo::sft             sft<agg::token_mean>  (also sft_sum, sft_sample_mean)
@@ -17,6 +20,7 @@
 // (0.2, Llama 3) is NOT ORPO's or CPO's: use pref::presets::trl_orpo / trl_cpo (nll_coef = 1).
 #include "posttrain/config.hpp"
 #include "posttrain/loss/alphapo.hpp"
+#include "posttrain/loss/kto.hpp"
 #include "posttrain/loss/preference.hpp"
 #include "posttrain/loss/preference/orpo.hpp"
 #include "posttrain/loss/reward_model.hpp"
@@ -43,6 +47,12 @@ using cpo_simpo =
 using alphapo = loss::alphapo<pref::sigmoid, seq::sum>;
 // AlphaPO on SimPO (TRL CPOTrainer alpha ≠ 0, loss_type="simpo", token-mean log-probs).
 using alphapo_simpo = loss::alphapo<pref::simpo, seq::mean>;
+// KTO, Ethayarajh et al. 2024 (TRL KTOTrainer loss_type="kto", OpenRLHF KTOLoss); summed.
+using kto = loss::kto<unpaired::kto, seq::sum>;
+// TRL KTOTrainer loss_type="apo_zero_unpaired" (D'Oosterlinck et al. 2024).
+using kto_apo_zero_unpaired = loss::kto<unpaired::apo_zero, seq::sum>;
+// OpenRLHF VanillaKTOLoss (paired, balanced data, cross-KL reference points).
+using kto_vanilla_paired = loss::kto_vanilla_paired;
 // Bradley-Terry reward model (Ouyang et al. 2022; TRL RewardTrainer, OpenRLHF PairWiseLoss).
 using bradley_terry = loss::reward_model<rm::bradley_terry>;
 // LogExp reward-model loss (OpenRLHF LogExpLoss), computed stably.

@@ -100,8 +100,7 @@ struct alphapo {
 
   template <class T>
   static preference_result compute(exec::cuda, const preference_inputs<T>&,
-                                   const alphapo_options& = {},
-                                   const preference_outputs<T>& = {},
+                                   const alphapo_options& = {}, const preference_outputs<T>& = {},
                                    const preference_normalizer& = {}) {
     static_assert(sizeof(T) == 0,
                   "loss::alphapo has no CUDA backend yet: call compute(exec::host{}, ...) with "
@@ -131,10 +130,10 @@ struct alphapo {
       const index_t r0 = rejected.seq_offsets[p], r1 = rejected.seq_offsets[p + 1];
       const auto sc = masked_sum(in.chosen_logprobs, chosen.mask, c0, c1);
       const auto sr = masked_sum(in.rejected_logprobs, rejected.mask, r0, r1);
-      const auto uc = pref::alpha_reward::evaluate(SeqReduce::score(sc.sum, sc.weight),
-                                                   options.alpha);
-      const auto ur = pref::alpha_reward::evaluate(SeqReduce::score(sr.sum, sr.weight),
-                                                   options.alpha);
+      const auto uc =
+          pref::alpha_reward::evaluate(SeqReduce::score(sc.sum, sc.weight), options.alpha);
+      const auto ur =
+          pref::alpha_reward::evaluate(SeqReduce::score(sr.sum, sr.weight), options.alpha);
       const pref::pair_value<double> v = Link::evaluate(uc.u, ur.u, o);
       loss_sum += v.loss;
       if constexpr (Nll::enabled) nll_sum += Nll::value(sc.sum, sc.weight);

@@ -15,19 +15,19 @@ struct reward_model_options {
 
 template <class T>
 struct reward_model_inputs {
-  std::span<const T> chosen{};            // [P]
-  std::span<const T> rejected{};          // [P]
-  std::span<const T> margin{};            // [P] or empty
-  std::span<const T> edited{};            // [P] or empty
-  std::span<const float> edited_mask{};   // [P] or empty (only with edited)
+  std::span<const T> chosen{};           // [P]
+  std::span<const T> rejected{};         // [P]
+  std::span<const T> margin{};           // [P] or empty
+  std::span<const T> edited{};           // [P] or empty
+  std::span<const float> edited_mask{};  // [P] or empty (only with edited)
 };
 
 template <class T>
 struct reward_model_outputs {
-  std::span<T> chosen_grad{};          // [P] ∂loss/∂r_c
-  std::span<T> rejected_grad{};        // [P] ∂loss/∂r_r
-  std::span<T> edited_grad{};          // [P] ∂loss/∂r_e
-  std::span<double> pair_losses{};     // [P] loss_p
+  std::span<T> chosen_grad{};       // [P] ∂loss/∂r_c
+  std::span<T> rejected_grad{};     // [P] ∂loss/∂r_r
+  std::span<T> edited_grad{};       // [P] ∂loss/∂r_e
+  std::span<double> pair_losses{};  // [P] loss_p
 };
 
 struct reward_model_normalizer {

@@ -37,9 +37,8 @@ struct sft {
   using aggregation = Mode;
 
   template <class T>
-  static agg_result compute(exec::host, std::span<const T> token_logprobs,
-                            const token_batch& batch, std::span<T> grad = {},
-                            const agg_normalizer& normalizer = {},
+  static agg_result compute(exec::host, std::span<const T> token_logprobs, const token_batch& batch,
+                            std::span<T> grad = {}, const agg_normalizer& normalizer = {},
                             const agg_options& options = {}) {
     static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                   "loss::sft::compute accepts float or double log-probs");
@@ -64,9 +63,8 @@ struct sft {
   }
 
   template <class T>
-  static agg_result compute(exec::cuda, std::span<const T>, const token_batch&,
-                            std::span<T> = {}, const agg_normalizer& = {},
-                            const agg_options& = {}) {
+  static agg_result compute(exec::cuda, std::span<const T>, const token_batch&, std::span<T> = {},
+                            const agg_normalizer& = {}, const agg_options& = {}) {
     static_assert(sizeof(T) == 0,
                   "loss::sft has no CUDA backend yet: call compute(exec::host{}, ...) with host "
                   "memory");
