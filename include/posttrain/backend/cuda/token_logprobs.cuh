@@ -1,0 +1,607 @@
+#pragma once
+// CUDA backend of ops/token_logprobs.hpp: per-token log-probabilities, log-sum-exp, entropy and
+// Σ p² from materialised logits on the device, their gradient, and a fused forward + backward.
+// Formulas: see ops/token_logprobs.hpp (z = logits / τ, lse, logprob = z_y − lse, entropy,
+// Σ p², dL/dlogits = (1/τ)(g_lp (1[v = y] − p) − g_H p (log p + H))).
+//
+// Including this header specialises token_logprobs_dispatch<exec::cuda>, so
+//   token_logprobs(exec::cuda{stream}, logits, targets, outputs, options)
+//   token_logprobs_backward(exec::cuda{stream}, logits, targets, grads, d_logits, options)
+// run here. Every pointer (logits, targets, outputs, grads) is DEVICE memory. Front-end types:
+// float, double and Eigen::bfloat16 (bit-identical to __nv_bfloat16, reinterpreted here). The raw
+// entry points backend::cuda::token_logprobs_{forward,backward,fused} below also take __half and
+// __nv_bfloat16 directly.
+//
+//   token_logprobs_fused(exec::cuda{stream}, logits_inout, targets, d_logprob, outputs, options)
+// computes the forward outputs and overwrites the logits with dL/dlogits for a per-token gradient
+// d_logprob known up front (SFT: −1/N per token). No entropy gradient.
+//
+// Kernels (one row of logits per CTA; rows loop over a grid-stride):
+//   forward  each thread walks its share of the row with 16-byte loads (8 bf16 / 4 float /
+//            2 double), UNROLL vectors in flight; per vector one max, at most one rescale, and per
+//            element one exp2 (ex2.approx for float accumulation) into a thread-local state
+//            (m, s, t, s2) kept in base-2 units relative to the running raw max m; the states are
+//            turned into math::softmax_stats (natural units) and merged with its associative
+//            combine: warp butterfly shuffles, then one warp over the per-warp states in shared
+//            memory (fixed order: deterministic). The target's logit is one extra scalar load.
+//            Traffic: 1 read of the logits.
+//   backward one read of the logits and one write of the gradient, elementwise (in place is safe:
+//            each element is read and written by the same thread; the target's column is compared
+//            by index, never re-read).
+//   fused    the forward's pass, a block broadcast of lse, then the backward's pass over the same
+//            row written in place: DRAM traffic 1 read + 1 write when the row is still in L2 for
+//            the second read. The grid is capped so that (rows in flight) × (row bytes) stays
+//            within half of L2 (persistent CTAs looping over rows); otherwise the second read
+//            comes from DRAM (2 reads + 1 write, Liger's traffic).
+// Ignored rows (target == ignore_index) are never read: forward outputs 0, gradient 0. A target
+// outside [0, V) that is not ignore_index cannot be reported from the device without a host round
+// trip: the row's outputs are NaN (and its gradient row NaN) instead.
+// NaN logits give NaN statistics. −inf logits contribute nothing (like the CPU backend).
+// Not done yet (see the report of the session that wrote this): splitting one row over several
+// CTAs for small N (N < 2 × SMs) — small N currently runs one CTA per row.
+// Entry points never synchronise the host, never copy scalars, launch on the given stream and
+// report launch errors through cuda_check(cudaGetLastError()).
+#if !defined(__CUDACC__)
+#error "<posttrain/backend/cuda/token_logprobs.cuh> is compiled by nvcc only"
+#endif
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <span>
+#include <type_traits>
+
+#include "posttrain/backend/cuda/error.cuh"
+#include "posttrain/config.hpp"
+#include "posttrain/core/exec.hpp"
+#include "posttrain/core/types.hpp"
+#include "posttrain/core/validate.hpp"
+#include "posttrain/core/views.hpp"
+#include "posttrain/math/logsumexp.hpp"
+#include "posttrain/ops/token_logprobs.hpp"
+
+POSTTRAIN_NAMESPACE_BEGIN
+
+namespace backend::cuda {
+
+namespace token_logprobs_detail {
+
+inline constexpr int max_threads = 1024;
+inline constexpr int unroll = 4;  // 16-byte vectors in flight per thread
+
+// Host element type -> device element type.
+template <class T>
+struct device_type {
+  using type = T;
+};
+template <>
+struct device_type<Eigen::bfloat16> {
+  using type = __nv_bfloat16;
+};
+template <class T>
+using device_t = typename device_type<T>::type;
+
+template <class D>
+using device_accum_t = std::conditional_t<std::is_same_v<D, double>, double, float>;
+
+__device__ __forceinline__ float to_acc(float x) { return x; }
+__device__ __forceinline__ double to_acc(double x) { return x; }
+__device__ __forceinline__ float to_acc(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float to_acc(__half x) { return __half2float(x); }
+
+template <class G, class A>
+__device__ __forceinline__ G from_acc(A x) {
+  if constexpr (std::is_same_v<G, __nv_bfloat16>)
+    return __float2bfloat16_rn(static_cast<float>(x));
+  else if constexpr (std::is_same_v<G, __half>)
+    return __float2half_rn(static_cast<float>(x));
+  else
+    return static_cast<G>(x);
+}
+
+// 2^x: one MUFU op for float (max rel. error ~2^-22; ftz: results below 2^-126 flush to 0),
+// the exact libm exp2 for double.
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+__device__ __forceinline__ double fast_exp2(double x) { return ::exp2(x); }
+
+template <class A>
+struct log2e_c;
+template <>
+struct log2e_c<float> {
+  static constexpr float log2e = 1.44269504088896340736f, ln2 = 0.693147180559945309417f;
+  static constexpr float floor_d = -126.0f;
+};
+template <>
+struct log2e_c<double> {
+  static constexpr double log2e = 1.44269504088896340736, ln2 = 0.693147180559945309417;
+  static constexpr double floor_d = -1022.0;
+};
+
+// 16-byte vector of D.
+template <class D>
+inline constexpr int vec_width = 16 / static_cast<int>(sizeof(D));
+template <class D>
+struct alignas(16) vec16 {
+  D v[vec_width<D>];
+};
+
+// VEC outputs of G, aligned to min(16, their size) bytes.
+template <class G, int N>
+struct alignas(N * sizeof(G) >= 16 ? 16 : N * sizeof(G)) out_vec {
+  G v[N];
+};
+
+// Thread-local softmax state in base-2 units relative to the raw (un-tempered) max m:
+// d = (x − m)·scale with scale = log2(e)/τ; s = Σ 2^d, t = Σ 2^d·d, s2 = Σ 4^d.
+template <class A, bool Full>
+struct thread_state {
+  A m = -std::numeric_limits<A>::infinity();
+  A s = A(0), t = A(0), s2 = A(0);
+
+  template <int N>
+  __device__ __forceinline__ void push(const A (&x)[N], A scale) {
+    using C = log2e_c<A>;
+    A vmax = x[0];
+#pragma unroll
+    for (int k = 1; k < N; ++k) vmax = vmax > x[k] ? vmax : x[k];  // NaN-propagating only via s
+    if (vmax == -std::numeric_limits<A>::infinity()) return;
+    if (vmax > m) {
+      if (s != A(0)) {
+        const A delta = (m - vmax) * scale;
+        const A f = fast_exp2(delta);
+        if constexpr (Full) {
+          t = f * (t + delta * s);
+          s2 = f * f * s2;
+        }
+        s = f * s;
+      }
+      m = vmax;
+    }
+    if (!(m > -std::numeric_limits<A>::infinity())) {  // NaN max: poison and stop
+      s = m;
+      return;
+    }
+#pragma unroll
+    for (int k = 0; k < N; ++k) {
+      const A d = (x[k] - m) * scale;
+      const A e = fast_exp2(d);
+      s += e;
+      if constexpr (Full) {
+        t += e * (d > C::floor_d ? d : C::floor_d);
+        s2 += e * e;
+      }
+    }
+  }
+
+  // The natural-units state of math/logsumexp.hpp.
+  __device__ __forceinline__ math::softmax_stats<A> to_stats(A inv_tau) const {
+    math::softmax_stats<A> r;
+    if (s == A(0)) return r;
+    r.m = m * inv_tau;
+    r.s = s;
+    r.t = Full ? t * log2e_c<A>::ln2 : A(0);
+    r.s2 = Full ? s2 : A(0);
+    return r;
+  }
+};
+
+// Accumulates this thread's share of row[0, n) (scalar head to 16-byte alignment, vector body,
+// scalar tail).
+template <class D, class A, bool Full>
+__device__ __forceinline__ void accumulate_row(const D* __restrict__ row, index_t n, A scale,
+                                               thread_state<A, Full>& st) {
+  constexpr int W = vec_width<D>;
+  const int tid = threadIdx.x, nt = blockDim.x;
+  const auto addr = reinterpret_cast<std::uintptr_t>(row);
+  const index_t mis = static_cast<index_t>((addr % 16) / sizeof(D));
+  index_t head = mis == 0 ? 0 : (W - mis);
+  if (addr % sizeof(D) != 0) head = n;  // not even element-aligned: all scalar
+  head = head < n ? head : n;
+  const index_t nvec = (n - head) / W;
+  const index_t tail0 = head + nvec * W;
+  for (index_t i = tid; i < head; i += nt) {
+    const A x[1] = {to_acc(row[i])};
+    st.push(x, scale);
+  }
+  const vec16<D>* body = reinterpret_cast<const vec16<D>*>(row + head);
+  index_t k = tid;
+  for (; k + index_t(unroll - 1) * nt < nvec; k += index_t(unroll) * nt) {
+    vec16<D> buf[unroll];
+#pragma unroll
+    for (int u = 0; u < unroll; ++u) buf[u] = body[k + index_t(u) * nt];
+#pragma unroll
+    for (int u = 0; u < unroll; ++u) {
+      A x[W];
+#pragma unroll
+      for (int j = 0; j < W; ++j) x[j] = to_acc(buf[u].v[j]);
+      st.push(x, scale);
+    }
+  }
+  for (; k < nvec; k += nt) {
+    const vec16<D> b = body[k];
+    A x[W];
+#pragma unroll
+    for (int j = 0; j < W; ++j) x[j] = to_acc(b.v[j]);
+    st.push(x, scale);
+  }
+  for (index_t i = tail0 + tid; i < n; i += nt) {
+    const A x[1] = {to_acc(row[i])};
+    st.push(x, scale);
+  }
+}
+
+template <class A>
+__device__ __forceinline__ math::softmax_stats<A> shfl_xor(const math::softmax_stats<A>& a,
+                                                          int mask) {
+  math::softmax_stats<A> r;
+  r.m = __shfl_xor_sync(0xffffffffu, a.m, mask);
+  r.s = __shfl_xor_sync(0xffffffffu, a.s, mask);
+  r.t = __shfl_xor_sync(0xffffffffu, a.t, mask);
+  r.s2 = __shfl_xor_sync(0xffffffffu, a.s2, mask);
+  return r;
+}
+
+// Block-wide combine; every thread gets the row's state. `scratch` holds 33 states. The butterfly
+// gives every lane the same value (combine is commutative up to rounding only, so the result is
+// taken from a fixed lane order: lane 0's value is broadcast).
+template <class A>
+__device__ __forceinline__ math::softmax_stats<A> block_combine(math::softmax_stats<A> st,
+                                                               math::softmax_stats<A>* scratch) {
+  using S = math::softmax_stats<A>;
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) st = S::combine(st, shfl_xor(st, off));
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = (blockDim.x + 31) / 32;
+  if (lane == 0) scratch[warp] = st;
+  __syncthreads();
+  if (warp == 0) {
+    S w = lane < nw ? scratch[lane] : S{};
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) w = S::combine(w, shfl_xor(w, off));
+    if (lane == 0) scratch[32] = w;
+  }
+  __syncthreads();
+  const S r = scratch[32];
+  __syncthreads();  // scratch is reused by the next row
+  return r;
+}
+
+// Forward of one row by the whole block; returns (in every thread) the row's lse (natural units;
+// NaN for a bad target, 0 for an ignored row) and writes the per-row outputs from thread 0.
+template <class D, class A, bool Full>
+__device__ __forceinline__ A forward_row(const D* __restrict__ row, index_t v, index_t y,
+                                         bool ignored, A scale, A inv_tau, index_t r,
+                                         A* __restrict__ logprob, A* __restrict__ lse,
+                                         A* __restrict__ entropy, A* __restrict__ sum_p_squared,
+                                         math::softmax_stats<A>* scratch, A* entropy_out) {
+  if (ignored) {
+    if (threadIdx.x == 0) {
+      logprob[r] = A(0);
+      if (lse) lse[r] = A(0);
+      if (entropy) entropy[r] = A(0);
+      if (sum_p_squared) sum_p_squared[r] = A(0);
+    }
+    *entropy_out = A(0);
+    return A(0);
+  }
+  const bool bad = y < 0 || y >= v;
+  // The target's logit is loaded before the barriers of block_combine (the fused kernel
+  // overwrites the row right after them).
+  A zy = A(0);
+  if (threadIdx.x == 0 && !bad) zy = to_acc(row[y]) * inv_tau;
+  thread_state<A, Full> ts;
+  accumulate_row<D, A, Full>(row, v, scale, ts);
+  const math::softmax_stats<A> st = block_combine(ts.to_stats(inv_tau), scratch);
+  const A nan = std::numeric_limits<A>::quiet_NaN();
+  const A l = bad ? nan : st.lse();
+  const A h = bad ? nan : st.entropy();
+  if (threadIdx.x == 0) {
+    logprob[r] = bad ? nan : zy - l;
+    if (lse) lse[r] = l;
+    if (entropy) entropy[r] = h;
+    if (sum_p_squared) sum_p_squared[r] = bad ? nan : st.sum_p_squared();
+  }
+  *entropy_out = h;
+  return l;
+}
+
+template <class D, class A, bool Full>
+__global__ void __launch_bounds__(max_threads)
+    forward_kernel(const D* __restrict__ logits, index_t n, index_t v, index_t ld,
+                   const index_t* __restrict__ targets, A scale, A inv_tau, index_t ignore_index,
+                   A* __restrict__ logprob, A* __restrict__ lse, A* __restrict__ entropy,
+                   A* __restrict__ sum_p_squared) {
+  __shared__ math::softmax_stats<A> scratch[33];
+  for (index_t r = blockIdx.x; r < n; r += gridDim.x) {
+    const index_t y = targets[r];
+    A h;
+    (void)forward_row<D, A, Full>(logits + r * ld, v, y, y == ignore_index, scale, inv_tau, r,
+                                  logprob, lse, entropy, sum_p_squared, scratch, &h);
+  }
+}
+
+// Gradient of one row by the whole block (in may equal out).
+template <class D, class G, class A, bool WithEntropy>
+__device__ __forceinline__ void gradient_row(const D* in, G* out, index_t v, index_t y, A inv_tau,
+                                             A l, A g_lp, A g_h, A h) {
+  constexpr int W = vec_width<D>;
+  using C = log2e_c<A>;
+  const int tid = threadIdx.x, nt = blockDim.x;
+  const A c_lp = g_lp * inv_tau, c_h = g_h * inv_tau;
+  auto grad = [&](A x, index_t col) -> A {
+    const A lp = x * inv_tau - l;  // log p
+    const A p = fast_exp2(lp * C::log2e);
+    A g = (col == y ? c_lp : A(0)) - c_lp * p;
+    if constexpr (WithEntropy) g -= c_h * p * (lp + h);
+    return g;
+  };
+  const auto a_in = reinterpret_cast<std::uintptr_t>(in);
+  const index_t mis = static_cast<index_t>((a_in % 16) / sizeof(D));
+  index_t head = mis == 0 ? 0 : (W - mis);
+  if (a_in % sizeof(D) != 0) head = v;
+  head = head < v ? head : v;
+  const index_t nvec = (v - head) / W;
+  const index_t tail0 = head + nvec * W;
+  using OV = out_vec<G, W>;
+  const bool out_vec_ok = reinterpret_cast<std::uintptr_t>(out + head) % alignof(OV) == 0;
+  for (index_t i = tid; i < head; i += nt) out[i] = from_acc<G>(grad(to_acc(in[i]), i));
+  const vec16<D>* body = reinterpret_cast<const vec16<D>*>(in + head);
+  for (index_t k = tid; k < nvec; k += nt) {
+    const vec16<D> b = body[k];
+    const index_t c0 = head + k * W;
+    OV o;
+#pragma unroll
+    for (int j = 0; j < W; ++j) o.v[j] = from_acc<G>(grad(to_acc(b.v[j]), c0 + j));
+    if (out_vec_ok) {
+      reinterpret_cast<OV*>(out + head)[k] = o;
+    } else {
+#pragma unroll
+      for (int j = 0; j < W; ++j) out[c0 + j] = o.v[j];
+    }
+  }
+  for (index_t i = tail0 + tid; i < v; i += nt) out[i] = from_acc<G>(grad(to_acc(in[i]), i));
+}
+
+template <class G>
+__device__ __forceinline__ void zero_row(G* out, index_t v) {
+  for (index_t i = threadIdx.x; i < v; i += blockDim.x) out[i] = from_acc<G>(0.0f);
+}
+
+template <class D, class G, class A, bool WithEntropy>
+__global__ void __launch_bounds__(max_threads)
+    backward_kernel(const D* logits, index_t n, index_t v, index_t ld,
+                    const index_t* __restrict__ targets, A inv_tau, index_t ignore_index,
+                    const A* __restrict__ lse, const A* __restrict__ entropy,
+                    const A* __restrict__ d_logprob, const A* __restrict__ d_entropy, G* d_logits,
+                    index_t ld_out) {
+  for (index_t r = blockIdx.x; r < n; r += gridDim.x) {
+    const index_t y = targets[r];
+    G* out = d_logits + r * ld_out;
+    if (y == ignore_index) {
+      zero_row(out, v);
+      continue;
+    }
+    const bool bad = y < 0 || y >= v;
+    const A l = bad ? std::numeric_limits<A>::quiet_NaN() : lse[r];
+    gradient_row<D, G, A, WithEntropy>(logits + r * ld, out, v, y, inv_tau, l, d_logprob[r],
+                                       WithEntropy ? d_entropy[r] : A(0),
+                                       WithEntropy ? entropy[r] : A(0));
+  }
+}
+
+template <class D, class A, bool Full>
+__global__ void __launch_bounds__(max_threads)
+    fused_kernel(D* logits, index_t n, index_t v, index_t ld, const index_t* __restrict__ targets,
+                 const A* __restrict__ d_logprob, A scale, A inv_tau, index_t ignore_index,
+                 A* __restrict__ logprob, A* __restrict__ lse, A* __restrict__ entropy,
+                 A* __restrict__ sum_p_squared) {
+  __shared__ math::softmax_stats<A> scratch[33];
+  for (index_t r = blockIdx.x; r < n; r += gridDim.x) {
+    const index_t y = targets[r];
+    D* row = logits + r * ld;
+    const bool ignored = y == ignore_index;
+    A h;
+    const A l = forward_row<D, A, Full>(row, v, y, ignored, scale, inv_tau, r, logprob, lse,
+                                        entropy, sum_p_squared, scratch, &h);
+    // Every thread has read its row elements and thread 0 the target's logit before the
+    // block_combine barriers, so the row may now be overwritten.
+    if (ignored) {
+      zero_row(row, v);
+    } else {
+      gradient_row<D, D, A, false>(row, row, v, y, inv_tau, l, d_logprob[r], A(0), A(0));
+    }
+    __syncthreads();
+  }
+}
+
+// Threads per CTA for a row of v elements of D: enough for ~4 vectors per thread, 64..1024.
+template <class D>
+inline int threads_for(index_t v) {
+  const index_t vecs = (v + vec_width<D> - 1) / vec_width<D>;
+  index_t t = 64;
+  while (t < max_threads && t * 4 < vecs) t *= 2;
+  return static_cast<int>(t);
+}
+
+struct device_info {
+  int sms = 132;
+  int l2_bytes = 50 << 20;
+};
+
+inline device_info query_device() {
+  device_info d;
+  int dev = 0;
+  cuda_check(cudaGetDevice(&dev), "token_logprobs (cudaGetDevice)");
+  cuda_check(cudaDeviceGetAttribute(&d.sms, cudaDevAttrMultiProcessorCount, dev),
+             "token_logprobs (cudaDeviceGetAttribute)");
+  cuda_check(cudaDeviceGetAttribute(&d.l2_bytes, cudaDevAttrL2CacheSize, dev),
+             "token_logprobs (cudaDeviceGetAttribute)");
+  return d;
+}
+
+// Rows per grid: one CTA per row up to a cap (a grid-stride loop covers the rest).
+inline unsigned grid_for(index_t n) {
+  const index_t cap = index_t(1) << 20;
+  return static_cast<unsigned>(n < cap ? n : cap);
+}
+
+}  // namespace token_logprobs_detail
+
+// Raw forward on device pointers. D: float, double, __nv_bfloat16 or __half; A = float (double
+// for double). lse / entropy / sum_p_squared may be null (skipped). temperature > 0.
+template <class D, class A>
+void token_logprobs_forward(const D* logits, index_t n, index_t v, index_t ld,
+                            const index_t* targets, double temperature, index_t ignore_index,
+                            A* logprob, A* lse, A* entropy, A* sum_p_squared,
+                            cudaStream_t stream) {
+  namespace d = token_logprobs_detail;
+  static_assert(std::is_same_v<A, d::device_accum_t<D>>, "token_logprobs_forward: outputs must "
+                "be float (double for double logits)");
+  if (n <= 0) return;
+  const A inv_tau = static_cast<A>(1.0 / temperature);
+  const A scale = static_cast<A>(1.4426950408889634 / temperature);
+  const int threads = d::threads_for<D>(v);
+  const unsigned grid = d::grid_for(n);
+  if (entropy != nullptr || sum_p_squared != nullptr)
+    d::forward_kernel<D, A, true><<<grid, threads, 0, stream>>>(
+        logits, n, v, ld, targets, scale, inv_tau, ignore_index, logprob, lse, entropy,
+        sum_p_squared);
+  else
+    d::forward_kernel<D, A, false><<<grid, threads, 0, stream>>>(
+        logits, n, v, ld, targets, scale, inv_tau, ignore_index, logprob, lse, entropy,
+        sum_p_squared);
+  cuda_check(cudaGetLastError(), "token_logprobs (forward kernel launch)");
+}
+
+// Raw backward. d_entropy (and then entropy) may be null; d_logits may equal logits (same ld).
+template <class D, class G, class A>
+void token_logprobs_backward(const D* logits, index_t n, index_t v, index_t ld,
+                             const index_t* targets, double temperature, index_t ignore_index,
+                             const A* lse, const A* entropy, const A* d_logprob,
+                             const A* d_entropy, G* d_logits, index_t ld_out,
+                             cudaStream_t stream) {
+  namespace d = token_logprobs_detail;
+  static_assert(std::is_same_v<A, d::device_accum_t<D>>, "token_logprobs_backward: per-token "
+                "inputs must be float (double for double logits)");
+  if (n <= 0 || v <= 0) return;
+  const A inv_tau = static_cast<A>(1.0 / temperature);
+  const int threads = d::threads_for<D>(v);
+  const unsigned grid = d::grid_for(n);
+  if (d_entropy != nullptr)
+    d::backward_kernel<D, G, A, true><<<grid, threads, 0, stream>>>(
+        logits, n, v, ld, targets, inv_tau, ignore_index, lse, entropy, d_logprob, d_entropy,
+        d_logits, ld_out);
+  else
+    d::backward_kernel<D, G, A, false><<<grid, threads, 0, stream>>>(
+        logits, n, v, ld, targets, inv_tau, ignore_index, lse, entropy, d_logprob, d_entropy,
+        d_logits, ld_out);
+  cuda_check(cudaGetLastError(), "token_logprobs_backward (kernel launch)");
+}
+
+// Raw fused forward + backward: writes the forward outputs, then dL/dlogits over the logits.
+template <class D, class A>
+void token_logprobs_fused(D* logits, index_t n, index_t v, index_t ld, const index_t* targets,
+                          const A* d_logprob, double temperature, index_t ignore_index,
+                          A* logprob, A* lse, A* entropy, A* sum_p_squared, cudaStream_t stream) {
+  namespace d = token_logprobs_detail;
+  static_assert(std::is_same_v<A, d::device_accum_t<D>>, "token_logprobs_fused: outputs must be "
+                "float (double for double logits)");
+  if (n <= 0) return;
+  const A inv_tau = static_cast<A>(1.0 / temperature);
+  const A scale = static_cast<A>(1.4426950408889634 / temperature);
+  const int threads = d::threads_for<D>(v);
+  // Keep the rows in flight within half of L2 so the gradient pass re-reads the row from L2.
+  const d::device_info info = d::query_device();
+  const double row_bytes = static_cast<double>(v) * sizeof(D);
+  const int per_sm = std::max(1, 2048 / threads);
+  index_t in_flight = static_cast<index_t>(info.sms) * per_sm;
+  const index_t l2_rows = static_cast<index_t>(0.5 * info.l2_bytes / std::max(1.0, row_bytes));
+  in_flight = std::min(in_flight, std::max<index_t>(info.sms, l2_rows));
+  const unsigned grid = static_cast<unsigned>(std::min<index_t>(n, in_flight));
+  if (entropy != nullptr || sum_p_squared != nullptr)
+    d::fused_kernel<D, A, true><<<grid, threads, 0, stream>>>(
+        logits, n, v, ld, targets, d_logprob, scale, inv_tau, ignore_index, logprob, lse,
+        entropy, sum_p_squared);
+  else
+    d::fused_kernel<D, A, false><<<grid, threads, 0, stream>>>(
+        logits, n, v, ld, targets, d_logprob, scale, inv_tau, ignore_index, logprob, lse,
+        entropy, sum_p_squared);
+  cuda_check(cudaGetLastError(), "token_logprobs_fused (kernel launch)");
+}
+
+}  // namespace backend::cuda
+
+// Front-end dispatch for exec::cuda (device memory).
+template <>
+struct token_logprobs_dispatch<exec::cuda> {
+  template <class T, class A>
+  static void forward(exec::cuda exec, matrix_view<const T> logits,
+                      std::span<const index_t> targets, const token_logprobs_outputs<A>& out,
+                      const token_logprobs_options& opt) {
+    using D = backend::cuda::token_logprobs_detail::device_t<T>;
+    auto ptr = [](std::span<A> s) { return s.empty() ? nullptr : s.data(); };
+    backend::cuda::token_logprobs_forward<D, A>(
+        reinterpret_cast<const D*>(logits.data), logits.rows, logits.cols, logits.ld,
+        targets.data(), opt.temperature, opt.ignore_index, out.logprob.data(), ptr(out.lse),
+        ptr(out.entropy), ptr(out.sum_p_squared), exec.stream);
+  }
+  template <class T, class G, class A>
+  static void backward(exec::cuda exec, matrix_view<const T> logits,
+                       std::span<const index_t> targets, const token_logprobs_grads<A>& in,
+                       matrix_view<G> d_logits, const token_logprobs_options& opt) {
+    using D = backend::cuda::token_logprobs_detail::device_t<T>;
+    using DG = backend::cuda::token_logprobs_detail::device_t<G>;
+    const bool with_h = !in.d_entropy.empty();
+    backend::cuda::token_logprobs_backward<D, DG, A>(
+        reinterpret_cast<const D*>(logits.data), logits.rows, logits.cols, logits.ld,
+        targets.data(), opt.temperature, opt.ignore_index, in.lse.data(),
+        with_h ? in.entropy.data() : nullptr, in.d_logprob.data(),
+        with_h ? in.d_entropy.data() : nullptr, reinterpret_cast<DG*>(d_logits.data),
+        d_logits.ld, exec.stream);
+  }
+};
+
+// Fused forward + backward on the device: the forward outputs, and dL/dlogits for a per-token
+// gradient d_logprob [N] (device memory) known before the forward, written over the logits
+// (in place). Equivalent to token_logprobs followed by token_logprobs_backward with
+// d_entropy empty and d_logits = logits, at 1 read + 1 write of the logits (see the header
+// comment). T: float, double or Eigen::bfloat16.
+template <class T>
+void token_logprobs_fused(exec::cuda exec, matrix_view<T> logits,
+                          std::span<const index_t> targets,
+                          std::span<const accum_t<T>> d_logprob,
+                          const token_logprobs_outputs<accum_t<T>>& out,
+                          const token_logprobs_options& options = {}) {
+  static_assert(is_logit_type_v<T> && !std::is_const_v<T>,
+                "token_logprobs_fused: logits must be a mutable view of float, double or "
+                "Eigen::bfloat16");
+  constexpr const char* where = "token_logprobs_fused";
+  expect_matrix(logits, where, "logits");
+  const index_t n = logits.rows;
+  detail::validate_token_logprobs_common(where, n, logits.cols, targets.size(), options);
+  expect_size(d_logprob, n, where, "d_logprob", "one per row of logits");
+  expect_size(out.logprob, n, where, "outputs.logprob", "one per row of logits");
+  expect_size_or_empty(out.lse, n, where, "outputs.lse", "one per row of logits, or empty");
+  expect_size_or_empty(out.entropy, n, where, "outputs.entropy", "one per row of logits, or empty");
+  expect_size_or_empty(out.sum_p_squared, n, where, "outputs.sum_p_squared",
+                       "one per row of logits, or empty");
+  if (n == 0) return;
+  using A = accum_t<T>;
+  using D = backend::cuda::token_logprobs_detail::device_t<T>;
+  auto ptr = [](std::span<A> s) { return s.empty() ? nullptr : s.data(); };
+  backend::cuda::token_logprobs_fused<D, A>(
+      reinterpret_cast<D*>(logits.data), n, logits.cols, logits.ld, targets.data(),
+      d_logprob.data(), options.temperature, options.ignore_index, out.logprob.data(),
+      ptr(out.lse), ptr(out.entropy), ptr(out.sum_p_squared), exec.stream);
+}
+
+POSTTRAIN_NAMESPACE_END
