@@ -101,8 +101,7 @@ void openrlhf_gae(const padded& p, double gamma, double lam, std::vector<double>
 }
 
 // OpenRLHF global normalisation (biased, clamp) or TRL masked_whiten (unbiased, no eps in mean).
-void plain_whiten(std::vector<double>& x, const std::vector<double>& m, bool unbiased,
-                  bool clamp) {
+void plain_whiten(std::vector<double>& x, const std::vector<double>& m, bool unbiased, bool clamp) {
   double sm = 0, s = 0;
   for (std::size_t i = 0; i < x.size(); ++i) sm += m[i], s += m[i] * x[i];
   const double mean = s / sm;
@@ -242,7 +241,9 @@ TEST(Gae, RecurrencesAgreeWithoutInteriorHolesAndDifferWithThem) {
   std::vector<float> m = {1, 1, 0, 1};
   std::vector<pt::index_t> off = {0, 4};
   std::vector<double> a(4), ret(4);
-  o = {.gamma = 0.5, .lambda = 1.0, .recurrence = adv::gae_recurrence::masked_carry,
+  o = {.gamma = 0.5,
+       .lambda = 1.0,
+       .recurrence = adv::gae_recurrence::masked_carry,
        .whiten = false};
   adv::gae(pt::exec::host{}, r, v, m, off, a, ret, o);
   // Skips the hole: A3 = 1 − 0.75; A1 = (0.5·0.75 − 0.25) + 0.5·A3.

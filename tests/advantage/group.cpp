@@ -46,7 +46,8 @@ vec verl_loop(const vec& r, const offs& g, double eps, bool norm) {
     const vec x = slice(r, g, k);
     double mu = 0, sd = 1;
     if (x.size() > 1) mu = mean_of(x), sd = std_of(x, true);
-    for (pt::index_t i = g[k]; i < g[k + 1]; ++i) a[i] = norm ? (r[i] - mu) / (sd + eps) : r[i] - mu;
+    for (pt::index_t i = g[k]; i < g[k + 1]; ++i)
+      a[i] = norm ? (r[i] - mu) / (sd + eps) : r[i] - mu;
   }
   return a;
 }
@@ -102,7 +103,8 @@ vec reshape_norm(const vec& r, const offs& g, bool unbiased, double eps, bool di
   for (std::size_t k = 0; k + 1 < g.size(); ++k) {
     const vec x = slice(r, g, k);
     const double mu = mean_of(x), sd = std_of(x, unbiased);
-    for (pt::index_t i = g[k]; i < g[k + 1]; ++i) a[i] = divide ? (r[i] - mu) / (sd + eps) : r[i] - mu;
+    for (pt::index_t i = g[k]; i < g[k + 1]; ++i)
+      a[i] = divide ? (r[i] - mu) / (sd + eps) : r[i] - mu;
   }
   return a;
 }
@@ -214,7 +216,7 @@ TEST(GroupAdvantages, NanRewardsIgnoredLikeTrl) {
   vec r = random_rewards(34, 5);
   r[3] = kNaN;
   r[17] = kNaN;
-  r[25] = r[26] = kNaN;  // group 3 keeps one scorable member: singleton → 0
+  r[25] = r[26] = kNaN;                       // group 3 keeps one scorable member: singleton → 0
   for (int i = 32; i < 34; ++i) r[i] = kNaN;  // an all-unscorable group
   for (const char* scale : {"group", "batch", "none"}) {
     adv::group_options o = std::string(scale) == "group"   ? adv::group_conventions::trl
@@ -322,7 +324,8 @@ TEST(PasskAdvantages, ArgMaxGetsMarginOverSecond) {
   // Ties: the first maximum is the arg-max and gets r_max − r_2nd = 0.
   const vec tie = {0.0, 1.0, 1.0};
   vec t(3, 5.0);
-  adv::passk_advantages(pt::exec::host{}, tie, offs{0, 3}, t, {.normalize_by_std = true, .epsilon = 0});
+  adv::passk_advantages(pt::exec::host{}, tie, offs{0, 3}, t,
+                        {.normalize_by_std = true, .epsilon = 0});
   for (double v : t) EXPECT_EQ(v, 0.0);
   // Groups of fewer than 2, NaN rewards: rejected before writing.
   vec out(3, 5.0);

@@ -50,8 +50,8 @@ TEST(Opo, Validation) {
   EXPECT_THROW(adv::opo_advantages(h, std::vector<double>{1.0, std::nan("")},
                                    std::vector<double>{1, 1}, g, out),
                pt::error);
-  EXPECT_THROW(adv::opo_advantages(h, r, std::vector<double>{1, 1},
-                                   std::vector<pt::index_t>{0, 1}, out),
-               pt::error);
+  EXPECT_THROW(
+      adv::opo_advantages(h, r, std::vector<double>{1, 1}, std::vector<pt::index_t>{0, 1}, out),
+      pt::error);
   for (double v : out) EXPECT_EQ(v, 5.0);
 }

@@ -106,8 +106,9 @@ TEST(DiscountedReturns, BothConventionsMatchPeerLoops) {
   const padded p = make(7, 30, 1);
   vec g(p.B * p.T);
   for (double gamma : {1.0, 0.9}) {
-    adv::discounted_returns(pt::exec::host{}, p.r_poisoned, p.mf, p.offsets, g,
-                            {.gamma = gamma, .convention = adv::return_convention::reset_at_masked});
+    adv::discounted_returns(
+        pt::exec::host{}, p.r_poisoned, p.mf, p.offsets, g,
+        {.gamma = gamma, .convention = adv::return_convention::reset_at_masked});
     expect_masked(g, verl_returns(p, gamma), p.m, 1e-12);
     adv::discounted_returns(pt::exec::host{}, p.r_poisoned, p.mf, p.offsets, g,
                             {.gamma = gamma, .convention = adv::return_convention::mask_rewards});

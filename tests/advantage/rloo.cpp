@@ -96,11 +96,10 @@ const offs kGroups = {0, 8, 16, 17, 20, 22};  // includes a singleton (16)
 TEST(Rloo, PresetsMatchPeerLoops) {
   const vec r = random_rewards(22, 1);
   expect_near(run(r, kGroups, adv::rloo_conventions::verl), verl_loop(r, kGroups), 1e-12);
-  expect_near(run(r, kGroups, adv::rloo_conventions::verl_vectorized),
-              verl_vectorized(r, kGroups), 1e-12);
-  expect_near(run(r, kGroups, adv::rloo_conventions::trl), trl(r, kGroups, false), 1e-12);
-  expect_near(run(r, kGroups, adv::rloo_conventions::trl_normalized), trl(r, kGroups, true),
+  expect_near(run(r, kGroups, adv::rloo_conventions::verl_vectorized), verl_vectorized(r, kGroups),
               1e-12);
+  expect_near(run(r, kGroups, adv::rloo_conventions::trl), trl(r, kGroups, false), 1e-12);
+  expect_near(run(r, kGroups, adv::rloo_conventions::trl_normalized), trl(r, kGroups, true), 1e-12);
   // Singletons: verl loop → R, vectorized / TRL → 0, OpenRLHF → error.
   EXPECT_DOUBLE_EQ(run(r, kGroups, adv::rloo_conventions::verl)[16], r[16]);
   EXPECT_EQ(run(r, kGroups, adv::rloo_conventions::verl_vectorized)[16], 0.0);
@@ -139,8 +138,8 @@ TEST(Rloo, NanSkippingLikeTrl) {
   r[2] = kNaN;
   r[18] = r[19] = kNaN;  // group 3 keeps one scorable member → 0
   for (bool normalize : {false, true}) {
-    const vec a = run(r, kGroups,
-                      normalize ? adv::rloo_conventions::trl_normalized : adv::rloo_conventions::trl);
+    const vec a = run(
+        r, kGroups, normalize ? adv::rloo_conventions::trl_normalized : adv::rloo_conventions::trl);
     expect_near(a, trl(r, kGroups, normalize), 1e-12);
     EXPECT_EQ(a[2], 0.0);
     EXPECT_EQ(a[17], 0.0);

@@ -45,7 +45,7 @@ TEST(KlInReward, TokenLevelK1AndVerlControllerStatistic) {
 
 TEST(KlInReward, K3WithVerlClampsAndFloat) {
   const std::vector<float> r(4, 0.0f), old = {-1.0f, -30.0f, -2.0f, 0.0f},
-                               ref = {-2.0f, -1.0f, -2.5f, -0.5f};
+                                       ref = {-2.0f, -1.0f, -2.5f, -0.5f};
   std::vector<float> out(4);
   adv::kl_in_reward<pt::kl::k3>(pt::exec::host{}, r, old, ref, {}, offs{0, 4}, 1.0,
                                 pt::kl_conventions::verl(pt::kl_kind::k3), out);

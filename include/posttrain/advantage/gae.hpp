@@ -127,14 +127,14 @@ struct gae_masked_carry {
   double gamma;
   double gamma_lambda;
 
+  // Branch-free: at m = 0 the a's are exactly 1 and the b's are selected to 0 (never m·NaN).
   POSTTRAIN_HOST_DEVICE affine_map<double> value_map(double v, double m) const {
-    return m != 0.0 ? affine_map<double>{1.0 - m, m * v} : affine_map<double>{};
+    return {1.0 - m, m != 0.0 ? m * v : 0.0};
   }
   POSTTRAIN_HOST_DEVICE affine_map<double> advantage_map(double r, double v, double m,
                                                          double next_value) const {
-    if (m == 0.0) return affine_map<double>{};
     const double delta = r + gamma * next_value - v;
-    return {m * gamma_lambda + (1.0 - m), m * delta};
+    return {m * gamma_lambda + (1.0 - m), m != 0.0 ? m * delta : 0.0};
   }
   // The value added to A_t to form the return (verl: returns = advantages + values).
   POSTTRAIN_HOST_DEVICE double return_value(double v, double) const { return v; }
@@ -165,48 +165,74 @@ struct gae_state {
   double advantage = 0.0;
 };
 
-// One token of the reverse loop: apply the maps of t, write the outputs of t.
-template <class T, class Recurrence>
+// One token of the reverse loop: apply the maps of t, write the outputs of t. The mask and the
+// returns are compile-time present or absent so the hot loop has no per-token pointer tests.
+template <class T, class Recurrence, bool HasMask, bool HasReturns>
 struct gae_step {
   Recurrence rec;
   const T* r;
   const T* v;
-  const float* m;  // null = all ones
+  const float* m;
   T* adv;
-  T* ret;  // null = not requested
+  T* ret;
 
   POSTTRAIN_HOST_DEVICE POSTTRAIN_FORCEINLINE void operator()(index_t t, gae_state& s) const {
-    const double w = m ? static_cast<double>(m[t]) : 1.0;
+    const double w = HasMask ? static_cast<double>(m[t]) : 1.0;
     const double rt = static_cast<double>(r[t]);
     const double vt = static_cast<double>(v[t]);
     s.advantage = apply(rec.advantage_map(rt, vt, w, s.next_value), s.advantage);
     s.next_value = apply(rec.value_map(vt, w), s.next_value);
     const bool keep = w != 0.0;
     adv[t] = keep ? static_cast<T>(s.advantage) : T(0);
-    if (ret) ret[t] = keep ? static_cast<T>(s.advantage + rec.return_value(vt, w)) : T(0);
+    if constexpr (HasReturns)
+      ret[t] = keep ? static_cast<T>(s.advantage + rec.return_value(vt, w)) : T(0);
   }
 };
+
+template <class Exec, class T, class Recurrence, bool HasMask, bool HasReturns>
+void run_gae(Exec exec, const Recurrence& rec, std::span<const T> rewards,
+             std::span<const T> values, std::span<const float> mask,
+             std::span<const index_t> seq_offsets, std::span<T> advantages, std::span<T> returns) {
+  gae_step<T, Recurrence, HasMask, HasReturns> step{rec,         rewards.data(),    values.data(),
+                                                    mask.data(), advantages.data(), returns.data()};
+  advantage_backend<Exec>::reverse_scan(exec, seq_offsets, gae_state{}, step);
+}
+
+template <class Exec, class T, class Recurrence>
+void dispatch_gae(Exec exec, const Recurrence& rec, std::span<const T> rewards,
+                  std::span<const T> values, std::span<const float> mask,
+                  std::span<const index_t> seq_offsets, std::span<T> advantages,
+                  std::span<T> returns) {
+  const bool has_mask = !mask.empty(), has_returns = !returns.empty();
+  if (has_mask && has_returns)
+    run_gae<Exec, T, Recurrence, true, true>(exec, rec, rewards, values, mask, seq_offsets,
+                                             advantages, returns);
+  else if (has_mask)
+    run_gae<Exec, T, Recurrence, true, false>(exec, rec, rewards, values, mask, seq_offsets,
+                                              advantages, returns);
+  else if (has_returns)
+    run_gae<Exec, T, Recurrence, false, true>(exec, rec, rewards, values, mask, seq_offsets,
+                                              advantages, returns);
+  else
+    run_gae<Exec, T, Recurrence, false, false>(exec, rec, rewards, values, mask, seq_offsets,
+                                               advantages, returns);
+}
 
 // One pass over the mask: weights finite >= 0, and (when whitening would raise) enough weight in
 // every whitening scope. Runs before anything is written.
 inline void validate_mask_for_whitening(std::span<const float> mask,
                                         std::span<const index_t> seq_offsets, bool whiten,
                                         const whiten_options& w, std::string_view where) {
-  expect_mask(mask, where, "mask");
+  check_mask(mask, where);
   if (!whiten || w.on_degenerate != degenerate_policy::raise) return;
   expect(w.eps > 0.0, where,
          "options.whitening.eps must be > 0 with on_degenerate = raise (a zero variance could "
          "only be detected after the outputs are written); use zero or pass_through for eps = 0");
-  const bool unbiased = w.variance == variance_kind::unbiased;
+  const double needed = w.variance == variance_kind::unbiased ? 1.0 : 0.0;
   auto check = [&](index_t begin, index_t end, std::string_view scope) {
-    double count = 0.0;
-    if (mask.empty()) {
-      count = static_cast<double>(end - begin);
-    } else {
-      for (index_t t = begin; t < end; ++t) count += mask[t];
-    }
-    expect(count > (unbiased ? 1.0 : 0.0), where, "cannot whiten ", scope, ": mask weight sum ",
-           count, unbiased ? " (the unbiased variance needs > 1)" : " (needs > 0)",
+    expect(mask_weight_exceeds(mask, begin, end, needed), where, "cannot whiten ", scope,
+           ": its mask weight sum is <= ", needed,
+           needed > 0.0 ? " (the unbiased variance needs > 1)" : " (needs > 0)",
            "; options.whitening.on_degenerate = zero or pass_through accepts it");
   };
   if (w.scope == whiten_scope::batch) {
@@ -245,22 +271,18 @@ void gae(Exec exec, const V& rewards_in, std::span<const detail::value_t<V>> val
              detail::disjoint_or_same(returns, rewards) &&
              detail::disjoint_or_same(returns, values) &&
              detail::disjoint_or_same(returns, advantages),
-         where, "an output partially overlaps an input or the other output (in place is allowed "
-                "only index for index)");
+         where,
+         "an output partially overlaps an input or the other output (in place is allowed "
+         "only index for index)");
   detail::validate_mask_for_whitening(mask, seq_offsets, options.whiten, options.whitening, where);
 
   const double gl = options.gamma * options.lambda;
-  const float* m = mask.empty() ? nullptr : mask.data();
-  T* ret = returns.empty() ? nullptr : returns.data();
-  if (options.recurrence == gae_recurrence::masked_carry) {
-    detail::gae_step<T, gae_masked_carry> step{{options.gamma, gl}, rewards.data(), values.data(),
-                                               m, advantages.data(), ret};
-    detail::advantage_backend<Exec>::reverse_scan(exec, seq_offsets, detail::gae_state{}, step);
-  } else {
-    detail::gae_step<T, gae_plain> step{{options.gamma, gl}, rewards.data(), values.data(), m,
-                                        advantages.data(), ret};
-    detail::advantage_backend<Exec>::reverse_scan(exec, seq_offsets, detail::gae_state{}, step);
-  }
+  if (options.recurrence == gae_recurrence::masked_carry)
+    detail::dispatch_gae(exec, gae_masked_carry{options.gamma, gl}, rewards, values, mask,
+                         seq_offsets, advantages, returns);
+  else
+    detail::dispatch_gae(exec, gae_plain{options.gamma, gl}, rewards, values, mask, seq_offsets,
+                         advantages, returns);
   if (options.whiten)
     whiten(exec, std::span<const T>(advantages), mask, seq_offsets, advantages, options.whitening);
 }

@@ -12,8 +12,8 @@
 //
 // group_advantages (per group g with scorable members S_g, n = |S_g|):
 //   μ_g = mean(R over S_g)
-//   var = Σ (R − μ_g)² / (n − 1)   (variance_kind::unbiased, torch.std)   or / n (biased, numpy.std)
-//   var = max(var, variance_floor)                               (verl vectorized: 1e-6)
+//   var = Σ (R − μ_g)² / (n − 1)   (variance_kind::unbiased, torch.std)   or / n (biased,
+//   numpy.std) var = max(var, variance_floor)                               (verl vectorized: 1e-6)
 //   d   = sqrt(var) + ε   (epsilon_mode add_to_std)   or   sqrt(var + ε)   (add_inside_sqrt)
 //   scale = group: d from the group's var;  batch: d from the var of every scorable R of the
 //   call (TRL scale_rewards="batch": the mean stays per group!);  none: d = 1 (Dr.GRPO).
@@ -21,16 +21,18 @@
 // Zero-variance groups (all rewards equal) give A = 0 (up to rounding of μ) for every ε > 0.
 // Singleton groups (n = 1, or n = 0 for a group of unscorable rewards), singleton_policy:
 //   unit_stats  μ = 0, σ = 1: A = R / (1 + ε) with scale group, R with scale none   (verl)
-//   zero        A = 0                                                           (TRL, open-instruct)
-//   raise       posttrain::error before anything is written                    (OpenRLHF: n > 1)
+//   zero        A = 0                                                           (TRL,
+//   open-instruct) raise       posttrain::error before anything is written (OpenRLHF: n > 1)
 // NaN rewards (nan_policy::ignore, TRL's unscorable samples): excluded from μ, σ and n (nanmean,
 // nanstd), and their advantage is 0 (nan_to_num). nan_policy::raise rejects them. ±inf is always
 // rejected.
 //
 // Presets (group_conventions::, reference section 1.4):
-//   verl                    unbiased, (R−μ)/(σ + 1e-6), singleton μ=0 σ=1   (compute_grpo_outcome_advantage)
-//   verl_vectorized         as verl with σ = sqrt(max(var, 1e-6))           (grpo_vectorized; verl
-//                           sums Σx² − (Σx)²/n in float32, here a two-pass double: same up to rounding)
+//   verl                    unbiased, (R−μ)/(σ + 1e-6), singleton μ=0 σ=1
+//   (compute_grpo_outcome_advantage) verl_vectorized         as verl with σ = sqrt(max(var, 1e-6))
+//   (grpo_vectorized; verl
+//                           sums Σx² − (Σx)²/n in float32, here a two-pass double: same up to
+//                           rounding)
 //   trl                     unbiased nanstd, (R−μ)/(σ + 1e-4), NaN ignored, singleton 0
 //   trl_batch               as trl with σ of the whole batch (scale_rewards="batch")
 //   trl_none                as trl with scale none (scale_rewards="none")
@@ -88,9 +90,8 @@ namespace group_conventions {
 
 inline constexpr group_options verl{};
 inline constexpr group_options verl_vectorized{.variance_floor = 1e-6};
-inline constexpr group_options trl{.epsilon = 1e-4,
-                                   .singleton = singleton_policy::zero,
-                                   .nan = nan_policy::ignore};
+inline constexpr group_options trl{
+    .epsilon = 1e-4, .singleton = singleton_policy::zero, .nan = nan_policy::ignore};
 inline constexpr group_options trl_batch{.epsilon = 1e-4,
                                          .scale = group_scale::batch,
                                          .singleton = singleton_policy::zero,
@@ -100,9 +101,8 @@ inline constexpr group_options trl_none{.epsilon = 1e-4,
                                         .singleton = singleton_policy::zero,
                                         .nan = nan_policy::ignore};
 inline constexpr group_options openrlhf{.epsilon = 1e-9, .singleton = singleton_policy::raise};
-inline constexpr group_options open_instruct_standard{.std_kind = variance_kind::biased,
-                                                      .epsilon = 1e-8,
-                                                      .singleton = singleton_policy::zero};
+inline constexpr group_options open_instruct_standard{
+    .std_kind = variance_kind::biased, .epsilon = 1e-8, .singleton = singleton_policy::zero};
 inline constexpr group_options open_instruct_centered{.std_kind = variance_kind::biased,
                                                       .epsilon = 1e-8,
                                                       .scale = group_scale::none,
@@ -127,8 +127,9 @@ POSTTRAIN_HOST_DEVICE inline double group_std_denominator(double var, const grou
 
 // The coefficients of one group from its moments over scorable members (host and device).
 // batch_denominator is d of the whole batch (read only with group_scale::batch).
-POSTTRAIN_HOST_DEVICE inline group_coefficients make_group_coefficients(
-    const masked_stats& s, const group_options& o, double batch_denominator) {
+POSTTRAIN_HOST_DEVICE inline group_coefficients make_group_coefficients(const masked_stats& s,
+                                                                        const group_options& o,
+                                                                        double batch_denominator) {
   group_coefficients c;
   if (!(s.count > 1.0)) {  // singleton (or no scorable member)
     if (o.singleton != singleton_policy::unit_stats) {
@@ -141,9 +142,10 @@ POSTTRAIN_HOST_DEVICE inline group_coefficients make_group_coefficients(
                                                     : group_std_denominator(1.0, o);
   } else {
     c.mean = s.mean;
-    c.denominator = o.scale == group_scale::none    ? 1.0
-                    : o.scale == group_scale::batch ? batch_denominator
-                                                    : group_std_denominator(s.variance(o.std_kind), o);
+    c.denominator = o.scale == group_scale::none ? 1.0
+                    : o.scale == group_scale::batch
+                        ? batch_denominator
+                        : group_std_denominator(s.variance(o.std_kind), o);
   }
   c.zero = c.denominator == 0.0;
   return c;
@@ -166,8 +168,9 @@ inline void validate_group_options(const group_options& o, std::string_view wher
   expect_non_negative(o.variance_floor, where, "options.variance_floor");
   expect(o.std_kind == variance_kind::biased || o.std_kind == variance_kind::unbiased, where,
          "options.std_kind is not a variance_kind");
-  expect(o.epsilon_mode == std_epsilon::add_to_std || o.epsilon_mode == std_epsilon::add_inside_sqrt,
-         where, "options.epsilon_mode is not a std_epsilon");
+  expect(
+      o.epsilon_mode == std_epsilon::add_to_std || o.epsilon_mode == std_epsilon::add_inside_sqrt,
+      where, "options.epsilon_mode is not a std_epsilon");
   expect(o.scale == group_scale::group || o.scale == group_scale::batch ||
              o.scale == group_scale::none,
          where, "options.scale is not a group_scale");
@@ -226,8 +229,8 @@ void group_advantages(Exec exec, const V& rewards_in, std::span<const index_t> g
   for (std::size_t g = 0; g < stats.size(); ++g)
     coefficients[g] = make_group_coefficients(stats[g], options, batch_denominator);
   detail::advantage_backend<Exec>::for_each_member(exec, group_offsets, [&](index_t g, index_t i) {
-    out[i] = static_cast<T>(
-        group_advantage(static_cast<double>(rewards[i]), coefficients[static_cast<std::size_t>(g)]));
+    out[i] = static_cast<T>(group_advantage(static_cast<double>(rewards[i]),
+                                            coefficients[static_cast<std::size_t>(g)]));
   });
 }
 

@@ -41,8 +41,8 @@ void opo_advantages(Exec exec, const V& rewards_in, std::span<const double> leng
   detail::validate_outcome(rewards, group_offsets, out, nan_policy::raise, where);
   expect_size(lengths, ssize(rewards), where, "lengths", "one response length per reward");
   for (std::size_t i = 0; i < lengths.size(); ++i)
-    expect(std::isfinite(lengths[i]) && lengths[i] >= 0.0, where, "lengths[", i, "] = ",
-           lengths[i], ", expected finite and >= 0");
+    expect(std::isfinite(lengths[i]) && lengths[i] >= 0.0, where, "lengths[", i, "] = ", lengths[i],
+           ", expected finite and >= 0");
   std::vector<double> baseline(group_offsets.size() - 1);
   for (std::size_t g = 0; g < baseline.size(); ++g) {
     double ws = 0.0, tl = 0.0;
@@ -53,7 +53,8 @@ void opo_advantages(Exec exec, const V& rewards_in, std::span<const double> leng
     baseline[g] = opo_baseline(ws, tl, group_offsets[g + 1] - group_offsets[g]);
   }
   detail::advantage_backend<Exec>::for_each_member(exec, group_offsets, [&](index_t g, index_t i) {
-    out[i] = static_cast<T>(static_cast<double>(rewards[i]) - baseline[static_cast<std::size_t>(g)]);
+    out[i] =
+        static_cast<T>(static_cast<double>(rewards[i]) - baseline[static_cast<std::size_t>(g)]);
   });
 }
 

@@ -165,7 +165,7 @@ void discounted_returns(Exec exec, const V& rewards_in, std::span<const float> m
   expect(options.convention == return_convention::reset_at_masked ||
              options.convention == return_convention::mask_rewards,
          where, "options.convention is not a return_convention");
-  expect_mask(mask, where, "mask");
+  detail::check_mask(mask, where);
   detail::run_returns(exec, rewards, mask, seq_offsets, out, options);
 }
 
@@ -176,7 +176,7 @@ void reverse_cumsum(Exec exec, const V& values_in, std::span<const float> mask,
   constexpr std::string_view where = "advantage::reverse_cumsum";
   const std::span<const T> values(values_in);
   detail::validate_return_inputs(values, mask, seq_offsets, out, 1.0, where, "out");
-  expect_mask(mask, where, "mask");
+  detail::check_mask(mask, where);
   detail::run_returns(exec, values, mask, seq_offsets, out,
                       {.gamma = 1.0, .convention = return_convention::mask_rewards});
 }
@@ -215,8 +215,7 @@ void reinforce_plus_plus(Exec exec, const V& rewards_in, std::span<const float> 
 template <execution_tag Exec, detail::values V>
 void reinforce_plus_plus_baseline(Exec exec, const V& rewards_in,
                                   std::span<const index_t> group_offsets,
-                                  std::span<const float> mask,
-                                  std::span<const index_t> seq_offsets,
+                                  std::span<const float> mask, std::span<const index_t> seq_offsets,
                                   std::span<detail::value_t<V>> advantages,
                                   const reinforce_pp_baseline_options& options = {}) {
   using T = detail::value_t<V>;
@@ -248,8 +247,7 @@ void remax(Exec exec, const V& rewards_in, std::span<const detail::value_t<V>> b
   using T = detail::value_t<V>;
   constexpr std::string_view where = "advantage::remax";
   const std::span<const T> rewards(rewards_in);
-  detail::validate_return_inputs(rewards, mask, seq_offsets, advantages, 1.0, where,
-                                 "advantages");
+  detail::validate_return_inputs(rewards, mask, seq_offsets, advantages, 1.0, where, "advantages");
   expect_size(baselines, ssize(seq_offsets) - 1, where, "baselines",
               "one greedy-rollout reward per sequence");
   detail::validate_rewards(baselines, nan_policy::raise, where, "baselines");
@@ -259,7 +257,7 @@ void remax(Exec exec, const V& rewards_in, std::span<const detail::value_t<V>> b
                              detail::disjoint_or_same(returns, advantages) &&
                              detail::disjoint_or_same(returns, rewards)),
          where, "returns overlaps advantages or partially overlaps rewards");
-  expect_mask(mask, where, "mask");
+  detail::check_mask(mask, where);
   detail::run_returns(exec, rewards, mask, seq_offsets, advantages,
                       {.gamma = 1.0, .convention = return_convention::mask_rewards});
   if (!returns.empty()) std::copy(advantages.begin(), advantages.end(), returns.begin());

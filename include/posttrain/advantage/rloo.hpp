@@ -6,13 +6,14 @@
 // (contiguous groups; see group_by_ids). Output A[B] of R's type; broadcast_to_tokens() writes it
 // per token. No gradient: advantages are constants.
 //
-//   A_i = R_i − (S_g − R_i) / (n − 1),   S_g = Σ_{j ∈ g} R_j,  n = |g|        (= R_i − mean_{j≠i} R_j)
+//   A_i = R_i − (S_g − R_i) / (n − 1),   S_g = Σ_{j ∈ g} R_j,  n = |g|        (= R_i − mean_{j≠i}
+//   R_j)
 //
 // which is verl's n/(n−1)·(R_i − μ_g) and (n·R_i − S_g)/(n−1) (rloo_vectorized) up to rounding.
 // Singleton groups (n = 1), singleton_policy:
-//   unit_stats  no baseline: A = R_i                       (verl compute_rloo_outcome_advantage loop)
-//   zero        A = 0                                      (verl rloo_vectorized; TRL)
-//   raise       posttrain::error before writing            (OpenRLHF asserts n > 1)
+//   unit_stats  no baseline: A = R_i                       (verl compute_rloo_outcome_advantage
+//   loop) zero        A = 0                                      (verl rloo_vectorized; TRL) raise
+//   posttrain::error before writing            (OpenRLHF asserts n > 1)
 // NaN rewards (nan_policy::ignore, TRL): the leave-one-out runs over the scorable siblings only,
 // b_i = (nansum_g − R_i)/(n_scorable − 1); unscorable rows get 0.
 // Optional batch normalisation (TRL normalize_advantages): A ← (A − mean(A)) / (std(A) + ε) over
@@ -100,7 +101,8 @@ void rloo_advantages(Exec exec, const V& rewards_in, std::span<const index_t> gr
     const double d = std::sqrt(s.var_unbiased()) + options.normalize_epsilon;
     for (double& x : a) x = d != 0.0 ? (x - s.mean) / d : 0.0;
   }
-  for (std::size_t i = 0; i < a.size(); ++i) out[i] = std::isnan(a[i]) ? T(0) : static_cast<T>(a[i]);
+  for (std::size_t i = 0; i < a.size(); ++i)
+    out[i] = std::isnan(a[i]) ? T(0) : static_cast<T>(a[i]);
 }
 
 }  // namespace advantage

@@ -71,9 +71,10 @@ void validate_logprob_pair(std::span<const T> old_logprob, std::span<const T> re
                            std::string_view where) {
   expect(!seq_offsets.empty(), where, "seq_offsets is empty, expected B + 1 >= 1 elements");
   expect_offsets(seq_offsets, ssize(old_logprob), where, "seq_offsets");
-  expect_size(ref_logprob, ssize(old_logprob), where, "ref_logprob", "one per token of old_logprob");
+  expect_size(ref_logprob, ssize(old_logprob), where, "ref_logprob",
+              "one per token of old_logprob");
   expect_size_or_empty(mask, ssize(old_logprob), where, "mask", "one weight per token");
-  expect_mask(mask, where, "mask");
+  detail::check_mask(mask, where);
 }
 
 template <class Exec>
@@ -136,7 +137,8 @@ kl_in_reward_stats kl_in_reward(Exec exec, const V& rewards_in,
   }
   if (sequences > 0) stats.sequence_mean /= static_cast<double>(sequences);
   stats.token_mean = stats.count > 0.0 ? total / stats.count : 0.0;
-  static_assert(detail::host_only_v<Exec>, "posttrain::advantage shaping: only exec::host is "
+  static_assert(detail::host_only_v<Exec>,
+                "posttrain::advantage shaping: only exec::host is "
                 "implemented (shaping touches B scalars or one pass of tokens)");
   (void)exec;
   return stats;
@@ -156,7 +158,8 @@ void sequence_kl_penalty(Exec exec, const V& rewards_in,
   expect_size(rewards, ssize(seq_offsets) - 1, where, "rewards", "one per sequence");
   expect_size(out, ssize(seq_offsets) - 1, where, "out", "one per sequence");
   expect(detail::disjoint_or_same(out, rewards), where, "out partially overlaps rewards");
-  static_assert(detail::host_only_v<Exec>, "posttrain::advantage shaping: only exec::host is "
+  static_assert(detail::host_only_v<Exec>,
+                "posttrain::advantage shaping: only exec::host is "
                 "implemented (shaping touches B scalars or one pass of tokens)");
   (void)exec;
   for (std::size_t b = 0; b + 1 < seq_offsets.size(); ++b) {
@@ -199,8 +202,8 @@ struct adaptive_kl_controller {
 namespace kl_controller_conventions {
 inline constexpr fixed_kl_controller verl_fixed{.value = 0.001};
 inline constexpr fixed_kl_controller openrlhf_fixed{.value = 0.01};
-inline constexpr adaptive_kl_controller verl_adaptive{.value = 0.001, .target = 0.1,
-                                                      .horizon = 10000.0};
+inline constexpr adaptive_kl_controller verl_adaptive{
+    .value = 0.001, .target = 0.1, .horizon = 10000.0};
 }  // namespace kl_controller_conventions
 
 // ---- outcome-reward shaping ---------------------------------------------------------------------
@@ -268,7 +271,8 @@ void overlong_penalty(Exec exec, const V& rewards_in, std::span<const index_t> l
   for (std::size_t i = 0; i < lengths.size(); ++i)
     expect(lengths[i] >= 0, where, "lengths[", i, "] = ", lengths[i], ", expected >= 0");
   detail::validate_scalar_io(rewards, out, where);
-  static_assert(detail::host_only_v<Exec>, "posttrain::advantage shaping: only exec::host is "
+  static_assert(detail::host_only_v<Exec>,
+                "posttrain::advantage shaping: only exec::host is "
                 "implemented (shaping touches B scalars or one pass of tokens)");
   (void)exec;
   for (std::size_t i = 0; i < rewards.size(); ++i)
@@ -285,7 +289,8 @@ void stop_properly_penalty(Exec exec, const V& rewards_in, std::span<const std::
   expect_finite(coef, where, "coef");
   detail::validate_truncated(truncated, ssize(rewards), where);
   detail::validate_scalar_io(rewards, out, where);
-  static_assert(detail::host_only_v<Exec>, "posttrain::advantage shaping: only exec::host is "
+  static_assert(detail::host_only_v<Exec>,
+                "posttrain::advantage shaping: only exec::host is "
                 "implemented (shaping touches B scalars or one pass of tokens)");
   (void)exec;
   for (std::size_t i = 0; i < rewards.size(); ++i)
@@ -305,7 +310,8 @@ void missing_eos_penalty(Exec exec, const V& rewards_in, std::span<const std::ui
   expect_finite(penalty, where, "penalty");
   detail::validate_truncated(truncated, ssize(rewards), where);
   detail::validate_scalar_io(rewards, out, where);
-  static_assert(detail::host_only_v<Exec>, "posttrain::advantage shaping: only exec::host is "
+  static_assert(detail::host_only_v<Exec>,
+                "posttrain::advantage shaping: only exec::host is "
                 "implemented (shaping touches B scalars or one pass of tokens)");
   (void)exec;
   for (std::size_t i = 0; i < rewards.size(); ++i)
@@ -321,7 +327,8 @@ void clip_rewards(Exec exec, const V& rewards_in, const reward_clip_options& opt
   expect(!std::isnan(options.lo) && !std::isnan(options.hi) && options.lo <= options.hi, where,
          "options.lo <= options.hi (not NaN) expected, got [", options.lo, ", ", options.hi, "]");
   detail::validate_scalar_io(rewards, out, where);
-  static_assert(detail::host_only_v<Exec>, "posttrain::advantage shaping: only exec::host is "
+  static_assert(detail::host_only_v<Exec>,
+                "posttrain::advantage shaping: only exec::host is "
                 "implemented (shaping touches B scalars or one pass of tokens)");
   (void)exec;
   for (std::size_t i = 0; i < rewards.size(); ++i) {
@@ -340,7 +347,8 @@ void mask_truncated(Exec exec, std::span<const float> mask, std::span<const inde
   expect_size(out_mask, seq_offsets.back(), where, "out_mask", "one weight per token");
   detail::validate_truncated(truncated, ssize(seq_offsets) - 1, where);
   expect(detail::disjoint_or_same(out_mask, mask), where, "out_mask partially overlaps mask");
-  static_assert(detail::host_only_v<Exec>, "posttrain::advantage shaping: only exec::host is "
+  static_assert(detail::host_only_v<Exec>,
+                "posttrain::advantage shaping: only exec::host is "
                 "implemented (shaping touches B scalars or one pass of tokens)");
   (void)exec;
   for (std::size_t b = 0; b + 1 < seq_offsets.size(); ++b)
