@@ -315,7 +315,7 @@ __device__ __forceinline__ A forward_row(const D* __restrict__ row, index_t v, i
 }
 
 template <class D, class A, bool Full>
-__global__ void __launch_bounds__(max_threads)
+__global__ void __launch_bounds__(max_threads, 1)
     forward_kernel(const D* __restrict__ logits, index_t n, index_t v, index_t ld,
                    const index_t* __restrict__ targets, A scale, A inv_tau, index_t ignore_index,
                    A* __restrict__ logprob, A* __restrict__ lse, A* __restrict__ entropy,
@@ -377,7 +377,7 @@ __device__ __forceinline__ void zero_row(G* out, index_t v) {
 }
 
 template <class D, class G, class A, bool WithEntropy>
-__global__ void __launch_bounds__(max_threads)
+__global__ void __launch_bounds__(max_threads, 1)
     backward_kernel(const D* logits, index_t n, index_t v, index_t ld,
                     const index_t* __restrict__ targets, A inv_tau, index_t ignore_index,
                     const A* __restrict__ lse, const A* __restrict__ entropy,
@@ -399,7 +399,7 @@ __global__ void __launch_bounds__(max_threads)
 }
 
 template <class D, class A, bool Full>
-__global__ void __launch_bounds__(max_threads)
+__global__ void __launch_bounds__(max_threads, 1)
     fused_kernel(D* logits, index_t n, index_t v, index_t ld, const index_t* __restrict__ targets,
                  const A* __restrict__ d_logprob, A scale, A inv_tau, index_t ignore_index,
                  A* __restrict__ logprob, A* __restrict__ lse, A* __restrict__ entropy,
