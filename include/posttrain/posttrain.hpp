@@ -11,6 +11,8 @@
 //                           reductions, whitening, KL estimators, loss aggregation
 //   loss/                   sequence reductions, preference (DPO-family), policy-gradient and
 //                           value losses
+//   advantage/              advantage estimators (GAE, group, RLOO, REINFORCE++, ReMax, OPO, GPG)
+//                           and reward shaping (KL in reward, controllers, overlong, clipping)
 //   algo.hpp                named algorithms as compositions
 //   dist/                   the communicator concept and the single-process communicator
 #include "posttrain/config.hpp"
@@ -36,4 +38,11 @@
 #include "posttrain/loss/reward_model.hpp"
 #include "posttrain/loss/sft.hpp"
 #include "posttrain/loss/value.hpp"
+#include "posttrain/advantage/gae.hpp"
+#include "posttrain/advantage/gpg.hpp"
+#include "posttrain/advantage/group.hpp"
+#include "posttrain/advantage/opo.hpp"
+#include "posttrain/advantage/reinforce.hpp"
+#include "posttrain/advantage/rloo.hpp"
+#include "posttrain/advantage/shaping.hpp"
 #include "posttrain/algo.hpp"
