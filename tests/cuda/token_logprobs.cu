@@ -286,6 +286,20 @@ TEST(CudaTokenLogprobs, Bfloat16_Llama3Vocabulary) {
   check_against_host<Eigen::bfloat16>(s, 1e-4, 1e-2, false, true);
 }
 
+// N < 2 × SMs with a large V: the forward splits rows over several CTAs (misaligned rows too).
+TEST(CudaTokenLogprobs, Float_SplitRows_SmallN) {
+  POSTTRAIN_REQUIRE_DEVICE();
+  problem_spec s;
+  s.n = 4;
+  s.v = 50001;
+  s.ld = 50003;
+  s.ignored = {1};
+  s.temperature = 1.3;
+  check_against_host<float>(s, 2e-5, 1e-4, true, false);
+  s.extreme = true;
+  check_against_host<float>(s, 2e-5, 1e-4, false, true);
+}
+
 TEST(CudaTokenLogprobs, Double_SmallRows) {
   POSTTRAIN_REQUIRE_DEVICE();
   problem_spec s;

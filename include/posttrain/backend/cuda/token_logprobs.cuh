@@ -37,8 +37,11 @@
 // outside [0, V) that is not ignore_index cannot be reported from the device without a host round
 // trip: the row's outputs are NaN (and its gradient row NaN) instead.
 // NaN logits give NaN statistics. −inf logits contribute nothing (like the CPU backend).
-// Not done yet (see the report of the session that wrote this): splitting one row over several
-// CTAs for small N (N < 2 × SMs) — small N currently runs one CTA per row.
+// Small N (N < 2 × SMs, V >= 16384): the forward splits each row over several CTAs (pieces of
+// >= 8192 elements, ~2 CTAs per SM in all), each writing a partial math::softmax_stats to a
+// stream-ordered scratch buffer (cudaMallocAsync), and a second tiny kernel combines them in
+// index order. The backward needs no reduction and keeps one CTA per row; the fused kernel keeps
+// one CTA per row (a split would need a grid-wide barrier between statistics and gradient).
 // Entry points never synchronise the host, never copy scalars, launch on the given stream and
 // report launch errors through cuda_check(cudaGetLastError()).
 #if !defined(__CUDACC__)
@@ -58,6 +61,7 @@
 #include <type_traits>
 
 #include "posttrain/backend/cuda/error.cuh"
+#include "posttrain/backend/cuda/memory.cuh"
 #include "posttrain/config.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/types.hpp"
@@ -154,8 +158,7 @@ struct thread_state {
     A vmax = x[0];
 #pragma unroll
     for (int k = 1; k < N; ++k) vmax = vmax > x[k] ? vmax : x[k];  // NaN-propagating only via s
-    if (vmax == -std::numeric_limits<A>::infinity()) return;
-    if (vmax > m) {
+    if (vmax > m) {  // not taken for NaN (their exp makes s NaN below)
       if (s != A(0)) {
         const A delta = (m - vmax) * scale;
         const A f = fast_exp2(delta);
@@ -167,8 +170,12 @@ struct thread_state {
       }
       m = vmax;
     }
-    if (!(m > -std::numeric_limits<A>::infinity())) {  // NaN max: poison and stop
-      s = m;
+    if (!(m > -std::numeric_limits<A>::infinity())) {
+      // Nothing finite seen yet (m = −inf) or already poisoned (m = NaN): −inf adds nothing, a
+      // NaN poisons the state (m = s = NaN). Rare path: the start of all −inf rows only.
+#pragma unroll
+      for (int k = 0; k < N; ++k)
+        if (x[k] != x[k] || m != m) m = s = t = s2 = std::numeric_limits<A>::quiet_NaN();
       return;
     }
 #pragma unroll
@@ -329,6 +336,54 @@ __global__ void __launch_bounds__(max_threads, 1)
   }
 }
 
+// Split rows (small N): CTA (r, c) reduces columns [c·chunk, min(V, (c + 1)·chunk)) of row r
+// into partial[r · splits + c] (chunk is a multiple of the vector width, so every piece keeps
+// the row's alignment); split_finish_kernel combines the pieces of each row in index order.
+template <class D, class A, bool Full>
+__global__ void __launch_bounds__(max_threads, 1)
+    split_partial_kernel(const D* __restrict__ logits, index_t n, index_t v, index_t ld,
+                         const index_t* __restrict__ targets, A scale, A inv_tau,
+                         index_t ignore_index, index_t chunk, int splits,
+                         math::softmax_stats<A>* __restrict__ partial) {
+  __shared__ math::softmax_stats<A> scratch[33];
+  const index_t r = blockIdx.x;
+  if (r >= n || targets[r] == ignore_index) return;  // uniform over the block
+  const index_t c0 = index_t(blockIdx.y) * chunk;
+  const index_t len = c0 < v ? (v - c0 < chunk ? v - c0 : chunk) : 0;
+  thread_state<A, Full> ts;
+  accumulate_row<D, A, Full>(logits + r * ld + c0, len, scale, ts);
+  const math::softmax_stats<A> st = block_combine(ts.to_stats(inv_tau), scratch);
+  if (threadIdx.x == 0) partial[r * splits + blockIdx.y] = st;
+}
+
+template <class D, class A>
+__global__ void split_finish_kernel(const D* __restrict__ logits, index_t n, index_t v,
+                                    index_t ld, const index_t* __restrict__ targets, A inv_tau,
+                                    index_t ignore_index, int splits,
+                                    const math::softmax_stats<A>* __restrict__ partial,
+                                    A* __restrict__ logprob, A* __restrict__ lse,
+                                    A* __restrict__ entropy, A* __restrict__ sum_p_squared) {
+  const index_t r = index_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (r >= n) return;
+  const index_t y = targets[r];
+  if (y == ignore_index) {
+    logprob[r] = A(0);
+    if (lse) lse[r] = A(0);
+    if (entropy) entropy[r] = A(0);
+    if (sum_p_squared) sum_p_squared[r] = A(0);
+    return;
+  }
+  math::softmax_stats<A> st = partial[r * splits];
+  for (int c = 1; c < splits; ++c) st = math::softmax_stats<A>::combine(st, partial[r * splits + c]);
+  const bool bad = y < 0 || y >= v;
+  const A nan = std::numeric_limits<A>::quiet_NaN();
+  const A l = bad ? nan : st.lse();
+  logprob[r] = bad ? nan : to_acc(logits[r * ld + y]) * inv_tau - l;
+  if (lse) lse[r] = l;
+  if (entropy) entropy[r] = bad ? nan : st.entropy();
+  if (sum_p_squared) sum_p_squared[r] = bad ? nan : st.sum_p_squared();
+}
+
 // Gradient of one row by the whole block (in may equal out).
 template <class D, class G, class A, bool WithEntropy>
 __device__ __forceinline__ void gradient_row(const D* in, G* out, index_t v, index_t y, A inv_tau,
@@ -437,6 +492,18 @@ struct device_info {
   int l2_bytes = 50 << 20;
 };
 
+// Pieces per row for the forward: 1 when N >= 2 × SMs; otherwise enough pieces for ~2 CTAs per
+// SM, each at least min_piece elements.
+template <class D>
+inline int forward_splits(index_t n, index_t v, int sms) {
+  constexpr index_t min_piece = 8192;
+  if (n >= 2 * index_t(sms)) return 1;
+  const index_t want = (2 * index_t(sms) + n - 1) / n;
+  const index_t most = v / min_piece;
+  const index_t s = want < most ? want : most;
+  return static_cast<int>(s < 1 ? 1 : (s > 256 ? 256 : s));
+}
+
 inline device_info query_device() {
   device_info d;
   int dev = 0;
@@ -469,9 +536,34 @@ void token_logprobs_forward(const D* logits, index_t n, index_t v, index_t ld,
   if (n <= 0) return;
   const A inv_tau = static_cast<A>(1.0 / temperature);
   const A scale = static_cast<A>(1.4426950408889634 / temperature);
+  const bool full = entropy != nullptr || sum_p_squared != nullptr;
+  const int splits = d::forward_splits<D>(n, v, d::query_device().sms);
+  if (splits > 1) {
+    // Small N: split each row over `splits` CTAs; the partial states live in a stream-ordered
+    // scratch allocation (cudaMallocAsync / cudaFreeAsync on `stream`).
+    constexpr index_t w = d::vec_width<D>;
+    const index_t chunk = ((v + splits - 1) / splits + w - 1) / w * w;
+    const int threads = d::threads_for<D>(chunk);
+    device_buffer<math::softmax_stats<A>> partial(static_cast<std::size_t>(n) * splits, stream);
+    const dim3 grid(static_cast<unsigned>(n), static_cast<unsigned>(splits));
+    if (full)
+      d::split_partial_kernel<D, A, true><<<grid, threads, 0, stream>>>(
+          logits, n, v, ld, targets, scale, inv_tau, ignore_index, chunk, splits,
+          partial.data());
+    else
+      d::split_partial_kernel<D, A, false><<<grid, threads, 0, stream>>>(
+          logits, n, v, ld, targets, scale, inv_tau, ignore_index, chunk, splits,
+          partial.data());
+    cuda_check(cudaGetLastError(), "token_logprobs (split forward kernel launch)");
+    d::split_finish_kernel<D, A><<<static_cast<unsigned>((n + 127) / 128), 128, 0, stream>>>(
+        logits, n, v, ld, targets, inv_tau, ignore_index, splits, partial.data(), logprob, lse,
+        entropy, sum_p_squared);
+    cuda_check(cudaGetLastError(), "token_logprobs (split finish kernel launch)");
+    return;  // partial's destructor enqueues its release after the kernels on `stream`
+  }
   const int threads = d::threads_for<D>(v);
   const unsigned grid = d::grid_for(n);
-  if (entropy != nullptr || sum_p_squared != nullptr)
+  if (full)
     d::forward_kernel<D, A, true><<<grid, threads, 0, stream>>>(
         logits, n, v, ld, targets, scale, inv_tau, ignore_index, logprob, lse, entropy,
         sum_p_squared);
