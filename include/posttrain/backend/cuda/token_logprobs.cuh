@@ -131,6 +131,9 @@ struct log2e_c<double> {
   static constexpr double floor_d = -1022.0;
 };
 
+__device__ __forceinline__ float max_ignoring_nan(float a, float b) { return fmaxf(a, b); }
+__device__ __forceinline__ double max_ignoring_nan(double a, double b) { return fmax(a, b); }
+
 // 16-byte vector of D.
 template <class D>
 inline constexpr int vec_width = 16 / static_cast<int>(sizeof(D));
@@ -157,8 +160,9 @@ struct thread_state {
     using C = log2e_c<A>;
     A vmax = x[0];
 #pragma unroll
-    for (int k = 1; k < N; ++k) vmax = vmax > x[k] ? vmax : x[k];  // NaN-propagating only via s
-    if (vmax > m) {  // not taken for NaN (their exp makes s NaN below)
+    for (int k = 1; k < N; ++k) vmax = max_ignoring_nan(vmax, x[k]);  // one FMNMX each
+    // A NaN element is ignored by the max but makes its exp, and so s, NaN below.
+    if (vmax > m) {
       if (s != A(0)) {
         const A delta = (m - vmax) * scale;
         const A f = fast_exp2(delta);
