@@ -2,8 +2,8 @@
 """PyTorch CPU peer of bench/cpu/token_logprobs.cpp.
 
 Times what verl / TRL / OpenRLHF do on the CPU for per-token log-probs and entropy from
-materialised logits, on the same shapes as the C++ benchmark (N x V = 256 x 32000 and
-64 x 128256), fp32 and bf16, with torch threads = 2 (override with --threads):
+materialised logits, on the same shapes as the C++ benchmark (N x V = 256 x 32000, 64 x 128256,
+and forward-only 2048 x 128256), fp32 and bf16, with torch threads = 2 (override with --threads):
 
   logprob          log_softmax(logits / tau).gather(-1, targets)
   logprob+entropy  the above plus entropy = -(softmax(z) * log_softmax(z)).sum(-1)
@@ -34,15 +34,20 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--min-time", type=float, default=0.5)
+    ap.add_argument("--skip-large", action="store_true", help="skip N = 2048, V = 128256")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     tau = args.temperature
-    shapes = [(256, 32000), (64, 128256)]
+    # (N, V, with autograd): the two cache-resident shapes, and the DRAM-scale shape of
+    # performance.md a10 (forward only: autograd would hold several GB of fp32 temporaries).
+    shapes = [(256, 32000, True), (64, 128256, True)]
+    if not args.skip_large:
+        shapes.append((2048, 128256, False))
     dtypes = [("f32", torch.float32), ("bf16", torch.bfloat16)]
 
     rows = []
     for dname, dtype in dtypes:
-        for n, v in shapes:
+        for n, v, with_bwd in shapes:
             g = torch.Generator().manual_seed(0)
             logits = (3.0 * torch.randn(n, v, generator=g)).to(dtype)
             targets = torch.randint(0, v, (n,), generator=g)
@@ -72,10 +77,10 @@ def main():
             with torch.no_grad():
                 t_lp = best_time(logprob, args.min_time)
                 t_lpe = best_time(logprob_entropy, args.min_time)
-            t_bwd = best_time(backward, args.min_time)  # includes its own forward
-            for what, t, bytes_per_elem in [("logprob", t_lp, esize),
-                                            ("logprob+entropy", t_lpe, esize),
-                                            ("fwd+bwd (autograd)", t_bwd, 2 * esize)]:
+            timed = [("logprob", t_lp, esize), ("logprob+entropy", t_lpe, esize)]
+            if with_bwd:  # includes its own forward
+                timed.append(("fwd+bwd (autograd)", best_time(backward, args.min_time), 2 * esize))
+            for what, t, bytes_per_elem in timed:
                 rows.append((dname, n, v, what, t * 1e3, n / t, elem / t / 1e9,
                              elem * bytes_per_elem / t / 1e9))
 

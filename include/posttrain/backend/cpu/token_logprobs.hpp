@@ -2,19 +2,19 @@
 // CPU kernels of ops/token_logprobs.hpp (called after the front end has validated everything).
 //
 // Forward, per row, one read of the logits: the row is walked in chunks of `chunk_size` elements
-// that stay in L1; each chunk takes its max, then sums exp(z − max) (and, when requested,
-// exp(z − max)·(z − max) and exp(2(z − max))) in W independent lanes, and the chunk's
-// math::softmax_stats is combined into the row's state. The lane sums are added in a fixed order,
-// so results do not depend on the thread count or the run.
+// (bfloat16 is widened into an L1 buffer first); each chunk takes its max, then sums
+// exp(z − max) (and, when requested, exp(z − max)·(z − max) and exp(2(z − max))) in the lanes of
+// Eigen packets (SSE2 to AVX-512, whatever the compiler targets), and the chunk's
+// math::softmax_stats is combined into the row's state. The order of every sum is fixed by the
+// row alone, so results do not depend on the thread count or the run.
 //
 // Backward, per row, one read of the logits and one write of the gradient, elementwise, so the
 // gradient may overwrite the logits in place (the target's logit is read before the row is
 // written).
 //
-// float and bfloat16 logits accumulate in float with a vectorisable exp2 (range reduction to
-// [-1/2, 1/2] and a degree-6 polynomial, max relative error 1e-7); double logits use std::exp.
-// Rows whose target is ignore_index are never read. Rows are split over `num_threads` std::threads
-// in contiguous blocks (1 = the calling thread only).
+// float and bfloat16 logits accumulate in float with a vectorised exp2 (see exp_kernel); double
+// logits accumulate in double with Eigen's pexp. Rows whose target is ignore_index are never
+// read. Rows are split over `num_threads` std::threads in contiguous blocks.
 #include <Eigen/Core>
 
 #include <algorithm>
