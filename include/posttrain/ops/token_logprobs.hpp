@@ -32,7 +32,6 @@
 // <posttrain/backend/cuda/token_logprobs.cuh>, which specialises token_logprobs_dispatch; without
 // it the call fails to compile with a sentence saying so.
 #include <cstdint>
-#include <functional>
 #include <span>
 #include <type_traits>
 #include <vector>
