@@ -1,0 +1,190 @@
+#pragma once
+// posttrain::conventions — one namespace per peer library gathering the presets that reproduce it.
+//
+// Every place where the peers disagree (std flavour and epsilon of group advantages, GAE carry and
+// whitening, KL clamps, aggregation divisors, clip ranges, value clip, preference defaults) is an
+// explicit option with a documented default in its family's header; the family also names one
+// preset per peer (group_conventions::trl, kl_conventions::verl(kind), pg_presets::verl_ppo(), ...).
+// This header is the table of contents by peer:
+//
+//   conventions::verl          verl core_algos / dp_actor / dp_critic defaults
+//   conventions::trl           TRL GRPOTrainer / RLOOTrainer / PPOTrainer / DPOTrainer defaults,
+//                              and conventions::trl::loss_type::* (the GRPO loss_type normalisers)
+//   conventions::openrlhf      OpenRLHF experience_maker / PolicyLoss / ValueLoss / DPOLoss
+//   conventions::open_instruct open-instruct grpo_fast / grpo_utils / dpo_utils
+//
+// Names are the same across peers where the peer has the piece (group, gae, kl(...), aggregation,
+// value, ppo, ...); a peer that lacks a piece has no name for it, so asking for it does not compile.
+// Values are the peers' documented defaults (../shared/reference/algorithms.md); each alias below
+// points at the family preset, which carries the details in its own comment.
+#include "posttrain/advantage/gae.hpp"
+#include "posttrain/advantage/group.hpp"
+#include "posttrain/advantage/reinforce.hpp"
+#include "posttrain/advantage/rloo.hpp"
+#include "posttrain/advantage/shaping.hpp"
+#include "posttrain/config.hpp"
+#include "posttrain/loss/algorithms_offline.hpp"
+#include "posttrain/loss/policy_gradient/algorithms.hpp"
+#include "posttrain/loss/preference/algorithms.hpp"
+#include "posttrain/loss/value.hpp"
+#include "posttrain/ops/aggregate.hpp"
+#include "posttrain/ops/kl.hpp"
+#include "posttrain/ops/whiten.hpp"
+
+POSTTRAIN_NAMESPACE_BEGIN
+
+namespace conventions {
+
+// TRL GRPOTrainer `loss_type` normalisers (algorithms.md §1.7) as (aggregation type, options,
+// global normaliser). `ga` = gradient-accumulation steps of the current step (1 in evaluation).
+// Use with loss::policy_gradient<Surrogate, Kl, N::aggregation> and pass N::options() and
+// N::normalizer(...) to compute(). Tested against TRL's formulas in tests/algo/conventions.cpp.
+namespace trl_loss_type {
+
+// "grpo" and "sapo": mean_i( Σ_t m·L / max(|o_i|, 1) ) / GA over ALL local rows (empty rows count).
+struct grpo {
+  using aggregation = agg::seq_mean_token_mean;
+  static agg_options options() { return agg_conventions::trl(); }
+  static agg_normalizer normalizer(double local_rows, double ga = 1.0) {
+    agg_normalizer n;
+    n.sequences = local_rows * ga;
+    return n;
+  }
+};
+
+// "bnpo": Σ m·L / max(Σ m, 1) / GA (local batch token mean).
+struct bnpo {
+  using aggregation = agg::token_mean;
+  static agg_options options() { return {}; }
+  static agg_normalizer normalizer(double local_tokens, double ga = 1.0) {
+    agg_normalizer n;
+    n.tokens = (local_tokens < 1.0 ? 1.0 : local_tokens) * ga;
+    return n;
+  }
+};
+
+// "dr_grpo": Σ m·L / (B_local · max_completion_length) / GA.
+struct dr_grpo {
+  using aggregation = agg::constant_divisor;
+  static agg_options options() { return {}; }
+  static agg_normalizer normalizer(double local_rows, double max_completion_length,
+                                   double ga = 1.0) {
+    agg_normalizer n;
+    n.constant = local_rows * max_completion_length * ga;
+    return n;
+  }
+};
+
+// "dapo" (TRL's default), "cispo", "vespo": Σ m·L / (num_items_in_batch / num_processes), with
+// num_items_in_batch the active tokens of the whole generation batch over all processes (no GA).
+struct dapo {
+  using aggregation = agg::token_mean;
+  static agg_options options() { return {}; }
+  static agg_normalizer normalizer(double num_items_in_batch, double num_processes = 1.0) {
+    agg_normalizer n;
+    n.tokens = num_items_in_batch / num_processes;
+    return n;
+  }
+};
+
+// "luspo": mean_i( L_i · |o_i| ) / GA with L_i the sequence-level (GSPO) loss: the token sum of a
+// per-token loss that equals L_i on every token of row i.
+struct luspo {
+  using aggregation = agg::seq_mean_token_sum;
+  static agg_options options() { return agg_conventions::trl(); }
+  static agg_normalizer normalizer(double local_rows, double ga = 1.0) {
+    agg_normalizer n;
+    n.sequences = local_rows * ga;
+    return n;
+  }
+};
+
+}  // namespace trl_loss_type
+
+namespace verl {
+inline constexpr auto gae = advantage::gae_conventions::verl;
+inline constexpr auto group = advantage::group_conventions::verl;  // grpo (loop)
+inline constexpr auto group_vectorized = advantage::group_conventions::verl_vectorized;
+inline constexpr auto dr_grpo = advantage::group_conventions::dr_grpo;
+inline constexpr auto rloo = advantage::rloo_conventions::verl;
+inline constexpr auto rloo_vectorized = advantage::rloo_conventions::verl_vectorized;
+inline constexpr auto reinforce_pp = advantage::reinforce_pp_conventions::verl;
+inline constexpr auto reinforce_pp_baseline =
+    advantage::reinforce_pp_conventions::verl_baseline;
+inline constexpr whiten_options whiten = whiten_conventions::verl;
+inline constexpr value_options value = value_conventions::verl;
+inline constexpr auto kl_controller_fixed = advantage::kl_controller_conventions::verl_fixed;
+inline constexpr auto kl_controller_adaptive =
+    advantage::kl_controller_conventions::verl_adaptive;
+inline kl_options kl(kl_kind kind) { return kl_conventions::verl(kind); }
+inline agg_options aggregation() { return agg_conventions::verl(); }
+inline policy_gradient_options ppo() { return pg_presets::verl_ppo(); }
+inline policy_gradient_options grpo(double beta = 0.001) { return pg_presets::verl_grpo(beta); }
+inline policy_gradient_options gspo() { return pg_presets::verl_gspo(); }
+inline policy_gradient_options cispo() { return pg_presets::verl_cispo(); }
+inline policy_gradient_options sapo() { return pg_presets::verl_sapo(); }
+}  // namespace verl
+
+namespace trl {
+namespace loss_type = trl_loss_type;
+inline constexpr auto ppo_gae = advantage::gae_conventions::trl_ppo;
+inline constexpr auto group = advantage::group_conventions::trl;  // scale_rewards="group"
+inline constexpr auto group_batch = advantage::group_conventions::trl_batch;
+inline constexpr auto group_none = advantage::group_conventions::trl_none;
+inline constexpr auto rloo = advantage::rloo_conventions::trl;
+inline constexpr auto rloo_normalized = advantage::rloo_conventions::trl_normalized;
+inline constexpr whiten_options ppo_whiten = whiten_conventions::trl_ppo;
+inline constexpr value_options value = value_conventions::trl;
+inline kl_options kl() { return kl_conventions::trl(); }
+inline agg_options aggregation() { return agg_conventions::trl(); }
+inline policy_gradient_options grpo(double beta = 0.0, double delta = pg_presets::inf) {
+  return pg_presets::trl_grpo(beta, delta);
+}
+inline policy_gradient_options cispo(double cap = 5.0) { return pg_presets::trl_cispo(cap); }
+inline policy_gradient_options sapo() { return pg_presets::trl_sapo(); }
+inline constexpr loss::preference_options dpo = pref::presets::trl;
+inline constexpr loss::preference_options cpo = pref::presets::trl_cpo;
+inline constexpr loss::preference_options cpo_simpo = pref::presets::trl_cpo_simpo;
+inline constexpr loss::preference_options orpo = pref::presets::trl_orpo;
+}  // namespace trl
+
+namespace openrlhf {
+inline constexpr auto gae = advantage::gae_conventions::openrlhf;
+inline constexpr auto group = advantage::group_conventions::openrlhf;  // group_norm
+inline constexpr auto dr_grpo = advantage::group_conventions::dr_grpo;
+inline constexpr auto rloo = advantage::rloo_conventions::openrlhf;
+inline constexpr auto reinforce_pp = advantage::reinforce_pp_conventions::openrlhf;
+inline constexpr auto reinforce_pp_baseline =
+    advantage::reinforce_pp_conventions::openrlhf_baseline;
+inline constexpr whiten_options whiten = whiten_conventions::openrlhf_global;
+inline constexpr whiten_options whiten_masked_normalize =
+    whiten_conventions::openrlhf_masked_normalize;
+inline constexpr value_options value = value_conventions::openrlhf;
+inline constexpr auto kl_controller_fixed =
+    advantage::kl_controller_conventions::openrlhf_fixed;
+inline kl_options kl() { return kl_conventions::openrlhf(); }
+inline agg_options aggregation() { return agg_conventions::openrlhf(); }
+inline policy_gradient_options ppo(double dual_clip = pg_presets::inf) {
+  return pg_presets::openrlhf_ppo(dual_clip);
+}
+inline constexpr loss::preference_options dpo = pref::presets::openrlhf;
+}  // namespace openrlhf
+
+namespace open_instruct {
+inline constexpr auto gae = advantage::gae_conventions::open_instruct;
+inline constexpr auto group = advantage::group_conventions::open_instruct_standard;  // standard
+inline constexpr auto group_centered = advantage::group_conventions::open_instruct_centered;
+inline kl_options kl() { return kl_conventions::open_instruct(); }
+inline agg_options aggregation() { return agg_conventions::open_instruct(); }
+inline policy_gradient_options dapo(double beta = 0.05) {
+  return pg_presets::open_instruct_dapo(beta);
+}
+inline policy_gradient_options cispo(double clip_high = 0.272) {
+  return pg_presets::open_instruct_cispo(clip_high);
+}
+inline constexpr loss::preference_options dpo = pref::presets::open_instruct;  // dpo_norm, β = 5
+}  // namespace open_instruct
+
+}  // namespace conventions
+
+POSTTRAIN_NAMESPACE_END
