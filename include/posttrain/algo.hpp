@@ -18,6 +18,26 @@
 //
 // Still to come: rloo (sequence-level PPO), reinforce_pp and the policy-gradient variants listed
 // as not done in docs/loss/policy_gradient.md.
+#include "posttrain/conventions.hpp"
+#include "posttrain/core/batch.hpp"
 #include "posttrain/loss/algorithms_offline.hpp"
+#include "posttrain/loss/concept.hpp"
 #include "posttrain/loss/policy_gradient/algorithms.hpp"
 #include "posttrain/loss/preference/algorithms.hpp"
+
+POSTTRAIN_NAMESPACE_BEGIN
+
+// Every named loss is a model of the Loss concept for its family's inputs.
+static_assert(check_loss_for<algo::dpo, loss::preference_inputs<float>>());
+static_assert(check_loss_for<algo::simpo, loss::preference_inputs<double>>());
+static_assert(check_loss_for<algo::orpo, loss::preference_inputs<float>>());
+static_assert(check_loss_for<algo::alphapo, loss::preference_inputs<float>>());
+static_assert(check_loss_for<algo::kto, loss::kto_inputs<float>>());
+static_assert(check_loss_for<algo::bradley_terry, loss::reward_model_inputs<float>>());
+static_assert(check_loss_for<algo::sft, std::span<const float>, token_batch>());
+static_assert(check_loss_for<algo::ppo, policy_gradient_inputs<float>>());
+static_assert(check_loss_for<algo::grpo, policy_gradient_inputs<double>>());
+static_assert(check_loss_for<algo::gspo, policy_gradient_inputs<float>>());
+static_assert(check_loss_for<loss::value_clipped<agg::token_mean>, value_inputs<float>>());
+
+POSTTRAIN_NAMESPACE_END

@@ -36,6 +36,8 @@ struct sft {
   static_assert(check_aggregation<Mode>(), "loss::sft<Mode>: Mode must be an agg:: mode");
   using aggregation = Mode;
 
+  static std::string name() { return "loss::sft"; }
+
   template <class T>
   static agg_result compute(exec::host, std::span<const T> token_logprobs, const token_batch& batch,
                             std::span<T> grad = {}, const agg_normalizer& normalizer = {},

@@ -57,6 +57,8 @@ struct value_clipped {
   static_assert(check_aggregation<Aggregation>(),
                 "loss::value_clipped<Aggregation>: not an aggregation (see above)");
 
+  static std::string name() { return "loss::value_clipped"; }
+
   template <class T>
   static void validate(const value_inputs<T>& in, const value_options& o, std::span<T> grad,
                        const agg_normalizer& norm, const agg_options& agg_opts) {
