@@ -4,10 +4,16 @@
 //
 //   L_t  = w_t·Surrogate(ℓ_t, logr_t, A_t) + β·KL(ℓ_t − ℓref_t) − c_H·H_t        (m_t > 0)
 //   loss = Aggregation(L, m)   (ops/aggregate.hpp: Σ_i w_i Σ_t m_t·L_t / D)
-//   logr_t = ℓ_t − ℓold_t (the surrogate clamps it before exp); sequence-level surrogates (GSPO)
-//   use log s_i = Σ m·logr / max(Σ m, 1) of the token's row instead.
+//   logr_t = ℓ_t − ℓold_t (the surrogate clamps it before exp).
 //   w_t = sg(min(importance_weights_t, importance_weight_cap)) when given, else 1 (TIS, verl
-//   rollout_is_weights / TRL vLLM IS / OpenRLHF tis: multiplies the surrogate, not the KL).
+//   rollout_is_weights / TRL vLLM IS / OpenRLHF tis: multiplies the surrogate, not the KL);
+//   surrogates may consume w otherwise (pg_weight_use: GMPO per-row geometric mean, VESPO inside
+//   its sequence ratio).
+//   Sequence-level surrogates (GSPO, GMPO, VESPO, RLOO sequence PPO) see the row statistic
+//   log s_i = Σ m·term(logr_t, A_t) / D_i of their token_log_ratio / length_divisor hooks.
+//   IS-corrected KL (options.kl_correction, default none): KL_t = ρ·K(ℓ_t − ℓref_t) with the token
+//   ratio ρ_t or the row's sequence ratio ρ_i, ρ carrying gradient (TRL use_bias_correction_kl,
+//   open-instruct kl_estimator 3 = kl::k1 with the token ratio).
 // Writes dLoss/dℓ[N] and dLoss/dH[N] (= −c_H·dLoss/dL_t); 0 where m = 0.
 //
 // KL location. The KL estimate is added per token before aggregation (TRL GRPO, open-instruct,
@@ -16,10 +22,11 @@
 // reports the parts (pg_loss, kl_loss, entropy) each as agg(part).
 //
 // Inputs  policy_gradient_inputs<T> (T = float or double, N tokens, B rows): logprobs[N],
-//         old_logprobs[N] (empty allowed for surrogate::reinforce), advantages[N], ref_logprobs[N]
-//         (iff KlEstimator ≠ kl::none), mask[N] (or empty), seq_offsets[B+1] (required by
-//         per-sequence aggregations and GSPO; otherwise may be empty), entropy[N] (iff
-//         entropy_coef ≠ 0), importance_weights[N] (or empty).
+//         old_logprobs[N] (empty allowed for surrogate::reinforce unless kl_correction is set),
+//         advantages[N], ref_logprobs[N] (iff KlEstimator ≠ kl::none), mask[N] (or empty),
+//         seq_offsets[B+1] (required by per-sequence aggregations, sequence-level surrogates and
+//         the sequence KL correction; otherwise may be empty), entropy[N] (iff entropy_coef ≠ 0),
+//         importance_weights[N] (or empty).
 // Outputs policy_gradient_outputs<T>: grad[N], entropy_grad[N] (each may be empty).
 // Normaliser agg_normalizer (global divisors, micro-batch invariance) and agg_options as in
 //         ops/aggregate.hpp. Statistics are local masked token means.
@@ -35,10 +42,13 @@
 #include "posttrain/core/validate.hpp"
 #include "posttrain/loss/policy_gradient/cispo.hpp"
 #include "posttrain/loss/policy_gradient/clip.hpp"
+#include "posttrain/loss/policy_gradient/gmpo.hpp"
 #include "posttrain/loss/policy_gradient/gspo.hpp"
 #include "posttrain/loss/policy_gradient/parts.hpp"
 #include "posttrain/loss/policy_gradient/reinforce.hpp"
+#include "posttrain/loss/policy_gradient/rloo_sequence.hpp"
 #include "posttrain/loss/policy_gradient/sapo.hpp"
+#include "posttrain/loss/policy_gradient/vespo.hpp"
 #include "posttrain/ops/aggregate.hpp"
 #include "posttrain/ops/kl.hpp"
 
@@ -46,6 +56,17 @@ POSTTRAIN_NAMESPACE_BEGIN
 
 // A surrogate: name, uses_old_logprobs, sequence_level, validate(options, where) and a
 // POSTTRAIN_HOST_DEVICE evaluate(logp, logr, A, options) -> pg_token<T> for float and double.
+// A sequence-level surrogate also has token_gradient, token_log_ratio(logr, A, options) ->
+// pg_seq_token<double> and length_divisor(Σ m, agg_options) (the row statistic, gspo.hpp); an
+// optional static importance_weight_use (pg_weight_use) says how it consumes IS weights.
+template <class S>
+concept pg_sequence_hooks = requires(double d, const policy_gradient_options& o,
+                                     const agg_options& ao) {
+  { S::token_gradient } -> std::convertible_to<bool>;
+  { S::token_log_ratio(d, d, o) } -> std::same_as<pg_seq_token<double>>;
+  { S::length_divisor(d, ao) } -> std::convertible_to<double>;
+};
+
 template <class S>
 concept pg_surrogate = requires(float f, double d, const policy_gradient_options& o) {
   { S::name } -> std::convertible_to<const char*>;
@@ -54,14 +75,16 @@ concept pg_surrogate = requires(float f, double d, const policy_gradient_options
   S::validate(o, std::string_view{});
   { S::evaluate(f, f, f, o) } -> std::same_as<pg_token<float>>;
   { S::evaluate(d, d, d, o) } -> std::same_as<pg_token<double>>;
-};
+} && (!S::sequence_level || pg_sequence_hooks<S>);
 
 template <class S>
 constexpr bool check_pg_surrogate() {
   static_assert(pg_surrogate<S>,
                 "a policy-gradient surrogate needs static `name`, `uses_old_logprobs`, "
                 "`sequence_level`, validate(const policy_gradient_options&, std::string_view) and "
-                "evaluate(logp, logr, A, options) returning pg_token<T> for float and double");
+                "evaluate(logp, logr, A, options) returning pg_token<T> for float and double; a "
+                "sequence-level one also `token_gradient`, token_log_ratio(double logr, double A, "
+                "options) -> pg_seq_token<double> and length_divisor(double, const agg_options&)");
   return pg_surrogate<S>;
 }
 
@@ -71,6 +94,9 @@ static_assert(check_pg_surrogate<surrogate::cispo>());
 static_assert(check_pg_surrogate<surrogate::sapo>());
 static_assert(check_pg_surrogate<surrogate::gspo>());
 static_assert(check_pg_surrogate<surrogate::gspo_token>());
+static_assert(check_pg_surrogate<surrogate::gmpo>());
+static_assert(check_pg_surrogate<surrogate::vespo>());
+static_assert(check_pg_surrogate<surrogate::rloo_sequence>());
 
 namespace loss {
 
@@ -117,7 +143,12 @@ struct policy_gradient {
                            "one per token of logprobs, or empty (kl::none ignores it)");
     expect_size_or_empty(in.mask, n, where, "mask", "one weight per token, or empty");
     expect_mask(in.mask, where, "mask");
-    if (Aggregation::per_sequence || Surrogate::sequence_level)
+    const bool kl_corrected = uses_reference && o.kl_correction != kl_is_correction::none;
+    if (kl_corrected)
+      expect_size(in.old_logprobs, n, where, "old_logprobs",
+                  "one per token of logprobs (options.kl_correction needs the ratio)");
+    if (Aggregation::per_sequence || Surrogate::sequence_level ||
+        (kl_corrected && o.kl_correction == kl_is_correction::sequence))
       expect(!in.seq_offsets.empty(), where,
              "seq_offsets is empty, expected B + 1 offsets (this composition works per sequence)");
     if (!in.seq_offsets.empty()) expect_offsets(in.seq_offsets, n, where, "seq_offsets");

@@ -16,6 +16,16 @@
 //                                                               open_instruct_cispo
 //   gpg           reinforce, kl::none, token_mean               {}
 //   sapo          sapo, kl::none, seq_mean_token_mean           verl_sapo() / trl_sapo()
+//   gmpo          gmpo, kl::none, seq_mean_token_mean           verl_gmpo() + verl_gmpo_agg() /
+//                                                               trl_gmpo() + agg_conventions::trl()
+//                 (TRL β ≠ 0: kl::k3 instead of kl::none, same options/aggregation)
+//   vespo         vespo, kl::none, token_mean                   trl_vespo(); normalizer.tokens =
+//                                                               num_items_in_batch / P
+//   rloo_sequence_ppo  rloo_sequence, kl::none, seq_mean_token_mean   trl_rloo() +
+//                                                               agg_conventions::trl()
+//   luspo         gspo, kl::none, seq_mean_token_sum            trl_luspo() + agg_conventions::trl()
+// IS-corrected KL (any composition with a KL estimator): options.kl_correction;
+// trl_grpo_bias_corrected_kl(β), open_instruct_is_kl(β) (kl::k1).
 #include "posttrain/config.hpp"
 #include "posttrain/loss/policy_gradient.hpp"
 
@@ -41,6 +51,15 @@ using cispo = loss::policy_gradient<surrogate::cispo, kl::none, agg::token_mean>
 using gpg = loss::policy_gradient<surrogate::reinforce, kl::none, agg::token_mean>;
 // SAPO, Qwen 2025 (verl/TRL `sapo`, seq-mean-token-mean).
 using sapo = loss::policy_gradient<surrogate::sapo, kl::none, agg::seq_mean_token_mean>;
+// GMPO, Zhao et al. 2025 (verl `geo_mean`, TRL experimental gmpo): −Ā_i·exp(mean clipped logr).
+using gmpo = loss::policy_gradient<surrogate::gmpo, kl::none, agg::seq_mean_token_mean>;
+// VESPO (TRL loss_type="vespo"): −sg(φ(w_i))·A·ℓ, w_i the summed sequence ratio, token-mean.
+using vespo = loss::policy_gradient<surrogate::vespo, kl::none, agg::token_mean>;
+// TRL RLOOTrainer loss: PPO clip on the full sequence ratio e^{Σ m·logr}, mean over sequences.
+using rloo_sequence_ppo =
+    loss::policy_gradient<surrogate::rloo_sequence, kl::none, agg::seq_mean_token_mean>;
+// LUSPO (TRL loss_type="luspo"): GSPO sequence loss × |o_i|, mean over sequences.
+using luspo = loss::policy_gradient<surrogate::gspo, kl::none, agg::seq_mean_token_sum>;
 
 }  // namespace algo
 
@@ -88,6 +107,49 @@ inline opts open_instruct_cispo(double clip_high = 0.272) {
 // SAPO τ 1.0 / 1.05 (both peers); verl clamps ±20.
 inline opts verl_sapo() { return opts{.log_ratio_min = -20, .log_ratio_max = 20}; }
 inline opts trl_sapo() { return opts{}; }
+// GMPO log-space clip ε: 0.4 / 0.4 (paper; verl examples/gmpo_trainer sets clip_ratio 0.4 —
+// verl's actor default 0.2 applies if unset; TRL GMPOConfig epsilon = 0.4, epsilon_high = ε).
+inline opts verl_gmpo(double clip = 0.4) { return opts{.clip_low = clip, .clip_high = clip}; }
+inline opts trl_gmpo(double epsilon = 0.4, double beta = 0.0, double epsilon_high = -1.0) {
+  return opts{.clip_low = epsilon,
+              .clip_high = epsilon_high < 0 ? epsilon : epsilon_high,
+              .kl_coef = beta,
+              .kl = kl_conventions::trl()};
+}
+// verl geo_mean: |o_i| + 1e-8 in the geometric mean and in Ā_i, torch.mean over every row.
+inline agg_options verl_gmpo_agg() { return agg_options{true, 1e-8, 0.0}; }
+// VESPO: TRL defaults k_pos 2, λ_pos 3, k_neg 3, λ_neg 2.
+inline opts trl_vespo(double k_pos = 2.0, double lambda_pos = 3.0, double k_neg = 3.0,
+                      double lambda_neg = 2.0) {
+  return opts{.vespo_k_pos = k_pos,
+              .vespo_lambda_pos = lambda_pos,
+              .vespo_k_neg = k_neg,
+              .vespo_lambda_neg = lambda_neg};
+}
+// TRL RLOOTrainer: ε 0.2 / ε_high (None → ε), no clamp, no dual clip.
+inline opts trl_rloo(double epsilon = 0.2, double epsilon_high = -1.0) {
+  return opts{.clip_low = epsilon, .clip_high = epsilon_high < 0 ? epsilon : epsilon_high};
+}
+// TRL luspo: GRPO clip on the GSPO sequence ratio (ε 0.2, δ = dual clip for A < 0).
+inline opts trl_luspo(double epsilon = 0.2, double epsilon_high = -1.0, double delta = inf) {
+  return opts{.clip_low = epsilon,
+              .clip_high = epsilon_high < 0 ? epsilon : epsilon_high,
+              .dual_clip = delta};
+}
+// TRL use_bias_correction_kl=True: β·k3·coef_1 (coef_1 = e^{logr} with gradient; token level;
+// with importance_sampling_level="sequence" set kl_correction = kl_is_correction::sequence).
+inline opts trl_grpo_bias_corrected_kl(double beta, double delta = inf) {
+  opts o = trl_grpo(beta, delta);
+  o.kl_correction = kl_is_correction::token;
+  return o;
+}
+// open-instruct kl_estimator=3: β·r·d, d = clamp(ℓ − ℓref, ±40), r = e^{ℓ − ℓold} with gradient:
+// compose with kl::k1.
+inline opts open_instruct_is_kl(double beta = 0.05) {
+  opts o = open_instruct_dapo(beta);
+  o.kl_correction = kl_is_correction::token;
+  return o;
+}
 
 }  // namespace pg_presets
 

@@ -13,8 +13,12 @@
 // With a per-sequence advantage and agg::seq_mean_token_mean both gradients agree (tested).
 // The composition computes log s_i per sequence (seq_offsets required) and calls evaluate with
 // logr = log s_i. Paper clip ranges 3e-4 / 4e-4.
+// The sequence-level interface (also gmpo, vespo, rloo_sequence): token_gradient,
+// token_log_ratio(logr, A, options) -> pg_seq_token (the token's term of the row sum and its
+// slope) and length_divisor(Σ m, agg_options) -> D_i, so that log s_i = Σ m·term / D_i.
 #include "posttrain/loss/policy_gradient/clip.hpp"
 #include "posttrain/loss/policy_gradient/parts.hpp"
+#include "posttrain/ops/aggregate.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
 
@@ -28,6 +32,16 @@ struct gspo {
 
   static void validate(const policy_gradient_options& o, std::string_view where) {
     clip::validate(o, where);
+  }
+
+  template <class T>
+  POSTTRAIN_HOST_DEVICE static pg_seq_token<T> token_log_ratio(T logr, T,
+                                                               const policy_gradient_options&) {
+    return {logr, T(1), false, false};
+  }
+
+  static double length_divisor(double length, const agg_options&) {
+    return length > 1.0 ? length : 1.0;
   }
 
   template <class T>

@@ -10,6 +10,12 @@
 //   policy_gradient_inputs<T> per-token views over N packed tokens of B sequences.
 //   policy_gradient_outputs<T> caller spans for dLoss/dℓ[N] and dLoss/dH[N] (either may be empty).
 //   policy_gradient_result    the scalar loss, its parts and the statistics.
+//   pg_seq_token<T>    what a sequence-level surrogate's token_log_ratio(logr, A, options)
+//                      returns for one token: its term of the row's log-ratio sum, the term's
+//                      slope d(term)/dlogr, and statistic flags (GMPO's per-token clip).
+//   pg_weight_use      how a surrogate consumes inputs.importance_weights.
+//   kl_is_correction   the importance-sampling correction of the in-loss KL (TRL
+//                      use_bias_correction_kl, open-instruct estimator 3).
 #include <cmath>
 #include <limits>
 #include <span>
@@ -30,6 +36,26 @@ enum class cispo_cap {
   absolute_upper,  // ĉ = min(r, ε_high): clip_high IS the cap    TRL (e.g. 5.0)
 };
 
+// The importance-sampling correction of the in-loss KL term (algorithms.md §1.5, §4.1 step 6, §6):
+//   KL_t ← ρ·K(d_t) with ρ = e^{clamp(logr)} carrying gradient (no stop-gradient at either peer):
+//   ∂(ρ·K)/∂ℓ = ρ·(K'(d) + K(d)) for the token ratio.
+enum class kl_is_correction {
+  none,      // K(d_t)
+  token,     // ρ_t = e^{ℓ_t − ℓold_t}: TRL use_bias_correction_kl (token level); open-instruct
+             // kl_estimator=3 (r·d) is kl::k1 with this and kl_conventions::open_instruct()
+  sequence,  // ρ_i = e^{Σ m·logr / max(Σ m, 1)} of the token's row, gradient to every token of
+             // the row: TRL use_bias_correction_kl with importance_sampling_level="sequence"
+};
+
+// How a surrogate consumes inputs.importance_weights w (detached, capped at
+// importance_weight_cap C first). Surrogates without a static `importance_weight_use` multiply.
+enum class pg_weight_use {
+  multiply,           // L_t ← min(w_t, C)·L_t                         (TIS; default)
+  sequence_geo_mean,  // L_t ← exp(Σ m·log(min(w, C) + 1e-10) / D_i)·L_t of the row (verl GMPO)
+  log_ratio_sum,      // the row's log-ratio sum += Σ_{m>0} log min(w, C); loss not multiplied
+                      // (TRL VESPO: the vLLM token IS ratios enter the sequence weight)
+};
+
 struct policy_gradient_options {
   static constexpr double inf = std::numeric_limits<double>::infinity();
   double clip_low = 0.2;            // ε_low:  ratio clipped below at 1 − ε_low
@@ -44,6 +70,11 @@ struct policy_gradient_options {
   kl_options kl{};                  // clamps of the KL estimator (ops/kl.hpp kl_conventions)
   double entropy_coef = 0.0;        // c_H: loss −= c_H·agg(H); needs inputs.entropy when ≠ 0
   double importance_weight_cap = inf;  // C: detached weight min(w, C) on the surrogate (TIS)
+  double vespo_k_pos = 2.0;         // VESPO shape k for A >= 0 (TRL vespo_k_pos)
+  double vespo_lambda_pos = 3.0;    // VESPO rate λ for A >= 0 (floored at 1e-4)
+  double vespo_k_neg = 3.0;         // VESPO shape k for A < 0
+  double vespo_lambda_neg = 2.0;    // VESPO rate λ for A < 0 (floored at 1e-4)
+  kl_is_correction kl_correction = kl_is_correction::none;  // IS-corrected KL (needs ℓold)
 };
 
 template <class T>
@@ -51,6 +82,14 @@ struct pg_token {
   T loss = T(0);
   T grad = T(0);
   T ratio = T(1);
+  bool clipped = false;
+  bool clipped_lower = false;
+};
+
+template <class T>
+struct pg_seq_token {
+  T log_ratio = T(0);  // this token's term of the row's (weighted) log-ratio sum
+  T slope = T(1);      // d(log_ratio)/d(ℓ − ℓold); 0 where a clip or clamp is active
   bool clipped = false;
   bool clipped_lower = false;
 };
