@@ -148,7 +148,9 @@ void check_alphapo(kind k, const alphapo_options& o, std::uint64_t seed) {
     const pairs_t d = make(rng, 4, 6);
     const auto& p = o.preference;
     auto nf = [&](const pairs_t& x) {
-      return naive_cpo(x, k, p.beta, p.label_smoothing, p.gamma, p.nll_coef, o.alpha);
+      // An unset nll_coef is TRL's cpo_alpha = 1 (not the generic 0.2).
+      const double nll = std::isnan(p.nll_coef) ? 1.0 : p.nll_coef;
+      return naive_cpo(x, k, p.beta, p.label_smoothing, p.gamma, nll, o.alpha);
     };
     EXPECT_NEAR(Comp::compute(d.in(), o).loss, nf(d), 1e-11);
     check_grad(d, nf, [&](const pairs_t& x, std::vector<double>& gc, std::vector<double>& gr) {
@@ -256,4 +258,28 @@ TEST(AlphaPo, MicroBatchInvarianceAndValidation) {
   EXPECT_THROW(algo::alphapo::compute(in, {}, out), pt::error);
   EXPECT_THROW(algo::cpo::compute(in, pt::pref::presets::trl_cpo, out), pt::error);
   for (double v : g) EXPECT_EQ(v, 2.0);
+}
+
+// An nll_coef left unset means TRL's cpo_alpha = 1 for every CPO alias and AlphaPO, never the
+// generic 0.2 (Llama 3) default; an explicit value wins.
+TEST(Cpo, UnsetNllCoefIsTrlsCpoAlpha) {
+  std::mt19937_64 rng(47);
+  const pairs_t d = make(rng, 4, 5);
+  auto same = [&](double a, double b) { EXPECT_NEAR(a, b, 1e-15); };
+  same(algo::cpo::compute(d.in(), {.beta = 0.5}).loss,
+       algo::cpo::compute(d.in(), {.beta = 0.5, .nll_coef = 1.0}).loss);
+  same(algo::cpo_hinge::compute(d.in(), {}).loss,
+       algo::cpo_hinge::compute(d.in(), {.nll_coef = 1.0}).loss);
+  same(algo::cpo_ipo::compute(d.in(), {}).loss,
+       algo::cpo_ipo::compute(d.in(), {.nll_coef = 1.0}).loss);
+  same(algo::cpo_simpo::compute(d.in(), {}).loss,
+       algo::cpo_simpo::compute(d.in(), pt::pref::presets::trl_cpo).loss);
+  same(algo::alphapo::compute(d.in(), {.alpha = 0.2, .preference = {.beta = 0.3}}).loss,
+       algo::alphapo::compute(d.in(), {.alpha = 0.2, .preference = {.beta = 0.3, .nll_coef = 1.0}})
+           .loss);
+  const auto r = algo::cpo::compute(d.in(), {});
+  const auto explicit_02 = algo::cpo::compute(d.in(), {.nll_coef = 0.2});
+  EXPECT_NEAR(r.loss - explicit_02.loss, 0.8 * r.nll, 1e-14);
+  EXPECT_GT(r.nll, 0.0);
+  static_assert(algo::cpo::defaults::nll_coef == 1.0 && algo::cpo_simpo::defaults::nll_coef == 1.0);
 }

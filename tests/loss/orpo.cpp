@@ -240,3 +240,19 @@ TEST(Orpo, ValidationAndNames) {
   EXPECT_EQ(algo::orpo::name(), "loss::preference<orpo, mean, reference_free, nll_token_mean>");
   EXPECT_EQ(pt::pref::presets::trl_orpo.nll_coef, 1.0);
 }
+
+// An nll_coef left unset means ORPO's 1 (TRL ORPOConfig), not the generic 0.2; explicit wins.
+TEST(Orpo, UnsetNllCoefIsOne) {
+  std::mt19937_64 rng(77);
+  const pairs_t d = make(rng, 4, 5);
+  const auto unset = algo::orpo::compute(d.in(), {.beta = 0.3});
+  const auto one = algo::orpo::compute(d.in(), {.beta = 0.3, .nll_coef = 1.0});
+  EXPECT_NEAR(unset.loss, one.loss, 1e-15);
+  EXPECT_NEAR(unset.loss, naive(d, 0.3, 1.0), 1e-12);
+  const auto zero = algo::orpo::compute(d.in(), {.beta = 0.3, .nll_coef = 0.0});
+  EXPECT_NEAR(one.loss - zero.loss, one.nll, 1e-14);
+  static_assert(algo::orpo::defaults::nll_coef == 1.0);
+  // User compositions and algo::dpo_nll keep Llama 3's 0.2.
+  static_assert(pt::loss::preference<pt::pref::sigmoid, pt::seq::sum, pt::pref::with_reference,
+                                     pt::pref::nll_token_mean>::defaults::nll_coef == 0.2);
+}

@@ -2,22 +2,26 @@
 // Named offline algorithms beyond the DPO family (namespace posttrain::algo) and their presets
 // (namespace posttrain::pref::presets). The DPO family itself is in loss/preference/algorithms.hpp.
 //
-//   algo::orpo            preference<orpo, mean, reference_free, nll_token_mean>   TRL ORPO
-//   algo::cpo             preference<sigmoid, sum, reference_free, nll_token_mean> TRL CPO sigmoid
-//   algo::cpo_hinge       preference<hinge, sum, reference_free, nll_token_mean>   TRL CPO hinge
-//   algo::cpo_ipo         preference<ipo, mean, reference_free, nll_token_mean>    TRL CPO ipo
-//   algo::cpo_simpo       preference<simpo, mean, reference_free, nll_token_mean>  TRL CPO simpo
+//   algo::orpo            preference<orpo, mean, reference_free, nll, trl_orpo>    TRL ORPO
+//   algo::cpo             preference<sigmoid, sum, reference_free, nll, trl_cpo>   TRL CPO sigmoid
+//   algo::cpo_hinge       preference<hinge, sum, reference_free, nll, trl_cpo>     TRL CPO hinge
+//   algo::cpo_ipo         preference<ipo, mean, reference_free, nll, trl_cpo>      TRL CPO ipo
+//   algo::cpo_simpo       preference<simpo, mean, reference_free, nll, trl_cpo>    TRL CPO simpo
 //   algo::alphapo         alphapo<sigmoid, sum>  (options.alpha)                  TRL CPO alpha
-//   algo::alphapo_simpo   alphapo<simpo, mean>                                     TRL CPO
-//   simpo+alpha algo::kto             kto<unpaired::kto, sum>                                  TRL
-//   KTO algo::kto_apo_zero_unpaired  kto<unpaired::apo_zero, sum>                      TRL
-//   apo_zero_unpaired algo::kto_vanilla_paired     kto_vanilla_paired OpenRLHF VanillaKTOLoss
+//   algo::alphapo_simpo   alphapo<simpo, mean>                                     TRL CPO simpo+α
+//   algo::kto             kto<unpaired::kto, sum>                                  TRL KTO
+//   algo::kto_apo_zero_unpaired  kto<unpaired::apo_zero, sum>         TRL apo_zero_unpaired
+//   algo::kto_vanilla_paired     kto_vanilla_paired                   OpenRLHF VanillaKTOLoss
+//   (nll = pref::nll_token_mean; trl_orpo / trl_cpo = pref::defaults::*, the NLL weight 1)
 //   algo::bradley_terry   reward_model<rm::bradley_terry>                          TRL/OpenRLHF RM
 //   algo::reward_log_exp  reward_model<rm::log_exp>                                OpenRLHF logexp
 //   algo::sft             sft<agg::token_mean>  (also sft_sum, sft_sample_mean)
 //
-// The NLL weight of every composition with an NLL term is options.nll_coef, whose generic default
-// (0.2, Llama 3) is NOT ORPO's or CPO's: use pref::presets::trl_orpo / trl_cpo (nll_coef = 1).
+// The NLL weight of every composition with an NLL term is options.nll_coef. Left unset (the
+// default, NaN) it is the composition's Defaults::nll_coef: the orpo and cpo* aliases carry
+// pref::defaults::trl_orpo / trl_cpo (1, TRL's), so algo::orpo::compute(in, {.beta = 0.2}) weighs
+// the NLL 1, not Llama 3's 0.2 (the generic default of user compositions and algo::dpo_nll).
+// An explicit nll_coef always wins. Presets pref::presets::trl_orpo / trl_cpo set it explicitly.
 #include "posttrain/config.hpp"
 #include "posttrain/loss/alphapo.hpp"
 #include "posttrain/loss/kto.hpp"
@@ -31,17 +35,20 @@ POSTTRAIN_NAMESPACE_BEGIN
 namespace algo {
 
 // ORPO, Hong et al. 2024 (TRL ORPOTrainer): NLL_chosen − β·mean logσ(log-odds ratio of ā).
-using orpo = loss::preference<pref::orpo, seq::mean, pref::reference_free, pref::nll_token_mean>;
+using orpo = loss::preference<pref::orpo, seq::mean, pref::reference_free, pref::nll_token_mean,
+                              pref::defaults::trl_orpo>;
 // CPO, Xu et al. 2024 (TRL CPOTrainer loss_type="sigmoid"): −logσ(β(π_c − π_r)) + α·NLL.
-using cpo = loss::preference<pref::sigmoid, seq::sum, pref::reference_free, pref::nll_token_mean>;
+using cpo = loss::preference<pref::sigmoid, seq::sum, pref::reference_free, pref::nll_token_mean,
+                             pref::defaults::trl_cpo>;
 // TRL CPOTrainer loss_type="hinge": relu(1 − β(π_c − π_r)) + α·NLL (summed log-probs).
-using cpo_hinge =
-    loss::preference<pref::hinge, seq::sum, pref::reference_free, pref::nll_token_mean>;
+using cpo_hinge = loss::preference<pref::hinge, seq::sum, pref::reference_free,
+                                   pref::nll_token_mean, pref::defaults::trl_cpo>;
 // TRL CPOTrainer loss_type="ipo": (ā_c − ā_r − 1/(2β))² + α·NLL (averaged log-probs).
-using cpo_ipo = loss::preference<pref::ipo, seq::mean, pref::reference_free, pref::nll_token_mean>;
+using cpo_ipo = loss::preference<pref::ipo, seq::mean, pref::reference_free, pref::nll_token_mean,
+                                 pref::defaults::trl_cpo>;
 // TRL CPOTrainer loss_type="simpo" (SimPO, Meng et al. 2024, + α·NLL; α = 0 is algo::simpo).
-using cpo_simpo =
-    loss::preference<pref::simpo, seq::mean, pref::reference_free, pref::nll_token_mean>;
+using cpo_simpo = loss::preference<pref::simpo, seq::mean, pref::reference_free,
+                                   pref::nll_token_mean, pref::defaults::trl_cpo>;
 // AlphaPO, Gupta et al. 2025 (TRL CPOTrainer alpha ≠ 0, loss_type="sigmoid"): rewards
 // u = (1 − p^{−α})/α replace π in CPO.
 using alphapo = loss::alphapo<pref::sigmoid, seq::sum>;

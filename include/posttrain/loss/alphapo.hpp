@@ -11,7 +11,9 @@
 //   reference scores (AlphaPO is reference-free); rewards reported are β·u.
 //   Options alphapo_options: alpha (α, finite; TRL CPOConfig.alpha default 0 = plain CPO/SimPO)
 //   and preference (the link's β, γ, ε and nll_coef; default pref::presets::trl_cpo-like values:
-//   β = 0.1, γ = 0.5, nll_coef = cpo_alpha = 1).
+//   β = 0.1, γ = 0.5, nll_coef = cpo_alpha = 1; an unset nll_coef also means 1, TRL's cpo_alpha).
+//   The loop is loss::preference's (backend/cpu/preference.hpp) with pref::alpha_transform as its
+//   score transform: one implementation, so AlphaPO follows every change of the family.
 //   The exponent −α·π is clamped to at most 700 (e^{700} is near double's limit; its derivative is
 //   0 beyond): long summed completions with α > 0 would otherwise overflow, as they do in TRL.
 //   Peers: TRL CPOTrainer alpha (loss_type sigmoid → algo::alphapo = <sigmoid, sum>; simpo →
@@ -49,6 +51,15 @@ struct alpha_reward {
   }
 };
 
+// The transform as the generic preference loop takes it (backend/cpu/preference.hpp).
+struct alpha_transform {
+  double alpha;
+  backend::cpu::score_derivative operator()(double score) const {
+    const auto v = alpha_reward::evaluate(score, alpha);
+    return {v.u, v.du};
+  }
+};
+
 }  // namespace pref
 
 namespace loss {
@@ -60,7 +71,7 @@ struct alphapo_options {
 
 template <class Link, class SeqReduce, class Nll = pref::nll_token_mean>
 struct alphapo {
-  using composition = preference<Link, SeqReduce, pref::reference_free, Nll>;
+  using composition = preference<Link, SeqReduce, pref::reference_free, Nll, pref::defaults::trl_cpo>;
 
   static std::string name() {
     return std::string("loss::alphapo<") + Link::name + ", " + SeqReduce::name +
@@ -87,7 +98,10 @@ struct alphapo {
       else
         for (float m : c.mask) token_normalizer += static_cast<double>(m);
     }
-    return run(in, options, out, pair_normalizer, token_normalizer);
+    // The generic preference loop with u(π) between the sequence score and the link.
+    return backend::cpu::preference<Link, SeqReduce, pref::reference_free, Nll>(
+        in, options.preference, out, pair_normalizer, token_normalizer,
+        composition::nll_coef(options.preference), pref::alpha_transform{options.alpha});
   }
 
   template <class T>
@@ -108,64 +122,6 @@ struct alphapo {
     return {};
   }
 
- private:
-  // The CPU loop (sequential, double sums), the preference backend's loop with u(π) in between.
-  template <class T>
-  static preference_result run(const preference_inputs<T>& in, const alphapo_options& options,
-                               const preference_outputs<T>& out, double pair_normalizer,
-                               double token_normalizer) {
-    using backend::cpu::masked_sum;
-    using backend::cpu::write_masked;
-    const token_batch& chosen = in.batch.chosen;
-    const token_batch& rejected = in.batch.rejected;
-    const index_t pairs = in.batch.num_pairs();
-    const preference_options& o = options.preference;
-    const double inv_pairs = pair_normalizer > 0 ? 1.0 / pair_normalizer : 0.0;
-    const double nll_divisor = Nll::divides_by_tokens ? token_normalizer : pair_normalizer;
-    const double inv_nll = nll_divisor > 0 ? 1.0 / nll_divisor : 0.0;
-    const double nll_coef = Nll::enabled ? o.nll_coef : 0.0;
-    double loss_sum = 0, nll_sum = 0, reward_c_sum = 0, reward_r_sum = 0, correct = 0;
-    for (index_t p = 0; p < pairs; ++p) {
-      const index_t c0 = chosen.seq_offsets[p], c1 = chosen.seq_offsets[p + 1];
-      const index_t r0 = rejected.seq_offsets[p], r1 = rejected.seq_offsets[p + 1];
-      const auto sc = masked_sum(in.chosen_logprobs, chosen.mask, c0, c1);
-      const auto sr = masked_sum(in.rejected_logprobs, rejected.mask, r0, r1);
-      const auto uc =
-          pref::alpha_reward::evaluate(SeqReduce::score(sc.sum, sc.weight), options.alpha);
-      const auto ur =
-          pref::alpha_reward::evaluate(SeqReduce::score(sr.sum, sr.weight), options.alpha);
-      const pref::pair_value<double> v = Link::evaluate(uc.u, ur.u, o);
-      loss_sum += v.loss;
-      if constexpr (Nll::enabled) nll_sum += Nll::value(sc.sum, sc.weight);
-      const double rc = o.beta * uc.u, rr = o.beta * ur.u;
-      reward_c_sum += rc;
-      reward_r_sum += rr;
-      correct += rc > rr ? 1.0 : 0.0;
-      if (!out.pair_losses.empty()) out.pair_losses[p] = v.loss;
-      if (!out.chosen_rewards.empty()) out.chosen_rewards[p] = rc;
-      if (!out.rejected_rewards.empty()) out.rejected_rewards[p] = rr;
-      if (!out.chosen_grad.empty()) {
-        double scale = v.d_chosen * uc.du * inv_pairs * SeqReduce::token_scale(sc.weight);
-        if constexpr (Nll::enabled) scale += nll_coef * inv_nll * Nll::token_scale(sc.weight);
-        write_masked(out.chosen_grad, chosen.mask, c0, c1, scale);
-      }
-      if (!out.rejected_grad.empty())
-        write_masked(out.rejected_grad, rejected.mask, r0, r1,
-                     v.d_rejected * ur.du * inv_pairs * SeqReduce::token_scale(sr.weight));
-    }
-    preference_result r;
-    r.preference_loss = loss_sum * inv_pairs;
-    r.nll = nll_sum * inv_nll;
-    r.loss = r.preference_loss + nll_coef * r.nll;
-    if (pairs > 0) {
-      const double n = static_cast<double>(pairs);
-      r.chosen_reward = reward_c_sum / n;
-      r.rejected_reward = reward_r_sum / n;
-      r.reward_margin = (reward_c_sum - reward_r_sum) / n;
-      r.reward_accuracy = correct / n;
-    }
-    return r;
-  }
 };
 
 }  // namespace loss

@@ -1,12 +1,18 @@
 #pragma once
-// loss::preference<Link, SeqReduce, Reference, Nll> — the offline preference (DPO-family) loss as
-// a compile-time composition, and loss::sequence_scores for caching reference scores.
+// loss::preference<Link, SeqReduce, Reference, Nll, Defaults> — the offline preference (DPO-family)
+// loss as a compile-time composition, and loss::sequence_scores for caching reference scores.
 //
 //   For pairs p = 1..P with packed chosen/rejected token log-probs ℓ and float masks m:
-//     π_c,p = SeqReduce(ℓ, m over chosen sequence p)        (seq::sum or seq::mean)
+//     π_c,p = SeqReduce(ℓ, m over chosen sequence p)   (seq::sum, seq::mean, or seq::ld: paired)
 //     Δc,p  = π_c,p − ρ_c,p   (with_reference)   or   π_c,p   (reference_free); same for Δr,p
-//     loss  = Σ_p Link(Δc,p, Δr,p) / normalizer.pairs  +  nll_coef·NLL_chosen (if Nll has one)
+//     loss  = Σ_p w_p·Link(Δc,p, Δr,p) / normalizer.pairs  +  nll_coef·NLL_chosen (if Nll has one)
 //   and ∂loss/∂ℓ_t for every chosen and rejected token (0 where m_t = 0; the reference gets none).
+//   w_p: optional detached pair weights (inputs.pair_weights, e.g. WPO; default 1).
+//   Batch-sorted links (pref::aot, pref::aot_unpaired) sort their keys over the pairs of the call
+//   and evaluate rank by rank (loss/preference/aot.hpp); f-DPO scores wrap a link
+//   (pref::f_divergence<Link, divergence::...>, loss/preference/f_divergence.hpp).
+//   Defaults (pref::defaults::llama3 unless named) supplies option fields the caller left unset:
+//   nll_coef (0.2 generic; algo::orpo / algo::cpo*: 1).
 //
 //   Inputs  preference_inputs<T>: batch (seq_offsets[P+1] and masks [N] of both sides),
 //           chosen_logprobs[Nc], rejected_logprobs[Nr], reference_chosen[P], reference_rejected[P]
@@ -21,6 +27,8 @@
 // Every argument is validated before anything is written (posttrain::error naming the argument).
 // Named compositions with their peers: loss/preference/algorithms.hpp. Formulas per link:
 // docs/loss/preference.md.
+#include <cmath>
+#include <span>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -31,10 +39,12 @@
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/validate.hpp"
 #include "posttrain/loss/preference/apo_down.hpp"
+#include "posttrain/loss/preference/aot.hpp"
 #include "posttrain/loss/preference/apo_zero.hpp"
 #include "posttrain/loss/preference/bco_pair.hpp"
 #include "posttrain/loss/preference/discopop.hpp"
 #include "posttrain/loss/preference/exo_pair.hpp"
+#include "posttrain/loss/preference/f_divergence.hpp"
 #include "posttrain/loss/preference/hinge.hpp"
 #include "posttrain/loss/preference/ipo.hpp"
 #include "posttrain/loss/preference/link.hpp"
@@ -56,13 +66,13 @@ inline constexpr bool preference_dependent_false = false;
 }  // namespace detail
 
 template <class Link, class SeqReduce, class Reference = pref::with_reference,
-          class Nll = pref::no_nll>
+          class Nll = pref::no_nll, class Defaults = pref::defaults::llama3>
 struct preference {
   static_assert(pref::diagnose_preference_link<Link>(),
                 "loss::preference<Link, ...>: Link is not a preference link (see above)");
   static_assert(seq::diagnose_sequence_reduction<SeqReduce>(),
                 "loss::preference<Link, SeqReduce, ...>: SeqReduce is not a sequence reduction "
-                "(use seq::sum or seq::mean)");
+                "(use seq::sum, seq::mean or seq::ld)");
   static_assert(std::is_same_v<Reference, pref::with_reference> ||
                     std::is_same_v<Reference, pref::reference_free>,
                 "loss::preference<Link, SeqReduce, Reference, ...>: Reference must be "
@@ -76,8 +86,16 @@ struct preference {
   using sequence_reduction = SeqReduce;
   using reference = Reference;
   using nll = Nll;
+  using defaults = Defaults;
   static constexpr bool uses_reference = Reference::uses_reference;
   static constexpr bool has_nll = Nll::enabled;
+  static constexpr bool length_desensitized = seq::is_length_desensitized_v<SeqReduce>;
+  static constexpr bool batch_sorted = pref::is_batch_sorted_v<Link>;
+
+  // The NLL weight used: options.nll_coef, or Defaults::nll_coef when left unset (NaN).
+  static double nll_coef(const preference_options& o) {
+    return std::isnan(o.nll_coef) ? Defaults::nll_coef : o.nll_coef;
+  }
 
   // "loss::preference<sigmoid, sum>" (+ ", reference_free" / ", nll"): the prefix of messages.
   static std::string name() {
@@ -112,7 +130,17 @@ struct preference {
              "reference_free (use pref::with_reference to subtract reference scores)");
     }
     Link::validate(options, where);
-    if constexpr (has_nll) expect_non_negative(options.nll_coef, where, "options.nll_coef");
+    if constexpr (has_nll) expect_non_negative(nll_coef(options), where, "options.nll_coef");
+    if constexpr (length_desensitized) validate_ld_alpha(options, where);
+    if (!in.pair_weights.empty()) {
+      expect(!batch_sorted, where,
+             "pair_weights must be empty: a batch-sorted link (aot) ranks keys across pairs, so "
+             "per-pair weights would be misaligned (TRL rejects WPO with aot too)");
+      expect_size(in.pair_weights, pairs, where, "pair_weights", "one weight per pair");
+      for (std::size_t i = 0; i < in.pair_weights.size(); ++i)
+        expect(std::isfinite(in.pair_weights[i]) && in.pair_weights[i] >= 0.0, where,
+               "pair_weights[", i, "] = ", in.pair_weights[i], ", expected a finite weight >= 0");
+    }
     expect_non_negative(norm.pairs, where, "normalizer.pairs");
     expect_non_negative(norm.chosen_tokens, where, "normalizer.chosen_tokens");
     expect_size_or_empty(out.chosen_grad, in.batch.chosen.num_tokens(), where, "chosen_grad",
@@ -146,7 +174,47 @@ struct preference {
       }
     }
     return backend::cpu::preference<Link, SeqReduce, Reference, Nll>(
-        in, options, out, pair_normalizer, token_normalizer);
+        in, options, out, pair_normalizer, token_normalizer, nll_coef(options));
+  }
+
+  // The reference scores ρ_c[P], ρ_r[P] this composition expects, from the reference model's token
+  // log-probs over the same batch: SeqReduce per sequence for seq::sum / seq::mean; LD's paired
+  // split (α = options.ld_alpha) for seq::ld<> (TRL HEAD); plain sums for
+  // seq::ld<ld_side::policy_only> (TRL v0.26). Validates like compute().
+  template <class T>
+  static void reference_scores(const preference_batch& batch,
+                               std::span<const T> reference_chosen_logprobs,
+                               std::span<const T> reference_rejected_logprobs,
+                               const preference_options& options, std::span<T> reference_chosen,
+                               std::span<T> reference_rejected) {
+    const std::string where = name() + "::reference_scores";
+    batch.validate(where);
+    const index_t pairs = batch.num_pairs();
+    expect_size(reference_chosen_logprobs, batch.chosen.num_tokens(), where,
+                "reference_chosen_logprobs", "one per chosen token");
+    expect_size(reference_rejected_logprobs, batch.rejected.num_tokens(), where,
+                "reference_rejected_logprobs", "one per rejected token");
+    expect_size(reference_chosen, pairs, where, "reference_chosen", "one per pair");
+    expect_size(reference_rejected, pairs, where, "reference_rejected", "one per pair");
+    if constexpr (length_desensitized) {
+      if constexpr (SeqReduce::side == seq::ld_side::policy_and_reference) {
+        validate_ld_alpha(options, where);
+        backend::cpu::ld_sequence_scores(reference_chosen_logprobs, batch.chosen, batch.rejected,
+                                         options.ld_alpha, reference_chosen);
+        backend::cpu::ld_sequence_scores(reference_rejected_logprobs, batch.rejected,
+                                         batch.chosen, options.ld_alpha, reference_rejected);
+      } else {
+        backend::cpu::sequence_scores<seq::sum>(reference_chosen_logprobs, batch.chosen,
+                                                reference_chosen);
+        backend::cpu::sequence_scores<seq::sum>(reference_rejected_logprobs, batch.rejected,
+                                                reference_rejected);
+      }
+    } else {
+      backend::cpu::sequence_scores<SeqReduce>(reference_chosen_logprobs, batch.chosen,
+                                               reference_chosen);
+      backend::cpu::sequence_scores<SeqReduce>(reference_rejected_logprobs, batch.rejected,
+                                               reference_rejected);
+    }
   }
 
   // Host memory, the calling thread: same as compute(exec::host{}, ...).
@@ -170,6 +238,12 @@ struct preference {
   }
 
  private:
+  static void validate_ld_alpha(const preference_options& o, std::string_view where) {
+    expect(std::isfinite(o.ld_alpha) && o.ld_alpha >= 0.0 && o.ld_alpha <= 1.0, where,
+           "options.ld_alpha must be set to a value in [0, 1] for seq::ld (LD-DPO's tail weight; "
+           "it has no default), got ", o.ld_alpha);
+  }
+
   template <class T>
   static void expect_all_finite(std::span<const T> values, std::string_view where,
                                 std::string_view argument) {
@@ -186,6 +260,9 @@ void sequence_scores(std::span<const T> token_logprobs, const token_batch& batch
                      std::span<T> scores) {
   static_assert(seq::diagnose_sequence_reduction<SeqReduce>(),
                 "loss::sequence_scores<SeqReduce>: use seq::sum or seq::mean");
+  static_assert(!seq::is_length_desensitized_v<SeqReduce>,
+                "loss::sequence_scores<seq::ld>: LD-DPO is a paired reduction; use "
+                "loss::preference<...>::reference_scores");
   const std::string where = std::string("loss::sequence_scores<") + SeqReduce::name + ">";
   batch.validate(where);
   expect_size(token_logprobs, batch.num_tokens(), where, "token_logprobs", "one per token");

@@ -15,6 +15,14 @@
 //   algo::hinge                  hinge, sum               SLiC-HF; TRL `hinge`
 //   algo::exo_pair / nca_pair / bco_pair / sppo_hard / apo_zero / apo_down / discopop:
 //                                <link>, sum              TRL `<link>` (bco_pair: HEAD form)
+//   algo::aot / aot_unpaired     aot / aot_unpaired, sum  TRL `aot`, `aot_unpaired` (v0.26
+//                                                         `aot_pair`); batch-sorted
+//   algo::f_dpo_forward_kl / f_dpo_js / f_dpo_alpha
+//                                f_divergence<sigmoid, divergence::...>, sum   TRL f_divergence_type
+//   algo::ld_dpo                 sigmoid, seq::ld<>       TRL HEAD ld_alpha (policy and reference)
+//   algo::ld_dpo_policy_only     sigmoid, seq::ld<policy_only>   TRL v0.26 ld_alpha
+//   algo::wpo                    = dpo + inputs.pair_weights from loss::wpo_pair_weights
+//   algo::tr_dpo                 = dpo + ops::tr_dpo_sync of the reference (ops/model_averaging)
 //
 // Length normalisation in TRL's `sigmoid_norm` divides the log-ratio Δ = π_sum − ρ_sum by the
 // completion length; that equals mean(π) − mean(ρ) whenever policy and reference share the mask
@@ -22,6 +30,7 @@
 // with reference means reproduces it (tested).
 #include "posttrain/config.hpp"
 #include "posttrain/loss/preference.hpp"
+#include "posttrain/loss/preference/wpo.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
 
@@ -63,6 +72,29 @@ using apo_zero = loss::preference<pref::apo_zero, seq::sum>;
 using apo_down = loss::preference<pref::apo_down, seq::sum>;
 // DiscoPOP / LRML, Chan et al. 2024 (TRL `discopop`, τ = 0.05).
 using discopop = loss::preference<pref::discopop, seq::sum>;
+// AOT, Melnyk et al. 2024: sorted policy vs reference margins over the batch (TRL `aot`).
+using aot = loss::preference<pref::aot, seq::sum>;
+// AOT unpaired, Melnyk et al. 2024: sorted Δc vs sorted Δr (TRL HEAD `aot_unpaired`, v0.26
+// `aot_pair`).
+using aot_unpaired = loss::preference<pref::aot_unpaired, seq::sum>;
+// f-DPO, Wang et al. 2023, forward KL scores −e^{−Δ} (TRL f_divergence_type="forward_kl").
+using f_dpo_forward_kl = loss::preference<pref::f_divergence<pref::sigmoid, divergence::forward_kl>, seq::sum>;
+// f-DPO, Wang et al. 2023, Jensen-Shannon scores logσ(Δ) (TRL "js_divergence", = v0.26's form).
+using f_dpo_js = loss::preference<pref::f_divergence<pref::sigmoid, divergence::js_divergence>, seq::sum>;
+// f-DPO, Wang et al. 2023, α-divergence scores e^{(α−1)Δ}/(α−1), α = options.f_alpha (TRL
+// "alpha_divergence"; v0.26 via pref::presets::trl_v026_alpha_divergence).
+using f_dpo_alpha =
+    loss::preference<pref::f_divergence<pref::sigmoid, divergence::alpha_divergence>, seq::sum>;
+// LD-DPO, Liu et al. 2024: π = shared + α·tail on policy and reference (TRL HEAD ld_alpha).
+using ld_dpo = loss::preference<pref::sigmoid, seq::ld<>>;
+// LD-DPO as TRL v0.26 computed it: only the policy scores are desensitised.
+using ld_dpo_policy_only = loss::preference<pref::sigmoid, seq::ld<seq::ld_side::policy_only>>;
+// WPO, Zhou et al. 2024: DPO with detached pair weights w_c·w_r in inputs.pair_weights
+// (loss::wpo_pair_weights; TRL use_weighting, open-instruct `wpo`). A weighting, not a type.
+using wpo = dpo;
+// TR-DPO, Gorbatovski et al. 2024: DPO whose reference is synced every τ steps
+// (ops::tr_dpo_sync; TRL sync_ref_model). The loss is DPO's; the sync is a parameter update.
+using tr_dpo = dpo;
 
 }  // namespace algo
 
@@ -88,6 +120,21 @@ constexpr loss::preference_options open_instruct_simpo(double beta = 5.0,
 inline constexpr loss::preference_options llama3_dpo_nll{.beta = 0.1, .nll_coef = 0.2};
 // EXO as in the paper and TRL v0.26's silent fallback: ε = 1e-3.
 inline constexpr loss::preference_options exo{.label_smoothing = 1e-3};
+// TRL DPOConfig α-divergence (algo::f_dpo_alpha): f_alpha_divergence_coef, default 0.5.
+constexpr loss::preference_options trl_alpha_divergence(double alpha = 0.5, double beta = 0.1) {
+  return {.beta = beta, .f_alpha = alpha};
+}
+// TRL v0.26 α-divergence: z = (e^{−α'Δr} − e^{−α'Δc})/α' (default α' = 1) is HEAD's form with
+// α = 1 − α' (α' = 1: forward KL). v0.26 had no exponent clamp.
+constexpr loss::preference_options trl_v026_alpha_divergence(double alpha_v026 = 1.0,
+                                                             double beta = 0.1) {
+  return {.beta = beta, .f_alpha = 1.0 - alpha_v026};
+}
+// LD-DPO (algo::ld_dpo / ld_dpo_policy_only): TRL ld_alpha (no default; the paper tunes α in
+// [0, 1]).
+constexpr loss::preference_options ld_dpo(double ld_alpha, double beta = 0.1) {
+  return {.beta = beta, .ld_alpha = ld_alpha};
+}
 
 }  // namespace pref::presets
 

@@ -19,10 +19,18 @@
 //                          EXO target smoothing (exo_pair, must be > 0; the paper uses 1e-3)
 //   gamma            0.5   γ, SimPO reward margin in units of βz (simpo; TRL CPO simpo_gamma)
 //   tau              0.05  τ, DiscoPOP temperature (discopop; TRL discopop_tau)
-//   nll_coef         0.2   weight of the chosen NLL term (only compositions with an NLL term;
-//                          0.2 is Llama 3's DPO + NLL)
+//   nll_coef         unset weight of the chosen NLL term (only compositions with an NLL term).
+//                          Unset (NaN, the default) means the composition's own default, its
+//                          Defaults::nll_coef: 0.2 (Llama 3) for algo::dpo_nll and user
+//                          compositions, 1 for algo::orpo and the algo::cpo* aliases (TRL
+//                          ORPOConfig/CPOConfig). An explicit value (finite, >= 0) always wins.
+//   f_alpha          0.5   α of the α-divergence score (pref::f_divergence<Link,
+//                          divergence::alpha_divergence>; TRL HEAD f_alpha_divergence_coef)
+//   ld_alpha         unset α of LD-DPO's tail weight (seq::ld only; TRL ld_alpha has no default
+//                          either: must be set, finite and in [0, 1])
 #include <cmath>
 #include <concepts>
+#include <limits>
 #include <string_view>
 
 #include "posttrain/config.hpp"
@@ -38,7 +46,9 @@ struct preference_options {
   double label_smoothing = 0.0;
   double gamma = 0.5;
   double tau = 0.05;
-  double nll_coef = 0.2;
+  double nll_coef = std::numeric_limits<double>::quiet_NaN();
+  double f_alpha = 0.5;
+  double ld_alpha = std::numeric_limits<double>::quiet_NaN();
 };
 
 }  // namespace loss

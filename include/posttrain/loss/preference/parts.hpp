@@ -13,7 +13,10 @@
 //                    pref::nll_sequence_mean NLL = Σ_p (−S_c,p / max(W_c,p, 1)) / pairs
 //                                           (OpenRLHF nll_loss_coef: mean over chosen rows of
 //                                           the per-row token mean)
-//   The total loss is  Σ_p loss_p / pairs + nll_coef·NLL.
+//   The total loss is  Σ_p w_p·loss_p / pairs + nll_coef·NLL  (w_p = pair_weights[p], default 1).
+//   Defaults         the composition's default for hyperparameters left unset in the options
+//                    (only nll_coef so far): pref::defaults::llama3 (0.2, the generic default),
+//                    pref::defaults::trl_orpo and pref::defaults::trl_cpo (1).
 #include <span>
 
 #include "posttrain/config.hpp"
@@ -72,6 +75,19 @@ struct nll_sequence_mean {
   }
 };
 
+// Defaults of a composition for the option fields left unset (NaN) by the caller.
+namespace defaults {
+struct llama3 {  // DPO + 0.2·NLL (Llama 3); the generic default
+  static constexpr double nll_coef = 0.2;
+};
+struct trl_orpo {  // TRL ORPOConfig: the NLL weighs 1
+  static constexpr double nll_coef = 1.0;
+};
+struct trl_cpo {  // TRL CPOConfig: cpo_alpha = 1
+  static constexpr double nll_coef = 1.0;
+};
+}  // namespace defaults
+
 }  // namespace pref
 
 namespace loss {
@@ -84,6 +100,9 @@ struct preference_inputs {
   std::span<const T> rejected_logprobs{};   // [Nr]
   std::span<const T> reference_chosen{};    // [P] ρ_c, reduced like π (empty: reference_free)
   std::span<const T> reference_rejected{};  // [P] ρ_r
+  // [P] optional detached per-pair weights w_p (empty = all 1), e.g. WPO's w_c·w_r from
+  // loss::wpo_pair_weights: loss_p and its gradient are multiplied by w_p (finite, >= 0).
+  std::span<const double> pair_weights{};
 };
 
 // What compute() writes (each may be empty = not wanted). Gradients are overwritten, not
@@ -92,7 +111,8 @@ template <class T>
 struct preference_outputs {
   std::span<T> chosen_grad{};            // [Nc] ∂loss/∂ℓ for chosen tokens
   std::span<T> rejected_grad{};          // [Nr]
-  std::span<double> pair_losses{};       // [P] loss_p (before division by the pair normaliser)
+  std::span<double> pair_losses{};       // [P] w_p·loss_p (before division by the pair normaliser;
+                                         //     batch-sorted links: the loss of rank p)
   std::span<double> chosen_rewards{};    // [P] β·Δc
   std::span<double> rejected_rewards{};  // [P] β·Δr
 };

@@ -1,0 +1,186 @@
+#pragma once
+// pref::f_divergence<Link, Div> — f-DPO (Wang et al. 2023, "Beyond reverse KL"): the link of the
+// pair evaluated on f-divergence scores s = s(Δ) instead of the raw log-ratios, as TRL HEAD's
+// DPOTrainer (f_divergence_type) computes them.
+//
+//   s_c = Div::score(Δc),  s_r = Div::score(Δr)
+//   loss = Link(s_c, s_r),   ∂loss/∂Δ = ∂Link/∂s · s'(Δ)
+//
+//   Div                     s(Δ)                      s'(Δ)              TRL f_divergence_type
+//   divergence::reverse_kl        Δ                         1                  "reverse_kl" (DPO)
+//   divergence::forward_kl        −e^{min(−Δ, 80)}          e^{−Δ} (0 beyond)  "forward_kl"
+//   divergence::js_divergence     logσ(Δ)                   σ(−Δ)              "js_divergence"
+//   divergence::alpha_divergence  e^{min((α−1)Δ, 80)}/(α−1) e^{(α−1)Δ} (0 b.)  "alpha_divergence"
+//                           |α−1| < 1e-6 → Δ (reverse_kl), as TRL       (α = options.f_alpha)
+//
+// The exponent clamp at 80 is TRL's for float32/bfloat16 (its derivative is 0 beyond, like
+// torch.clamp); TRL has no clamp for forward_kl (it overflows to inf) — here it shares the clamp,
+// so every finite Δ gives a finite loss. α = options.f_alpha (finite; TRL default 0.5; α = 0 is
+// forward_kl, α → 1 reverse_kl).
+//
+// Which links: TRL HEAD feeds (s_c, s_r) to sigmoid, hinge, ipo, exo_pair, nca_pair, robust,
+// bco_pair, sppo_hard, discopop and sigmoid_norm; apo_zero ignores the scores (raw Δ) and apo_down
+// mixes raw βΔc with β(s_c − s_r); aot/aot_unpaired sort raw log-probs. So f_divergence<apo_down>
+// is specialised to TRL's mixed form, and f_divergence<apo_zero> / f_divergence<aot*> do not
+// compile (use the plain link: TRL ignores f_divergence_type there).
+// Length normalisation: TRL's ipo/sigmoid_norm divide the score s(Δ_sum) by the completion
+// length; composed with seq::mean this link computes s(Δ_mean) instead. Both agree for
+// reverse_kl only.
+//
+// TRL v0.26 (§7.2): JS there is z −= softplus(Δc) − softplus(Δr), i.e. z = logσ(Δc) − logσ(Δr),
+// and α-divergence is z = (e^{−α'Δr} − e^{−α'Δc})/α' with α' = v0.26's coefficient (default 1):
+// both equal HEAD's δ = s_c − s_r with α = 1 − α' (pref::presets::trl_v026_alpha_divergence);
+// v0.26's default α' = 1 is forward_kl. v0.26 applied the scores only to the links of z (sigmoid,
+// hinge, ipo, robust, exo_pair, discopop, ...), not to nca_pair/bco_pair/sppo_hard, which there
+// see raw Δ (use the plain link for those to match v0.26). v0.26 has no exponent clamp.
+#include <array>
+#include <cmath>
+#include <string_view>
+#include <type_traits>
+
+#include "posttrain/loss/preference/apo_down.hpp"
+#include "posttrain/loss/preference/apo_zero.hpp"
+#include "posttrain/loss/preference/link.hpp"
+
+POSTTRAIN_NAMESPACE_BEGIN
+
+namespace divergence {
+
+// A score and its derivative.
+template <class T>
+struct score_value {
+  T s;
+  T ds;
+};
+
+inline constexpr double max_exponent = 80.0;  // TRL: clamp_max for float32 / bfloat16
+
+struct reverse_kl {
+  static constexpr const char* name = "reverse_kl";
+  static void validate(const loss::preference_options&, std::string_view) {}
+  template <class T>
+  POSTTRAIN_HOST_DEVICE static score_value<T> score(T delta, const loss::preference_options&) {
+    return {delta, T(1)};
+  }
+};
+
+struct forward_kl {
+  static constexpr const char* name = "forward_kl";
+  static void validate(const loss::preference_options&, std::string_view) {}
+  template <class T>
+  POSTTRAIN_HOST_DEVICE static score_value<T> score(T delta, const loss::preference_options&) {
+    using std::exp;
+    const T x = -delta;
+    if (x > T(max_exponent)) return {-exp(T(max_exponent)), T(0)};
+    const T e = exp(x);
+    return {-e, e};
+  }
+};
+
+struct js_divergence {
+  static constexpr const char* name = "js_divergence";
+  static void validate(const loss::preference_options&, std::string_view) {}
+  template <class T>
+  POSTTRAIN_HOST_DEVICE static score_value<T> score(T delta, const loss::preference_options&) {
+    return {math::logsigmoid(delta), math::sigmoid(-delta)};
+  }
+};
+
+struct alpha_divergence {
+  static constexpr const char* name = "alpha_divergence";
+  static constexpr double reverse_kl_tolerance = 1e-6;  // TRL: |α − 1| < 1e-6 → reverse KL
+  static void validate(const loss::preference_options& o, std::string_view where) {
+    expect_finite(o.f_alpha, where, "options.f_alpha");
+  }
+  template <class T>
+  POSTTRAIN_HOST_DEVICE static score_value<T> score(T delta, const loss::preference_options& o) {
+    using std::exp;
+    using std::fabs;
+    const double a1 = o.f_alpha - 1.0;
+    if (fabs(a1) < reverse_kl_tolerance) return {delta, T(1)};
+    const T t = T(a1) * delta;
+    if (t > T(max_exponent)) return {exp(T(max_exponent)) / T(a1), T(0)};
+    const T e = exp(t);
+    return {e / T(a1), e};
+  }
+};
+
+}  // namespace divergence
+
+namespace pref {
+
+namespace detail {
+template <class L>
+inline constexpr bool is_raw_log_ratio_link_v = std::is_same_v<L, apo_zero>;
+
+// "f_divergence<" + Link::name + ", " + Div::name + ">" as a constexpr, NUL-terminated array.
+template <class Link, class Div>
+constexpr auto composed_name() {
+  constexpr std::string_view head = "f_divergence<", sep = ", ", tail = ">";
+  constexpr std::string_view a = Link::name, b = Div::name;
+  std::array<char, head.size() + a.size() + sep.size() + b.size() + tail.size() + 1> out{};
+  std::size_t i = 0;
+  for (std::string_view part : {head, a, sep, b, tail})
+    for (char ch : part) out[i++] = ch;
+  out[i] = '\0';
+  return out;
+}
+}  // namespace detail
+
+template <class Link, class Div>
+struct f_divergence {
+  static_assert(diagnose_preference_link<Link>(),
+                "pref::f_divergence<Link, Div>: Link is not a preference link (see above)");
+  static_assert(!detail::is_raw_log_ratio_link_v<Link>,
+                "pref::f_divergence<apo_zero, ...>: TRL's apo_zero uses the raw log-ratios and "
+                "ignores f_divergence_type; use pref::apo_zero itself");
+  static_assert(!requires { Link::batch_sort; },
+                "pref::f_divergence<aot..., ...>: TRL's aot/aot_unpaired sort raw log-probs and "
+                "ignore f_divergence_type; use the aot link itself");
+
+  static constexpr auto name_chars = detail::composed_name<Link, Div>();
+  static constexpr const char* name = name_chars.data();  // "f_divergence<sigmoid, forward_kl>"
+
+  static void validate(const loss::preference_options& o, std::string_view where) {
+    Link::validate(o, where);
+    Div::validate(o, where);
+  }
+
+  template <class T>
+  POSTTRAIN_HOST_DEVICE static pair_value<T> evaluate(T delta_chosen, T delta_rejected,
+                                                      const loss::preference_options& o) {
+    const divergence::score_value<T> c = Div::score(delta_chosen, o);
+    const divergence::score_value<T> r = Div::score(delta_rejected, o);
+    const pair_value<T> v = Link::evaluate(c.s, r.s, o);
+    // A zero score slope (clamped exponent) must not turn an infinite link slope into NaN.
+    return {v.loss, c.ds == T(0) ? T(0) : v.d_chosen * c.ds,
+            r.ds == T(0) ? T(0) : v.d_rejected * r.ds};
+  }
+};
+
+// TRL HEAD apo_down with f-scores: σ(βΔc) on the raw chosen log-ratio, 1 − σ(β(s_c − s_r)).
+template <class Div>
+struct f_divergence<apo_down, Div> {
+  static constexpr auto name_chars = detail::composed_name<apo_down, Div>();
+  static constexpr const char* name = name_chars.data();
+  static void validate(const loss::preference_options& o, std::string_view where) {
+    apo_down::validate(o, where);
+    Div::validate(o, where);
+  }
+  template <class T>
+  POSTTRAIN_HOST_DEVICE static pair_value<T> evaluate(T delta_chosen, T delta_rejected,
+                                                      const loss::preference_options& o) {
+    const T beta = T(o.beta);
+    const divergence::score_value<T> c = Div::score(delta_chosen, o);
+    const divergence::score_value<T> r = Div::score(delta_rejected, o);
+    const T x = beta * delta_chosen;
+    const T u = beta * (c.s - r.s);
+    const T su = beta * detail::sigmoid_slope(u);
+    return {math::sigmoid(x) + math::sigmoid(-u),
+            beta * detail::sigmoid_slope(x) - su * c.ds, su * r.ds};
+  }
+};
+
+}  // namespace pref
+
+POSTTRAIN_NAMESPACE_END
