@@ -1,0 +1,475 @@
+#pragma once
+// The AdvantageEstimator concept and one policy type per estimator family (namespace
+// posttrain::estimator), so that a pipeline step or an algo:: recipe can take the estimator as a
+// type: `template <advantage_estimator E> void step(...) { E::compute(exec, in, out, opts); }`.
+//
+// A model E provides
+//   E::name                 const char*, the peers' name (verl adv_estimator where it has one)
+//   E::contract             estimator_contract: which inputs it reads (token or outcome rewards,
+//                           critic values, groups, behaviour statistics, greedy baselines, lengths)
+//                           and whether it produces one advantage per sequence
+//   E::options_type         its option struct (the wrapped function's), default-constructible
+//   E::defaults             the preset used when no options are passed
+//   E::compute(exec, estimator_inputs<T>, estimator_outputs<T>, options)   for T = float, double
+// and every model below is checked with static_assert(check_advantage_estimator<E>()).
+//
+// estimator_inputs<T> (views; unused ones stay empty; N tokens, B sequences, G groups):
+//   token_rewards[N]   per-token rewards (score on the last token, in-reward KL folded in)
+//   rewards[B]         outcome rewards; if empty, outcome estimators use R_b = Σ_t m_t·r_t of
+//                      token_rewards (verl's token_level_rewards.sum(-1))
+//   values[N]          critic values (gae)
+//   mask[N]            float weights (empty = all ones); seq_offsets[B + 1] (required)
+//   group_offsets[G+1] contiguous groups over the B sequences (group_by_ids for arbitrary uids)
+//   old_logprobs[N], sum_pi_squared[N], is_weights[N] (optional)     optimal token baseline
+//   baselines[B]       greedy-rollout rewards (remax)
+//   lengths[B]         response lengths (opo); if empty, Σ_t m_t of the mask
+// estimator_outputs<T>:
+//   advantages[N]              required: the token advantages the loss reads, 0 where m = 0
+//                              (outcome estimators write A_b·m_t, verl's broadcast)
+//   returns[N]                 optional (empty = not requested): the estimator's returns (GAE
+//                              A + V, REINFORCE++ G, ReMax / OTB reward-to-go); outcome
+//                              estimators return the advantages again, as verl does
+//   sequence_advantages[B]     optional, outcome estimators only (contract.sequence_output): A_b
+// Every output is checked before anything is written; then the wrapped function validates its
+// own arguments (sizes, offsets, options) before it writes. Host memory (exec::host) for every
+// model today; the wrapped functions carry their own exec dispatch.
+//
+// Models (options type, default preset):
+//   gae                         gae_options, gae_conventions::verl
+//   grpo                        group_options, group_conventions::verl (every peer convention is
+//                               an options preset: trl, trl_batch, openrlhf, open_instruct_*, ...)
+//   dr_grpo                     group_options, group_conventions::dr_grpo
+//   rloo                        rloo_options, rloo_conventions::verl
+//   reinforce_pp                reinforce_pp_options, reinforce_pp_conventions::verl
+//   reinforce_pp_baseline       reinforce_pp_baseline_options, reinforce_pp_conventions::verl_baseline
+//   remax                       remax_options (none), {}
+//   opo                         opo_options (none), {}
+//   gpg                         gpg_options, {}
+//   grpo_passk                  passk_options, {}
+//   optimal_token_baseline      otb_options, otb_conventions::verl
+//   tir_optimal_token_baseline  otb_options, otb_conventions::verl_tir
+// (GDPO, advantage/gdpo.hpp, takes a [B, K] reward matrix and is not a model of this concept.)
+#include <algorithm>
+#include <concepts>
+#include <span>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include "posttrain/advantage/common.hpp"
+#include "posttrain/advantage/gae.hpp"
+#include "posttrain/advantage/gpg.hpp"
+#include "posttrain/advantage/group.hpp"
+#include "posttrain/advantage/opo.hpp"
+#include "posttrain/advantage/optimal_baseline.hpp"
+#include "posttrain/advantage/reinforce.hpp"
+#include "posttrain/advantage/rloo.hpp"
+#include "posttrain/config.hpp"
+#include "posttrain/core/exec.hpp"
+#include "posttrain/core/types.hpp"
+#include "posttrain/core/validate.hpp"
+
+POSTTRAIN_NAMESPACE_BEGIN
+
+namespace advantage {
+
+enum class reward_level {
+  token,    // reads token_rewards[N]
+  outcome,  // reads rewards[B] (or the masked sums of token_rewards)
+};
+
+struct estimator_contract {
+  reward_level rewards = reward_level::outcome;
+  bool values = false;           // critic values[N]
+  bool groups = false;           // group_offsets
+  bool behaviour_stats = false;  // old_logprobs[N], sum_pi_squared[N] (is_weights optional)
+  bool baselines = false;        // baselines[B]
+  bool lengths = false;          // lengths[B] (or from the mask)
+  bool sequence_output = false;  // one advantage per sequence, broadcast to the tokens
+};
+
+template <class T>
+struct estimator_inputs {
+  std::span<const T> token_rewards{};
+  std::span<const T> rewards{};
+  std::span<const T> values{};
+  std::span<const float> mask{};
+  std::span<const index_t> seq_offsets{};
+  std::span<const index_t> group_offsets{};
+  std::span<const T> old_logprobs{};
+  std::span<const T> sum_pi_squared{};
+  std::span<const T> is_weights{};
+  std::span<const T> baselines{};
+  std::span<const double> lengths{};
+};
+
+template <class T>
+struct estimator_outputs {
+  std::span<T> advantages{};
+  std::span<T> returns{};
+  std::span<T> sequence_advantages{};
+};
+
+// Estimators without options.
+struct remax_options {};
+struct opo_options {};
+
+namespace detail {
+
+// Checks the outputs and the presence of the inputs the contract names (the wrapped function
+// checks their sizes); the mask weights are checked here so that no later step can fail after a
+// write.
+template <class T>
+void validate_estimator_io(const estimator_contract& c, const estimator_inputs<T>& in,
+                           const estimator_outputs<T>& out, std::string_view where) {
+  expect(!in.seq_offsets.empty(), where,
+         "inputs.seq_offsets is empty, expected B + 1 >= 1 offsets (every estimator writes token "
+         "advantages)");
+  expect_offsets(in.seq_offsets, in.seq_offsets.back(), where, "inputs.seq_offsets");
+  const index_t n = in.seq_offsets.back(), b = ssize(in.seq_offsets) - 1;
+  expect_size(out.advantages, n, where, "outputs.advantages", "one per token (seq_offsets.back())");
+  expect_size_or_empty(out.returns, n, where, "outputs.returns",
+                       "one per token, or empty (not requested)");
+  expect(out.returns.empty() || n == 0 || out.returns.data() != out.advantages.data(), where,
+         "outputs.returns and outputs.advantages are the same buffer, expected distinct outputs");
+  if (c.sequence_output)
+    expect_size_or_empty(out.sequence_advantages, b, where, "outputs.sequence_advantages",
+                         "one per sequence, or empty (not requested)");
+  else
+    expect(out.sequence_advantages.empty(), where,
+           "outputs.sequence_advantages is set, but this estimator has token-level advantages "
+           "only (leave it empty)");
+  expect_size_or_empty(in.mask, n, where, "inputs.mask", "one weight per token");
+  check_mask(in.mask, where);
+  if (c.rewards == reward_level::token)
+    expect(n == 0 || !in.token_rewards.empty(), where,
+           "inputs.token_rewards is empty, expected one reward per token");
+  else
+    expect(b == 0 || !in.rewards.empty() || !in.token_rewards.empty(), where,
+           "inputs.rewards and inputs.token_rewards are both empty, expected outcome rewards[B] "
+           "(or token rewards to sum per sequence)");
+  if (c.values)
+    expect(n == 0 || !in.values.empty(), where, "inputs.values is empty, expected critic values[N]");
+  if (c.groups)
+    expect(!in.group_offsets.empty(), where,
+           "inputs.group_offsets is empty, expected G + 1 group offsets over the sequences");
+  if (c.behaviour_stats)
+    expect(n == 0 || (!in.old_logprobs.empty() && !in.sum_pi_squared.empty()), where,
+           "inputs.old_logprobs / inputs.sum_pi_squared are empty, expected one per token");
+  if (c.baselines)
+    expect(b == 0 || !in.baselines.empty(), where,
+           "inputs.baselines is empty, expected one greedy-rollout reward per sequence");
+}
+
+// R[B]: inputs.rewards, or Σ_t m_t·r_t of inputs.token_rewards.
+template <class Exec, class T>
+std::vector<T> outcome_rewards(Exec exec, const estimator_inputs<T>& in, std::string_view where) {
+  const index_t b = ssize(in.seq_offsets) - 1;
+  if (!in.rewards.empty()) {
+    expect_size(in.rewards, b, where, "inputs.rewards", "one outcome reward per sequence");
+    return std::vector<T>(in.rewards.begin(), in.rewards.end());
+  }
+  std::vector<T> r(static_cast<std::size_t>(b));
+  if (b > 0) sequence_rewards(exec, in.token_rewards, in.mask, in.seq_offsets, std::span<T>(r));
+  return r;
+}
+
+// Writes A[B] to the outputs: sequence_advantages, A_b·m_t per token, returns = advantages.
+template <class Exec, class T>
+void write_outcome(Exec exec, const std::vector<T>& a, const estimator_inputs<T>& in,
+                   const estimator_outputs<T>& out) {
+  if (!out.sequence_advantages.empty())
+    std::copy(a.begin(), a.end(), out.sequence_advantages.begin());
+  broadcast_to_tokens(exec, std::span<const T>(a), in.seq_offsets, in.mask, out.advantages);
+  if (!out.returns.empty()) std::copy(out.advantages.begin(), out.advantages.end(), out.returns.begin());
+}
+
+// The common body of the outcome models: fn(R, A) computes A[B] (validating first).
+template <class Exec, class T, class Fn>
+void run_outcome(Exec exec, const estimator_contract& c, const estimator_inputs<T>& in,
+                 const estimator_outputs<T>& out, std::string_view where, Fn&& fn) {
+  validate_estimator_io(c, in, out, where);
+  const std::vector<T> r = outcome_rewards(exec, in, where);
+  std::vector<T> a(r.size());
+  fn(std::span<const T>(r), std::span<T>(a));
+  write_outcome(exec, a, in, out);
+}
+
+}  // namespace detail
+
+}  // namespace advantage
+
+// ---------------------------------------------------------------------------------------------
+// The concept.
+
+template <class E>
+concept advantage_estimator =
+    requires {
+      { E::name } -> std::convertible_to<const char*>;
+      { E::contract } -> std::convertible_to<advantage::estimator_contract>;
+      typename E::options_type;
+      { E::defaults } -> std::convertible_to<typename E::options_type>;
+    } && std::default_initializable<typename E::options_type> &&
+    requires(const advantage::estimator_inputs<float>& fi,
+             const advantage::estimator_outputs<float>& fo,
+             const advantage::estimator_inputs<double>& di,
+             const advantage::estimator_outputs<double>& dout,
+             const typename E::options_type& o) {
+      E::compute(exec::host{}, fi, fo, o);
+      E::compute(exec::host{}, di, dout, o);
+    };
+
+template <class E>
+constexpr bool check_advantage_estimator() {
+  static_assert(advantage_estimator<E>,
+                "an advantage estimator needs a static `name` (const char*), a static `contract` "
+                "(advantage::estimator_contract), a default-constructible `options_type` with a "
+                "static `defaults` preset, and a static compute(exec, estimator_inputs<T>, "
+                "estimator_outputs<T>, options_type) for T = float and double");
+  return advantage_estimator<E>;
+}
+
+// E::compute with E's default preset, for generic code.
+template <advantage_estimator E, execution_tag Exec, class T>
+void compute_advantages(Exec exec, const advantage::estimator_inputs<T>& in,
+                        const advantage::estimator_outputs<T>& out,
+                        const typename E::options_type& options = E::defaults) {
+  E::compute(exec, in, out, options);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The models.
+
+namespace estimator {
+
+using advantage::estimator_contract;
+using advantage::estimator_inputs;
+using advantage::estimator_outputs;
+using advantage::reward_level;
+
+// GAE (Schulman et al. 2016; verl `gae`, TRL PPO, OpenRLHF, open-instruct).
+struct gae {
+  static constexpr const char* name = "gae";
+  static constexpr estimator_contract contract{.rewards = reward_level::token, .values = true};
+  using options_type = advantage::gae_options;
+  static constexpr options_type defaults = advantage::gae_conventions::verl;
+
+  template <execution_tag Exec, class T>
+  static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
+                      const options_type& o = defaults) {
+    advantage::detail::validate_estimator_io(contract, in, out, "estimator::gae");
+    advantage::gae(exec, in.token_rewards, in.values, in.mask, in.seq_offsets, out.advantages,
+                   out.returns, o);
+  }
+};
+
+// GRPO (Shao et al. 2024) with any std / ε / singleton convention (verl `grpo`).
+struct grpo {
+  static constexpr const char* name = "grpo";
+  static constexpr estimator_contract contract{
+      .rewards = reward_level::outcome, .groups = true, .sequence_output = true};
+  using options_type = advantage::group_options;
+  static constexpr options_type defaults = advantage::group_conventions::verl;
+
+  template <execution_tag Exec, class T>
+  static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
+                      const options_type& o = defaults) {
+    advantage::detail::run_outcome(exec, contract, in, out, "estimator::grpo",
+                                   [&](std::span<const T> r, std::span<T> a) {
+                                     advantage::group_advantages(exec, r, in.group_offsets, a, o);
+                                   });
+  }
+};
+
+// Dr. GRPO (Liu et al. 2025): R − μ_g (verl norm_adv_by_std_in_grpo = False).
+struct dr_grpo : grpo {
+  static constexpr const char* name = "dr_grpo";
+  static constexpr options_type defaults = advantage::group_conventions::dr_grpo;
+
+  template <execution_tag Exec, class T>
+  static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
+                      const options_type& o = defaults) {
+    grpo::compute(exec, in, out, o);
+  }
+};
+
+// RLOO (Kool et al. 2019; Ahmadian et al. 2024; verl `rloo`, TRL, OpenRLHF).
+struct rloo {
+  static constexpr const char* name = "rloo";
+  static constexpr estimator_contract contract{
+      .rewards = reward_level::outcome, .groups = true, .sequence_output = true};
+  using options_type = advantage::rloo_options;
+  static constexpr options_type defaults = advantage::rloo_conventions::verl;
+
+  template <execution_tag Exec, class T>
+  static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
+                      const options_type& o = defaults) {
+    advantage::detail::run_outcome(exec, contract, in, out, "estimator::rloo",
+                                   [&](std::span<const T> r, std::span<T> a) {
+                                     advantage::rloo_advantages(exec, r, in.group_offsets, a, o);
+                                   });
+  }
+};
+
+// REINFORCE++ (Hu 2025; verl `reinforce_plus_plus`, OpenRLHF `reinforce`).
+struct reinforce_pp {
+  static constexpr const char* name = "reinforce_plus_plus";
+  static constexpr estimator_contract contract{.rewards = reward_level::token};
+  using options_type = advantage::reinforce_pp_options;
+  static constexpr options_type defaults = advantage::reinforce_pp_conventions::verl;
+
+  template <execution_tag Exec, class T>
+  static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
+                      const options_type& o = defaults) {
+    advantage::detail::validate_estimator_io(contract, in, out, "estimator::reinforce_pp");
+    advantage::reinforce_plus_plus(exec, in.token_rewards, in.mask, in.seq_offsets,
+                                   out.advantages, out.returns, o);
+  }
+};
+
+// REINFORCE++-baseline (verl `reinforce_plus_plus_baseline`, OpenRLHF `reinforce_baseline`):
+// token-level (whitened over the batch), so no sequence output; returns = advantages (verl).
+struct reinforce_pp_baseline {
+  static constexpr const char* name = "reinforce_plus_plus_baseline";
+  static constexpr estimator_contract contract{.rewards = reward_level::outcome, .groups = true};
+  using options_type = advantage::reinforce_pp_baseline_options;
+  static constexpr options_type defaults = advantage::reinforce_pp_conventions::verl_baseline;
+
+  template <execution_tag Exec, class T>
+  static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
+                      const options_type& o = defaults) {
+    constexpr std::string_view where = "estimator::reinforce_pp_baseline";
+    advantage::detail::validate_estimator_io(contract, in, out, where);
+    const std::vector<T> r = advantage::detail::outcome_rewards(exec, in, where);
+    advantage::reinforce_plus_plus_baseline(exec, std::span<const T>(r), in.group_offsets,
+                                            in.mask, in.seq_offsets, out.advantages, o);
+    if (!out.returns.empty())
+      std::copy(out.advantages.begin(), out.advantages.end(), out.returns.begin());
+  }
+};
+
+// ReMax (Li et al. 2023; verl `remax`): reverse cumsum minus the greedy rollout's reward.
+struct remax {
+  static constexpr const char* name = "remax";
+  static constexpr estimator_contract contract{.rewards = reward_level::token, .baselines = true};
+  using options_type = advantage::remax_options;
+  static constexpr options_type defaults{};
+
+  template <execution_tag Exec, class T>
+  static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
+                      const options_type& = defaults) {
+    advantage::detail::validate_estimator_io(contract, in, out, "estimator::remax");
+    advantage::remax(exec, in.token_rewards, in.baselines, in.mask, in.seq_offsets,
+                     out.advantages, out.returns);
+  }
+};
+
+// OPO (verl `opo`): length-weighted group baseline.
+struct opo {
+  static constexpr const char* name = "opo";
+  static constexpr estimator_contract contract{.rewards = reward_level::outcome,
+                                               .groups = true,
+                                               .lengths = true,
+                                               .sequence_output = true};
+  using options_type = advantage::opo_options;
+  static constexpr options_type defaults{};
+
+  template <execution_tag Exec, class T>
+  static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
+                      const options_type& = defaults) {
+    advantage::detail::run_outcome(
+        exec, contract, in, out, "estimator::opo", [&](std::span<const T> r, std::span<T> a) {
+          std::vector<double> lengths;
+          std::span<const double> l = in.lengths;
+          if (l.empty()) {
+            lengths.resize(r.size());
+            advantage::sequence_lengths(exec, in.mask, in.seq_offsets, std::span<double>(lengths));
+            l = lengths;
+          }
+          advantage::opo_advantages(exec, r, l, in.group_offsets, a);
+        });
+  }
+};
+
+// GPG (Chu et al. 2025; verl `gpg`).
+struct gpg {
+  static constexpr const char* name = "gpg";
+  static constexpr estimator_contract contract{
+      .rewards = reward_level::outcome, .groups = true, .sequence_output = true};
+  using options_type = advantage::gpg_options;
+  static constexpr options_type defaults{};
+
+  template <execution_tag Exec, class T>
+  static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
+                      const options_type& o = defaults) {
+    advantage::detail::run_outcome(exec, contract, in, out, "estimator::gpg",
+                                   [&](std::span<const T> r, std::span<T> a) {
+                                     advantage::gpg_advantages(exec, r, in.group_offsets, a, o);
+                                   });
+  }
+};
+
+// GRPO pass@k (verl `grpo_passk`).
+struct grpo_passk {
+  static constexpr const char* name = "grpo_passk";
+  static constexpr estimator_contract contract{
+      .rewards = reward_level::outcome, .groups = true, .sequence_output = true};
+  using options_type = advantage::passk_options;
+  static constexpr options_type defaults{};
+
+  template <execution_tag Exec, class T>
+  static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
+                      const options_type& o = defaults) {
+    advantage::detail::run_outcome(exec, contract, in, out, "estimator::grpo_passk",
+                                   [&](std::span<const T> r, std::span<T> a) {
+                                     advantage::passk_advantages(exec, r, in.group_offsets, a, o);
+                                   });
+  }
+};
+
+// Optimal token baseline (verl `optimal_token_baseline`).
+struct optimal_token_baseline {
+  static constexpr const char* name = "optimal_token_baseline";
+  static constexpr estimator_contract contract{
+      .rewards = reward_level::token, .groups = true, .behaviour_stats = true};
+  using options_type = advantage::otb_options;
+  static constexpr options_type defaults = advantage::otb_conventions::verl;
+
+  template <execution_tag Exec, class T>
+  static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
+                      const options_type& o = defaults) {
+    advantage::detail::validate_estimator_io(contract, in, out, "estimator::optimal_token_baseline");
+    advantage::optimal_token_baseline(exec, in.token_rewards, in.old_logprobs, in.sum_pi_squared,
+                                      in.is_weights, in.mask, in.seq_offsets, in.group_offsets,
+                                      out.advantages, out.returns, o);
+  }
+};
+
+// Multi-turn optimal token baseline (verl `tir_optimal_token_baseline`).
+struct tir_optimal_token_baseline : optimal_token_baseline {
+  static constexpr const char* name = "tir_optimal_token_baseline";
+  static constexpr options_type defaults = advantage::otb_conventions::verl_tir;
+
+  template <execution_tag Exec, class T>
+  static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
+                      const options_type& o = defaults) {
+    optimal_token_baseline::compute(exec, in, out, o);
+  }
+};
+
+}  // namespace estimator
+
+static_assert(check_advantage_estimator<estimator::gae>());
+static_assert(check_advantage_estimator<estimator::grpo>());
+static_assert(check_advantage_estimator<estimator::dr_grpo>());
+static_assert(check_advantage_estimator<estimator::rloo>());
+static_assert(check_advantage_estimator<estimator::reinforce_pp>());
+static_assert(check_advantage_estimator<estimator::reinforce_pp_baseline>());
+static_assert(check_advantage_estimator<estimator::remax>());
+static_assert(check_advantage_estimator<estimator::opo>());
+static_assert(check_advantage_estimator<estimator::gpg>());
+static_assert(check_advantage_estimator<estimator::grpo_passk>());
+static_assert(check_advantage_estimator<estimator::optimal_token_baseline>());
+static_assert(check_advantage_estimator<estimator::tir_optimal_token_baseline>());
+
+POSTTRAIN_NAMESPACE_END
