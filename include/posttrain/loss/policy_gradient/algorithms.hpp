@@ -74,7 +74,8 @@ inline opts verl_ppo() { return opts{.dual_clip = 3.0, .log_ratio_min = -20, .lo
 inline opts openrlhf_ppo(double dual_clip = inf) {
   return opts{.dual_clip = dual_clip, .log_ratio_min = -20, .log_ratio_max = 20};
 }
-// TRL GRPO loss: ε 0.2, no clamp, β·k3 (kl_conventions::trl); delta = dual clip for A < 0.
+// TRL GRPO loss: ε 0.2, no clamp, β·k3 (kl_conventions::trl); delta = dual clip for A < 0
+// (identical to TRL's coef_1 ← min(coef_1, δ) for δ ≥ 1 + ε_high, TRL's intended use).
 inline opts trl_grpo(double beta = 0.0, double delta = inf) {
   return opts{.dual_clip = delta, .kl_coef = beta, .kl = kl_conventions::trl()};
 }
