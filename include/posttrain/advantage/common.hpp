@@ -18,6 +18,13 @@
 //   sequence_rewards(exec, r[N], mask, seq_offsets, out R[B])    R_b = Σ_t m_t·r_t (verl
 //       `token_level_rewards.sum(-1)`, whose rewards are 0 outside the mask anyway).
 //   sequence_lengths(exec, mask, seq_offsets, out[B])            |o_b| = Σ_t m_t (double).
+//
+// Device memory (exec::cuda{stream} with <posttrain/cuda.cuh>; every estimator of advantage/ that
+// has a device path dispatches through advantage_backend<exec::cuda> in
+// backend/cuda/group_advantage.cuh): the front ends check options, sizes and pointer aliasing
+// only. NOT checked on the device: offsets' contents (non-decreasing, first 0, last N or B), mask
+// weights (finite, >= 0), reward finiteness. On the device broadcast_to_tokens and
+// sequence_lengths take N from out.size() / mask.size() instead of seq_offsets.back().
 #include <cmath>
 #include <span>
 #include <string_view>
@@ -59,6 +66,12 @@ using value_t = ::posttrain::detail::value_t<V>;
 template <class Exec>
 inline constexpr bool always_false_v = false;
 
+using ::posttrain::detail::on_host_v;
+
+// Front ends that have no device path yet say so at compile time.
+template <class Exec>
+inline constexpr bool host_only_exec_v = on_host_v<Exec>;
+
 // Backend of the advantage estimators for an execution tag: backend/cpu/advantage.hpp specialises
 // it for exec::host; a CUDA backend header would specialise it for exec::cuda.
 template <class Exec>
@@ -74,12 +87,14 @@ inline void validate_unit_interval(double x, std::string_view where, std::string
 }
 
 // Sizes and offsets of a token-level estimator; the mask weights are checked by the caller's pass.
+// On the device (on_host = false) the offsets are checked by size only.
 template <class T, class U>
 void validate_tokens(std::span<const T> tokens, std::span<const float> mask,
                      std::span<const index_t> seq_offsets, std::span<U> out, std::string_view where,
-                     std::string_view tokens_name, std::string_view out_name) {
+                     std::string_view tokens_name, std::string_view out_name,
+                     bool on_host = true) {
   expect(!seq_offsets.empty(), where, "seq_offsets is empty, expected B + 1 >= 1 elements");
-  expect_offsets(seq_offsets, ssize(tokens), where, "seq_offsets");
+  if (on_host) expect_offsets(seq_offsets, ssize(tokens), where, "seq_offsets");
   expect_size_or_empty(mask, ssize(tokens), where, "mask", "one weight per token");
   expect_size(out, ssize(tokens), where, out_name, "one per token");
   (void)tokens_name;
@@ -163,10 +178,14 @@ void broadcast_to_tokens(Exec exec, const V& advantages_in, std::span<const inde
   const std::span<const T> advantages(advantages_in);
   expect(!seq_offsets.empty(), where, "seq_offsets is empty, expected B + 1 >= 1 elements");
   expect_size(advantages, ssize(seq_offsets) - 1, where, "advantages", "one per sequence");
-  expect_offsets(seq_offsets, seq_offsets.back(), where, "seq_offsets");
-  expect_size(out, seq_offsets.back(), where, "out", "one per token (seq_offsets.back())");
-  expect_size_or_empty(mask, seq_offsets.back(), where, "mask", "one weight per token");
-  detail::check_mask(mask, where);
+  if constexpr (!detail::on_host_v<Exec>) {
+    expect_size_or_empty(mask, ssize(out), where, "mask", "one weight per token of out");
+  } else {
+    expect_offsets(seq_offsets, seq_offsets.back(), where, "seq_offsets");
+    expect_size(out, seq_offsets.back(), where, "out", "one per token (seq_offsets.back())");
+    expect_size_or_empty(mask, seq_offsets.back(), where, "mask", "one weight per token");
+    detail::check_mask(mask, where);
+  }
   detail::advantage_backend<Exec>::broadcast(exec, advantages, seq_offsets, mask, out);
 }
 
@@ -178,11 +197,16 @@ void sequence_rewards(Exec exec, const V& token_rewards_in, std::span<const floa
   constexpr std::string_view where = "advantage::sequence_rewards";
   const std::span<const T> token_rewards(token_rewards_in);
   expect(!seq_offsets.empty(), where, "seq_offsets is empty, expected B + 1 >= 1 elements");
-  expect_offsets(seq_offsets, ssize(token_rewards), where, "seq_offsets");
+  if constexpr (detail::on_host_v<Exec>)
+    expect_offsets(seq_offsets, ssize(token_rewards), where, "seq_offsets");
   expect_size_or_empty(mask, ssize(token_rewards), where, "mask", "one weight per token");
   expect_size(out, ssize(seq_offsets) - 1, where, "out", "one per sequence");
-  const std::vector<masked_stats> s = segment_moments(exec, token_rewards, mask, seq_offsets);
-  for (std::size_t b = 0; b < s.size(); ++b) out[b] = static_cast<T>(s[b].sum);
+  if constexpr (!detail::on_host_v<Exec>) {
+    detail::advantage_backend<Exec>::sequence_rewards(exec, token_rewards, mask, seq_offsets, out);
+  } else {
+    const std::vector<masked_stats> s = segment_moments(exec, token_rewards, mask, seq_offsets);
+    for (std::size_t b = 0; b < s.size(); ++b) out[b] = static_cast<T>(s[b].sum);
+  }
 }
 
 // |o_b| = Σ_t m_t (the token count of each sequence when the mask is 0/1).
@@ -191,10 +215,12 @@ void sequence_lengths(Exec exec, std::span<const float> mask, std::span<const in
                       std::span<double> out) {
   constexpr std::string_view where = "advantage::sequence_lengths";
   expect(!seq_offsets.empty(), where, "seq_offsets is empty, expected B + 1 >= 1 elements");
-  expect_offsets(seq_offsets, seq_offsets.back(), where, "seq_offsets");
-  expect_size_or_empty(mask, seq_offsets.back(), where, "mask", "one weight per token");
+  if constexpr (detail::on_host_v<Exec>) {
+    expect_offsets(seq_offsets, seq_offsets.back(), where, "seq_offsets");
+    expect_size_or_empty(mask, seq_offsets.back(), where, "mask", "one weight per token");
+  }
   expect_size(out, ssize(seq_offsets) - 1, where, "out", "one per sequence");
-  detail::check_mask(mask, where);
+  if constexpr (detail::on_host_v<Exec>) detail::check_mask(mask, where);
   detail::advantage_backend<Exec>::sequence_lengths(exec, mask, seq_offsets, out);
 }
 

@@ -45,6 +45,10 @@
 //   trl_ppo    γ = 1, λ = 0.95, plain, whitening trl_ppo (pass TRL's ~padding_mask as the mask)
 //   openrlhf   γ = 1, λ = 1, plain, whitening openrlhf_global
 //   open_instruct  γ = 1, λ = 1, plain, no whitening (rl_utils.calculate_advantages)
+// exec::cuda (device memory; backend/cuda/gae.cuh then ops/whiten.hpp on the device): options,
+// sizes and aliasing are checked on the host; offsets and mask weights are not
+// (advantage/common.hpp). With whitening on_degenerate = raise the degenerate batch is detected
+// after the scan (one synchronisation): advantages / returns then hold the unwhitened values.
 // Validation: γ, λ finite in [0, 1]; sizes; offsets; mask weights finite >= 0; outputs may alias
 // the inputs exactly (same index) but not each other; with on_degenerate = raise, a batch (or
 // segment) whose weight is too small to whiten is rejected before anything is written, and
@@ -261,7 +265,8 @@ void gae(Exec exec, const V& rewards_in, std::span<const detail::value_t<V>> val
              options.recurrence == gae_recurrence::plain,
          where, "options.recurrence is not a gae_recurrence");
   if (options.whiten) ::posttrain::detail::validate_whiten_options(options.whitening);
-  detail::validate_tokens(rewards, mask, seq_offsets, advantages, where, "rewards", "advantages");
+  detail::validate_tokens(rewards, mask, seq_offsets, advantages, where, "rewards", "advantages",
+                          detail::on_host_v<Exec>);
   expect_size(values, n, where, "values", "one per token of rewards");
   expect_size_or_empty(returns, n, where, "returns", "one per token, or empty (not requested)");
   expect(returns.empty() || advantages.data() != returns.data(), where,
@@ -274,15 +279,20 @@ void gae(Exec exec, const V& rewards_in, std::span<const detail::value_t<V>> val
          where,
          "an output partially overlaps an input or the other output (in place is allowed "
          "only index for index)");
-  detail::validate_mask_for_whitening(mask, seq_offsets, options.whiten, options.whitening, where);
-
-  const double gl = options.gamma * options.lambda;
-  if (options.recurrence == gae_recurrence::masked_carry)
-    detail::dispatch_gae(exec, gae_masked_carry{options.gamma, gl}, rewards, values, mask,
-                         seq_offsets, advantages, returns);
-  else
-    detail::dispatch_gae(exec, gae_plain{options.gamma, gl}, rewards, values, mask, seq_offsets,
-                         advantages, returns);
+  if constexpr (!detail::on_host_v<Exec>) {
+    detail::advantage_backend<Exec>::gae(exec, rewards, values, mask, seq_offsets, advantages,
+                                         returns, options);
+  } else {
+    detail::validate_mask_for_whitening(mask, seq_offsets, options.whiten, options.whitening,
+                                        where);
+    const double gl = options.gamma * options.lambda;
+    if (options.recurrence == gae_recurrence::masked_carry)
+      detail::dispatch_gae(exec, gae_masked_carry{options.gamma, gl}, rewards, values, mask,
+                           seq_offsets, advantages, returns);
+    else
+      detail::dispatch_gae(exec, gae_plain{options.gamma, gl}, rewards, values, mask, seq_offsets,
+                           advantages, returns);
+  }
   if (options.whiten)
     whiten(exec, std::span<const T>(advantages), mask, seq_offsets, advantages, options.whitening);
 }

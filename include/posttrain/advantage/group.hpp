@@ -49,6 +49,10 @@
 // implementation-defined; this choice is deterministic. Rewards must be finite.
 //
 // Arithmetic in double; out may be the rewards span itself (in place).
+// exec::cuda (device memory; backend/cuda/group_advantage.cuh): group_advantages only, every
+// preset; options and sizes are checked on the host, reward finiteness and offsets are not (see
+// advantage/common.hpp); singleton raise costs one stream synchronisation. passk_advantages is
+// host-only.
 #include <cmath>
 #include <span>
 #include <string_view>
@@ -214,24 +218,32 @@ void group_advantages(Exec exec, const V& rewards_in, std::span<const index_t> g
   constexpr std::string_view where = "advantage::group_advantages";
   const std::span<const T> rewards(rewards_in);
   detail::validate_group_options(options, where);
-  const std::vector<float> scorable =
-      detail::validate_outcome(rewards, group_offsets, out, options.nan, where);
-  const std::vector<masked_stats> stats =
-      segment_moments(exec, rewards, std::span<const float>(scorable), group_offsets);
-  if (options.singleton == singleton_policy::raise)
-    detail::reject_singletons(stats, group_offsets, where, "options.singleton = raise");
-  double batch_denominator = 1.0;
-  if (options.scale == group_scale::batch) {
-    const masked_stats all = merge(std::span<const masked_stats>(stats));
-    batch_denominator = group_std_denominator(all.variance(options.std_kind), options);
+  if constexpr (!detail::on_host_v<Exec>) {
+    expect(!group_offsets.empty(), where, "group_offsets is empty, expected G + 1 >= 1 elements");
+    expect_size(out, ssize(rewards), where, "out", "one advantage per reward");
+    expect(detail::disjoint_or_same(out, rewards), where,
+           "out partially overlaps rewards (in place needs out == rewards)");
+    detail::advantage_backend<Exec>::group_advantages(exec, rewards, group_offsets, out, options);
+  } else {
+    const std::vector<float> scorable =
+        detail::validate_outcome(rewards, group_offsets, out, options.nan, where);
+    const std::vector<masked_stats> stats =
+        segment_moments(exec, rewards, std::span<const float>(scorable), group_offsets);
+    if (options.singleton == singleton_policy::raise)
+      detail::reject_singletons(stats, group_offsets, where, "options.singleton = raise");
+    double batch_denominator = 1.0;
+    if (options.scale == group_scale::batch) {
+      const masked_stats all = merge(std::span<const masked_stats>(stats));
+      batch_denominator = group_std_denominator(all.variance(options.std_kind), options);
+    }
+    std::vector<group_coefficients> coefficients(stats.size());
+    for (std::size_t g = 0; g < stats.size(); ++g)
+      coefficients[g] = make_group_coefficients(stats[g], options, batch_denominator);
+    detail::advantage_backend<Exec>::for_each_member(exec, group_offsets, [&](index_t g, index_t i) {
+      out[i] = static_cast<T>(group_advantage(static_cast<double>(rewards[i]),
+                                              coefficients[static_cast<std::size_t>(g)]));
+    });
   }
-  std::vector<group_coefficients> coefficients(stats.size());
-  for (std::size_t g = 0; g < stats.size(); ++g)
-    coefficients[g] = make_group_coefficients(stats[g], options, batch_denominator);
-  detail::advantage_backend<Exec>::for_each_member(exec, group_offsets, [&](index_t g, index_t i) {
-    out[i] = static_cast<T>(group_advantage(static_cast<double>(rewards[i]),
-                                            coefficients[static_cast<std::size_t>(g)]));
-  });
 }
 
 // GRPO pass@k advantages (verl grpo_passk); see the header comment.
@@ -239,6 +251,8 @@ template <execution_tag Exec, detail::values V>
 void passk_advantages(Exec exec, const V& rewards_in, std::span<const index_t> group_offsets,
                       std::span<detail::value_t<V>> out, const passk_options& options = {}) {
   using T = detail::value_t<V>;
+  static_assert(detail::host_only_exec_v<Exec>,
+                "advantage::passk_advantages has no device path yet: call it with exec::host");
   constexpr std::string_view where = "advantage::passk_advantages";
   const std::span<const T> rewards(rewards_in);
   expect_non_negative(options.epsilon, where, "options.epsilon");

@@ -33,6 +33,12 @@
 //   advantages_t = returns_t − b_i·m_t with b_i the reward of sequence i's greedy rollout. No
 //   whitening.
 //
+// exec::cuda (device memory; backend/cuda/reinforce.cuh, scan.cuh, whiten.cuh):
+// discounted_returns, reverse_cumsum and reinforce_plus_plus (every preset). γ, options and sizes
+// are checked on the host; offsets and mask weights are not (advantage/common.hpp). With
+// whitening on_degenerate = raise the degenerate batch is detected on the device after the
+// returns are written (one synchronisation): advantages / returns then hold the unwhitened
+// returns when it throws. remax and reinforce_plus_plus_baseline are host-only for now.
 // Validation as for GAE (advantage/gae.hpp): γ finite in [0, 1], sizes, offsets, mask weights,
 // and with whitening on_degenerate = raise the batch must have enough weight (checked first).
 #include <span>
@@ -131,9 +137,10 @@ struct return_step {
 template <class T>
 void validate_return_inputs(std::span<const T> rewards, std::span<const float> mask,
                             std::span<const index_t> seq_offsets, std::span<T> out, double gamma,
-                            std::string_view where, std::string_view out_name) {
+                            std::string_view where, std::string_view out_name,
+                            bool on_host = true) {
   validate_unit_interval(gamma, where, "gamma");
-  validate_tokens(rewards, mask, seq_offsets, out, where, "rewards", out_name);
+  validate_tokens(rewards, mask, seq_offsets, out, where, "rewards", out_name, on_host);
   expect(disjoint_or_same(out, rewards), where, out_name,
          " partially overlaps rewards (in place needs the same span)");
 }
@@ -142,13 +149,17 @@ template <class Exec, class T>
 void run_returns(Exec exec, std::span<const T> rewards, std::span<const float> mask,
                  std::span<const index_t> seq_offsets, std::span<T> out,
                  const discounted_return_options& o) {
-  const float* m = mask.empty() ? nullptr : mask.data();
-  if (o.convention == return_convention::reset_at_masked) {
-    return_step<T, returns_reset_at_masked> step{{o.gamma}, rewards.data(), m, out.data()};
-    advantage_backend<Exec>::reverse_scan(exec, seq_offsets, 0.0, step);
+  if constexpr (!on_host_v<Exec>) {
+    advantage_backend<Exec>::returns(exec, rewards, mask, seq_offsets, out, o);
   } else {
-    return_step<T, returns_mask_rewards> step{{o.gamma}, rewards.data(), m, out.data()};
-    advantage_backend<Exec>::reverse_scan(exec, seq_offsets, 0.0, step);
+    const float* m = mask.empty() ? nullptr : mask.data();
+    if (o.convention == return_convention::reset_at_masked) {
+      return_step<T, returns_reset_at_masked> step{{o.gamma}, rewards.data(), m, out.data()};
+      advantage_backend<Exec>::reverse_scan(exec, seq_offsets, 0.0, step);
+    } else {
+      return_step<T, returns_mask_rewards> step{{o.gamma}, rewards.data(), m, out.data()};
+      advantage_backend<Exec>::reverse_scan(exec, seq_offsets, 0.0, step);
+    }
   }
 }
 
@@ -161,11 +172,12 @@ void discounted_returns(Exec exec, const V& rewards_in, std::span<const float> m
   using T = detail::value_t<V>;
   constexpr std::string_view where = "advantage::discounted_returns";
   const std::span<const T> rewards(rewards_in);
-  detail::validate_return_inputs(rewards, mask, seq_offsets, out, options.gamma, where, "out");
+  detail::validate_return_inputs(rewards, mask, seq_offsets, out, options.gamma, where, "out",
+                                 detail::on_host_v<Exec>);
   expect(options.convention == return_convention::reset_at_masked ||
              options.convention == return_convention::mask_rewards,
          where, "options.convention is not a return_convention");
-  detail::check_mask(mask, where);
+  if constexpr (detail::on_host_v<Exec>) detail::check_mask(mask, where);
   detail::run_returns(exec, rewards, mask, seq_offsets, out, options);
 }
 
@@ -175,8 +187,9 @@ void reverse_cumsum(Exec exec, const V& values_in, std::span<const float> mask,
   using T = detail::value_t<V>;
   constexpr std::string_view where = "advantage::reverse_cumsum";
   const std::span<const T> values(values_in);
-  detail::validate_return_inputs(values, mask, seq_offsets, out, 1.0, where, "out");
-  detail::check_mask(mask, where);
+  detail::validate_return_inputs(values, mask, seq_offsets, out, 1.0, where, "out",
+                                 detail::on_host_v<Exec>);
+  if constexpr (detail::on_host_v<Exec>) detail::check_mask(mask, where);
   detail::run_returns(exec, values, mask, seq_offsets, out,
                       {.gamma = 1.0, .convention = return_convention::mask_rewards});
 }
@@ -192,7 +205,7 @@ void reinforce_plus_plus(Exec exec, const V& rewards_in, std::span<const float> 
   constexpr std::string_view where = "advantage::reinforce_plus_plus";
   const std::span<const T> rewards(rewards_in);
   detail::validate_return_inputs(rewards, mask, seq_offsets, advantages, options.gamma, where,
-                                 "advantages");
+                                 "advantages", detail::on_host_v<Exec>);
   expect(options.convention == return_convention::reset_at_masked ||
              options.convention == return_convention::mask_rewards,
          where, "options.convention is not a return_convention");
@@ -203,12 +216,26 @@ void reinforce_plus_plus(Exec exec, const V& rewards_in, std::span<const float> 
                              detail::disjoint_or_same(returns, rewards)),
          where, "returns overlaps advantages or partially overlaps rewards");
   if (options.whiten) ::posttrain::detail::validate_whiten_options(options.whitening);
-  detail::validate_mask_for_whitening(mask, seq_offsets, options.whiten, options.whitening, where);
-  detail::run_returns(exec, rewards, mask, seq_offsets, advantages,
-                      {.gamma = options.gamma, .convention = options.convention});
-  if (!returns.empty()) std::copy(advantages.begin(), advantages.end(), returns.begin());
-  if (options.whiten)
-    whiten(exec, std::span<const T>(advantages), mask, seq_offsets, advantages, options.whitening);
+  if constexpr (!detail::on_host_v<Exec>) {
+    // Returns into `returns` when requested, then whitened from there into advantages (no copy).
+    const std::span<T> target = returns.empty() ? advantages : returns;
+    detail::run_returns(exec, rewards, mask, seq_offsets, target,
+                        {.gamma = options.gamma, .convention = options.convention});
+    if (options.whiten)
+      whiten(exec, std::span<const T>(target), mask, seq_offsets, advantages, options.whitening);
+    else if (!returns.empty())
+      detail::run_returns(exec, rewards, mask, seq_offsets, advantages,
+                          {.gamma = options.gamma, .convention = options.convention});
+  } else {
+    detail::validate_mask_for_whitening(mask, seq_offsets, options.whiten, options.whitening,
+                                        where);
+    detail::run_returns(exec, rewards, mask, seq_offsets, advantages,
+                        {.gamma = options.gamma, .convention = options.convention});
+    if (!returns.empty()) std::copy(advantages.begin(), advantages.end(), returns.begin());
+    if (options.whiten)
+      whiten(exec, std::span<const T>(advantages), mask, seq_offsets, advantages,
+             options.whitening);
+  }
 }
 
 // REINFORCE++-baseline: outcome rewards R[B] with groups, token advantages[N].
@@ -219,6 +246,9 @@ void reinforce_plus_plus_baseline(Exec exec, const V& rewards_in,
                                   std::span<detail::value_t<V>> advantages,
                                   const reinforce_pp_baseline_options& options = {}) {
   using T = detail::value_t<V>;
+  static_assert(detail::host_only_exec_v<Exec>,
+                "advantage::reinforce_plus_plus_baseline has no device path yet: call it with "
+                "exec::host");
   constexpr std::string_view where = "advantage::reinforce_plus_plus_baseline";
   const std::span<const T> rewards(rewards_in);
   expect(!seq_offsets.empty(), where, "seq_offsets is empty, expected B + 1 >= 1 elements");
@@ -245,6 +275,8 @@ void remax(Exec exec, const V& rewards_in, std::span<const detail::value_t<V>> b
            std::span<const float> mask, std::span<const index_t> seq_offsets,
            std::span<detail::value_t<V>> advantages, std::span<detail::value_t<V>> returns) {
   using T = detail::value_t<V>;
+  static_assert(detail::host_only_exec_v<Exec>,
+                "advantage::remax has no device path yet: call it with exec::host");
   constexpr std::string_view where = "advantage::remax";
   const std::span<const T> rewards(rewards_in);
   detail::validate_return_inputs(rewards, mask, seq_offsets, advantages, 1.0, where, "advantages");

@@ -23,6 +23,9 @@
 // Presets (rloo_conventions::): verl (singleton R), verl_vectorized (singleton 0), trl (singleton
 // 0, NaN ignored, no normalisation; trl_normalized: normalize_advantages=True), openrlhf (raise).
 // Arithmetic in double; out may be the rewards span itself (in place).
+// exec::cuda (device memory; backend/cuda/group_advantage.cuh): every preset; options and sizes
+// are checked on the host, reward finiteness and offsets are not (advantage/common.hpp);
+// singleton raise costs one stream synchronisation.
 #include <cmath>
 #include <span>
 #include <string_view>
@@ -80,29 +83,37 @@ void rloo_advantages(Exec exec, const V& rewards_in, std::span<const index_t> gr
   expect(options.nan == nan_policy::raise || options.nan == nan_policy::ignore, where,
          "options.nan is not a nan_policy");
   expect_non_negative(options.normalize_epsilon, where, "options.normalize_epsilon");
-  const std::vector<float> scorable =
-      detail::validate_outcome(rewards, group_offsets, out, options.nan, where);
-  const std::vector<masked_stats> stats =
-      segment_moments(exec, rewards, std::span<const float>(scorable), group_offsets);
-  if (options.singleton == singleton_policy::raise)
-    detail::reject_singletons(stats, group_offsets, where, "options.singleton = raise");
+  if constexpr (!detail::on_host_v<Exec>) {
+    expect(!group_offsets.empty(), where, "group_offsets is empty, expected G + 1 >= 1 elements");
+    expect_size(out, ssize(rewards), where, "out", "one advantage per reward");
+    expect(detail::disjoint_or_same(out, rewards), where,
+           "out partially overlaps rewards (in place needs out == rewards)");
+    detail::advantage_backend<Exec>::rloo_advantages(exec, rewards, group_offsets, out, options);
+  } else {
+    const std::vector<float> scorable =
+        detail::validate_outcome(rewards, group_offsets, out, options.nan, where);
+    const std::vector<masked_stats> stats =
+        segment_moments(exec, rewards, std::span<const float>(scorable), group_offsets);
+    if (options.singleton == singleton_policy::raise)
+      detail::reject_singletons(stats, group_offsets, where, "options.singleton = raise");
 
-  std::vector<double> a(rewards.size());
-  detail::advantage_backend<Exec>::for_each_member(exec, group_offsets, [&](index_t g, index_t i) {
-    const masked_stats& s = stats[static_cast<std::size_t>(g)];
-    a[static_cast<std::size_t>(i)] =
-        rloo_advantage(static_cast<double>(rewards[i]), s.sum, s.count, options.singleton);
-  });
-  if (options.normalize) {
-    std::vector<float> defined(a.size());
-    for (std::size_t i = 0; i < a.size(); ++i) defined[i] = std::isnan(a[i]) ? 0.0f : 1.0f;
-    const masked_stats s =
-        masked_moments(exec::host{}, std::span<const double>(a), std::span<const float>(defined));
-    const double d = std::sqrt(s.var_unbiased()) + options.normalize_epsilon;
-    for (double& x : a) x = d != 0.0 ? (x - s.mean) / d : 0.0;
+    std::vector<double> a(rewards.size());
+    detail::advantage_backend<Exec>::for_each_member(exec, group_offsets, [&](index_t g, index_t i) {
+      const masked_stats& s = stats[static_cast<std::size_t>(g)];
+      a[static_cast<std::size_t>(i)] =
+          rloo_advantage(static_cast<double>(rewards[i]), s.sum, s.count, options.singleton);
+    });
+    if (options.normalize) {
+      std::vector<float> defined(a.size());
+      for (std::size_t i = 0; i < a.size(); ++i) defined[i] = std::isnan(a[i]) ? 0.0f : 1.0f;
+      const masked_stats s =
+          masked_moments(exec::host{}, std::span<const double>(a), std::span<const float>(defined));
+      const double d = std::sqrt(s.var_unbiased()) + options.normalize_epsilon;
+      for (double& x : a) x = d != 0.0 ? (x - s.mean) / d : 0.0;
+    }
+    for (std::size_t i = 0; i < a.size(); ++i)
+      out[i] = std::isnan(a[i]) ? T(0) : static_cast<T>(a[i]);
   }
-  for (std::size_t i = 0; i < a.size(); ++i)
-    out[i] = std::isnan(a[i]) ? T(0) : static_cast<T>(a[i]);
 }
 
 }  // namespace advantage

@@ -33,6 +33,13 @@
 //   segment_stats(exec::host{}, seq_score, {}, group_offsets,
 //                 {.mean = group_mean, .var_unbiased = group_var});                     // [G]
 //
+// Device memory (exec::cuda{stream}, with <posttrain/cuda.cuh>): every span is device memory and
+// the front ends check sizes only (offsets.size() >= 1, mask and output sizes). NOT checked on the
+// device: offsets being non-decreasing with offsets[0] = 0 and offsets[S] = N, and the mask
+// weights (invalid weights give meaningless statistics instead of an error). segment_stats is
+// asynchronous; segment_moments / masked_moments / masked_sum / ... return host values and
+// therefore synchronise the stream. Details: backend/cuda/reductions.cuh.
+//
 // API (Exec is exec::host; exec::cuda needs the CUDA backend header):
 //   segment_stats(exec, values, mask, offsets, segment_stats_out{...})   any output span may be
 //                         empty (= not requested), otherwise it has S elements
@@ -133,6 +140,10 @@ concept token_values = float_values_v<V> != double_values_v<V>;
 template <class V>
 using value_t = std::conditional_t<float_values_v<V>, float, double>;
 
+// Host memory: the front ends may read values, masks and offsets; device memory: sizes only.
+template <class Exec>
+inline constexpr bool on_host_v = std::is_same_v<Exec, exec::host>;
+
 template <class T>
 inline void validate_masked_values(std::span<const T> values, std::span<const float> mask,
                                    std::string_view where) {
@@ -156,7 +167,10 @@ void segment_stats(Exec exec, const V& values_in, std::span<const float> mask,
   constexpr std::string_view where = "segment_stats";
   const std::span<const T> values(values_in);
   detail::validate_masked_values(values, mask, where);
-  expect_offsets(offsets, ssize(values), where, "offsets");
+  if constexpr (detail::on_host_v<Exec>)
+    expect_offsets(offsets, ssize(values), where, "offsets");
+  else
+    expect(!offsets.empty(), where, "offsets is empty, expected S + 1 >= 1 elements");
   const index_t segments = ssize(offsets) - 1;
   constexpr std::string_view meaning = "empty or one per segment";
   expect_size_or_empty(out.sum, segments, where, "out.sum", meaning);
@@ -165,19 +179,22 @@ void segment_stats(Exec exec, const V& values_in, std::span<const float> mask,
   expect_size_or_empty(out.var_biased, segments, where, "out.var_biased", meaning);
   expect_size_or_empty(out.var_unbiased, segments, where, "out.var_unbiased", meaning);
   expect_size_or_empty(out.moments, segments, where, "out.moments", meaning);
-
-  std::vector<masked_stats> stats(static_cast<std::size_t>(segments));
-  if (!detail::reductions_backend<Exec>::segment_moments(exec, values, mask, offsets,
-                                                         std::span<masked_stats>(stats)))
-    detail::fail_mask(mask, where);
-  for (index_t s = 0; s < segments; ++s) {
-    const masked_stats& st = stats[static_cast<std::size_t>(s)];
-    if (!out.sum.empty()) out.sum[s] = st.sum;
-    if (!out.count.empty()) out.count[s] = st.count;
-    if (!out.mean.empty()) out.mean[s] = st.mean;
-    if (!out.var_biased.empty()) out.var_biased[s] = st.var_biased();
-    if (!out.var_unbiased.empty()) out.var_unbiased[s] = st.var_unbiased();
-    if (!out.moments.empty()) out.moments[s] = st;
+  if constexpr (!detail::on_host_v<Exec>) {
+    detail::reductions_backend<Exec>::segment_stats(exec, values, mask, offsets, out);
+  } else {
+    std::vector<masked_stats> stats(static_cast<std::size_t>(segments));
+    if (!detail::reductions_backend<Exec>::segment_moments(exec, values, mask, offsets,
+                                                           std::span<masked_stats>(stats)))
+      detail::fail_mask(mask, where);
+    for (index_t s = 0; s < segments; ++s) {
+      const masked_stats& st = stats[static_cast<std::size_t>(s)];
+      if (!out.sum.empty()) out.sum[s] = st.sum;
+      if (!out.count.empty()) out.count[s] = st.count;
+      if (!out.mean.empty()) out.mean[s] = st.mean;
+      if (!out.var_biased.empty()) out.var_biased[s] = st.var_biased();
+      if (!out.var_unbiased.empty()) out.var_unbiased[s] = st.var_unbiased();
+      if (!out.moments.empty()) out.moments[s] = st;
+    }
   }
 }
 
@@ -186,9 +203,16 @@ template <execution_tag Exec, detail::token_values V>
 std::vector<masked_stats> segment_moments(Exec exec, const V& values, std::span<const float> mask,
                                           std::span<const index_t> offsets) {
   expect(!offsets.empty(), "segment_moments", "offsets is empty, expected S + 1 >= 1 elements");
-  std::vector<masked_stats> result(offsets.size() - 1);
-  segment_stats(exec, values, mask, offsets, segment_stats_out{.moments = result});
-  return result;
+  if constexpr (!detail::on_host_v<Exec>) {
+    using T = detail::value_t<V>;
+    const std::span<const T> v(values);
+    detail::validate_masked_values(v, mask, "segment_moments");
+    return detail::reductions_backend<Exec>::moments_to_host(exec, v, mask, offsets);
+  } else {
+    std::vector<masked_stats> result(offsets.size() - 1);
+    segment_stats(exec, values, mask, offsets, segment_stats_out{.moments = result});
+    return result;
+  }
 }
 
 // Statistics of the whole batch (one segment over every token).
@@ -197,13 +221,17 @@ masked_stats masked_moments(Exec exec, const V& values_in, std::span<const float
   using T = detail::value_t<V>;
   const std::span<const T> values(values_in);
   detail::validate_masked_values(values, mask, "masked_moments");
-  const index_t offsets[2] = {0, ssize(values)};
-  masked_stats result[1];
-  if (!detail::reductions_backend<Exec>::segment_moments(exec, values, mask,
-                                                         std::span<const index_t>(offsets),
-                                                         std::span<masked_stats>(result)))
-    detail::fail_mask(mask, "masked_moments");
-  return result[0];
+  if constexpr (!detail::on_host_v<Exec>) {
+    return detail::reductions_backend<Exec>::moments_to_host(exec, values, mask, {})[0];
+  } else {
+    const index_t offsets[2] = {0, ssize(values)};
+    masked_stats result[1];
+    if (!detail::reductions_backend<Exec>::segment_moments(exec, values, mask,
+                                                           std::span<const index_t>(offsets),
+                                                           std::span<masked_stats>(result)))
+      detail::fail_mask(mask, "masked_moments");
+    return result[0];
+  }
 }
 
 template <execution_tag Exec, detail::token_values V>

@@ -43,6 +43,13 @@
 //   whiten_with_moments(exec, values, mask, const masked_stats& global, out, options)
 //     whiten with caller-supplied statistics: merge() of every micro-batch's / rank's
 //     masked_moments whitens each part exactly as the whole batch would be.
+// Device memory (exec::cuda{stream}, with <posttrain/cuda.cuh>; backend/cuda/whiten.cuh): every
+// span is device memory (moments too). The front end checks options and sizes and the aliasing
+// of out (pointers only); NOT checked on the device: offsets' contents, mask weights, the finiteness
+// of caller moments. The statistics stay on the device (no host round trip); on_degenerate = raise
+// costs one stream synchronisation before the write pass (and still throws before writing);
+// with zero / pass_through the call is asynchronous and returns -1 (the degenerate count stays on
+// the device: backend::cuda::whiten can write it to a device counter).
 // Cost on the CPU: one reduction pass (read x, w) and one write pass (read x, w, write out).
 //
 // No backward: whitening is applied to advantages, which carry no gradient.
@@ -222,13 +229,14 @@ inline void validate_whiten_options(const whiten_options& o) {
 }
 
 // Shared by both entry points: sizes, aliasing, offsets; returns the scopes' offsets.
+// On the device (on_host = false) offsets are checked by size only.
 template <class T>
 std::span<const index_t> validate_whiten_inputs(std::span<const T> values,
                                                 std::span<const float> mask,
                                                 std::span<const index_t> offsets,
                                                 std::span<const T> out,
                                                 const whiten_options& options,
-                                                const index_t (&whole)[2]) {
+                                                const index_t (&whole)[2], bool on_host = true) {
   constexpr std::string_view where = "whiten";
   const index_t n = ssize(values);
   validate_whiten_options(options);
@@ -240,10 +248,10 @@ std::span<const index_t> validate_whiten_inputs(std::span<const T> values,
   if (options.scope == whiten_scope::per_segment) {
     expect(!offsets.empty(), where,
            "options.scope is per_segment but offsets is empty (expected S + 1 offsets)");
-    expect_offsets(offsets, n, where, "offsets");
+    if (on_host) expect_offsets(offsets, n, where, "offsets");
     return offsets;
   }
-  if (!offsets.empty()) expect_offsets(offsets, n, where, "offsets");
+  if (!offsets.empty() && on_host) expect_offsets(offsets, n, where, "offsets");
   return std::span<const index_t>(whole);
 }
 
@@ -291,14 +299,21 @@ index_t whiten(Exec exec, const V& values_in, std::span<const float> mask,
   const std::span<const T> values(values_in);
   const index_t whole[2] = {0, ssize(values)};
   const std::span<const index_t> scopes = detail::validate_whiten_inputs(
-      values, mask, offsets, std::span<const T>(out), options, whole);
-  std::vector<masked_stats> stats(scopes.size() - 1);
-  // The mask weights are checked during this pass, before anything is written.
-  if (!detail::reductions_backend<Exec>::segment_moments(exec, values, mask, scopes,
-                                                         std::span<masked_stats>(stats)))
-    detail::fail_mask(mask, "whiten");
-  return detail::whiten_finish(exec, values, mask, scopes, std::span<const masked_stats>(stats),
-                               out, options);
+      values, mask, offsets, std::span<const T>(out), options, whole, detail::on_host_v<Exec>);
+  if constexpr (!detail::on_host_v<Exec>) {
+    return detail::whiten_backend<Exec>::whiten(
+        exec, values, mask,
+        options.scope == whiten_scope::per_segment ? offsets : std::span<const index_t>(),
+        nullptr, out, options);
+  } else {
+    std::vector<masked_stats> stats(scopes.size() - 1);
+    // The mask weights are checked during this pass, before anything is written.
+    if (!detail::reductions_backend<Exec>::segment_moments(exec, values, mask, scopes,
+                                                           std::span<masked_stats>(stats)))
+      detail::fail_mask(mask, "whiten");
+    return detail::whiten_finish(exec, values, mask, scopes, std::span<const masked_stats>(stats),
+                                 out, options);
+  }
 }
 
 // Batch scope without offsets.
@@ -322,25 +337,47 @@ index_t whiten_with_moments(Exec exec, const V& values_in, std::span<const float
   const std::span<const T> values(values_in);
   const index_t whole[2] = {0, ssize(values)};
   const std::span<const index_t> scopes = detail::validate_whiten_inputs(
-      values, mask, offsets, std::span<const T>(out), options, whole);
+      values, mask, offsets, std::span<const T>(out), options, whole, detail::on_host_v<Exec>);
   expect_size(moments, ssize(scopes) - 1, where, "moments",
               "one per scope: 1 for scope::batch, S for per_segment");
-  for (std::size_t s = 0; s < moments.size(); ++s) {
-    const masked_stats& m = moments[s];
-    expect(std::isfinite(m.count) && m.count >= 0.0 && std::isfinite(m.sum) &&
-               std::isfinite(m.mean) && std::isfinite(m.m2) && m.m2 >= 0.0,
-           where, "moments[", s, "] is not finite with count >= 0 and m2 >= 0");
+  if constexpr (!detail::on_host_v<Exec>) {
+    return detail::whiten_backend<Exec>::whiten(
+        exec, values, mask,
+        options.scope == whiten_scope::per_segment ? offsets : std::span<const index_t>(),
+        moments.data(), out, options);
+  } else {
+    for (std::size_t s = 0; s < moments.size(); ++s) {
+      const masked_stats& m = moments[s];
+      expect(std::isfinite(m.count) && m.count >= 0.0 && std::isfinite(m.sum) &&
+                 std::isfinite(m.mean) && std::isfinite(m.m2) && m.m2 >= 0.0,
+             where, "moments[", s, "] is not finite with count >= 0 and m2 >= 0");
+    }
+    expect_mask(mask, where, "mask");
+    return detail::whiten_finish(exec, values, mask, scopes, moments, out, options);
   }
-  expect_mask(mask, where, "mask");
-  return detail::whiten_finish(exec, values, mask, scopes, moments, out, options);
 }
 
 template <execution_tag Exec, detail::token_values V>
 index_t whiten_with_moments(Exec exec, const V& values, std::span<const float> mask,
                             const masked_stats& moments, std::span<detail::value_t<V>> out,
                             const whiten_options& options) {
-  return whiten_with_moments(exec, values, mask, std::span<const index_t>(),
-                             std::span<const masked_stats>(&moments, 1), out, options);
+  // `moments` is a host value on every backend (the device one copies it into the stream).
+  if constexpr (!detail::on_host_v<Exec>) {
+    using T = detail::value_t<V>;
+    const std::span<const T> v(values);
+    const index_t whole[2] = {0, ssize(v)};
+    whiten_options batch = options;
+    batch.scope = whiten_scope::batch;
+    detail::validate_whiten_inputs(v, mask, std::span<const index_t>(), std::span<const T>(out),
+                                   batch, whole, false);
+    expect(std::isfinite(moments.count) && moments.count >= 0.0 && std::isfinite(moments.sum) &&
+               std::isfinite(moments.mean) && std::isfinite(moments.m2) && moments.m2 >= 0.0,
+           "whiten", "moments is not finite with count >= 0 and m2 >= 0");
+    return detail::whiten_backend<Exec>::whiten_host_moments(exec, v, mask, moments, out, batch);
+  } else {
+    return whiten_with_moments(exec, values, mask, std::span<const index_t>(),
+                               std::span<const masked_stats>(&moments, 1), out, options);
+  }
 }
 
 POSTTRAIN_NAMESPACE_END

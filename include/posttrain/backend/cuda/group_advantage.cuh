@@ -1,0 +1,367 @@
+#pragma once
+// CUDA group-relative advantages (advantage/group.hpp, advantage/rloo.hpp on the device), the
+// token helpers of advantage/common.hpp, and the exec::cuda dispatch of every advantage front end
+// (advantage_backend<exec::cuda>: GAE, discounted returns, GRPO, RLOO, broadcast, lengths, sums).
+//
+//   backend::cuda::group_advantages(rewards, group_offsets, num_groups, num_rewards, out,
+//                                   options, stream)
+//   backend::cuda::rloo_advantages(rewards, group_offsets, num_groups, num_rewards, out, options,
+//                                  stream)
+//   backend::cuda::broadcast_to_tokens(advantages, seq_offsets, num_sequences, num_tokens, mask,
+//                                      out, stream)
+//
+// All pointers are DEVICE memory: rewards/out [B] (float or double; out may be rewards, in
+// place), group_offsets [G + 1] (not checked on the device), mask [N] or nullptr. The formulas
+// are the host ones: make_group_coefficients / group_advantage (every group_conventions preset:
+// std biased/unbiased, ε added to σ or inside the sqrt, variance floor, group/batch/no scaling,
+// singleton policies, NaN ignored as unscorable) and rloo_advantage (+ TRL's batch normalisation).
+//
+// Kernels:
+//   1. group moments: backend/cuda/reductions.cuh over group_offsets with weight 1, or
+//      "not NaN" under nan_policy::ignore (one CTA per group, or parts + fold for huge groups)
+//   2. scale = batch: the G group moments folded by one CTA (cub::BlockReduce of merge()), and
+//      RLOO's normalisation: the moments of every defined advantage (one segment)
+//   3. members: one CTA per group; each thread forms the group's coefficients from its moments
+//      (a few flops, no extra pass) and writes its members.
+// Deterministic (fixed trees, no atomics); no host synchronisation, except singleton_policy::raise,
+// which reads the count of singleton groups with ONE synchronisation before anything is written.
+// NOT checked on the device: reward finiteness (±inf propagates; NaN under nan_policy::raise is
+// treated as a reward and gives NaN), offsets' contents.
+#if !defined(__CUDACC__)
+#error "<posttrain/backend/cuda/group_advantage.cuh> is compiled by nvcc only"
+#endif
+
+#include <cuda_runtime.h>
+
+#include <cub/block/block_reduce.cuh>
+
+#include <cmath>
+#include <span>
+#include <string>
+#include <type_traits>
+
+#include "posttrain/advantage/common.hpp"
+#include "posttrain/advantage/gae.hpp"
+#include "posttrain/advantage/group.hpp"
+#include "posttrain/advantage/reinforce.hpp"
+#include "posttrain/advantage/rloo.hpp"
+#include "posttrain/backend/cuda/error.cuh"
+#include "posttrain/backend/cuda/gae.cuh"
+#include "posttrain/backend/cuda/memory.cuh"
+#include "posttrain/backend/cuda/reductions.cuh"
+#include "posttrain/backend/cuda/reinforce.cuh"
+#include "posttrain/config.hpp"
+#include "posttrain/core/error.hpp"
+#include "posttrain/core/exec.hpp"
+#include "posttrain/core/types.hpp"
+
+POSTTRAIN_NAMESPACE_BEGIN
+
+namespace backend::cuda {
+
+namespace group_detail {
+
+inline constexpr int member_block = 128;
+
+struct count_first {
+  index_t count;
+  index_t first;
+};
+struct count_first_op {
+  __device__ __forceinline__ count_first operator()(const count_first& a,
+                                                    const count_first& b) const {
+    const index_t f = a.first < 0   ? b.first
+                      : b.first < 0 ? a.first
+                                    : (a.first < b.first ? a.first : b.first);
+    return {a.count + b.count, f};
+  }
+};
+
+// out = {number of non-empty groups with fewer than two scorable members, the first, its count}.
+__global__ void __launch_bounds__(reduction_block)
+    singletons_kernel(const masked_stats* __restrict__ stats, const index_t* __restrict__ offsets,
+                      index_t groups, double* __restrict__ out) {
+  using reduce_t = cub::BlockReduce<count_first, reduction_block>;
+  __shared__ typename reduce_t::TempStorage temp;
+  count_first mine{0, -1};
+  for (index_t g = threadIdx.x; g < groups; g += reduction_block)
+    if (offsets[g + 1] > offsets[g] && !(stats[g].count > 1.0)) {
+      ++mine.count;
+      if (mine.first < 0) mine.first = g;
+    }
+  const count_first r = reduce_t(temp).Reduce(mine, count_first_op{});
+  if (threadIdx.x == 0) {
+    out[0] = static_cast<double>(r.count);
+    out[1] = static_cast<double>(r.first);
+    out[2] = r.first >= 0 ? stats[r.first].count : 0.0;
+  }
+}
+
+// Throws (after one synchronisation) when some non-empty group has < 2 scorable members.
+inline void reject_singletons(const masked_stats* stats, const index_t* offsets, index_t groups,
+                              const char* where, cudaStream_t stream) {
+  device_buffer<double> d(3, stream);
+  singletons_kernel<<<1, reduction_block, 0, stream>>>(stats, offsets, groups, d.data());
+  cuda_check(cudaGetLastError(), "backend::cuda (singleton check launch)");
+  double host[3] = {0.0, -1.0, 0.0};
+  cuda_check(cudaMemcpyAsync(host, d.data(), sizeof(host), cudaMemcpyDeviceToHost, stream),
+             "backend::cuda (singleton check copy)");
+  cuda_check(cudaStreamSynchronize(stream), "backend::cuda (singleton check synchronise)");
+  if (host[0] > 0.0)
+    throw error(std::string("posttrain::") + where + ": group " +
+                std::to_string(static_cast<index_t>(host[1])) + " has " +
+                std::to_string(host[2]) +
+                " scorable member(s), expected at least 2 (options.singleton = raise)");
+}
+
+template <class T>
+__global__ void __launch_bounds__(member_block)
+    group_members_kernel(const T* rewards, const index_t* __restrict__ offsets,
+                         const masked_stats* __restrict__ stats,
+                         const masked_stats* __restrict__ batch, advantage::group_options o,
+                         T* out) {
+  const index_t g = blockIdx.x;
+  const double batch_denominator =
+      batch != nullptr ? advantage::group_std_denominator(batch->variance(o.std_kind), o) : 1.0;
+  const advantage::group_coefficients c =
+      advantage::make_group_coefficients(stats[g], o, batch_denominator);
+  for (index_t i = offsets[g] + threadIdx.x; i < offsets[g + 1]; i += member_block)
+    out[i] = static_cast<T>(advantage::group_advantage(static_cast<double>(rewards[i]), c));
+}
+
+// a[i] = rloo_advantage (NaN: undefined); out[i] written directly unless normalising.
+template <class T>
+__global__ void __launch_bounds__(member_block)
+    rloo_members_kernel(const T* rewards, const index_t* __restrict__ offsets,
+                        const masked_stats* __restrict__ stats, advantage::singleton_policy sp,
+                        double* __restrict__ a, T* out) {
+  const index_t g = blockIdx.x;
+  const masked_stats s = stats[g];
+  for (index_t i = offsets[g] + threadIdx.x; i < offsets[g + 1]; i += member_block) {
+    const double v = advantage::rloo_advantage(static_cast<double>(rewards[i]), s.sum, s.count, sp);
+    if (a != nullptr)
+      a[i] = v;
+    else
+      out[i] = v != v ? T(0) : static_cast<T>(v);
+  }
+}
+
+template <class T>
+__global__ void rloo_normalize_kernel(const double* __restrict__ a, index_t n,
+                                      const masked_stats* __restrict__ all, double eps, T* out) {
+  const index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x;
+  if (i >= n) return;
+  const masked_stats s = *all;
+  const double d = sqrt(s.var_unbiased()) + eps;
+  const double x = a[i];
+  const double y = d != 0.0 ? (x - s.mean) / d : 0.0;
+  out[i] = y != y ? T(0) : static_cast<T>(y);
+}
+
+template <class T, bool HasMask>
+__global__ void __launch_bounds__(reduction_block)
+    broadcast_kernel(const T* __restrict__ advantages, const index_t* __restrict__ offsets,
+                     index_t splits, const float* __restrict__ m, T* __restrict__ out) {
+  const index_t b = blockIdx.x, k = blockIdx.y;
+  index_t begin, end;
+  reduce_detail::part_range(offsets, b, k, splits, begin, end);
+  const double a = static_cast<double>(advantages[b]);
+  for (index_t t = begin + threadIdx.x; t < end; t += reduction_block) {
+    if constexpr (HasMask)
+      out[t] = m[t] != 0.0f ? static_cast<T>(a * static_cast<double>(m[t])) : T(0);
+    else
+      out[t] = static_cast<T>(a);
+  }
+}
+
+template <class T>
+__global__ void sums_kernel(const masked_stats* __restrict__ stats, index_t n, T* __restrict__ out) {
+  const index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x;
+  if (i < n) out[i] = static_cast<T>(stats[i].sum);
+}
+
+__global__ void lengths_kernel(const index_t* __restrict__ offsets, index_t n,
+                               double* __restrict__ out) {
+  const index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x;
+  if (i < n) out[i] = static_cast<double>(offsets[i + 1] - offsets[i]);
+}
+
+inline unsigned blocks_for(index_t n, int block) {
+  return static_cast<unsigned>((n + block - 1) / block);
+}
+
+// Moments of R per group, NaN excluded when the policy ignores them.
+template <class T>
+void group_moments(const T* rewards, const index_t* group_offsets, index_t groups, index_t n,
+                   advantage::nan_policy nan, masked_stats* out, cudaStream_t stream) {
+  if (nan == advantage::nan_policy::ignore)
+    segment_moments_weighted(rewards, reduce_detail::finite_weight{}, group_offsets, groups, n,
+                             out, stream);
+  else
+    segment_moments_weighted(rewards, reduce_detail::unit_weight{}, group_offsets, groups, n, out,
+                             stream);
+}
+
+}  // namespace group_detail
+
+// GRPO-family advantages; see advantage/group.hpp for the formulas and presets.
+template <class T>
+void group_advantages(const T* rewards, const index_t* group_offsets, index_t num_groups,
+                      index_t num_rewards, T* out, const advantage::group_options& options,
+                      cudaStream_t stream) {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                "backend::cuda::group_advantages: rewards must be float or double");
+  if (num_groups <= 0) return;
+  device_buffer<masked_stats> stats(static_cast<std::size_t>(num_groups), stream);
+  group_detail::group_moments(rewards, group_offsets, num_groups, num_rewards, options.nan,
+                              stats.data(), stream);
+  if (options.singleton == advantage::singleton_policy::raise)
+    group_detail::reject_singletons(stats.data(), group_offsets, num_groups,
+                                    "advantage::group_advantages", stream);
+  device_buffer<masked_stats> batch;
+  if (options.scale == advantage::group_scale::batch) {
+    // Same as the host: merge() of the per-group moments, here in a fixed tree.
+    batch = device_buffer<masked_stats>(1, stream);
+    reduce_detail::fold_partials_kernel<<<1, reduction_block, 0, stream>>>(
+        stats.data(), num_groups, batch.data());
+  }
+  group_detail::group_members_kernel<T>
+      <<<static_cast<unsigned>(num_groups), group_detail::member_block, 0, stream>>>(
+          rewards, group_offsets, stats.data(), batch.data(), options, out);
+  cuda_check(cudaGetLastError(), "backend::cuda::group_advantages (kernel launch)");
+}
+
+// RLOO advantages; see advantage/rloo.hpp.
+template <class T>
+void rloo_advantages(const T* rewards, const index_t* group_offsets, index_t num_groups,
+                     index_t num_rewards, T* out, const advantage::rloo_options& options,
+                     cudaStream_t stream) {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                "backend::cuda::rloo_advantages: rewards must be float or double");
+  if (num_groups <= 0) return;
+  device_buffer<masked_stats> stats(static_cast<std::size_t>(num_groups), stream);
+  group_detail::group_moments(rewards, group_offsets, num_groups, num_rewards, options.nan,
+                              stats.data(), stream);
+  if (options.singleton == advantage::singleton_policy::raise)
+    group_detail::reject_singletons(stats.data(), group_offsets, num_groups,
+                                    "advantage::rloo_advantages", stream);
+  device_buffer<double> a;
+  if (options.normalize) a = device_buffer<double>(static_cast<std::size_t>(num_rewards), stream);
+  group_detail::rloo_members_kernel<T>
+      <<<static_cast<unsigned>(num_groups), group_detail::member_block, 0, stream>>>(
+          rewards, group_offsets, stats.data(), options.singleton, a.data(), out);
+  cuda_check(cudaGetLastError(), "backend::cuda::rloo_advantages (kernel launch)");
+  if (options.normalize && num_rewards > 0) {
+    device_buffer<index_t> whole = whole_offsets(num_rewards, stream);
+    device_buffer<masked_stats> all(1, stream);
+    segment_moments_weighted(static_cast<const double*>(a.data()), reduce_detail::finite_weight{},
+                             whole.data(), 1, num_rewards, all.data(), stream);
+    group_detail::rloo_normalize_kernel<T><<<group_detail::blocks_for(num_rewards, 256), 256, 0,
+                                             stream>>>(a.data(), num_rewards, all.data(),
+                                                       options.normalize_epsilon, out);
+    cuda_check(cudaGetLastError(), "backend::cuda::rloo_advantages (normalise launch)");
+  }
+}
+
+// out_t = A_b·m_t (A_b without a mask, 0 where m_t = 0).
+template <class T>
+void broadcast_to_tokens(const T* advantages, const index_t* seq_offsets, index_t num_sequences,
+                         index_t num_tokens, const float* mask, T* out, cudaStream_t stream) {
+  if (num_sequences <= 0) return;
+  const index_t splits = split_count(num_tokens, num_sequences);
+  const dim3 grid(static_cast<unsigned>(num_sequences), static_cast<unsigned>(splits));
+  if (mask != nullptr)
+    group_detail::broadcast_kernel<T, true>
+        <<<grid, reduction_block, 0, stream>>>(advantages, seq_offsets, splits, mask, out);
+  else
+    group_detail::broadcast_kernel<T, false>
+        <<<grid, reduction_block, 0, stream>>>(advantages, seq_offsets, splits, mask, out);
+  cuda_check(cudaGetLastError(), "backend::cuda::broadcast_to_tokens (kernel launch)");
+}
+
+}  // namespace backend::cuda
+
+namespace advantage::detail {
+
+template <>
+struct advantage_backend<exec::cuda> {
+  template <class T>
+  static void gae(exec::cuda e, std::span<const T> rewards, std::span<const T> values,
+                  std::span<const float> mask, std::span<const index_t> seq_offsets,
+                  std::span<T> advantages, std::span<T> returns, gae_options options) {
+    options.whiten = false;  // the front end whitens afterwards through ops/whiten.hpp
+    backend::cuda::gae(rewards.data(), values.data(), mask.empty() ? nullptr : mask.data(),
+                       seq_offsets.data(), ssize(seq_offsets) - 1, advantages.data(),
+                       returns.empty() ? nullptr : returns.data(), options,
+                       backend::cuda::stream_of(e));
+  }
+  template <class T>
+  static void returns(exec::cuda e, std::span<const T> rewards, std::span<const float> mask,
+                      std::span<const index_t> seq_offsets, std::span<T> out,
+                      const discounted_return_options& options) {
+    backend::cuda::discounted_returns(rewards.data(), mask.empty() ? nullptr : mask.data(),
+                                      seq_offsets.data(), ssize(seq_offsets) - 1, out.data(),
+                                      options, backend::cuda::stream_of(e));
+  }
+  template <class T>
+  static void group_advantages(exec::cuda e, std::span<const T> rewards,
+                               std::span<const index_t> group_offsets, std::span<T> out,
+                               const group_options& options) {
+    backend::cuda::group_advantages(rewards.data(), group_offsets.data(),
+                                    ssize(group_offsets) - 1, ssize(rewards), out.data(), options,
+                                    backend::cuda::stream_of(e));
+  }
+  template <class T>
+  static void rloo_advantages(exec::cuda e, std::span<const T> rewards,
+                              std::span<const index_t> group_offsets, std::span<T> out,
+                              const rloo_options& options) {
+    backend::cuda::rloo_advantages(rewards.data(), group_offsets.data(), ssize(group_offsets) - 1,
+                                   ssize(rewards), out.data(), options,
+                                   backend::cuda::stream_of(e));
+  }
+  template <class T>
+  static void broadcast(exec::cuda e, std::span<const T> advantages,
+                        std::span<const index_t> seq_offsets, std::span<const float> mask,
+                        std::span<T> out) {
+    backend::cuda::broadcast_to_tokens(advantages.data(), seq_offsets.data(),
+                                       ssize(seq_offsets) - 1, ssize(out),
+                                       mask.empty() ? nullptr : mask.data(), out.data(),
+                                       backend::cuda::stream_of(e));
+  }
+  // R_b = Σ_t m_t·r_t into out[B] (the moments' sums, cast to T).
+  template <class T>
+  static void sequence_rewards(exec::cuda e, std::span<const T> rewards,
+                               std::span<const float> mask, std::span<const index_t> seq_offsets,
+                               std::span<T> out) {
+    const cudaStream_t stream = backend::cuda::stream_of(e);
+    const index_t b = ssize(seq_offsets) - 1;
+    if (b <= 0) return;
+    backend::cuda::device_buffer<masked_stats> stats(static_cast<std::size_t>(b), stream);
+    backend::cuda::segment_moments(rewards.data(), mask.empty() ? nullptr : mask.data(),
+                                   seq_offsets.data(), b, ssize(rewards), stats.data(), stream);
+    backend::cuda::group_detail::sums_kernel<T>
+        <<<backend::cuda::group_detail::blocks_for(b, 256), 256, 0, stream>>>(stats.data(), b,
+                                                                              out.data());
+    backend::cuda::cuda_check(cudaGetLastError(), "advantage::sequence_rewards (kernel launch)");
+  }
+  static void sequence_lengths(exec::cuda e, std::span<const float> mask,
+                               std::span<const index_t> seq_offsets, std::span<double> out) {
+    const cudaStream_t stream = backend::cuda::stream_of(e);
+    const index_t b = ssize(seq_offsets) - 1;
+    if (b <= 0) return;
+    if (mask.empty()) {
+      backend::cuda::group_detail::lengths_kernel<<<backend::cuda::group_detail::blocks_for(b, 256),
+                                                    256, 0, stream>>>(seq_offsets.data(), b,
+                                                                      out.data());
+      backend::cuda::cuda_check(cudaGetLastError(), "advantage::sequence_lengths (launch)");
+    } else {
+      // Σ m over each sequence: the count of the moments of the mask weighted by itself.
+      backend::cuda::segment_stats(mask.data(), mask.data(), seq_offsets.data(), b, ssize(mask),
+                                   segment_stats_out{.count = out}, stream);
+    }
+  }
+};
+
+}  // namespace advantage::detail
+
+POSTTRAIN_NAMESPACE_END
