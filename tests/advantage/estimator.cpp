@@ -87,8 +87,7 @@ std::vector<vec> through_concept(const adv::estimator_inputs<double>& in,
   const std::size_t n = static_cast<std::size_t>(in.seq_offsets.back());
   const std::size_t b = in.seq_offsets.size() - 1;
   vec a(n, -9), ret(n, -9), seq(E::contract.sequence_output ? b : 0, -9);
-  pt::compute_advantages<E>(pt::exec::host{}, in,
-                            adv::estimator_outputs<double>{a, ret, seq}, o);
+  pt::compute_advantages<E>(pt::exec::host{}, in, adv::estimator_outputs<double>{a, ret, seq}, o);
   return {a, ret, seq};
 }
 
@@ -148,7 +147,8 @@ TEST(Estimator, EveryModelEqualsTheDirectCall) {
   {
     vec a(f.n());
     adv::reinforce_plus_plus_baseline(h, f.R, f.groups, f.m, f.so, std::span<double>(a));
-    const auto got = through_concept<est::reinforce_pp_baseline>(in, est::reinforce_pp_baseline::defaults);
+    const auto got =
+        through_concept<est::reinforce_pp_baseline>(in, est::reinforce_pp_baseline::defaults);
     EXPECT_EQ(got[0], a);
     EXPECT_EQ(got[1], a);  // verl returns the advantages twice
   }
@@ -220,9 +220,12 @@ TEST(Estimator, OutcomeRewardsDefaultToMaskedTokenSums) {
 TEST(Estimator, FloatInputsAndTheAlgoRecipes) {
   const fixture f;
   const fvec r(f.r.begin(), f.r.end()), R(f.R.begin(), f.R.end()), v(f.v.begin(), f.v.end());
-  adv::estimator_inputs<float> in{
-      .token_rewards = r, .rewards = R, .values = v, .mask = f.m, .seq_offsets = f.so,
-      .group_offsets = f.groups};
+  adv::estimator_inputs<float> in{.token_rewards = r,
+                                  .rewards = R,
+                                  .values = v,
+                                  .mask = f.m,
+                                  .seq_offsets = f.so,
+                                  .group_offsets = f.groups};
   fvec a(f.n()), want(f.n());
   using recipe = pt::algo::rloo;
   recipe::advantage::compute(pt::exec::host{}, in, adv::estimator_outputs<float>{.advantages = a},
@@ -265,9 +268,9 @@ TEST(Estimator, ContractViolationsLeaveOutputsUntouched) {
                pt::error);
   auto no_stats = in;
   no_stats.sum_pi_squared = {};
-  EXPECT_THROW(est::optimal_token_baseline::compute(h, no_stats,
-                                                    adv::estimator_outputs<double>{a, ret}),
-               pt::error);
+  EXPECT_THROW(
+      est::optimal_token_baseline::compute(h, no_stats, adv::estimator_outputs<double>{a, ret}),
+      pt::error);
   auto no_base = in;
   no_base.baselines = {};
   EXPECT_THROW(est::remax::compute(h, no_base, adv::estimator_outputs<double>{a, ret}), pt::error);

@@ -113,9 +113,9 @@ vec make_rewards(int N, int K, unsigned seed) {
   for (double& v : r) v = nd(rng);
   r[1 * K + 0] = kNaN;
   r[5 * K + 2] = kNaN;
-  for (int k = 0; k < K; ++k) r[9 * K + k] = kNaN;                // unscorable row
-  for (int j : {12, 13, 14}) r[j * K + 1] = kNaN;                 // one scorable entry
-  for (int j = 16; j < 20; ++j) r[j * K + 2] = 0.75;              // zero variance
+  for (int k = 0; k < K; ++k) r[9 * K + k] = kNaN;                   // unscorable row
+  for (int j : {12, 13, 14}) r[j * K + 1] = kNaN;                    // one scorable entry
+  for (int j = 16; j < 20; ++j) r[j * K + 2] = 0.75;                 // zero variance
   for (int j = 20; j < 24; ++j) r[j * K + 0] = (j % 2) ? 1.0 : 0.0;  // binary
   return r;
 }
@@ -215,8 +215,9 @@ TEST(Gdpo, FloatInputsAndEmptyBatch) {
   const vec want = trl_normalize_then_sum(rr, kN, kK, 4, kW, true);
   for (int i = 0; i < kN; ++i) EXPECT_NEAR(af[i], want[i], 1e-5 * (1 + std::abs(want[i])));
   std::vector<float> none;
-  EXPECT_NO_THROW(adv::gdpo_advantages(pt::exec::host{}, pt::matrix_view<const float>(nullptr, 0, 2),
-                                       {}, offs{0}, std::span<float>(none)));
+  EXPECT_NO_THROW(adv::gdpo_advantages(pt::exec::host{},
+                                       pt::matrix_view<const float>(nullptr, 0, 2), {}, offs{0},
+                                       std::span<float>(none)));
 }
 
 TEST(Gdpo, ValidationLeavesOutputUntouched) {
@@ -225,14 +226,14 @@ TEST(Gdpo, ValidationLeavesOutputUntouched) {
   const pt::exec::host h;
   const offs g = {0, 4, 8};
   auto call = [&](const vec& rv, pt::index_t rows, pt::index_t cols, const vec& w, const offs& go,
-                  std::span<double> o, adv::multi_objective_options opt =
-                                           adv::multi_objective_conventions::trl_gdpo) {
+                  std::span<double> o,
+                  adv::multi_objective_options opt = adv::multi_objective_conventions::trl_gdpo) {
     adv::multi_objective_advantages(h, pt::matrix_view<const double>(rv.data(), rows, cols),
                                     std::span<const double>(w), go, o, opt);
   };
-  EXPECT_THROW(call(r, 8, 2, {1.0}, g, out), pt::error);              // weights size
-  EXPECT_THROW(call(r, 8, 2, {1.0, kNaN}, g, out), pt::error);        // NaN weight
-  EXPECT_THROW(call(r, 8, 2, {}, offs{0, 4, 7}, out), pt::error);     // groups != rows
+  EXPECT_THROW(call(r, 8, 2, {1.0}, g, out), pt::error);           // weights size
+  EXPECT_THROW(call(r, 8, 2, {1.0, kNaN}, g, out), pt::error);     // NaN weight
+  EXPECT_THROW(call(r, 8, 2, {}, offs{0, 4, 7}, out), pt::error);  // groups != rows
   EXPECT_THROW(call(r, 8, 2, {}, offs{}, out), pt::error);
   EXPECT_THROW(call(r, 8, 2, {}, g, std::span<double>(out.data(), 7)), pt::error);
   vec inf_r = r;
@@ -254,9 +255,8 @@ TEST(Gdpo, ValidationLeavesOutputUntouched) {
   o = adv::multi_objective_conventions::trl;
   o.group.epsilon = -1;
   EXPECT_THROW(call(r, 8, 2, {}, g, out, o), pt::error);
-  EXPECT_THROW(adv::multi_objective_advantages(
-                   h, pt::matrix_view<const double>(r.data(), 8, 2, 1), {}, g,
-                   std::span<double>(out)),
+  EXPECT_THROW(adv::multi_objective_advantages(h, pt::matrix_view<const double>(r.data(), 8, 2, 1),
+                                               {}, g, std::span<double>(out)),
                pt::error);  // ld < cols
   vec overlap = r;
   EXPECT_THROW(call(overlap, 8, 2, {}, g, std::span<double>(overlap.data() + 2, 8)), pt::error);

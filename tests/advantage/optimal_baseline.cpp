@@ -119,7 +119,8 @@ void ref_column(const batch& b, bool use_rho, bool zero_tail, double eps, vec& a
       }
       vec sorted = len;
       std::sort(sorted.begin(), sorted.end());
-      const int mx = static_cast<int>(sorted.back()), second = static_cast<int>(sorted[sorted.size() - 2]);
+      const int mx = static_cast<int>(sorted.back()),
+                second = static_cast<int>(sorted[sorted.size() - 2]);
       int count = 0, who = -1;
       for (std::size_t j = 0; j < rows.size(); ++j)
         if (len[j] == mx) ++count, who = rows[j];
@@ -134,8 +135,7 @@ void ref_column(const batch& b, bool use_rho, bool zero_tail, double eps, vec& a
 }
 
 // verl compute_multi_turn_optimal_token_baseline_advantage, padded rows, float64.
-void ref_tir(const batch& b, bool use_rho, bool zero_tail, double eps, vec& adv_out,
-             vec& ret_out) {
+void ref_tir(const batch& b, bool use_rho, bool zero_tail, double eps, vec& adv_out, vec& ret_out) {
   const int B = b.B, T = b.T;
   vec G(B * T, 0.0), W(B * T, 0.0);
   for (int i = 0; i < B; ++i) {
@@ -451,11 +451,10 @@ TEST(OptimalTokenBaseline, ValidationLeavesOutputsUntouched) {
                pt::error);
   vec overlap(n + 1, 0.0);
   std::copy(b.r.begin(), b.r.end(), overlap.begin());
-  EXPECT_THROW(adv::optimal_token_baseline(h, std::span<const double>(overlap.data(), n),
-                                           std::span<const double>(b.lp),
-                                           std::span<const double>(b.sp), {}, b.m, so, g,
-                                           std::span<double>(overlap.data() + 1, n),
-                                           std::span<double>()),
+  EXPECT_THROW(adv::optimal_token_baseline(
+                   h, std::span<const double>(overlap.data(), n), std::span<const double>(b.lp),
+                   std::span<const double>(b.sp), {}, b.m, so, g,
+                   std::span<double>(overlap.data() + 1, n), std::span<double>()),
                pt::error);
   for (double v : a) EXPECT_EQ(v, 5.0);
   for (double v : ret) EXPECT_EQ(v, 5.0);

@@ -125,8 +125,9 @@ TEST(PfPpo, BadInputIsRejectedBeforeWriting) {
   EXPECT_THROW(adv::pf_ppo_weights(h, vec{1.0, nan, 2.0}, std::span<double>(w)), pt::error);
   EXPECT_THROW(adv::pf_ppo_weights(h, vec{1.0, inf, 2.0}, std::span<double>(w)), pt::error);
   EXPECT_THROW(adv::pf_ppo_weights(h, vec{1.0, 2.0}, std::span<double>(w)), pt::error);
-  EXPECT_THROW(adv::pf_ppo_weights(h, vec{1.0, 2.0, 3.0}, std::span<double>(w), {.weight_pow = nan}),
-               pt::error);
+  EXPECT_THROW(
+      adv::pf_ppo_weights(h, vec{1.0, 2.0, 3.0}, std::span<double>(w), {.weight_pow = nan}),
+      pt::error);
   EXPECT_THROW(adv::pf_ppo_weights(h, vec{0.0, 2.0, 3.0}, std::span<double>(w),
                                    {.weight_pow = -1.0}),  // 0^-1 = inf
                pt::error);
@@ -140,8 +141,9 @@ TEST(PfPpo, BadInputIsRejectedBeforeWriting) {
   ivec idx(4, -7);
   EXPECT_THROW(adv::pf_ppo_resample(vec{0.0, 0.0}, std::mt19937_64(1), std::span<pt::index_t>(idx)),
                pt::error);
-  EXPECT_THROW(adv::pf_ppo_resample(vec{1.0, -0.5}, std::mt19937_64(1), std::span<pt::index_t>(idx)),
-               pt::error);
+  EXPECT_THROW(
+      adv::pf_ppo_resample(vec{1.0, -0.5}, std::mt19937_64(1), std::span<pt::index_t>(idx)),
+      pt::error);
   EXPECT_THROW(adv::pf_ppo_resample(vec{1.0, nan}, std::mt19937_64(1), std::span<pt::index_t>(idx)),
                pt::error);
   EXPECT_THROW(adv::pf_ppo_resample(vec{}, std::mt19937_64(1), std::span<pt::index_t>(idx)),

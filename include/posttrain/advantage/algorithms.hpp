@@ -5,9 +5,10 @@
 //
 //   struct recipe {
 //     using advantage = estimator::...;           // E::compute(exec, inputs, outputs, options)
-//     using loss = posttrain::loss::policy_gradient<...>;    // loss::compute(exec, inputs, options, ...)
-//     static constexpr advantage::options_type advantage_options;   // default peer's preset
-//     static policy_gradient_options loss_options();                  // default peer's preset
+//     using loss = posttrain::loss::policy_gradient<...>;    // loss::compute(exec, inputs,
+//     options, ...) static constexpr advantage::options_type advantage_options;   // default peer's
+//     preset static policy_gradient_options loss_options();                  // default peer's
+//     preset
 //     ... the other peers' presets as <peer>_advantage / <peer>_loss()
 //   };
 //

@@ -41,8 +41,8 @@
 //   dr_grpo                     group_options, group_conventions::dr_grpo
 //   rloo                        rloo_options, rloo_conventions::verl
 //   reinforce_pp                reinforce_pp_options, reinforce_pp_conventions::verl
-//   reinforce_pp_baseline       reinforce_pp_baseline_options, reinforce_pp_conventions::verl_baseline
-//   remax                       remax_options (none), {}
+//   reinforce_pp_baseline       reinforce_pp_baseline_options,
+//   reinforce_pp_conventions::verl_baseline remax                       remax_options (none), {}
 //   opo                         opo_options (none), {}
 //   gpg                         gpg_options, {}
 //   grpo_passk                  passk_options, {}
@@ -149,7 +149,8 @@ void validate_estimator_io(const estimator_contract& c, const estimator_inputs<T
            "inputs.rewards and inputs.token_rewards are both empty, expected outcome rewards[B] "
            "(or token rewards to sum per sequence)");
   if (c.values)
-    expect(n == 0 || !in.values.empty(), where, "inputs.values is empty, expected critic values[N]");
+    expect(n == 0 || !in.values.empty(), where,
+           "inputs.values is empty, expected critic values[N]");
   if (c.groups)
     expect(!in.group_offsets.empty(), where,
            "inputs.group_offsets is empty, expected G + 1 group offsets over the sequences");
@@ -181,7 +182,8 @@ void write_outcome(Exec exec, const std::vector<T>& a, const estimator_inputs<T>
   if (!out.sequence_advantages.empty())
     std::copy(a.begin(), a.end(), out.sequence_advantages.begin());
   broadcast_to_tokens(exec, std::span<const T>(a), in.seq_offsets, in.mask, out.advantages);
-  if (!out.returns.empty()) std::copy(out.advantages.begin(), out.advantages.end(), out.returns.begin());
+  if (!out.returns.empty())
+    std::copy(out.advantages.begin(), out.advantages.end(), out.returns.begin());
 }
 
 // The common body of the outcome models: fn(R, A) computes A[B] (validating first).
@@ -203,21 +205,19 @@ void run_outcome(Exec exec, const estimator_contract& c, const estimator_inputs<
 // The concept.
 
 template <class E>
-concept advantage_estimator =
-    requires {
-      { E::name } -> std::convertible_to<const char*>;
-      { E::contract } -> std::convertible_to<advantage::estimator_contract>;
-      typename E::options_type;
-      { E::defaults } -> std::convertible_to<typename E::options_type>;
-    } && std::default_initializable<typename E::options_type> &&
-    requires(const advantage::estimator_inputs<float>& fi,
-             const advantage::estimator_outputs<float>& fo,
-             const advantage::estimator_inputs<double>& di,
-             const advantage::estimator_outputs<double>& dout,
-             const typename E::options_type& o) {
-      E::compute(exec::host{}, fi, fo, o);
-      E::compute(exec::host{}, di, dout, o);
-    };
+concept advantage_estimator = requires {
+  { E::name } -> std::convertible_to<const char*>;
+  { E::contract } -> std::convertible_to<advantage::estimator_contract>;
+  typename E::options_type;
+  { E::defaults } -> std::convertible_to<typename E::options_type>;
+}
+&&std::default_initializable<typename E::options_type>&& requires(
+    const advantage::estimator_inputs<float>& fi, const advantage::estimator_outputs<float>& fo,
+    const advantage::estimator_inputs<double>& di, const advantage::estimator_outputs<double>& dout,
+    const typename E::options_type& o) {
+  E::compute(exec::host{}, fi, fo, o);
+  E::compute(exec::host{}, di, dout, o);
+};
 
 template <class E>
 constexpr bool check_advantage_estimator() {
@@ -322,8 +322,8 @@ struct reinforce_pp {
   static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
                       const options_type& o = defaults) {
     advantage::detail::validate_estimator_io(contract, in, out, "estimator::reinforce_pp");
-    advantage::reinforce_plus_plus(exec, in.token_rewards, in.mask, in.seq_offsets,
-                                   out.advantages, out.returns, o);
+    advantage::reinforce_plus_plus(exec, in.token_rewards, in.mask, in.seq_offsets, out.advantages,
+                                   out.returns, o);
   }
 };
 
@@ -341,8 +341,8 @@ struct reinforce_pp_baseline {
     constexpr std::string_view where = "estimator::reinforce_pp_baseline";
     advantage::detail::validate_estimator_io(contract, in, out, where);
     const std::vector<T> r = advantage::detail::outcome_rewards(exec, in, where);
-    advantage::reinforce_plus_plus_baseline(exec, std::span<const T>(r), in.group_offsets,
-                                            in.mask, in.seq_offsets, out.advantages, o);
+    advantage::reinforce_plus_plus_baseline(exec, std::span<const T>(r), in.group_offsets, in.mask,
+                                            in.seq_offsets, out.advantages, o);
     if (!out.returns.empty())
       std::copy(out.advantages.begin(), out.advantages.end(), out.returns.begin());
   }
@@ -359,18 +359,16 @@ struct remax {
   static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
                       const options_type& = defaults) {
     advantage::detail::validate_estimator_io(contract, in, out, "estimator::remax");
-    advantage::remax(exec, in.token_rewards, in.baselines, in.mask, in.seq_offsets,
-                     out.advantages, out.returns);
+    advantage::remax(exec, in.token_rewards, in.baselines, in.mask, in.seq_offsets, out.advantages,
+                     out.returns);
   }
 };
 
 // OPO (verl `opo`): length-weighted group baseline.
 struct opo {
   static constexpr const char* name = "opo";
-  static constexpr estimator_contract contract{.rewards = reward_level::outcome,
-                                               .groups = true,
-                                               .lengths = true,
-                                               .sequence_output = true};
+  static constexpr estimator_contract contract{
+      .rewards = reward_level::outcome, .groups = true, .lengths = true, .sequence_output = true};
   using options_type = advantage::opo_options;
   static constexpr options_type defaults{};
 
@@ -438,7 +436,8 @@ struct optimal_token_baseline {
   template <execution_tag Exec, class T>
   static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
                       const options_type& o = defaults) {
-    advantage::detail::validate_estimator_io(contract, in, out, "estimator::optimal_token_baseline");
+    advantage::detail::validate_estimator_io(contract, in, out,
+                                             "estimator::optimal_token_baseline");
     advantage::optimal_token_baseline(exec, in.token_rewards, in.old_logprobs, in.sum_pi_squared,
                                       in.is_weights, in.mask, in.seq_offsets, in.group_offsets,
                                       out.advantages, out.returns, o);

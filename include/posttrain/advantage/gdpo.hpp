@@ -80,7 +80,8 @@ namespace multi_objective_conventions {
 inline constexpr multi_objective_options trl{};
 inline constexpr multi_objective_options trl_batch{.group = group_conventions::trl_batch};
 inline constexpr multi_objective_options trl_none{.group = group_conventions::trl_none};
-inline constexpr multi_objective_options trl_gdpo{.aggregation = multi_objective::normalize_then_sum};
+inline constexpr multi_objective_options trl_gdpo{.aggregation =
+                                                      multi_objective::normalize_then_sum};
 
 }  // namespace multi_objective_conventions
 
@@ -136,9 +137,8 @@ void validate_multi_objective(const matrix_view<const T>& rewards, std::span<con
   const auto* lo = reinterpret_cast<const unsigned char*>(rewards.data);
   const auto* hi = rewards.rows == 0
                        ? lo
-                       : reinterpret_cast<const unsigned char*>(rewards.data +
-                                                                (rewards.rows - 1) * rewards.ld +
-                                                                rewards.cols);
+                       : reinterpret_cast<const unsigned char*>(
+                             rewards.data + (rewards.rows - 1) * rewards.ld + rewards.cols);
   const auto* po = reinterpret_cast<const unsigned char*>(out.data());
   expect(out.empty() || lo == hi || po + out.size_bytes() <= lo || hi <= po, where,
          "out overlaps rewards, expected a separate buffer");
@@ -148,11 +148,10 @@ void validate_multi_objective(const matrix_view<const T>& rewards, std::span<con
 
 // Multi-objective advantages A[B]; see the header comment.
 template <execution_tag Exec, class T>
-  requires(std::is_same_v<T, float> || std::is_same_v<T, double>)
-void multi_objective_advantages(Exec exec, const matrix_view<const T>& rewards,
-                                std::span<const double> weights,
-                                std::span<const index_t> group_offsets, std::span<T> out,
-                                const multi_objective_options& options = {}) {
+requires(std::is_same_v<T, float> || std::is_same_v<T, double>) void multi_objective_advantages(
+    Exec exec, const matrix_view<const T>& rewards, std::span<const double> weights,
+    std::span<const index_t> group_offsets, std::span<T> out,
+    const multi_objective_options& options = {}) {
   static_assert(std::is_same_v<Exec, exec::host>,
                 "posttrain::advantage::multi_objective_advantages runs on exec::host only: copy "
                 "the rewards to host memory");
@@ -193,16 +192,17 @@ void multi_objective_advantages(Exec exec, const matrix_view<const T>& rewards,
     // NaN entries carry weight 0 and are never read by the moments.
     const std::vector<masked_stats> stats = segment_moments(
         exec, std::span<const double>(column), std::span<const float>(scorable), group_offsets);
-    detail::advantage_backend<Exec>::for_each_member(exec, group_offsets, [&](index_t g, index_t i) {
-      const auto gi = static_cast<std::size_t>(g);
-      const double z = gdpo_zscore(column[static_cast<std::size_t>(i)], stats[gi],
-                                   group_offsets[gi + 1] - group_offsets[gi], options.std_kind,
-                                   options.epsilon);
-      if (z == z) {
-        R[static_cast<std::size_t>(i)] += w(k) * z;
-        any[static_cast<std::size_t>(i)] = true;
-      }
-    });
+    detail::advantage_backend<Exec>::for_each_member(
+        exec, group_offsets, [&](index_t g, index_t i) {
+          const auto gi = static_cast<std::size_t>(g);
+          const double z = gdpo_zscore(column[static_cast<std::size_t>(i)], stats[gi],
+                                       group_offsets[gi + 1] - group_offsets[gi], options.std_kind,
+                                       options.epsilon);
+          if (z == z) {
+            R[static_cast<std::size_t>(i)] += w(k) * z;
+            any[static_cast<std::size_t>(i)] = true;
+          }
+        });
   }
   std::vector<float> defined(static_cast<std::size_t>(B), 1.0f);
   for (std::size_t i = 0; i < R.size(); ++i)
@@ -220,11 +220,10 @@ void multi_objective_advantages(Exec exec, const matrix_view<const T>& rewards,
 // GDPO (TRL multi_objective_aggregation="normalize_then_sum"): multi_objective_advantages with
 // multi_objective_conventions::trl_gdpo.
 template <execution_tag Exec, class T>
-  requires(std::is_same_v<T, float> || std::is_same_v<T, double>)
-void gdpo_advantages(Exec exec, const matrix_view<const T>& rewards,
-                     std::span<const double> weights, std::span<const index_t> group_offsets,
-                     std::span<T> out,
-                     const multi_objective_options& options = multi_objective_conventions::trl_gdpo) {
+requires(std::is_same_v<T, float> || std::is_same_v<T, double>) void gdpo_advantages(
+    Exec exec, const matrix_view<const T>& rewards, std::span<const double> weights,
+    std::span<const index_t> group_offsets, std::span<T> out,
+    const multi_objective_options& options = multi_objective_conventions::trl_gdpo) {
   multi_objective_advantages(exec, rewards, weights, group_offsets, out, options);
 }
 

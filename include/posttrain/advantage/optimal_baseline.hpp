@@ -15,10 +15,10 @@
 //   G_t = Σ_{s ≥ t} m_s·r_s                       (reward to go, within the sequence)
 //   w_t = 1 − 2π_t + Σπ²_t,  π_t = exp(ℓold_t)      (= ‖∂ log π_t/∂ logits‖², the logit-gradient
 //                                                  proxy; ≥ 0 for a true distribution)
-//   w_t ← w_t·ρ_t²                                  (when ρ is given: MSE-optimal under truncated IS)
-//   W_t = Σ_{s ≤ t} m_s·w_s                         (realised energy up to t)
-//   B_p = Σ_{i∈g} G_{i,p}·W_{i,p}·c_{i,p} / (Σ_{i∈g} W_{i,p}·c_{i,p} + ε)    per group and time p
-//   A_t = (G_t − B_p)·m_t
+//   w_t ← w_t·ρ_t²                                  (when ρ is given: MSE-optimal under truncated
+//   IS) W_t = Σ_{s ≤ t} m_s·w_s                         (realised energy up to t) B_p = Σ_{i∈g}
+//   G_{i,p}·W_{i,p}·c_{i,p} / (Σ_{i∈g} W_{i,p}·c_{i,p} + ε)    per group and time p A_t = (G_t −
+//   B_p)·m_t
 //
 // Time index p (otb_alignment):
 //   column       p = t − seq_offsets[i], the token's position in its padded row; c = m
@@ -102,8 +102,8 @@ struct otb_backend<exec::host> {
   template <class T, class Weight>
   static void run(exec::host, std::span<const T> rewards, std::span<const float> mask,
                   std::span<const index_t> seq_offsets, std::span<const index_t> group_offsets,
-                  const Weight& weight, const backend::cpu::otb_params& p,
-                  std::span<T> advantages, std::span<T> returns) {
+                  const Weight& weight, const backend::cpu::otb_params& p, std::span<T> advantages,
+                  std::span<T> returns) {
     backend::cpu::optimal_token_baseline(rewards, mask, seq_offsets, group_offsets, weight, p,
                                          advantages, returns);
   }
@@ -143,7 +143,8 @@ void optimal_token_baseline(Exec exec, const V& rewards_in,
     expect(detail::disjoint_or_same(out, rewards) && detail::disjoint_or_same(out, old_logprobs) &&
                detail::disjoint_or_same(out, sum_pi_squared) &&
                detail::disjoint_or_same(out, is_weights),
-           where, "an output partially overlaps an input (in place is allowed only index for index)");
+           where,
+           "an output partially overlaps an input (in place is allowed only index for index)");
   expect(detail::disjoint_or_same(returns, advantages), where,
          "returns partially overlaps advantages");
   detail::check_mask(mask, where);

@@ -11,7 +11,8 @@
 //   pow         w_i = |s_i|^p                      (p = options.weight_pow, verl default 2)
 //   max_min     w_i = 1 if s_i == max(s) or s_i == min(s), else 0
 //   max_random  w_i = 0.4 if s_i == max(s), else 0.1
-//   then        w_i = max(w_i + 1e-8, 1e-8)          (verl clamp(w + 1e-8, min=1e-8): every row keeps
+//   then        w_i = max(w_i + 1e-8, 1e-8)          (verl clamp(w + 1e-8, min=1e-8): every row
+//   keeps
 //                                                   a tiny probability)
 // pf_ppo_resample(weights[B], rng, out indices[M]): M independent draws WITH replacement, row i
 //   with probability w_i / Σ w (torch.multinomial(w, M, replacement=True); verl draws M = B).
@@ -67,9 +68,15 @@ POSTTRAIN_HOST_DEVICE inline double pf_ppo_weight(double s, double max, double m
                                                   const pf_ppo_options& o) {
   double w = 0.0;
   switch (o.method) {
-    case pf_ppo_reweight::pow: w = std::pow(std::fabs(s), o.weight_pow); break;
-    case pf_ppo_reweight::max_min: w = (s == max || s == min) ? 1.0 : 0.0; break;
-    case pf_ppo_reweight::max_random: w = s == max ? 0.4 : 0.1; break;
+    case pf_ppo_reweight::pow:
+      w = std::pow(std::fabs(s), o.weight_pow);
+      break;
+    case pf_ppo_reweight::max_min:
+      w = (s == max || s == min) ? 1.0 : 0.0;
+      break;
+    case pf_ppo_reweight::max_random:
+      w = s == max ? 0.4 : 0.1;
+      break;
   }
   w += 1e-8;
   return w > 1e-8 ? w : 1e-8;
@@ -114,19 +121,20 @@ void pf_ppo_weights(Exec, const V& scores_in, std::span<double> weights,
   expect_size(weights, ssize(scores), where, "weights", "one weight per score");
   detail::validate_rewards(scores, nan_policy::raise, where, "scores");
   double mx = -INFINITY, mn = INFINITY;
-  for (const T s : scores) mx = std::max(mx, static_cast<double>(s)), mn = std::min(mn, static_cast<double>(s));
+  for (const T s : scores)
+    mx = std::max(mx, static_cast<double>(s)), mn = std::min(mn, static_cast<double>(s));
   std::vector<double> w(scores.size());
   for (std::size_t i = 0; i < w.size(); ++i) {
     w[i] = pf_ppo_weight(static_cast<double>(scores[i]), mx, mn, options);
-    expect(std::isfinite(w[i]), where, "the weight of scores[", i, "] = ",
-           static_cast<double>(scores[i]), " is ", w[i], " (|s|^", options.weight_pow,
+    expect(std::isfinite(w[i]), where, "the weight of scores[", i,
+           "] = ", static_cast<double>(scores[i]), " is ", w[i], " (|s|^", options.weight_pow,
            "), expected finite");
   }
   std::copy(w.begin(), w.end(), weights.begin());
 }
 
 template <class URBG>
-  requires std::uniform_random_bit_generator<std::remove_reference_t<URBG>>
+requires std::uniform_random_bit_generator<std::remove_reference_t<URBG>>
 void pf_ppo_resample(std::span<const double> weights, URBG&& rng, std::span<index_t> indices) {
   using G = std::remove_reference_t<URBG>;
   static_assert(detail::full_range_generator_v<G>,
@@ -136,8 +144,8 @@ void pf_ppo_resample(std::span<const double> weights, URBG&& rng, std::span<inde
   std::vector<double> cdf(weights.size());
   double total = 0.0;
   for (std::size_t i = 0; i < weights.size(); ++i) {
-    expect(std::isfinite(weights[i]) && weights[i] >= 0.0, where, "weights[", i, "] = ",
-           weights[i], ", expected finite and >= 0");
+    expect(std::isfinite(weights[i]) && weights[i] >= 0.0, where, "weights[", i, "] = ", weights[i],
+           ", expected finite and >= 0");
     cdf[i] = (total += weights[i]);
   }
   expect(indices.empty() || total > 0.0, where,
@@ -154,7 +162,7 @@ void pf_ppo_resample(std::span<const double> weights, URBG&& rng, std::span<inde
 }
 
 template <execution_tag Exec, detail::values V, class URBG>
-  requires std::uniform_random_bit_generator<std::remove_reference_t<URBG>>
+requires std::uniform_random_bit_generator<std::remove_reference_t<URBG>>
 void pf_ppo_resample_indices(Exec exec, const V& scores, URBG&& rng, std::span<index_t> indices,
                              const pf_ppo_options& options = pf_ppo_conventions::verl) {
   const std::span<const detail::value_t<V>> s(scores);
