@@ -87,3 +87,59 @@ inline double mask_weight(const std::vector<float>& mask, std::int64_t b, std::i
 }
 
 }  // namespace preference_naive
+
+// ---- f-DPO scores (TRL HEAD), AOT sorting, LD-DPO split, WPO weights: naive float64 forms. ----
+namespace preference_naive {
+
+inline double f_forward_kl(double d) { return -std::exp(-d); }
+inline double f_js(double d) { return logsig(d); }
+inline double f_alpha(double d, double a) {
+  if (std::fabs(a - 1) < 1e-6) return d;
+  return std::exp(std::min((a - 1) * d, 80.0)) / (a - 1);
+}
+
+inline double smoothed(double u, double eps) { return -(1 - eps) * logsig(u) - eps * logsig(-u); }
+
+// AOT: Σ_k smoothed(β(sorted(a)_k − sorted(b)_k)), not divided.
+inline double aot_sum(std::vector<double> a, std::vector<double> b, double beta, double eps) {
+  std::sort(a.begin(), a.end());
+  std::sort(b.begin(), b.end());
+  double s = 0;
+  for (std::size_t k = 0; k < a.size(); ++k) s += smoothed(beta * (a[k] - b[k]), eps);
+  return s;
+}
+
+inline std::int64_t positive(const std::vector<float>& mask, std::int64_t b, std::int64_t e) {
+  std::int64_t n = 0;
+  for (std::int64_t t = b; t < e; ++t) n += (mask.empty() || mask[t] > 0) ? 1 : 0;
+  return n;
+}
+
+// LD-DPO: the first `shared` unmasked tokens weigh 1, the rest α (times the mask weight).
+inline double ld_score(const std::vector<double>& lp, const std::vector<float>& mask,
+                       std::int64_t b, std::int64_t e, std::int64_t shared, double alpha) {
+  double s = 0;
+  std::int64_t k = 0;
+  for (std::int64_t t = b; t < e; ++t) {
+    const double m = mask.empty() ? 1.0 : mask[t];
+    if (m == 0) continue;
+    s += (k < shared ? 1.0 : alpha) * m * lp[t];
+    ++k;
+  }
+  return s;
+}
+
+// WPO: token mean of ℓ − log Σp² (or of ℓ when sp2 is empty).
+inline double wpo_mean(const std::vector<double>& lp, const std::vector<double>& sp2,
+                       const std::vector<float>& mask, std::int64_t b, std::int64_t e) {
+  double s = 0, w = 0;
+  for (std::int64_t t = b; t < e; ++t) {
+    const double m = mask.empty() ? 1.0 : mask[t];
+    if (m == 0) continue;
+    s += m * (lp[t] - (sp2.empty() ? 0.0 : std::log(sp2[t])));
+    w += m;
+  }
+  return s / std::max(w, 1.0);
+}
+
+}  // namespace preference_naive
