@@ -38,6 +38,7 @@ static_assert(!pt::advantage_estimator<not_an_estimator>);
 static_assert(pt::advantage_estimator<est::grpo>);
 static_assert(std::is_same_v<pt::algo::rloo::advantage, est::rloo>);
 static_assert(std::is_same_v<pt::algo::reinforce_pp::loss, pt::algo::ppo>);
+static_assert(std::is_same_v<pt::algo::rloo::trl::loss, pt::algo::rloo_sequence_ppo>);
 
 // 3 groups (sizes 3, 1, 4) of ragged rows with interior holes and an all-masked row.
 struct fixture {
@@ -240,6 +241,8 @@ TEST(Estimator, FloatInputsAndTheAlgoRecipes) {
   EXPECT_EQ(pt::algo::ppo_gae::trl_advantage.lambda, 0.95);
   EXPECT_EQ(pt::algo::ppo_gae::value_loss_options.clip, 0.5);
   EXPECT_EQ(pt::algo::rloo::openrlhf_advantage.singleton, adv::singleton_policy::raise);
+  EXPECT_EQ(pt::algo::rloo::trl::advantage_options.nan, adv::nan_policy::ignore);
+  EXPECT_EQ(pt::algo::rloo::trl::loss_options().clip_high, 0.2);
   fvec ga(f.n());
   pt::algo::ppo_gae::advantage::compute(pt::exec::host{}, in,
                                         adv::estimator_outputs<float>{.advantages = ga});

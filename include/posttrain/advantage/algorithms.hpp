@@ -18,9 +18,9 @@
 //   reinforce_pp_baseline  estimator::reinforce_pp_baseline  clip, none, token_mean    verl
 //   ppo_gae           estimator::gae            clip, kl::none, token_mean + value     verl
 //                                               loss::value_clipped<token_mean>
+//   rloo::trl         estimator::rloo           algo::rloo_sequence_ppo (TRL RLOOTrainer) TRL
 // The KL of RLOO and REINFORCE++ lives in the reward (advantage/shaping.hpp kl_in_reward /
-// sequence_kl_penalty), not in the loss. Not here: TRL's RLOO loss is a sequence-level PPO clip on
-// the summed log-probs (reference section 4.2), for which the library has no surrogate yet.
+// sequence_kl_penalty; TRL RLOO: β = 0.05, sequence sum), not in the loss.
 #include "posttrain/advantage/estimator.hpp"
 #include "posttrain/config.hpp"
 #include "posttrain/loss/policy_gradient.hpp"
@@ -43,6 +43,17 @@ struct rloo {
   static constexpr advantage::options_type openrlhf_advantage =
       posttrain::advantage::rloo_conventions::openrlhf;
   static policy_gradient_options openrlhf_loss() { return pg_presets::openrlhf_ppo(); }
+
+  // TRL RLOOTrainer: leave-one-out over scorable siblings (singleton 0), and a sequence-level PPO
+  // clip on the summed log-probs (surrogate::rloo_sequence), mean over rows (reference 4.2).
+  struct trl {
+    using advantage = estimator::rloo;
+    using loss = algo::rloo_sequence_ppo;
+    static constexpr advantage::options_type advantage_options =
+        posttrain::advantage::rloo_conventions::trl;
+    static policy_gradient_options loss_options() { return pg_presets::trl_rloo(); }
+    static agg_options aggregation_options() { return agg_conventions::trl(); }
+  };
 };
 
 // REINFORCE++, Hu 2025: discounted returns (KL in the reward) whitened over the batch, PPO clip
