@@ -14,10 +14,16 @@
 //     sft_sample_mean
 //
 //   online policy gradient (loss/policy_gradient/algorithms.hpp; options in pg_presets::)
-//     algo::ppo, grpo (TRL loss_type "grpo"), dr_grpo, dapo, gspo, gspo_token, cispo, gpg, sapo
+//     algo::ppo, grpo (TRL loss_type "grpo"), dr_grpo, dapo, gspo, gspo_token, cispo, gpg, sapo,
+//     gmpo, vespo, rloo_sequence_ppo (TRL RLOOTrainer loss), luspo
 //
-// Still to come: rloo (sequence-level PPO), reinforce_pp and the policy-gradient variants listed
-// as not done in docs/loss/policy_gradient.md.
+//   online RL recipes: advantage estimator + loss + presets (advantage/algorithms.hpp)
+//     algo::rloo (+ rloo::trl), reinforce_pp, reinforce_pp_baseline, ppo_gae
+//
+//   presets by peer: conventions::verl, trl (+ trl::loss_type normalisers), openrlhf,
+//   open_instruct (conventions.hpp). Concepts: check_loss_for (loss/concept.hpp),
+//   check_advantage_estimator (advantage/estimator.hpp), and one per policy kind.
+#include "posttrain/advantage/algorithms.hpp"
 #include "posttrain/conventions.hpp"
 #include "posttrain/core/batch.hpp"
 #include "posttrain/loss/algorithms_offline.hpp"

@@ -123,6 +123,7 @@ inline policy_gradient_options grpo(double beta = 0.001) { return pg_presets::ve
 inline policy_gradient_options gspo() { return pg_presets::verl_gspo(); }
 inline policy_gradient_options cispo() { return pg_presets::verl_cispo(); }
 inline policy_gradient_options sapo() { return pg_presets::verl_sapo(); }
+inline policy_gradient_options gmpo(double clip = 0.4) { return pg_presets::verl_gmpo(clip); }
 }  // namespace verl
 
 namespace trl {
@@ -142,6 +143,13 @@ inline policy_gradient_options grpo(double beta = 0.0, double delta = pg_presets
 }
 inline policy_gradient_options cispo(double cap = 5.0) { return pg_presets::trl_cispo(cap); }
 inline policy_gradient_options sapo() { return pg_presets::trl_sapo(); }
+inline policy_gradient_options gmpo() { return pg_presets::trl_gmpo(); }
+inline policy_gradient_options vespo() { return pg_presets::trl_vespo(); }
+inline policy_gradient_options luspo() { return pg_presets::trl_luspo(); }
+inline policy_gradient_options rloo_sequence_ppo() { return pg_presets::trl_rloo(); }
+inline policy_gradient_options grpo_bias_corrected_kl(double beta) {
+  return pg_presets::trl_grpo_bias_corrected_kl(beta);
+}
 inline constexpr loss::preference_options dpo = pref::presets::trl;
 inline constexpr loss::preference_options cpo = pref::presets::trl_cpo;
 inline constexpr loss::preference_options cpo_simpo = pref::presets::trl_cpo_simpo;
@@ -181,6 +189,9 @@ inline policy_gradient_options dapo(double beta = 0.05) {
 }
 inline policy_gradient_options cispo(double clip_high = 0.272) {
   return pg_presets::open_instruct_cispo(clip_high);
+}
+inline policy_gradient_options is_corrected_kl(double beta = 0.05) {
+  return pg_presets::open_instruct_is_kl(beta);
 }
 inline constexpr loss::preference_options dpo = pref::presets::open_instruct;  // dpo_norm, β = 5
 }  // namespace open_instruct
