@@ -273,6 +273,25 @@ TEST(ClipCov, SelectionMatchesVerlWithTheSameKeys) {
   }
 }
 
+TEST(ClipCov, CandidatesUseMaskWeightedMeans) {
+  // verl masked_mean: Σ m·x / (Σ m + 1e-8); with ratio 1 every candidate is selected, so the
+  // selection is the candidate window itself and shows the centring.
+  batch b = make_cov_batch({30, 25}, 0.1, 31);
+  for (std::size_t t = 0; t < b.n(); ++t) {
+    b.adv[t] += 10.0 + 0.05 * static_cast<double>(t % 7);
+    if (b.mask[t] != 0) b.mask[t] = 0.25f + 0.25f * static_cast<float>(t % 4);
+  }
+  const auto keys = keys_of(b.n(), 31);
+  for (auto [lb, ub] : {std::pair{-0.05, 0.05}, std::pair{0.0, 0.3}, std::pair{-0.3, 0.0}}) {
+    std::vector<double> w(b.n());
+    const auto r = pt::clip_cov_weights(pt::exec::host{}, inputs_of(b), {1.0, lb, ub}, {},
+                                        std::span<const std::uint64_t>(keys), std::span<double>(w));
+    EXPECT_GT(r.selected, 0);
+    const auto corr = naive_clip_cov_corr(b, keys, 1.0, lb, ub, 0.2, 0.2);
+    for (std::size_t t = 0; t < b.n(); ++t) EXPECT_EQ(w[t], b.mask[t] != 0 ? corr[t] : 0.0) << t;
+  }
+}
+
 TEST(ClipCov, SeededEngineIsReproducibleAndUniform) {
   batch b = make_cov_batch({10, 12, 9}, 0.05, 14, 3.0, false);
   const pt::clip_cov_options o{0.05, 0.0, 1e9};  // k = ⌊0.05·31⌋ = 1
@@ -443,6 +462,21 @@ TEST(KlCov, SelectionMatchesVerl) {
       EXPECT_EQ(s, want) << "ratio " << ratio;
       EXPECT_EQ(r.selected, static_cast<index_t>(std::accumulate(want.begin(), want.end(), 0.0)));
     }
+  }
+}
+
+TEST(KlCov, SelectionUsesPlainMeansOverValidTokens) {
+  // verl averages the selected valid entries without the mask weights; a large common advantage
+  // offset makes the centring visible in the order.
+  batch b = make_cov_batch({30, 25}, 0.3, 30);
+  for (std::size_t t = 0; t < b.n(); ++t) {
+    b.adv[t] += 10.0 + 0.05 * static_cast<double>(t % 7);
+    if (b.mask[t] != 0) b.mask[t] = 0.25f + 0.25f * static_cast<float>(t % 4);
+  }
+  for (double ratio : {0.1, 0.3, 0.5}) {
+    std::vector<double> s(b.n());
+    pt::kl_cov_selection(pt::exec::host{}, inputs_of(b), {ratio, 0.1}, std::span<double>(s));
+    EXPECT_EQ(s, naive_kl_cov_sel(b, ratio)) << "ratio " << ratio;
   }
 }
 
