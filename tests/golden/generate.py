@@ -1,0 +1,625 @@
+#!/usr/bin/env python3
+"""Golden vectors from the peers themselves.
+
+Calls the REAL functions of the installed peer packages (verl core_algos / rollout_corr_helper /
+torch_functional, TRL trainers, OpenRLHF models/loss.py) on seeded random float32 inputs and writes
+tests/golden/data/<peer>_<family>.json, which the C++ tests tests/golden/<peer>_<family>.cpp read.
+
+Run with the venv made by tests/golden/setup_peers.sh:
+    $PEER_VENV/bin/python tests/golden/generate.py [--out tests/golden/data]
+
+JSON layout (every file):
+  {"meta": {peer, peer_version, torch, python, numpy, generator, seed, dtype},
+   "skipped": [{"name", "reason"}],            # peer functions that could not be called
+   "cases": [{"name", "fn", "params": {...}, "inputs": {...}, "outputs": {...}, "grads": {...}}]}
+Tensors are {"shape": [...], "data": [flat row-major]} with float32 values written as the exact
+double of the float32; scalars are plain numbers; index arrays are lists of ints.
+Gradients are torch.autograd gradients of the named scalar (the loss, or sum(out * mask)) w.r.t.
+the named float32 input.
+"""
+import argparse
+import importlib
+import importlib.metadata as md
+import importlib.util
+import json
+import os
+import platform
+import re
+import sys
+import traceback
+import types
+
+import numpy as np
+import torch
+
+SEED = 20260211
+B, T = 6, 9
+
+
+def tens(x):
+    if isinstance(x, torch.Tensor):
+        x = x.detach().to(torch.float64).cpu()
+        return {"shape": list(x.shape), "data": [float(v) for v in x.reshape(-1).tolist()]}
+    if isinstance(x, np.ndarray):
+        return tens(torch.from_numpy(np.asarray(x, dtype=np.float64)))
+    return float(x)
+
+
+def version(p):
+    try:
+        return md.version(p)
+    except md.PackageNotFoundError:
+        return None
+
+
+def meta(peer):
+    return {
+        "peer": peer,
+        "peer_version": version(peer),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "generator": "tests/golden/generate.py",
+        "seed": SEED,
+        "dtype": "float32",
+    }
+
+
+class Collector:
+    def __init__(self, peer):
+        self.peer = peer
+        self.cases = []
+        self.skipped = []
+
+    def case(self, name, fn, params, inputs, outputs, grads=None):
+        self.cases.append(
+            {
+                "name": name,
+                "fn": fn,
+                "params": params,
+                "inputs": {k: (v if isinstance(v, list) else tens(v)) for k, v in inputs.items()},
+                "outputs": {k: tens(v) for k, v in outputs.items()},
+                "grads": {k: tens(v) for k, v in (grads or {}).items()},
+            }
+        )
+
+    def skip(self, name, reason):
+        self.skipped.append({"name": name, "reason": reason})
+        print(f"  skipped {name}: {reason}", file=sys.stderr)
+
+    def guard(self, name, f):
+        try:
+            f()
+        except Exception as e:  # record, do not hide
+            traceback.print_exc()
+            self.skip(name, f"{type(e).__name__}: {e}")
+
+    def write(self, path):
+        text = json.dumps({"meta": meta(self.peer), "skipped": self.skipped, "cases": self.cases},
+                          separators=(",", ":"))
+        # every value is a float32 (or an exact small integer): 9 significant digits round-trip
+        # float32 exactly and keep the files small
+        text = re.sub(r"(?<![\w.])-?\d+\.\d+(?:e[-+]?\d+)?", lambda m: f"{float(m.group(0)):.9g}", text)
+        with open(path, "w") as fh:
+            fh.write(text)
+        print(f"wrote {path}: {len(self.cases)} cases, {len(self.skipped)} skipped", file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------------------------
+# Shared inputs. Rows have lengths 9, 5, 7, 1, 9 (with a 2-token hole: observation tokens), 3;
+# groups (index) 0,0,0 | 1,1 | 2 (a singleton). The "empty" mask additionally zeroes row 3.
+# ----------------------------------------------------------------------------------------------
+def make_inputs():
+    g = torch.Generator().manual_seed(SEED)
+    lengths = [9, 5, 7, 1, 9, 3]
+    mask = torch.zeros(B, T)
+    for i, n in enumerate(lengths):
+        mask[i, :n] = 1
+    mask[4, 3:5] = 0
+    mask_empty = mask.clone()
+    mask_empty[3] = 0
+    index = [0, 0, 0, 1, 1, 2]
+    # outcome rewards at the last valid token: ties within group 0, equal rewards in group 1
+    outcome_ties = torch.tensor([1.0, 1.0, 0.0, 0.5, 0.5, 1.0])
+    outcome_rand = torch.randn(B, generator=g)
+    def place(r):
+        out = torch.zeros(B, T)
+        for i, n in enumerate(lengths):
+            out[i, n - 1] = r[i]
+        return out
+    old = -3.0 * torch.rand(B, T, generator=g)
+    logp = old + 0.3 * torch.randn(B, T, generator=g)
+    # ratios far outside the clip range and log-ratios beyond verl's +-20 clamp
+    logp[0, 1] = old[0, 1] + 2.0
+    logp[0, 2] = old[0, 2] - 2.0
+    logp[1, 0] = old[1, 0] + 25.0
+    logp[2, 3] = old[2, 3] - 25.0
+    logp[4, 6] = old[4, 6] + 0.7
+    ref = old + 0.5 * torch.randn(B, T, generator=g)
+    ref[1, 1] = old[1, 1] - 30.0  # huge KL, exercises kl clamps
+    adv = torch.randn(B, T, generator=g)
+    adv[0, 3] = 0.0
+    values = torch.randn(B, T, generator=g)
+    returns = values + torch.randn(B, T, generator=g)
+    vpreds = values + 0.4 * torch.randn(B, T, generator=g)
+    dense = 0.3 * torch.randn(B, T, generator=g)
+    return dict(lengths=lengths, mask=mask, mask_empty=mask_empty, index=index,
+                rewards_ties=place(outcome_ties), rewards_rand=place(outcome_rand), rewards_dense=dense * mask,
+                old=old, logp=logp, ref=ref, adv=adv, values=values, returns=returns, vpreds=vpreds, g=g)
+
+
+# ----------------------------------------------------------------------------------------------
+# verl
+# ----------------------------------------------------------------------------------------------
+def verl_advantage(X, out):
+    import verl.trainer.ppo.core_algos as ca
+    from omegaconf import OmegaConf
+
+    C = Collector("verl")
+    mask, index = X["mask"], np.array(X["index"])
+    for rname in ("rewards_ties", "rewards_rand"):
+        r = X[rname]
+        for norm in (True, False):
+            def grpo(norm=norm, r=r, rname=rname):
+                a, ret = ca.compute_grpo_outcome_advantage(r, mask, index, epsilon=1e-6, norm_adv_by_std_in_grpo=norm)
+                C.case(f"grpo_{rname}_norm{int(norm)}", "compute_grpo_outcome_advantage",
+                       {"epsilon": 1e-6, "norm_adv_by_std_in_grpo": norm},
+                       {"token_level_rewards": r, "response_mask": mask, "index": X["index"]},
+                       {"advantages": a, "returns": ret})
+            C.guard(f"grpo_{rname}_norm{int(norm)}", grpo)
+
+            def grpo_vec(norm=norm, r=r, rname=rname):
+                a, ret = ca.compute_grpo_vectorized_outcome_advantage(r, mask, index, epsilon=1e-6,
+                                                                       norm_adv_by_std_in_grpo=norm)
+                C.case(f"grpo_vectorized_{rname}_norm{int(norm)}", "compute_grpo_vectorized_outcome_advantage",
+                       {"epsilon": 1e-6, "norm_adv_by_std_in_grpo": norm},
+                       {"token_level_rewards": r, "response_mask": mask, "index": X["index"]},
+                       {"advantages": a, "returns": ret})
+            C.guard(f"grpo_vectorized_{rname}_norm{int(norm)}", grpo_vec)
+
+            def passk(norm=norm, r=r, rname=rname):
+                cfg = OmegaConf.create({"norm_adv_by_std_in_grpo": norm})
+                # pass@k raises on a singleton group: rows 4 and 5 share group 1 here
+                idx2 = [0, 0, 0, 1, 1, 1]
+                a, ret = ca.compute_grpo_passk_outcome_advantage(r, mask, np.array(idx2), epsilon=1e-6, config=cfg)
+                C.case(f"passk_{rname}_norm{int(norm)}", "compute_grpo_passk_outcome_advantage",
+                       {"epsilon": 1e-6, "norm_adv_by_std_in_grpo": norm},
+                       {"token_level_rewards": r, "response_mask": mask, "index": idx2},
+                       {"advantages": a, "returns": ret})
+            C.guard(f"passk_{rname}_norm{int(norm)}", passk)
+
+        simple = {
+            "rloo": ca.compute_rloo_outcome_advantage,
+            "rloo_vectorized": ca.compute_rloo_vectorized_outcome_advantage,
+            "reinforce_plus_plus_baseline": ca.compute_reinforce_plus_plus_baseline_outcome_advantage,
+            "opo": ca.compute_opo_outcome_advantage,
+        }
+        for name, fn in simple.items():
+            def run(name=name, fn=fn, r=r, rname=rname):
+                a, ret = fn(r, mask, index, epsilon=1e-6, config=OmegaConf.create({}))
+                C.case(f"{name}_{rname}", fn.__name__, {"epsilon": 1e-6},
+                       {"token_level_rewards": r, "response_mask": mask, "index": X["index"]},
+                       {"advantages": a, "returns": ret})
+            C.guard(f"{name}_{rname}", run)
+
+        def gpg(r=r, rname=rname):
+            a, ret = ca.compute_gpg_outcome_advantage(r, mask, index, epsilon=1e-6, f_norm=1.0, alpha=1.0)
+            C.case(f"gpg_{rname}", "compute_gpg_outcome_advantage", {"epsilon": 1e-6, "f_norm": 1.0, "alpha": 1.0},
+                   {"token_level_rewards": r, "response_mask": mask, "index": X["index"]},
+                   {"advantages": a, "returns": ret})
+        C.guard(f"gpg_{rname}", gpg)
+
+        def remax(r=r, rname=rname):
+            baselines = torch.tensor([0.5, 0.0, 1.0, -0.25, 0.5, 2.0])
+            a, ret = ca.compute_remax_outcome_advantage(r, baselines, mask, config=OmegaConf.create({}))
+            C.case(f"remax_{rname}", "compute_remax_outcome_advantage", {},
+                   {"token_level_rewards": r, "reward_baselines": baselines, "response_mask": mask},
+                   {"advantages": a, "returns": ret})
+        C.guard(f"remax_{rname}", remax)
+
+    for rname in ("rewards_rand", "rewards_dense"):
+        r = X[rname]
+        for gamma in (1.0, 0.9):
+            def rpp(r=r, rname=rname, gamma=gamma):
+                a, ret = ca.compute_reinforce_plus_plus_outcome_advantage(r, mask, config=OmegaConf.create({"gamma": gamma}))
+                C.case(f"reinforce_plus_plus_{rname}_gamma{gamma}", "compute_reinforce_plus_plus_outcome_advantage",
+                       {"gamma": gamma}, {"token_level_rewards": r, "response_mask": mask},
+                       {"advantages": a, "returns": ret})
+            C.guard(f"reinforce_plus_plus_{rname}_gamma{gamma}", rpp)
+        for gamma, lam in ((1.0, 1.0), (0.99, 0.95)):
+            def gae(r=r, rname=rname, gamma=gamma, lam=lam):
+                a, ret = ca.compute_gae_advantage_return(r, X["values"], mask, gamma, lam)
+                C.case(f"gae_{rname}_g{gamma}_l{lam}", "compute_gae_advantage_return", {"gamma": gamma, "lam": lam},
+                       {"token_level_rewards": r, "values": X["values"], "response_mask": mask},
+                       {"advantages": a, "returns": ret})
+            C.guard(f"gae_{rname}_g{gamma}_l{lam}", gae)
+
+    # optimal token baseline (and its multi-turn TIR form) if present
+    g = torch.Generator().manual_seed(SEED + 7)
+    sum_pi_sq = torch.rand(B, T, generator=g) * 0.9 + 0.05
+    is_w = torch.rand(B, T, generator=g) * 1.5 + 0.25
+    for fname in ("compute_optimal_token_baseline_advantage", "compute_multi_turn_optimal_token_baseline_advantage"):
+        fn = getattr(ca, fname, None)
+        if fn is None:
+            C.skip(fname, f"absent from verl {version('verl')}")
+            continue
+        for r_name in ("rewards_ties", "rewards_rand"):
+            for w_name, w in (("noweights", None), ("weights", is_w)):
+                for hzt in (True, False):
+                    name = f"{fname}_{r_name}_{w_name}_hzt{int(hzt)}"
+                    def otb(fn=fn, r_name=r_name, w=w, hzt=hzt, name=name, w_name=w_name):
+                        a, ret = fn(X[r_name], mask, index, X["old"], sum_pi_sq, rollout_is_weights=w,
+                                    handle_zero_tail=hzt, epsilon=1e-8)
+                        inputs = {"token_level_rewards": X[r_name], "response_mask": mask, "index": X["index"],
+                                  "old_log_probs": X["old"], "sum_pi_squared": sum_pi_sq}
+                        if w is not None:
+                            inputs["rollout_is_weights"] = w
+                        C.case(name, fname, {"handle_zero_tail": hzt, "epsilon": 1e-8}, inputs,
+                               {"advantages": a, "returns": ret})
+                    C.guard(name, otb)
+
+    def gdpo():
+        # two reward components, weighted, read from non_tensor_batch by key
+        g2 = torch.Generator().manual_seed(SEED + 11)
+        r1 = torch.randint(0, 2, (B,), generator=g2).float()
+        r2 = torch.randn(B, generator=g2)
+        cfg = OmegaConf.create({"gdpo_reward_keys": ["acc", "fmt"], "gdpo_reward_weights": [1.0, 0.5],
+                                "norm_adv_by_std_in_grpo": True})
+        ntb = {"acc": r1.numpy(), "fmt": r2.numpy()}
+        # batch: prompts of length 2, attention_mask = prompt + response mask (reward at last valid token)
+        batch = {"prompts": torch.zeros(B, 2, dtype=torch.long),
+                 "attention_mask": torch.cat([torch.ones(B, 2), mask], dim=1).long()}
+        a, ret = ca.compute_gdpo_outcome_advantage(X["rewards_rand"], mask, index, epsilon=1e-6, config=cfg,
+                                                   non_tensor_batch=ntb, batch=batch)
+        C.case("gdpo_two_components", "compute_gdpo_outcome_advantage",
+               {"epsilon": 1e-6, "gdpo_reward_keys": ["acc", "fmt"], "gdpo_reward_weights": [1.0, 0.5]},
+               {"acc": r1, "fmt": r2, "response_mask": mask, "index": X["index"], "token_level_rewards": X["rewards_rand"]},
+               {"advantages": a, "returns": ret})
+    C.guard("gdpo_two_components", gdpo)
+    C.write(os.path.join(out, "verl_advantage.json"))
+
+
+def verl_ops(X, out):
+    import verl.trainer.ppo.core_algos as ca
+    import verl.utils.torch_functional as vF
+
+    C = Collector("verl")
+    g = torch.Generator().manual_seed(SEED + 3)
+    loss_mat = torch.randn(B, T, generator=g)
+    for mname in ("mask", "mask_empty"):
+        m = X[mname]
+        for mode in ("token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-sum-norm", "seq-mean-token-mean"):
+            def agg(mode=mode, m=m, mname=mname):
+                lm = loss_mat.clone().requires_grad_(True)
+                loss = ca.agg_loss(lm, m, mode)
+                loss.backward()
+                C.case(f"agg_{mode}_{mname}", "agg_loss", {"loss_agg_mode": mode, "dp_size": 1},
+                       {"loss_mat": loss_mat, "loss_mask": m}, {"loss": loss}, {"loss_mat": lm.grad})
+            C.guard(f"agg_{mode}_{mname}", agg)
+    for kind in ("kl", "k1", "abs", "mse", "k2", "low_var_kl", "k3", "k1+", "k3+", "low_var_kl+"):
+        def kl(kind=kind):
+            lp = X["logp"].clone().requires_grad_(True)
+            rp = X["ref"].clone().requires_grad_(True)
+            k = ca.kl_penalty(lp, rp, kind)
+            (k * X["mask"]).sum().backward()
+            C.case(f"kl_{kind}", "kl_penalty", {"kl_penalty": kind},
+                   {"logprob": X["logp"], "ref_logprob": X["ref"], "mask": X["mask"]}, {"kl": k},
+                   {"logprob": lp.grad, "ref_logprob": rp.grad if rp.grad is not None else torch.zeros(B, T)})
+        C.guard(f"kl_{kind}", kl)
+    for shift in (True, False):
+        def wh(shift=shift):
+            w = vF.masked_whiten(X["adv"], X["mask"], shift_mean=shift)
+            C.case(f"masked_whiten_shift{int(shift)}", "masked_whiten", {"shift_mean": shift},
+                   {"values": X["adv"], "mask": X["mask"]}, {"whitened": w})
+        C.guard(f"masked_whiten_shift{int(shift)}", wh)
+    for mode in ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum"):
+        for clip in (0.2, 0.5):
+            def vl(mode=mode, clip=clip):
+                vp = X["vpreds"].clone().requires_grad_(True)
+                loss, frac = ca.compute_value_loss(vp, X["returns"], X["values"], X["mask"], clip, loss_agg_mode=mode)
+                loss.backward()
+                C.case(f"value_loss_{mode}_clip{clip}", "compute_value_loss", {"cliprange_value": clip, "loss_agg_mode": mode},
+                       {"vpreds": X["vpreds"], "returns": X["returns"], "values": X["values"], "response_mask": X["mask"]},
+                       {"loss": loss, "clipfrac": frac}, {"vpreds": vp.grad})
+            C.guard(f"value_loss_{mode}_clip{clip}", vl)
+    C.write(os.path.join(out, "verl_ops.json"))
+
+
+def make_actor_config(d):
+    """verl's real ActorConfig (gspo/sapo/cispo/... assert isinstance(config, ActorConfig))."""
+    from verl.workers.config.actor import ActorConfig, PolicyLossConfig
+
+    pl = dict(d["policy_loss"])
+    return ActorConfig(strategy="fsdp", rollout_n=3, ppo_mini_batch_size=6, ppo_micro_batch_size_per_gpu=6,
+                       clip_ratio=d["clip_ratio"], clip_ratio_low=d["clip_ratio_low"],
+                       clip_ratio_high=d["clip_ratio_high"], clip_ratio_c=d["clip_ratio_c"], tau_pos=d["tau_pos"],
+                       tau_neg=d["tau_neg"], policy_loss=PolicyLossConfig(**pl), global_batch_info={})
+
+
+def verl_policy_loss(X, out):
+    import verl.trainer.ppo.core_algos as ca
+    from omegaconf import OmegaConf
+
+    C = Collector("verl")
+    base = {"clip_ratio": 0.2, "clip_ratio_low": 0.2, "clip_ratio_high": 0.28, "clip_ratio_c": 3.0,
+            "tau_pos": 1.0, "tau_neg": 1.05, "global_batch_info": {},
+            "policy_loss": {"loss_mode": "vanilla", "clip_cov_ratio": 0.2, "clip_cov_lb": 1.0, "clip_cov_ub": 5.0,
+                            "kl_cov_ratio": 0.2, "ppo_kl_coef": 0.1, "dro_beta": 0.1}}
+    modes = {
+        "vanilla": ("token-mean", {}),
+        "gspo": ("seq-mean-token-mean", {"clip_ratio_low": 3e-4, "clip_ratio_high": 4e-4}),
+        "sapo": ("seq-mean-token-mean", {}),
+        "gpg": ("token-mean", {}),
+        "cispo": ("token-mean", {"clip_ratio_low": 10.0, "clip_ratio_high": 0.28}),
+        "geo_mean": ("seq-mean-token-mean", {"clip_ratio_low": 0.4, "clip_ratio_high": 0.4}),
+        "clip_cov": ("token-mean", {}),
+        "kl_cov": ("token-mean", {}),
+        "dppo_tv": ("token-mean", {}),
+        "dppo_kl": ("token-mean", {}),
+        "dro": ("token-mean", {}),
+        "bypass_mode": ("token-mean", {}),
+    }
+    agg_modes = ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"]
+    g = torch.Generator().manual_seed(SEED + 5)
+    is_w = torch.rand(B, T, generator=g) * 1.5 + 0.25
+    for loss_mode, (default_agg, over) in modes.items():
+        fn = ca.get_policy_loss_fn(loss_mode) if loss_mode in ca.POLICY_LOSS_REGISTRY else None
+        if fn is None:
+            C.skip(loss_mode, f"not registered in verl {version('verl')}")
+            continue
+        aggs = agg_modes if loss_mode in ("vanilla",) else [default_agg]
+        for agg in aggs:
+            for mname in ("mask", "mask_empty"):
+                for wname, w in (("now", None), ("isw", is_w)):
+                    if (wname == "isw" or mname == "mask_empty") and agg != default_agg:
+                        continue
+                    if wname == "isw" and mname != "mask":
+                        continue
+                    name = f"{loss_mode}_{agg}_{mname}_{wname}"
+                    def run(fn=fn, agg=agg, mname=mname, w=w, name=name, loss_mode=loss_mode, over=over):
+                        cfgd = json.loads(json.dumps(base))
+                        cfgd.update(over)
+                        cfgd["policy_loss"]["loss_mode"] = loss_mode
+                        cfg = make_actor_config(cfgd)
+                        torch.manual_seed(SEED)  # clip_cov / kl_cov pick tokens with torch.randperm
+                        lp = X["logp"].clone().requires_grad_(True)
+                        loss, metrics = fn(X["old"], lp, X["adv"], X[mname], loss_agg_mode=agg, config=cfg,
+                                           rollout_is_weights=w)
+                        loss.backward()
+                        inputs = {"old_log_prob": X["old"], "log_prob": X["logp"], "advantages": X["adv"],
+                                  "response_mask": X[mname]}
+                        if w is not None:
+                            inputs["rollout_is_weights"] = w
+                        params = {k: v for k, v in cfgd.items() if k != "global_batch_info"}
+                        params["loss_agg_mode"] = agg
+                        params["torch_manual_seed"] = SEED
+                        outs = {"loss": loss}
+                        for k, v in metrics.items():
+                            if isinstance(v, (int, float)):
+                                outs[k] = v
+                        C.case(name, fn.__name__, params, inputs, outs, {"log_prob": lp.grad})
+                    C.guard(name, run)
+    C.write(os.path.join(out, "verl_policy_loss.json"))
+
+
+def verl_rollout_correction(X, out):
+    import verl.trainer.ppo.rollout_corr_helper as rc
+
+    C = Collector("verl")
+    m = X["mask"]
+    log_ratio = X["old"] - X["ref"]  # old(train) - rollout, includes a +30 outlier
+    for level in ("token", "sequence"):
+        for thr in (2.0, "0.5_2.0"):
+            for bn in (False, True):
+                name = f"is_weights_{level}_{thr}_bn{int(bn)}"
+                def w(level=level, thr=thr, bn=bn, name=name):
+                    wts, _ = rc.compute_rollout_correction_weights(log_ratio, m, rollout_is=level,
+                                                                   rollout_is_threshold=thr, rollout_is_batch_normalize=bn)
+                    C.case(name, "compute_rollout_correction_weights",
+                           {"rollout_is": level, "rollout_is_threshold": thr, "rollout_is_batch_normalize": bn},
+                           {"log_ratio": log_ratio, "response_mask": m}, {"weights": wts})
+                C.guard(name, w)
+    for rs in ("token_k1", "token_k2", "token_k3", "seq_sum_k1", "seq_mean_k1", "seq_mean_k3", "seq_max_k2",
+               "seq_mean_k2"):
+        for thr in (("0.5_2.0", "0.2_1.5") if "k1" in rs else (0.5, 2.0)):
+            name = f"rejection_{rs}_{thr}"
+            def rj(rs=rs, thr=thr, name=name):
+                mk, _ = rc.compute_rollout_rejection_mask(log_ratio, m, rollout_rs=rs, rollout_rs_threshold=thr)
+                C.case(name, "compute_rollout_rejection_mask", {"rollout_rs": rs, "rollout_rs_threshold": thr},
+                       {"log_ratio": log_ratio, "response_mask": m}, {"mask": mk})
+            C.guard(name, rj)
+    C.write(os.path.join(out, "verl_rollout_correction.json"))
+
+
+# ----------------------------------------------------------------------------------------------
+# OpenRLHF: openrlhf/models/__init__.py imports flash_attn (GPU-only wheel), so models/loss.py and
+# models/utils.py are loaded from their files under their real module names without running the
+# package __init__ (nothing is stubbed; utils.py needs deepspeed, installed with --no-deps).
+# ----------------------------------------------------------------------------------------------
+def load_openrlhf():
+    spec = importlib.util.find_spec("openrlhf")
+    root = os.path.dirname(spec.origin)
+    pkg = types.ModuleType("openrlhf.models")
+    pkg.__path__ = [os.path.join(root, "models")]
+    sys.modules.setdefault("openrlhf", importlib.import_module("openrlhf"))
+    sys.modules["openrlhf.models"] = pkg
+    mods = {}
+    for name in ("utils", "loss"):
+        s = importlib.util.spec_from_file_location(f"openrlhf.models.{name}", os.path.join(root, "models", f"{name}.py"))
+        mod = importlib.util.module_from_spec(s)
+        sys.modules[f"openrlhf.models.{name}"] = mod
+        s.loader.exec_module(mod)
+        mods[name] = mod
+    return mods["loss"], mods["utils"]
+
+
+def openrlhf_all(X, out):
+    C = Collector("openrlhf")
+    try:
+        L, U = load_openrlhf()
+    except Exception as e:
+        C.skip("openrlhf.models.loss", f"import failed: {type(e).__name__}: {e}")
+        C.write(os.path.join(out, "openrlhf_loss.json"))
+        return
+    import inspect
+    m = X["mask"]
+    for kind in ("k1", "k2", "k3"):
+        def kl(kind=kind):
+            lp = X["logp"].clone().requires_grad_(True)
+            k = U.compute_approx_kl(lp, X["ref"], kl_estimator=kind)
+            (k * m).sum().backward()
+            C.case(f"approx_kl_{kind}", "compute_approx_kl", {"kl_estimator": kind},
+                   {"log_probs": X["logp"], "log_probs_base": X["ref"], "mask": m}, {"kl": k}, {"log_probs": lp.grad})
+        C.guard(f"approx_kl_{kind}", kl)
+    sig = inspect.signature(L.PolicyLoss.__init__)
+    params = [p for p in sig.parameters if p != "self"]
+    for pname, kw in (("ppo", {}), ("dual_clip", {"dual_clip": 3.0}), ("gspo", {"policy_loss_type": "gspo"}),
+                      ("token_level", {"token_level_loss": True}), ("seq_level", {"token_level_loss": False})):
+        kw = {k: v for k, v in kw.items() if k in params}
+        name = f"policy_loss_{pname}"
+        def pl(kw=kw, name=name):
+            fn = L.PolicyLoss(clip_eps_low=0.2, clip_eps_high=0.28, **kw) if "clip_eps_low" in params else L.PolicyLoss(**kw)
+            lp = X["logp"].clone().requires_grad_(True)
+            res = fn(lp, X["old"], X["adv"], action_mask=m)
+            loss = res[0] if isinstance(res, tuple) else res
+            loss.backward()
+            C.case(name, "PolicyLoss", {"init": {**kw, "clip_eps_low": 0.2, "clip_eps_high": 0.28},
+                                        "init_signature": str(sig)},
+                   {"log_probs": X["logp"], "old_log_probs": X["old"], "advantages": X["adv"], "action_mask": m},
+                   {"loss": loss}, {"log_probs": lp.grad})
+        C.guard(name, pl)
+    def vl():
+        fn = L.ValueLoss(clip_eps=0.2)
+        vp = X["vpreds"].clone().requires_grad_(True)
+        loss = fn(vp, X["values"], X["returns"], action_mask=m)
+        loss = loss[0] if isinstance(loss, tuple) else loss
+        loss.backward()
+        C.case("value_loss_clip0.2", "ValueLoss", {"clip_eps": 0.2},
+               {"values": X["vpreds"], "old_values": X["values"], "returns": X["returns"], "action_mask": m},
+               {"loss": loss}, {"values": vp.grad})
+    C.guard("value_loss_clip0.2", vl)
+    g = torch.Generator().manual_seed(SEED + 13)
+    pc, pr, rc_, rr = (torch.randn(8, generator=g) * 4 - 20 for _ in range(4))
+    pr[0] = pc[0]  # tie
+    for beta, ls, ipo in ((0.1, 0.0, False), (0.1, 0.1, False), (0.5, 0.0, True)):
+        name = f"dpo_beta{beta}_ls{ls}_ipo{int(ipo)}"
+        def dpo(beta=beta, ls=ls, ipo=ipo, name=name):
+            fn = L.DPOLoss(beta, ls, ipo)
+            a, b = pc.clone().requires_grad_(True), pr.clone().requires_grad_(True)
+            loss, cr, rr_ = fn(a, b, rc_, rr)
+            loss.backward()
+            C.case(name, "DPOLoss", {"beta": beta, "label_smoothing": ls, "ipo": ipo},
+                   {"policy_chosen_logps": pc, "policy_rejected_logps": pr, "reference_chosen_logps": rc_,
+                    "reference_rejected_logps": rr},
+                   {"loss": loss, "chosen_rewards": cr, "rejected_rewards": rr_},
+                   {"policy_chosen_logps": a.grad, "policy_rejected_logps": b.grad})
+        C.guard(name, dpo)
+    def pw():
+        ch, rj = torch.randn(8, generator=g) * 3, torch.randn(8, generator=g) * 3
+        for cls in ("PairWiseLoss", "LogExpLoss"):
+            a, b = ch.clone().requires_grad_(True), rj.clone().requires_grad_(True)
+            loss = getattr(L, cls)()(a, b)
+            loss.backward()
+            C.case(cls, cls, {}, {"chosen_reward": ch, "reject_reward": rj}, {"loss": loss},
+                   {"chosen_reward": a.grad, "reject_reward": b.grad})
+    C.guard("reward_losses", pw)
+    C.write(os.path.join(out, "openrlhf_loss.json"))
+
+
+# ----------------------------------------------------------------------------------------------
+# TRL DPO: in TRL 1.x the loss lives only inside DPOTrainer._compute_loss (there is no standalone
+# dpo_loss). We call the REAL method on a DPOTrainer instance built with object.__new__ and only the
+# attributes _compute_loss reads, and a tiny torch module as "model" whose forward returns the
+# seeded per-token log-probs (a leaf tensor, so autograd gives d loss / d per-token log-prob).
+# ----------------------------------------------------------------------------------------------
+def trl_dpo(X, out):
+    C = Collector("trl")
+    try:
+        from trl import DPOConfig, DPOTrainer
+    except Exception as e:
+        C.skip("DPOTrainer", f"import failed: {type(e).__name__}: {e}")
+        C.write(os.path.join(out, "trl_dpo.json"))
+        return
+    from types import SimpleNamespace
+
+    g = torch.Generator().manual_seed(SEED + 17)
+    P, L = 4, 7  # pairs, completion length (after the shift)
+    lengths_c = [7, 3, 5, 1]
+    lengths_r = [2, 7, 5, 4]
+    cm = torch.zeros(2 * P, L + 1, dtype=torch.long)
+    for i, n in enumerate(lengths_c + lengths_r):
+        cm[i, 1 : 1 + n] = 1
+    tok = -2.5 * torch.rand(2 * P, L, generator=g) * cm[:, 1:]
+    ref = (tok + 0.4 * torch.randn(2 * P, L, generator=g)) * cm[:, 1:]
+    ref_c, ref_r = ref.sum(1).chunk(2)
+    ref_r[1] = ref_r[1] - 12.0  # a large margin
+
+    class LogpModel(torch.nn.Module):
+        def __init__(self, logps):
+            super().__init__()
+            self.logps = logps
+            self.training = True
+
+        def forward(self, **kw):
+            z = torch.zeros_like(self.logps)
+            return SimpleNamespace(log_probs=self.logps, aux_loss=None, log_sum_sq_probs=None, entropy=z,
+                                   mean_logits=z, is_top1=torch.zeros_like(self.logps, dtype=torch.bool))
+
+    loss_types = ["sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+                  "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm"]
+    variants = [(lt, "reverse_kl", None, 0.1, 0.0) for lt in loss_types]
+    variants += [("robust", "reverse_kl", None, 0.1, 0.1), ("exo_pair", "reverse_kl", None, 0.1, 1e-3)]
+    variants += [("sigmoid", f, None, 0.1, 0.0) for f in ("forward_kl", "js_divergence")]
+    variants += [("sigmoid", "alpha_divergence", None, 0.1, 0.0)]
+    variants += [("sigmoid", "reverse_kl", 0.5, 0.1, 0.0)]  # LD-DPO
+    for lt, fdiv, ld, beta, ls in variants:
+        name = f"{lt}_{fdiv}_ld{ld}_beta{beta}_ls{ls}"
+        def run(lt=lt, fdiv=fdiv, ld=ld, beta=beta, ls=ls, name=name):
+            tr = object.__new__(DPOTrainer)
+            leaf = tok.clone().requires_grad_(True)
+            model = LogpModel(leaf)
+            tr.__dict__.update(
+                model=model, beta=beta, loss_types=[lt], loss_weights=[1.0], f_divergence_type=fdiv,
+                f_alpha_divergence_coef=0.5, ld_alpha=ld, precompute_ref_logps=True, use_weighting=False,
+                aux_loss_enabled=False, label_smoothing=ls, _total_train_tokens=0, _tp_size=1,
+                args=SimpleNamespace(discopop_tau=0.05, gradient_checkpointing_kwargs=None),
+                _metrics={"train": __import__("collections").defaultdict(list),
+                          "eval": __import__("collections").defaultdict(list)},
+            )
+            tr.__dict__["accelerator"] = SimpleNamespace(
+                device=torch.device("cpu"), gather=lambda t: t, gather_for_metrics=lambda t: t,
+                unwrap_model=lambda m: m)
+            inputs = {"input_ids": torch.zeros(2 * P, L + 1, dtype=torch.long), "completion_mask": cm,
+                      "attention_mask": torch.ones(2 * P, L + 1, dtype=torch.long),
+                      "ref_chosen_logps": ref_c, "ref_rejected_logps": ref_r}
+            loss = tr._compute_loss(model, inputs, return_outputs=False)
+            loss = loss[0] if isinstance(loss, tuple) else loss
+            loss.backward()
+            C.case(name, "DPOTrainer._compute_loss",
+                   {"loss_type": lt, "f_divergence_type": fdiv, "f_alpha_divergence_coef": 0.5, "ld_alpha": ld,
+                    "beta": beta, "label_smoothing": ls, "discopop_tau": 0.05},
+                   {"per_token_logps": tok, "completion_mask": cm[:, 1:].float(), "ref_chosen_logps": ref_c,
+                    "ref_rejected_logps": ref_r}, {"loss": loss}, {"per_token_logps": leaf.grad})
+        C.guard(name, run)
+    C.write(os.path.join(out, "trl_dpo.json"))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "data"))
+    ap.add_argument("--only", default="")
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    torch.manual_seed(SEED)
+    X = make_inputs()
+    jobs = {"verl_advantage": verl_advantage, "verl_ops": verl_ops, "verl_policy_loss": verl_policy_loss,
+            "verl_rollout_correction": verl_rollout_correction, "openrlhf": openrlhf_all, "trl_dpo": trl_dpo}
+    for k, f in jobs.items():
+        if a.only and k not in a.only.split(","):
+            continue
+        print(f"== {k}", file=sys.stderr)
+        f(X, a.out)
+
+
+if __name__ == "__main__":
+    main()
