@@ -598,3 +598,42 @@ TEST(KlCov, FloatInputs) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(TokenSelection, FloatInputsMatchDouble) {
+  const batch b = make_cov_batch({9, 14, 12}, 0.4, 40);
+  std::vector<float> lp(b.logp.begin(), b.logp.end()), old(b.old_logp.begin(), b.old_logp.end()),
+      adv(b.adv.begin(), b.adv.end()), ent(b.entropy.begin(), b.entropy.end()), wf(b.n());
+  pt::policy_gradient_inputs<float> in;
+  in.logprobs = lp;
+  in.old_logprobs = old;
+  in.advantages = adv;
+  in.entropy = ent;
+  in.mask = b.mask;
+  in.seq_offsets = b.offsets;
+  batch bf = b;
+  for (std::size_t t = 0; t < b.n(); ++t)
+    bf.logp[t] = lp[t], bf.old_logp[t] = old[t], bf.adv[t] = adv[t], bf.entropy[t] = ent[t];
+  std::vector<double> wd(b.n());
+  const auto same = [&] {
+    for (std::size_t t = 0; t < b.n(); ++t) EXPECT_EQ(static_cast<double>(wf[t]), wd[t]) << t;
+  };
+  pt::off_policy_sequence_mask(in, {0.01}, std::span<float>(wf));
+  pt::off_policy_sequence_mask(inputs_of(bf), {0.01}, std::span<double>(wd));
+  same();
+  pt::high_entropy_mask(in, {0.3}, std::span<float>(wf));
+  pt::high_entropy_mask(inputs_of(bf, false, true), {0.3}, std::span<double>(wd));
+  same();
+  const auto keys = keys_of(b.n(), 40);
+  pt::clip_cov_weights(pt::exec::host{}, in, {0.2, 0.0, 5.0}, {}, std::span<const std::uint64_t>(keys),
+                       std::span<float>(wf));
+  pt::clip_cov_weights(pt::exec::host{}, inputs_of(bf), {0.2, 0.0, 5.0}, {},
+                       std::span<const std::uint64_t>(keys), std::span<double>(wd));
+  same();
+  pt::kl_cov_selection(pt::exec::host{}, in, {0.2, 0.1}, std::span<float>(wf));
+  pt::kl_cov_selection(pt::exec::host{}, inputs_of(bf), {0.2, 0.1}, std::span<double>(wd));
+  same();
+}
+
+}  // namespace
