@@ -247,6 +247,59 @@ TEST(RolloutIsVerl, TokenAndSequenceWithAndWithoutBatchNormalize) {
   }
 }
 
+// verl ≥ 0.9 "lower_upper" threshold (IcePop): raw = e^{clamp(·, ±20)}·m zeroed outside
+// [lower, upper], no truncation, then the same optional batch normalisation.
+std::vector<double> naive_verl_icepop(const rbatch& b, bool sequence, double lo, double hi,
+                                      bool normalize) {
+  std::vector<double> w(b.n(), 0.0);
+  for (std::size_t i = 0; i < b.rows(); ++i) {
+    double s = 0;
+    for (auto t = b.offsets[i]; t < b.offsets[i + 1]; ++t) s += (b.lp[t] - b.roll[t]) * b.mask[t];
+    for (auto t = b.offsets[i]; t < b.offsets[i + 1]; ++t) {
+      const double raw = std::exp(clampd(sequence ? s : b.lp[t] - b.roll[t], -20, 20)) * b.mask[t];
+      w[t] = (raw >= lo && raw <= hi) ? raw : 0.0;
+    }
+  }
+  if (normalize) {
+    double mean;
+    if (!sequence) {
+      double sw = 0, m = 0;
+      for (std::size_t t = 0; t < b.n(); ++t) sw += w[t] * b.mask[t], m += b.mask[t];
+      mean = sw / (m + 1e-8);
+    } else {
+      double sw = 0, rows = 0;
+      for (std::size_t i = 0; i < b.rows(); ++i) {
+        double ws = 0, m = 0;
+        for (auto t = b.offsets[i]; t < b.offsets[i + 1]; ++t) ws += w[t] * b.mask[t], m += b.mask[t];
+        if (m > 0) sw += ws / (m + 1e-8), rows += 1;
+      }
+      mean = sw / std::max(rows, 1e-8);
+    }
+    if (mean > 1e-8)
+      for (double& x : w) x /= mean;
+  }
+  return w;
+}
+
+TEST(RolloutIsVerl, IcePopLowerUpperThreshold) {
+  for (unsigned seed : {8u, 9u}) {
+    rbatch b = make(kLengths, 0.5, seed, 1);
+    if (seed == 9u)
+      for (std::size_t t = 0; t < b.n(); ++t)
+        if (b.mask[t] != 0) b.mask[t] = 0.5f + 0.5f * static_cast<float>(t % 2);
+    for (bool seq : {false, true})
+      for (bool norm : {false, true}) {
+        const auto lvl = seq ? pt::is_level::sequence_sum : pt::is_level::token;
+        pt::rollout_is_result res;
+        const auto w = weights_of(b, pt::rollout_presets::verl_icepop(lvl, 0.8, 1.25, norm), &res);
+        expect_weights(b, w, naive_verl_icepop(b, seq, 0.8, 1.25, norm));
+        if (!seq) {
+          EXPECT_GT(res.filtered_fraction, 0.0);
+        }
+      }
+  }
+}
+
 TEST(RolloutIsVerl, BatchNormalizedTokenMeanIsOne) {
   const rbatch b = make(kLengths, 0.5, 4);
   const auto w = weights_of(b, pt::rollout_presets::verl(pt::is_level::token, 2.0, true));

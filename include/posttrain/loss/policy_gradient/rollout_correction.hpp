@@ -38,6 +38,8 @@
 // Peer presets (rollout_presets::):
 //   verl(level, threshold = 2.0, batch_normalize)    rollout_is = "token" | "sequence" (sum),
 //                                                    clamp ±20, w·m, min(w, threshold)
+//   verl_icepop(level, lower, upper, normalize)      rollout_is_threshold = "lower_upper" (verl
+//                                                    ≥ 0.9): w·m zeroed outside [lower, upper]
 //   trl(mode, clip_max = 3.0, clip_min = −∞)          vllm_importance_sampling_mode token/sequence
 //                                                    × truncate/mask, sequence = SUM, no clamp;
 //                                                    None = ∓∞
@@ -95,6 +97,8 @@ struct rollout_is_options {
   is_level filter_level = is_level::token;
   double filter_min = -inf;           // keep filter_min ≤ statistic ≤ filter_max
   double filter_max = inf;
+  bool filter_masked_weight = false;  // ratio filter tests w·m (the weight of weight_level after
+                                      // multiply_by_mask) instead of e^{stat}: verl IcePop
   double truncate_min = -inf;         // w ← clamp(w, truncate_min, truncate_max) (TIS)
   double truncate_max = inf;
   bool multiply_by_mask = false;      // w ← w·m before truncation (verl)
@@ -265,7 +269,8 @@ rollout_is_result is_weights_host(const rollout_inputs<T>& in, const rollout_is_
     double v = std::exp(log_stat(o.weight_level, t));
     bool keep = true;
     if (o.filter == is_filter::ratio) {
-      const double rho = std::exp(log_stat(o.filter_level, t));
+      const double rho = o.filter_masked_weight ? (o.multiply_by_mask ? v * m : v)
+                                                : std::exp(log_stat(o.filter_level, t));
       keep = o.filter_min <= rho && rho <= o.filter_max;
     } else if (o.filter == is_filter::tv_divergence) {
       const double tv = row_tv[row_of[t]];
@@ -500,6 +505,19 @@ inline rollout_is_options verl(is_level level = is_level::sequence_sum, double t
   o.multiply_by_mask = true;
   o.batch_normalize = batch_normalize;
   o.length_epsilon = 1e-8;
+  return o;
+}
+
+// verl "lower_upper" rollout_is_threshold (IcePop, verl ≥ 0.9): w·m zeroed outside
+// [lower, upper] (inclusive), no truncation; clamp ±20, optional batch normalisation.
+inline rollout_is_options verl_icepop(is_level level, double lower, double upper,
+                                      bool batch_normalize = false) {
+  rollout_is_options o = verl(level, inf, batch_normalize);
+  o.filter = is_filter::ratio;
+  o.filter_level = level;
+  o.filter_masked_weight = true;
+  o.filter_min = lower;
+  o.filter_max = upper;
   return o;
 }
 
