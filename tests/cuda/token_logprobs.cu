@@ -343,3 +343,65 @@ TEST(CudaTokenLogprobs, HalfRawEntryPoint) {
   std::vector<double> a(got.begin(), got.end()), b(ref.begin(), ref.end());
   expect_close(a, b, 2e-5, 2e-5, "half logprob");
 }
+
+// Eigen::half (bit-identical to __half) through the front end: forward, backward and fused on
+// exec::cuda, compared with the float host op on the same (rounded) values.
+TEST(CudaTokenLogprobs, HalfThroughTheFrontEnd) {
+  POSTTRAIN_REQUIRE_DEVICE();
+  const index_t n = 5, v = 777;
+  std::mt19937_64 rng(6);
+  std::normal_distribution<float> nd(0.0f, 2.0f);
+  std::vector<Eigen::half> hv(static_cast<std::size_t>(n * v));
+  std::vector<float> fv(hv.size());
+  for (std::size_t i = 0; i < hv.size(); ++i) {
+    hv[i] = Eigen::half(nd(rng));
+    fv[i] = static_cast<float>(hv[i]);
+  }
+  const std::vector<index_t> targets{3, 776, -100, 0, 100};
+  const std::vector<float> g{0.5f, -1.0f, 2.0f, 0.25f, -0.75f};
+  std::vector<float> ref_lp(n), ref_lse(n), ref_grad(fv.size());
+  const pt::matrix_view<const float> fm{fv.data(), n, v, v};
+  pt::token_logprobs(pt::exec::host{}, fm, std::span<const index_t>(targets),
+                     pt::token_logprobs_outputs<float>{ref_lp, ref_lse});
+  pt::token_logprobs_backward(pt::exec::host{}, fm, std::span<const index_t>(targets),
+                              pt::token_logprobs_grads<float>{ref_lse, {}, g, {}},
+                              pt::matrix_view<float>{ref_grad.data(), n, v, v});
+  std::vector<float> lp(n), lse(n), flp(n);
+  std::vector<Eigen::half> grad(hv.size()), fused(hv.size());
+  stream_guard st;
+  const pt::exec::cuda ex{st.s};
+  {
+    ptc::device_buffer<Eigen::half> dl(hv.size(), st.s), dg(hv.size(), st.s), df(hv.size(), st.s);
+    ptc::device_buffer<index_t> dt(targets.size(), st.s);
+    ptc::device_buffer<float> dlp(n, st.s), dlse(n, st.s), dgl(n, st.s), dflp(n, st.s);
+    dl.copy_from_host(hv);
+    df.copy_from_host(hv);
+    dt.copy_from_host(targets);
+    dgl.copy_from_host(g);
+    const pt::matrix_view<const Eigen::half> m{dl.data(), n, v, v};
+    const std::span<const index_t> t(dt.data(), targets.size());
+    pt::token_logprobs(ex, m, t, pt::token_logprobs_outputs<float>{dlp.span(), dlse.span()});
+    pt::token_logprobs_backward(ex, m, t,
+                                pt::token_logprobs_grads<float>{dlse.span(), {}, dgl.span(), {}},
+                                pt::matrix_view<Eigen::half>{dg.data(), n, v, v});
+    pt::token_logprobs_fused(ex, pt::matrix_view<Eigen::half>{df.data(), n, v, v}, t,
+                             std::span<const float>(dgl.span()),
+                             pt::token_logprobs_outputs<float>{dflp.span()});
+    dlp.copy_to_host(lp);
+    dlse.copy_to_host(lse);
+    dflp.copy_to_host(flp);
+    dg.copy_to_host(grad);
+    df.copy_to_host(fused);
+    st.sync();
+  }
+  const std::vector<double> rl(ref_lp.begin(), ref_lp.end());
+  expect_close(std::vector<double>(lp.begin(), lp.end()), rl, 2e-5, 2e-5, "half logprob");
+  expect_close(std::vector<double>(flp.begin(), flp.end()), rl, 2e-5, 2e-5, "half fused logprob");
+  std::vector<double> rg(ref_grad.begin(), ref_grad.end()), dg2(grad.size()), df2(grad.size());
+  for (std::size_t i = 0; i < grad.size(); ++i) {
+    dg2[i] = static_cast<float>(grad[i]);
+    df2[i] = static_cast<float>(fused[i]);
+  }
+  expect_close(dg2, rg, 2e-3, 1e-6, "half gradient");
+  expect_close(df2, rg, 2e-3, 1e-6, "half fused gradient");
+}

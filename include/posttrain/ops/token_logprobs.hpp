@@ -27,10 +27,21 @@
 // Temperature: the peers divide logits by the sampling temperature before the log-softmax (TRL
 // GRPO/RLOO, verl, OpenRLHF, open-instruct); TRL PPO divides by temperature + 1e-7: pass that sum.
 //
+// Fused forward + backward (token_logprobs_fused): for a per-token gradient d_logprob known
+// before the forward (SFT: −1/N per token; PPO/GRPO token losses), the forward outputs and
+// dL/dlogits written over the logits in place: equivalent to token_logprobs followed by
+// token_logprobs_backward(d_entropy empty, d_logits = logits). exec::host walks blocks of rows
+// that fit in the cache (forward, then backward while the rows are hot); exec::cuda keeps each
+// row on chip (1 read + 1 write of the logits, backend/cuda/token_logprobs.cuh).
+//
+// Element types: float, double, Eigen::bfloat16 on both tags; Eigen::half (bit-identical to
+// __half) on exec::cuda only.
+//
 // Execution: exec::host runs backend/cpu/token_logprobs.hpp (options.num_threads std::threads
 // over rows; results do not depend on the thread count). exec::cuda needs the CUDA backend header
 // <posttrain/backend/cuda/token_logprobs.cuh>, which specialises token_logprobs_dispatch; without
 // it the call fails to compile with a sentence saying so.
+#include <algorithm>
 #include <cstdint>
 #include <span>
 #include <type_traits>
@@ -77,6 +88,11 @@ template <class T>
 inline constexpr bool is_logit_type_v =
     std::is_same_v<T, float> || std::is_same_v<T, double> || std::is_same_v<T, Eigen::bfloat16>;
 
+// Logit types per execution tag: Eigen::half only where the device backend handles it.
+template <class Exec, class T>
+inline constexpr bool is_logit_type_for_v =
+    is_logit_type_v<T> || (std::is_same_v<Exec, exec::cuda> && std::is_same_v<T, Eigen::half>);
+
 // Specialised per execution tag: exec::host below, exec::cuda by the CUDA backend header.
 template <class Exec>
 struct token_logprobs_dispatch {
@@ -103,6 +119,37 @@ struct token_logprobs_dispatch<exec::host> {
                                                    opt.ignore_index, opt.num_threads, in.lse,
                                                    in.entropy, in.d_logprob, in.d_entropy,
                                                    d_logits);
+  }
+  // Forward, then the backward in place, over blocks of rows small enough to stay in cache.
+  template <class T, class A>
+  static void fused(exec::host, matrix_view<T> logits, std::span<const index_t> targets,
+                    std::span<const A> d_logprob, const token_logprobs_outputs<A>& out,
+                    const token_logprobs_options& opt) {
+    const index_t n = logits.rows;
+    const index_t row_bytes = std::max<index_t>(1, logits.cols * index_t(sizeof(T)));
+    const index_t threads = std::max(1, opt.num_threads);
+    const index_t block = std::max<index_t>(1, (index_t(1) << 20) / row_bytes) * threads;
+    std::vector<A> lse_block;
+    if (out.lse.empty()) lse_block.resize(static_cast<std::size_t>(std::min(block, n)));
+    auto part = [](auto s, index_t r0, index_t rows) {
+      return s.empty() ? s
+                       : s.subspan(static_cast<std::size_t>(r0), static_cast<std::size_t>(rows));
+    };
+    for (index_t r0 = 0; r0 < n; r0 += block) {
+      const index_t rows = std::min(block, n - r0);
+      const matrix_view<T> m(logits.row_data(r0), rows, logits.cols, logits.ld);
+      const std::span<A> l = out.lse.empty()
+                                 ? std::span<A>(lse_block.data(), static_cast<std::size_t>(rows))
+                                 : part(out.lse, r0, rows);
+      const auto t = part(targets, r0, rows);
+      backend::cpu::token_logprobs_forward<T, A>(m, t, opt.temperature, opt.ignore_index,
+                                                 opt.num_threads, part(out.logprob, r0, rows), l,
+                                                 part(out.entropy, r0, rows),
+                                                 part(out.sum_p_squared, r0, rows));
+      backend::cpu::token_logprobs_backward<T, T, A>(
+          m, t, opt.temperature, opt.ignore_index, opt.num_threads, std::span<const A>(l), {},
+          part(d_logprob, r0, rows), {}, m);
+    }
   }
 };
 
@@ -155,8 +202,8 @@ void token_logprobs(Exec exec, matrix_view<TL> logits_in, std::span<const index_
                     const token_logprobs_outputs<accum_t<TL>>& out,
                     const token_logprobs_options& options = {}) {
   using T = std::remove_cv_t<TL>;
-  static_assert(is_logit_type_v<T>, "token_logprobs: logits must be float, double or "
-                "Eigen::bfloat16");
+  static_assert(is_logit_type_for_v<Exec, T>, "token_logprobs: logits must be float, double or "
+                "Eigen::bfloat16 (or Eigen::half on exec::cuda)");
   const matrix_view<const T> logits = logits_in;
   constexpr const char* where = "token_logprobs";
   expect_matrix(logits, where, "logits");
@@ -182,10 +229,11 @@ void token_logprobs_backward(Exec exec, matrix_view<TL> logits_in,
                              const token_logprobs_grads<accum_t<TL>>& in, matrix_view<G> d_logits,
                              const token_logprobs_options& options = {}) {
   using T = std::remove_cv_t<TL>;
-  static_assert(is_logit_type_v<T>, "token_logprobs_backward: logits must be float, double or "
-                "Eigen::bfloat16");
-  static_assert(is_logit_type_v<G> && !std::is_const_v<G>, "token_logprobs_backward: d_logits "
-                "must be a mutable view of float, double or Eigen::bfloat16");
+  static_assert(is_logit_type_for_v<Exec, T>, "token_logprobs_backward: logits must be float, "
+                "double or Eigen::bfloat16 (or Eigen::half on exec::cuda)");
+  static_assert(is_logit_type_for_v<Exec, G> && !std::is_const_v<G>, "token_logprobs_backward: "
+                "d_logits must be a mutable view of float, double or Eigen::bfloat16 (or "
+                "Eigen::half on exec::cuda)");
   const matrix_view<const T> logits = logits_in;
   constexpr const char* where = "token_logprobs_backward";
   expect_matrix(logits, where, "logits");
@@ -204,6 +252,33 @@ void token_logprobs_backward(Exec exec, matrix_view<TL> logits_in,
     detail::validate_targets(where, targets, logits.cols, options.ignore_index);
   if (d_logits.empty()) return;
   token_logprobs_dispatch<Exec>::backward(exec, logits, targets, in, d_logits, options);
+}
+
+// Fused forward + backward: the forward outputs, and dL/dlogits for the per-token gradient
+// d_logprob [N] written over the logits (in place). No entropy gradient.
+template <class Exec, class T>
+  requires execution_tag<Exec>
+void token_logprobs_fused(Exec exec, matrix_view<T> logits, std::span<const index_t> targets,
+                          std::span<const accum_t<T>> d_logprob,
+                          const token_logprobs_outputs<accum_t<T>>& out,
+                          const token_logprobs_options& options = {}) {
+  static_assert(is_logit_type_for_v<Exec, T> && !std::is_const_v<T>,
+                "token_logprobs_fused: logits must be a mutable view of float, double or "
+                "Eigen::bfloat16 (or Eigen::half on exec::cuda)");
+  constexpr const char* where = "token_logprobs_fused";
+  expect_matrix(logits, where, "logits");
+  const index_t n = logits.rows;
+  detail::validate_token_logprobs_common(where, n, logits.cols, targets.size(), options);
+  expect_size(d_logprob, n, where, "d_logprob", "one per row of logits");
+  expect_size(out.logprob, n, where, "outputs.logprob", "one per row of logits");
+  expect_size_or_empty(out.lse, n, where, "outputs.lse", "one per row of logits, or empty");
+  expect_size_or_empty(out.entropy, n, where, "outputs.entropy", "one per row of logits, or empty");
+  expect_size_or_empty(out.sum_p_squared, n, where, "outputs.sum_p_squared",
+                       "one per row of logits, or empty");
+  if constexpr (std::is_same_v<Exec, exec::host>)
+    detail::validate_targets(where, targets, logits.cols, options.ignore_index);
+  if (n == 0) return;
+  token_logprobs_dispatch<Exec>::fused(exec, logits, targets, d_logprob, out, options);
 }
 
 // Conveniences: allocate and return the outputs.

@@ -8,13 +8,14 @@
 //   token_logprobs(exec::cuda{stream}, logits, targets, outputs, options)
 //   token_logprobs_backward(exec::cuda{stream}, logits, targets, grads, d_logits, options)
 // run here. Every pointer (logits, targets, outputs, grads) is DEVICE memory. Front-end types:
-// float, double and Eigen::bfloat16 (bit-identical to __nv_bfloat16, reinterpreted here). The raw
-// entry points backend::cuda::token_logprobs_{forward,backward,fused} below also take __half and
-// __nv_bfloat16 directly.
+// float, double, Eigen::bfloat16 and Eigen::half (bit-identical to __nv_bfloat16 and __half,
+// reinterpreted here). The raw entry points backend::cuda::token_logprobs_{forward,backward,fused}
+// below take __half and __nv_bfloat16 directly.
 //
 //   token_logprobs_fused(exec::cuda{stream}, logits_inout, targets, d_logprob, outputs, options)
-// computes the forward outputs and overwrites the logits with dL/dlogits for a per-token gradient
-// d_logprob known up front (SFT: −1/N per token). No entropy gradient.
+// (the front end of ops/token_logprobs.hpp, which also has a host version) computes the forward
+// outputs and overwrites the logits with dL/dlogits for a per-token gradient d_logprob known up
+// front (SFT: −1/N per token). No entropy gradient.
 //
 // Kernels (one row of logits per CTA; rows loop over a grid-stride):
 //   forward  each thread walks its share of the row with 16-byte loads (8 bf16 / 4 float /
@@ -87,6 +88,10 @@ struct device_type {
 template <>
 struct device_type<Eigen::bfloat16> {
   using type = __nv_bfloat16;
+};
+template <>
+struct device_type<Eigen::half> {
+  using type = __half;
 };
 template <class T>
 using device_t = typename device_type<T>::type;
@@ -664,40 +669,19 @@ struct token_logprobs_dispatch<exec::cuda> {
         with_h ? in.d_entropy.data() : nullptr, reinterpret_cast<DG*>(d_logits.data),
         d_logits.ld, exec.stream);
   }
+  // Fused forward + backward in place (the front end is token_logprobs_fused in
+  // ops/token_logprobs.hpp): 1 read + 1 write of the logits when the row stays in L2.
+  template <class T, class A>
+  static void fused(exec::cuda exec, matrix_view<T> logits, std::span<const index_t> targets,
+                    std::span<const A> d_logprob, const token_logprobs_outputs<A>& out,
+                    const token_logprobs_options& opt) {
+    using D = backend::cuda::token_logprobs_detail::device_t<T>;
+    auto ptr = [](std::span<A> s) { return s.empty() ? nullptr : s.data(); };
+    backend::cuda::token_logprobs_fused<D, A>(
+        reinterpret_cast<D*>(logits.data), logits.rows, logits.cols, logits.ld, targets.data(),
+        d_logprob.data(), opt.temperature, opt.ignore_index, out.logprob.data(), ptr(out.lse),
+        ptr(out.entropy), ptr(out.sum_p_squared), exec.stream);
+  }
 };
-
-// Fused forward + backward on the device: the forward outputs, and dL/dlogits for a per-token
-// gradient d_logprob [N] (device memory) known before the forward, written over the logits
-// (in place). Equivalent to token_logprobs followed by token_logprobs_backward with
-// d_entropy empty and d_logits = logits, at 1 read + 1 write of the logits (see the header
-// comment). T: float, double or Eigen::bfloat16.
-template <class T>
-void token_logprobs_fused(exec::cuda exec, matrix_view<T> logits,
-                          std::span<const index_t> targets,
-                          std::span<const accum_t<T>> d_logprob,
-                          const token_logprobs_outputs<accum_t<T>>& out,
-                          const token_logprobs_options& options = {}) {
-  static_assert(is_logit_type_v<T> && !std::is_const_v<T>,
-                "token_logprobs_fused: logits must be a mutable view of float, double or "
-                "Eigen::bfloat16");
-  constexpr const char* where = "token_logprobs_fused";
-  expect_matrix(logits, where, "logits");
-  const index_t n = logits.rows;
-  detail::validate_token_logprobs_common(where, n, logits.cols, targets.size(), options);
-  expect_size(d_logprob, n, where, "d_logprob", "one per row of logits");
-  expect_size(out.logprob, n, where, "outputs.logprob", "one per row of logits");
-  expect_size_or_empty(out.lse, n, where, "outputs.lse", "one per row of logits, or empty");
-  expect_size_or_empty(out.entropy, n, where, "outputs.entropy", "one per row of logits, or empty");
-  expect_size_or_empty(out.sum_p_squared, n, where, "outputs.sum_p_squared",
-                       "one per row of logits, or empty");
-  if (n == 0) return;
-  using A = accum_t<T>;
-  using D = backend::cuda::token_logprobs_detail::device_t<T>;
-  auto ptr = [](std::span<A> s) { return s.empty() ? nullptr : s.data(); };
-  backend::cuda::token_logprobs_fused<D, A>(
-      reinterpret_cast<D*>(logits.data), n, logits.cols, logits.ld, targets.data(),
-      d_logprob.data(), options.temperature, options.ignore_index, out.logprob.data(),
-      ptr(out.lse), ptr(out.entropy), ptr(out.sum_p_squared), exec.stream);
-}
 
 POSTTRAIN_NAMESPACE_END
