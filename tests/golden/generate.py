@@ -115,6 +115,7 @@ def make_inputs():
     mask = torch.zeros(B, T)
     for i, n in enumerate(lengths):
         mask[i, :n] = 1
+    mask_contig = mask.clone()  # no observation-token hole
     mask[4, 3:5] = 0
     mask_empty = mask.clone()
     mask_empty[3] = 0
@@ -143,7 +144,7 @@ def make_inputs():
     returns = values + torch.randn(B, T, generator=g)
     vpreds = values + 0.4 * torch.randn(B, T, generator=g)
     dense = 0.3 * torch.randn(B, T, generator=g)
-    return dict(lengths=lengths, mask=mask, mask_empty=mask_empty, index=index,
+    return dict(lengths=lengths, mask=mask, mask_empty=mask_empty, mask_contig=mask_contig, index=index,
                 rewards_ties=place(outcome_ties), rewards_rand=place(outcome_rand), rewards_dense=dense * mask,
                 old=old, logp=logp, ref=ref, adv=adv, values=values, returns=returns, vpreds=vpreds, g=g)
 
@@ -220,12 +221,13 @@ def verl_advantage(X, out):
     for rname in ("rewards_rand", "rewards_dense"):
         r = X[rname]
         for gamma in (1.0, 0.9):
-            def rpp(r=r, rname=rname, gamma=gamma):
-                a, ret = ca.compute_reinforce_plus_plus_outcome_advantage(r, mask, config=OmegaConf.create({"gamma": gamma}))
-                C.case(f"reinforce_plus_plus_{rname}_gamma{gamma}", "compute_reinforce_plus_plus_outcome_advantage",
-                       {"gamma": gamma}, {"token_level_rewards": r, "response_mask": mask},
+          for mname in ("mask", "mask_contig"):
+            def rpp(r=r, rname=rname, gamma=gamma, mname=mname):
+                a, ret = ca.compute_reinforce_plus_plus_outcome_advantage(r, X[mname], config=OmegaConf.create({"gamma": gamma}))
+                C.case(f"reinforce_plus_plus_{rname}_gamma{gamma}_{mname}", "compute_reinforce_plus_plus_outcome_advantage",
+                       {"gamma": gamma, "mask": mname}, {"token_level_rewards": r, "response_mask": X[mname]},
                        {"advantages": a, "returns": ret})
-            C.guard(f"reinforce_plus_plus_{rname}_gamma{gamma}", rpp)
+            C.guard(f"reinforce_plus_plus_{rname}_gamma{gamma}_{mname}", rpp)
         for gamma, lam in ((1.0, 1.0), (0.99, 0.95)):
             def gae(r=r, rname=rname, gamma=gamma, lam=lam):
                 a, ret = ca.compute_gae_advantage_return(r, X["values"], mask, gamma, lam)
