@@ -15,7 +15,8 @@
 //
 //   online policy gradient (loss/policy_gradient/algorithms.hpp; options in pg_presets::)
 //     algo::ppo, grpo (TRL loss_type "grpo"), dr_grpo, dapo, gspo, gspo_token, cispo, gpg, sapo,
-//     gmpo, vespo, rloo_sequence_ppo (TRL RLOOTrainer loss), luspo
+//     gmpo, vespo, rloo_sequence_ppo (TRL RLOOTrainer loss), luspo, clip_cov, kl_cov
+//     (selections and rollout corrections: token_selection.hpp, rollout_correction.hpp)
 //
 //   online RL recipes: advantage estimator + loss + presets (advantage/algorithms.hpp)
 //     algo::rloo (+ rloo::trl), reinforce_pp, reinforce_pp_baseline, ppo_gae

@@ -25,6 +25,7 @@
 #include "posttrain/config.hpp"
 #include "posttrain/loss/algorithms_offline.hpp"
 #include "posttrain/loss/policy_gradient/algorithms.hpp"
+#include "posttrain/loss/policy_gradient/rollout_correction.hpp"
 #include "posttrain/loss/preference/algorithms.hpp"
 #include "posttrain/loss/value.hpp"
 #include "posttrain/ops/aggregate.hpp"
@@ -124,6 +125,11 @@ inline policy_gradient_options gspo() { return pg_presets::verl_gspo(); }
 inline policy_gradient_options cispo() { return pg_presets::verl_cispo(); }
 inline policy_gradient_options sapo() { return pg_presets::verl_sapo(); }
 inline policy_gradient_options gmpo(double clip = 0.4) { return pg_presets::verl_gmpo(clip); }
+// Rollout correction (rollout_corr_helper): TIS weights; rejection: rollout_presets::verl_rejection.
+inline rollout_is_options rollout_is(is_level level = is_level::sequence_sum,
+                                     double threshold = 2.0, bool batch_normalize = false) {
+  return rollout_presets::verl(level, threshold, batch_normalize);
+}
 }  // namespace verl
 
 namespace trl {
@@ -150,6 +156,12 @@ inline policy_gradient_options rloo_sequence_ppo() { return pg_presets::trl_rloo
 inline policy_gradient_options grpo_bias_corrected_kl(double beta) {
   return pg_presets::trl_grpo_bias_corrected_kl(beta);
 }
+// vLLM importance sampling correction (vllm_importance_sampling_mode / _clip_max / _clip_min).
+inline rollout_is_options vllm_is(trl_is_mode mode = trl_is_mode::sequence_mask,
+                                  double clip_max = 3.0,
+                                  double clip_min = -rollout_presets::inf) {
+  return rollout_presets::trl(mode, clip_max, clip_min);
+}
 inline constexpr loss::preference_options dpo = pref::presets::trl;
 inline constexpr loss::preference_options cpo = pref::presets::trl_cpo;
 inline constexpr loss::preference_options cpo_simpo = pref::presets::trl_cpo_simpo;
@@ -175,6 +187,11 @@ inline agg_options aggregation() { return agg_conventions::openrlhf(); }
 inline policy_gradient_options ppo(double dual_clip = pg_presets::inf) {
   return pg_presets::openrlhf_ppo(dual_clip);
 }
+// enable_vllm_is_correction with vllm_is_correction_type tis / icepop / seq-mask-tis.
+inline rollout_is_options vllm_is(openrlhf_is_type type = openrlhf_is_type::tis, double low = 0.5,
+                                  double high = 5.0) {
+  return rollout_presets::openrlhf(type, low, high);
+}
 inline constexpr loss::preference_options dpo = pref::presets::openrlhf;
 }  // namespace openrlhf
 
@@ -192,6 +209,10 @@ inline policy_gradient_options cispo(double clip_high = 0.272) {
 }
 inline policy_gradient_options is_corrected_kl(double beta = 0.05) {
   return pg_presets::open_instruct_is_kl(beta);
+}
+// grpo_utils.compute_rho_correction (use_rho_correction).
+inline rollout_is_options rho_correction(const open_instruct_rho& rho = {}) {
+  return rollout_presets::open_instruct(rho);
 }
 inline constexpr loss::preference_options dpo = pref::presets::open_instruct;  // dpo_norm, β = 5
 }  // namespace open_instruct

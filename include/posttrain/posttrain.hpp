@@ -34,6 +34,8 @@
 #include "posttrain/loss/sequence_reduce.hpp"
 #include "posttrain/loss/kto.hpp"
 #include "posttrain/loss/policy_gradient.hpp"
+#include "posttrain/loss/policy_gradient/rollout_correction.hpp"
+#include "posttrain/loss/policy_gradient/token_selection.hpp"
 #include "posttrain/loss/preference.hpp"
 #include "posttrain/loss/reward_model.hpp"
 #include "posttrain/loss/sft.hpp"

@@ -28,6 +28,7 @@
 // trl_grpo_bias_corrected_kl(β), open_instruct_is_kl(β) (kl::k1).
 #include "posttrain/config.hpp"
 #include "posttrain/loss/policy_gradient.hpp"
+#include "posttrain/loss/policy_gradient/token_selection.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
 
@@ -60,6 +61,13 @@ using rloo_sequence_ppo =
     loss::policy_gradient<surrogate::rloo_sequence, kl::none, agg::seq_mean_token_mean>;
 // LUSPO (TRL loss_type="luspo"): GSPO sequence loss × |o_i|, mean over sequences.
 using luspo = loss::policy_gradient<surrogate::gspo, kl::none, agg::seq_mean_token_sum>;
+
+// Clip-Cov, Cui et al. 2025 (verl loss_mode="clip_cov"): PPO clip with the detached 0/1 weights of
+// clip_cov_weights (token_selection.hpp) as importance_weights; options selection_presets::verl_clip_cov().
+using clip_cov = loss::policy_gradient<surrogate::clip, kl::none, agg::token_mean>;
+// KL-Cov, Cui et al. 2025 (verl loss_mode="kl_cov"): −A·r plus ppo_kl_coef·|logr| on the top-covariance
+// tokens of kl_cov_selection.
+using kl_cov = loss::kl_cov<kl::none, agg::token_mean>;
 
 }  // namespace algo
 
