@@ -108,10 +108,9 @@ TEST(Aot, ReferenceDerivatives) {
 // pair_losses are per rank; permuting the pairs changes neither the loss nor the per-rank losses,
 // and permutes the gradients with the pairs.
 TEST(Aot, PerRankOutputsAndPermutationInvariance) {
-  const tst::pair_data d = tst::single_tokens({-1.0, -2.5, -0.3, -1.7, -0.9},
-                                              {-2.0, -0.7, -1.1, -0.2, -3.0},
-                                              {-1.4, -2.0, -1.0, -0.9, -1.0},
-                                              {-1.2, -1.5, -0.2, -2.2, -2.5});
+  const tst::pair_data d =
+      tst::single_tokens({-1.0, -2.5, -0.3, -1.7, -0.9}, {-2.0, -0.7, -1.1, -0.2, -3.0},
+                         {-1.4, -2.0, -1.0, -0.9, -1.0}, {-1.2, -1.5, -0.2, -2.2, -2.5});
   const preference_options o{.beta = 0.6, .label_smoothing = 0.05};
   for (bool unpaired : {false, true}) {
     auto run = [&](const tst::pair_data& x, std::vector<double>& losses, std::vector<double>& gc,
@@ -152,11 +151,12 @@ TEST(Aot, PerRankOutputsAndPermutationInvariance) {
 // tied keys together has the two-sided derivative of their sum. Results are deterministic.
 TEST(Aot, TiesUseTheStableOrder) {
   // aot_unpaired, Δc tied between pairs 0 and 1 (−0.5), Δr distinct.
-  const tst::pair_data d =
-      tst::single_tokens({-1.0, -2.0, -0.4}, {-1.0, -3.0, -2.0}, {-0.5, -1.5, 0.3}, {0.0, -1.0, -1.3});
+  const tst::pair_data d = tst::single_tokens({-1.0, -2.0, -0.4}, {-1.0, -3.0, -2.0},
+                                              {-0.5, -1.5, 0.3}, {0.0, -1.0, -1.3});
   const preference_options o{.beta = 1.0};
   std::vector<double> gc(3), gr(3), gc2(3), gr2(3);
-  const double loss = algo::aot_unpaired::compute(d.inputs(), o, preference_outputs<double>{gc, gr}).loss;
+  const double loss =
+      algo::aot_unpaired::compute(d.inputs(), o, preference_outputs<double>{gc, gr}).loss;
   algo::aot_unpaired::compute(d.inputs(), o, preference_outputs<double>{gc2, gr2});
   EXPECT_EQ(gc, gc2);
   EXPECT_EQ(gr, gr2);

@@ -1,9 +1,9 @@
-// Tests of f-DPO (pref::f_divergence<Link, divergence::...>, loss/preference/f_divergence.hpp): the four
-// TRL HEAD scores and their derivatives against naive float64 forms and central differences; every
-// link TRL feeds the scores to, composed over random packed batches, against the naive composition
-// link(s(Δc), s(Δr)), with ∂loss/∂ℓ, ∂loss/∂π and ∂loss/∂ρ by central differences; apo_down's mixed
-// form; the limits (reverse_kl wrap = plain link, α → 1, α = 0 = forward KL); the TRL v0.26 JS and
-// α forms via presets; the exponent clamp at 80; validation.
+// Tests of f-DPO (pref::f_divergence<Link, divergence::...>, loss/preference/f_divergence.hpp): the
+// four TRL HEAD scores and their derivatives against naive float64 forms and central differences;
+// every link TRL feeds the scores to, composed over random packed batches, against the naive
+// composition link(s(Δc), s(Δr)), with ∂loss/∂ℓ, ∂loss/∂π and ∂loss/∂ρ by central differences;
+// apo_down's mixed form; the limits (reverse_kl wrap = plain link, α → 1, α = 0 = forward KL); the
+// TRL v0.26 JS and α forms via presets; the exponent clamp at 80; validation.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -69,9 +69,8 @@ void check_link(nv::link_fn link, const score_fn& s, const preference_options& o
     tst::check_gradient<comp>(d, o, true, 2e-7);
   }
   // ∂/∂π and ∂/∂ρ on single-token pairs.
-  const tst::pair_data one =
-      tst::single_tokens({-1.0, -2.5, -0.3}, {-2.0, -0.7, -1.1}, {-1.4, -2.0, -1.0},
-                         {-1.2, -1.5, -0.2});
+  const tst::pair_data one = tst::single_tokens({-1.0, -2.5, -0.3}, {-2.0, -0.7, -1.1},
+                                                {-1.4, -2.0, -1.0}, {-1.2, -1.5, -0.2});
   tst::check_gradient<comp>(one, o, true, 2e-7);
   tst::check_reference_gradient<comp>(one, o, 2e-7);
 }
@@ -101,16 +100,17 @@ TEST(FDpo, ScoresMatchNaiveAndFiniteDifferences) {
   check_score<divergence::js_divergence>(nv::f_js, o);
   check_score<divergence::alpha_divergence>([](double d) { return nv::f_alpha(d, 0.3); }, o);
   check_score<divergence::alpha_divergence>([](double d) { return nv::f_alpha(d, 1.8); },
-                                      {.f_alpha = 1.8});
+                                            {.f_alpha = 1.8});
   check_score<divergence::alpha_divergence>([](double d) { return nv::f_alpha(d, -0.5); },
-                                      {.f_alpha = -0.5});
+                                            {.f_alpha = -0.5});
 }
 
 TEST(FDpo, EveryScoredLinkMatchesNaiveWithGradients) {
   const preference_options o{.beta = 0.5, .tau = 0.3, .f_alpha = 0.3};
   check_every_link<divergence::forward_kl>(nv::f_forward_kl, o, 100);
   check_every_link<divergence::js_divergence>(nv::f_js, o, 200);
-  check_every_link<divergence::alpha_divergence>([](double d) { return nv::f_alpha(d, 0.3); }, o, 300);
+  check_every_link<divergence::alpha_divergence>([](double d) { return nv::f_alpha(d, 0.3); }, o,
+                                                 300);
 }
 
 // TRL HEAD apo_down: σ(βΔc) on the raw chosen log-ratio plus 1 − σ(β(s_c − s_r)).
@@ -119,8 +119,10 @@ TEST(FDpo, ApoDownMixesRawAndScoredLogRatios) {
   nv::link_fn naive = [](double dc, double dr, const nv::params& p) {
     return nv::sig(p.beta * dc) + 1 - nv::sig(p.beta * (nv::f_js(dc) - nv::f_js(dr)));
   };
-  check_link<pref::apo_down, divergence::js_divergence>(naive, [](double d) { return d; }, o, 400);
-  using comp = pt::loss::preference<pref::f_divergence<pref::apo_down, divergence::reverse_kl>, seq::sum>;
+  check_link<pref::apo_down, divergence::js_divergence>(
+      naive, [](double d) { return d; }, o, 400);
+  using comp =
+      pt::loss::preference<pref::f_divergence<pref::apo_down, divergence::reverse_kl>, seq::sum>;
   std::mt19937_64 rng(5);
   const tst::pair_data d = tst::make_data(rng, 5, 1, 4, false);
   EXPECT_NEAR(comp::compute(d.inputs(), o).loss, algo::apo_down::compute(d.inputs(), o).loss,
@@ -131,7 +133,8 @@ TEST(FDpo, ApoDownMixesRawAndScoredLogRatios) {
 TEST(FDpo, LimitsAndPresets) {
   std::mt19937_64 rng(7);
   const tst::pair_data d = tst::make_data(rng, 6, 1, 5, true);
-  using rkl = pt::loss::preference<pref::f_divergence<pref::nca_pair, divergence::reverse_kl>, seq::sum>;
+  using rkl =
+      pt::loss::preference<pref::f_divergence<pref::nca_pair, divergence::reverse_kl>, seq::sum>;
   EXPECT_EQ(rkl::compute(d.inputs(), {.beta = 0.4}).loss,
             algo::nca_pair::compute(d.inputs(), {.beta = 0.4}).loss);
   const double dpo = algo::dpo::compute(d.inputs(), {}).loss;
@@ -142,7 +145,8 @@ TEST(FDpo, LimitsAndPresets) {
   // Near α = 1 (outside the tolerance) the score tends to reverse KL continuously.
   EXPECT_NEAR(algo::f_dpo_alpha::compute(d.inputs(), {.f_alpha = 1.0 + 1e-5}).loss, dpo, 1e-4);
 
-  // TRL v0.26: alpha z = (e^{−α'Δr} − e^{−α'Δc})/α'; JS z = Δc − Δr − (softplus(Δc) − softplus(Δr)).
+  // TRL v0.26: alpha z = (e^{−α'Δr} − e^{−α'Δc})/α'; JS z = Δc − Δr − (softplus(Δc) −
+  // softplus(Δr)).
   const double beta = 0.1;
   for (double a26 : {1.0, 0.5, 0.25}) {
     double want = 0, js = 0;
@@ -160,10 +164,10 @@ TEST(FDpo, LimitsAndPresets) {
     }
     want /= static_cast<double>(d.pairs());
     js /= static_cast<double>(d.pairs());
-    EXPECT_NEAR(algo::f_dpo_alpha::compute(d.inputs(), pref::presets::trl_v026_alpha_divergence(
-                                                           a26, beta))
-                    .loss,
-                want, 1e-13)
+    EXPECT_NEAR(
+        algo::f_dpo_alpha::compute(d.inputs(), pref::presets::trl_v026_alpha_divergence(a26, beta))
+            .loss,
+        want, 1e-13)
         << a26;
     EXPECT_NEAR(algo::f_dpo_js::compute(d.inputs(), {.beta = beta}).loss, js, 1e-13);
   }
@@ -188,8 +192,7 @@ TEST(FDpo, ExponentClampKeepsExtremesFinite) {
   EXPECT_TRUE(std::isfinite(ff.s) && ff.ds == 0.0f);
 
   // Whole compositions at |Δ| ~ 1e4: finite loss and gradients for every divergence.
-  const tst::pair_data d =
-      tst::single_tokens({-1.0, -5.0}, {-2.0, -1.0}, {1e4, -1e4}, {-1e4, 1e4});
+  const tst::pair_data d = tst::single_tokens({-1.0, -5.0}, {-2.0, -1.0}, {1e4, -1e4}, {-1e4, 1e4});
   std::vector<double> gc(2), gr(2);
   const pt::loss::preference_outputs<double> out{gc, gr};
   auto finite = [&](double loss) {
@@ -213,7 +216,8 @@ TEST(FDpo, ValidationErrorsLeaveOutputsUntouched) {
                     "options.f_alpha");
   tst::expect_error([&] { algo::f_dpo_js::compute(d.inputs(), {.beta = -1.0}, out); },
                     "options.beta");
-  using exo = pt::loss::preference<pref::f_divergence<pref::exo_pair, divergence::forward_kl>, seq::sum>;
+  using exo =
+      pt::loss::preference<pref::f_divergence<pref::exo_pair, divergence::forward_kl>, seq::sum>;
   tst::expect_error([&] { exo::compute(d.inputs(), {}, out); }, "options.label_smoothing");
   for (double g : gc) EXPECT_EQ(g, 7.0);
 }

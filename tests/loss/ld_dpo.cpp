@@ -42,8 +42,8 @@ void naive_reference(ld_case& c, double alpha, bool reference_too) {
   for (index_t p = 0; p < d.pairs(); ++p) {
     const index_t c0 = d.chosen.offsets[p], c1 = d.chosen.offsets[p + 1];
     const index_t r0 = d.rejected.offsets[p], r1 = d.rejected.offsets[p + 1];
-    const index_t shared = std::min(nv::positive(d.chosen.mask, c0, c1),
-                                    nv::positive(d.rejected.mask, r0, r1));
+    const index_t shared =
+        std::min(nv::positive(d.chosen.mask, c0, c1), nv::positive(d.rejected.mask, r0, r1));
     const double a = reference_too ? alpha : 1.0;
     d.chosen.reference[p] = nv::ld_score(c.ref_c, d.chosen.mask, c0, c1, shared, a);
     d.rejected.reference[p] = nv::ld_score(c.ref_r, d.rejected.mask, r0, r1, shared, a);
@@ -55,8 +55,8 @@ double naive_ld_dpo(const tst::pair_data& d, double alpha, double beta) {
   for (index_t p = 0; p < d.pairs(); ++p) {
     const index_t c0 = d.chosen.offsets[p], c1 = d.chosen.offsets[p + 1];
     const index_t r0 = d.rejected.offsets[p], r1 = d.rejected.offsets[p + 1];
-    const index_t shared = std::min(nv::positive(d.chosen.mask, c0, c1),
-                                    nv::positive(d.rejected.mask, r0, r1));
+    const index_t shared =
+        std::min(nv::positive(d.chosen.mask, c0, c1), nv::positive(d.rejected.mask, r0, r1));
     const double pc = nv::ld_score(d.chosen.logprobs, d.chosen.mask, c0, c1, shared, alpha);
     const double pr = nv::ld_score(d.rejected.logprobs, d.rejected.mask, r0, r1, shared, alpha);
     total += -nv::logsig(beta * ((pc - d.chosen.reference[p]) - (pr - d.rejected.reference[p])));
@@ -136,8 +136,10 @@ TEST(LdDpo, LimitsEdgeCasesAndReferenceDerivatives) {
   tst::pair_data eq = tst::make_data(rng, 4, 3, 3, false);
   eq.rejected.mask = eq.chosen.mask;
   for (std::size_t t = 0; t < eq.rejected.logprobs.size(); ++t)
-    if (eq.rejected.mask[t] == 0.0f) eq.rejected.logprobs[t] = tst::kNaN;
-    else if (std::isnan(eq.rejected.logprobs[t])) eq.rejected.logprobs[t] = -1.0;
+    if (eq.rejected.mask[t] == 0.0f)
+      eq.rejected.logprobs[t] = tst::kNaN;
+    else if (std::isnan(eq.rejected.logprobs[t]))
+      eq.rejected.logprobs[t] = -1.0;
   EXPECT_NEAR(algo::ld_dpo::compute(eq.inputs(), pt::pref::presets::ld_dpo(0.2)).loss,
               algo::dpo::compute(eq.inputs(), {}).loss, 1e-14);
   // An empty or fully masked side: shared = 0, the other side is all tail.
@@ -157,8 +159,8 @@ TEST(LdDpo, LimitsEdgeCasesAndReferenceDerivatives) {
       tst::single_tokens({-1.0, -2.5}, {-2.0, -0.7}, {-1.4, -2.0}, {-1.2, -1.5});
   tst::check_reference_gradient<algo::ld_dpo>(one, pt::pref::presets::ld_dpo(0.3));
   // With an NLL term, the NLL uses the plain sums (every chosen token weighs 1 in it).
-  using ld_nll = pt::loss::preference<pref::sigmoid, seq::ld<>, pref::with_reference,
-                                      pref::nll_token_mean>;
+  using ld_nll =
+      pt::loss::preference<pref::sigmoid, seq::ld<>, pref::with_reference, pref::nll_token_mean>;
   preference_options o = pt::pref::presets::ld_dpo(0.3, 0.5);
   o.nll_coef = 0.7;
   tst::check_gradient<ld_nll>(d, o);

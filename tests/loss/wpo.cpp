@@ -41,16 +41,16 @@ side_stats from_logits(std::mt19937_64& rng, const std::vector<float>& mask, int
   std::vector<index_t> targets(static_cast<std::size_t>(n));
   for (index_t i = 0; i < n; ++i) {
     const auto row = logits.begin() + i * vocab;
-    targets[i] = coin(rng) < 0.7 ? static_cast<index_t>(std::max_element(row, row + vocab) - row)
-                                 : tgt(rng);
+    targets[i] =
+        coin(rng) < 0.7 ? static_cast<index_t>(std::max_element(row, row + vocab) - row) : tgt(rng);
   }
   side_stats s;
   s.logprob.resize(mask.size());
   s.sum_p2.resize(mask.size());
-  pt::token_logprobs(pt::exec::host{}, pt::matrix_view<const double>(logits.data(), n, vocab, vocab),
-                     std::span<const index_t>(targets),
-                     pt::token_logprobs_outputs<double>{.logprob = s.logprob,
-                                                        .sum_p_squared = s.sum_p2});
+  pt::token_logprobs(
+      pt::exec::host{}, pt::matrix_view<const double>(logits.data(), n, vocab, vocab),
+      std::span<const index_t>(targets),
+      pt::token_logprobs_outputs<double>{.logprob = s.logprob, .sum_p_squared = s.sum_p2});
   for (index_t i = 0; i < n; ++i) {
     double m1 = -1e300, m2 = -1e300;
     for (int v = 0; v < vocab; ++v) m1 = std::max(m1, logits[i * vocab + v]);
@@ -83,7 +83,8 @@ double masked_mean(const std::vector<double>& x, const std::vector<float>& mask,
 TEST(Wpo, WeightsMatchNaiveFromLogitsForEveryPreset) {
   std::mt19937_64 rng(3);
   tst::pair_data d = tst::make_data(rng, 6, 0, 6, true);
-  const side_stats c = from_logits(rng, d.chosen.mask, 11), r = from_logits(rng, d.rejected.mask, 11);
+  const side_stats c = from_logits(rng, d.chosen.mask, 11),
+                   r = from_logits(rng, d.rejected.mask, 11);
   d.chosen.logprobs = c.logprob;
   d.rejected.logprobs = r.logprob;
   const auto batch = d.inputs().batch;

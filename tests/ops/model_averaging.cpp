@@ -2,18 +2,18 @@
 // sync against naive float64 loops, for float, double and bfloat16 (sizes that cross the 4096
 // chunk), in-place use, the TRL schedule (1-based global steps), presets, and every validation
 // error with outputs untouched.
+#include "posttrain/ops/model_averaging.hpp"
+
 #include <gtest/gtest.h>
 
+#include <Eigen/Core>
 #include <cmath>
 #include <limits>
 #include <random>
 #include <span>
 #include <vector>
 
-#include <Eigen/Core>
-
 #include "posttrain/core/error.hpp"
-#include "posttrain/ops/model_averaging.hpp"
 
 namespace pt = posttrain;
 using bf16 = Eigen::bfloat16;
@@ -99,8 +99,8 @@ void check_all(std::size_t n) {
 }  // namespace
 
 TEST(ModelAveraging, MatchesNaiveForEveryTypeAndChunking) {
-  for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{4096},
-                        std::size_t{10001}}) {
+  for (std::size_t n :
+       {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{4096}, std::size_t{10001}}) {
     SCOPED_TRACE(n);
     check_all<double>(n);
     check_all<float>(n);
@@ -218,8 +218,8 @@ TEST(ModelAveraging, ValidationErrorsLeaveOutputsUntouched) {
       "sum to 0");
   expect_error(
       [&] {
-        pt::weighted_average(models_t(views), std::span<const double>(wnan),
-                             std::span<double>(out), {.normalize = false});
+        pt::weighted_average(models_t(views), std::span<const double>(wnan), std::span<double>(out),
+                             {.normalize = false});
       },
       "weights[1]");
   expect_error([&] { pt::ema_update(std::span<double>(out), std::span<const double>(a), 1.5); },

@@ -71,7 +71,8 @@ struct alphapo_options {
 
 template <class Link, class SeqReduce, class Nll = pref::nll_token_mean>
 struct alphapo {
-  using composition = preference<Link, SeqReduce, pref::reference_free, Nll, pref::defaults::trl_cpo>;
+  using composition =
+      preference<Link, SeqReduce, pref::reference_free, Nll, pref::defaults::trl_cpo>;
 
   static std::string name() {
     return std::string("loss::alphapo<") + Link::name + ", " + SeqReduce::name +
@@ -121,7 +122,6 @@ struct alphapo {
                   "host memory");
     return {};
   }
-
 };
 
 }  // namespace loss

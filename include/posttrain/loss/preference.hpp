@@ -38,8 +38,8 @@
 #include "posttrain/core/batch.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/validate.hpp"
-#include "posttrain/loss/preference/apo_down.hpp"
 #include "posttrain/loss/preference/aot.hpp"
+#include "posttrain/loss/preference/apo_down.hpp"
 #include "posttrain/loss/preference/apo_zero.hpp"
 #include "posttrain/loss/preference/bco_pair.hpp"
 #include "posttrain/loss/preference/discopop.hpp"
@@ -201,8 +201,8 @@ struct preference {
         validate_ld_alpha(options, where);
         backend::cpu::ld_sequence_scores(reference_chosen_logprobs, batch.chosen, batch.rejected,
                                          options.ld_alpha, reference_chosen);
-        backend::cpu::ld_sequence_scores(reference_rejected_logprobs, batch.rejected,
-                                         batch.chosen, options.ld_alpha, reference_rejected);
+        backend::cpu::ld_sequence_scores(reference_rejected_logprobs, batch.rejected, batch.chosen,
+                                         options.ld_alpha, reference_rejected);
       } else {
         backend::cpu::sequence_scores<seq::sum>(reference_chosen_logprobs, batch.chosen,
                                                 reference_chosen);
@@ -241,7 +241,8 @@ struct preference {
   static void validate_ld_alpha(const preference_options& o, std::string_view where) {
     expect(std::isfinite(o.ld_alpha) && o.ld_alpha >= 0.0 && o.ld_alpha <= 1.0, where,
            "options.ld_alpha must be set to a value in [0, 1] for seq::ld (LD-DPO's tail weight; "
-           "it has no default), got ", o.ld_alpha);
+           "it has no default), got ",
+           o.ld_alpha);
   }
 
   template <class T>

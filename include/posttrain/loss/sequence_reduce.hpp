@@ -84,7 +84,9 @@ struct ld {
 
 // True for the paired LD reduction, which the preference loop computes per pair.
 template <class R>
-inline constexpr bool is_length_desensitized_v = requires { R::length_desensitized; };
+inline constexpr bool is_length_desensitized_v = requires {
+  R::length_desensitized;
+};
 
 // A sequence reduction: named, with score(S, W) and token_scale(W) for float and double.
 template <class R>

@@ -10,7 +10,8 @@
 //   soft_update        θ_tgt ← α·θ + (1 − α)·θ_tgt   (α ∈ [0, 1]; Polyak update; α = 1 copies)
 //   tr_dpo_sync        soft_update of the reference when step % every == 0 and step > 0
 //                      (TR-DPO, Gorbatovski et al. 2024; TRL SyncRefModelCallback: on the end of
-//                      optimizer step `global_step` (1-based), if global_step % ref_model_sync_steps
+//                      optimizer step `global_step` (1-based), if global_step %
+//                      ref_model_sync_steps
 //                      == 0: θ_ref ← α·θ + (1 − α)·θ_ref; TRL defaults α = 0.6, every 512).
 //                      Presets: tr_dpo_soft (α 0.6, τ 512), tr_dpo_hard (α 1: a copy every τ).
 //
@@ -21,6 +22,7 @@
 // same span as one input (in-place), any other overlap between an output and an input is rejected.
 // Every argument is validated before anything is written (posttrain::error). Host memory only.
 // Deterministic: a fixed order of operations, no threads.
+#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -29,8 +31,6 @@
 #include <string_view>
 #include <type_traits>
 #include <vector>
-
-#include <Eigen/Core>
 
 #include "posttrain/config.hpp"
 #include "posttrain/core/types.hpp"
@@ -47,7 +47,7 @@ struct weighted_average_options {
 };
 
 struct tr_dpo_sync_options {
-  double alpha = 0.6;  // TRL ref_model_mixup_alpha
+  double alpha = 0.6;   // TRL ref_model_mixup_alpha
   index_t every = 512;  // TRL ref_model_sync_steps (τ)
 };
 
@@ -162,8 +162,8 @@ void weighted_average(std::span<const std::span<const T>> models, std::span<cons
   double total = 0;
   for (std::size_t k = 0; k < weights.size(); ++k) {
     if (options.normalize)
-      expect(std::isfinite(weights[k]) && weights[k] >= 0.0, where, "weights[", k, "] = ",
-             weights[k], ", expected a finite weight >= 0 (normalize = true)");
+      expect(std::isfinite(weights[k]) && weights[k] >= 0.0, where, "weights[", k,
+             "] = ", weights[k], ", expected a finite weight >= 0 (normalize = true)");
     else
       expect(std::isfinite(weights[k]), where, "weights[", k, "] = ", weights[k],
              ", expected a finite weight");

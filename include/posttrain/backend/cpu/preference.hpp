@@ -181,7 +181,8 @@ loss::preference_result preference(const loss::preference_inputs<T>& in,
     w_r[i] = sr.weight;
     double pi_c, pi_r;
     if constexpr (ld) {
-      shared[i] = std::min(positive_count(chosen.mask, c0, c1), positive_count(rejected.mask, r0, r1));
+      shared[i] =
+          std::min(positive_count(chosen.mask, c0, c1), positive_count(rejected.mask, r0, r1));
       const split_sums lc = ld_sums(in.chosen_logprobs, chosen.mask, c0, c1, shared[i]);
       const split_sums lr = ld_sums(in.rejected_logprobs, rejected.mask, r0, r1, shared[i]);
       pi_c = lc.shared + ld_alpha * lc.tail;

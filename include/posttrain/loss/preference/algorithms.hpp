@@ -18,11 +18,13 @@
 //   algo::aot / aot_unpaired     aot / aot_unpaired, sum  TRL `aot`, `aot_unpaired` (v0.26
 //                                                         `aot_pair`); batch-sorted
 //   algo::f_dpo_forward_kl / f_dpo_js / f_dpo_alpha
-//                                f_divergence<sigmoid, divergence::...>, sum   TRL f_divergence_type
+//                                f_divergence<sigmoid, divergence::...>, sum   TRL
+//                                f_divergence_type
 //   algo::ld_dpo                 sigmoid, seq::ld<>       TRL HEAD ld_alpha (policy and reference)
 //   algo::ld_dpo_policy_only     sigmoid, seq::ld<policy_only>   TRL v0.26 ld_alpha
 //   algo::wpo                    = dpo + inputs.pair_weights from loss::wpo_pair_weights
-//   algo::tr_dpo                 = dpo + ops::tr_dpo_sync of the reference (ops/model_averaging)
+//   algo::tr_dpo                 = dpo + posttrain::tr_dpo_sync of the reference
+//                                (ops/model_averaging.hpp)
 //
 // Length normalisation in TRL's `sigmoid_norm` divides the log-ratio Δ = π_sum − ρ_sum by the
 // completion length; that equals mean(π) − mean(ρ) whenever policy and reference share the mask
@@ -78,9 +80,11 @@ using aot = loss::preference<pref::aot, seq::sum>;
 // `aot_pair`).
 using aot_unpaired = loss::preference<pref::aot_unpaired, seq::sum>;
 // f-DPO, Wang et al. 2023, forward KL scores −e^{−Δ} (TRL f_divergence_type="forward_kl").
-using f_dpo_forward_kl = loss::preference<pref::f_divergence<pref::sigmoid, divergence::forward_kl>, seq::sum>;
+using f_dpo_forward_kl =
+    loss::preference<pref::f_divergence<pref::sigmoid, divergence::forward_kl>, seq::sum>;
 // f-DPO, Wang et al. 2023, Jensen-Shannon scores logσ(Δ) (TRL "js_divergence", = v0.26's form).
-using f_dpo_js = loss::preference<pref::f_divergence<pref::sigmoid, divergence::js_divergence>, seq::sum>;
+using f_dpo_js =
+    loss::preference<pref::f_divergence<pref::sigmoid, divergence::js_divergence>, seq::sum>;
 // f-DPO, Wang et al. 2023, α-divergence scores e^{(α−1)Δ}/(α−1), α = options.f_alpha (TRL
 // "alpha_divergence"; v0.26 via pref::presets::trl_v026_alpha_divergence).
 using f_dpo_alpha =
@@ -93,7 +97,8 @@ using ld_dpo_policy_only = loss::preference<pref::sigmoid, seq::ld<seq::ld_side:
 // (loss::wpo_pair_weights; TRL use_weighting, open-instruct `wpo`). A weighting, not a type.
 using wpo = dpo;
 // TR-DPO, Gorbatovski et al. 2024: DPO whose reference is synced every τ steps
-// (ops::tr_dpo_sync; TRL sync_ref_model). The loss is DPO's; the sync is a parameter update.
+// (posttrain::tr_dpo_sync in ops/model_averaging.hpp; TRL sync_ref_model). The loss is DPO's;
+// the sync is a parameter update.
 using tr_dpo = dpo;
 
 }  // namespace algo

@@ -65,7 +65,9 @@ struct aot_unpaired : detail::aot_base {
 
 // True for links whose keys the generic loop sorts over the batch.
 template <class L>
-inline constexpr bool is_batch_sorted_v = requires { L::batch_sort; };
+inline constexpr bool is_batch_sorted_v = requires {
+  L::batch_sort;
+};
 
 static_assert(diagnose_preference_link<aot>());
 static_assert(diagnose_preference_link<aot_unpaired>());

@@ -134,9 +134,10 @@ struct f_divergence {
   static_assert(!detail::is_raw_log_ratio_link_v<Link>,
                 "pref::f_divergence<apo_zero, ...>: TRL's apo_zero uses the raw log-ratios and "
                 "ignores f_divergence_type; use pref::apo_zero itself");
-  static_assert(!requires { Link::batch_sort; },
-                "pref::f_divergence<aot..., ...>: TRL's aot/aot_unpaired sort raw log-probs and "
-                "ignore f_divergence_type; use the aot link itself");
+  static_assert(
+      !requires { Link::batch_sort; },
+      "pref::f_divergence<aot..., ...>: TRL's aot/aot_unpaired sort raw log-probs and "
+      "ignore f_divergence_type; use the aot link itself");
 
   static constexpr auto name_chars = detail::composed_name<Link, Div>();
   static constexpr const char* name = name_chars.data();  // "f_divergence<sigmoid, forward_kl>"
@@ -176,8 +177,8 @@ struct f_divergence<apo_down, Div> {
     const T x = beta * delta_chosen;
     const T u = beta * (c.s - r.s);
     const T su = beta * detail::sigmoid_slope(u);
-    return {math::sigmoid(x) + math::sigmoid(-u),
-            beta * detail::sigmoid_slope(x) - su * c.ds, su * r.ds};
+    return {math::sigmoid(x) + math::sigmoid(-u), beta * detail::sigmoid_slope(x) - su * c.ds,
+            su * r.ds};
   }
 };
 

@@ -65,8 +65,7 @@ void expect_sum_p_squared(std::span<const T> values, const token_batch& side,
 
 template <class T>
 void wpo_pair_weights(const preference_batch& batch, std::span<const T> chosen_logprobs,
-                      std::span<const T> rejected_logprobs,
-                      std::span<const T> chosen_sum_p_squared,
+                      std::span<const T> rejected_logprobs, std::span<const T> chosen_sum_p_squared,
                       std::span<const T> rejected_sum_p_squared, std::span<double> pair_weights,
                       const wpo_options& options = {}) {
   const std::string where = "loss::wpo_pair_weights";
@@ -85,9 +84,9 @@ void wpo_pair_weights(const preference_batch& batch, std::span<const T> chosen_l
     const double a_c =
         detail::wpo_aligned_mean(chosen_logprobs, chosen_sum_p_squared, batch.chosen.mask,
                                  batch.chosen.seq_offsets[p], batch.chosen.seq_offsets[p + 1]);
-    const double a_r = detail::wpo_aligned_mean(rejected_logprobs, rejected_sum_p_squared,
-                                                batch.rejected.mask, batch.rejected.seq_offsets[p],
-                                                batch.rejected.seq_offsets[p + 1]);
+    const double a_r =
+        detail::wpo_aligned_mean(rejected_logprobs, rejected_sum_p_squared, batch.rejected.mask,
+                                 batch.rejected.seq_offsets[p], batch.rejected.seq_offsets[p + 1]);
     const double x = a_c + a_r;
     pair_weights[p] = std::exp(options.clamp_at_one && x > 0.0 ? 0.0 : x);
   }
