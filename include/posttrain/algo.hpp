@@ -6,7 +6,9 @@
 //   offline preference (loss/preference/algorithms.hpp)
 //     algo::dpo, cdpo (preset), robust_dpo, ipo (TRL, length-normalised), ipo_sum (OpenRLHF),
 //     dpo_length_normalized (Tülu 3), simpo, dpo_nll (Llama 3), dpo_nll_sequence_mean (OpenRLHF),
-//     hinge, exo_pair, nca_pair, bco_pair, sppo_hard, apo_zero, apo_down, discopop
+//     hinge, exo_pair, nca_pair, bco_pair, sppo_hard, apo_zero, apo_down, discopop, aot,
+//     aot_unpaired, f_dpo_forward_kl, f_dpo_js, f_dpo_alpha, ld_dpo, ld_dpo_policy_only,
+//     wpo (= dpo + pair_weights), tr_dpo (= dpo + ops/model_averaging.hpp tr_dpo_sync)
 //
 //   offline, other families (loss/algorithms_offline.hpp)
 //     algo::orpo, cpo, cpo_hinge, cpo_ipo, cpo_simpo, alphapo, alphapo_simpo, kto,
@@ -37,6 +39,9 @@ POSTTRAIN_NAMESPACE_BEGIN
 // Every named loss is a model of the Loss concept for its family's inputs.
 static_assert(check_loss_for<algo::dpo, loss::preference_inputs<float>>());
 static_assert(check_loss_for<algo::simpo, loss::preference_inputs<double>>());
+static_assert(check_loss_for<algo::aot, loss::preference_inputs<float>>());
+static_assert(check_loss_for<algo::ld_dpo, loss::preference_inputs<float>>());
+static_assert(check_loss_for<algo::f_dpo_alpha, loss::preference_inputs<double>>());
 static_assert(check_loss_for<algo::orpo, loss::preference_inputs<float>>());
 static_assert(check_loss_for<algo::alphapo, loss::preference_inputs<float>>());
 static_assert(check_loss_for<algo::kto, loss::kto_inputs<float>>());
@@ -45,6 +50,10 @@ static_assert(check_loss_for<algo::sft, std::span<const float>, token_batch>());
 static_assert(check_loss_for<algo::ppo, policy_gradient_inputs<float>>());
 static_assert(check_loss_for<algo::grpo, policy_gradient_inputs<double>>());
 static_assert(check_loss_for<algo::gspo, policy_gradient_inputs<float>>());
+static_assert(check_loss_for<algo::gmpo, policy_gradient_inputs<float>>());
+static_assert(check_loss_for<algo::vespo, policy_gradient_inputs<double>>());
+static_assert(check_loss_for<algo::rloo_sequence_ppo, policy_gradient_inputs<float>>());
+static_assert(check_loss_for<algo::kl_cov, policy_gradient_inputs<float>>());
 static_assert(check_loss_for<loss::value_clipped<agg::token_mean>, value_inputs<float>>());
 
 POSTTRAIN_NAMESPACE_END

@@ -27,7 +27,9 @@
 #include "posttrain/loss/policy_gradient/algorithms.hpp"
 #include "posttrain/loss/policy_gradient/rollout_correction.hpp"
 #include "posttrain/loss/preference/algorithms.hpp"
+#include "posttrain/loss/preference/wpo.hpp"
 #include "posttrain/loss/value.hpp"
+#include "posttrain/ops/model_averaging.hpp"
 #include "posttrain/ops/aggregate.hpp"
 #include "posttrain/ops/kl.hpp"
 #include "posttrain/ops/whiten.hpp"
@@ -166,6 +168,9 @@ inline constexpr loss::preference_options dpo = pref::presets::trl;
 inline constexpr loss::preference_options cpo = pref::presets::trl_cpo;
 inline constexpr loss::preference_options cpo_simpo = pref::presets::trl_cpo_simpo;
 inline constexpr loss::preference_options orpo = pref::presets::trl_orpo;
+inline constexpr loss::wpo_options wpo = pref::presets::wpo_trl;            // HEAD: no clamp
+inline constexpr loss::wpo_options wpo_v026 = pref::presets::wpo_trl_v026;  // min(w, 1)
+inline constexpr tr_dpo_sync_options tr_dpo = presets::tr_dpo_soft;         // α 0.6, τ 512
 }  // namespace trl
 
 namespace openrlhf {
@@ -215,6 +220,7 @@ inline rollout_is_options rho_correction(const open_instruct_rho& rho = {}) {
   return rollout_presets::open_instruct(rho);
 }
 inline constexpr loss::preference_options dpo = pref::presets::open_instruct;  // dpo_norm, β = 5
+inline constexpr loss::wpo_options wpo = pref::presets::wpo_open_instruct;
 }  // namespace open_instruct
 
 }  // namespace conventions
