@@ -128,9 +128,31 @@ TEST(Sft, EmptyAndAllMasked) {
         pt::loss::sft<agg::seq_mean_token_mean>::compute(std::span<const double>(d.lp), d.batch())
             .loss,
         pt::loss::sft<agg::token_sum>::compute(std::span<const double>(d.lp), d.batch()).loss})
+  {
     EXPECT_EQ(v, 0.0);
+    EXPECT_FALSE(std::signbit(v));  // +0, not −0 (the loss is the negated aggregate of ℓ)
+  }
   EXPECT_EQ(g[0], 0.0);
   EXPECT_EQ(g[1], 0.0);
+}
+
+// sft negates the aggregate of ℓ instead of aggregating a −ℓ copy: the result must be bitwise
+// the aggregate of −ℓ (negation is exact and the aggregation linear).
+TEST(Sft, BitwiseEqualToAggregatingNegatedLogprobs) {
+  std::mt19937_64 rng(11);
+  const batch_data d = make(rng, 5, 9);
+  std::vector<double> nll(d.lp.size());
+  for (std::size_t t = 0; t < nll.size(); ++t) nll[t] = -d.lp[t];
+  std::vector<double> g(d.lp.size()), g_ref(d.lp.size());
+  const auto r = pt::loss::sft<agg::seq_mean_token_mean>::compute(
+      std::span<const double>(d.lp), d.batch(), std::span<double>(g));
+  const auto ref = pt::aggregate_loss<agg::seq_mean_token_mean>(
+      pt::exec::host{}, std::span<const double>(nll), std::span<const float>(d.mask),
+      std::span<const pt::index_t>(d.offsets), {}, std::span<double>(g_ref));
+  EXPECT_EQ(r.loss, ref.loss);
+  EXPECT_EQ(r.divisor, ref.divisor);
+  for (std::size_t t = 0; t < g.size(); ++t)
+    if (d.mask[t] != 0.0f) EXPECT_EQ(g[t], -g_ref[t]) << t;
 }
 
 TEST(Sft, MicroBatchInvarianceWithGlobalNormalizers) {

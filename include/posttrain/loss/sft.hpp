@@ -19,7 +19,6 @@
 #include <span>
 #include <string>
 #include <type_traits>
-#include <vector>
 
 #include "posttrain/config.hpp"
 #include "posttrain/core/batch.hpp"
@@ -48,12 +47,13 @@ struct sft {
     batch.validate(where);
     expect_size(token_logprobs, batch.num_tokens(), where, "token_logprobs", "one per token");
     expect_size_or_empty(grad, batch.num_tokens(), where, "grad", "one per token");
-    std::vector<T> nll(token_logprobs.size());
-    for (std::size_t t = 0; t < nll.size(); ++t) nll[t] = -token_logprobs[t];
-    // aggregate_loss validates the normaliser/options before writing grad.
-    const agg_result r = aggregate_loss<Mode>(exec::host{}, std::span<const T>(nll), batch.mask,
-                                              batch.seq_offsets, normalizer, grad, options);
-    for (T& g : grad) g = g == T(0) ? T(0) : -g;  // no -0 where the mask is 0
+    // The aggregation is linear and negation exact: aggregate ℓ itself, then negate the loss and
+    // the gradient (no temporary −ℓ array). aggregate_loss validates the normaliser/options
+    // before writing grad.
+    agg_result r = aggregate_loss<Mode>(exec::host{}, token_logprobs, batch.mask,
+                                        batch.seq_offsets, normalizer, grad, options);
+    r.loss = 0.0 - r.loss;                        // +0, never −0, for an empty batch
+    for (T& g : grad) g = g == T(0) ? T(0) : -g;  // no −0 where the mask is 0
     return r;
   }
 
