@@ -152,7 +152,9 @@ TEST(Sft, BitwiseEqualToAggregatingNegatedLogprobs) {
   EXPECT_EQ(r.loss, ref.loss);
   EXPECT_EQ(r.divisor, ref.divisor);
   for (std::size_t t = 0; t < g.size(); ++t)
-    if (d.mask[t] != 0.0f) EXPECT_EQ(g[t], -g_ref[t]) << t;
+    if (d.mask[t] != 0.0f) {
+      EXPECT_EQ(g[t], -g_ref[t]) << t;
+    }
 }
 
 TEST(Sft, MicroBatchInvarianceWithGlobalNormalizers) {
