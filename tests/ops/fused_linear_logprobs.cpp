@@ -493,10 +493,18 @@ TEST(FusedLinearLogprobsWorkspace, BoundedByTheChunkNotByN) {
                                                              fused_linear_pass::forward, opt),
             5 * v * 4 + 64 + 64 - (5 * v * 4) % 64);
   opt.chunk_size = 0;
-  // ceil(1000 / 64) = 16, N / 16 = 62.5 -> 64 rows.
+  // ceil(1000 / 64) = 16, N / 16 = 62.5 -> 64 rows, raised to the floor of 256.
   EXPECT_EQ(pt::fused_linear_logprobs_workspace_bytes<float>(host, 1000, h, v,
                                                              fused_linear_pass::forward, opt),
-            std::size_t(64) * v * 4 + 64);
+            std::size_t(256) * v * 4 + 64);
+  // 100000 tokens: ceil(1000 / 64) = 16, 100000 / 16 = 6250 -> 8192 rows (Liger's rule).
+  EXPECT_EQ(pt::fused_linear_logprobs_workspace_bytes<float>(host, 100000, h, v,
+                                                             fused_linear_pass::forward, opt),
+            std::size_t(8192) * v * 4 + 64);
+  // The floor never exceeds N.
+  EXPECT_EQ(pt::fused_linear_logprobs_workspace_bytes<float>(host, 10, h, v,
+                                                             fused_linear_pass::forward, opt),
+            std::size_t(10) * v * 4 + 64);
 }
 
 TEST(FusedLinearLogprobsWorkspace, TwoPhaseContract) {
