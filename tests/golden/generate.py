@@ -100,6 +100,9 @@ class Collector:
         # every value is a float32 (or an exact small integer): 9 significant digits round-trip
         # float32 exactly and keep the files small
         text = re.sub(r"(?<![\w.])-?\d+\.\d+(?:e[-+]?\d+)?", lambda m: f"{float(m.group(0)):.9g}", text)
+        # strict JSON has no inf/nan: written as the strings "inf", "-inf", "nan"
+        text = re.sub(r"(?<![\w\"])(-?Infinity|NaN)(?![\w\"])",
+                      lambda m: {"Infinity": '"inf"', "-Infinity": '"-inf"', "NaN": '"nan"'}[m.group(1)], text)
         with open(path, "w") as fh:
             fh.write(text)
         print(f"wrote {path}: {len(self.cases)} cases, {len(self.skipped)} skipped", file=sys.stderr)

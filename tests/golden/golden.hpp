@@ -13,6 +13,8 @@
 #include <cmath>
 #include <cstddef>
 #include <fstream>
+#include <limits>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -34,10 +36,23 @@ inline json load(const std::string& file) {
   return json::parse(in);
 }
 
-inline vec data(const json& t) { return t.at("data").get<vec>(); }
+// A number, or "inf" / "-inf" / "nan" (strict JSON has no non-finite numbers).
+inline double number(const json& v) {
+  if (v.is_number()) return v.get<double>();
+  const std::string s = v.get<std::string>();
+  if (s == "inf") return std::numeric_limits<double>::infinity();
+  if (s == "-inf") return -std::numeric_limits<double>::infinity();
+  if (s == "nan") return std::numeric_limits<double>::quiet_NaN();
+  throw std::runtime_error("golden: not a number: " + s);
+}
+inline vec data(const json& t) {
+  vec out;
+  for (const json& v : t.at("data")) out.push_back(number(v));
+  return out;
+}
 inline std::vector<long> shape(const json& t) { return t.at("shape").get<std::vector<long>>(); }
 inline double scalar(const json& t) {
-  if (t.is_number()) return t.get<double>();
+  if (t.is_number() || t.is_string()) return number(t);
   const vec d = data(t);
   if (d.size() != 1) throw std::runtime_error("golden: tensor is not a scalar");
   return d[0];
