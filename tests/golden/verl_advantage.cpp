@@ -13,6 +13,7 @@
 #include "posttrain/advantage/gpg.hpp"
 #include "posttrain/advantage/group.hpp"
 #include "posttrain/advantage/opo.hpp"
+#include "posttrain/advantage/optimal_baseline.hpp"
 #include "posttrain/advantage/reinforce.hpp"
 #include "posttrain/advantage/rloo.hpp"
 #include "posttrain/core/exec.hpp"
@@ -221,4 +222,41 @@ TEST(GoldenVerlAdvantage, Gae) {
     golden::expect_close_masked(ret, golden::data(c.at("outputs").at("returns")), m,
                                 name + " returns");
   }
+}
+
+namespace {
+
+void check_otb(const std::string& fn, adv::otb_options base) {
+  for (const json& c : golden::cases(file(), fn)) {
+    const json& in = c.at("inputs");
+    const vec r = golden::data(in.at("token_level_rewards"));
+    const vec old = golden::data(in.at("old_log_probs"));
+    const vec spi = golden::data(in.at("sum_pi_squared"));
+    const vec w = in.contains("rollout_is_weights") ? golden::data(in.at("rollout_is_weights")) : vec{};
+    const vec m = golden::data(in.at("response_mask"));
+    const offs seqs = golden::row_offsets(in.at("response_mask"));
+    const offs groups = golden::group_offsets(in.at("index"));
+    adv::otb_options o = base;
+    o.handle_zero_tail = c.at("params").at("handle_zero_tail").get<bool>();
+    o.epsilon = c.at("params").at("epsilon").get<double>();
+    vec a(r.size()), ret(r.size());
+    adv::optimal_token_baseline(pt::exec::host{}, r, std::span<const double>(old),
+                                std::span<const double>(spi), std::span<const double>(w),
+                                golden::as_float(m), seqs, groups, std::span<double>(a),
+                                std::span<double>(ret), o);
+    const std::string name = c.at("name");
+    golden::expect_close(a, golden::data(c.at("outputs").at("advantages")), name + " advantages");
+    golden::expect_close_masked(ret, golden::data(c.at("outputs").at("returns")), m,
+                                name + " returns");
+  }
+}
+
+}  // namespace
+
+TEST(GoldenVerlAdvantage, OptimalTokenBaseline) {
+  check_otb("compute_optimal_token_baseline_advantage", adv::otb_conventions::verl);
+}
+
+TEST(GoldenVerlAdvantage, TirOptimalTokenBaseline) {
+  check_otb("compute_multi_turn_optimal_token_baseline_advantage", adv::otb_conventions::verl_tir);
 }
