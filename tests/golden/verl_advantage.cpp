@@ -260,3 +260,32 @@ TEST(GoldenVerlAdvantage, OptimalTokenBaseline) {
 TEST(GoldenVerlAdvantage, TirOptimalTokenBaseline) {
   check_otb("compute_multi_turn_optimal_token_baseline_advantage", adv::otb_conventions::verl_tir);
 }
+
+// verl GDPO (compute_gdpo_outcome_advantage): per reward component the verl GRPO advantage
+// (loop form), weighted sum, then masked_whiten over the batch's tokens and × mask. The library
+// has no verl-GDPO preset (advantage/gdpo.hpp is TRL's sequence-level GDPO); this composes it from
+// group_advantages + broadcast_to_tokens + whiten to pin the formula against verl.
+TEST(GoldenVerlAdvantage, GdpoComposedFromParts) {
+  for (const json& c : golden::cases(file(), "compute_gdpo_outcome_advantage")) {
+    const json& in = c.at("inputs");
+    const vec m = golden::data(in.at("response_mask"));
+    const offs seqs = golden::row_offsets(in.at("response_mask"));
+    const offs groups = golden::group_offsets(in.at("index"));
+    const auto keys = c.at("params").at("gdpo_reward_keys").get<std::vector<std::string>>();
+    const auto weights = c.at("params").at("gdpo_reward_weights").get<vec>();
+    vec total(seqs.size() - 1, 0.0);
+    for (std::size_t k = 0; k < keys.size(); ++k) {
+      const vec r = golden::data(in.at(keys[k]));
+      vec a(r.size());
+      adv::group_advantages(pt::exec::host{}, r, groups, std::span<double>(a),
+                            adv::group_conventions::verl);
+      for (std::size_t i = 0; i < a.size(); ++i) total[i] += weights[k] * a[i];
+    }
+    vec tokens(m.size()), out(m.size());
+    adv::broadcast_to_tokens(pt::exec::host{}, total, seqs, golden::as_float(m),
+                             std::span<double>(tokens));
+    pt::whiten(pt::exec::host{}, tokens, golden::as_float(m), std::span<double>(out),
+               pt::whiten_conventions::verl);
+    golden::expect_close(out, golden::data(c.at("outputs").at("advantages")), c.at("name"));
+  }
+}
