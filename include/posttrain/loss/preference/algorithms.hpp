@@ -25,13 +25,20 @@
 //   algo::wpo                    = dpo + inputs.pair_weights from loss::wpo_pair_weights
 //   algo::tr_dpo                 = dpo + posttrain::tr_dpo_sync of the reference
 //                                (ops/model_averaging.hpp)
+//   algo::mpo                    weighted<dpo, bco_pair, sft>   MPO; TRL loss_type
+//                                ["sigmoid","bco_pair","sft"], weights pref::presets::mpo_weights
+//   algo::rpo                    weighted<dpo, sft>   RPO; TRL ["sigmoid","sft"] with [1, α]
+//                                (pref::presets::rpo_weights(α)); = dpo_nll with nll_coef α
 //
 // Length normalisation in TRL's `sigmoid_norm` divides the log-ratio Δ = π_sum − ρ_sum by the
 // completion length; that equals mean(π) − mean(ρ) whenever policy and reference share the mask
 // (always the case for one pair's completion) and mask weights are 0/1, so dpo_length_normalized
 // with reference means reproduces it (tested).
+#include <array>
+
 #include "posttrain/config.hpp"
 #include "posttrain/loss/preference.hpp"
+#include "posttrain/loss/preference/weighted.hpp"
 #include "posttrain/loss/preference/wpo.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
@@ -100,6 +107,12 @@ using wpo = dpo;
 // (posttrain::tr_dpo_sync in ops/model_averaging.hpp; TRL sync_ref_model). The loss is DPO's;
 // the sync is a parameter update.
 using tr_dpo = dpo;
+// MPO, Wang et al. 2024 (InternVL mixed preference optimisation): 0.8·DPO + 0.2·BCO-pair + 1·SFT
+// on chosen tokens (TRL loss_type ["sigmoid","bco_pair","sft"], loss_weights [0.8, 0.2, 1.0]).
+using mpo = loss::weighted<dpo, bco_pair, pref::sft>;
+// RPO, Pang et al. 2024 (iterative reasoning preference optimisation): DPO + α·NLL on chosen
+// tokens (TRL HEAD ["sigmoid","sft"] with [1, α]; TRL v0.26 rpo_alpha). Same loss as dpo_nll.
+using rpo = loss::weighted<dpo, pref::sft>;
 
 }  // namespace algo
 
@@ -140,6 +153,12 @@ constexpr loss::preference_options trl_v026_alpha_divergence(double alpha_v026 =
 constexpr loss::preference_options ld_dpo(double ld_alpha, double beta = 0.1) {
   return {.beta = beta, .ld_alpha = ld_alpha};
 }
+
+// MPO's loss_weights for algo::mpo: [sigmoid, bco_pair, sft] = [0.8, 0.2, 1.0] (TRL docs, the
+// MPO paper).
+inline constexpr std::array<double, 3> mpo_weights{0.8, 0.2, 1.0};
+// RPO's loss_weights for algo::rpo: [sigmoid, sft] = [1, α] (the paper uses α = 1).
+constexpr std::array<double, 2> rpo_weights(double alpha = 1.0) { return {1.0, alpha}; }
 
 }  // namespace pref::presets
 

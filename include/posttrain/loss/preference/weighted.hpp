@@ -1,0 +1,325 @@
+#pragma once
+// loss::weighted<Term...> — a weighted sum of preference losses over one batch (TRL DPOTrainer
+// `loss_type` list with `loss_weights`): MPO, RPO, or any mix of DPO-family links.
+//
+//   loss = Σ_k w_k · L_k
+//     L_k = Term_k::compute(inputs, options).loss       for a loss::preference<...> composition
+//                                                      (Σ_p w_p·loss_p / pairs [+ its own NLL])
+//     L_k = ω̄ · NLL_chosen                             for pref::sft: the token mean of −ℓ over
+//                                                      every chosen completion token of the batch,
+//                                                      Σ m·(−ℓ) / chosen_tokens (TRL HEAD "sft"),
+//                                                      ω̄ = Σ_p w_p / pairs with pair_weights
+//                                                      (WPO scales TRL's broadcast sft term too),
+//                                                      else 1
+//   ∂loss/∂ℓ_t = Σ_k w_k·∂L_k/∂ℓ_t, written (not accumulated) into the caller's outputs.
+//
+//   Terms: loss::preference compositions that share the sequence reduction and the reference tag
+//   (so one preference_inputs, with one set of reference scores, serves them all), and pref::sft.
+//   At least one preference composition. One preference_options serves every term (TRL shares β
+//   and the other fields across loss types); each term reads the fields its link names.
+//   weights (std::array<double, K>, one per Term in order): finite and >= 0 (TRL loss_weights;
+//   no default here: the presets in loss/preference/algorithms.hpp give MPO's and RPO's).
+//
+//   Inputs / outputs / normaliser: as loss::preference (loss/preference.hpp). pair_losses[P] =
+//   Σ_{preference terms} w_k·pair_loss_k (batch-sorted links contribute by rank); chosen/rejected
+//   rewards (β·Δ) are the first preference term's (all terms compute the same). Pass global
+//   normalizer.pairs / chosen_tokens to every micro-batch and the losses and gradients add up to
+//   the full batch's (the pair-weighted sft factor ω̄ excepted: it is a batch mean).
+//   Result: weighted_result<K>: loss; terms[k] = L_k (unweighted); preference_loss =
+//   Σ_{preference terms} w_k·L_k; nll = NLL_chosen (0 without an sft term); reward statistics of
+//   the first preference term.
+//
+//   Every term and the weights are validated before anything is written. Cost: one pass per
+//   preference term; a second and later preference term evaluates into a temporary gradient of
+//   Nc + Nr values (allocated only when gradients are requested); the sft term adds into the
+//   chosen gradient in place.
+#include <array>
+#include <cmath>
+#include <cstddef>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "posttrain/config.hpp"
+#include "posttrain/core/exec.hpp"
+#include "posttrain/core/validate.hpp"
+#include "posttrain/loss/preference.hpp"
+
+POSTTRAIN_NAMESPACE_BEGIN
+
+namespace pref {
+
+// The chosen-completion SFT term of a loss::weighted list (TRL loss_type "sft").
+struct sft {
+  static constexpr const char* name = "sft";
+};
+
+}  // namespace pref
+
+namespace loss {
+
+namespace detail {
+
+template <class>
+struct is_preference_composition : std::false_type {};
+template <class L, class S, class R, class N, class D>
+struct is_preference_composition<preference<L, S, R, N, D>> : std::true_type {};
+
+template <class Term>
+inline constexpr bool is_sft_term_v = std::is_same_v<Term, pref::sft>;
+
+template <class Term>
+inline constexpr bool is_weighted_term_v =
+    is_preference_composition<Term>::value || is_sft_term_v<Term>;
+
+// The first preference composition of a pack.
+template <class... Term>
+struct first_preference;
+template <class Head, class... Tail>
+struct first_preference<Head, Tail...> {
+  using type = std::conditional_t<is_preference_composition<Head>::value, Head,
+                                  typename first_preference<Tail...>::type>;
+};
+template <>
+struct first_preference<> {
+  using type = void;
+};
+
+template <class First, class Term>
+constexpr bool shares_inputs() {
+  if constexpr (is_sft_term_v<Term>) {
+    return true;
+  } else {
+    return std::is_same_v<typename First::sequence_reduction, typename Term::sequence_reduction> &&
+           std::is_same_v<typename First::reference, typename Term::reference>;
+  }
+}
+
+template <class>
+inline constexpr bool weighted_dependent_false = false;
+
+}  // namespace detail
+
+template <std::size_t K>
+struct weighted_result : preference_result {
+  std::array<double, K> terms{};  // L_k before its weight
+};
+
+template <class... Term>
+struct weighted {
+  static constexpr std::size_t size = sizeof...(Term);
+  static_assert(size > 0, "loss::weighted<Term...>: give at least one term");
+  static_assert((detail::is_weighted_term_v<Term> && ...),
+                "loss::weighted<Term...>: every Term must be a loss::preference<...> composition "
+                "(e.g. algo::dpo) or pref::sft");
+  using first = typename detail::first_preference<Term...>::type;
+  static_assert(!std::is_void_v<first>,
+                "loss::weighted<Term...>: needs at least one loss::preference<...> composition "
+                "(for the SFT loss alone use loss::sft)");
+  static_assert((detail::shares_inputs<first, Term>() && ...),
+                "loss::weighted<Term...>: every preference term must use the same SeqReduce and "
+                "Reference tag as the first, so that one preference_inputs (one set of reference "
+                "scores) serves them all");
+
+  using weights_type = std::array<double, size>;
+  using result_type = weighted_result<size>;
+  static constexpr bool uses_reference = first::uses_reference;
+
+  // "loss::weighted<loss::preference<sigmoid, sum>, ..., sft>"
+  static std::string name() {
+    std::string n = "loss::weighted<";
+    bool comma = false;
+    ((n += (comma ? ", " : ""), n += term_name<Term>(), comma = true), ...);
+    return n + ">";
+  }
+
+  template <class T>
+  static void validate(const preference_inputs<T>& in, const weights_type& weights,
+                       const preference_options& options, const preference_outputs<T>& out,
+                       const preference_normalizer& norm) {
+    const std::string where = name();
+    for (std::size_t k = 0; k < size; ++k)
+      expect(std::isfinite(weights[k]) && weights[k] >= 0.0, where, "weights[", k, "] = ",
+             weights[k], ", expected a finite weight >= 0");
+    (validate_term<Term>(in, options, out, norm), ...);
+  }
+
+  // The reference scores every preference term expects (the first term's reduction).
+  template <class T>
+  static void reference_scores(const preference_batch& batch,
+                               std::span<const T> reference_chosen_logprobs,
+                               std::span<const T> reference_rejected_logprobs,
+                               const preference_options& options, std::span<T> reference_chosen,
+                               std::span<T> reference_rejected) {
+    first::reference_scores(batch, reference_chosen_logprobs, reference_rejected_logprobs, options,
+                            reference_chosen, reference_rejected);
+  }
+
+  template <class T>
+  static result_type compute(exec::host, const preference_inputs<T>& in,
+                             const weights_type& weights, const preference_options& options = {},
+                             const preference_outputs<T>& out = {},
+                             const preference_normalizer& norm = {}) {
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                  "loss::weighted::compute accepts float or double log-probs");
+    validate(in, weights, options, out, norm);
+    state<T> s{in, options, out, norm, {}, {}, {}, false};
+    result_type r;
+    std::size_t k = 0;
+    // Preference terms first (the first one writes the outputs), then the sft terms add in.
+    ((run_if_preference<Term>(s, weights[k], r, k), ++k), ...);
+    k = 0;
+    ((run_if_sft<Term>(s, weights[k], r, k), ++k), ...);
+    r.loss = 0;
+    r.preference_loss = 0;
+    k = 0;
+    ((r.loss += weights[k] * r.terms[k],
+      r.preference_loss += is_preference<Term>() ? weights[k] * r.terms[k] : 0.0, ++k),
+     ...);
+    return r;
+  }
+
+  template <class T>
+  static result_type compute(const preference_inputs<T>& in, const weights_type& weights,
+                             const preference_options& options = {},
+                             const preference_outputs<T>& out = {},
+                             const preference_normalizer& norm = {}) {
+    return compute(exec::host{}, in, weights, options, out, norm);
+  }
+
+  template <class T>
+  static result_type compute(exec::cuda, const preference_inputs<T>&, const weights_type&,
+                             const preference_options& = {}, const preference_outputs<T>& = {},
+                             const preference_normalizer& = {}) {
+    static_assert(detail::weighted_dependent_false<T>,
+                  "loss::weighted has no CUDA backend yet: call compute(exec::host{}, ...) with "
+                  "host memory");
+    return {};
+  }
+
+ private:
+  template <class T>
+  struct state {
+    const preference_inputs<T>& in;
+    const preference_options& options;
+    const preference_outputs<T>& out;
+    const preference_normalizer& norm;
+    std::vector<T> tmp_chosen, tmp_rejected;
+    std::vector<double> tmp_pairs;
+    bool written;  // the first preference term has written the outputs
+  };
+
+  template <class U>
+  static constexpr bool is_preference() {
+    return detail::is_preference_composition<U>::value;
+  }
+
+  template <class U>
+  static std::string term_name() {
+    if constexpr (detail::is_sft_term_v<U>)
+      return "sft";
+    else
+      return U::name();
+  }
+
+  template <class U, class T>
+  static void validate_term(const preference_inputs<T>& in, const preference_options& options,
+                            const preference_outputs<T>& out, const preference_normalizer& norm) {
+    if constexpr (is_preference<U>()) U::validate(in, options, out, norm);
+  }
+
+  // w·x with +0 (never −0) for a zero product, so masked gradients stay exactly +0.
+  template <class T>
+  static T scaled(double w, T x) {
+    return static_cast<T>(w * static_cast<double>(x) + 0.0);
+  }
+
+  template <class U, class T>
+  static void run_preference(state<T>& s, double w, result_type& r, std::size_t k) {
+    const preference_outputs<T>& out = s.out;
+    if (!s.written) {
+      const preference_result v = U::compute(exec::host{}, s.in, s.options, out, s.norm);
+      r.terms[k] = v.loss;
+      r.chosen_reward = v.chosen_reward;
+      r.rejected_reward = v.rejected_reward;
+      r.reward_margin = v.reward_margin;
+      r.reward_accuracy = v.reward_accuracy;
+      for (T& g : out.chosen_grad) g = scaled(w, g);
+      for (T& g : out.rejected_grad) g = scaled(w, g);
+      for (double& l : out.pair_losses) l = w * l;
+      s.written = true;
+      return;
+    }
+    preference_outputs<T> tmp;
+    if (!out.chosen_grad.empty()) {
+      s.tmp_chosen.resize(out.chosen_grad.size());
+      tmp.chosen_grad = s.tmp_chosen;
+    }
+    if (!out.rejected_grad.empty()) {
+      s.tmp_rejected.resize(out.rejected_grad.size());
+      tmp.rejected_grad = s.tmp_rejected;
+    }
+    if (!out.pair_losses.empty()) {
+      s.tmp_pairs.resize(out.pair_losses.size());
+      tmp.pair_losses = s.tmp_pairs;
+    }
+    r.terms[k] = U::compute(exec::host{}, s.in, s.options, tmp, s.norm).loss;
+    for (std::size_t t = 0; t < out.chosen_grad.size(); ++t)
+      out.chosen_grad[t] = static_cast<T>(static_cast<double>(out.chosen_grad[t]) +
+                                          w * static_cast<double>(tmp.chosen_grad[t]) + 0.0);
+    for (std::size_t t = 0; t < out.rejected_grad.size(); ++t)
+      out.rejected_grad[t] = static_cast<T>(static_cast<double>(out.rejected_grad[t]) +
+                                            w * static_cast<double>(tmp.rejected_grad[t]) + 0.0);
+    for (std::size_t p = 0; p < out.pair_losses.size(); ++p)
+      out.pair_losses[p] += w * tmp.pair_losses[p];
+  }
+
+  template <class U, class T>
+  static void run_if_preference(state<T>& s, double w, result_type& r, std::size_t k) {
+    if constexpr (is_preference<U>()) run_preference<U>(s, w, r, k);
+  }
+
+  template <class U, class T>
+  static void run_if_sft(state<T>& s, double w, result_type& r, std::size_t k) {
+    if constexpr (detail::is_sft_term_v<U>) run_sft(s, w, r, k);
+  }
+
+  // NLL_chosen = Σ m·(−ℓ) / chosen_tokens; ∂/∂ℓ_t = −m_t / chosen_tokens (masked tokens unread).
+  template <class T>
+  static void run_sft(state<T>& s, double w, result_type& r, std::size_t k) {
+    const token_batch& c = s.in.batch.chosen;
+    const std::span<const T> lp = s.in.chosen_logprobs;
+    double sum = 0, count = 0;
+    for (std::size_t t = 0; t < lp.size(); ++t) {
+      const double m = c.mask.empty() ? 1.0 : static_cast<double>(c.mask[t]);
+      if (m == 0.0) continue;
+      sum += m * static_cast<double>(lp[t]);
+      count += m;
+    }
+    const double tokens = s.norm.chosen_tokens > 0 ? s.norm.chosen_tokens : count;
+    const double inv_tokens = tokens > 0 ? 1.0 / tokens : 0.0;
+    double factor = 1.0;  // ω̄: TRL multiplies the broadcast sft term by the WPO pair weights
+    if (!s.in.pair_weights.empty()) {
+      const double pairs =
+          s.norm.pairs > 0 ? s.norm.pairs : static_cast<double>(s.in.batch.num_pairs());
+      double ws = 0;
+      for (double x : s.in.pair_weights) ws += x;
+      factor = pairs > 0 ? ws / pairs : 0.0;
+    }
+    const double nll = 0.0 - sum * inv_tokens;
+    r.nll = nll;
+    r.terms[k] = factor * nll;
+    const double scale = -w * factor * inv_tokens;
+    const std::span<T> g = s.out.chosen_grad;
+    if (g.empty() || scale == 0.0) return;
+    for (std::size_t t = 0; t < g.size(); ++t) {
+      const double m = c.mask.empty() ? 1.0 : static_cast<double>(c.mask[t]);
+      if (m != 0.0) g[t] = static_cast<T>(static_cast<double>(g[t]) + m * scale);
+    }
+  }
+};
+
+}  // namespace loss
+
+POSTTRAIN_NAMESPACE_END
