@@ -10,10 +10,13 @@
 //   forward_backward  Z, the forward (its lse / entropy kept in the workspace when the caller does
 //                     not ask for them), the backward over Z in place, then the two GEMMs: the
 //                     logits are computed once (6·N·H·V FLOP instead of 8·N·H·V).
+// Every GEMM walks the vocabulary in tiles of weight_tile_rows rows of W (and of dW): one GEMM per
+// tile keeps the packed weight tile in cache, where one GEMM over the whole weight re-packs all of
+// W per chunk (3–4x slower at c = 32; measured numbers in docs/ops/fused_linear_logprobs.md).
 // float and double operands are mapped directly (any leading dimension). bfloat16 operands are
-// widened to float first: the chunk of hidden rows once per chunk, and the weight in tiles of
-// weight_tile_rows rows (a tile in the workspace, so the memory stays bounded by the chunk; the
-// conversion costs V·H per chunk next to the GEMM's 2·c·V·H). Every sum accumulates in A.
+// widened to float first: the chunk of hidden rows once per chunk, each weight tile into a tile
+// buffer in the workspace (the memory stays bounded by the chunk; the conversion costs V·H per
+// chunk next to the GEMM's 2·c·V·H). Every sum accumulates in A.
 #include <Eigen/Core>
 
 #include <algorithm>
@@ -133,16 +136,15 @@ struct chunk_state {
     }
   }
 
-  // Calls f(v0, W_tile) over the weight: the whole weight for float/double, widened tiles of
-  // weight_tile_rows rows for bfloat16.
+  // Calls f(v0, W_tile) over tiles of weight_tile_rows rows of the weight (widened for bfloat16).
   template <class F>
   void for_weight_tiles(F&& f) const {
     const index_t v = weight.rows, hs = weight.cols;
-    if constexpr (std::is_same_v<T, A>) {
-      f(index_t(0), cmap(weight.data, v, hs, weight.ld));
-    } else {
-      for (index_t v0 = 0; v0 < v; v0 += weight_tile_rows) {
-        const index_t vt = std::min(weight_tile_rows, v - v0);
+    for (index_t v0 = 0; v0 < v; v0 += weight_tile_rows) {
+      const index_t vt = std::min(weight_tile_rows, v - v0);
+      if constexpr (std::is_same_v<T, A>) {
+        f(v0, cmap(weight.row_data(v0), vt, hs, weight.ld));
+      } else {
         widen_rows(weight, v0, vt, w);
         f(v0, cmap<A>(w, vt, hs, hs));
       }
@@ -181,7 +183,11 @@ struct chunk_state {
       }
     }
     if (!d_weight.empty())
-      map(d_weight.data, v, hs, d_weight.ld).noalias() += dz.transpose() * xc;
+      for (index_t v0 = 0; v0 < v; v0 += weight_tile_rows) {  // tiles stay in cache
+        const index_t vt = std::min(weight_tile_rows, v - v0);
+        map(d_weight.row_data(v0), vt, hs, d_weight.ld).noalias() +=
+            dz.middleCols(v0, vt).transpose() * xc;
+      }
   }
 };
 
