@@ -37,6 +37,8 @@
 //   verl seq-mean-token-sum/-mean   seq_mean_token_sum/_mean, sequences = global_batch_size,
 //                                   agg_conventions::verl() (also times dp_size in verl)
 //   verl seq-mean-token-sum-norm    seq_mean_token_sum_norm, constant = loss_scale_factor or T
+//                                   (reference §1.7); verl 0.9.1 also divides by the non-empty
+//                                   rows: constant = rows·T (tests/golden/verl_ops.cpp)
 //   TRL grpo / sapo                 seq_mean_token_mean, agg_conventions::trl(),
 //                                   sequences = B_local·GA
 //   TRL bnpo                        token_mean, tokens = local Σ m · GA
