@@ -29,6 +29,8 @@
 //                                ["sigmoid","bco_pair","sft"], weights pref::presets::mpo_weights
 //   algo::rpo                    weighted<dpo, sft>   RPO; TRL ["sigmoid","sft"] with [1, α]
 //                                (pref::presets::rpo_weights(α)); = dpo_nll with nll_coef α
+//   algo::bco_pair_running_mean  bco_pair with both arguments shifted by a running reward mean
+//                                δ̄ (TRL v0.26 `bco_pair`; pref::running_moments state)
 //
 // Length normalisation in TRL's `sigmoid_norm` divides the log-ratio Δ = π_sum − ρ_sum by the
 // completion length; that equals mean(π) − mean(ρ) whenever policy and reference share the mask
@@ -38,6 +40,7 @@
 
 #include "posttrain/config.hpp"
 #include "posttrain/loss/preference.hpp"
+#include "posttrain/loss/preference/bco_pair_running.hpp"
 #include "posttrain/loss/preference/weighted.hpp"
 #include "posttrain/loss/preference/wpo.hpp"
 
@@ -107,6 +110,9 @@ using wpo = dpo;
 // (posttrain::tr_dpo_sync in ops/model_averaging.hpp; TRL sync_ref_model). The loss is DPO's;
 // the sync is a parameter update.
 using tr_dpo = dpo;
+// BCO pairwise as TRL v0.26 computed it: −logσ(βΔc − δ̄) − logσ(−(βΔr − δ̄)), δ̄ the running mean
+// (pref::running_moments) of the batch reward means (loss/preference/bco_pair_running.hpp).
+using bco_pair_running_mean = loss::bco_pair_running_mean<pref::with_reference>;
 // MPO, Wang et al. 2024 (InternVL mixed preference optimisation): 0.8·DPO + 0.2·BCO-pair + 1·SFT
 // on chosen tokens (TRL loss_type ["sigmoid","bco_pair","sft"], loss_weights [0.8, 0.2, 1.0]).
 using mpo = loss::weighted<dpo, bco_pair, pref::sft>;
