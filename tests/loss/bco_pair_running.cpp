@@ -3,6 +3,8 @@
 // loss over a sequence of batches, central differences of every token gradient (δ̄ detached),
 // δ̄ = 0 equals the HEAD link, reference-free, pair weights, float vs double, empty batches,
 // huge shifts, and bad input leaving outputs and state untouched.
+#include "posttrain/loss/preference/bco_pair_running.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,7 +13,6 @@
 #include <vector>
 
 #include "posttrain/loss/preference/algorithms.hpp"
-#include "posttrain/loss/preference/bco_pair_running.hpp"
 #include "preference_naive.hpp"
 #include "preference_testing.hpp"
 
@@ -270,7 +271,9 @@ TEST(BcoPairRunning, BadInputThrowsAndLeavesEverythingUntouched) {
   expect_error([&] { bco::batch_reward_mean(in, {}); }, "reference_chosen");
   std::vector<double> short_pl(2);
   expect_error(
-      [&] { bco::compute(d.inputs(), 0.1, {}, pt::loss::preference_outputs<double>{gc, gr, short_pl}); },
+      [&] {
+        bco::compute(d.inputs(), 0.1, {}, pt::loss::preference_outputs<double>{gc, gr, short_pl});
+      },
       "pair_losses");
   untouched();
 

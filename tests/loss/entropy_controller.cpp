@@ -2,6 +2,8 @@
 // a naive float64 simulation of TRL's update over entropy sequences, the clamps at min/max, the
 // applied coefficient switching off above target, world_entropy, presets, the controller feeding
 // policy_gradient_options::entropy_coef, and bad input leaving the state untouched.
+#include "posttrain/loss/policy_gradient/entropy_controller.hpp"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -13,7 +15,6 @@
 #include <vector>
 
 #include "posttrain/core/error.hpp"
-#include "posttrain/loss/policy_gradient/entropy_controller.hpp"
 #include "posttrain/loss/policy_gradient/parts.hpp"
 
 namespace {
@@ -63,7 +64,7 @@ TEST(EntropyController, MatchesNaiveTrlOverRandomEntropies) {
 
 TEST(EntropyController, ClampsAtBoundsAndSwitchesOffAboveTarget) {
   adaptive_entropy_controller c{.value = 0.99, .delta = 0.005, .target = 0.2};
-  EXPECT_EQ(c.applied(), 0.99);  // last_entropy starts at 0 <= target
+  EXPECT_EQ(c.applied(), 0.99);               // last_entropy starts at 0 <= target
   for (int i = 0; i < 5; ++i) c.update(0.1);  // low entropy: coefficient rises to max
   EXPECT_EQ(c.value, 1.0);
   EXPECT_EQ(c.applied(), 1.0);
@@ -79,7 +80,8 @@ TEST(EntropyController, ClampsAtBoundsAndSwitchesOffAboveTarget) {
   c.update(0.0);
   EXPECT_NEAR(c.applied(), 0.005, 1e-18);
 
-  adaptive_entropy_controller off{.value = 0.3, .last_entropy = std::numeric_limits<double>::infinity()};
+  adaptive_entropy_controller off{.value = 0.3,
+                                  .last_entropy = std::numeric_limits<double>::infinity()};
   EXPECT_EQ(off.applied(), 0.0);  // start with the bonus off
 
   // Custom bounds, a zero step: value never moves.

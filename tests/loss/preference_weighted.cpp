@@ -104,8 +104,7 @@ TEST(PreferenceWeighted, MpoMatchesNaiveSumAndFiniteDifferences) {
     std::vector<double> pl(5, kNaN), cr(5, kNaN), rr(5, kNaN);
     const auto r = pt::algo::mpo::compute(d.inputs(), w, o, {{}, {}, pl, cr, rr});
     const nv::params p{.beta = 0.3};
-    const naive_result n =
-        naive(d, {{nv::sigmoid, 0.8}, {nv::bco_pair, 0.2}, {nullptr, 1.0}}, p);
+    const naive_result n = naive(d, {{nv::sigmoid, 0.8}, {nv::bco_pair, 0.2}, {nullptr, 1.0}}, p);
     EXPECT_NEAR(r.loss, n.loss, 1e-12);
     EXPECT_NEAR(r.nll, n.nll, 1e-12);
     EXPECT_NEAR(r.terms[2], n.nll, 1e-12);
@@ -141,8 +140,8 @@ TEST(PreferenceWeighted, RpoEqualsDpoNllAndNaive) {
     EXPECT_NEAR(a.nll, b.nll, 1e-13);
     for (std::size_t t = 0; t < gc.size(); ++t) EXPECT_NEAR(gc[t], hc[t], 1e-15) << t;
     for (std::size_t t = 0; t < gr.size(); ++t) EXPECT_NEAR(gr[t], hr[t], 1e-15) << t;
-    const naive_result n = naive(d, {{nv::sigmoid, 1.0}, {nullptr, alpha}},
-                                 nv::params{.beta = 0.2, .eps = 0.1});
+    const naive_result n =
+        naive(d, {{nv::sigmoid, 1.0}, {nullptr, alpha}}, nv::params{.beta = 0.2, .eps = 0.1});
     EXPECT_NEAR(a.loss, n.loss, 1e-12);
   }
   EXPECT_EQ(pt::pref::presets::rpo_weights()[1], 1.0);
@@ -161,8 +160,12 @@ TEST(PreferenceWeighted, MixedListMatchesNaive) {
   const pt::loss::preference_options o{.beta = 0.5, .tau = 0.3, .nll_coef = 0.25};
   const nv::params p{.beta = 0.5, .tau = 0.3};
   const auto r = mixed::compute(d.inputs(), w, o);
-  const naive_result base = naive(d, {{nullptr, 0.3}, {nv::discopop, 1.7}, {nv::apo_zero, 0.0},
-                                      {nv::nca_pair, 0.4}, {nv::sigmoid, 0.9}},
+  const naive_result base = naive(d,
+                                  {{nullptr, 0.3},
+                                   {nv::discopop, 1.7},
+                                   {nv::apo_zero, 0.0},
+                                   {nv::nca_pair, 0.4},
+                                   {nv::sigmoid, 0.9}},
                                   p);
   // dpo_nll carries its own 0.25·NLL inside its term.
   EXPECT_NEAR(r.loss, base.loss + 0.9 * 0.25 * base.nll, 1e-12);
@@ -290,8 +293,11 @@ TEST(PreferenceWeighted, BadInputThrowsAndWritesNothing) {
   untouched();
   expect_error([&] { mpo::compute(d.inputs(), {0.8, 0.2, kNaN}, {}, out); }, "weights[2]");
   untouched();
-  expect_error([&] { mpo::compute(d.inputs(), mpo::weights_type{0.8, 0.2, 1.0}, {.beta = 0.0}, out); },
-               "options.beta");
+  expect_error(
+      [&] {
+        mpo::compute(d.inputs(), mpo::weights_type{0.8, 0.2, 1.0}, {.beta = 0.0}, out);
+      },
+      "options.beta");
   untouched();
   auto in = d.inputs();
   in.reference_rejected = in.reference_rejected.subspan(1);

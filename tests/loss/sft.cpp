@@ -127,8 +127,7 @@ TEST(Sft, EmptyAndAllMasked) {
             .loss,
         pt::loss::sft<agg::seq_mean_token_mean>::compute(std::span<const double>(d.lp), d.batch())
             .loss,
-        pt::loss::sft<agg::token_sum>::compute(std::span<const double>(d.lp), d.batch()).loss})
-  {
+        pt::loss::sft<agg::token_sum>::compute(std::span<const double>(d.lp), d.batch()).loss}) {
     EXPECT_EQ(v, 0.0);
     EXPECT_FALSE(std::signbit(v));  // +0, not −0 (the loss is the negated aggregate of ℓ)
   }
@@ -144,8 +143,8 @@ TEST(Sft, BitwiseEqualToAggregatingNegatedLogprobs) {
   std::vector<double> nll(d.lp.size());
   for (std::size_t t = 0; t < nll.size(); ++t) nll[t] = -d.lp[t];
   std::vector<double> g(d.lp.size()), g_ref(d.lp.size());
-  const auto r = pt::loss::sft<agg::seq_mean_token_mean>::compute(
-      std::span<const double>(d.lp), d.batch(), std::span<double>(g));
+  const auto r = pt::loss::sft<agg::seq_mean_token_mean>::compute(std::span<const double>(d.lp),
+                                                                  d.batch(), std::span<double>(g));
   const auto ref = pt::aggregate_loss<agg::seq_mean_token_mean>(
       pt::exec::host{}, std::span<const double>(nll), std::span<const float>(d.mask),
       std::span<const pt::index_t>(d.offsets), {}, std::span<double>(g_ref));

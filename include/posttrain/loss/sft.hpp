@@ -50,8 +50,8 @@ struct sft {
     // The aggregation is linear and negation exact: aggregate ℓ itself, then negate the loss and
     // the gradient (no temporary −ℓ array). aggregate_loss validates the normaliser/options
     // before writing grad.
-    agg_result r = aggregate_loss<Mode>(exec::host{}, token_logprobs, batch.mask,
-                                        batch.seq_offsets, normalizer, grad, options);
+    agg_result r = aggregate_loss<Mode>(exec::host{}, token_logprobs, batch.mask, batch.seq_offsets,
+                                        normalizer, grad, options);
     r.loss = 0.0 - r.loss;                        // +0, never −0, for an empty batch
     for (T& g : grad) g = g == T(0) ? T(0) : -g;  // no −0 where the mask is 0
     return r;

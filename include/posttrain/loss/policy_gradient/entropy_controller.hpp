@@ -42,11 +42,11 @@ struct fixed_entropy_controller {
 };
 
 struct adaptive_entropy_controller {
-  double value = 0.0;     // the coefficient c (TRL entropy_coef, updated in place)
-  double delta = 0.005;   // step δ_c (entropy_coef_delta)
-  double target = 0.2;    // entropy_target
-  double min = 0.0;       // entropy_coef_min
-  double max = 1.0;       // entropy_coef_max
+  double value = 0.0;         // the coefficient c (TRL entropy_coef, updated in place)
+  double delta = 0.005;       // step δ_c (entropy_coef_delta)
+  double target = 0.2;        // entropy_target
+  double min = 0.0;           // entropy_coef_min
+  double max = 1.0;           // entropy_coef_max
   double last_entropy = 0.0;  // H_w of the last update (TRL _last_world_entropy)
 
   // The coefficient to multiply the entropy term of the next loss by.
@@ -83,8 +83,8 @@ struct adaptive_entropy_controller {
 namespace entropy_controller_conventions {
 // TRL GRPOConfig(use_adaptive_entropy=True, entropy_coef=coef): δ 0.005, target 0.2, [0, 1].
 constexpr adaptive_entropy_controller trl_adaptive(double coef = 0.0) {
-  return {.value = coef, .delta = 0.005, .target = 0.2, .min = 0.0, .max = 1.0,
-          .last_entropy = 0.0};
+  return {
+      .value = coef, .delta = 0.005, .target = 0.2, .min = 0.0, .max = 1.0, .last_entropy = 0.0};
 }
 // verl entropy_coeff / OpenRLHF entropy_coef / TRL entropy_coef (static): default 0.
 inline constexpr fixed_entropy_controller fixed{.value = 0.0};

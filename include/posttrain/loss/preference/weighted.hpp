@@ -140,8 +140,8 @@ struct weighted {
                        const preference_normalizer& norm) {
     const std::string where = name();
     for (std::size_t k = 0; k < size; ++k)
-      expect(std::isfinite(weights[k]) && weights[k] >= 0.0, where, "weights[", k, "] = ",
-             weights[k], ", expected a finite weight >= 0");
+      expect(std::isfinite(weights[k]) && weights[k] >= 0.0, where, "weights[", k,
+             "] = ", weights[k], ", expected a finite weight >= 0");
     (validate_term<Term>(in, options, out, norm), ...);
   }
 
