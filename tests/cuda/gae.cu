@@ -1,7 +1,10 @@
 // CUDA GAE (backend/cuda/gae.cuh) against the CPU advantage::gae (exec::host, no whitening) on
 // the same random packed batches: both recurrences, masks with zeros (NaN under them), empty and
 // single-token sequences, sequences longer than one chunk (1024 tokens), float and double.
-// Host-side argument checks run without a device; the rest skip when no CUDA device is available.
+// The advantage::gae front end with exec::cuda (scan + whitening on the device) is compared with
+// the host front end for every gae_conventions preset, with and without returns; its size checks
+// run without a device. Host-side argument checks run without a device; the rest skip when no
+// CUDA device is available.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -118,4 +121,85 @@ TEST(CudaGae, PlainFloatMatchesHost) {
   check_gae<float>({5, 0, 1, 3000, 1024, 1025, 77}, o, true, true, 1e-5, 3);
   o.lambda = 1.0;
   check_gae<float>({2048, 3}, o, true, false, 1e-5, 4);
+}
+
+namespace {
+
+// advantage::gae(exec::cuda) vs advantage::gae(exec::host): the same front end on both backends.
+template <class T>
+void check_front_end(const std::vector<index_t>& lengths, const adv::gae_options& o,
+                     bool with_returns, double tol, unsigned seed) {
+  std::vector<index_t> offsets{0};
+  for (index_t l : lengths) offsets.push_back(offsets.back() + l);
+  const auto n = static_cast<std::size_t>(offsets.back());
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> nd(0.0, 1.0);
+  std::bernoulli_distribution drop(0.2);
+  std::vector<T> r(n), v(n);
+  std::vector<float> m(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    r[i] = T(nd(rng));
+    v[i] = T(nd(rng));
+    m[i] = drop(rng) ? 0.0f : 1.0f;
+    if (m[i] == 0.0f) r[i] = v[i] = T(std::nan(""));
+  }
+  std::vector<T> ha(n, T(-1)), hr(with_returns ? n : 0, T(-1));
+  adv::gae(pt::exec::host{}, std::span<const T>(r), std::span<const T>(v),
+           std::span<const float>(m), std::span<const index_t>(offsets), std::span<T>(ha),
+           std::span<T>(hr), o);
+  std::vector<T> da(n), dr(hr.size());
+  cudaStream_t s = nullptr;
+  ptc::cuda_check(cudaStreamCreate(&s), "cudaStreamCreate");
+  {
+    ptc::device_buffer<T> br(n, s), bv(n, s), ba(n, s), bret(dr.size(), s);
+    ptc::device_buffer<float> bm(n, s);
+    ptc::device_buffer<index_t> bo(offsets.size(), s);
+    br.copy_from_host(r);
+    bv.copy_from_host(v);
+    bm.copy_from_host(m);
+    bo.copy_from_host(offsets);
+    adv::gae(pt::exec::cuda{s}, std::span<const T>(br.span()), std::span<const T>(bv.span()),
+             std::span<const float>(bm.span()), std::span<const index_t>(bo.span()), ba.span(),
+             bret.span(), o);
+    ba.copy_to_host(da);
+    bret.copy_to_host(dr);
+    ptc::cuda_check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+  }
+  ptc::cuda_check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+  (void)cudaStreamDestroy(s);
+  int bad = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const double t = tol * (1.0 + std::fabs(static_cast<double>(ha[i])));
+    if (!(std::fabs(double(da[i]) - double(ha[i])) <= t) && bad++ < 5)
+      ADD_FAILURE() << "advantages[" << i << "]: cuda " << da[i] << " vs host " << ha[i];
+    if (with_returns && !(std::fabs(double(dr[i]) - double(hr[i])) <= t) && bad++ < 5)
+      ADD_FAILURE() << "returns[" << i << "]: cuda " << dr[i] << " vs host " << hr[i];
+  }
+  EXPECT_EQ(bad, 0);
+}
+
+}  // namespace
+
+TEST(CudaGae, FrontEndEveryPresetMatchesHost) {
+  POSTTRAIN_REQUIRE_DEVICE();
+  namespace gc = adv::gae_conventions;
+  unsigned seed = 40;
+  for (const adv::gae_options& o : {gc::verl, gc::trl_ppo, gc::openrlhf, gc::open_instruct}) {
+    check_front_end<float>({5, 0, 1, 3000, 1024, 1025, 77}, o, true, 1e-5, ++seed);
+    check_front_end<double>({4096, 4096, 3}, o, false, 1e-10, ++seed);
+  }
+}
+
+TEST(CudaGae, FrontEndRejectsBadSizesWithoutTouchingMemory) {
+  std::vector<float> r(10), v(9), a(10, -1.0f), ret(10, -1.0f);
+  std::vector<index_t> o{0, 10};
+  EXPECT_THROW(adv::gae(pt::exec::cuda{}, std::span<const float>(r), std::span<const float>(v),
+                        std::span<const float>(), std::span<const index_t>(o),
+                        std::span<float>(a), std::span<float>(ret)),
+               pt::error);
+  EXPECT_THROW(adv::gae(pt::exec::cuda{}, std::span<const float>(r), std::span<const float>(r),
+                        std::span<const float>(), std::span<const index_t>(o),
+                        std::span<float>(a), std::span<float>(a)),
+               pt::error);  // advantages == returns
+  EXPECT_EQ(a, std::vector<float>(10, -1.0f));
 }

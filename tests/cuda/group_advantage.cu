@@ -64,10 +64,14 @@ std::vector<index_t> mixed_groups(std::mt19937_64& rng) {
 TEST(CudaGroupAdvantage, EveryGroupPresetMatchesCpu) {
   POSTTRAIN_REQUIRE_DEVICE();
   namespace gc = adv::group_conventions;
-  const adv::group_options presets[] = {gc::verl,     gc::verl_vectorized,
-                                        gc::trl,      gc::trl_batch,
-                                        gc::trl_none, gc::open_instruct_standard,
-                                        gc::open_instruct_centered, gc::dr_grpo};
+  const adv::group_options presets[] = {gc::verl,
+                                        gc::verl_vectorized,
+                                        gc::trl,
+                                        gc::trl_batch,
+                                        gc::trl_none,
+                                        gc::open_instruct_standard,
+                                        gc::open_instruct_centered,
+                                        gc::dr_grpo};
   std::mt19937_64 rng(9);
   unsigned seed = 300;
   for (const auto& o : presets) {
@@ -116,8 +120,7 @@ TEST(CudaGroupAdvantage, IndependentGrpoReference) {
 TEST(CudaGroupAdvantage, EveryRlooPresetMatchesCpu) {
   POSTTRAIN_REQUIRE_DEVICE();
   namespace rc = adv::rloo_conventions;
-  const adv::rloo_options presets[] = {rc::verl, rc::verl_vectorized, rc::trl,
-                                       rc::trl_normalized};
+  const adv::rloo_options presets[] = {rc::verl, rc::verl_vectorized, rc::trl, rc::trl_normalized};
   std::mt19937_64 rng(11);
   unsigned seed = 400;
   for (const auto& o : presets) {
@@ -137,14 +140,14 @@ TEST(CudaGroupAdvantage, SingletonRaiseThrowsBeforeWriting) {
   auto dr = d.upload(r);
   auto dg = d.upload(g);
   auto dout = d.upload(std::vector<float>(3, -9.0f));
-  EXPECT_THROW(adv::group_advantages(d.exec(), std::span<const float>(dr),
-                                     std::span<const index_t>(dg), dout,
-                                     adv::group_conventions::openrlhf),
-               pt::error);
-  EXPECT_THROW(adv::rloo_advantages(d.exec(), std::span<const float>(dr),
-                                    std::span<const index_t>(dg), dout,
-                                    adv::rloo_conventions::openrlhf),
-               pt::error);
+  EXPECT_THROW(
+      adv::group_advantages(d.exec(), std::span<const float>(dr), std::span<const index_t>(dg),
+                            dout, adv::group_conventions::openrlhf),
+      pt::error);
+  EXPECT_THROW(
+      adv::rloo_advantages(d.exec(), std::span<const float>(dr), std::span<const index_t>(dg), dout,
+                           adv::rloo_conventions::openrlhf),
+      pt::error);
   EXPECT_EQ(d.download(dout), std::vector<float>(3, -9.0f));
 }
 

@@ -21,8 +21,8 @@ void check_whiten(const std::vector<index_t>& lengths, const pt::whiten_options&
   if (with_mask && lengths.size() > 2)
     for (index_t i = offs[1]; i < offs[2]; ++i) m[i] = 0.0f;
   std::vector<T> host(n, T(-3));
-  const index_t hd = pt::whiten(pt::exec::host{}, std::span<const T>(x), m, offs,
-                                std::span<T>(host), o);
+  const index_t hd =
+      pt::whiten(pt::exec::host{}, std::span<const T>(x), m, offs, std::span<T>(host), o);
   device_session d;
   auto dx = d.upload(x);
   auto dm = d.upload(m);
@@ -35,9 +35,9 @@ void check_whiten(const std::vector<index_t>& lengths, const pt::whiten_options&
   expect_close(d.download(dout), host, tol, "whiten");
 }
 
-const pt::whiten_options presets[] = {
-    pt::whiten_conventions::verl, pt::whiten_conventions::trl_ppo,
-    pt::whiten_conventions::openrlhf_global, pt::whiten_conventions::openrlhf_masked_normalize};
+const pt::whiten_options presets[] = {pt::whiten_conventions::verl, pt::whiten_conventions::trl_ppo,
+                                      pt::whiten_conventions::openrlhf_global,
+                                      pt::whiten_conventions::openrlhf_masked_normalize};
 
 TEST(CudaWhiten, EveryPresetMatchesCpu) {
   POSTTRAIN_REQUIRE_DEVICE();
@@ -66,7 +66,7 @@ TEST(CudaWhiten, OptionFieldsMatchCpu) {
     o.eps_mode = pt::whiten_eps_mode::clamp_min;
     check_whiten<double>({5, 0, 1, 7, 1000, 2}, o, true, ++seed);
     o.scope = pt::whiten_scope::batch;
-    check_whiten<float>({1}, o, true, ++seed);  // N = 1: degenerate unbiased batch
+    check_whiten<float>({1}, o, true, ++seed);   // N = 1: degenerate unbiased batch
     check_whiten<float>({0}, o, false, ++seed);  // N = 0
   }
 }
@@ -103,9 +103,8 @@ TEST(CudaWhiten, WithMomentsMatchesCpu) {
   std::vector<float> m = random_mask(rng, x.size(), &x);
   // Moments of a different set (e.g. the merge of every rank's moments).
   std::vector<float> other = random_values<float>(rng, 3000, 0.0, 1.0);
-  const pt::masked_stats global =
-      pt::merge(pt::masked_moments(pt::exec::host{}, x, m),
-                pt::masked_moments(pt::exec::host{}, other, {}));
+  const pt::masked_stats global = pt::merge(pt::masked_moments(pt::exec::host{}, x, m),
+                                            pt::masked_moments(pt::exec::host{}, other, {}));
   std::vector<float> host(x.size());
   pt::whiten_with_moments(pt::exec::host{}, x, m, global, std::span<float>(host),
                           pt::whiten_conventions::openrlhf_global);
@@ -124,8 +123,8 @@ TEST(CudaWhiten, WithMomentsMatchesCpu) {
   pt::whiten_options o = pt::whiten_conventions::openrlhf_masked_normalize;
   pt::whiten_with_moments(pt::exec::host{}, x, m, offs, seg, std::span<float>(host), o);
   pt::whiten_with_moments(d.exec(), std::span<const float>(dx), std::span<const float>(dm),
-                          std::span<const index_t>(doffs),
-                          std::span<const pt::masked_stats>(dseg), dout, o);
+                          std::span<const index_t>(doffs), std::span<const pt::masked_stats>(dseg),
+                          dout, o);
   expect_close(d.download(dout), host, 1e-5, "device moments");
 }
 
@@ -164,14 +163,13 @@ TEST(CudaWhiten, DeviceFrontEndRejectsBadArgumentsWithoutTouchingMemory) {
                pt::error);
   auto bad = verl;
   bad.eps = -1.0;
-  EXPECT_THROW(pt::whiten(e, std::span<const float>(x), {}, std::span<float>(out), bad),
-               pt::error);
+  EXPECT_THROW(pt::whiten(e, std::span<const float>(x), {}, std::span<float>(out), bad), pt::error);
   auto seg = pt::whiten_conventions::openrlhf_masked_normalize;
   EXPECT_THROW(pt::whiten(e, std::span<const float>(x), {}, std::span<float>(out), seg),
                pt::error);  // per_segment without offsets
-  EXPECT_THROW(pt::whiten(e, std::span<const float>(x), {},
-                          std::span<float>(x.data() + 1, 9 + 0), verl),
-               pt::error);
+  EXPECT_THROW(
+      pt::whiten(e, std::span<const float>(x), {}, std::span<float>(x.data() + 1, 9 + 0), verl),
+      pt::error);
   EXPECT_EQ(out, std::vector<float>(10, -1.0f));
 }
 

@@ -12,8 +12,10 @@
 //   next value:  nv_t = value_map_t(nv_{t+1})                         (nv past the end = 0)
 //   advantage:   A_t  = advantage_map_t(nv_{t+1})(A_{t+1})             (A past the end = 0)
 //   returns_t = A_t + return_value(v_t, m_t); masked tokens (m_t = 0) get A = returns = 0.
-// options.whiten must be false (whitening on the device is not implemented here: whiten the
-// advantages afterwards); it is checked on the host before anything is launched.
+// options.whiten must be false here (checked on the host before anything is launched): the
+// front end advantage::gae(exec::cuda{stream}, ...) runs this scan and then whitens on the device
+// through ops/whiten.hpp (backend/cuda/whiten.cuh), with every whiten_conventions preset.
+// backend/cuda/scan.cuh is the single-map generalisation of this kernel (discounted returns).
 //
 // Kernel: one CTA of 256 threads per sequence, walking the sequence from its end in chunks of
 // 256 × 4 tokens. Per chunk two cub::BlockScan passes over the maps in reverse time order with the

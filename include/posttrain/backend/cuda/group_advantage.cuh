@@ -33,9 +33,8 @@
 
 #include <cuda_runtime.h>
 
-#include <cub/block/block_reduce.cuh>
-
 #include <cmath>
+#include <cub/block/block_reduce.cuh>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -78,6 +77,7 @@ struct count_first_op {
 };
 
 // out = {number of non-empty groups with fewer than two scorable members, the first, its count}.
+template <class = void>  // a template: the header may be in several translation units
 __global__ void __launch_bounds__(reduction_block)
     singletons_kernel(const masked_stats* __restrict__ stats, const index_t* __restrict__ offsets,
                       index_t groups, double* __restrict__ out) {
@@ -101,7 +101,7 @@ __global__ void __launch_bounds__(reduction_block)
 inline void reject_singletons(const masked_stats* stats, const index_t* offsets, index_t groups,
                               const char* where, cudaStream_t stream) {
   device_buffer<double> d(3, stream);
-  singletons_kernel<<<1, reduction_block, 0, stream>>>(stats, offsets, groups, d.data());
+  singletons_kernel<><<<1, reduction_block, 0, stream>>>(stats, offsets, groups, d.data());
   cuda_check(cudaGetLastError(), "backend::cuda (singleton check launch)");
   double host[3] = {0.0, -1.0, 0.0};
   cuda_check(cudaMemcpyAsync(host, d.data(), sizeof(host), cudaMemcpyDeviceToHost, stream),
@@ -109,8 +109,7 @@ inline void reject_singletons(const masked_stats* stats, const index_t* offsets,
   cuda_check(cudaStreamSynchronize(stream), "backend::cuda (singleton check synchronise)");
   if (host[0] > 0.0)
     throw error(std::string("posttrain::") + where + ": group " +
-                std::to_string(static_cast<index_t>(host[1])) + " has " +
-                std::to_string(host[2]) +
+                std::to_string(static_cast<index_t>(host[1])) + " has " + std::to_string(host[2]) +
                 " scorable member(s), expected at least 2 (options.singleton = raise)");
 }
 
@@ -175,11 +174,13 @@ __global__ void __launch_bounds__(reduction_block)
 }
 
 template <class T>
-__global__ void sums_kernel(const masked_stats* __restrict__ stats, index_t n, T* __restrict__ out) {
+__global__ void sums_kernel(const masked_stats* __restrict__ stats, index_t n,
+                            T* __restrict__ out) {
   const index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x;
   if (i < n) out[i] = static_cast<T>(stats[i].sum);
 }
 
+template <class = void>
 __global__ void lengths_kernel(const index_t* __restrict__ offsets, index_t n,
                                double* __restrict__ out) {
   const index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x;
@@ -195,8 +196,8 @@ template <class T>
 void group_moments(const T* rewards, const index_t* group_offsets, index_t groups, index_t n,
                    advantage::nan_policy nan, masked_stats* out, cudaStream_t stream) {
   if (nan == advantage::nan_policy::ignore)
-    segment_moments_weighted(rewards, reduce_detail::finite_weight{}, group_offsets, groups, n,
-                             out, stream);
+    segment_moments_weighted(rewards, reduce_detail::finite_weight{}, group_offsets, groups, n, out,
+                             stream);
   else
     segment_moments_weighted(rewards, reduce_detail::unit_weight{}, group_offsets, groups, n, out,
                              stream);
@@ -222,8 +223,8 @@ void group_advantages(const T* rewards, const index_t* group_offsets, index_t nu
   if (options.scale == advantage::group_scale::batch) {
     // Same as the host: merge() of the per-group moments, here in a fixed tree.
     batch = device_buffer<masked_stats>(1, stream);
-    reduce_detail::fold_partials_kernel<<<1, reduction_block, 0, stream>>>(
-        stats.data(), num_groups, batch.data());
+    reduce_detail::fold_partials_kernel<>
+        <<<1, reduction_block, 0, stream>>>(stats.data(), num_groups, batch.data());
   }
   group_detail::group_members_kernel<T>
       <<<static_cast<unsigned>(num_groups), group_detail::member_block, 0, stream>>>(
@@ -256,9 +257,9 @@ void rloo_advantages(const T* rewards, const index_t* group_offsets, index_t num
     device_buffer<masked_stats> all(1, stream);
     segment_moments_weighted(static_cast<const double*>(a.data()), reduce_detail::finite_weight{},
                              whole.data(), 1, num_rewards, all.data(), stream);
-    group_detail::rloo_normalize_kernel<T><<<group_detail::blocks_for(num_rewards, 256), 256, 0,
-                                             stream>>>(a.data(), num_rewards, all.data(),
-                                                       options.normalize_epsilon, out);
+    group_detail::rloo_normalize_kernel<T>
+        <<<group_detail::blocks_for(num_rewards, 256), 256, 0, stream>>>(
+            a.data(), num_rewards, all.data(), options.normalize_epsilon, out);
     cuda_check(cudaGetLastError(), "backend::cuda::rloo_advantages (normalise launch)");
   }
 }
@@ -307,8 +308,8 @@ struct advantage_backend<exec::cuda> {
   static void group_advantages(exec::cuda e, std::span<const T> rewards,
                                std::span<const index_t> group_offsets, std::span<T> out,
                                const group_options& options) {
-    backend::cuda::group_advantages(rewards.data(), group_offsets.data(),
-                                    ssize(group_offsets) - 1, ssize(rewards), out.data(), options,
+    backend::cuda::group_advantages(rewards.data(), group_offsets.data(), ssize(group_offsets) - 1,
+                                    ssize(rewards), out.data(), options,
                                     backend::cuda::stream_of(e));
   }
   template <class T>
@@ -323,10 +324,9 @@ struct advantage_backend<exec::cuda> {
   static void broadcast(exec::cuda e, std::span<const T> advantages,
                         std::span<const index_t> seq_offsets, std::span<const float> mask,
                         std::span<T> out) {
-    backend::cuda::broadcast_to_tokens(advantages.data(), seq_offsets.data(),
-                                       ssize(seq_offsets) - 1, ssize(out),
-                                       mask.empty() ? nullptr : mask.data(), out.data(),
-                                       backend::cuda::stream_of(e));
+    backend::cuda::broadcast_to_tokens(
+        advantages.data(), seq_offsets.data(), ssize(seq_offsets) - 1, ssize(out),
+        mask.empty() ? nullptr : mask.data(), out.data(), backend::cuda::stream_of(e));
   }
   // R_b = Σ_t m_t·r_t into out[B] (the moments' sums, cast to T).
   template <class T>
@@ -350,9 +350,9 @@ struct advantage_backend<exec::cuda> {
     const index_t b = ssize(seq_offsets) - 1;
     if (b <= 0) return;
     if (mask.empty()) {
-      backend::cuda::group_detail::lengths_kernel<<<backend::cuda::group_detail::blocks_for(b, 256),
-                                                    256, 0, stream>>>(seq_offsets.data(), b,
-                                                                      out.data());
+      backend::cuda::group_detail::lengths_kernel<>
+          <<<backend::cuda::group_detail::blocks_for(b, 256), 256, 0, stream>>>(seq_offsets.data(),
+                                                                                b, out.data());
       backend::cuda::cuda_check(cudaGetLastError(), "advantage::sequence_lengths (launch)");
     } else {
       // Σ m over each sequence: the count of the moments of the mask weighted by itself.

@@ -36,7 +36,6 @@
 #include <cuda_runtime.h>
 
 #include <cub/block/block_reduce.cuh>
-
 #include <span>
 #include <type_traits>
 #include <vector>
@@ -60,7 +59,8 @@ inline cudaStream_t stream_of(exec::cuda e) { return static_cast<cudaStream_t>(e
 
 namespace reduce_detail {
 
-// Weight of token i: the mask, ones, or "not NaN" (unscorable rewards excluded, nan_policy::ignore).
+// Weight of token i: the mask, ones, or "not NaN" (unscorable rewards excluded,
+// nan_policy::ignore).
 struct mask_weight {
   const float* m;
   __device__ __forceinline__ double operator()(index_t i, double) const {
@@ -140,6 +140,7 @@ __global__ void __launch_bounds__(reduction_block)
 }
 
 // out[s] = fold of partials[s·K, (s+1)·K) (fixed order).
+template <class = void>  // a template: the header may be in several translation units
 __global__ void __launch_bounds__(reduction_block)
     fold_partials_kernel(const masked_stats* __restrict__ partials, index_t splits,
                          masked_stats* __restrict__ out) {
@@ -153,6 +154,7 @@ __global__ void __launch_bounds__(reduction_block)
   if (threadIdx.x == 0) out[s] = r;
 }
 
+template <class = void>
 __global__ void stats_outputs_kernel(const masked_stats* __restrict__ stats, index_t segments,
                                      double* sum, double* count, double* mean, double* var_b,
                                      double* var_u) {
@@ -166,6 +168,7 @@ __global__ void stats_outputs_kernel(const masked_stats* __restrict__ stats, ind
   if (var_u) var_u[s] = st.var_unbiased();
 }
 
+template <class = void>
 __global__ void whole_offsets_kernel(index_t* offsets, index_t n) {
   offsets[0] = 0;
   offsets[1] = n;
@@ -176,7 +179,7 @@ __global__ void whole_offsets_kernel(index_t* offsets, index_t n) {
 // Device offsets {0, n}: one segment over every token (batch scope), without a host copy.
 inline device_buffer<index_t> whole_offsets(index_t n, cudaStream_t stream) {
   device_buffer<index_t> o(2, stream);
-  reduce_detail::whole_offsets_kernel<<<1, 1, 0, stream>>>(o.data(), n);
+  reduce_detail::whole_offsets_kernel<><<<1, 1, 0, stream>>>(o.data(), n);
   cuda_check(cudaGetLastError(), "backend::cuda::whole_offsets (kernel launch)");
   return o;
 }
@@ -210,10 +213,11 @@ void segment_moments_weighted(const T* values, Weight weight, const index_t* off
     device_buffer<masked_stats> partials(static_cast<std::size_t>(num_segments * splits), stream);
     reduce_detail::partial_moments_kernel<<<dim3(static_cast<unsigned>(num_segments),
                                                  static_cast<unsigned>(splits)),
-                                            reduction_block, 0, stream>>>(
-        values, weight, offsets, splits, partials.data());
-    reduce_detail::fold_partials_kernel<<<static_cast<unsigned>(num_segments), reduction_block, 0,
-                                          stream>>>(partials.data(), splits, out);
+                                            reduction_block, 0, stream>>>(values, weight, offsets,
+                                                                          splits, partials.data());
+    reduce_detail::fold_partials_kernel<>
+        <<<static_cast<unsigned>(num_segments), reduction_block, 0, stream>>>(partials.data(),
+                                                                              splits, out);
   }
   cuda_check(cudaGetLastError(), "backend::cuda::segment_moments (kernel launch)");
 }
@@ -233,9 +237,8 @@ void segment_moments(const T* values, const float* mask, const index_t* offsets,
 
 // The requested outputs of ops/reductions.hpp's segment_stats (device spans, empty = not wanted).
 template <class T>
-void segment_stats(const T* values, const float* mask, const index_t* offsets,
-                   index_t num_segments, index_t num_tokens, const segment_stats_out& out,
-                   cudaStream_t stream) {
+void segment_stats(const T* values, const float* mask, const index_t* offsets, index_t num_segments,
+                   index_t num_tokens, const segment_stats_out& out, cudaStream_t stream) {
   if (num_segments <= 0) return;
   device_buffer<masked_stats> scratch;
   masked_stats* stats = out.moments.data();
@@ -248,9 +251,9 @@ void segment_stats(const T* values, const float* mask, const index_t* offsets,
       out.var_unbiased.empty())
     return;
   const unsigned grid = static_cast<unsigned>((num_segments + 255) / 256);
-  reduce_detail::stats_outputs_kernel<<<grid, 256, 0, stream>>>(
-      stats, num_segments, out.sum.data(), out.count.data(), out.mean.data(),
-      out.var_biased.data(), out.var_unbiased.data());
+  reduce_detail::stats_outputs_kernel<>
+      <<<grid, 256, 0, stream>>>(stats, num_segments, out.sum.data(), out.count.data(),
+                                 out.mean.data(), out.var_biased.data(), out.var_unbiased.data());
   cuda_check(cudaGetLastError(), "backend::cuda::segment_stats (kernel launch)");
 }
 
@@ -263,9 +266,8 @@ struct reductions_backend<exec::cuda> {
   // Same contract as the host backend; out is device memory. Mask weights are not checked on the
   // device: always returns true.
   template <class T>
-  static bool segment_moments(exec::cuda e, std::span<const T> values,
-                              std::span<const float> mask, std::span<const index_t> offsets,
-                              std::span<masked_stats> out) {
+  static bool segment_moments(exec::cuda e, std::span<const T> values, std::span<const float> mask,
+                              std::span<const index_t> offsets, std::span<masked_stats> out) {
     backend::cuda::segment_moments(values.data(), mask.empty() ? nullptr : mask.data(),
                                    offsets.data(), ssize(offsets) - 1, ssize(values), out.data(),
                                    backend::cuda::stream_of(e));

@@ -31,7 +31,6 @@
 #include <cuda_runtime.h>
 
 #include <cub/block/block_reduce.cuh>
-
 #include <span>
 #include <string>
 #include <type_traits>
@@ -51,15 +50,15 @@ namespace backend::cuda {
 
 namespace whiten_detail {
 
+template <class = void>  // a template: the header may be in several translation units
 __global__ void coefficients_kernel(const masked_stats* __restrict__ stats, index_t scopes,
                                     whiten_options o, whiten_coefficients* __restrict__ out) {
   const index_t s = blockIdx.x * index_t(blockDim.x) + threadIdx.x;
   if (s >= scopes) return;
   whiten_coefficients c = make_whiten_coefficients(stats[s], o);
   if (c.state == whiten_state::degenerate)
-    c = degenerate_whiten_coefficients(o.on_degenerate == degenerate_policy::raise
-                                           ? degenerate_policy::zero
-                                           : o.on_degenerate);
+    c = degenerate_whiten_coefficients(
+        o.on_degenerate == degenerate_policy::raise ? degenerate_policy::zero : o.on_degenerate);
   out[s] = c;
 }
 
@@ -78,6 +77,7 @@ struct count_first_op {
 };
 
 // out[0] = number of degenerate scopes, out[1] = the first one (or -1). One CTA, fixed order.
+template <class = void>
 __global__ void __launch_bounds__(reduction_block)
     count_degenerate_kernel(const whiten_coefficients* __restrict__ c, index_t scopes,
                             index_t* __restrict__ out) {
@@ -130,8 +130,9 @@ void whiten_with_moments(const T* values, const float* mask, const index_t* offs
   }
   if (scopes <= 0) return;
   device_buffer<whiten_coefficients> coefficients(static_cast<std::size_t>(scopes), stream);
-  whiten_detail::coefficients_kernel<<<static_cast<unsigned>((scopes + 255) / 256), 256, 0,
-                                       stream>>>(moments, scopes, options, coefficients.data());
+  whiten_detail::coefficients_kernel<>
+      <<<static_cast<unsigned>((scopes + 255) / 256), 256, 0, stream>>>(moments, scopes, options,
+                                                                        coefficients.data());
   cuda_check(cudaGetLastError(), "backend::cuda::whiten (coefficients launch)");
   device_buffer<index_t> counted;
   if (raise_on_degenerate && degenerate == nullptr) {
@@ -139,8 +140,8 @@ void whiten_with_moments(const T* values, const float* mask, const index_t* offs
     degenerate = counted.data();
   }
   if (degenerate != nullptr) {
-    whiten_detail::count_degenerate_kernel<<<1, reduction_block, 0, stream>>>(
-        coefficients.data(), scopes, degenerate);
+    whiten_detail::count_degenerate_kernel<>
+        <<<1, reduction_block, 0, stream>>>(coefficients.data(), scopes, degenerate);
     cuda_check(cudaGetLastError(), "backend::cuda::whiten (degenerate count launch)");
   }
   if (raise_on_degenerate) {
@@ -149,17 +150,16 @@ void whiten_with_moments(const T* values, const float* mask, const index_t* offs
                "backend::cuda::whiten (degenerate count copy)");
     cuda_check(cudaStreamSynchronize(stream), "backend::cuda::whiten (synchronise)");
     if (host[0] > 0)
-      throw error("posttrain::whiten: " +
-                  (options.scope == whiten_scope::batch
-                       ? std::string("the batch")
-                       : "segment " + std::to_string(host[1]) + " (and " +
-                             std::to_string(host[0] - 1) + " more)") +
-                  " is degenerate: mask weight sum too small" +
-                  (options.variance == variance_kind::unbiased
-                       ? " (the unbiased variance needs > 1)"
-                       : " (needs > 0)") +
-                  " or variance + eps == 0; options.on_degenerate = zero or pass_through "
-                  "accepts it");
+      throw error(
+          "posttrain::whiten: " +
+          (options.scope == whiten_scope::batch ? std::string("the batch")
+                                                : "segment " + std::to_string(host[1]) + " (and " +
+                                                      std::to_string(host[0] - 1) + " more)") +
+          " is degenerate: mask weight sum too small" +
+          (options.variance == variance_kind::unbiased ? " (the unbiased variance needs > 1)"
+                                                       : " (needs > 0)") +
+          " or variance + eps == 0; options.on_degenerate = zero or pass_through "
+          "accepts it");
   }
   const index_t splits = split_count(num_tokens, scopes);
   const dim3 grid(static_cast<unsigned>(scopes), static_cast<unsigned>(splits));
@@ -211,9 +211,9 @@ struct whiten_backend<exec::cuda> {
       backend::cuda::whiten(values.data(), m, offsets.data(), segments, ssize(values), out.data(),
                             options, backend::cuda::stream_of(e), nullptr, raise);
     else
-      backend::cuda::whiten_with_moments(values.data(), m, offsets.data(), segments,
-                                         ssize(values), moments, out.data(), options,
-                                         backend::cuda::stream_of(e), nullptr, raise);
+      backend::cuda::whiten_with_moments(values.data(), m, offsets.data(), segments, ssize(values),
+                                         moments, out.data(), options, backend::cuda::stream_of(e),
+                                         nullptr, raise);
     return raise ? 0 : -1;
   }
   // Batch whitening with statistics held on the host (copied into the stream first).
