@@ -8,7 +8,8 @@
 //     dpo_length_normalized (Tülu 3), simpo, dpo_nll (Llama 3), dpo_nll_sequence_mean (OpenRLHF),
 //     hinge, exo_pair, nca_pair, bco_pair, sppo_hard, apo_zero, apo_down, discopop, aot,
 //     aot_unpaired, f_dpo_forward_kl, f_dpo_js, f_dpo_alpha, ld_dpo, ld_dpo_policy_only,
-//     wpo (= dpo + pair_weights), tr_dpo (= dpo + ops/model_averaging.hpp tr_dpo_sync)
+//     wpo (= dpo + pair_weights), tr_dpo (= dpo + ops/model_averaging.hpp tr_dpo_sync),
+//     mpo, rpo (loss::weighted lists), bco_pair_running_mean (TRL v0.26)
 //
 //   offline, other families (loss/algorithms_offline.hpp)
 //     algo::orpo, cpo, cpo_hinge, cpo_ipo, cpo_simpo, alphapo, alphapo_simpo, kto,
@@ -26,6 +27,9 @@
 //   presets by peer: conventions::verl, trl (+ trl::loss_type normalisers), openrlhf,
 //   open_instruct (conventions.hpp). Concepts: check_loss_for (loss/concept.hpp),
 //   check_advantage_estimator (advantage/estimator.hpp), and one per policy kind.
+#include <array>
+#include <span>
+
 #include "posttrain/advantage/algorithms.hpp"
 #include "posttrain/conventions.hpp"
 #include "posttrain/core/batch.hpp"
@@ -42,6 +46,10 @@ static_assert(check_loss_for<algo::simpo, loss::preference_inputs<double>>());
 static_assert(check_loss_for<algo::aot, loss::preference_inputs<float>>());
 static_assert(check_loss_for<algo::ld_dpo, loss::preference_inputs<float>>());
 static_assert(check_loss_for<algo::f_dpo_alpha, loss::preference_inputs<double>>());
+static_assert(check_loss_for<algo::mpo, loss::preference_inputs<float>, std::array<double, 3>>());
+static_assert(check_loss_for<algo::rpo, loss::preference_inputs<double>, std::array<double, 2>>());
+static_assert(
+    check_loss_for<algo::bco_pair_running_mean, loss::preference_inputs<float>, double>());
 static_assert(check_loss_for<algo::orpo, loss::preference_inputs<float>>());
 static_assert(check_loss_for<algo::alphapo, loss::preference_inputs<float>>());
 static_assert(check_loss_for<algo::kto, loss::kto_inputs<float>>());

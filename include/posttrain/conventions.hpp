@@ -25,6 +25,7 @@
 #include "posttrain/config.hpp"
 #include "posttrain/loss/algorithms_offline.hpp"
 #include "posttrain/loss/policy_gradient/algorithms.hpp"
+#include "posttrain/loss/policy_gradient/entropy_controller.hpp"
 #include "posttrain/loss/policy_gradient/rollout_correction.hpp"
 #include "posttrain/loss/preference/algorithms.hpp"
 #include "posttrain/loss/preference/wpo.hpp"
@@ -152,6 +153,9 @@ inline policy_gradient_options grpo(double beta = 0.0, double delta = pg_presets
 inline policy_gradient_options cispo(double cap = 5.0) { return pg_presets::trl_cispo(cap); }
 inline policy_gradient_options sapo() { return pg_presets::trl_sapo(); }
 inline policy_gradient_options gmpo() { return pg_presets::trl_gmpo(); }
+inline loss::adaptive_entropy_controller adaptive_entropy(double coef) {
+  return loss::entropy_controller_conventions::trl_adaptive(coef);
+}
 inline policy_gradient_options vespo() { return pg_presets::trl_vespo(); }
 inline policy_gradient_options luspo() { return pg_presets::trl_luspo(); }
 inline policy_gradient_options rloo_sequence_ppo() { return pg_presets::trl_rloo(); }

@@ -35,6 +35,7 @@
 #include "posttrain/loss/sequence_reduce.hpp"
 #include "posttrain/loss/kto.hpp"
 #include "posttrain/loss/policy_gradient.hpp"
+#include "posttrain/loss/policy_gradient/entropy_controller.hpp"
 #include "posttrain/loss/policy_gradient/rollout_correction.hpp"
 #include "posttrain/loss/policy_gradient/token_selection.hpp"
 #include "posttrain/loss/preference.hpp"
