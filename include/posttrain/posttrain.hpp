@@ -27,6 +27,7 @@
 #include "posttrain/math/logsumexp.hpp"
 #include "posttrain/math/stable.hpp"
 #include "posttrain/ops/aggregate.hpp"
+#include "posttrain/ops/fused_linear_logprobs.hpp"
 #include "posttrain/ops/kl.hpp"
 #include "posttrain/ops/model_averaging.hpp"
 #include "posttrain/ops/reductions.hpp"
