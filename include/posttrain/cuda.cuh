@@ -13,6 +13,10 @@
 //   backend/cuda/reinforce.cuh        discounted returns, reverse cumulative sums
 //   backend/cuda/group_advantage.cuh  GRPO / Dr.GRPO / RLOO, broadcast to tokens; the
 //                                     exec::cuda dispatch of every advantage front end
+//   backend/cuda/token_logprobs.cuh   log-prob / lse / entropy / Σp² forward, backward and fused
+//                                     forward+backward over large vocabularies (ops/token_logprobs.hpp)
+//   backend/cuda/fused_linear_logprobs.cuh  hidden × lm_headᵀ → log-probs chunked over tokens with
+//                                     cuBLAS, and the backward (ops/fused_linear_logprobs.hpp)
 #if !defined(__CUDACC__)
 #error "<posttrain/cuda.cuh> is compiled by nvcc only; include <posttrain/posttrain.hpp> from C++"
 #endif
@@ -25,4 +29,6 @@
 #include "posttrain/backend/cuda/gae.cuh"
 #include "posttrain/backend/cuda/reinforce.cuh"
 #include "posttrain/backend/cuda/group_advantage.cuh"
+#include "posttrain/backend/cuda/token_logprobs.cuh"
+#include "posttrain/backend/cuda/fused_linear_logprobs.cuh"
 #include "posttrain/posttrain.hpp"
