@@ -26,6 +26,8 @@
 //   advantage_grpo_broadcast      verl preset + broadcast_to_tokens: + read mask, write A per
 //                                 token (8 B/token)
 //   advantage_passk, _rloo_<preset>, _opo, _gpg: outcome level, 8 B/sequence (OPO: + 8 B length)
+//   advantage_<estimator>_broadcast  the estimator + broadcast_to_tokens (the token-level
+//                                 advantages the peers' functions return): 8 B/token
 //   advantage_shaping_<op>        overlong / clip / stop-properly / missing-EOS: 8–9 B/sequence
 #include <benchmark/benchmark.h>
 
@@ -300,6 +302,50 @@ void advantage_gpg(benchmark::State& state) {
   });
 }
 
+// Outcome estimator + broadcast_to_tokens: the token-level advantages a loss reads (what the
+// peers' functions return). 8 B/token (read mask, write A) + the estimator's B scalars.
+template <class F>
+void run_broadcast(benchmark::State& state, F&& estimator) {
+  run_tokens(state, 8.0, [&](inputs& in) {
+    estimator(in);
+    adv::broadcast_to_tokens(pt::exec::host{}, in.seq_a, in.offsets, in.mask,
+                             std::span<float>(in.a));
+  });
+}
+
+void advantage_rloo_broadcast(benchmark::State& state) {
+  run_broadcast(state, [](inputs& in) {
+    adv::rloo_advantages(pt::exec::host{}, in.seq_r, in.groups, std::span<float>(in.seq_a),
+                         adv::rloo_conventions::verl);
+  });
+}
+
+void advantage_dr_grpo_broadcast(benchmark::State& state) {
+  run_broadcast(state, [](inputs& in) {
+    adv::group_advantages(pt::exec::host{}, in.seq_r, in.groups, std::span<float>(in.seq_a),
+                          adv::group_conventions::dr_grpo);
+  });
+}
+
+void advantage_passk_broadcast(benchmark::State& state) {
+  run_broadcast(state, [](inputs& in) {
+    adv::passk_advantages(pt::exec::host{}, in.seq_r, in.groups, std::span<float>(in.seq_a));
+  });
+}
+
+void advantage_opo_broadcast(benchmark::State& state) {
+  run_broadcast(state, [](inputs& in) {
+    adv::opo_advantages(pt::exec::host{}, in.seq_r, std::span<const double>(in.lengths), in.groups,
+                        std::span<float>(in.seq_a));
+  });
+}
+
+void advantage_gpg_broadcast(benchmark::State& state) {
+  run_broadcast(state, [](inputs& in) {
+    adv::gpg_advantages(pt::exec::host{}, in.seq_r, in.groups, std::span<float>(in.seq_a));
+  });
+}
+
 void advantage_shaping_overlong(benchmark::State& state) {
   run_outcome(state, 16.0, [](inputs& in) {
     adv::overlong_penalty(pt::exec::host{}, in.seq_r, std::span<const pt::index_t>(in.int_lengths),
@@ -362,6 +408,11 @@ ADVANTAGE_BENCH_SHAPES(advantage_passk);
 ADVANTAGE_BENCH_SHAPES(advantage_rloo);
 ADVANTAGE_BENCH_SHAPES(advantage_rloo_preset<adv::rloo_conventions::trl_normalized>)
     ->Name("advantage_rloo_trl_normalized");
+ADVANTAGE_BENCH_SHAPES(advantage_rloo_broadcast);
+ADVANTAGE_BENCH_SHAPES(advantage_dr_grpo_broadcast);
+ADVANTAGE_BENCH_SHAPES(advantage_passk_broadcast);
+ADVANTAGE_BENCH_SHAPES(advantage_opo_broadcast);
+ADVANTAGE_BENCH_SHAPES(advantage_gpg_broadcast);
 ADVANTAGE_BENCH_SHAPES(advantage_opo);
 ADVANTAGE_BENCH_SHAPES(advantage_gpg);
 ADVANTAGE_BENCH_SHAPES(advantage_shaping_overlong);

@@ -132,13 +132,13 @@ def verl_cases():
 
     add("grpo", "advantage_grpo_broadcast", "verl compute_grpo_outcome_advantage",
         lambda d: lambda: ca.compute_grpo_outcome_advantage(d.outcome, d.mask, d.index))
-    add("grpo", "advantage_grpo_dr_grpo", "verl compute_grpo_outcome_advantage (no std)",
+    add("grpo", "advantage_dr_grpo_broadcast", "verl compute_grpo_outcome_advantage (no std)",
         lambda d: lambda: ca.compute_grpo_outcome_advantage(d.outcome, d.mask, d.index,
                                                             norm_adv_by_std_in_grpo=False))
-    add("grpo", "advantage_passk", "verl compute_grpo_passk_outcome_advantage",
+    add("grpo", "advantage_passk_broadcast", "verl compute_grpo_passk_outcome_advantage",
         lambda d: lambda: ca.compute_grpo_passk_outcome_advantage(
             d.outcome, d.mask, d.index, config=AlgoConfig()))
-    add("rloo", "advantage_rloo", "verl compute_rloo_outcome_advantage",
+    add("rloo", "advantage_rloo_broadcast", "verl compute_rloo_outcome_advantage",
         lambda d: lambda: ca.compute_rloo_outcome_advantage(d.outcome, d.mask, d.index,
                                                             config=AlgoConfig()))
     add("reinforce", "advantage_reinforce_pp",
@@ -152,10 +152,10 @@ def verl_cases():
     add("reinforce", "advantage_remax", "verl compute_remax_outcome_advantage",
         lambda d: lambda: ca.compute_remax_outcome_advantage(d.outcome, d.baselines, d.mask,
                                                              config=AlgoConfig()))
-    add("grpo", "advantage_opo", "verl compute_opo_outcome_advantage",
+    add("grpo", "advantage_opo_broadcast", "verl compute_opo_outcome_advantage",
         lambda d: lambda: ca.compute_opo_outcome_advantage(d.outcome, d.mask, d.index,
                                                            config=AlgoConfig()))
-    add("grpo", "advantage_gpg", "verl compute_gpg_outcome_advantage",
+    add("grpo", "advantage_gpg_broadcast", "verl compute_gpg_outcome_advantage",
         lambda d: lambda: ca.compute_gpg_outcome_advantage(d.outcome, d.mask, d.index))
 
     def pg(fn, mode, cfg, extra_kl=False):
