@@ -608,6 +608,133 @@ def trl_dpo(X, out):
         C.guard(name, run)
     C.write(os.path.join(out, "trl_dpo.json"))
 
+# ----------------------------------------------------------------------------------------------
+# TRL GRPO: GRPOTrainer._compute_loss is the only home of the loss types. The REAL method is called
+# on an instance built with object.__new__ holding only the attributes it reads; the model is a
+# tiny torch module whose forward returns the seeded per-token log-probs (a leaf: autograd gives
+# d loss / d per-token log-prob) and seeded entropies (for top_entropy_quantile).
+# ----------------------------------------------------------------------------------------------
+class _FakeAccelerator:
+    num_processes = 1
+    sync_gradients = True
+    is_main_process = True
+    device = torch.device("cpu")
+
+    def autocast(self):
+        import contextlib
+        return contextlib.nullcontext()
+
+    def gather(self, t):
+        return t
+
+    def gather_for_metrics(self, t):
+        return t
+
+    def reduce(self, t, reduction="sum"):
+        return t
+
+    def pad_across_processes(self, t, dim=0, pad_index=0):
+        return t
+
+    def unwrap_model(self, m):
+        return m
+
+
+def trl_grpo(X, out):
+    import collections
+    from types import SimpleNamespace
+
+    C = Collector("trl")
+    try:
+        from trl import GRPOTrainer
+    except Exception as e:
+        C.skip("GRPOTrainer", f"import failed: {type(e).__name__}: {e}")
+        C.write(os.path.join(out, "trl_grpo.json"))
+        return
+
+    g = torch.Generator().manual_seed(SEED + 19)
+    logp = X["logp"].clone()
+    logp[1, 0] = X["old"][1, 0] + 2.5  # TRL has no log-ratio clamp: moderate outliers keep every token visible
+    logp[2, 3] = X["old"][2, 3] - 2.5
+    old, ref = X["old"], X["ref"].clone()
+    ref[1, 1] = X["old"][1, 1] - 8.0  # a large KL (k3 = e^{-8+..} + 8 - 1)
+    adv_rows = torch.randn(B, generator=g)
+    adv_rows[5] = 0.0  # the singleton group: advantage 0
+    entropy = 2.0 * torch.rand(B, T, generator=g)
+
+    class LogpModel(torch.nn.Module):
+        def __init__(self, logps, ent):
+            super().__init__()
+            self.logps, self.ent = logps, ent
+            self.training = True
+
+        def forward(self, **kw):
+            return SimpleNamespace(log_probs=self.logps, entropy=self.ent, aux_loss=None)
+
+    base = dict(beta=0.0, delta=None, bias=False, level="token", eps=0.2, eps_high=0.28, rho=1.0, opsm=None,
+                mask="mask", mcl=12, ga=2, spg=2, sapo=(1.0, 1.05), vespo=(2.0, 3.0, 3.0, 2.0))
+    variants = [
+        ("grpo", {}), ("grpo", {"beta": 0.04}), ("grpo", {"beta": 0.04, "bias": True}),
+        ("grpo", {"delta": 1.5}), ("grpo", {"level": "sequence"}),
+        ("grpo", {"level": "sequence", "beta": 0.04, "bias": True}), ("grpo", {"mask": "mask_empty", "beta": 0.04}),
+        ("bnpo", {}), ("bnpo", {"beta": 0.04, "bias": True}), ("bnpo", {"mask": "mask_empty"}),
+        ("dr_grpo", {}), ("dr_grpo", {"beta": 0.04}),
+        ("dapo", {}), ("dapo", {"beta": 0.04, "bias": True}), ("dapo", {"delta": 1.5}),
+        ("dapo", {"rho": 0.3}), ("dapo", {"opsm": 0.02}), ("dapo", {"rho": 0.5, "opsm": 0.02, "beta": 0.04}),
+        ("dapo", {"mask": "mask_empty", "rho": 0.3}), ("dapo", {"level": "sequence"}),
+        ("cispo", {"eps_high": 1.5}), ("cispo", {"eps_high": 5.0, "beta": 0.04, "bias": True}),
+        ("sapo", {}), ("sapo", {"beta": 0.04, "bias": True}), ("sapo", {"sapo": (0.5, 2.0)}),
+        ("luspo", {"level": "sequence"}), ("luspo", {"level": "sequence", "delta": 1.5}),
+        ("luspo", {"level": "sequence", "beta": 0.04, "bias": True}),
+        ("vespo", {}), ("vespo", {"vespo": (1.0, 0.5, 4.0, 1.5), "mask": "mask_empty"}),
+    ]
+    for lt, over in variants:
+        p = dict(base)
+        p.update(over)
+        name = f"{lt}_" + "_".join(f"{k}{v}" for k, v in sorted(over.items())) if over else lt
+        name = re.sub(r"[^A-Za-z0-9_.]", "", name.replace(", ", "-"))
+
+        def run(lt=lt, p=p, name=name):
+            mask = X[p["mask"]]
+            tr = object.__new__(GRPOTrainer)
+            leaf = logp.clone().requires_grad_(True)
+            model = LogpModel(leaf, entropy)
+            args = SimpleNamespace(use_bias_correction_kl=p["bias"], delta=p["delta"],
+                                   sapo_temperature_pos=p["sapo"][0], sapo_temperature_neg=p["sapo"][1],
+                                   vespo_k_pos=p["vespo"][0], vespo_lambda_pos=p["vespo"][1],
+                                   vespo_k_neg=p["vespo"][2], vespo_lambda_neg=p["vespo"][3],
+                                   steps_per_generation=p["spg"])
+            tr.__dict__.update(
+                model=model, args=args, loss_type=lt, beta=p["beta"], epsilon_low=p["eps"],
+                epsilon_high=p["eps_high"], importance_sampling_level=p["level"],
+                top_entropy_quantile=p["rho"], off_policy_mask_threshold=p["opsm"], aux_loss_enabled=False,
+                use_vllm=False, vllm_importance_sampling_correction=False, max_completion_length=p["mcl"],
+                current_gradient_accumulation_steps=p["ga"], _entropy_bonus_enabled=False,
+                accelerator=_FakeAccelerator(),
+                _metrics={"train": collections.defaultdict(list), "eval": collections.defaultdict(list)},
+            )
+            num_items = 2.0 * mask.sum()  # the generation batch holds spg = 2 such micro-batches
+            inputs = {"prompt_ids": torch.zeros(B, 2, dtype=torch.long), "prompt_mask": torch.ones(B, 2, dtype=torch.long),
+                      "completion_ids": torch.zeros(B, T, dtype=torch.long), "completion_mask": mask.long(),
+                      "advantages": adv_rows, "old_per_token_logps": old, "ref_per_token_logps": ref,
+                      "num_items_in_batch": num_items}
+            loss = tr._compute_loss(model, inputs)
+            loss.backward()
+            params = {"loss_type": lt, "beta": p["beta"], "delta": p["delta"], "use_bias_correction_kl": p["bias"],
+                      "importance_sampling_level": p["level"], "epsilon": p["eps"], "epsilon_high": p["eps_high"],
+                      "top_entropy_quantile": p["rho"], "off_policy_mask_threshold": p["opsm"],
+                      "max_completion_length": p["mcl"], "gradient_accumulation_steps": p["ga"],
+                      "steps_per_generation": p["spg"], "num_processes": 1, "num_items_in_batch": float(num_items),
+                      "sapo_temperature_pos": p["sapo"][0], "sapo_temperature_neg": p["sapo"][1],
+                      "vespo_k_pos": p["vespo"][0], "vespo_lambda_pos": p["vespo"][1],
+                      "vespo_k_neg": p["vespo"][2], "vespo_lambda_neg": p["vespo"][3], "mask": p["mask"]}
+            C.case(name, "GRPOTrainer._compute_loss", params,
+                   {"per_token_logps": logp, "old_per_token_logps": old, "ref_per_token_logps": ref,
+                    "advantages": adv_rows, "completion_mask": mask, "entropies": entropy},
+                   {"loss": loss}, {"per_token_logps": leaf.grad})
+        C.guard(name, run)
+    C.write(os.path.join(out, "trl_grpo.json"))
+
 
 def main():
     ap = argparse.ArgumentParser()
@@ -618,7 +745,8 @@ def main():
     torch.manual_seed(SEED)
     X = make_inputs()
     jobs = {"verl_advantage": verl_advantage, "verl_ops": verl_ops, "verl_policy_loss": verl_policy_loss,
-            "verl_rollout_correction": verl_rollout_correction, "openrlhf": openrlhf_all, "trl_dpo": trl_dpo}
+            "verl_rollout_correction": verl_rollout_correction, "openrlhf": openrlhf_all, "trl_dpo": trl_dpo,
+            "trl_grpo": trl_grpo}
     for k, f in jobs.items():
         if a.only and k not in a.only.split(","):
             continue
