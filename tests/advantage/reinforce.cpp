@@ -238,3 +238,33 @@ TEST(Reinforce, EdgeCasesAndValidation) {
   EXPECT_NO_THROW(adv::reinforce_plus_plus(h, r, m, off, out, {}));
   EXPECT_NE(out[3], 7.0);
 }
+
+// verl 0.9.1 compute_reinforce_plus_plus_outcome_advantage, transcribed: masked tokens (tool
+// observations) are skipped, the running return passes through them undiscounted.
+TEST(DiscountedReturns, CarryThroughMaskedMatchesVerl091Loop) {
+  const padded p = make(6, 23, 77);
+  for (const double gamma : {1.0, 0.9}) {
+    vec expected(p.B * p.T);
+    for (int b = 0; b < p.B; ++b) {
+      double running = 0;
+      for (int t = p.T - 1; t >= 0; --t) {
+        const int i = b * p.T + t;
+        const double fresh = p.r[i] + gamma * running;
+        expected[i] = fresh * p.m[i];
+        running = fresh * p.m[i] + running * (1 - p.m[i]);
+      }
+    }
+    vec out(p.B * p.T, kNaN);
+    adv::discounted_returns(pt::exec::host{}, p.r_poisoned, p.mf, p.offsets,
+                            std::span<double>(out),
+                            {.gamma = gamma, .convention = adv::return_convention::carry_through_masked});
+    for (int i = 0; i < p.B * p.T; ++i) EXPECT_NEAR(out[i], expected[i], 1e-12) << i;
+    // With holes it differs from the reset convention (the test data has holes).
+    vec reset(p.B * p.T);
+    adv::discounted_returns(pt::exec::host{}, p.r_poisoned, p.mf, p.offsets,
+                            std::span<double>(reset), {.gamma = gamma});
+    double diff = 0;
+    for (int i = 0; i < p.B * p.T; ++i) diff += std::abs(reset[i] - out[i]);
+    EXPECT_GT(diff, 1e-6);
+  }
+}

@@ -157,7 +157,7 @@ TEST(GoldenVerlAdvantage, ReinforcePlusPlusBaseline) {
 // the reference at verl b178a3c) resets G to 0 at every masked token. Both agree when the mask is
 // contiguous (padding only), which the enabled test checks; the disabled test is the finding for
 // masks with holes (multi-turn), see tests/golden/README.md.
-void check_reinforce_pp(const std::string& mask_name) {
+void check_reinforce_pp(const std::string& mask_name, const adv::reinforce_pp_options& preset) {
   bool any = false;
   for (const json& c : golden::cases(file(), "compute_reinforce_plus_plus_outcome_advantage")) {
     if (c.at("params").at("mask") != mask_name) continue;
@@ -166,7 +166,7 @@ void check_reinforce_pp(const std::string& mask_name) {
     const vec r = golden::data(in.at("token_level_rewards"));
     const auto mask = golden::as_float(golden::data(in.at("response_mask")));
     const offs seqs = golden::row_offsets(in.at("response_mask"));
-    adv::reinforce_pp_options o = adv::reinforce_pp_conventions::verl;
+    adv::reinforce_pp_options o = preset;
     o.gamma = c.at("params").at("gamma").get<double>();
     vec a(r.size()), ret(r.size());
     adv::reinforce_plus_plus(pt::exec::host{}, r, mask, seqs, std::span<double>(a),
@@ -178,9 +178,14 @@ void check_reinforce_pp(const std::string& mask_name) {
   EXPECT_TRUE(any) << mask_name;
 }
 
-TEST(GoldenVerlAdvantage, ReinforcePlusPlusContiguousMask) { check_reinforce_pp("mask_contig"); }
-TEST(GoldenVerlAdvantage, DISABLED_ReinforcePlusPlusObservationHoleCarryThrough) {
-  check_reinforce_pp("mask");
+// The reference's verl (b178a3c) resets the return at masked tokens, verl 0.9.1 carries it
+// through observation holes: both presets agree without holes; with holes only verl_0_9 does.
+TEST(GoldenVerlAdvantage, ReinforcePlusPlusContiguousMask) {
+  check_reinforce_pp("mask_contig", adv::reinforce_pp_conventions::verl);
+  check_reinforce_pp("mask_contig", adv::reinforce_pp_conventions::verl_0_9);
+}
+TEST(GoldenVerlAdvantage, ReinforcePlusPlusObservationHoleCarryThrough) {
+  check_reinforce_pp("mask", adv::reinforce_pp_conventions::verl_0_9);
 }
 
 TEST(GoldenVerlAdvantage, Remax) {

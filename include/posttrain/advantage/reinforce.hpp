@@ -14,6 +14,10 @@
 //       observation) resets the return to 0 for the tokens before it.
 //   mask_rewards (OpenRLHF get_cumulative_returns): G_t = m_t·r_t + γ·G_{t+1}: masked tokens add
 //       nothing but the return flows through them (discounted by γ).
+//   carry_through_masked (verl 0.9.1 compute_reinforce_plus_plus_outcome_advantage): G_t =
+//       r_t + γ·c_{t+1} is stored, the carry is c_t = m_t·G_t + (1 − m_t)·c_{t+1}: a masked token
+//       (a tool observation inside a multi-turn response) is skipped, neither resetting nor
+//       discounting the return (the reference's verl b178a3c resets: reset_at_masked).
 //   Both are affine maps of the carry (returns_reset_at_masked / returns_mask_rewards), i.e. the
 //   same reverse scan as GAE. With γ = 1 and 0/1 masks without interior holes they agree.
 // reverse_cumsum: out_t = Σ_{s ≥ t in the sequence} m_s·x_s (mask_rewards with γ = 1).
@@ -21,6 +25,7 @@
 // reinforce_plus_plus: returns = discounted_returns(r); advantages = whiten(returns) over every
 //   token of the call (batch scope). Presets (reinforce_pp_conventions::):
 //     verl      γ = 1, reset_at_masked, masked_whiten (unbiased, +1e-8 in rsqrt) then ·m
+//     verl_0_9  as verl with carry_through_masked (verl 0.9.1; equal to verl without mask holes)
 //     openrlhf  γ = 1, mask_rewards, global normalisation (biased, max(var, 1e-8))
 // reinforce_plus_plus_baseline (outcome rewards R[B], group_offsets[G+1]): A_i = R_i − μ_g
 //   (singleton: μ = 0 with unit_stats (verl), error with raise (OpenRLHF asserts n > 1)), tiled
@@ -61,6 +66,7 @@ namespace advantage {
 enum class return_convention {
   reset_at_masked,  // verl: store r + γ·c, then c ← G·m
   mask_rewards,     // OpenRLHF: G = m·r + γ·G'
+  carry_through_masked,  // verl 0.9.1: store r + γ·c, then c ← m·G + (1 − m)·c
 };
 
 struct discounted_return_options {
@@ -87,6 +93,17 @@ struct returns_mask_rewards {
   POSTTRAIN_HOST_DEVICE double output(double, double, double current) const { return current; }
 };
 
+struct returns_carry_through_masked {
+  double gamma;
+  POSTTRAIN_HOST_DEVICE affine_map<double> map(double r, double m) const {
+    return m != 0.0 ? affine_map<double>{m * gamma + (1.0 - m), m * r}
+                    : affine_map<double>{1.0, 0.0};
+  }
+  POSTTRAIN_HOST_DEVICE double output(double r, double next, double) const {
+    return r + gamma * next;
+  }
+};
+
 struct reinforce_pp_options {
   double gamma = 1.0;
   return_convention convention = return_convention::reset_at_masked;
@@ -106,6 +123,8 @@ struct reinforce_pp_baseline_options {
 namespace reinforce_pp_conventions {
 
 inline constexpr reinforce_pp_options verl{};
+inline constexpr reinforce_pp_options verl_0_9{.convention =
+                                                   return_convention::carry_through_masked};
 inline constexpr reinforce_pp_options openrlhf{.gamma = 1.0,
                                                .convention = return_convention::mask_rewards,
                                                .whiten = true,
@@ -156,6 +175,9 @@ void run_returns(Exec exec, std::span<const T> rewards, std::span<const float> m
     if (o.convention == return_convention::reset_at_masked) {
       return_step<T, returns_reset_at_masked> step{{o.gamma}, rewards.data(), m, out.data()};
       advantage_backend<Exec>::reverse_scan(exec, seq_offsets, 0.0, step);
+    } else if (o.convention == return_convention::carry_through_masked) {
+      return_step<T, returns_carry_through_masked> step{{o.gamma}, rewards.data(), m, out.data()};
+      advantage_backend<Exec>::reverse_scan(exec, seq_offsets, 0.0, step);
     } else {
       return_step<T, returns_mask_rewards> step{{o.gamma}, rewards.data(), m, out.data()};
       advantage_backend<Exec>::reverse_scan(exec, seq_offsets, 0.0, step);
@@ -175,7 +197,8 @@ void discounted_returns(Exec exec, const V& rewards_in, std::span<const float> m
   detail::validate_return_inputs(rewards, mask, seq_offsets, out, options.gamma, where, "out",
                                  detail::on_host_v<Exec>);
   expect(options.convention == return_convention::reset_at_masked ||
-             options.convention == return_convention::mask_rewards,
+             options.convention == return_convention::mask_rewards ||
+             options.convention == return_convention::carry_through_masked,
          where, "options.convention is not a return_convention");
   if constexpr (detail::on_host_v<Exec>) detail::check_mask(mask, where);
   detail::run_returns(exec, rewards, mask, seq_offsets, out, options);
@@ -207,7 +230,8 @@ void reinforce_plus_plus(Exec exec, const V& rewards_in, std::span<const float> 
   detail::validate_return_inputs(rewards, mask, seq_offsets, advantages, options.gamma, where,
                                  "advantages", detail::on_host_v<Exec>);
   expect(options.convention == return_convention::reset_at_masked ||
-             options.convention == return_convention::mask_rewards,
+             options.convention == return_convention::mask_rewards ||
+             options.convention == return_convention::carry_through_masked,
          where, "options.convention is not a return_convention");
   expect_size_or_empty(returns, ssize(rewards), where, "returns",
                        "one per token, or empty (not requested)");

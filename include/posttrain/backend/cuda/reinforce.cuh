@@ -79,6 +79,9 @@ void discounted_returns(const T* rewards, const float* mask, const index_t* seq_
   if (options.convention == advantage::return_convention::reset_at_masked)
     reinforce_detail::launch(advantage::returns_reset_at_masked{options.gamma}, rewards, mask,
                              seq_offsets, num_sequences, out, stream);
+  else if (options.convention == advantage::return_convention::carry_through_masked)
+    reinforce_detail::launch(advantage::returns_carry_through_masked{options.gamma}, rewards,
+                             mask, seq_offsets, num_sequences, out, stream);
   else
     reinforce_detail::launch(advantage::returns_mask_rewards{options.gamma}, rewards, mask,
                              seq_offsets, num_sequences, out, stream);
