@@ -735,6 +735,109 @@ def trl_grpo(X, out):
         C.guard(name, run)
     C.write(os.path.join(out, "trl_grpo.json"))
 
+# ----------------------------------------------------------------------------------------------
+# verl clip_cov / kl_cov with the tokens they chose. clip_cov draws torch.randperm and kl_cov takes
+# torch.topk, and neither returns its choice: sys.settrace reads the locals of verl's own frame
+# (the candidate list top_k_idx after torch.nonzero, perm, corr, large_cov_idxs) while the
+# unmodified function runs. Nothing is patched; the trace only copies tensors.
+# ----------------------------------------------------------------------------------------------
+def _trace_locals(fn, names):
+    code = getattr(fn, "__wrapped__", fn).__code__
+    seen = {"lines": [], "ret": {}}
+
+    def local(frame, event, arg):
+        if event in ("line", "return"):
+            snap = {k: frame.f_locals[k].clone() if isinstance(frame.f_locals.get(k), torch.Tensor) else frame.f_locals.get(k)
+                    for k in names if k in frame.f_locals}
+            (seen["lines"].append(snap) if event == "line" else seen["ret"].update(snap))
+        return local
+
+    def glob(frame, event, arg):
+        return local if frame.f_code is code else None
+
+    return glob, seen
+
+
+def verl_cov(X, out):
+    import verl.trainer.ppo.core_algos as ca
+
+    C = Collector("verl")
+    g = torch.Generator().manual_seed(SEED + 5)
+    is_w = torch.rand(B, T, generator=g) * 1.5 + 0.25  # as verl_policy_loss
+    moderate = X["logp"].clone()
+    moderate[1, 0] = X["old"][1, 0] + 2.5
+    moderate[2, 3] = X["old"][2, 3] - 2.5
+    logps = {"logp": X["logp"], "moderate": moderate}
+    base = {"clip_ratio": 0.2, "clip_ratio_low": 0.2, "clip_ratio_high": 0.28, "clip_ratio_c": 3.0,
+            "tau_pos": 1.0, "tau_neg": 1.05, "global_batch_info": {},
+            "policy_loss": {"loss_mode": "clip_cov", "clip_cov_ratio": 0.2, "clip_cov_lb": 1.0, "clip_cov_ub": 5.0,
+                            "kl_cov_ratio": 0.2, "ppo_kl_coef": 0.1, "dro_beta": 0.1}}
+    runs = []
+    for lname in logps:
+        for mname in ("mask", "mask_empty"):
+            runs.append(("clip_cov", lname, mname, None, "token-mean", {}))
+            runs.append(("kl_cov", lname, mname, None, "token-mean", {}))
+        runs.append(("clip_cov", lname, "mask", "isw", "token-mean", {}))
+        runs.append(("kl_cov", lname, "mask", "isw", "token-mean", {}))
+        runs.append(("clip_cov", lname, "mask", None, "seq-mean-token-mean",
+                     {"clip_cov_ratio": 0.1, "clip_cov_lb": 0.2, "clip_cov_ub": 3.0}))
+        runs.append(("clip_cov", lname, "mask", None, "token-mean",
+                     {"clip_cov_ratio": 0.1, "clip_cov_lb": 0.2, "clip_cov_ub": 3.0}))
+        runs.append(("kl_cov", lname, "mask", None, "seq-mean-token-mean", {"kl_cov_ratio": 0.05, "ppo_kl_coef": 1.0}))
+    for mode, lname, mname, wname, agg, over in runs:
+        name = f"{mode}_{lname}_{mname}_{wname or 'now'}_{agg}" + "".join(f"_{k}{v}" for k, v in over.items())
+
+        def run(mode=mode, lname=lname, mname=mname, wname=wname, agg=agg, over=over, name=name):
+            cfgd = json.loads(json.dumps(base))
+            cfgd["policy_loss"].update(over)
+            cfgd["policy_loss"]["loss_mode"] = mode
+            cfg = make_actor_config(cfgd)
+            fn = ca.get_policy_loss_fn(mode)
+            names = ["top_k_idx", "perm", "corr"] if mode == "clip_cov" else ["large_cov_idxs", "all_valid_idx"]
+            tracer, seen = _trace_locals(fn, names)
+            w = is_w if wname else None
+            torch.manual_seed(SEED)
+            lp = logps[lname].clone().requires_grad_(True)
+            sys.settrace(tracer)
+            try:
+                loss, metrics = fn(X["old"], lp, X["adv"], X[mname], loss_agg_mode=agg, config=cfg,
+                                   rollout_is_weights=w)
+            finally:
+                sys.settrace(None)
+            loss.backward()
+            rec = {}
+            if mode == "clip_cov":
+                # the candidates: top_k_idx as torch.nonzero returned it, before the permutation
+                cands = None
+                for snap in seen["lines"]:
+                    if "top_k_idx" in snap and "perm" not in snap and snap["top_k_idx"].dtype == torch.long:
+                        cands = snap["top_k_idx"]
+                cands = cands if cands is not None else torch.empty((0, 2), dtype=torch.long)
+                rec["candidates"] = [int(i) * T + int(j) for i, j in cands.tolist()]
+                rec["perm"] = [int(v) for v in seen["ret"]["perm"].tolist()] if "perm" in seen["ret"] else []
+                rec["selected"] = [int(i) * T + int(j) for i, j in seen["ret"]["top_k_idx"].tolist()]
+                corr = seen["ret"]["corr"]
+            else:
+                idx = seen["ret"].get("large_cov_idxs")
+                rec["selected"] = sorted(int(v) for v in idx.tolist()) if idx is not None else []
+                corr = None
+            inputs = {"old_log_prob": X["old"], "log_prob": logps[lname], "advantages": X["adv"],
+                      "response_mask": X[mname], **rec}
+            if w is not None:
+                inputs["rollout_is_weights"] = w
+            params = {k: v for k, v in cfgd.items() if k != "global_batch_info"}
+            params["loss_agg_mode"] = agg
+            params["torch_manual_seed"] = SEED
+            outs = {"loss": loss}
+            if corr is not None:
+                outs["corr"] = corr
+            for k, v in metrics.items():
+                if isinstance(v, (int, float)):
+                    outs[k] = v
+            C.case(name, fn.__name__, params, inputs, outs, {"log_prob": lp.grad})
+        C.guard(name, run)
+    C.write(os.path.join(out, "verl_cov.json"))
+
 
 def main():
     ap = argparse.ArgumentParser()
@@ -746,7 +849,7 @@ def main():
     X = make_inputs()
     jobs = {"verl_advantage": verl_advantage, "verl_ops": verl_ops, "verl_policy_loss": verl_policy_loss,
             "verl_rollout_correction": verl_rollout_correction, "openrlhf": openrlhf_all, "trl_dpo": trl_dpo,
-            "trl_grpo": trl_grpo}
+            "trl_grpo": trl_grpo, "verl_cov": verl_cov}
     for k, f in jobs.items():
         if a.only and k not in a.only.split(","):
             continue
