@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda_testing.cuh"
 #include "posttrain/backend/cuda/fused_linear_logprobs.cuh"
 #include "posttrain/cuda.cuh"
 #include "posttrain/ops/fused_linear_logprobs.hpp"
@@ -23,30 +24,12 @@ namespace pt = posttrain;
 namespace ptc = posttrain::backend::cuda;
 using pt::index_t;
 
-#define POSTTRAIN_REQUIRE_DEVICE()                                                                 \
-  do {                                                                                             \
-    std::string reason;                                                                            \
-    if (!ptc::cuda_device_available(&reason))                                                      \
-      GTEST_SKIP() << "no CUDA device available: " << reason;                                      \
-  } while (0)
-
 namespace {
 
-struct stream_guard {
-  cudaStream_t s = nullptr;
-  stream_guard() { ptc::cuda_check(cudaStreamCreate(&s), "cudaStreamCreate"); }
-  ~stream_guard() { (void)cudaStreamDestroy(s); }
-  void sync() const { ptc::cuda_check(cudaStreamSynchronize(s), "cudaStreamSynchronize"); }
-};
-
-template <class T>
-double to_d(T x) {
-  return static_cast<double>(static_cast<float>(x));
-}
-template <>
-double to_d<double>(double x) {
-  return x;
-}
+using cuda_testing::expect_close;
+using cuda_testing::stream_guard;
+using cuda_testing::to_d;
+using cuda_testing::widen;
 
 struct spec {
   index_t n = 37, h = 24, v = 1001, ldx = 24, ldw = 26;
@@ -63,25 +46,6 @@ std::vector<T> random_values(std::size_t count, double scale, unsigned seed) {
   std::vector<T> x(count);
   for (auto& e : x) e = T(static_cast<float>(nd(rng)));
   return x;
-}
-
-void expect_close(const std::vector<double>& got, const std::vector<double>& want, double rtol,
-                  double atol, const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  int reported = 0;
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    const double tol = atol + rtol * std::fabs(want[i]);
-    if (!(std::fabs(got[i] - want[i]) <= tol) && reported++ < 5)
-      ADD_FAILURE() << what << "[" << i << "]: cuda " << got[i] << " vs host " << want[i]
-                    << " (tol " << tol << ")";
-  }
-}
-
-template <class V>
-std::vector<double> widen(const V& v) {
-  std::vector<double> r(v.size());
-  for (std::size_t i = 0; i < v.size(); ++i) r[i] = to_d(v[i]);
-  return r;
 }
 
 // Dense [rows, cols] of a strided host buffer.

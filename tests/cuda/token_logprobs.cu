@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda_testing.cuh"
 #include "posttrain/backend/cuda/token_logprobs.cuh"
 #include "posttrain/cuda.cuh"
 
@@ -20,30 +21,12 @@ namespace pt = posttrain;
 namespace ptc = posttrain::backend::cuda;
 using pt::index_t;
 
-#define POSTTRAIN_REQUIRE_DEVICE()                                                                 \
-  do {                                                                                             \
-    std::string reason;                                                                            \
-    if (!ptc::cuda_device_available(&reason))                                                      \
-      GTEST_SKIP() << "no CUDA device available: " << reason;                                      \
-  } while (0)
-
 namespace {
 
-struct stream_guard {
-  cudaStream_t s = nullptr;
-  stream_guard() { ptc::cuda_check(cudaStreamCreate(&s), "cudaStreamCreate"); }
-  ~stream_guard() { (void)cudaStreamDestroy(s); }
-  void sync() const { ptc::cuda_check(cudaStreamSynchronize(s), "cudaStreamSynchronize"); }
-};
-
-template <class T>
-double to_d(T x) {
-  return static_cast<double>(static_cast<float>(x));
-}
-template <>
-double to_d<double>(double x) {
-  return x;
-}
+using cuda_testing::expect_close;
+using cuda_testing::stream_guard;
+using cuda_testing::to_d;
+using cuda_testing::widen;
 
 struct problem_spec {
   index_t n = 4, v = 1001, ld = 1001;
@@ -82,25 +65,6 @@ problem<T> make_problem(const problem_spec& s) {
     for (index_t j = 0; j < s.v; ++j) p.logits[i * s.ld + j] = T(std::nanf(""));
   }
   return p;
-}
-
-void expect_close(const std::vector<double>& got, const std::vector<double>& want, double rtol,
-                  double atol, const char* what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  int reported = 0;
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    const double tol = atol + rtol * std::fabs(want[i]);
-    if (!(std::fabs(got[i] - want[i]) <= tol) && reported++ < 5)
-      ADD_FAILURE() << what << "[" << i << "]: cuda " << got[i] << " vs host " << want[i]
-                    << " (tol " << tol << ")";
-  }
-}
-
-template <class A>
-std::vector<double> widen(const std::vector<A>& v) {
-  std::vector<double> r(v.size());
-  for (std::size_t i = 0; i < v.size(); ++i) r[i] = to_d(v[i]);
-  return r;
 }
 
 // Runs forward, backward (in place when in_place) and fused on the device and the host; compares.
