@@ -838,6 +838,211 @@ def verl_cov(X, out):
         C.guard(name, run)
     C.write(os.path.join(out, "verl_cov.json"))
 
+# ----------------------------------------------------------------------------------------------
+# TRL CPO / ORPO (trl.experimental), KTO and RewardTrainer: their REAL loss paths on instances made
+# with object.__new__ holding only the attributes read. CPO/ORPO go through get_batch_loss_metrics
+# -> concatenated_forward (padding, label masks, the cross-entropy NLL, get_batch_logps) with a
+# model whose logits over a 2-token vocabulary are [ℓ, log(1 − e^ℓ)] at every position, so the
+# log-softmax of label 0 is the seeded per-token log-prob ℓ (a leaf: autograd gives d loss / dℓ).
+# ----------------------------------------------------------------------------------------------
+def trl_offline(X, out):
+    import collections
+    import warnings
+    from types import SimpleNamespace
+
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    C = Collector("trl")
+    g = torch.Generator().manual_seed(SEED + 23)
+    P, L = 4, 7
+    lengths_c, lengths_r = [7, 3, 5, 1], [2, 7, 5, 4]
+
+    def pair_batch(prompt_len):
+        W = prompt_len + L
+        ids = torch.zeros(2 * P, W, dtype=torch.long)
+        att = torch.zeros(2 * P, W, dtype=torch.long)
+        lab = torch.full((2 * P, W), -100, dtype=torch.long)
+        for i, n in enumerate(lengths_c + lengths_r):
+            att[i, : prompt_len + n] = 1
+            lab[i, prompt_len : prompt_len + n] = 0
+        batch = {"chosen_input_ids": ids[:P], "chosen_attention_mask": att[:P], "chosen_labels": lab[:P],
+                 "rejected_input_ids": ids[P:], "rejected_attention_mask": att[P:], "rejected_labels": lab[P:]}
+        return batch, W, (lab[:, 1:] != -100).float(), att
+
+    tok_all = -0.05 - 2.95 * torch.rand(2 * P, L + 1, generator=g)  # ℓ in (-3, -0.05): log(1 − e^ℓ) finite
+    tok_all[1] = tok_all[1] * 0.2  # a high-probability chosen completion (ORPO's log1mexp near 0)
+
+    class LogitModel(torch.nn.Module):
+        def __init__(self, leaf):
+            super().__init__()
+            self.leaf = leaf
+            self.training = True
+
+        def forward(self, input_ids, **kw):
+            lead = self.leaf  # [2P, W−1]: position j predicts token j+1
+            lead = torch.cat([lead, torch.full_like(lead[:, :1], -1.0)], dim=1)
+            logits = torch.stack([lead, torch.log1p(-torch.exp(lead))], dim=-1)
+            return SimpleNamespace(logits=logits)
+
+    def common(tr):
+        tr.__dict__.update(is_encoder_decoder=False, aux_loss_enabled=False, pad_token_id=0, padding_value=0,
+                           accelerator=_FakeAccelerator())
+
+    # ---- CPO
+    try:
+        from trl.experimental.cpo import CPOTrainer
+    except Exception as e:
+        C.skip("CPOTrainer", f"import failed: {type(e).__name__}: {e}")
+        CPOTrainer = None
+    cpo_variants = [("sigmoid", 0.1, 0.0, 1.0, 0.5, 0.0), ("sigmoid", 0.1, 0.1, 1.0, 0.5, 0.0),
+                    ("sigmoid", 0.5, 0.0, 0.0, 0.5, 0.0), ("hinge", 0.1, 0.0, 1.0, 0.5, 0.0),
+                    ("hinge", 2.0, 0.0, 0.5, 0.5, 0.0), ("ipo", 0.1, 0.0, 1.0, 0.5, 0.0),
+                    ("ipo", 0.5, 0.0, 0.0, 0.5, 0.0), ("simpo", 0.1, 0.0, 0.0, 0.5, 0.0),
+                    ("simpo", 2.0, 0.1, 1.0, 1.2, 0.0), ("sigmoid", 0.1, 0.0, 1.0, 0.5, 0.25),
+                    ("sigmoid", 0.5, 0.0, 0.0, 0.5, -0.5), ("simpo", 2.0, 0.0, 1.0, 0.5, 0.5)]
+    for lt, beta, ls, cpo_alpha, gamma, alpha in cpo_variants if CPOTrainer else []:
+        name = f"cpo_{lt}_beta{beta}_ls{ls}_cpoalpha{cpo_alpha}_gamma{gamma}_alpha{alpha}"
+
+        def run(lt=lt, beta=beta, ls=ls, cpo_alpha=cpo_alpha, gamma=gamma, alpha=alpha, name=name):
+            batch, W, cmask, _ = pair_batch(1)
+            tok = tok_all[:, : W - 1].clone()
+            leaf = tok.clone().requires_grad_(True)
+            tr = object.__new__(CPOTrainer)
+            common(tr)
+            tr.__dict__.update(loss_type=lt, beta=beta, label_smoothing=ls, cpo_alpha=cpo_alpha, simpo_gamma=gamma,
+                               alpha=alpha)
+            loss, metrics = tr.get_batch_loss_metrics(LogitModel(leaf), batch, train_eval="train")
+            loss.backward()
+            C.case(name, "CPOTrainer.get_batch_loss_metrics",
+                   {"loss_type": lt, "beta": beta, "label_smoothing": ls, "cpo_alpha": cpo_alpha, "simpo_gamma": gamma,
+                    "alpha": alpha, "prompt_len": 1},
+                   {"per_token_logps": tok, "completion_mask": cmask},
+                   {"loss": loss, "nll_loss": metrics["nll_loss"], "rewards_chosen": metrics["rewards/chosen"],
+                    "rewards_rejected": metrics["rewards/rejected"]},
+                   {"per_token_logps": leaf.grad})
+        C.guard(name, run)
+
+    # ---- ORPO
+    try:
+        from trl.experimental.orpo import ORPOTrainer
+    except Exception as e:
+        C.skip("ORPOTrainer", f"import failed: {type(e).__name__}: {e}")
+        ORPOTrainer = None
+    for beta, prompt_len in ((0.1, 1), (1.0, 1), (0.1, 2)) if ORPOTrainer else []:
+        name = f"orpo_beta{beta}_prompt{prompt_len}"
+
+        def run(beta=beta, prompt_len=prompt_len, name=name):
+            batch, W, cmask, att = pair_batch(prompt_len)
+            tok = tok_all[:, : W - 1].clone()
+            leaf = tok.clone().requires_grad_(True)
+            tr = object.__new__(ORPOTrainer)
+            common(tr)
+            tr.__dict__.update(beta=beta)
+            loss, metrics = tr.get_batch_loss_metrics(LogitModel(leaf), batch, train_eval="train")
+            loss.backward()
+            C.case(name, "ORPOTrainer.get_batch_loss_metrics", {"beta": beta, "prompt_len": prompt_len},
+                   {"per_token_logps": tok, "completion_mask": cmask, "attention_mask_shifted": att[:, 1:].float()},
+                   {"loss": loss, "nll_loss": metrics["nll_loss"], "log_odds_ratio": metrics["log_odds_ratio"]},
+                   {"per_token_logps": leaf.grad})
+        C.guard(name, run)
+
+    # ---- KTO (KTOTrainer._compute_loss; precomputed reference log-probs; the KL pass under no_grad)
+    try:
+        from trl import KTOTrainer
+    except Exception as e:
+        C.skip("KTOTrainer", f"import failed: {type(e).__name__}: {e}")
+        KTOTrainer = None
+    NB, W = 6, 1 + L
+    lengths_k = [7, 3, 5, 1, 6, 4]
+    labels_k = [True, False, True, True, False, False]
+    cm_k = torch.zeros(NB, W, dtype=torch.long)
+    for i, n in enumerate(lengths_k):
+        cm_k[i, 1 : 1 + n] = 1
+    kl_cm = torch.roll(cm_k, 1, dims=0)  # TRL: completions rotated by one within the batch
+    tok_k = -2.5 * torch.rand(NB, W - 1, generator=g) * cm_k[:, 1:]
+    ref_k = (tok_k + 0.6 * torch.randn(NB, W - 1, generator=g) * cm_k[:, 1:]).sum(1)
+    ref_k[3] -= 6.0
+    kl_tok = -2.5 * torch.rand(NB, W - 1, generator=g) * kl_cm[:, 1:]
+    for lt, beta, wd, wu, kl_shift in (("kto", 0.1, 1.0, 1.0, -1.0), ("kto", 0.5, 1.0, 1.33, -1.0),
+                                       ("kto", 0.1, 1.0, 1.0, 1.0), ("apo_zero_unpaired", 0.1, 1.0, 1.0, -1.0),
+                                       ("apo_zero_unpaired", 0.5, 0.8, 1.2, -1.0)) if KTOTrainer else []:
+        name = f"kto_{lt}_beta{beta}_wd{wd}_wu{wu}_klshift{kl_shift}"
+
+        def run(lt=lt, beta=beta, wd=wd, wu=wu, kl_shift=kl_shift, name=name):
+            leaf = tok_k.clone().requires_grad_(True)
+            KL_ids = torch.zeros(NB, W, dtype=torch.long)
+            ref_KL = kl_tok.sum(1) - kl_shift  # policy − reference KL sums: mean ≈ kl_shift
+
+            class KtoModel(torch.nn.Module):
+                training = True
+
+                def forward(self, input_ids, **kw):
+                    lp = kl_tok if input_ids is KL_ids else leaf
+                    z = torch.zeros_like(lp)
+                    return SimpleNamespace(log_probs=lp, entropy=z, mean_logits=z, aux_loss=None)
+
+            model = KtoModel()
+            tr = object.__new__(KTOTrainer)
+            tr.__dict__.update(model=model, loss_type=lt, beta=beta, desirable_weight=wd, undesirable_weight=wu,
+                               calculate_KL=(lt == "kto"), precompute_ref_logps=True, aux_loss_enabled=False,
+                               _total_train_tokens=0, _tp_size=1, accelerator=_FakeAccelerator(),
+                               args=SimpleNamespace(gradient_checkpointing_kwargs=None),
+                               _metrics={"train": collections.defaultdict(list), "eval": collections.defaultdict(list)})
+            batch = {"input_ids": torch.zeros(NB, W, dtype=torch.long), "attention_mask": torch.ones(NB, W, dtype=torch.long),
+                     "completion_mask": cm_k, "KL_input_ids": KL_ids, "KL_attention_mask": torch.ones(NB, W, dtype=torch.long),
+                     "KL_completion_mask": kl_cm, "label": torch.tensor(labels_k), "ref_logps": ref_k,
+                     "ref_KL_logps": ref_KL}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                loss = tr._compute_loss(model, batch, return_outputs=False)
+            loss = loss[0] if isinstance(loss, tuple) else loss
+            loss.backward()
+            C.case(name, "KTOTrainer._compute_loss",
+                   {"loss_type": lt, "beta": beta, "desirable_weight": wd, "undesirable_weight": wu},
+                   {"per_token_logps": tok_k, "completion_mask": cm_k[:, 1:].float(), "label": [int(v) for v in labels_k],
+                    "ref_logps": ref_k, "KL_logps": kl_tok.sum(1), "ref_KL_logps": ref_KL},
+                   {"loss": loss, "kl": tr._metrics["train"]["kl"][-1]}, {"per_token_logps": leaf.grad})
+        C.guard(name, run)
+
+    # ---- RewardTrainer.compute_loss
+    try:
+        from trl import RewardTrainer
+    except Exception as e:
+        C.skip("RewardTrainer", f"import failed: {type(e).__name__}: {e}")
+        RewardTrainer = None
+    rc, rr = torch.randn(8, generator=g) * 2, torch.randn(8, generator=g) * 2
+    rr[0] = rc[0]
+    rc[1], rr[1] = 15.0, -15.0
+    margin = torch.rand(8, generator=g) * 2
+    for use_margin, center in ((False, None), (True, None), (False, 0.01), (True, 0.1)) if RewardTrainer else []:
+        name = f"reward_margin{int(use_margin)}_center{center}"
+
+        def run(use_margin=use_margin, center=center, name=name):
+            leaf = torch.cat([rc, rr]).unsqueeze(-1).clone().requires_grad_(True)
+
+            class RM(torch.nn.Module):
+                training = True
+
+                def forward(self, **kw):
+                    return SimpleNamespace(logits=leaf)
+
+            model = RM()
+            tr = object.__new__(RewardTrainer)
+            tr.__dict__.update(model=model, args=SimpleNamespace(center_rewards_coefficient=center),
+                               _total_train_tokens=0, _tp_size=1, accelerator=_FakeAccelerator(),
+                               _metrics={"train": collections.defaultdict(list), "eval": collections.defaultdict(list)})
+            inputs = {"input_ids": torch.zeros(16, 3, dtype=torch.long), "attention_mask": torch.ones(16, 3, dtype=torch.long)}
+            if use_margin:
+                inputs["margin"] = margin
+            loss = tr.compute_loss(model, inputs)
+            loss.backward()
+            ins = {"rewards_chosen": rc, "rewards_rejected": rr}
+            if use_margin:
+                ins["margin"] = margin
+            C.case(name, "RewardTrainer.compute_loss", {"center_rewards_coefficient": center}, ins, {"loss": loss},
+                   {"rewards_chosen": leaf.grad[:8, 0], "rewards_rejected": leaf.grad[8:, 0]})
+        C.guard(name, run)
+    C.write(os.path.join(out, "trl_offline.json"))
+
 
 def main():
     ap = argparse.ArgumentParser()
@@ -849,7 +1054,8 @@ def main():
     X = make_inputs()
     jobs = {"verl_advantage": verl_advantage, "verl_ops": verl_ops, "verl_policy_loss": verl_policy_loss,
             "verl_rollout_correction": verl_rollout_correction, "openrlhf": openrlhf_all, "trl_dpo": trl_dpo,
-            "trl_grpo": trl_grpo, "verl_cov": verl_cov}
+            "trl_grpo": trl_grpo, "verl_cov": verl_cov,
+            "trl_offline": trl_offline}
     for k, f in jobs.items():
         if a.only and k not in a.only.split(","):
             continue
