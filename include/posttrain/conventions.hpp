@@ -147,6 +147,8 @@ inline constexpr whiten_options ppo_whiten = whiten_conventions::trl_ppo;
 inline constexpr value_options value = value_conventions::trl;
 inline kl_options kl() { return kl_conventions::trl(); }
 inline agg_options aggregation() { return agg_conventions::trl(); }
+// GRPOTrainer with use_bias_correction_kl=False (the reference's TRL). TRL 1.16 defaults that flag
+// to True: with β > 0 use grpo_bias_corrected_kl(β) to match it (tests/golden/trl_grpo.cpp).
 inline policy_gradient_options grpo(double beta = 0.0, double delta = pg_presets::inf) {
   return pg_presets::trl_grpo(beta, delta);
 }
