@@ -11,38 +11,16 @@
 #include <string>
 #include <vector>
 
-#include <Eigen/Core>
-
+#include "ops/logprobs_testing.hpp"
 #include "posttrain/ops/fused_linear_logprobs.hpp"
 
 namespace {
 
-namespace pt = posttrain;
+using namespace logprobs_testing;
 using pt::fused_linear_logprobs_options;
 using pt::fused_linear_pass;
-using pt::index_t;
-using pt::matrix_view;
 using pt::token_logprobs_grads;
 using pt::token_logprobs_outputs;
-using bf16 = Eigen::bfloat16;
-constexpr index_t ignore = -100;
-const pt::exec::host host;
-
-template <class T>
-double to_d(T v) {
-  return static_cast<double>(static_cast<float>(v));
-}
-template <>
-double to_d<double>(double v) {
-  return v;
-}
-template <class T>
-T from_d(double v) {
-  if constexpr (std::is_same_v<T, double>)
-    return v;
-  else
-    return T(static_cast<float>(v));
-}
 
 // A row-major [rows, cols] matrix with leading dimension ld; padding holds NaN (never read).
 template <class T>

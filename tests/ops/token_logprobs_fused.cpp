@@ -9,27 +9,12 @@
 #include <string>
 #include <vector>
 
-#include <Eigen/Core>
-
+#include "ops/logprobs_testing.hpp"
 #include "posttrain/ops/token_logprobs.hpp"
 
 namespace {
 
-namespace pt = posttrain;
-using pt::index_t;
-using pt::matrix_view;
-using bf16 = Eigen::bfloat16;
-constexpr index_t ignore = -100;
-const pt::exec::host host;
-
-template <class T>
-double to_d(T v) {
-  return static_cast<double>(static_cast<float>(v));
-}
-template <>
-double to_d<double>(double v) {
-  return v;
-}
+using namespace logprobs_testing;
 
 template <class T>
 std::vector<T> random_logits(index_t n, index_t ld, double scale, unsigned seed) {
