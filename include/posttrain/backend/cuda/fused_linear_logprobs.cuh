@@ -99,32 +99,24 @@ namespace fused_linear_detail {
 inline constexpr std::size_t alignment = 256;
 constexpr std::size_t aligned(std::size_t b) { return (b + alignment - 1) / alignment * alignment; }
 
+// cuBLAS storage type, compute type and alpha/beta scalar of an element type D.
+template <cudaDataType_t Data, cublasComputeType_t Compute, class Scalar>
+struct blas_type_info {
+  static constexpr cudaDataType_t data = Data;
+  static constexpr cublasComputeType_t compute = Compute;
+  using scalar = Scalar;
+};
+
 template <class D>
 struct blas_types;
 template <>
-struct blas_types<float> {
-  static constexpr cudaDataType_t data = CUDA_R_32F;
-  static constexpr cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
-  using scalar = float;
-};
+struct blas_types<float> : blas_type_info<CUDA_R_32F, CUBLAS_COMPUTE_32F, float> {};
 template <>
-struct blas_types<double> {
-  static constexpr cudaDataType_t data = CUDA_R_64F;
-  static constexpr cublasComputeType_t compute = CUBLAS_COMPUTE_64F;
-  using scalar = double;
-};
+struct blas_types<double> : blas_type_info<CUDA_R_64F, CUBLAS_COMPUTE_64F, double> {};
 template <>
-struct blas_types<__nv_bfloat16> {
-  static constexpr cudaDataType_t data = CUDA_R_16BF;
-  static constexpr cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
-  using scalar = float;
-};
+struct blas_types<__nv_bfloat16> : blas_type_info<CUDA_R_16BF, CUBLAS_COMPUTE_32F, float> {};
 template <>
-struct blas_types<__half> {
-  static constexpr cudaDataType_t data = CUDA_R_16F;
-  static constexpr cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
-  using scalar = float;
-};
+struct blas_types<__half> : blas_type_info<CUDA_R_16F, CUBLAS_COMPUTE_32F, float> {};
 
 template <class D>
 constexpr std::size_t workspace_bytes(index_t c, index_t v, fused_linear_pass pass) {
