@@ -56,5 +56,6 @@
 #include "posttrain/advantage/rloo.hpp"
 #include "posttrain/advantage/shaping.hpp"
 #include "posttrain/algo.hpp"
+#include "posttrain/reward/verifiers.hpp"
 #include "posttrain/conventions.hpp"
 #include "posttrain/loss/concept.hpp"
