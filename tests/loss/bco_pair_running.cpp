@@ -209,25 +209,15 @@ TEST(BcoPairRunning, ReferenceFreeAndPairWeights) {
 TEST(BcoPairRunning, FloatMatchesDouble) {
   std::mt19937_64 rng(205);
   const pair_data d = make_data(rng, 4, 1, 6, true);
-  std::vector<float> c(d.chosen.logprobs.begin(), d.chosen.logprobs.end());
-  std::vector<float> rj(d.rejected.logprobs.begin(), d.rejected.logprobs.end());
-  std::vector<float> rc(d.chosen.reference.begin(), d.chosen.reference.end());
-  std::vector<float> rr(d.rejected.reference.begin(), d.rejected.reference.end());
-  pt::loss::preference_inputs<float> in;
-  in.batch.chosen = {d.chosen.offsets, d.chosen.mask};
-  in.batch.rejected = {d.rejected.offsets, d.rejected.mask};
-  in.chosen_logprobs = c;
-  in.rejected_logprobs = rj;
-  in.reference_chosen = rc;
-  in.reference_rejected = rr;
-  std::vector<float> gc(c.size()), gr(rj.size());
-  std::vector<double> hc(c.size()), hr(rj.size());
-  const auto a = bco::compute(in, 0.4, {}, pt::loss::preference_outputs<float>{gc, gr});
+  const float_inputs f(d);
+  std::vector<float> gc(f.chosen.size()), gr(f.rejected.size());
+  std::vector<double> hc(f.chosen.size()), hr(f.rejected.size());
+  const auto a = bco::compute(f.in, 0.4, {}, pt::loss::preference_outputs<float>{gc, gr});
   const auto b = bco::compute(d.inputs(), 0.4, {}, {hc, hr});
   EXPECT_NEAR(a.loss, b.loss, 1e-5 * (1 + std::fabs(b.loss)));
   for (std::size_t t = 0; t < gc.size(); ++t) EXPECT_NEAR(gc[t], hc[t], 1e-6);
   for (std::size_t t = 0; t < gr.size(); ++t) EXPECT_NEAR(gr[t], hr[t], 1e-6);
-  EXPECT_NEAR(bco::batch_reward_mean(in, {}), bco::batch_reward_mean(d.inputs(), {}), 1e-5);
+  EXPECT_NEAR(bco::batch_reward_mean(f.in, {}), bco::batch_reward_mean(d.inputs(), {}), 1e-5);
 }
 
 TEST(BcoPairRunning, EmptyBatchAndHugeShifts) {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "loss/preference_naive.hpp"
+#include "loss/preference_testing.hpp"
 #include "posttrain/core/error.hpp"
 #include "posttrain/loss/preference/algorithms.hpp"
 
@@ -30,33 +31,11 @@ using pt::loss::preference_outputs;
 
 namespace {
 
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-
-// One side (chosen or rejected) of P pairs, packed.
-struct side {
-  std::vector<index_t> offsets{0};
-  std::vector<float> mask;
-  std::vector<double> logprobs;
-  std::vector<double> reference;  // [P] reference scores
-};
-
-struct pair_data {
-  side chosen, rejected;
-  index_t pairs() const { return static_cast<index_t>(chosen.offsets.size()) - 1; }
-
-  preference_inputs<double> inputs(bool with_reference = true) const {
-    preference_inputs<double> in;
-    in.batch.chosen = {chosen.offsets, chosen.mask};
-    in.batch.rejected = {rejected.offsets, rejected.mask};
-    in.chosen_logprobs = chosen.logprobs;
-    in.rejected_logprobs = rejected.logprobs;
-    if (with_reference) {
-      in.reference_chosen = chosen.reference;
-      in.reference_rejected = rejected.reference;
-    }
-    return in;
-  }
-};
+using preference_testing::check_gradient;
+using preference_testing::float_inputs;
+using preference_testing::kNaN;
+using preference_testing::pair_data;
+using preference_testing::side;
 
 // Random pairs: lengths 0..max_len, mask weights in {0, 1} (or also 0.5 when fractional), NaN
 // log-probs behind every zero mask, reference scores near the policy's.
@@ -111,36 +90,6 @@ double naive_loss(nv::link_fn link, const pair_data& d, const preference_options
     total += link(dc, dr, naive_params(o));
   }
   return d.pairs() > 0 ? total / static_cast<double>(d.pairs()) : 0.0;
-}
-
-// Central differences of Comp::compute(...).loss w.r.t. every unmasked token, compared with the
-// gradient the composition writes; masked tokens must get exactly 0.
-template <class Comp>
-void check_gradient(pair_data d, const preference_options& o, bool with_reference = true,
-                    double tol = 1e-7) {
-  const index_t nc = static_cast<index_t>(d.chosen.logprobs.size());
-  const index_t nr = static_cast<index_t>(d.rejected.logprobs.size());
-  std::vector<double> gc(nc, kNaN), gr(nr, kNaN);
-  Comp::compute(d.inputs(with_reference), o, preference_outputs<double>{gc, gr});
-  const double h = 1e-6;
-  for (side* s : {&d.chosen, &d.rejected}) {
-    const std::vector<double>& g = s == &d.chosen ? gc : gr;
-    for (std::size_t t = 0; t < s->logprobs.size(); ++t) {
-      if (s->mask[t] == 0.0f) {
-        EXPECT_EQ(g[t], 0.0) << "masked token " << t;
-        continue;
-      }
-      const double saved = s->logprobs[t];
-      s->logprobs[t] = saved + h;
-      const double up = Comp::compute(d.inputs(with_reference), o).loss;
-      s->logprobs[t] = saved - h;
-      const double down = Comp::compute(d.inputs(with_reference), o).loss;
-      s->logprobs[t] = saved;
-      const double fd = (up - down) / (2 * h);
-      EXPECT_NEAR(g[t], fd, tol * (1 + std::fabs(fd)))
-          << Comp::name() << (s == &d.chosen ? " chosen" : " rejected") << " token " << t;
-    }
-  }
 }
 
 // A composition against the naive one on random batches (sum or mean), then its gradient.
@@ -496,26 +445,19 @@ TEST(PreferenceCompose, FloatInputsAgreeWithDouble) {
   std::mt19937_64 rng(23);
   pair_data d = make_data(rng, 6, 8, true);
   set_reference(d, rng, true);
-  std::vector<float> cl(d.chosen.logprobs.begin(), d.chosen.logprobs.end());
-  std::vector<float> rl(d.rejected.logprobs.begin(), d.rejected.logprobs.end());
-  std::vector<float> refc(d.chosen.reference.begin(), d.chosen.reference.end());
-  std::vector<float> refr(d.rejected.reference.begin(), d.rejected.reference.end());
+  const float_inputs fin(d);
   // The double run sees the same rounded values.
-  for (std::size_t i = 0; i < cl.size(); ++i) d.chosen.logprobs[i] = cl[i];
-  for (std::size_t i = 0; i < rl.size(); ++i) d.rejected.logprobs[i] = rl[i];
-  for (std::size_t i = 0; i < refc.size(); ++i) d.chosen.reference[i] = refc[i];
-  for (std::size_t i = 0; i < refr.size(); ++i) d.rejected.reference[i] = refr[i];
-  preference_inputs<float> in;
-  in.batch.chosen = {d.chosen.offsets, d.chosen.mask};
-  in.batch.rejected = {d.rejected.offsets, d.rejected.mask};
-  in.chosen_logprobs = cl;
-  in.rejected_logprobs = rl;
-  in.reference_chosen = refc;
-  in.reference_rejected = refr;
-  std::vector<float> gcf(cl.size()), grf(rl.size());
-  std::vector<double> gc(cl.size()), gr(rl.size());
+  for (std::size_t i = 0; i < fin.chosen.size(); ++i) d.chosen.logprobs[i] = fin.chosen[i];
+  for (std::size_t i = 0; i < fin.rejected.size(); ++i) d.rejected.logprobs[i] = fin.rejected[i];
+  for (std::size_t i = 0; i < fin.reference_chosen.size(); ++i)
+    d.chosen.reference[i] = fin.reference_chosen[i];
+  for (std::size_t i = 0; i < fin.reference_rejected.size(); ++i)
+    d.rejected.reference[i] = fin.reference_rejected[i];
+  std::vector<float> gcf(fin.chosen.size()), grf(fin.rejected.size());
+  std::vector<double> gc(fin.chosen.size()), gr(fin.rejected.size());
   const preference_options o{.beta = 5.0};
-  const auto f = algo::dpo_length_normalized::compute(in, o, preference_outputs<float>{gcf, grf});
+  const auto f =
+      algo::dpo_length_normalized::compute(fin.in, o, preference_outputs<float>{gcf, grf});
   const auto x =
       algo::dpo_length_normalized::compute(d.inputs(), o, preference_outputs<double>{gc, gr});
   EXPECT_NEAR(f.loss, x.loss, 1e-12);  // both reduce in double

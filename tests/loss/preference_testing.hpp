@@ -49,6 +49,28 @@ struct pair_data {
   }
 };
 
+// The same batch in float: copies of the log-probs and reference scores, and inputs viewing
+// them (and the offsets and masks of the pair_data, which must outlive this). No pair weights.
+struct float_inputs {
+  std::vector<float> chosen, rejected, reference_chosen, reference_rejected;
+  pt::loss::preference_inputs<float> in;
+
+  explicit float_inputs(const pair_data& d)
+      : chosen(d.chosen.logprobs.begin(), d.chosen.logprobs.end()),
+        rejected(d.rejected.logprobs.begin(), d.rejected.logprobs.end()),
+        reference_chosen(d.chosen.reference.begin(), d.chosen.reference.end()),
+        reference_rejected(d.rejected.reference.begin(), d.rejected.reference.end()) {
+    in.batch.chosen = {d.chosen.offsets, d.chosen.mask};
+    in.batch.rejected = {d.rejected.offsets, d.rejected.mask};
+    in.chosen_logprobs = chosen;
+    in.rejected_logprobs = rejected;
+    in.reference_chosen = reference_chosen;
+    in.reference_rejected = reference_rejected;
+  }
+  float_inputs(const float_inputs&) = delete;
+  float_inputs& operator=(const float_inputs&) = delete;
+};
+
 // Lengths min_len..max_len, masks in {0, 1} (also 0.5 when fractional), NaN behind zero masks,
 // references = a random shift of the policy sum (moderate log-ratios).
 inline pair_data make_data(std::mt19937_64& rng, int pairs, int min_len, int max_len,

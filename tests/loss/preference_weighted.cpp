@@ -226,21 +226,11 @@ TEST(PreferenceWeighted, MicroBatchesAddUpWithGlobalNormalizers) {
 TEST(PreferenceWeighted, FloatMatchesDouble) {
   std::mt19937_64 rng(106);
   const pair_data d = make_data(rng, 4, 1, 6, true);
-  std::vector<float> c(d.chosen.logprobs.begin(), d.chosen.logprobs.end());
-  std::vector<float> rj(d.rejected.logprobs.begin(), d.rejected.logprobs.end());
-  std::vector<float> rc(d.chosen.reference.begin(), d.chosen.reference.end());
-  std::vector<float> rr(d.rejected.reference.begin(), d.rejected.reference.end());
-  pt::loss::preference_inputs<float> in;
-  in.batch.chosen = {d.chosen.offsets, d.chosen.mask};
-  in.batch.rejected = {d.rejected.offsets, d.rejected.mask};
-  in.chosen_logprobs = c;
-  in.rejected_logprobs = rj;
-  in.reference_chosen = rc;
-  in.reference_rejected = rr;
-  std::vector<float> gc(c.size()), gr(rj.size());
-  std::vector<double> hc(c.size()), hr(rj.size());
+  const float_inputs f(d);
+  std::vector<float> gc(f.chosen.size()), gr(f.rejected.size());
+  std::vector<double> hc(f.chosen.size()), hr(f.rejected.size());
   const auto w = pt::pref::presets::mpo_weights;
-  const auto a = pt::algo::mpo::compute(in, w, {}, pt::loss::preference_outputs<float>{gc, gr});
+  const auto a = pt::algo::mpo::compute(f.in, w, {}, pt::loss::preference_outputs<float>{gc, gr});
   const auto b = pt::algo::mpo::compute(d.inputs(), w, {}, {hc, hr});
   EXPECT_NEAR(a.loss, b.loss, 1e-5 * (1 + std::fabs(b.loss)));
   for (std::size_t t = 0; t < gc.size(); ++t) EXPECT_NEAR(gc[t], hc[t], 1e-6) << t;
