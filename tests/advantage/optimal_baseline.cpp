@@ -75,11 +75,12 @@ batch make_batch(const std::vector<int>& group_sizes, int T, unsigned seed, bool
   return b;
 }
 
-// verl compute_optimal_token_baseline_advantage, padded rows, float64.
-void ref_column(const batch& b, bool use_rho, bool zero_tail, double eps, vec& adv_out,
-                vec& ret_out) {
+// Per row of the padded batch: the reward-to-go G_t = Σ_{u>=t} r_u·m_u and the cumulative
+// weight W_t = Σ_{u<=t} m_u·(1 − 2π_u + Σπ²_u)·(ρ_u² when use_rho), both [B*T].
+void returns_and_weights(const batch& b, bool use_rho, vec& G, vec& W) {
   const int B = b.B, T = b.T;
-  vec G(B * T, 0.0), W(B * T, 0.0), base(B * T, 0.0);
+  G.assign(B * T, 0.0);
+  W.assign(B * T, 0.0);
   for (int i = 0; i < B; ++i) {
     double acc = 0;
     for (int t = T - 1; t >= 0; --t) {
@@ -98,6 +99,28 @@ void ref_column(const batch& b, bool use_rho, bool zero_tail, double eps, vec& a
       W[k] = w;
     }
   }
+}
+
+// verl's handle_zero_tail: when one row of a group is strictly the longest (len[j] is the length
+// of rows[j]), its baseline from the second-longest length on is 0.
+void zero_unique_longest_tail(const std::vector<int>& rows, const vec& len, int T, vec& base) {
+  vec sorted = len;
+  std::sort(sorted.begin(), sorted.end());
+  const int mx = static_cast<int>(sorted.back()),
+            second = static_cast<int>(sorted[sorted.size() - 2]);
+  int count = 0, who = -1;
+  for (std::size_t j = 0; j < rows.size(); ++j)
+    if (len[j] == mx) ++count, who = rows[j];
+  if (count == 1 && mx > second)
+    for (int t = second; t < T; ++t) base[who * T + t] = 0.0;
+}
+
+// verl compute_optimal_token_baseline_advantage, padded rows, float64.
+void ref_column(const batch& b, bool use_rho, bool zero_tail, double eps, vec& adv_out,
+                vec& ret_out) {
+  const int B = b.B, T = b.T;
+  vec G, W, base(B * T, 0.0);
+  returns_and_weights(b, use_rho, G, W);
   std::map<int, std::vector<int>> groups;
   for (int i = 0; i < B; ++i) groups[b.gid[i]].push_back(i);
   for (auto& [id, rows] : groups) {
@@ -117,15 +140,7 @@ void ref_column(const batch& b, bool use_rho, bool zero_tail, double eps, vec& a
         for (int t = 0; t < T; ++t) s += b.m[i * T + t];
         len.push_back(s);
       }
-      vec sorted = len;
-      std::sort(sorted.begin(), sorted.end());
-      const int mx = static_cast<int>(sorted.back()),
-                second = static_cast<int>(sorted[sorted.size() - 2]);
-      int count = 0, who = -1;
-      for (std::size_t j = 0; j < rows.size(); ++j)
-        if (len[j] == mx) ++count, who = rows[j];
-      if (count == 1 && mx > second)
-        for (int t = second; t < T; ++t) base[who * T + t] = 0.0;
+      zero_unique_longest_tail(rows, len, T, base);
     }
   }
   adv_out.assign(B * T, 0.0);
@@ -137,25 +152,8 @@ void ref_column(const batch& b, bool use_rho, bool zero_tail, double eps, vec& a
 // verl compute_multi_turn_optimal_token_baseline_advantage, padded rows, float64.
 void ref_tir(const batch& b, bool use_rho, bool zero_tail, double eps, vec& adv_out, vec& ret_out) {
   const int B = b.B, T = b.T;
-  vec G(B * T, 0.0), W(B * T, 0.0);
-  for (int i = 0; i < B; ++i) {
-    double acc = 0;
-    for (int t = T - 1; t >= 0; --t) {
-      const int k = i * T + t;
-      acc += b.m[k] != 0 ? b.r[k] * b.m[k] : 0.0;
-      G[k] = acc;
-    }
-    double w = 0;
-    for (int t = 0; t < T; ++t) {
-      const int k = i * T + t;
-      if (b.m[k] != 0) {
-        double x = 1 - 2 * std::exp(b.lp[k]) + b.sp[k];
-        if (use_rho) x *= b.rho[k] * b.rho[k];
-        w += x * b.m[k];
-      }
-      W[k] = w;
-    }
-  }
+  vec G, W;
+  returns_and_weights(b, use_rho, G, W);
   // Compact each row's valid tokens to the left.
   std::vector<int> len(B, 0);
   vec cw(B * T, 0.0), cr(B * T, 0.0), cb(B * T, 0.0);
@@ -177,16 +175,9 @@ void ref_tir(const batch& b, bool use_rho, bool zero_tail, double eps, vec& adv_
       for (int i : rows) cb[i * T + p] = num / (den + eps);
     }
     if (zero_tail) {
-      std::vector<int> l;
+      vec l;
       for (int i : rows) l.push_back(len[i]);
-      std::vector<int> sorted = l;
-      std::sort(sorted.begin(), sorted.end());
-      const int mx = sorted.back(), second = sorted[sorted.size() - 2];
-      int count = 0, who = -1;
-      for (std::size_t j = 0; j < rows.size(); ++j)
-        if (l[j] == mx) ++count, who = rows[j];
-      if (count == 1 && mx > second)
-        for (int p = second; p < T; ++p) cb[who * T + p] = 0.0;
+      zero_unique_longest_tail(rows, l, T, cb);
     }
   }
   adv_out.assign(B * T, 0.0);
