@@ -166,6 +166,18 @@ inline void validate_token_logprobs_common(const char* where, index_t rows, inde
          ", expected >= 0 (0 = hardware concurrency)");
 }
 
+// The forward outputs: logprob [N], the others [N] or empty (not requested).
+template <class A>
+void validate_token_logprobs_outputs(const char* where, index_t rows,
+                                     const token_logprobs_outputs<A>& out) {
+  expect_size(out.logprob, rows, where, "outputs.logprob", "one per row of logits");
+  expect_size_or_empty(out.lse, rows, where, "outputs.lse", "one per row of logits, or empty");
+  expect_size_or_empty(out.entropy, rows, where, "outputs.entropy",
+                       "one per row of logits, or empty");
+  expect_size_or_empty(out.sum_p_squared, rows, where, "outputs.sum_p_squared",
+                       "one per row of logits, or empty");
+}
+
 // Host only: the targets are in host memory.
 inline void validate_targets(const char* where, std::span<const index_t> targets, index_t cols,
                              index_t ignore_index) {
@@ -209,11 +221,7 @@ void token_logprobs(Exec exec, matrix_view<TL> logits_in, std::span<const index_
   expect_matrix(logits, where, "logits");
   const index_t n = logits.rows;
   detail::validate_token_logprobs_common(where, n, logits.cols, targets.size(), options);
-  expect_size(out.logprob, n, where, "outputs.logprob", "one per row of logits");
-  expect_size_or_empty(out.lse, n, where, "outputs.lse", "one per row of logits, or empty");
-  expect_size_or_empty(out.entropy, n, where, "outputs.entropy", "one per row of logits, or empty");
-  expect_size_or_empty(out.sum_p_squared, n, where, "outputs.sum_p_squared",
-                       "one per row of logits, or empty");
+  detail::validate_token_logprobs_outputs(where, n, out);
   if constexpr (std::is_same_v<Exec, exec::host>)
     detail::validate_targets(where, targets, logits.cols, options.ignore_index);
   if (n == 0) return;
@@ -270,11 +278,7 @@ void token_logprobs_fused(Exec exec, matrix_view<T> logits, std::span<const inde
   const index_t n = logits.rows;
   detail::validate_token_logprobs_common(where, n, logits.cols, targets.size(), options);
   expect_size(d_logprob, n, where, "d_logprob", "one per row of logits");
-  expect_size(out.logprob, n, where, "outputs.logprob", "one per row of logits");
-  expect_size_or_empty(out.lse, n, where, "outputs.lse", "one per row of logits, or empty");
-  expect_size_or_empty(out.entropy, n, where, "outputs.entropy", "one per row of logits, or empty");
-  expect_size_or_empty(out.sum_p_squared, n, where, "outputs.sum_p_squared",
-                       "one per row of logits, or empty");
+  detail::validate_token_logprobs_outputs(where, n, out);
   if constexpr (std::is_same_v<Exec, exec::host>)
     detail::validate_targets(where, targets, logits.cols, options.ignore_index);
   if (n == 0) return;
