@@ -13,37 +13,18 @@
 // with zero gradient); the sum of log-ratios of a long row overflows e^{·} sooner than the
 // per-token ratio: set log_ratio_max (e.g. 20) for a finite loss (TRL gives inf). Dual clip
 // (options.dual_clip) is available but off, as in TRL.
-#include "posttrain/loss/policy_gradient/clip.hpp"
-#include "posttrain/loss/policy_gradient/parts.hpp"
+#include "posttrain/loss/policy_gradient/gspo.hpp"
 #include "posttrain/ops/aggregate.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
 
 namespace surrogate {
 
-struct rloo_sequence {
+// GSPO's sequence-level clip with D_i = 1 (the sum of log-ratios instead of their mean).
+struct rloo_sequence : gspo {
   static constexpr const char* name = "rloo_sequence";
-  static constexpr bool uses_old_logprobs = true;
-  static constexpr bool sequence_level = true;
-  static constexpr bool token_gradient = false;
-
-  static void validate(const policy_gradient_options& o, std::string_view where) {
-    clip::validate(o, where);
-  }
-
-  template <class T>
-  POSTTRAIN_HOST_DEVICE static pg_seq_token<T> token_log_ratio(T logr, T,
-                                                               const policy_gradient_options&) {
-    return {logr, T(1), false, false};
-  }
 
   static double length_divisor(double, const agg_options&) { return 1.0; }
-
-  template <class T>
-  POSTTRAIN_HOST_DEVICE static pg_token<T> evaluate(T logp, T log_s, T a,
-                                                    const policy_gradient_options& o) {
-    return clip::evaluate(logp, log_s, a, o);
-  }
 };
 
 }  // namespace surrogate
