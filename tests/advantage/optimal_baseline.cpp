@@ -209,6 +209,20 @@ void expect_near(const vec& got, const vec& want, double tol) {
     EXPECT_NEAR(got[i], want[i], tol * (1 + std::abs(want[i]))) << "index " << i;
 }
 
+using reference_fn = void (*)(const batch&, bool, bool, double, vec&, vec&);
+
+// The library with options o against a verl reference (ref_column or ref_tir, with o's
+// handle_zero_tail and ε = 1e-8); returns the library's advantages.
+vec expect_matches_reference(const batch& b, bool rho, const adv::otb_options& o,
+                             reference_fn ref) {
+  vec a, ret, wa, wr;
+  run(b, rho, o, a, ret);
+  ref(b, rho, o.handle_zero_tail, 1e-8, wa, wr);
+  expect_near(a, wa, 1e-12);
+  expect_near(ret, wr, 1e-12);
+  return a;
+}
+
 const std::vector<int> kSizes = {4, 1, 5, 3, 8, 2};
 
 }  // namespace
@@ -218,13 +232,9 @@ TEST(OptimalTokenBaseline, ColumnMatchesVerlLoop) {
     for (bool rho : {false, true})
       for (bool tail : {false, true}) {
         const batch b = make_batch(kSizes, 12, 11 + holes * 2 + rho * 4 + tail * 8, holes, true);
-        vec a, ret, wa, wr;
         adv::otb_options o = adv::otb_conventions::verl;
         o.handle_zero_tail = tail;
-        run(b, rho, o, a, ret);
-        ref_column(b, rho, tail, 1e-8, wa, wr);
-        expect_near(a, wa, 1e-12);
-        expect_near(ret, wr, 1e-12);
+        expect_matches_reference(b, rho, o, ref_column);
       }
 }
 
@@ -232,13 +242,9 @@ TEST(OptimalTokenBaseline, TirMatchesVerlMultiTurnLoop) {
   for (bool rho : {false, true})
     for (bool tail : {false, true}) {
       const batch b = make_batch(kSizes, 14, 101 + rho + tail * 2, /*holes=*/true, true);
-      vec a, ret, wa, wr;
       adv::otb_options o = adv::otb_conventions::verl_tir;
       o.handle_zero_tail = tail;
-      run(b, rho, o, a, ret);
-      ref_tir(b, rho, tail, 1e-8, wa, wr);
-      expect_near(a, wa, 1e-12);
-      expect_near(ret, wr, 1e-12);
+      const vec a = expect_matches_reference(b, rho, o, ref_tir);
       // The convenience entry point is the same computation.
       vec a2(a.size(), -1), r2(a.size(), -1);
       const offs so = pt::padded_offsets(b.B, b.T);
