@@ -33,10 +33,8 @@ struct keys {
 keys naive_keys(const tst::pair_data& d, bool unpaired, bool with_reference = true) {
   keys k;
   for (index_t p = 0; p < d.pairs(); ++p) {
-    const double pc = nv::score(d.chosen.logprobs, d.chosen.mask, d.chosen.offsets[p],
-                                d.chosen.offsets[p + 1], false);
-    const double pr = nv::score(d.rejected.logprobs, d.rejected.mask, d.rejected.offsets[p],
-                                d.rejected.offsets[p + 1], false);
+    const double pc = tst::naive_score(d.chosen, p);
+    const double pr = tst::naive_score(d.rejected, p);
     const double rc = with_reference ? d.chosen.reference[p] : 0.0;
     const double rr = with_reference ? d.rejected.reference[p] : 0.0;
     if (unpaired) {

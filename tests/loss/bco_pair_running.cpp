@@ -53,10 +53,8 @@ naive_out naive(const pair_data& d, double beta, double shift, bool with_referen
   naive_out o;
   const auto P = static_cast<std::size_t>(d.pairs());
   for (std::size_t i = 0; i < P; ++i) {
-    double dc = nv::score(d.chosen.logprobs, d.chosen.mask, d.chosen.offsets[i],
-                          d.chosen.offsets[i + 1], false);
-    double dr = nv::score(d.rejected.logprobs, d.rejected.mask, d.rejected.offsets[i],
-                          d.rejected.offsets[i + 1], false);
+    double dc = naive_score(d.chosen, i);
+    double dr = naive_score(d.rejected, i);
     if (with_reference) {
       dc -= d.chosen.reference[i];
       dr -= d.rejected.reference[i];

@@ -34,6 +34,7 @@ namespace {
 using preference_testing::check_gradient;
 using preference_testing::float_inputs;
 using preference_testing::kNaN;
+using preference_testing::naive_score;
 using preference_testing::pair_data;
 using preference_testing::side;
 
@@ -79,10 +80,8 @@ double naive_loss(nv::link_fn link, const pair_data& d, const preference_options
                   bool with_reference) {
   double total = 0;
   for (index_t p = 0; p < d.pairs(); ++p) {
-    double dc = nv::score(d.chosen.logprobs, d.chosen.mask, d.chosen.offsets[p],
-                          d.chosen.offsets[p + 1], mean);
-    double dr = nv::score(d.rejected.logprobs, d.rejected.mask, d.rejected.offsets[p],
-                          d.rejected.offsets[p + 1], mean);
+    double dc = naive_score(d.chosen, p, mean);
+    double dr = naive_score(d.rejected, p, mean);
     if (with_reference) {
       dc -= d.chosen.reference[p];
       dr -= d.rejected.reference[p];
@@ -246,10 +245,8 @@ TEST(PreferenceCompose, SimpoIsReferenceFreeMeanWithMargin) {
         preference_options{.beta = 0.1, .label_smoothing = 0.1, .gamma = 0.5}}) {
     double want = 0;
     for (index_t p = 0; p < d.pairs(); ++p) {
-      const double ac = nv::score(d.chosen.logprobs, d.chosen.mask, d.chosen.offsets[p],
-                                  d.chosen.offsets[p + 1], true);
-      const double ar = nv::score(d.rejected.logprobs, d.rejected.mask, d.rejected.offsets[p],
-                                  d.rejected.offsets[p + 1], true);
+      const double ac = naive_score(d.chosen, p, true);
+      const double ar = naive_score(d.rejected, p, true);
       const double u = o.beta * (ac - ar) - o.gamma;
       want += -(1 - o.label_smoothing) * nv::logsig(u) - o.label_smoothing * nv::logsig(-u);
     }

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "loss/preference_naive.hpp"
 #include "posttrain/core/error.hpp"
 #include "posttrain/loss/preference/algorithms.hpp"
 
@@ -28,6 +29,12 @@ struct side {
   std::vector<double> logprobs;
   std::vector<double> reference;  // [P]
 };
+
+// preference_naive::score of pair p on one side: the masked sum of its log-probs (the mean when
+// mean).
+inline double naive_score(const side& s, index_t p, bool mean = false) {
+  return preference_naive::score(s.logprobs, s.mask, s.offsets[p], s.offsets[p + 1], mean);
+}
 
 struct pair_data {
   side chosen, rejected;

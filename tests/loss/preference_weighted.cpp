@@ -54,10 +54,8 @@ naive_result naive(const pair_data& d, const std::vector<naive_term>& terms, con
       continue;
     }
     for (std::size_t i = 0; i < P; ++i) {
-      const double pc = nv::score(d.chosen.logprobs, d.chosen.mask, d.chosen.offsets[i],
-                                  d.chosen.offsets[i + 1], false);
-      const double pr = nv::score(d.rejected.logprobs, d.rejected.mask, d.rejected.offsets[i],
-                                  d.rejected.offsets[i + 1], false);
+      const double pc = naive_score(d.chosen, i);
+      const double pr = naive_score(d.rejected, i);
       const double om = d.weights.empty() ? 1.0 : d.weights[i];
       const double l = om * term.link(pc - d.chosen.reference[i], pr - d.rejected.reference[i], p);
       r.pair_losses[i] += term.weight * l;
@@ -116,8 +114,7 @@ TEST(PreferenceWeighted, MpoMatchesNaiveSumAndFiniteDifferences) {
     EXPECT_NEAR(r.terms[1], bco_only.loss, 1e-12);
     for (std::size_t i = 0; i < 5; ++i) {
       EXPECT_NEAR(pl[i], n.pair_losses[i], 1e-12) << i;
-      const double pc = nv::score(d.chosen.logprobs, d.chosen.mask, d.chosen.offsets[i],
-                                  d.chosen.offsets[i + 1], false);
+      const double pc = naive_score(d.chosen, i);
       EXPECT_NEAR(cr[i], 0.3 * (pc - d.chosen.reference[i]), 1e-12) << i;
       EXPECT_FALSE(std::isnan(rr[i]));
     }

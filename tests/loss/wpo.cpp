@@ -126,12 +126,8 @@ TEST(Wpo, WeightedLossValueAndGradient) {
   const preference_options o{.beta = 0.7};
   double want = 0;
   for (index_t p = 0; p < 5; ++p) {
-    const double dc = nv::score(d.chosen.logprobs, d.chosen.mask, d.chosen.offsets[p],
-                                d.chosen.offsets[p + 1], false) -
-                      d.chosen.reference[p];
-    const double dr = nv::score(d.rejected.logprobs, d.rejected.mask, d.rejected.offsets[p],
-                                d.rejected.offsets[p + 1], false) -
-                      d.rejected.reference[p];
+    const double dc = tst::naive_score(d.chosen, p) - d.chosen.reference[p];
+    const double dr = tst::naive_score(d.rejected, p) - d.rejected.reference[p];
     want += d.weights[p] * -nv::logsig(0.7 * (dc - dr));
   }
   want /= 5;
