@@ -26,10 +26,7 @@ using pt::index_t;
 
 namespace {
 
-using cuda_testing::expect_close;
-using cuda_testing::stream_guard;
-using cuda_testing::to_d;
-using cuda_testing::widen;
+using namespace cuda_testing;
 
 struct spec {
   index_t n = 37, h = 24, v = 1001, ldx = 24, ldw = 26;

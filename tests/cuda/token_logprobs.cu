@@ -23,10 +23,7 @@ using pt::index_t;
 
 namespace {
 
-using cuda_testing::expect_close;
-using cuda_testing::stream_guard;
-using cuda_testing::to_d;
-using cuda_testing::widen;
+using namespace cuda_testing;
 
 struct problem_spec {
   index_t n = 4, v = 1001, ld = 1001;
