@@ -1,9 +1,9 @@
 #pragma once
 // Harness of the CUDA tests that compare a device op with its host backend element by element
 // (tests/cuda/token_logprobs.cu, tests/cuda/fused_linear_logprobs.cu): an owned stream, widening
-// of float / bfloat16 / half / double host copies to double, and an atol + rtol·|host|
-// comparison. POSTTRAIN_REQUIRE_DEVICE() comes from device_test_helpers.cuh. Not a test file
-// (the glob takes *.cu only).
+// of float / bfloat16 / half / double host copies to double (to_d of the host tests,
+// ops/logprobs_testing.hpp), and an atol + rtol·|host| comparison. POSTTRAIN_REQUIRE_DEVICE()
+// comes from device_test_helpers.cuh. Not a test file (the glob takes *.cu only).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "device_test_helpers.cuh"
+#include "ops/logprobs_testing.hpp"
 #include "posttrain/cuda.cuh"
 
 namespace cuda_testing {
@@ -31,14 +32,7 @@ struct stream_guard {
 };
 
 // A host element as double (bfloat16 / half through float).
-template <class T>
-double to_d(T x) {
-  return static_cast<double>(static_cast<float>(x));
-}
-template <>
-inline double to_d<double>(double x) {
-  return x;
-}
+using logprobs_testing::to_d;
 
 template <class V>
 std::vector<double> widen(const V& v) {
