@@ -205,6 +205,25 @@ void group_moments(const T* rewards, const index_t* group_offsets, index_t group
 
 }  // namespace group_detail
 
+namespace group_detail {
+
+// Per-group moments of the rewards, with the singleton "raise" policy checked (one sync) before
+// any output is written; shared by the GRPO and RLOO entry points.
+template <class T>
+device_buffer<masked_stats> checked_group_moments(const T* rewards, const index_t* group_offsets,
+                                                  index_t num_groups, index_t num_rewards,
+                                                  advantage::nan_policy nan,
+                                                  advantage::singleton_policy singleton,
+                                                  const char* where, cudaStream_t stream) {
+  device_buffer<masked_stats> stats(static_cast<std::size_t>(num_groups), stream);
+  group_moments(rewards, group_offsets, num_groups, num_rewards, nan, stats.data(), stream);
+  if (singleton == advantage::singleton_policy::raise)
+    reject_singletons(stats.data(), group_offsets, num_groups, where, stream);
+  return stats;
+}
+
+}  // namespace group_detail
+
 // GRPO-family advantages; see advantage/group.hpp for the formulas and presets.
 template <class T>
 void group_advantages(const T* rewards, const index_t* group_offsets, index_t num_groups,
@@ -213,12 +232,9 @@ void group_advantages(const T* rewards, const index_t* group_offsets, index_t nu
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                 "backend::cuda::group_advantages: rewards must be float or double");
   if (num_groups <= 0) return;
-  device_buffer<masked_stats> stats(static_cast<std::size_t>(num_groups), stream);
-  group_detail::group_moments(rewards, group_offsets, num_groups, num_rewards, options.nan,
-                              stats.data(), stream);
-  if (options.singleton == advantage::singleton_policy::raise)
-    group_detail::reject_singletons(stats.data(), group_offsets, num_groups,
-                                    "advantage::group_advantages", stream);
+  device_buffer<masked_stats> stats = group_detail::checked_group_moments(
+      rewards, group_offsets, num_groups, num_rewards, options.nan, options.singleton,
+      "advantage::group_advantages", stream);
   device_buffer<masked_stats> batch;
   if (options.scale == advantage::group_scale::batch) {
     // Same as the host: merge() of the per-group moments, here in a fixed tree.
@@ -240,12 +256,9 @@ void rloo_advantages(const T* rewards, const index_t* group_offsets, index_t num
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                 "backend::cuda::rloo_advantages: rewards must be float or double");
   if (num_groups <= 0) return;
-  device_buffer<masked_stats> stats(static_cast<std::size_t>(num_groups), stream);
-  group_detail::group_moments(rewards, group_offsets, num_groups, num_rewards, options.nan,
-                              stats.data(), stream);
-  if (options.singleton == advantage::singleton_policy::raise)
-    group_detail::reject_singletons(stats.data(), group_offsets, num_groups,
-                                    "advantage::rloo_advantages", stream);
+  device_buffer<masked_stats> stats = group_detail::checked_group_moments(
+      rewards, group_offsets, num_groups, num_rewards, options.nan, options.singleton,
+      "advantage::rloo_advantages", stream);
   device_buffer<double> a;
   if (options.normalize) a = device_buffer<double>(static_cast<std::size_t>(num_rewards), stream);
   group_detail::rloo_members_kernel<T>
