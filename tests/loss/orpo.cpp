@@ -5,67 +5,29 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <limits>
 #include <random>
 #include <vector>
 
+#include "loss/preference_testing.hpp"
 #include "posttrain/core/error.hpp"
 #include "posttrain/loss/algorithms_offline.hpp"
 
 namespace pt = posttrain;
 namespace algo = posttrain::algo;
+namespace tst = preference_testing;
 using pt::index_t;
 using pt::loss::preference_inputs;
 using pt::loss::preference_normalizer;
 using pt::loss::preference_options;
 using pt::loss::preference_outputs;
+using tst::pair_data;
+using tst::side;
 
 namespace {
 
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-
-struct side {
-  std::vector<index_t> off{0};
-  std::vector<float> mask;
-  std::vector<double> lp;
-};
-struct pairs_t {
-  side c, r;
-  preference_inputs<double> in() const {
-    preference_inputs<double> x;
-    x.batch.chosen = {c.off, c.mask};
-    x.batch.rejected = {r.off, r.mask};
-    x.chosen_logprobs = c.lp;
-    x.rejected_logprobs = r.lp;
-    return x;
-  }
-};
-
-pairs_t make(std::mt19937_64& rng, int n, int max_len, double lo = -3.0) {
-  std::uniform_int_distribution<int> len(1, max_len);
-  std::uniform_real_distribution<double> u(0, 1), lp(lo, -0.05);
-  pairs_t d;
-  for (side* s : {&d.c, &d.r})
-    for (int p = 0; p < n; ++p) {
-      const int k = len(rng);
-      for (int t = 0; t < k; ++t) {
-        const float m = (t > 0 && u(rng) < 0.2) ? 0.0f : (u(rng) < 0.2 ? 0.5f : 1.0f);
-        s->mask.push_back(m);
-        s->lp.push_back(m == 0 ? kNaN : lp(rng));
-      }
-      s->off.push_back(static_cast<index_t>(s->lp.size()));
-    }
-  return d;
-}
-
-double mean_lp(const side& s, index_t p) {
-  double a = 0, w = 0;
-  for (index_t t = s.off[p]; t < s.off[p + 1]; ++t)
-    if (s.mask[t] != 0) {
-      a += s.mask[t] * s.lp[t];
-      w += s.mask[t];
-    }
-  return a / std::max(w, 1.0);
+// ORPO's log(1 − exp ā) needs ā < 0: no empty or all-padding completions.
+pair_data make(std::mt19937_64& rng, int n, int max_len) {
+  return tst::make_policy_data(rng, n, max_len, /*nonempty=*/true);
 }
 
 // TRL odds_ratio_loss, naive: log(1 − exp(a)) directly.
@@ -74,14 +36,16 @@ double naive_or(double ac, double ar, double beta) {
   return beta * -std::log1p(std::exp(-lo));  // β·logσ(lo)
 }
 
-double naive(const pairs_t& d, double beta, double nll_coef) {
-  const index_t n = static_cast<index_t>(d.c.off.size()) - 1;
+double naive(const pair_data& d, double beta, double nll_coef) {
+  const index_t n = static_cast<index_t>(d.chosen.offsets.size()) - 1;
   double ors = 0, nll = 0, w = 0;
-  for (index_t p = 0; p < n; ++p) ors += naive_or(mean_lp(d.c, p), mean_lp(d.r, p), beta);
-  for (std::size_t t = 0; t < d.c.lp.size(); ++t)
-    if (d.c.mask[t] != 0) {
-      nll -= d.c.mask[t] * d.c.lp[t];
-      w += d.c.mask[t];
+  for (index_t p = 0; p < n; ++p)
+    ors +=
+        naive_or(tst::naive_score(d.chosen, p, true), tst::naive_score(d.rejected, p, true), beta);
+  for (std::size_t t = 0; t < d.chosen.logprobs.size(); ++t)
+    if (d.chosen.mask[t] != 0) {
+      nll -= d.chosen.mask[t] * d.chosen.logprobs[t];
+      w += d.chosen.mask[t];
     }
   return nll_coef * nll / w - ors / static_cast<double>(n);
 }
@@ -91,26 +55,26 @@ double naive(const pairs_t& d, double beta, double nll_coef) {
 TEST(Orpo, MatchesNaiveTrlFormulaAndFiniteDifferences) {
   std::mt19937_64 rng(21);
   for (double beta : {0.1, 0.7}) {
-    pairs_t d = make(rng, 5, 6);
+    pair_data d = make(rng, 5, 6);
     const preference_options o{.beta = beta, .nll_coef = 1.0};
-    std::vector<double> gc(d.c.lp.size()), gr(d.r.lp.size());
-    const auto res = algo::orpo::compute(d.in(), o, preference_outputs<double>{gc, gr});
+    std::vector<double> gc(d.chosen.logprobs.size()), gr(d.rejected.logprobs.size());
+    const auto res = algo::orpo::compute(d.inputs(), o, preference_outputs<double>{gc, gr});
     EXPECT_NEAR(res.loss, naive(d, beta, 1.0), 1e-12);
     EXPECT_NEAR(res.loss, res.nll + res.preference_loss, 1e-15);
     const double h = 1e-7;
-    for (side* s : {&d.c, &d.r})
-      for (std::size_t t = 0; t < s->lp.size(); ++t) {
-        const double g = s == &d.c ? gc[t] : gr[t];
+    for (side* s : {&d.chosen, &d.rejected})
+      for (std::size_t t = 0; t < s->logprobs.size(); ++t) {
+        const double g = s == &d.chosen ? gc[t] : gr[t];
         if (s->mask[t] == 0) {
           EXPECT_EQ(g, 0.0);
           continue;
         }
-        const double x = s->lp[t];
-        s->lp[t] = x + h;
+        const double x = s->logprobs[t];
+        s->logprobs[t] = x + h;
         const double up = naive(d, beta, 1.0);
-        s->lp[t] = x - h;
+        s->logprobs[t] = x - h;
         const double dn = naive(d, beta, 1.0);
-        s->lp[t] = x;
+        s->logprobs[t] = x;
         EXPECT_NEAR(g, (up - dn) / (2 * h), 1e-6 * (1 + std::abs(g)));
       }
   }
@@ -188,27 +152,27 @@ TEST(Orpo, ExtremesAreFinite) {
 
 TEST(Orpo, MicroBatchInvariance) {
   std::mt19937_64 rng(22);
-  const pairs_t d = make(rng, 6, 5);
+  const pair_data d = make(rng, 6, 5);
   const auto o = pt::pref::presets::trl_orpo;
-  std::vector<double> gc(d.c.lp.size()), gr(d.r.lp.size());
-  const auto full = algo::orpo::compute(d.in(), o, preference_outputs<double>{gc, gr});
+  std::vector<double> gc(d.chosen.logprobs.size()), gr(d.rejected.logprobs.size());
+  const auto full = algo::orpo::compute(d.inputs(), o, preference_outputs<double>{gc, gr});
   double tokens = 0;
-  for (float w : d.c.mask) tokens += w;
+  for (float w : d.chosen.mask) tokens += w;
   double sum = 0;
   std::vector<double> pc(gc.size()), pr(gr.size());
   for (auto [b, e] : {std::pair<int, int>{0, 2}, {2, 6}}) {
     auto slice = [&](const side& s, std::vector<index_t>& off) {
-      for (int i = b; i <= e; ++i) off.push_back(s.off[i] - s.off[b]);
-      return std::pair<index_t, index_t>{s.off[b], s.off[e] - s.off[b]};
+      for (int i = b; i <= e; ++i) off.push_back(s.offsets[i] - s.offsets[b]);
+      return std::pair<index_t, index_t>{s.offsets[b], s.offsets[e] - s.offsets[b]};
     };
     std::vector<index_t> oc, orr;
-    const auto [c0, cn] = slice(d.c, oc);
-    const auto [r0, rn] = slice(d.r, orr);
+    const auto [c0, cn] = slice(d.chosen, oc);
+    const auto [r0, rn] = slice(d.rejected, orr);
     preference_inputs<double> in;
-    in.batch.chosen = {oc, std::span<const float>(d.c.mask).subspan(c0, cn)};
-    in.batch.rejected = {orr, std::span<const float>(d.r.mask).subspan(r0, rn)};
-    in.chosen_logprobs = std::span<const double>(d.c.lp).subspan(c0, cn);
-    in.rejected_logprobs = std::span<const double>(d.r.lp).subspan(r0, rn);
+    in.batch.chosen = {oc, std::span<const float>(d.chosen.mask).subspan(c0, cn)};
+    in.batch.rejected = {orr, std::span<const float>(d.rejected.mask).subspan(r0, rn)};
+    in.chosen_logprobs = std::span<const double>(d.chosen.logprobs).subspan(c0, cn);
+    in.rejected_logprobs = std::span<const double>(d.rejected.logprobs).subspan(r0, rn);
     sum += algo::orpo::compute(in, o,
                                preference_outputs<double>{std::span<double>(pc).subspan(c0, cn),
                                                           std::span<double>(pr).subspan(r0, rn)},
@@ -222,15 +186,15 @@ TEST(Orpo, MicroBatchInvariance) {
 
 TEST(Orpo, ValidationAndNames) {
   std::mt19937_64 rng(23);
-  pairs_t d = make(rng, 2, 3);
-  std::vector<double> gc(d.c.lp.size(), 3.0);
-  EXPECT_THROW(
-      algo::orpo::compute(d.in(), {.beta = 0.0, .nll_coef = 1.0}, preference_outputs<double>{gc}),
-      pt::error);
-  EXPECT_THROW(
-      algo::orpo::compute(d.in(), {.beta = 0.1, .nll_coef = -1.0}, preference_outputs<double>{gc}),
-      pt::error);
-  auto in = d.in();
+  pair_data d = make(rng, 2, 3);
+  std::vector<double> gc(d.chosen.logprobs.size(), 3.0);
+  EXPECT_THROW(algo::orpo::compute(d.inputs(), {.beta = 0.0, .nll_coef = 1.0},
+                                   preference_outputs<double>{gc}),
+               pt::error);
+  EXPECT_THROW(algo::orpo::compute(d.inputs(), {.beta = 0.1, .nll_coef = -1.0},
+                                   preference_outputs<double>{gc}),
+               pt::error);
+  auto in = d.inputs();
   std::vector<double> ref{0, 0};
   in.reference_chosen = ref;
   in.reference_rejected = ref;
@@ -244,12 +208,12 @@ TEST(Orpo, ValidationAndNames) {
 // An nll_coef left unset means ORPO's 1 (TRL ORPOConfig), not the generic 0.2; explicit wins.
 TEST(Orpo, UnsetNllCoefIsOne) {
   std::mt19937_64 rng(77);
-  const pairs_t d = make(rng, 4, 5);
-  const auto unset = algo::orpo::compute(d.in(), {.beta = 0.3});
-  const auto one = algo::orpo::compute(d.in(), {.beta = 0.3, .nll_coef = 1.0});
+  const pair_data d = make(rng, 4, 5);
+  const auto unset = algo::orpo::compute(d.inputs(), {.beta = 0.3});
+  const auto one = algo::orpo::compute(d.inputs(), {.beta = 0.3, .nll_coef = 1.0});
   EXPECT_NEAR(unset.loss, one.loss, 1e-15);
   EXPECT_NEAR(unset.loss, naive(d, 0.3, 1.0), 1e-12);
-  const auto zero = algo::orpo::compute(d.in(), {.beta = 0.3, .nll_coef = 0.0});
+  const auto zero = algo::orpo::compute(d.inputs(), {.beta = 0.3, .nll_coef = 0.0});
   EXPECT_NEAR(one.loss - zero.loss, one.nll, 1e-14);
   static_assert(algo::orpo::defaults::nll_coef == 1.0);
   // User compositions and algo::dpo_nll keep Llama 3's 0.2.

@@ -1,6 +1,6 @@
-// Test scaffolding for the preference-family tests (aot, f_dpo, ld_dpo, wpo): packed random pairs
-// with NaN behind zero masks, and central-difference checks of ∂loss/∂ℓ through a whole
-// composition. Nothing here calls the formulas under test except through Comp::compute.
+// Test scaffolding for the preference-family tests (aot, cpo, f_dpo, ld_dpo, orpo, wpo): packed
+// random pairs with NaN behind zero masks, and central-difference checks of ∂loss/∂ℓ through a
+// whole composition. Nothing here calls the formulas under test except through Comp::compute.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -99,6 +99,32 @@ inline pair_data make_data(std::mt19937_64& rng, int pairs, int min_len, int max
       }
       s->offsets.push_back(static_cast<index_t>(s->mask.size()));
       s->reference.push_back(sum + shift(rng));
+    }
+  }
+  return d;
+}
+
+// Reference-free batches (CPO, AlphaPO, ORPO score the policy alone): lengths up to max_len,
+// masks in {0, 0.5, 1}, log-probs in [lo, −0.05] with NaN behind zero masks, no reference scores.
+// With nonempty every completion has at least one token and its first is never masked, so none is
+// all padding (ORPO's log(1 − exp ā) is −∞ at the empty mean ā = 0); without, lengths start at 0
+// and any token may be masked.
+inline pair_data make_policy_data(std::mt19937_64& rng, int pairs, int max_len, bool nonempty,
+                                  double lo = -3.0) {
+  std::uniform_int_distribution<int> len(nonempty ? 1 : 0, max_len);
+  std::uniform_real_distribution<double> lp(lo, -0.05), coin(0.0, 1.0);
+  pair_data d;
+  for (side* s : {&d.chosen, &d.rejected}) {
+    for (int p = 0; p < pairs; ++p) {
+      const int n = len(rng);
+      for (int t = 0; t < n; ++t) {
+        const double c = coin(rng);
+        const bool padding = c < 0.2 && !(nonempty && t == 0);
+        const float m = padding ? 0.0f : (c < 0.35 ? 0.5f : 1.0f);
+        s->mask.push_back(m);
+        s->logprobs.push_back(m == 0.0f ? kNaN : lp(rng));
+      }
+      s->offsets.push_back(static_cast<index_t>(s->mask.size()));
     }
   }
   return d;
