@@ -92,43 +92,19 @@ struct whiten_options {
 
 namespace whiten_conventions {
 
-inline constexpr whiten_options verl{.mean_denominator_eps = 1e-8,
-                                     .count_floor = 0.0,
-                                     .variance = variance_kind::unbiased,
-                                     .eps_mode = whiten_eps_mode::add_inside_sqrt,
-                                     .eps = 1e-8,
-                                     .shift_mean = true,
-                                     .multiply_by_mask = false,
-                                     .scope = whiten_scope::batch,
-                                     .on_degenerate = degenerate_policy::raise};
+// Each preset names only what differs from whiten_options' defaults (TRL's masked_whiten).
+inline constexpr whiten_options verl{.mean_denominator_eps = 1e-8};
 
-inline constexpr whiten_options trl_ppo{.mean_denominator_eps = 0.0,
-                                        .count_floor = 0.0,
-                                        .variance = variance_kind::unbiased,
-                                        .eps_mode = whiten_eps_mode::add_inside_sqrt,
-                                        .eps = 1e-8,
-                                        .shift_mean = true,
-                                        .multiply_by_mask = false,
-                                        .scope = whiten_scope::batch,
-                                        .on_degenerate = degenerate_policy::raise};
+inline constexpr whiten_options trl_ppo{};
 
-inline constexpr whiten_options openrlhf_global{.mean_denominator_eps = 0.0,
-                                                .count_floor = 0.0,
-                                                .variance = variance_kind::biased,
+inline constexpr whiten_options openrlhf_global{.variance = variance_kind::biased,
                                                 .eps_mode = whiten_eps_mode::clamp_min,
-                                                .eps = 1e-8,
-                                                .shift_mean = true,
-                                                .multiply_by_mask = false,
-                                                .scope = whiten_scope::batch,
                                                 .on_degenerate = degenerate_policy::zero};
 
 inline constexpr whiten_options openrlhf_masked_normalize{
-    .mean_denominator_eps = 0.0,
     .count_floor = 1.0,
     .variance = variance_kind::biased,
     .eps_mode = whiten_eps_mode::clamp_min,
-    .eps = 1e-8,
-    .shift_mean = true,
     .multiply_by_mask = true,
     .scope = whiten_scope::per_segment,
     .on_degenerate = degenerate_policy::zero};
