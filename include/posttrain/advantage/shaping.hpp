@@ -80,6 +80,14 @@ void validate_logprob_pair(std::span<const T> old_logprob, std::span<const T> re
 template <class Exec>
 inline constexpr bool host_only_v = std::is_same_v<Exec, exec::host>;
 
+// Every shaping entry point takes an execution tag; only exec::host is implemented.
+template <class Exec>
+constexpr void require_host(Exec) {
+  static_assert(host_only_v<Exec>,
+                "posttrain::advantage shaping: only exec::host is "
+                "implemented (shaping touches B scalars or one pass of tokens)");
+}
+
 inline void validate_beta(double beta, std::string_view where) {
   expect_non_negative(beta, where, "beta");
 }
@@ -137,10 +145,7 @@ kl_in_reward_stats kl_in_reward(Exec exec, const V& rewards_in,
   }
   if (sequences > 0) stats.sequence_mean /= static_cast<double>(sequences);
   stats.token_mean = stats.count > 0.0 ? total / stats.count : 0.0;
-  static_assert(detail::host_only_v<Exec>,
-                "posttrain::advantage shaping: only exec::host is "
-                "implemented (shaping touches B scalars or one pass of tokens)");
-  (void)exec;
+  detail::require_host(exec);
   return stats;
 }
 
@@ -158,10 +163,7 @@ void sequence_kl_penalty(Exec exec, const V& rewards_in,
   expect_size(rewards, ssize(seq_offsets) - 1, where, "rewards", "one per sequence");
   expect_size(out, ssize(seq_offsets) - 1, where, "out", "one per sequence");
   expect(detail::disjoint_or_same(out, rewards), where, "out partially overlaps rewards");
-  static_assert(detail::host_only_v<Exec>,
-                "posttrain::advantage shaping: only exec::host is "
-                "implemented (shaping touches B scalars or one pass of tokens)");
-  (void)exec;
+  detail::require_host(exec);
   for (std::size_t b = 0; b + 1 < seq_offsets.size(); ++b) {
     double s = 0.0;
     for (index_t t = seq_offsets[b]; t < seq_offsets[b + 1]; ++t) {
@@ -271,10 +273,7 @@ void overlong_penalty(Exec exec, const V& rewards_in, std::span<const index_t> l
   for (std::size_t i = 0; i < lengths.size(); ++i)
     expect(lengths[i] >= 0, where, "lengths[", i, "] = ", lengths[i], ", expected >= 0");
   detail::validate_scalar_io(rewards, out, where);
-  static_assert(detail::host_only_v<Exec>,
-                "posttrain::advantage shaping: only exec::host is "
-                "implemented (shaping touches B scalars or one pass of tokens)");
-  (void)exec;
+  detail::require_host(exec);
   for (std::size_t i = 0; i < rewards.size(); ++i)
     out[i] = static_cast<T>(static_cast<double>(rewards[i]) +
                             overlong_penalty_value(lengths[i], options));
@@ -289,10 +288,7 @@ void stop_properly_penalty(Exec exec, const V& rewards_in, std::span<const std::
   expect_finite(coef, where, "coef");
   detail::validate_truncated(truncated, ssize(rewards), where);
   detail::validate_scalar_io(rewards, out, where);
-  static_assert(detail::host_only_v<Exec>,
-                "posttrain::advantage shaping: only exec::host is "
-                "implemented (shaping touches B scalars or one pass of tokens)");
-  (void)exec;
+  detail::require_host(exec);
   for (std::size_t i = 0; i < rewards.size(); ++i)
     if (truncated[i])
       out[i] = coef >= 0.0 ? static_cast<T>(coef * static_cast<double>(rewards[i]))
@@ -310,10 +306,7 @@ void missing_eos_penalty(Exec exec, const V& rewards_in, std::span<const std::ui
   expect_finite(penalty, where, "penalty");
   detail::validate_truncated(truncated, ssize(rewards), where);
   detail::validate_scalar_io(rewards, out, where);
-  static_assert(detail::host_only_v<Exec>,
-                "posttrain::advantage shaping: only exec::host is "
-                "implemented (shaping touches B scalars or one pass of tokens)");
-  (void)exec;
+  detail::require_host(exec);
   for (std::size_t i = 0; i < rewards.size(); ++i)
     out[i] = truncated[i] ? static_cast<T>(static_cast<double>(rewards[i]) - penalty) : rewards[i];
 }
@@ -327,10 +320,7 @@ void clip_rewards(Exec exec, const V& rewards_in, const reward_clip_options& opt
   expect(!std::isnan(options.lo) && !std::isnan(options.hi) && options.lo <= options.hi, where,
          "options.lo <= options.hi (not NaN) expected, got [", options.lo, ", ", options.hi, "]");
   detail::validate_scalar_io(rewards, out, where);
-  static_assert(detail::host_only_v<Exec>,
-                "posttrain::advantage shaping: only exec::host is "
-                "implemented (shaping touches B scalars or one pass of tokens)");
-  (void)exec;
+  detail::require_host(exec);
   for (std::size_t i = 0; i < rewards.size(); ++i) {
     const double r = static_cast<double>(rewards[i]);
     out[i] = static_cast<T>(r < options.lo ? options.lo : (r > options.hi ? options.hi : r));
@@ -347,10 +337,7 @@ void mask_truncated(Exec exec, std::span<const float> mask, std::span<const inde
   expect_size(out_mask, seq_offsets.back(), where, "out_mask", "one weight per token");
   detail::validate_truncated(truncated, ssize(seq_offsets) - 1, where);
   expect(detail::disjoint_or_same(out_mask, mask), where, "out_mask partially overlaps mask");
-  static_assert(detail::host_only_v<Exec>,
-                "posttrain::advantage shaping: only exec::host is "
-                "implemented (shaping touches B scalars or one pass of tokens)");
-  (void)exec;
+  detail::require_host(exec);
   for (std::size_t b = 0; b + 1 < seq_offsets.size(); ++b)
     for (index_t t = seq_offsets[b]; t < seq_offsets[b + 1]; ++t)
       out_mask[t] = truncated[b] ? 0.0f : (mask.empty() ? 1.0f : mask[t]);
