@@ -256,6 +256,19 @@ inline void validate_truncated(std::span<const std::uint8_t> truncated, index_t 
   expect_size(truncated, sequences, where, "truncated", "one flag per sequence");
 }
 
+// The truncation penalties: a finite `value` (named `value_name`), then out_b = penalise(R_b) in
+// double for truncated rows and R_b for the others.
+template <class T, class Penalise>
+void penalise_truncated(std::span<const T> rewards, std::span<const std::uint8_t> truncated,
+                        double value, std::string_view value_name, std::span<T> out,
+                        std::string_view where, Penalise penalise) {
+  expect_finite(value, where, value_name);
+  validate_truncated(truncated, ssize(rewards), where);
+  validate_scalar_io(rewards, out, where);
+  for (std::size_t i = 0; i < rewards.size(); ++i)
+    out[i] = truncated[i] ? static_cast<T>(penalise(static_cast<double>(rewards[i]))) : rewards[i];
+}
+
 }  // namespace detail
 
 template <execution_tag Exec, detail::values V>
@@ -282,33 +295,19 @@ void overlong_penalty(Exec exec, const V& rewards_in, std::span<const index_t> l
 template <execution_tag Exec, detail::values V>
 void stop_properly_penalty(Exec exec, const V& rewards_in, std::span<const std::uint8_t> truncated,
                            double coef, std::span<detail::value_t<V>> out) {
-  using T = detail::value_t<V>;
-  constexpr std::string_view where = "advantage::stop_properly_penalty";
-  const std::span<const T> rewards(rewards_in);
-  expect_finite(coef, where, "coef");
-  detail::validate_truncated(truncated, ssize(rewards), where);
-  detail::validate_scalar_io(rewards, out, where);
   detail::require_host(exec);
-  for (std::size_t i = 0; i < rewards.size(); ++i)
-    if (truncated[i])
-      out[i] = coef >= 0.0 ? static_cast<T>(coef * static_cast<double>(rewards[i]))
-                           : static_cast<T>(coef);
-    else
-      out[i] = rewards[i];
+  detail::penalise_truncated(std::span<const detail::value_t<V>>(rewards_in), truncated, coef,
+                             "coef", out, "advantage::stop_properly_penalty",
+                             [coef](double r) { return coef >= 0.0 ? coef * r : coef; });
 }
 
 template <execution_tag Exec, detail::values V>
 void missing_eos_penalty(Exec exec, const V& rewards_in, std::span<const std::uint8_t> truncated,
                          double penalty, std::span<detail::value_t<V>> out) {
-  using T = detail::value_t<V>;
-  constexpr std::string_view where = "advantage::missing_eos_penalty";
-  const std::span<const T> rewards(rewards_in);
-  expect_finite(penalty, where, "penalty");
-  detail::validate_truncated(truncated, ssize(rewards), where);
-  detail::validate_scalar_io(rewards, out, where);
   detail::require_host(exec);
-  for (std::size_t i = 0; i < rewards.size(); ++i)
-    out[i] = truncated[i] ? static_cast<T>(static_cast<double>(rewards[i]) - penalty) : rewards[i];
+  detail::penalise_truncated(std::span<const detail::value_t<V>>(rewards_in), truncated, penalty,
+                             "penalty", out, "advantage::missing_eos_penalty",
+                             [penalty](double r) { return r - penalty; });
 }
 
 template <execution_tag Exec, detail::values V>
