@@ -226,6 +226,9 @@ inline rollout_is_options rho_correction(const open_instruct_rho& rho = {}) {
   return rollout_presets::open_instruct(rho);
 }
 inline constexpr loss::preference_options dpo = pref::presets::open_instruct;  // dpo_norm, β = 5
+// The intended WPO weight (token means, detached). open-instruct e6c3044's wpo_loss actually
+// averages the summed sequence log-probs (so w = e^{S_c + S_r} for one pair) and lets the gradient
+// flow through w: tests/golden DISABLED_WpoWeightIsSummedLogProbsWithGradient.
 inline constexpr loss::wpo_options wpo = pref::presets::wpo_open_instruct;
 }  // namespace open_instruct
 
