@@ -83,7 +83,7 @@ TEST(HendrycksIsEquiv, StringsAndFallback) {
   EXPECT_TRUE(hendrycks_is_equiv("3/4", "\\frac{3}{4}"));
   EXPECT_TRUE(hendrycks_is_equiv("\\dfrac{3}{4}", "\\frac{3}{4}"));
   EXPECT_TRUE(hendrycks_is_equiv("k = 7", "7"));
-  EXPECT_FALSE(hendrycks_is_equiv("18.0", "18"));   // no numeric equivalence (sympy half absent)
+  EXPECT_FALSE(hendrycks_is_equiv("18.0", "18"));   // strings only: the sympy half is separate
   EXPECT_FALSE(hendrycks_is_equiv("2/4", "\\frac{1}{2}"));
   EXPECT_TRUE(hendrycks_is_equiv("x/4", "x/4"));    // strip raises: plain equality
   EXPECT_FALSE(hendrycks_is_equiv("x/4", "x/4 "));
@@ -122,7 +122,11 @@ TEST(MathExtraction, Minerva) {
 TEST(MathVerifier, Candidates) {
   const pt::reward::math_verifier v;
   EXPECT_EQ(v.score("The answer is \\boxed{\\dfrac{1}{2}}", "0.5"), 1.0);
-  EXPECT_EQ(v.score("The answer is \\boxed{18.0}", "18"), 0.0);  // open-instruct's sympy says 1
+  // The sympy half (math_expr.hpp) accepts what strip_string equality misses, as open-instruct.
+  EXPECT_EQ(v.score("The answer is \\boxed{18.0}", "18"), 1.0);
+  EXPECT_EQ(v.score("The answer is \\boxed{2/4}", "\\frac{1}{2}"), 1.0);
+  EXPECT_EQ(v.score("The answer is \\boxed{x+1}", "1+x"), 1.0);
+  EXPECT_EQ(v.score("The answer is \\boxed{18.5}", "18"), 0.0);
   EXPECT_EQ(v.score("Final Answer: The final answer is 100,000. I hope it is correct.", "100000"),
             1.0);
   EXPECT_EQ(v.score("Final Answer: The final answer is 3/4. I hope it is correct.",
@@ -157,6 +161,11 @@ TEST(StrictMathVerifier, MinervaOnly) {
   EXPECT_EQ(v.score(both, "5"), 0.0);  // no boxed extraction
   EXPECT_EQ(v.score("we get $x = 3$ and then $4$", "4"), 0.0);  // no $…$ extraction
   EXPECT_EQ(v.score("\\boxed{4}", "4"), 1.0);  // fallback normalize_final_answer unwraps \boxed{}
+  // StrictMathVerifier runs the sympy half too.
+  EXPECT_EQ(v.score("Final Answer: The final answer is $\\frac{2}{4}$. I hope it is correct.", "0.5"),
+            1.0);
+  EXPECT_EQ(v.score("Final Answer: The final answer is $\\frac{2}{5}$. I hope it is correct.", "0.5"),
+            0.0);
   EXPECT_EQ(v.score("", ""), 1.0);
   EXPECT_EQ(pt::reward::strict_math_verifier::name(), "strict_math");
 }

@@ -14,16 +14,16 @@
 //      skipped when the result is "[invalidanswer]" (no match).
 //   3. only if there is no candidate yet: the text between the last two '$' -> normalized.
 //   4. only if there is still none: normalize_final_answer(prediction) and prediction itself.
-// Score 1.0 iff some candidate c satisfies hendrycks_is_equiv(c, label):
-//   strip_string(c) == strip_string(label), and when strip_string raises (Python exceptions
-//   below, marked "raises"), plain c == label.
-// strict_math_verifier: the Minerva candidate, else normalize_final_answer(prediction).
-//
-// NOT the whole of open-instruct: it accepts `is_equiv(c, label) or hendrycks_is_equiv(c, label)`
-// where is_equiv is sympy's parse_latex(c) - parse_latex(label) simplifying to 0 (5 s timeout).
-// There is no sympy here, so these verifiers are the Hendrycks-string half only: they never give
-// a reward open-instruct would not give, and they miss the answers only sympy recognises
-// (e.g. "2/4" vs "\frac{1}{2}", "x+1" vs "1+x").
+// Score 1.0 iff some candidate c satisfies `is_equiv(c, label) or hendrycks_is_equiv(c, label)`,
+// as open-instruct's MathVerifier:
+//   * is_equiv is the sympy half (parse_latex both, simplify(a - b) == 0), here
+//     sympy_is_equiv from math_expr.hpp: a documented approximation (exact rationals, sympy
+//     Float rounding, seeded complex points for symbols); see that header and
+//     docs/reward/verifiers.md for where it can differ;
+//   * hendrycks_is_equiv: strip_string(c) == strip_string(label), and when strip_string raises
+//     (Python exceptions below, marked "raises"), plain c == label.
+// strict_math_verifier: the Minerva candidate, else normalize_final_answer(prediction); the same
+// two checks (StrictMathVerifier uses sympy too).
 //
 // Regex steps are transcribed as hand-written scans with Python `re` semantics ('.' does not match
 // a newline; lazy and greedy groups as documented at each function); bytes, not code points
@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "posttrain/config.hpp"
+#include "posttrain/reward/math_expr.hpp"
 #include "posttrain/reward/text.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
@@ -297,6 +298,12 @@ inline bool hendrycks_is_equiv(std::string_view a, std::string_view b) {
   return *sa == *sb;
 }
 
+// The test MathVerifier and StrictMathVerifier apply to each candidate:
+// `is_equiv(answer, label) or hendrycks_is_equiv(answer, label)`.
+inline bool math_answer_matches(std::string_view answer, std::string_view label) {
+  return sympy_is_equiv(answer, label) || hendrycks_is_equiv(answer, label);
+}
+
 // last_boxed_only_string followed by remove_boxed; std::nullopt where either gives nothing.
 inline std::optional<std::string> last_boxed_answer(std::string_view s) {
   const std::string_view spaced = "\\boxed ";
@@ -379,7 +386,7 @@ struct math_verifier {
   double weight = 1.0;
   double score(std::string_view prediction, std::string_view label) const {
     for (const auto& c : math_candidates(prediction))
-      if (hendrycks_is_equiv(c, label)) return 1.0;
+      if (math_answer_matches(c, label)) return 1.0;
     return 0.0;
   }
 };
@@ -390,7 +397,7 @@ struct strict_math_verifier {
   double score(std::string_view prediction, std::string_view label) const {
     auto m = minerva_answer(prediction);
     const std::string c = m ? std::move(*m) : normalize_final_answer(prediction);
-    return hendrycks_is_equiv(c, label) ? 1.0 : 0.0;
+    return math_answer_matches(c, label) ? 1.0 : 0.0;
   }
 };
 
