@@ -577,14 +577,28 @@ def trl_dpo(X, out):
     variants += [("sigmoid", f, None, 0.1, 0.0) for f in ("forward_kl", "js_divergence")]
     variants += [("sigmoid", "alpha_divergence", None, 0.1, 0.0)]
     variants += [("sigmoid", "reverse_kl", 0.5, 0.1, 0.0)]  # LD-DPO
+    # Length-normalised losses with f-scores: TRL 1.16 divides the score of the SUMMED log-ratio by
+    # the completion length (ipo, sigmoid_norm); links that read raw log-ratios whatever the
+    # f_divergence_type (nca_pair, bco_pair, sppo_hard, apo_down in TRL 1.16).
+    variants += [(lt, f, None, 0.1, 0.0) for lt in ("ipo", "sigmoid_norm")
+                 for f in ("forward_kl", "js_divergence", "alpha_divergence")]
+    variants += [(lt, "forward_kl", None, 0.1, 0.0) for lt in ("nca_pair", "bco_pair", "sppo_hard", "apo_down")]
+    # loss_type lists with loss_weights: MPO, and terms of different sequence reductions (ipo is
+    # length-normalised, sigmoid is not), also with f-scores. lt is then a tuple of (types, weights).
+    variants += [((("sigmoid", "bco_pair", "sft"), (0.8, 0.2, 1.0)), "reverse_kl", None, 0.1, 0.0),
+                 ((("sigmoid", "ipo"), (1.0, 0.5)), "reverse_kl", None, 0.1, 0.0),
+                 ((("sigmoid", "ipo"), (0.7, 1.3)), "js_divergence", None, 0.25, 0.0)]
     for lt, fdiv, ld, beta, ls in variants:
-        name = f"{lt}_{fdiv}_ld{ld}_beta{beta}_ls{ls}"
-        def run(lt=lt, fdiv=fdiv, ld=ld, beta=beta, ls=ls, name=name):
+        types, weights = (lt if isinstance(lt, tuple) else ((lt,), (1.0,)))
+        lt = ",".join(types)
+        tag = lt if len(types) == 1 else "multi_" + "-".join(types) + "_w" + "-".join(map(str, weights))
+        name = f"{tag}_{fdiv}_ld{ld}_beta{beta}_ls{ls}"
+        def run(lt=lt, types=types, weights=weights, fdiv=fdiv, ld=ld, beta=beta, ls=ls, name=name):
             tr = object.__new__(DPOTrainer)
             leaf = tok.clone().requires_grad_(True)
             model = LogpModel(leaf)
             tr.__dict__.update(
-                model=model, beta=beta, loss_types=[lt], loss_weights=[1.0], f_divergence_type=fdiv,
+                model=model, beta=beta, loss_types=list(types), loss_weights=list(weights), f_divergence_type=fdiv,
                 f_alpha_divergence_coef=0.5, ld_alpha=ld, precompute_ref_logps=True, use_weighting=False,
                 aux_loss_enabled=False, label_smoothing=ls, _total_train_tokens=0, _tp_size=1,
                 args=SimpleNamespace(discopop_tau=0.05, gradient_checkpointing_kwargs=None),
@@ -601,7 +615,8 @@ def trl_dpo(X, out):
             loss = loss[0] if isinstance(loss, tuple) else loss
             loss.backward()
             C.case(name, "DPOTrainer._compute_loss",
-                   {"loss_type": lt, "f_divergence_type": fdiv, "f_alpha_divergence_coef": 0.5, "ld_alpha": ld,
+                   {"loss_type": lt, "loss_types": list(types), "loss_weights": list(weights),
+                    "f_divergence_type": fdiv, "f_alpha_divergence_coef": 0.5, "ld_alpha": ld,
                     "beta": beta, "label_smoothing": ls, "discopop_tau": 0.05},
                    {"per_token_logps": tok, "completion_mask": cm[:, 1:].float(), "ref_chosen_logps": ref_c,
                     "ref_rejected_logps": ref_r}, {"loss": loss}, {"per_token_logps": leaf.grad})
@@ -640,6 +655,29 @@ class _FakeAccelerator:
         return m
 
 
+def _vllm_is_ratio_source():
+    """The vLLM importance-sampling block of TRL's own GRPOTrainer._generate_and_score_completions
+    (from `if self.use_vllm and self.vllm_importance_sampling_correction:` to the reference-model
+    comment), cut from the installed source: that method needs a generation backend, so its ratio
+    block is executed on its own, unmodified, with the locals it reads."""
+    import inspect
+    import textwrap
+    from trl import GRPOTrainer
+    src = inspect.getsource(GRPOTrainer._generate_and_score_completions)
+    a = src.index("if self.use_vllm and self.vllm_importance_sampling_correction:\n")
+    b = src.index("# Compute the per-token log probabilities for the reference model", a)
+    a = src.rindex("\n", 0, a) + 1
+    return textwrap.dedent(src[a:b])
+
+
+def _vllm_is_ratio(block, tr, old, sampling, completion_mask):
+    import math
+    scope = {"self": tr, "old_per_token_logps": old, "sampling_per_token_logps": sampling,
+             "completion_mask": completion_mask, "tool_mask": None, "torch": torch, "math": math}
+    exec(compile(block, "<trl GRPOTrainer vLLM IS block>", "exec"), scope)
+    return scope["vllm_importance_sampling_ratio"]
+
+
 def trl_grpo(X, out):
     import collections
     from types import SimpleNamespace
@@ -671,8 +709,17 @@ def trl_grpo(X, out):
         def forward(self, **kw):
             return SimpleNamespace(log_probs=self.logps, entropy=self.ent, aux_loss=None)
 
+    # vLLM sampling log-probs: ℓold plus noise, with token outliers beyond every clip bound (the
+    # sequence sums then straddle the bounds too).
+    sampling = old + 0.3 * torch.randn(B, T, generator=g)
+    sampling[0, 2] = old[0, 2] - 1.5  # ratio e^{1.5} > 3
+    sampling[3, 0] = old[3, 0] + 1.0  # ratio e^{-1} < 0.5
+    sampling[4, 6] = old[4, 6] - 2.0
+    ratio_src = _vllm_is_ratio_source()
+
     base = dict(beta=0.0, delta=None, bias=False, level="token", eps=0.2, eps_high=0.28, rho=1.0, opsm=None,
-                mask="mask", mcl=12, ga=2, spg=2, sapo=(1.0, 1.05), vespo=(2.0, 3.0, 3.0, 2.0))
+                mask="mask", mcl=12, ga=2, spg=2, sapo=(1.0, 1.05), vespo=(2.0, 3.0, 3.0, 2.0),
+                is_mode=None, is_max=3.0, is_min=None, ent=0.0, adaptive=None)
     variants = [
         ("grpo", {}), ("grpo", {"beta": 0.04}), ("grpo", {"beta": 0.04, "bias": True}),
         ("grpo", {"delta": 1.5}), ("grpo", {"level": "sequence"}),
@@ -687,6 +734,17 @@ def trl_grpo(X, out):
         ("luspo", {"level": "sequence"}), ("luspo", {"level": "sequence", "delta": 1.5}),
         ("luspo", {"level": "sequence", "beta": 0.04, "bias": True}),
         ("vespo", {}), ("vespo", {"vespo": (1.0, 0.5, 4.0, 1.5), "mask": "mask_empty"}),
+        # vLLM importance-sampling correction (the ratio from TRL's own block, multiplied in the loss)
+        ("grpo", {"is_mode": "token_truncate"}), ("grpo", {"is_mode": "token_mask", "is_min": 0.5}),
+        ("grpo", {"is_mode": "sequence_truncate", "is_min": 0.5}), ("grpo", {"is_mode": "sequence_mask"}),
+        ("dapo", {"is_mode": "token_mask", "beta": 0.04, "bias": True}),
+        ("bnpo", {"is_mode": "sequence_mask", "is_min": 0.2, "rho": 0.5}),
+        ("grpo", {"is_mode": "token_truncate", "level": "sequence"}),
+        ("vespo", {"is_mode": "token_truncate"}), ("vespo", {"is_mode": "token_mask", "is_min": 0.5}),
+        # entropy bonus: loss -= coef * token mean of H over mask (x entropy mask) / GA, whatever the loss type
+        ("bnpo", {"ent": 0.05}), ("grpo", {"ent": 0.05}), ("dapo", {"ent": 0.05, "rho": 0.5}),
+        ("grpo", {"ent": 0.05, "mask": "mask_empty", "is_mode": "token_truncate"}),
+        ("bnpo", {"ent": 0.05, "adaptive": 0.1}), ("bnpo", {"ent": 0.05, "adaptive": 0.5}),
     ]
     for lt, over in variants:
         p = dict(base)
@@ -698,19 +756,27 @@ def trl_grpo(X, out):
             mask = X[p["mask"]]
             tr = object.__new__(GRPOTrainer)
             leaf = logp.clone().requires_grad_(True)
-            model = LogpModel(leaf, entropy)
+            ent_leaf = entropy.clone().requires_grad_(True)
+            model = LogpModel(leaf, ent_leaf)
             args = SimpleNamespace(use_bias_correction_kl=p["bias"], delta=p["delta"],
                                    sapo_temperature_pos=p["sapo"][0], sapo_temperature_neg=p["sapo"][1],
                                    vespo_k_pos=p["vespo"][0], vespo_lambda_pos=p["vespo"][1],
                                    vespo_k_neg=p["vespo"][2], vespo_lambda_neg=p["vespo"][3],
-                                   steps_per_generation=p["spg"])
+                                   steps_per_generation=p["spg"], entropy_target=0.2, entropy_coef_delta=0.005,
+                                   entropy_coef_min=0.0, entropy_coef_max=1.0)
+            use_is = p["is_mode"] is not None
             tr.__dict__.update(
                 model=model, args=args, loss_type=lt, beta=p["beta"], epsilon_low=p["eps"],
                 epsilon_high=p["eps_high"], importance_sampling_level=p["level"],
                 top_entropy_quantile=p["rho"], off_policy_mask_threshold=p["opsm"], aux_loss_enabled=False,
-                use_vllm=False, vllm_importance_sampling_correction=False, max_completion_length=p["mcl"],
-                current_gradient_accumulation_steps=p["ga"], _entropy_bonus_enabled=False,
-                accelerator=_FakeAccelerator(),
+                use_vllm=use_is, vllm_importance_sampling_correction=use_is,
+                vllm_importance_sampling_mode=p["is_mode"], vllm_importance_sampling_clip_max=p["is_max"],
+                vllm_importance_sampling_clip_min=p["is_min"], max_completion_length=p["mcl"],
+                current_gradient_accumulation_steps=p["ga"], entropy_coef=p["ent"],
+                use_adaptive_entropy=p["adaptive"] is not None,
+                _entropy_bonus_enabled=p["ent"] != 0.0 or p["adaptive"] is not None,
+                _last_world_entropy=float("inf") if p["adaptive"] is None else p["adaptive"],
+                _entropy_window_stats=None, accelerator=_FakeAccelerator(),
                 _metrics={"train": collections.defaultdict(list), "eval": collections.defaultdict(list)},
             )
             num_items = 2.0 * mask.sum()  # the generation batch holds spg = 2 such micro-batches
@@ -718,6 +784,10 @@ def trl_grpo(X, out):
                       "completion_ids": torch.zeros(B, T, dtype=torch.long), "completion_mask": mask.long(),
                       "advantages": adv_rows, "old_per_token_logps": old, "ref_per_token_logps": ref,
                       "num_items_in_batch": num_items}
+            is_ratio = None
+            if use_is:
+                is_ratio = _vllm_is_ratio(ratio_src, tr, old, sampling, mask.long())
+                inputs["importance_sampling_ratio"] = is_ratio
             loss = tr._compute_loss(model, inputs)
             loss.backward()
             params = {"loss_type": lt, "beta": p["beta"], "delta": p["delta"], "use_bias_correction_kl": p["bias"],
@@ -727,11 +797,23 @@ def trl_grpo(X, out):
                       "steps_per_generation": p["spg"], "num_processes": 1, "num_items_in_batch": float(num_items),
                       "sapo_temperature_pos": p["sapo"][0], "sapo_temperature_neg": p["sapo"][1],
                       "vespo_k_pos": p["vespo"][0], "vespo_lambda_pos": p["vespo"][1],
-                      "vespo_k_neg": p["vespo"][2], "vespo_lambda_neg": p["vespo"][3], "mask": p["mask"]}
-            C.case(name, "GRPOTrainer._compute_loss", params,
-                   {"per_token_logps": logp, "old_per_token_logps": old, "ref_per_token_logps": ref,
-                    "advantages": adv_rows, "completion_mask": mask, "entropies": entropy},
-                   {"loss": loss}, {"per_token_logps": leaf.grad})
+                      "vespo_k_neg": p["vespo"][2], "vespo_lambda_neg": p["vespo"][3], "mask": p["mask"],
+                      "vllm_importance_sampling_mode": p["is_mode"], "vllm_importance_sampling_clip_max": p["is_max"],
+                      "vllm_importance_sampling_clip_min": p["is_min"], "entropy_coef": p["ent"],
+                      "use_adaptive_entropy": p["adaptive"] is not None, "last_world_entropy": p["adaptive"],
+                      "entropy_target": 0.2, "entropy_coef_delta": 0.005, "entropy_coef_min": 0.0,
+                      "entropy_coef_max": 1.0}
+            ins = {"per_token_logps": logp, "old_per_token_logps": old, "ref_per_token_logps": ref,
+                   "advantages": adv_rows, "completion_mask": mask, "entropies": entropy}
+            outs = {"loss": loss}
+            grads = {"per_token_logps": leaf.grad}
+            if use_is:
+                ins["sampling_per_token_logps"] = sampling
+                outs["importance_sampling_ratio"] = is_ratio.expand(B, T) if is_ratio.shape[1] == 1 else is_ratio
+            if tr._entropy_bonus_enabled:
+                grads["entropies"] = ent_leaf.grad
+                outs["entropy_coef_after"] = tr.entropy_coef  # adaptive: after this step's update
+            C.case(name, "GRPOTrainer._compute_loss", params, ins, outs, grads)
         C.guard(name, run)
     C.write(os.path.join(out, "trl_grpo.json"))
 

@@ -221,3 +221,165 @@ TEST(FDpo, ValidationErrorsLeaveOutputsUntouched) {
   tst::expect_error([&] { exo::compute(d.inputs(), {}, out); }, "options.label_smoothing");
   for (double g : gc) EXPECT_EQ(g, 7.0);
 }
+
+namespace {
+
+// TRL 1.16's written scores f'(e^Δ), zero at Δ = 0 (independent of divergence::*::score).
+double trl_forward_kl(double d) { return 1.0 - std::exp(-d); }
+double trl_js(double d) { return std::log(2.0) + nv::logsig(d); }
+double trl_alpha(double d, double a) { return (std::exp((a - 1) * d) - 1) / (a - 1); }
+
+// mean_p link(s(Δc)/max(W_c, 1), s(Δr)/max(W_r, 1)) with summed log-probs and reference sums.
+double naive_length_normalized(nv::link_fn link, const score_fn& s, const tst::pair_data& d,
+                               const preference_options& o) {
+  const nv::params p{o.beta, o.label_smoothing, o.gamma, o.tau};
+  auto length = [](const tst::side& side, pt::index_t k) {
+    double w = 0;
+    for (pt::index_t t = side.offsets[k]; t < side.offsets[k + 1]; ++t) w += side.mask[t];
+    return std::max(w, 1.0);
+  };
+  double total = 0;
+  for (pt::index_t k = 0; k < d.pairs(); ++k) {
+    const double dc = tst::naive_score(d.chosen, k) - d.chosen.reference[k];
+    const double dr = tst::naive_score(d.rejected, k) - d.rejected.reference[k];
+    total += link(s(dc) / length(d.chosen, k), s(dr) / length(d.rejected, k), p);
+  }
+  return d.pairs() > 0 ? total / static_cast<double>(d.pairs()) : 0.0;
+}
+
+template <class Link, class Div>
+void check_length_normalized(nv::link_fn link, const score_fn& s, const preference_options& o,
+                             std::uint64_t seed) {
+  using comp = pt::loss::preference<pref::f_divergence_length_normalized<Link, Div>, seq::sum>;
+  SCOPED_TRACE(comp::name());
+  std::mt19937_64 rng(seed);
+  for (int round = 0; round < 3; ++round) {
+    const tst::pair_data d = tst::make_data(rng, 5, 0, 6, round == 1);
+    const double want = naive_length_normalized(link, s, d, o);
+    EXPECT_NEAR(comp::compute(d.inputs(), o).loss, want, 1e-12 * (1 + std::fabs(want)));
+    tst::check_gradient<comp>(d, o, true, 2e-7);
+  }
+  const tst::pair_data one = tst::single_tokens({-1.0, -2.5, -0.3}, {-2.0, -0.7, -1.1},
+                                                {-1.4, -2.0, -1.0}, {-1.2, -1.5, -0.2});
+  tst::check_reference_gradient<comp>(one, o, 2e-7);
+}
+
+}  // namespace
+
+// TRL 1.16 ipo / sigmoid_norm with f_divergence_type: scores of the summed log-ratios (TRL's
+// written forms, zero at Δ = 0) divided by the lengths, against naive float64 forms with central
+// differences of ∂loss/∂ℓ (0/1 and fractional masks, empty sequences) and ∂loss/∂ρ.
+TEST(FDpo, LengthNormalizedScoresMatchNaiveWithGradients) {
+  const preference_options o{.beta = 0.4, .f_alpha = 0.3};
+  check_length_normalized<pref::ipo, divergence::forward_kl>(nv::ipo, trl_forward_kl, o, 500);
+  check_length_normalized<pref::ipo, divergence::js_divergence>(nv::ipo, trl_js, o, 501);
+  check_length_normalized<pref::ipo, divergence::alpha_divergence>(
+      nv::ipo, [](double d) { return trl_alpha(d, 0.3); }, o, 502);
+  check_length_normalized<pref::sigmoid, divergence::forward_kl>(nv::sigmoid, trl_forward_kl, o,
+                                                                 503);
+  check_length_normalized<pref::sigmoid, divergence::js_divergence>(nv::sigmoid, trl_js, o, 504);
+  check_length_normalized<pref::sigmoid, divergence::alpha_divergence>(
+      nv::sigmoid, [](double d) { return trl_alpha(d, 1.7); }, {.beta = 0.4, .f_alpha = 1.7},
+      505);
+  check_length_normalized<pref::hinge, divergence::js_divergence>(nv::hinge, trl_js, o, 506);
+  EXPECT_EQ(std::string(pref::f_divergence_length_normalized<pref::ipo, divergence::js_divergence>::name),
+            "f_divergence_length_normalized<ipo, js_divergence>");
+  static_assert(pref::uses_lengths_v<pref::f_divergence_length_normalized<pref::ipo, divergence::reverse_kl>>);
+  static_assert(!pref::uses_lengths_v<pref::f_divergence<pref::ipo, divergence::reverse_kl>>);
+}
+
+// reverse_kl: TRL's plain ipo / sigmoid_norm, i.e. algo::ipo / dpo_length_normalized with
+// reference means (0/1 masks: Δ_sum/W = mean(π) − mean(ρ)); and the constant s(0) matters once
+// the lengths differ (the s(Δ̄) form of f_divergence<ipo, Div> with seq::mean is another loss).
+TEST(FDpo, LengthNormalizedReverseKlIsPlainLengthNormalizedLoss) {
+  std::mt19937_64 rng(11);
+  tst::pair_data d = tst::make_data(rng, 6, 1, 7, false);
+  tst::pair_data means = d;
+  for (tst::side* s : {&means.chosen, &means.rejected})
+    for (pt::index_t k = 0; k < d.pairs(); ++k) {
+      double w = 0;
+      for (pt::index_t t = s->offsets[k]; t < s->offsets[k + 1]; ++t) w += s->mask[t];
+      s->reference[k] /= std::max(w, 1.0);
+    }
+  const preference_options o{.beta = 0.3};
+  std::vector<double> gc(d.chosen.logprobs.size()), gr(d.rejected.logprobs.size());
+  std::vector<double> hc(gc.size()), hr(gr.size());
+  const double a = algo::ipo_f_divergence<divergence::reverse_kl>::compute(
+                       d.inputs(), o, pt::loss::preference_outputs<double>{gc, gr})
+                       .loss;
+  const double b =
+      algo::ipo::compute(means.inputs(), o, pt::loss::preference_outputs<double>{hc, hr}).loss;
+  EXPECT_NEAR(a, b, 1e-12 * (1 + std::fabs(b)));
+  for (std::size_t t = 0; t < gc.size(); ++t) EXPECT_NEAR(gc[t], hc[t], 1e-12) << t;
+  for (std::size_t t = 0; t < gr.size(); ++t) EXPECT_NEAR(gr[t], hr[t], 1e-12) << t;
+  EXPECT_NEAR(algo::dpo_length_normalized_f_divergence<divergence::reverse_kl>::compute(d.inputs(), o).loss,
+              algo::dpo_length_normalized::compute(means.inputs(), o).loss, 1e-12);
+  using mean_form = pt::loss::preference<pref::f_divergence<pref::ipo, divergence::forward_kl>, seq::mean>;
+  EXPECT_GT(std::fabs(algo::ipo_f_divergence<divergence::forward_kl>::compute(d.inputs(), o).loss -
+                      mean_form::compute(means.inputs(), o).loss),
+            1e-6);
+}
+
+// NLL term, pair weights, rewards, float, empty batch and validation through the length-aware loop.
+TEST(FDpo, LengthNormalizedLoopOutputsAndValidation) {
+  using comp = pt::loss::preference<
+      pref::f_divergence_length_normalized<pref::sigmoid, divergence::forward_kl>, seq::sum,
+      pref::with_reference, pref::nll_token_mean>;
+  std::mt19937_64 rng(12);
+  tst::pair_data d = tst::make_data(rng, 4, 0, 5, true);
+  d.weights = {0.5, 1.0, 0.0, 2.0};
+  const preference_options o{.beta = 0.2, .nll_coef = 0.3};
+  std::vector<double> pl(4), cr(4), rr(4);
+  const auto r = comp::compute(d.inputs(), o, {{}, {}, pl, cr, rr});
+  double want = 0, s = 0, w = 0;
+  for (pt::index_t k = 0; k < d.pairs(); ++k) {
+    const double l = naive_length_normalized(  // pair k alone, weight 1
+        nv::sigmoid, trl_forward_kl,
+        [&] {
+          tst::pair_data x;
+          for (const bool c : {true, false}) {
+            const tst::side& from = c ? d.chosen : d.rejected;
+            tst::side& to = c ? x.chosen : x.rejected;
+            for (pt::index_t t = from.offsets[k]; t < from.offsets[k + 1]; ++t) {
+              to.mask.push_back(from.mask[t]);
+              to.logprobs.push_back(from.logprobs[t]);
+            }
+            to.offsets.push_back(static_cast<pt::index_t>(to.mask.size()));
+            to.reference.push_back(from.reference[k]);
+          }
+          return x;
+        }(),
+        o);
+    EXPECT_NEAR(pl[k], d.weights[k] * l, 1e-12) << k;
+    want += d.weights[k] * l / 4.0;
+    EXPECT_NEAR(cr[k], 0.2 * (tst::naive_score(d.chosen, k) - d.chosen.reference[k]), 1e-12);
+    EXPECT_NEAR(rr[k], 0.2 * (tst::naive_score(d.rejected, k) - d.rejected.reference[k]), 1e-12);
+  }
+  for (std::size_t t = 0; t < d.chosen.logprobs.size(); ++t)
+    if (d.chosen.mask[t] != 0) s += d.chosen.mask[t] * d.chosen.logprobs[t], w += d.chosen.mask[t];
+  EXPECT_NEAR(r.preference_loss, want, 1e-12);
+  EXPECT_NEAR(r.nll, -s / w, 1e-12);
+  EXPECT_NEAR(r.loss, want + 0.3 * (-s / w), 1e-12);
+  tst::check_gradient<comp>(d, o, true, 2e-7);
+
+  const tst::float_inputs f(d);
+  std::vector<float> fc(f.chosen.size()), fr(f.rejected.size());
+  std::vector<double> hc(fc.size()), hr(fr.size());
+  pt::loss::preference_inputs<float> fin = f.in;
+  fin.pair_weights = d.weights;
+  const auto a = comp::compute(fin, o, pt::loss::preference_outputs<float>{fc, fr});
+  const auto b = comp::compute(d.inputs(), o, pt::loss::preference_outputs<double>{hc, hr});
+  EXPECT_NEAR(a.loss, b.loss, 1e-5 * (1 + std::fabs(b.loss)));
+  for (std::size_t t = 0; t < fc.size(); ++t) EXPECT_NEAR(fc[t], hc[t], 1e-5) << t;
+
+  const tst::pair_data empty;
+  EXPECT_EQ(comp::compute(empty.inputs(), o).loss, 0.0);
+
+  std::vector<double> gc(d.chosen.logprobs.size(), 7.0), gr(d.rejected.logprobs.size(), 7.0);
+  tst::expect_error([&] { comp::compute(d.inputs(), {.beta = -1.0}, {gc, gr}); }, "options.beta");
+  auto in = d.inputs();
+  in.reference_chosen = in.reference_chosen.subspan(1);
+  tst::expect_error([&] { comp::compute(in, o, {gc, gr}); }, "reference_chosen");
+  for (double v : gc) EXPECT_EQ(v, 7.0);
+  for (double v : gr) EXPECT_EQ(v, 7.0);
+}

@@ -309,3 +309,195 @@ TEST(PreferenceWeighted, BadInputThrowsAndWritesNothing) {
 }
 
 }  // namespace
+
+namespace {
+
+// Reference token log-probs behind the batch (NaN where masked), and their naive sums and means.
+struct reference_tokens {
+  std::vector<double> chosen, rejected;
+};
+reference_tokens make_reference_tokens(std::mt19937_64& rng, const pair_data& d) {
+  std::normal_distribution<double> noise(0.0, 0.4);
+  reference_tokens r;
+  for (const bool c : {true, false}) {
+    const side& s = c ? d.chosen : d.rejected;
+    std::vector<double>& out = c ? r.chosen : r.rejected;
+    for (std::size_t t = 0; t < s.logprobs.size(); ++t)
+      out.push_back(s.mask[t] == 0.0f ? kNaN : s.logprobs[t] + noise(rng));
+  }
+  return r;
+}
+double naive_reference(const side& s, const std::vector<double>& ref, index_t p, bool mean) {
+  return nv::score(ref, s.mask, s.offsets[p], s.offsets[p + 1], mean);
+}
+
+// TRL ["sigmoid", "ipo", "sft"]: sigmoid on summed log-probs, ipo on token means, the chosen NLL.
+using sigmoid_ipo_sft = pt::loss::weighted<pt::algo::dpo, pt::algo::ipo, pt::pref::sft>;
+
+}  // namespace
+
+TEST(PreferenceWeighted, MixedSequenceReductionsMatchNaiveAndFiniteDifferences) {
+  std::mt19937_64 rng(108);
+  for (int rep = 0; rep < 3; ++rep) {
+    pair_data d = make_data(rng, 5, 0, 7, rep == 1);
+    const reference_tokens rt = make_reference_tokens(rng, d);
+    const auto scores = sigmoid_ipo_sft::reference_scores(
+        pt::preference_batch{{d.chosen.offsets, d.chosen.mask}, {d.rejected.offsets, d.rejected.mask}},
+        std::span<const double>(rt.chosen), std::span<const double>(rt.rejected));
+    ASSERT_EQ(scores.chosen[0].size(), 5u);
+    ASSERT_EQ(scores.chosen[1].size(), 5u);
+    EXPECT_TRUE(scores.chosen[2].empty());
+    const sigmoid_ipo_sft::weights_type w{0.7, 1.3, 0.4};
+    const pt::loss::preference_options o{.beta = 0.3};
+    const nv::params p{.beta = 0.3};
+    std::vector<double> gc(d.chosen.logprobs.size(), kNaN), gr(d.rejected.logprobs.size(), kNaN);
+    std::vector<double> pl(5, kNaN), cr(5, kNaN);
+    auto in = d.inputs(false);
+    const auto r = sigmoid_ipo_sft::compute(in, scores.view(), w, o, {gc, gr, pl, cr});
+    // Naive: Σ_k w_k·L_k, each term with its own reduction of policy AND reference.
+    double sig = 0, ipo = 0;
+    for (index_t i = 0; i < 5; ++i) {
+      const double ls = nv::sigmoid(naive_score(d.chosen, i) - naive_reference(d.chosen, rt.chosen, i, false),
+                                    naive_score(d.rejected, i) - naive_reference(d.rejected, rt.rejected, i, false), p);
+      const double li = nv::ipo(naive_score(d.chosen, i, true) - naive_reference(d.chosen, rt.chosen, i, true),
+                                naive_score(d.rejected, i, true) - naive_reference(d.rejected, rt.rejected, i, true), p);
+      sig += ls / 5;
+      ipo += li / 5;
+      EXPECT_NEAR(pl[i], 0.7 * ls + 1.3 * li, 1e-11) << i;
+      EXPECT_NEAR(cr[i], 0.3 * (naive_score(d.chosen, i) - naive_reference(d.chosen, rt.chosen, i, false)), 1e-12);
+    }
+    const double nll = naive(d, {{nullptr, 1.0}}, p).nll;
+    EXPECT_NEAR(r.terms[0], sig, 1e-12);
+    EXPECT_NEAR(r.terms[1], ipo, 1e-11);
+    EXPECT_NEAR(r.terms[2], nll, 1e-12);
+    EXPECT_NEAR(r.loss, 0.7 * sig + 1.3 * ipo + 0.4 * nll, 1e-11);
+    EXPECT_NEAR(r.preference_loss, 0.7 * sig + 1.3 * ipo, 1e-11);
+    // ∂loss/∂ℓ: central differences through every term's own reduction (references fixed).
+    const double h = 1e-6;
+    for (side* s : {&d.chosen, &d.rejected}) {
+      const std::vector<double>& g = s == &d.chosen ? gc : gr;
+      for (std::size_t t = 0; t < s->logprobs.size(); ++t) {
+        if (s->mask[t] == 0.0f) {
+          EXPECT_EQ(g[t], 0.0);
+          EXPECT_FALSE(std::signbit(g[t]));
+          continue;
+        }
+        const double saved = s->logprobs[t];
+        s->logprobs[t] = saved + h;
+        const double up = sigmoid_ipo_sft::compute(d.inputs(false), scores.view(), w, o).loss;
+        s->logprobs[t] = saved - h;
+        const double down = sigmoid_ipo_sft::compute(d.inputs(false), scores.view(), w, o).loss;
+        s->logprobs[t] = saved;
+        const double fd = (up - down) / (2 * h);
+        EXPECT_NEAR(g[t], fd, 1e-7 * (1 + std::fabs(fd))) << (s == &d.chosen ? "chosen " : "rejected ") << t;
+      }
+    }
+  }
+}
+
+// A list whose terms share the reduction gives the same through both forms; a reference-free
+// term mixes with referenced ones in the per-term form; float matches double.
+TEST(PreferenceWeighted, PerTermReferenceFormAgreesAndMixesReferenceFree) {
+  std::mt19937_64 rng(109);
+  const pair_data d = make_data(rng, 4, 1, 6, true);
+  const auto w = pt::pref::presets::mpo_weights;
+  std::vector<double> gc(d.chosen.logprobs.size()), gr(d.rejected.logprobs.size());
+  std::vector<double> hc(gc.size()), hr(gr.size());
+  const auto a = pt::algo::mpo::compute(d.inputs(), w, {}, {gc, gr});
+  pt::algo::mpo::reference_type<double> ref;
+  for (std::size_t k = 0; k < 2; ++k) {
+    ref.chosen[k] = d.chosen.reference;
+    ref.rejected[k] = d.rejected.reference;
+  }
+  const auto b = pt::algo::mpo::compute(d.inputs(false), ref, w, {}, {hc, hr});
+  EXPECT_EQ(a.loss, b.loss);
+  for (std::size_t t = 0; t < gc.size(); ++t) EXPECT_EQ(gc[t], hc[t]);
+  for (std::size_t t = 0; t < gr.size(); ++t) EXPECT_EQ(gr[t], hr[t]);
+  static_assert(pt::algo::mpo::shared_reference);
+  static_assert(!sigmoid_ipo_sft::shared_reference && sigmoid_ipo_sft::uses_reference);
+
+  // DPO + SimPO (reference-free, means): SimPO's term sees no reference.
+  using dpo_simpo = pt::loss::weighted<pt::algo::dpo, pt::algo::simpo>;
+  dpo_simpo::reference_type<double> rs;
+  rs.chosen[0] = d.chosen.reference;
+  rs.rejected[0] = d.rejected.reference;
+  const pt::loss::preference_options o{.beta = 0.2, .gamma = 0.3};
+  const auto m = dpo_simpo::compute(d.inputs(false), rs, {1.0, 0.5}, o);
+  const nv::params p{.beta = 0.2, .gamma = 0.3};
+  double want = 0;
+  for (index_t i = 0; i < 4; ++i)
+    want += (nv::sigmoid(naive_score(d.chosen, i) - d.chosen.reference[i],
+                         naive_score(d.rejected, i) - d.rejected.reference[i], p) +
+             0.5 * nv::simpo(naive_score(d.chosen, i, true), naive_score(d.rejected, i, true), p)) /
+            4;
+  EXPECT_NEAR(m.loss, want, 1e-12);
+
+  // float
+  const float_inputs f(d);
+  std::vector<float> rc(d.chosen.reference.begin(), d.chosen.reference.end());
+  std::vector<float> rr(d.rejected.reference.begin(), d.rejected.reference.end());
+  dpo_simpo::reference_type<float> rf;
+  rf.chosen[0] = rc;
+  rf.rejected[0] = rr;
+  pt::loss::preference_inputs<float> fin = f.in;
+  fin.reference_chosen = {};
+  fin.reference_rejected = {};
+  EXPECT_NEAR(dpo_simpo::compute(fin, rf, {1.0, 0.5}, o).loss, m.loss, 1e-5 * (1 + std::fabs(m.loss)));
+}
+
+TEST(PreferenceWeighted, PerTermReferenceBadInputThrowsAndWritesNothing) {
+  std::mt19937_64 rng(110);
+  const pair_data d = make_data(rng, 3, 1, 4, false);
+  std::vector<double> gc(d.chosen.logprobs.size(), 7.0), gr(d.rejected.logprobs.size(), 7.0);
+  std::vector<double> pl(3, 7.0);
+  const pt::loss::preference_outputs<double> out{gc, gr, pl};
+  auto untouched = [&] {
+    for (double v : gc) EXPECT_EQ(v, 7.0);
+    for (double v : gr) EXPECT_EQ(v, 7.0);
+    for (double v : pl) EXPECT_EQ(v, 7.0);
+  };
+  std::vector<double> means_c(3, -1.0), means_r(3, -1.2);
+  sigmoid_ipo_sft::reference_type<double> ref;
+  ref.chosen = {d.chosen.reference, means_c, {}};
+  ref.rejected = {d.rejected.reference, means_r, {}};
+  const sigmoid_ipo_sft::weights_type w{1.0, 1.0, 1.0};
+  // the shared scores must not be given as well
+  expect_error([&] { sigmoid_ipo_sft::compute(d.inputs(), ref, w, {}, out); }, "must be empty");
+  untouched();
+  // a term without reference (sft) given scores
+  auto bad = ref;
+  bad.chosen[2] = means_c;
+  expect_error([&] { sigmoid_ipo_sft::compute(d.inputs(false), bad, w, {}, out); },
+               "reference.chosen[2]");
+  untouched();
+  // a term's scores of the wrong size, and missing
+  bad = ref;
+  bad.rejected[1] = std::span<const double>(means_r).subspan(1);
+  expect_error([&] { sigmoid_ipo_sft::compute(d.inputs(false), bad, w, {}, out); },
+               "reference_rejected");
+  untouched();
+  bad = ref;
+  bad.chosen[0] = {};
+  expect_error([&] { sigmoid_ipo_sft::compute(d.inputs(false), bad, w, {}, out); },
+               "reference_chosen");
+  untouched();
+  bad = ref;
+  std::vector<double> nan_scores{0.0, kNaN, 0.0};
+  bad.chosen[1] = nan_scores;
+  expect_error([&] { sigmoid_ipo_sft::compute(d.inputs(false), bad, w, {}, out); },
+               "finite reference score");
+  untouched();
+  expect_error([&] { sigmoid_ipo_sft::compute(d.inputs(false), ref, {1.0, -1.0, 1.0}, {}, out); },
+               "weights[1]");
+  untouched();
+  // reference_scores validates the batch
+  std::vector<index_t> broken{0, 5};
+  std::vector<double> tok(2);
+  expect_error(
+      [&] {
+        sigmoid_ipo_sft::reference_scores(
+            pt::preference_batch{{broken, {}}, {d.rejected.offsets, d.rejected.mask}},
+            std::span<const double>(tok), std::span<const double>(tok));
+      },
+      "reference_scores");
+}

@@ -20,6 +20,10 @@
 //   algo::f_dpo_forward_kl / f_dpo_js / f_dpo_alpha
 //                                f_divergence<sigmoid, divergence::...>, sum   TRL
 //                                f_divergence_type
+//   algo::ipo_f_divergence<Div> / dpo_length_normalized_f_divergence<Div>
+//                                f_divergence_length_normalized<ipo | sigmoid, Div>, sum
+//                                TRL 1.16 `ipo` / `sigmoid_norm` with f_divergence_type: the
+//                                scores of the summed log-ratios divided by the lengths
 //   algo::ld_dpo                 sigmoid, seq::ld<>       TRL HEAD ld_alpha (policy and reference)
 //   algo::ld_dpo_policy_only     sigmoid, seq::ld<policy_only>   TRL v0.26 ld_alpha
 //   algo::wpo                    = dpo + inputs.pair_weights from loss::wpo_pair_weights
@@ -99,6 +103,15 @@ using f_dpo_js =
 // "alpha_divergence"; v0.26 via pref::presets::trl_v026_alpha_divergence).
 using f_dpo_alpha =
     loss::preference<pref::f_divergence<pref::sigmoid, divergence::alpha_divergence>, seq::sum>;
+// TRL 1.16 `ipo` with f_divergence_type = Div: ((s̃(Δc)/|c| − s̃(Δr)/|r|) − 1/(2β))² on summed
+// log-ratios (reference sums). For Div = reverse_kl this is algo::ipo (0/1 masks).
+template <class Div>
+using ipo_f_divergence =
+    loss::preference<pref::f_divergence_length_normalized<pref::ipo, Div>, seq::sum>;
+// TRL 1.16 `sigmoid_norm` with f_divergence_type = Div: −logσ(β(s̃(Δc)/|c| − s̃(Δr)/|r|)).
+template <class Div>
+using dpo_length_normalized_f_divergence =
+    loss::preference<pref::f_divergence_length_normalized<pref::sigmoid, Div>, seq::sum>;
 // LD-DPO, Liu et al. 2024: π = shared + α·tail on policy and reference (TRL HEAD ld_alpha).
 using ld_dpo = loss::preference<pref::sigmoid, seq::ld<>>;
 // LD-DPO as TRL v0.26 computed it: only the policy scores are desensitised.

@@ -23,9 +23,23 @@
 // mixes raw βΔc with β(s_c − s_r); aot/aot_unpaired sort raw log-probs. So f_divergence<apo_down>
 // is specialised to TRL's mixed form, and f_divergence<apo_zero> / f_divergence<aot*> do not
 // compile (use the plain link: TRL ignores f_divergence_type there).
-// Length normalisation: TRL's ipo/sigmoid_norm divide the score s(Δ_sum) by the completion
-// length; composed with seq::mean this link computes s(Δ_mean) instead. Both agree for
-// reverse_kl only.
+// Length normalisation: composed with seq::mean this link computes s(Δ̄) of the mean log-ratio.
+// TRL 1.16's ipo and sigmoid_norm instead take the f-score of the SUMMED log-ratio, as TRL writes
+// it (f'(e^Δ), zero at Δ = 0: s̃ = s − s(0), i.e. 1 − e^{−Δ}, log 2 + logσ(Δ),
+// (e^{(α−1)Δ} − 1)/(α−1)), and divide it by the completion length:
+//   pref::f_divergence_length_normalized<Link, Div> with seq::sum (reference sums):
+//     x_c = s̃(Δc)/max(W_c, 1),  x_r = s̃(Δr)/max(W_r, 1),  loss = Link(x_c, x_r)
+//     ∂loss/∂Δc = ∂Link/∂x_c · s'(Δc)/max(W_c, 1)   (W = Σ m of the sequence)
+// (algo::ipo_f_divergence<Div>, algo::dpo_length_normalized_f_divergence<Div>). The constant
+// s(0) cancels in s_c − s_r but not once each side has its own divisor. Both forms agree for
+// reverse_kl (s = Δ, and Δ_sum/W = Δ̄ when policy and reference share the 0/1 mask).
+//
+// Which links take scores in TRL 1.16 (DPOTrainer._compute_loss): sigmoid, hinge, ipo,
+// exo_pair, robust, discopop and sigmoid_norm use s_c − s_r; nca_pair, bco_pair, sppo_hard,
+// apo_zero, apo_down use the raw log-ratios Δ whatever f_divergence_type is, and aot/aot_unpaired
+// sort raw log-probs. f_divergence<Link, Div> over those links computes the f-score form below
+// (the reference's TRL HEAD, algorithms.md §7.1); to match TRL 1.16 there, use the plain link
+// (tests/golden/trl_dpo.cpp).
 //
 // TRL v0.26 (§7.2): JS there is z −= softplus(Δc) − softplus(Δr), i.e. z = logσ(Δc) − logσ(Δr),
 // and α-divergence is z = (e^{−α'Δr} − e^{−α'Δc})/α' with α' = v0.26's coefficient (default 1):
@@ -179,6 +193,62 @@ struct f_divergence<apo_down, Div> {
     const T su = beta * detail::sigmoid_slope(u);
     return {math::sigmoid(x) + math::sigmoid(-u), beta * detail::sigmoid_slope(x) - su * c.ds,
             su * r.ds};
+  }
+};
+
+// A link that also needs the mask weights W_c, W_r of the pair's two sequences: loss::preference
+// evaluates it with evaluate(Δc, Δr, W_c, W_r, options) (evaluate(Δc, Δr, options) = unit lengths).
+template <class L>
+inline constexpr bool uses_lengths_v = requires { L::uses_lengths; };
+
+// TRL 1.16's length-normalised f-scores (see the top of this file): Link(s̃(Δc)/max(W_c, 1),
+// s̃(Δr)/max(W_r, 1)) on summed log-ratios. Use with seq::sum and reference sums.
+template <class Link, class Div>
+struct f_divergence_length_normalized {
+  static_assert(diagnose_preference_link<Link>(),
+                "pref::f_divergence_length_normalized<Link, Div>: Link is not a preference link");
+  static_assert(!detail::is_raw_log_ratio_link_v<Link> && !requires { Link::batch_sort; },
+                "pref::f_divergence_length_normalized<Link, Div>: TRL feeds f-scores only to "
+                "score links (ipo, sigmoid_norm); apo_zero and aot* use raw log-ratios");
+  static constexpr bool uses_lengths = true;
+
+  static constexpr auto name_chars = [] {
+    constexpr std::string_view head = "f_divergence_length_normalized<", sep = ", ", tail = ">";
+    constexpr std::string_view a = Link::name, b = Div::name;
+    std::array<char, head.size() + a.size() + sep.size() + b.size() + tail.size() + 1> out{};
+    std::size_t i = 0;
+    for (std::string_view part : {head, a, sep, b, tail})
+      for (char ch : part) out[i++] = ch;
+    out[i] = '\0';
+    return out;
+  }();
+  // "f_divergence_length_normalized<ipo, forward_kl>"
+  static constexpr const char* name = name_chars.data();
+
+  static void validate(const loss::preference_options& o, std::string_view where) {
+    Link::validate(o, where);
+    Div::validate(o, where);
+  }
+
+  template <class T>
+  POSTTRAIN_HOST_DEVICE static pair_value<T> evaluate(T delta_chosen, T delta_rejected,
+                                                      T weight_chosen, T weight_rejected,
+                                                      const loss::preference_options& o) {
+    const T lc = weight_chosen > T(1) ? weight_chosen : T(1);  // TRL: mask.sum().clamp(min=1)
+    const T lr = weight_rejected > T(1) ? weight_rejected : T(1);
+    const T zero = Div::score(T(0), o).s;  // s(0): TRL's scores vanish at Δ = 0
+    const divergence::score_value<T> c = Div::score(delta_chosen, o);
+    const divergence::score_value<T> r = Div::score(delta_rejected, o);
+    const pair_value<T> v = Link::evaluate((c.s - zero) / lc, (r.s - zero) / lr, o);
+    return {v.loss, c.ds == T(0) ? T(0) : v.d_chosen * c.ds / lc,
+            r.ds == T(0) ? T(0) : v.d_rejected * r.ds / lr};
+  }
+
+  // Unit lengths (what the length-normalised form reduces to for one-token sequences).
+  template <class T>
+  POSTTRAIN_HOST_DEVICE static pair_value<T> evaluate(T delta_chosen, T delta_rejected,
+                                                      const loss::preference_options& o) {
+    return evaluate(delta_chosen, delta_rejected, T(1), T(1), o);
   }
 };
 

@@ -1,38 +1,52 @@
 #pragma once
 // loss::weighted<Term...> — a weighted sum of preference losses over one batch (TRL DPOTrainer
-// `loss_type` list with `loss_weights`): MPO, RPO, or any mix of DPO-family links.
+// `loss_type` list with `loss_weights`): MPO, RPO, or any mix of DPO-family links, each term with
+// its own sequence reduction (e.g. TRL ["sigmoid", "ipo"]: summed log-probs for sigmoid,
+// length-normalised ones for ipo).
 //
 //   loss = Σ_k w_k · L_k
-//     L_k = Term_k::compute(inputs, options).loss       for a loss::preference<...> composition
-//                                                      (Σ_p w_p·loss_p / pairs [+ its own NLL])
+//     L_k = Term_k::compute(inputs_k, options).loss     for a loss::preference<...> composition
+//                                                      (Σ_p w_p·loss_p / pairs [+ its own NLL]);
+//                                                      inputs_k = the batch with term k's
+//                                                      reference scores (its own SeqReduce)
 //     L_k = ω̄ · NLL_chosen                             for pref::sft: the token mean of −ℓ over
 //                                                      every chosen completion token of the batch,
 //                                                      Σ m·(−ℓ) / chosen_tokens (TRL HEAD "sft"),
 //                                                      ω̄ = Σ_p w_p / pairs with pair_weights
 //                                                      (WPO scales TRL's broadcast sft term too),
 //                                                      else 1
-//   ∂loss/∂ℓ_t = Σ_k w_k·∂L_k/∂ℓ_t, written (not accumulated) into the caller's outputs.
+//   ∂loss/∂ℓ_t = Σ_k w_k·∂L_k/∂ℓ_t (each term differentiates through its own reduction), written
+//   (not accumulated) into the caller's outputs.
 //
-//   Terms: loss::preference compositions that share the sequence reduction and the reference tag
-//   (so one preference_inputs, with one set of reference scores, serves them all), and pref::sft.
-//   At least one preference composition. One preference_options serves every term (TRL shares β
-//   and the other fields across loss types); each term reads the fields its link names.
-//   weights (std::array<double, K>, one per Term in order): finite and >= 0 (TRL loss_weights;
-//   no default here: the presets in loss/preference/algorithms.hpp give MPO's and RPO's).
+//   Terms: loss::preference compositions (at least one) and pref::sft. One preference_options
+//   serves every term (TRL shares β and the other fields across loss types); each term reads the
+//   fields its link names. weights (std::array<double, K>, one per Term in order): finite and
+//   >= 0 (TRL loss_weights; no default here: the presets in loss/preference/algorithms.hpp give
+//   MPO's and RPO's).
+//
+//   Reference scores, two ways:
+//   * compute(in, weights, ...): in.reference_chosen/rejected serve every term. Only for lists
+//     whose preference terms share SeqReduce and the reference tag (`shared_reference`), e.g.
+//     algo::mpo; anything else fails to compile with a pointer to the second form.
+//   * compute(in, reference, weights, ...): reference = weighted_reference<T, K>, term k's scores
+//     reference.chosen[k] / rejected[k] ([P], reduced with term k's SeqReduce; empty for pref::sft
+//     and reference_free terms; terms with the same reduction may view the same scores), and
+//     in.reference_chosen/rejected empty. Any list. reference_scores(batch, reference token
+//     log-probs, options) computes them all (weighted_reference_scores<T, K>, view()).
 //
 //   Inputs / outputs / normaliser: as loss::preference (loss/preference.hpp). pair_losses[P] =
 //   Σ_{preference terms} w_k·pair_loss_k (batch-sorted links contribute by rank); chosen/rejected
-//   rewards (β·Δ) are the first preference term's (all terms compute the same). Pass global
-//   normalizer.pairs / chosen_tokens to every micro-batch and the losses and gradients add up to
-//   the full batch's (the pair-weighted sft factor ω̄ excepted: it is a batch mean).
+//   rewards (β·Δ) and the reward statistics are the first preference term's (with its
+//   reduction). Pass global normalizer.pairs / chosen_tokens to every micro-batch and the losses
+//   and gradients add up to the full batch's (the pair-weighted sft factor ω̄ excepted: it is a
+//   batch mean).
 //   Result: weighted_result<K>: loss; terms[k] = L_k (unweighted); preference_loss =
-//   Σ_{preference terms} w_k·L_k; nll = NLL_chosen (0 without an sft term); reward statistics of
-//   the first preference term.
+//   Σ_{preference terms} w_k·L_k; nll = NLL_chosen (0 without an sft term).
 //
-//   Every term and the weights are validated before anything is written. Cost: one pass per
-//   preference term; a second and later preference term evaluates into a temporary gradient of
-//   Nc + Nr values (allocated only when gradients are requested); the sft term adds into the
-//   chosen gradient in place.
+//   Every term, the weights and the reference scores are validated before anything is written.
+//   Cost: one pass per preference term; a second and later preference term evaluates into a
+//   temporary gradient of Nc + Nr values (allocated only when gradients are requested); the sft
+//   term adds into the chosen gradient in place.
 #include <array>
 #include <cmath>
 #include <cstddef>
@@ -96,6 +110,14 @@ constexpr bool shares_inputs() {
   }
 }
 
+template <class Term>
+constexpr bool term_uses_reference() {
+  if constexpr (is_sft_term_v<Term>)
+    return false;
+  else
+    return Term::uses_reference;
+}
+
 template <class>
 inline constexpr bool weighted_dependent_false = false;
 
@@ -104,6 +126,29 @@ inline constexpr bool weighted_dependent_false = false;
 template <std::size_t K>
 struct weighted_result : preference_result {
   std::array<double, K> terms{};  // L_k before its weight
+};
+
+// Term k's reference scores ρ_c[P], ρ_r[P], reduced with term k's SeqReduce (views; empty for
+// pref::sft and reference_free terms).
+template <class T, std::size_t K>
+struct weighted_reference {
+  std::array<std::span<const T>, K> chosen{};
+  std::array<std::span<const T>, K> rejected{};
+};
+
+// Owning storage for weighted<...>::reference_scores: one pair of vectors per term.
+template <class T, std::size_t K>
+struct weighted_reference_scores {
+  std::array<std::vector<T>, K> chosen{};
+  std::array<std::vector<T>, K> rejected{};
+  weighted_reference<T, K> view() const {
+    weighted_reference<T, K> v;
+    for (std::size_t k = 0; k < K; ++k) {
+      v.chosen[k] = chosen[k];
+      v.rejected[k] = rejected[k];
+    }
+    return v;
+  }
 };
 
 template <class... Term>
@@ -117,14 +162,15 @@ struct weighted {
   static_assert(!std::is_void_v<first>,
                 "loss::weighted<Term...>: needs at least one loss::preference<...> composition "
                 "(for the SFT loss alone use loss::sft)");
-  static_assert((detail::shares_inputs<first, Term>() && ...),
-                "loss::weighted<Term...>: every preference term must use the same SeqReduce and "
-                "Reference tag as the first, so that one preference_inputs (one set of reference "
-                "scores) serves them all");
 
   using weights_type = std::array<double, size>;
   using result_type = weighted_result<size>;
-  static constexpr bool uses_reference = first::uses_reference;
+  template <class T>
+  using reference_type = weighted_reference<T, size>;
+  // Every preference term reduces sequences and uses the reference like the first: one set of
+  // reference scores (inputs.reference_chosen/rejected) serves them all.
+  static constexpr bool shared_reference = (detail::shares_inputs<first, Term>() && ...);
+  static constexpr bool uses_reference = (detail::term_uses_reference<Term>() || ...);
 
   // "loss::weighted<loss::preference<sigmoid, sum>, ..., sft>"
   static std::string name() {
@@ -134,26 +180,65 @@ struct weighted {
     return n + ">";
   }
 
+  // Shared reference scores (in.reference_chosen/rejected serve every term).
   template <class T>
   static void validate(const preference_inputs<T>& in, const weights_type& weights,
                        const preference_options& options, const preference_outputs<T>& out,
                        const preference_normalizer& norm) {
-    const std::string where = name();
-    for (std::size_t k = 0; k < size; ++k)
-      expect(std::isfinite(weights[k]) && weights[k] >= 0.0, where, "weights[", k,
-             "] = ", weights[k], ", expected a finite weight >= 0");
+    static_assert(shared_reference, "loss::weighted<Term...>: the preference terms reduce "
+                                    "sequences (or use the reference) differently, so one set of "
+                                    "reference scores cannot serve them all: pass each term's "
+                                    "scores (weighted_reference, from reference_scores)");
+    validate_weights(weights);
     (validate_term<Term>(in, options, out, norm), ...);
   }
 
-  // The reference scores every preference term expects (the first term's reduction).
+  // Per-term reference scores; in.reference_chosen/rejected must be empty.
+  template <class T>
+  static void validate(const preference_inputs<T>& in, const reference_type<T>& reference,
+                       const weights_type& weights, const preference_options& options,
+                       const preference_outputs<T>& out, const preference_normalizer& norm) {
+    const std::string where = name();
+    validate_weights(weights);
+    expect(in.reference_chosen.empty() && in.reference_rejected.empty(), where,
+           "inputs.reference_chosen/reference_rejected must be empty when per-term reference "
+           "scores are given (reference.chosen[k] / reference.rejected[k])");
+    std::size_t k = 0;
+    ((validate_reference<Term>(reference, k, where), ++k), ...);
+    const std::array<preference_inputs<T>, size> ins = term_inputs(in, reference);
+    k = 0;
+    ((validate_term<Term>(ins[k], options, out, norm), ++k), ...);
+  }
+
+  // The reference scores every preference term expects when they are shared (the first term's
+  // reduction).
   template <class T>
   static void reference_scores(const preference_batch& batch,
                                std::span<const T> reference_chosen_logprobs,
                                std::span<const T> reference_rejected_logprobs,
                                const preference_options& options, std::span<T> reference_chosen,
                                std::span<T> reference_rejected) {
+    static_assert(shared_reference, "loss::weighted<Term...>::reference_scores into one pair of "
+                                    "spans needs terms that share SeqReduce and the reference "
+                                    "tag; use the overload returning weighted_reference_scores");
     first::reference_scores(batch, reference_chosen_logprobs, reference_rejected_logprobs, options,
                             reference_chosen, reference_rejected);
+  }
+
+  // Every term's reference scores from the reference model's token log-probs over the batch
+  // (Term::reference_scores per preference term with a reference; nothing for the others).
+  template <class T>
+  static weighted_reference_scores<T, size> reference_scores(
+      const preference_batch& batch, std::span<const T> reference_chosen_logprobs,
+      std::span<const T> reference_rejected_logprobs, const preference_options& options = {}) {
+    batch.validate(name() + "::reference_scores");
+    weighted_reference_scores<T, size> r;
+    std::size_t k = 0;
+    ((term_reference_scores<Term>(batch, reference_chosen_logprobs, reference_rejected_logprobs,
+                                  options, r, k),
+      ++k),
+     ...);
+    return r;
   }
 
   template <class T>
@@ -164,20 +249,29 @@ struct weighted {
     static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                   "loss::weighted::compute accepts float or double log-probs");
     validate(in, weights, options, out, norm);
-    state<T> s{in, options, out, norm, {}, {}, {}, false};
-    result_type r;
-    std::size_t k = 0;
-    // Preference terms first (the first one writes the outputs), then the sft terms add in.
-    ((run_if_preference<Term>(s, weights[k], r, k), ++k), ...);
-    k = 0;
-    ((run_if_sft<Term>(s, weights[k], r, k), ++k), ...);
-    r.loss = 0;
-    r.preference_loss = 0;
-    k = 0;
-    ((r.loss += weights[k] * r.terms[k],
-      r.preference_loss += is_preference<Term>() ? weights[k] * r.terms[k] : 0.0, ++k),
-     ...);
-    return r;
+    std::array<preference_inputs<T>, size> ins;
+    ins.fill(in);
+    return run(ins, weights, options, out, norm);
+  }
+
+  template <class T>
+  static result_type compute(exec::host, const preference_inputs<T>& in,
+                             const reference_type<T>& reference, const weights_type& weights,
+                             const preference_options& options = {},
+                             const preference_outputs<T>& out = {},
+                             const preference_normalizer& norm = {}) {
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                  "loss::weighted::compute accepts float or double log-probs");
+    validate(in, reference, weights, options, out, norm);
+    return run(term_inputs(in, reference), weights, options, out, norm);
+  }
+
+  template <class T>
+  static result_type compute(const preference_inputs<T>& in, const reference_type<T>& reference,
+                             const weights_type& weights, const preference_options& options = {},
+                             const preference_outputs<T>& out = {},
+                             const preference_normalizer& norm = {}) {
+    return compute(exec::host{}, in, reference, weights, options, out, norm);
   }
 
   template <class T>
@@ -198,10 +292,24 @@ struct weighted {
     return {};
   }
 
+  template <class T>
+  static result_type compute(exec::cuda, const preference_inputs<T>&, const reference_type<T>&,
+                             const weights_type&, const preference_options& = {},
+                             const preference_outputs<T>& = {},
+                             const preference_normalizer& = {}) {
+    static_assert(detail::weighted_dependent_false<T>,
+                  "loss::weighted has no CUDA backend yet: call compute(exec::host{}, ...) with "
+                  "host memory");
+    return {};
+  }
+
  private:
   template <class T>
+  using term_inputs_type = std::array<preference_inputs<T>, size>;
+
+  template <class T>
   struct state {
-    const preference_inputs<T>& in;
+    const term_inputs_type<T>& ins;  // [k]: the batch with term k's reference scores
     const preference_options& options;
     const preference_outputs<T>& out;
     const preference_normalizer& norm;
@@ -229,6 +337,72 @@ struct weighted {
     if constexpr (is_preference<U>()) U::validate(in, options, out, norm);
   }
 
+  static void validate_weights(const weights_type& weights) {
+    const std::string where = name();
+    for (std::size_t k = 0; k < size; ++k)
+      expect(std::isfinite(weights[k]) && weights[k] >= 0.0, where, "weights[", k,
+             "] = ", weights[k], ", expected a finite weight >= 0");
+  }
+
+  // A term without a reference must get none (a likely mix-up of indices); the sizes and values
+  // of the others are checked by the term's own validate on its inputs.
+  template <class U, class T>
+  static void validate_reference(const reference_type<T>& reference, std::size_t k,
+                                 const std::string& where) {
+    if constexpr (!detail::term_uses_reference<U>()) {
+      expect(reference.chosen[k].empty() && reference.rejected[k].empty(), where,
+             "reference.chosen[", k, "]/reference.rejected[", k, "] must be empty: term ", k, " (",
+             term_name<U>(), ") uses no reference scores");
+    }
+  }
+
+  // Term k's inputs: the caller's batch and log-probs with term k's reference scores.
+  template <class T>
+  static term_inputs_type<T> term_inputs(const preference_inputs<T>& in,
+                                         const reference_type<T>& reference) {
+    term_inputs_type<T> ins;
+    for (std::size_t k = 0; k < size; ++k) {
+      ins[k] = in;
+      ins[k].reference_chosen = reference.chosen[k];
+      ins[k].reference_rejected = reference.rejected[k];
+    }
+    return ins;
+  }
+
+  template <class U, class T>
+  static void term_reference_scores(const preference_batch& batch, std::span<const T> ref_chosen,
+                                    std::span<const T> ref_rejected,
+                                    const preference_options& options,
+                                    weighted_reference_scores<T, size>& r, std::size_t k) {
+    if constexpr (detail::term_uses_reference<U>()) {
+      const index_t pairs = batch.num_pairs();  // the batch was validated by the caller
+      r.chosen[k].resize(static_cast<std::size_t>(pairs));
+      r.rejected[k].resize(static_cast<std::size_t>(pairs));
+      U::reference_scores(batch, ref_chosen, ref_rejected, options, std::span<T>(r.chosen[k]),
+                          std::span<T>(r.rejected[k]));
+    }
+  }
+
+  template <class T>
+  static result_type run(const term_inputs_type<T>& ins, const weights_type& weights,
+                         const preference_options& options, const preference_outputs<T>& out,
+                         const preference_normalizer& norm) {
+    state<T> s{ins, options, out, norm, {}, {}, {}, false};
+    result_type r;
+    std::size_t k = 0;
+    // Preference terms first (the first one writes the outputs), then the sft terms add in.
+    ((run_if_preference<Term>(s, weights[k], r, k), ++k), ...);
+    k = 0;
+    ((run_if_sft<Term>(s, weights[k], r, k), ++k), ...);
+    r.loss = 0;
+    r.preference_loss = 0;
+    k = 0;
+    ((r.loss += weights[k] * r.terms[k],
+      r.preference_loss += is_preference<Term>() ? weights[k] * r.terms[k] : 0.0, ++k),
+     ...);
+    return r;
+  }
+
   // w·x with +0 (never −0) for a zero product, so masked gradients stay exactly +0.
   template <class T>
   static T scaled(double w, T x) {
@@ -239,7 +413,7 @@ struct weighted {
   static void run_preference(state<T>& s, double w, result_type& r, std::size_t k) {
     const preference_outputs<T>& out = s.out;
     if (!s.written) {
-      const preference_result v = U::compute(exec::host{}, s.in, s.options, out, s.norm);
+      const preference_result v = U::compute(exec::host{}, s.ins[k], s.options, out, s.norm);
       r.terms[k] = v.loss;
       r.chosen_reward = v.chosen_reward;
       r.rejected_reward = v.rejected_reward;
@@ -264,7 +438,7 @@ struct weighted {
       s.tmp_pairs.resize(out.pair_losses.size());
       tmp.pair_losses = s.tmp_pairs;
     }
-    r.terms[k] = U::compute(exec::host{}, s.in, s.options, tmp, s.norm).loss;
+    r.terms[k] = U::compute(exec::host{}, s.ins[k], s.options, tmp, s.norm).loss;
     for (std::size_t t = 0; t < out.chosen_grad.size(); ++t)
       out.chosen_grad[t] = static_cast<T>(static_cast<double>(out.chosen_grad[t]) +
                                           w * static_cast<double>(tmp.chosen_grad[t]) + 0.0);
@@ -288,8 +462,9 @@ struct weighted {
   // NLL_chosen = Σ m·(−ℓ) / chosen_tokens; ∂/∂ℓ_t = −m_t / chosen_tokens (masked tokens unread).
   template <class T>
   static void run_sft(state<T>& s, double w, result_type& r, std::size_t k) {
-    const token_batch& c = s.in.batch.chosen;
-    const std::span<const T> lp = s.in.chosen_logprobs;
+    const preference_inputs<T>& in = s.ins[0];  // every term sees the same batch and log-probs
+    const token_batch& c = in.batch.chosen;
+    const std::span<const T> lp = in.chosen_logprobs;
     double sum = 0, count = 0;
     for (std::size_t t = 0; t < lp.size(); ++t) {
       const double m = c.mask.empty() ? 1.0 : static_cast<double>(c.mask[t]);
@@ -300,11 +475,11 @@ struct weighted {
     const double tokens = s.norm.chosen_tokens > 0 ? s.norm.chosen_tokens : count;
     const double inv_tokens = tokens > 0 ? 1.0 / tokens : 0.0;
     double factor = 1.0;  // ω̄: TRL multiplies the broadcast sft term by the WPO pair weights
-    if (!s.in.pair_weights.empty()) {
+    if (!in.pair_weights.empty()) {
       const double pairs =
-          s.norm.pairs > 0 ? s.norm.pairs : static_cast<double>(s.in.batch.num_pairs());
+          s.norm.pairs > 0 ? s.norm.pairs : static_cast<double>(in.batch.num_pairs());
       double ws = 0;
-      for (double x : s.in.pair_weights) ws += x;
+      for (double x : in.pair_weights) ws += x;
       factor = pairs > 0 ? ws / pairs : 0.0;
     }
     const double nll = 0.0 - sum * inv_tokens;
