@@ -208,6 +208,33 @@ inline void reject_singletons(std::span<const masked_stats> stats,
                                 " scorable member(s), expected at least 2 (", why, ")");
 }
 
+// Device front end: sizes and aliasing only (the offsets and rewards stay in device memory).
+template <class T>
+void validate_outcome_sizes(std::span<const T> rewards, std::span<const index_t> group_offsets,
+                            std::span<T> out, std::string_view where) {
+  expect(!group_offsets.empty(), where, "group_offsets is empty, expected G + 1 >= 1 elements");
+  expect_size(out, ssize(rewards), where, "out", "one advantage per reward");
+  expect(disjoint_or_same(out, rewards), where,
+         "out partially overlaps rewards (in place needs out == rewards)");
+}
+
+// Host: validate_outcome, then the per-group moments of the scorable rewards with the singleton
+// "raise" policy checked before any output is written; shared by GRPO and RLOO (the host twin of
+// backend/cuda's group_detail::checked_group_moments).
+template <class Exec, class T>
+std::vector<masked_stats> checked_group_moments(Exec exec, std::span<const T> rewards,
+                                                std::span<const index_t> group_offsets,
+                                                std::span<T> out, nan_policy nan,
+                                                singleton_policy singleton,
+                                                std::string_view where) {
+  const std::vector<float> scorable = validate_outcome(rewards, group_offsets, out, nan, where);
+  std::vector<masked_stats> stats =
+      segment_moments(exec, rewards, std::span<const float>(scorable), group_offsets);
+  if (singleton == singleton_policy::raise)
+    reject_singletons(stats, group_offsets, where, "options.singleton = raise");
+  return stats;
+}
+
 }  // namespace detail
 
 // GRPO-family advantages A[B]; see the header comment.
@@ -219,18 +246,11 @@ void group_advantages(Exec exec, const V& rewards_in, std::span<const index_t> g
   const std::span<const T> rewards(rewards_in);
   detail::validate_group_options(options, where);
   if constexpr (!detail::on_host_v<Exec>) {
-    expect(!group_offsets.empty(), where, "group_offsets is empty, expected G + 1 >= 1 elements");
-    expect_size(out, ssize(rewards), where, "out", "one advantage per reward");
-    expect(detail::disjoint_or_same(out, rewards), where,
-           "out partially overlaps rewards (in place needs out == rewards)");
+    detail::validate_outcome_sizes(rewards, group_offsets, out, where);
     detail::advantage_backend<Exec>::group_advantages(exec, rewards, group_offsets, out, options);
   } else {
-    const std::vector<float> scorable =
-        detail::validate_outcome(rewards, group_offsets, out, options.nan, where);
-    const std::vector<masked_stats> stats =
-        segment_moments(exec, rewards, std::span<const float>(scorable), group_offsets);
-    if (options.singleton == singleton_policy::raise)
-      detail::reject_singletons(stats, group_offsets, where, "options.singleton = raise");
+    const std::vector<masked_stats> stats = detail::checked_group_moments(
+        exec, rewards, group_offsets, out, options.nan, options.singleton, where);
     double batch_denominator = 1.0;
     if (options.scale == group_scale::batch) {
       const masked_stats all = merge(std::span<const masked_stats>(stats));

@@ -84,18 +84,11 @@ void rloo_advantages(Exec exec, const V& rewards_in, std::span<const index_t> gr
          "options.nan is not a nan_policy");
   expect_non_negative(options.normalize_epsilon, where, "options.normalize_epsilon");
   if constexpr (!detail::on_host_v<Exec>) {
-    expect(!group_offsets.empty(), where, "group_offsets is empty, expected G + 1 >= 1 elements");
-    expect_size(out, ssize(rewards), where, "out", "one advantage per reward");
-    expect(detail::disjoint_or_same(out, rewards), where,
-           "out partially overlaps rewards (in place needs out == rewards)");
+    detail::validate_outcome_sizes(rewards, group_offsets, out, where);
     detail::advantage_backend<Exec>::rloo_advantages(exec, rewards, group_offsets, out, options);
   } else {
-    const std::vector<float> scorable =
-        detail::validate_outcome(rewards, group_offsets, out, options.nan, where);
-    const std::vector<masked_stats> stats =
-        segment_moments(exec, rewards, std::span<const float>(scorable), group_offsets);
-    if (options.singleton == singleton_policy::raise)
-      detail::reject_singletons(stats, group_offsets, where, "options.singleton = raise");
+    const std::vector<masked_stats> stats = detail::checked_group_moments(
+        exec, rewards, group_offsets, out, options.nan, options.singleton, where);
 
     std::vector<double> a(rewards.size());
     detail::advantage_backend<Exec>::for_each_member(exec, group_offsets, [&](index_t g, index_t i) {
