@@ -176,11 +176,8 @@ void validate_fused_linear(const char* where, matrix_view<const T> hidden,
 template <class A>
 void validate_fused_linear_outputs(const char* where, index_t n,
                                    const token_logprobs_outputs<A>& out) {
-  expect_size(out.logprob, n, where, "outputs.logprob", "one per row of hidden");
-  expect_size_or_empty(out.lse, n, where, "outputs.lse", "one per row of hidden, or empty");
-  expect_size_or_empty(out.entropy, n, where, "outputs.entropy", "one per row of hidden, or empty");
-  expect_size_or_empty(out.sum_p_squared, n, where, "outputs.sum_p_squared",
-                       "one per row of hidden, or empty");
+  validate_token_logprobs_outputs(where, n, out, "one per row of hidden",
+                                  "one per row of hidden, or empty");
 }
 
 inline bool ranges_overlap(const void* a, std::size_t a_bytes, const void* b, std::size_t b_bytes) {

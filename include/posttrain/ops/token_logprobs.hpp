@@ -44,6 +44,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <span>
+#include <string_view>
 #include <type_traits>
 #include <vector>
 
@@ -166,16 +167,19 @@ inline void validate_token_logprobs_common(const char* where, index_t rows, inde
          ", expected >= 0 (0 = hardware concurrency)");
 }
 
-// The forward outputs: logprob [N], the others [N] or empty (not requested).
+// The forward outputs: logprob [N], the others [N] or empty (not requested). The meanings name
+// the input whose rows N counts (fused_linear_logprobs: hidden); two literals rather than one
+// word, so that a passing check builds no string.
 template <class A>
-void validate_token_logprobs_outputs(const char* where, index_t rows,
-                                     const token_logprobs_outputs<A>& out) {
-  expect_size(out.logprob, rows, where, "outputs.logprob", "one per row of logits");
-  expect_size_or_empty(out.lse, rows, where, "outputs.lse", "one per row of logits, or empty");
-  expect_size_or_empty(out.entropy, rows, where, "outputs.entropy",
-                       "one per row of logits, or empty");
+void validate_token_logprobs_outputs(
+    const char* where, index_t rows, const token_logprobs_outputs<A>& out,
+    std::string_view one_per_row = "one per row of logits",
+    std::string_view one_per_row_or_empty = "one per row of logits, or empty") {
+  expect_size(out.logprob, rows, where, "outputs.logprob", one_per_row);
+  expect_size_or_empty(out.lse, rows, where, "outputs.lse", one_per_row_or_empty);
+  expect_size_or_empty(out.entropy, rows, where, "outputs.entropy", one_per_row_or_empty);
   expect_size_or_empty(out.sum_p_squared, rows, where, "outputs.sum_p_squared",
-                       "one per row of logits, or empty");
+                       one_per_row_or_empty);
 }
 
 // Host only: the targets are in host memory.
