@@ -14,6 +14,12 @@
 //   top_entropy_quantile ρ < 1         importance_weights ×= high_entropy_mask(ρ)
 //   off_policy_mask_threshold δ        importance_weights ×= off_policy_sequence_mask(δ), ℓsamp = ℓold
 //   normaliser                         conventions::trl::loss_type::<type>::normalizer(...)
+//   vllm_importance_sampling_correction importance_weights ×= rollout_is_weights(ℓold, ℓsampling,
+//     (mode, clip_max, clip_min)       conventions::trl::vllm_is(mode, max, min)) (VESPO: into
+//                                      its sequence weight, pg_weight_use::log_ratio_sum)
+//   entropy_coef c (bonus)             − c·masked_mean(H, m·entropy mask)/GA, beside the loss
+//                                      (TRL's bonus is a token mean whatever the loss type);
+//                                      use_adaptive_entropy: loss::adaptive_entropy_controller
 // Inputs: B = 6 rows of T = 9 tokens with an observation hole and (mask_empty) an all-masked row,
 // per-row advantages with a 0, log-ratios of ±2 and ±2.5 (outside every clip range), a reference
 // 8 nats away; GA = steps_per_generation = 2, num_items_in_batch = 2·Σm, max_completion_length 12.
@@ -27,7 +33,10 @@
 #include "posttrain/core/exec.hpp"
 #include "posttrain/loss/policy_gradient.hpp"
 #include "posttrain/loss/policy_gradient/algorithms.hpp"
+#include "posttrain/loss/policy_gradient/entropy_controller.hpp"
+#include "posttrain/loss/policy_gradient/rollout_correction.hpp"
 #include "posttrain/loss/policy_gradient/token_selection.hpp"
+#include "posttrain/ops/reductions.hpp"
 
 namespace pt = posttrain;
 namespace lt = pt::conventions::trl::loss_type;
@@ -44,11 +53,15 @@ const json& file() {
 
 struct grpo_case {
   std::string name, loss_type, level;
-  json params_;
-  const json* params = nullptr;  // -> params_
+  json params_, outputs_, grads_;
+  const json* params = nullptr;   // -> params_
+  const json* outputs = nullptr;  // -> outputs_
+  const json* grads = nullptr;    // -> grads_
   vec lp, old, ref, adv, entropy, weights, grad_expected;
+  vec entropy_mask;  // [N] TRL's top_entropy_quantile mask (1 without one)
   std::vector<float> mask;
   offs seqs;
+  vec sampling, is_ratio;  // vLLM sampling log-probs and our IS ratio (vLLM cases)
   double rows = 0, tokens = 0, loss_expected = 0;
   bool has_weights = false;
 };
@@ -59,6 +72,8 @@ grpo_case read(const json& c) {
   grpo_case g;
   g.name = c.at("name");
   g.params_ = p;
+  g.outputs_ = c.at("outputs");
+  g.grads_ = c.at("grads");
   g.loss_type = p.at("loss_type");
   g.level = p.at("importance_sampling_level");
   g.lp = golden::data(in.at("per_token_logps"));
@@ -87,10 +102,39 @@ grpo_case read(const json& c) {
   sel.entropy = g.entropy;
   vec w(g.lp.size());
   const double rho = p.at("top_entropy_quantile").get<double>();
+  g.entropy_mask.assign(g.lp.size(), 1.0);
   if (rho < 1.0) {
     pt::high_entropy_mask(pt::exec::host{}, sel, pt::high_entropy_mask_options{rho, {}},
                           std::span<double>(w));
     for (std::size_t t = 0; t < w.size(); ++t) g.weights[t] *= w[t];
+    g.entropy_mask = w;
+    g.has_weights = true;
+  }
+  // vLLM importance sampling: ρ from ℓold and the sampling log-probs, a detached factor on the
+  // per-token policy loss (before β·KL), like the masks above.
+  if (!p.at("vllm_importance_sampling_mode").is_null()) {
+    g.sampling = golden::data(in.at("sampling_per_token_logps"));
+    const std::string mode = p.at("vllm_importance_sampling_mode");
+    const pt::trl_is_mode m = mode == "token_truncate"      ? pt::trl_is_mode::token_truncate
+                              : mode == "token_mask"        ? pt::trl_is_mode::token_mask
+                              : mode == "sequence_truncate" ? pt::trl_is_mode::sequence_truncate
+                                                            : pt::trl_is_mode::sequence_mask;
+    const json& lo = p.at("vllm_importance_sampling_clip_min");
+    const pt::rollout_is_options o = pt::conventions::trl::vllm_is(
+        m, p.at("vllm_importance_sampling_clip_max").get<double>(),
+        lo.is_null() ? -pt::rollout_presets::inf : lo.get<double>());
+    pt::rollout_inputs<double> ri;
+    ri.logprobs = g.old;
+    ri.rollout_logprobs = g.sampling;
+    ri.mask = g.mask;
+    ri.seq_offsets = g.seqs;
+    g.is_ratio.assign(g.lp.size(), 0.0);
+    pt::rollout_is_weights(pt::exec::host{}, ri, o, std::span<double>(g.is_ratio));
+    // TRL's ratio itself (masked tokens: ours are 0, TRL's are never read).
+    golden::expect_close_masked(g.is_ratio,
+                                golden::data(c.at("outputs").at("importance_sampling_ratio")),
+                                vec(g.mask.begin(), g.mask.end()), g.name + " importance_sampling_ratio");
+    for (std::size_t t = 0; t < g.weights.size(); ++t) g.weights[t] *= g.is_ratio[t];
     g.has_weights = true;
   }
   if (!p.at("off_policy_mask_threshold").is_null()) {
@@ -134,6 +178,42 @@ pt::agg_normalizer normalizer(const grpo_case& g) {
   }
 }
 
+// TRL's entropy bonus: −c·Σ m_eff·H / max(Σ m_eff, 1) / GA with m_eff = mask × entropy mask,
+// c = entropy_coef (adaptive: the controller's applied() from last_world_entropy). Checks
+// d loss/dH against TRL's and, for use_adaptive_entropy, the coefficient after the step's update.
+// 0 when TRL's bonus is off.
+double entropy_bonus(const grpo_case& g) {
+  const json& p = *g.params;
+  const bool adaptive = p.at("use_adaptive_entropy").get<bool>();
+  const double coef = p.at("entropy_coef").get<double>();
+  if (coef == 0.0 && !adaptive) return 0.0;
+  std::vector<float> m_eff(g.mask.size());
+  for (std::size_t t = 0; t < m_eff.size(); ++t)
+    m_eff[t] = g.mask[t] * static_cast<float>(g.entropy_mask[t]);
+  const std::span<const double> h(g.entropy);
+  const double count = pt::masked_count(pt::exec::host{}, h, std::span<const float>(m_eff));
+  const double mean = pt::masked_mean(pt::exec::host{}, h, std::span<const float>(m_eff));
+  const double ga = p.at("gradient_accumulation_steps").get<double>();
+  double c = coef;
+  if (adaptive) {
+    pt::loss::adaptive_entropy_controller ctl = pt::conventions::trl::adaptive_entropy(coef);
+    ctl.target = p.at("entropy_target").get<double>();
+    ctl.delta = p.at("entropy_coef_delta").get<double>();
+    ctl.min = p.at("entropy_coef_min").get<double>();
+    ctl.max = p.at("entropy_coef_max").get<double>();
+    ctl.last_entropy = p.at("last_world_entropy").get<double>();
+    c = ctl.applied();
+    ctl.update(pt::loss::adaptive_entropy_controller::world_entropy(mean * count, count));
+    golden::expect_close(ctl.value, golden::scalar(g.outputs->at("entropy_coef_after")),
+                         g.name + " entropy_coef after the update");
+  }
+  vec grad(g.entropy.size());
+  for (std::size_t t = 0; t < grad.size(); ++t)
+    grad[t] = -c * static_cast<double>(m_eff[t]) / std::max(count, 1.0) / ga;
+  golden::expect_close(grad, golden::data(g.grads->at("entropies")), g.name + " d/dentropies");
+  return -c * mean / ga;
+}
+
 template <class Surrogate, class N>
 void check(const grpo_case& g, const pt::policy_gradient_options& o) {
   pt::policy_gradient_inputs<double> in;
@@ -155,7 +235,7 @@ void check(const grpo_case& g, const pt::policy_gradient_options& o) {
     using loss = pt::loss::policy_gradient<Surrogate, pt::kl::none, typename N::aggregation>;
     r = loss::compute(pt::exec::host{}, in, o, out, normalizer<N>(g), N::options());
   }
-  golden::expect_close(r.loss, g.loss_expected, g.name + " loss");
+  golden::expect_close(r.loss + entropy_bonus(g), g.loss_expected, g.name + " loss");
   // TRL's gradient at masked tokens is 0 too (the loss multiplies by the mask).
   golden::expect_close(grad, g.grad_expected, g.name + " d/dper_token_logps");
 }
@@ -178,7 +258,11 @@ std::vector<grpo_case> of_type(const std::string& type) {
   std::vector<grpo_case> out;
   for (const json& c : golden::cases(file(), "GRPOTrainer._compute_loss"))
     if (c.at("params").at("loss_type") == type) out.push_back(read(c));
-  for (grpo_case& g : out) g.params = &g.params_;
+  for (grpo_case& g : out) {
+    g.params = &g.params_;
+    g.outputs = &g.outputs_;
+    g.grads = &g.grads_;
+  }
   EXPECT_FALSE(out.empty()) << "no golden case for loss_type " << type;
   return out;
 }
@@ -276,4 +360,115 @@ TEST(GoldenTrlGrpo, DISABLED_ConventionsTrlGrpoIsTrl116DefaultBiasCorrectedKl) {
     o.clip_high = g.params->at("epsilon_high").get<double>();
     check<pt::surrogate::clip, lt::grpo>(g, o);
   }
+}
+
+// vLLM importance-sampling correction (token / sequence × truncate / mask) on the clip family,
+// with β·KL, an entropy mask, GSPO, and VESPO (whose sequence weight takes the token ratios).
+TEST(GoldenTrlGrpo, VllmImportanceSamplingCorrection) {
+  int seen = 0;
+  for (const char* type : {"grpo", "bnpo", "dapo", "vespo"}) {
+    for (const grpo_case& g : of_type(type)) {
+      if (g.is_ratio.empty()) continue;
+      ++seen;
+      SCOPED_TRACE(g.name);
+      if (g.loss_type == "grpo") clip_family<lt::grpo>(g);
+      if (g.loss_type == "bnpo") clip_family<lt::bnpo>(g);
+      if (g.loss_type == "dapo") clip_family<lt::dapo>(g);
+      if (g.loss_type == "vespo") {
+        const json& p = *g.params;
+        check<pt::surrogate::vespo, lt::dapo>(
+            g, trl_options(pt::pg_presets::trl_vespo(p.at("vespo_k_pos").get<double>(),
+                                                      p.at("vespo_lambda_pos").get<double>(),
+                                                      p.at("vespo_k_neg").get<double>(),
+                                                      p.at("vespo_lambda_neg").get<double>()),
+                           g));
+      }
+    }
+  }
+  EXPECT_EQ(seen, 10);
+}
+
+// TRL 1.16's entropy bonus (entropy_coef, use_adaptive_entropy): a token mean over the mask (and
+// the entropy mask) divided by GA, beside the policy loss, whatever the loss type.
+TEST(GoldenTrlGrpo, EntropyBonusTokenMeanBesideTheLoss) {
+  int seen = 0;
+  for (const char* type : {"grpo", "bnpo", "dapo"})
+    for (const grpo_case& g : of_type(type)) {
+      if (g.params->at("entropy_coef").get<double>() == 0.0) continue;
+      ++seen;
+      if (g.loss_type == "grpo") clip_family<lt::grpo>(g);
+      if (g.loss_type == "bnpo") clip_family<lt::bnpo>(g);
+      if (g.loss_type == "dapo") clip_family<lt::dapo>(g);
+    }
+  EXPECT_EQ(seen, 6);
+}
+
+// For bnpo without an entropy mask TRL's bonus is agg(H) of the loss type, so the built-in
+// policy_gradient_options::entropy_coef reproduces it (loss, d/dℓ, d/dH in one call).
+TEST(GoldenTrlGrpo, EntropyBonusBuiltInForBnpo) {
+  for (const grpo_case& g : of_type("bnpo")) {
+    const json& p = *g.params;
+    if (p.at("entropy_coef").get<double>() == 0.0 || p.at("use_adaptive_entropy").get<bool>())
+      continue;
+    pt::policy_gradient_options o = trl_options(pt::pg_presets::trl_grpo(0.0), g);
+    o.clip_high = p.at("epsilon_high").get<double>();
+    o.entropy_coef = p.at("entropy_coef").get<double>();
+    pt::policy_gradient_inputs<double> in;
+    in.logprobs = g.lp;
+    in.old_logprobs = g.old;
+    in.advantages = g.adv;
+    in.mask = g.mask;
+    in.seq_offsets = g.seqs;
+    in.entropy = g.entropy;
+    vec grad(g.lp.size()), hgrad(g.lp.size());
+    using loss = pt::loss::policy_gradient<pt::surrogate::clip, pt::kl::none,
+                                           lt::bnpo::aggregation>;
+    const auto r = loss::compute(pt::exec::host{}, in, o, {grad, hgrad}, normalizer<lt::bnpo>(g),
+                                 lt::bnpo::options());
+    golden::expect_close(r.loss, g.loss_expected, g.name + " loss");
+    golden::expect_close(grad, g.grad_expected, g.name + " d/dper_token_logps");
+    golden::expect_close(hgrad, golden::data(g.grads->at("entropies")), g.name + " d/dentropies");
+  }
+}
+
+// Finding (a convention, not in files this test's author owns): policy_gradient_options::
+// entropy_coef subtracts c·agg(H) with the loss type's aggregation (verl / OpenRLHF); TRL 1.16
+// subtracts c·(token mean of H over mask × entropy mask)/GA for every loss type. They differ for
+// grpo (sequence mean of token means), dapo (num_items_in_batch divisor) and with an entropy mask
+// (ours does not apply importance_weights to H). Match TRL with the bonus beside the loss
+// (EntropyBonusTokenMeanBesideTheLoss).
+TEST(GoldenTrlGrpo, DISABLED_EntropyBonusBuiltInForGrpoAndDapo) {
+  for (const char* type : {"grpo", "dapo"})
+    for (const grpo_case& g : of_type(type)) {
+      const json& p = *g.params;
+      if (p.at("entropy_coef").get<double>() == 0.0) continue;
+      pt::policy_gradient_options o = trl_options(pt::pg_presets::trl_grpo(0.0), g);
+      o.clip_high = p.at("epsilon_high").get<double>();
+      o.entropy_coef = p.at("entropy_coef").get<double>();
+      pt::policy_gradient_inputs<double> in;
+      in.logprobs = g.lp;
+      in.old_logprobs = g.old;
+      in.advantages = g.adv;
+      in.mask = g.mask;
+      in.seq_offsets = g.seqs;
+      in.entropy = g.entropy;
+      if (g.has_weights) in.importance_weights = g.weights;
+      vec grad(g.lp.size()), hgrad(g.lp.size());
+      double loss_value = 0;
+      if (g.loss_type == "grpo") {
+        using loss = pt::loss::policy_gradient<pt::surrogate::clip, pt::kl::none,
+                                               lt::grpo::aggregation>;
+        loss_value = loss::compute(pt::exec::host{}, in, o, {grad, hgrad}, normalizer<lt::grpo>(g),
+                                   lt::grpo::options())
+                         .loss;
+      } else {
+        using loss = pt::loss::policy_gradient<pt::surrogate::clip, pt::kl::none,
+                                               lt::dapo::aggregation>;
+        loss_value = loss::compute(pt::exec::host{}, in, o, {grad, hgrad}, normalizer<lt::dapo>(g),
+                                   lt::dapo::options())
+                         .loss;
+      }
+      golden::expect_close(loss_value, g.loss_expected, g.name + " loss");
+      golden::expect_close(hgrad, golden::data(g.grads->at("entropies")), g.name + " d/dentropies");
+    }
 }
