@@ -687,7 +687,14 @@ inline std::size_t final_period(std::string_view s, std::size_t i, bool wide) {
   return j - (i + 2);
 }
 
-inline std::string pad(std::string_view x) { return " " + std::string(x) + " "; }
+inline std::string pad(std::string_view x) {
+  std::string out;  // appended piecewise: " " + std::string(x) + " " trips GCC 12's -Wrestrict
+  out.reserve(x.size() + 2);
+  out.push_back(' ');
+  out.append(x);
+  out.push_back(' ');
+  return out;
+}
 
 inline std::vector<std::string> tokenize(std::string_view input) {
   std::string t(input);
