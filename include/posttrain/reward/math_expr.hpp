@@ -17,8 +17,8 @@
 //     symbols, not constants; "\infty" is oo (any comparison with it fails, as oo - oo is nan);
 //     "x(y)" and "f(x)" are undefined functions; implicit products, with "2x3" read as 2·3
 //     (convert_postfix_list's 'x' rule); "\sin^{-1}" is asin; "\log_b", "\lg" are logarithms to
-//     base b, 10; \int, \sum, \prod, \lim, derivatives, bra/ket and "|_a^b" are not evaluated
-//     (treated as "not equivalent": open-instruct may accept such answers, we do not).
+//     base b, 10; bra/ket are opaque functions; \int, \sum, \prod, \lim, derivatives and "|_a^b"
+//     are not evaluated (treated as "not equivalent": open-instruct may accept such answers).
 //   * Equality ("simplify(a - b) == 0"):
 //       - without free symbols, rational values (integers, fractions, integer powers, exact roots
 //         such as \sqrt{4}, floor, ceil, factorial, binomial) are compared exactly with big
@@ -33,8 +33,10 @@
 //         |a − b| <= 1e-12 · (M_a + M_b), M the sum of the magnitudes of the terms (a bound on the
 //         rounding error of cancellation). Undefined functions get a deterministic pseudo-random
 //         value per (name, argument). Where sympy's simplify cannot prove an identity that holds
-//         numerically (e.g. \sqrt{5+2\sqrt6} vs \sqrt2+\sqrt3) we say equivalent and open-instruct
-//         does not; where a decimal agrees with an irrational value to ~12 digits, likewise.
+//         numerically we say equivalent and open-instruct does not; likewise where Float
+//         coefficients of symbolic terms differ by an ulp ("0.1x+0.2x" vs "0.3x"): with a
+//         decimal present the tolerance is 1e-15, not 1e-12, since sympy never equates a Float
+//         with an irrational value, but an ulp of a coefficient stays inside it.
 #include <algorithm>
 #include <array>
 #include <cmath>
