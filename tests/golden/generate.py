@@ -404,6 +404,41 @@ def verl_policy_loss(X, out):
                                 outs[k] = v
                         C.case(name, fn.__name__, params, inputs, outs, {"log_prob": lp.grad})
                     C.guard(name, run)
+    # bypass_mode with rollout_correction.loss_type="reinforce": REINFORCE with the truncated IS
+    # weight min(π/π_rollout, threshold) (token or sequence level, optionally batch-normalised)
+    # computed inside the loss from log_prob and old_log_prob (= rollout log-probs in bypass mode).
+    # The cases above use the default rollout_correction (loss_type="ppo_clip": vanilla PPO).
+    if "bypass_mode" in ca.POLICY_LOSS_REGISTRY:
+        fn = ca.get_policy_loss_fn("bypass_mode")
+        rc_variants = [("token", 2.0, False), ("sequence", 2.0, False), ("token", 1.5, True), (None, 2.0, False)]
+        for level, thr, bn in rc_variants:
+            for mname in ("mask", "mask_empty"):
+                if bn and mname != "mask":
+                    continue
+                name = f"bypass_mode_reinforce_is{level}_thr{thr}_bn{int(bn)}_{mname}"
+                def run(level=level, thr=thr, bn=bn, mname=mname, name=name):
+                    from verl.trainer.config.algorithm import RolloutCorrectionConfig
+                    cfgd = json.loads(json.dumps(base))
+                    cfgd["policy_loss"]["loss_mode"] = "bypass_mode"
+                    rc = dict(rollout_is=level, rollout_is_threshold=thr, rollout_is_batch_normalize=bn,
+                              bypass_mode=True, loss_type="reinforce")
+                    pl = dict(cfgd["policy_loss"], rollout_correction=RolloutCorrectionConfig(**rc))
+                    cfg = make_actor_config(dict(cfgd, policy_loss=pl))
+                    lp = X["logp"].clone().requires_grad_(True)
+                    loss, metrics = fn(X["old"], lp, X["adv"], X[mname], loss_agg_mode="token-mean", config=cfg,
+                                       rollout_is_weights=None)
+                    loss.backward()
+                    params = {k: v for k, v in cfgd.items() if k != "global_batch_info"}
+                    params["policy_loss"] = dict(cfgd["policy_loss"], rollout_correction=rc)
+                    params["loss_agg_mode"] = "token-mean"
+                    outs = {"loss": loss}
+                    for k, v in metrics.items():
+                        if isinstance(v, (int, float)):
+                            outs[k] = v
+                    C.case(name, fn.__name__, params,
+                           {"old_log_prob": X["old"], "log_prob": X["logp"], "advantages": X["adv"],
+                            "response_mask": X[mname]}, outs, {"log_prob": lp.grad})
+                C.guard(name, run)
     C.write(os.path.join(out, "verl_policy_loss.json"))
 
 

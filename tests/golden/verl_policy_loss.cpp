@@ -3,15 +3,21 @@
 // metrics and torch.autograd's d loss / d log_prob. Inputs hold ratios far outside the clip range,
 // log-ratios of ±25 (beyond verl's ±20 clamp), a zero advantage, an observation-token hole, an
 // all-masked row (mask_empty) and detached rollout IS weights (isw cases).
+// bypass_mode: loss_type="ppo_clip" (the default rollout_correction) is vanilla PPO on
+// π/π_rollout with no IS weight; loss_type="reinforce" is surrogate::reinforce (algo::gpg) with
+// importance_weights = rollout_is_weights(ℓ, ℓold = ℓrollout, conventions::verl::rollout_is(level,
+// threshold, batch_normalize)).
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
 
 #include "golden/golden.hpp"
+#include "posttrain/conventions.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/loss/policy_gradient.hpp"
 #include "posttrain/loss/policy_gradient/algorithms.hpp"
+#include "posttrain/loss/policy_gradient/rollout_correction.hpp"
 
 namespace pt = posttrain;
 using golden::json;
@@ -154,4 +160,62 @@ TEST(GoldenVerlPolicyLoss, DISABLED_GeoMeanStatisticsPpoKlAndClipfracLower) {
   for (const json& c : golden::cases(file(), "compute_policy_loss_geo_mean"))
     check<pt::algo::gmpo>(c, with_clips(pt::pg_presets::verl_gmpo(), c),
                           pt::pg_presets::verl_gmpo_agg(), {}, true);
+}
+
+namespace {
+// The case's rollout_correction settings (bypass_mode); null when the default config was used.
+const json* rollout_correction(const json& c) {
+  const json& pl = c.at("params").at("policy_loss");
+  return pl.contains("rollout_correction") ? &pl.at("rollout_correction") : nullptr;
+}
+}  // namespace
+
+// Default rollout_correction (loss_type="ppo_clip"): verl drops the IS weights (also the passed
+// ones, isw case) and runs compute_policy_loss_vanilla on π/π_old.
+TEST(GoldenVerlPolicyLoss, BypassModePpoClip) {
+  int seen = 0;
+  for (const json& c : golden::cases(file(), "compute_policy_loss_bypass_mode")) {
+    if (rollout_correction(c) != nullptr) continue;
+    ++seen;
+    json plain = c;
+    plain.at("inputs").erase("rollout_is_weights");
+    pt::policy_gradient_options o = with_clips(pt::pg_presets::verl_ppo(), c);
+    o.dual_clip = c.at("params").at("clip_ratio_c").get<double>();
+    check<clip_loss<pt::agg::token_mean>>(plain, o, pt::agg_conventions::verl());
+  }
+  EXPECT_EQ(seen, 3);
+}
+
+// loss_type="reinforce": −A·ℓ·sg(w), w the truncated (token / sequence-sum, optionally
+// batch-normalised) IS weight of the current policy against the rollout log-probs, or no weight
+// with rollout_is = None.
+TEST(GoldenVerlPolicyLoss, BypassModeReinforceTruncatedIs) {
+  int seen = 0;
+  for (const json& c : golden::cases(file(), "compute_policy_loss_bypass_mode")) {
+    const json* rc = rollout_correction(c);
+    if (rc == nullptr) continue;
+    ASSERT_EQ(rc->at("loss_type"), "reinforce");
+    ++seen;
+    const pg_case p = read(c);
+    json weighted = c;
+    if (!rc->at("rollout_is").is_null()) {
+      const pt::is_level level =
+          rc->at("rollout_is") == "token" ? pt::is_level::token : pt::is_level::sequence_sum;
+      pt::rollout_inputs<double> ri;
+      ri.logprobs = p.lp;  // bypass: the current policy against ℓold = ℓrollout
+      ri.rollout_logprobs = p.old;
+      ri.mask = p.mask;
+      ri.seq_offsets = p.seqs;
+      vec w(p.lp.size());
+      pt::rollout_is_weights(pt::exec::host{}, ri,
+                             pt::conventions::verl::rollout_is(
+                                 level, rc->at("rollout_is_threshold").get<double>(),
+                                 rc->at("rollout_is_batch_normalize").get<bool>()),
+                             std::span<double>(w));
+      weighted.at("inputs")["rollout_is_weights"] = {{"shape", {static_cast<long>(w.size())}},
+                                                     {"data", w}};
+    }
+    check<pt::algo::gpg>(weighted, {}, pt::agg_conventions::verl());
+  }
+  EXPECT_EQ(seen, 7);
 }
