@@ -1,6 +1,6 @@
 #pragma once
 // Harness of the CUDA tests that compare a device op with its host backend element by element
-// (tests/cuda/token_logprobs.cu, tests/cuda/fused_linear_logprobs.cu): an owned stream, widening
+// (tests/cuda/token_logprobs.cu, fused_linear_logprobs.cu, gae.cu): an owned stream, widening
 // of float / bfloat16 / half / double host copies to double (to_d of the host tests,
 // ops/logprobs_testing.hpp), and an atol + rtol·|host| comparison. POSTTRAIN_REQUIRE_DEVICE()
 // comes from device_test_helpers.cuh. Not a test file (the glob takes *.cu only).

@@ -9,9 +9,9 @@
 
 #include <cmath>
 #include <random>
-#include <string>
 #include <vector>
 
+#include "cuda_testing.cuh"
 #include "posttrain/backend/cuda/gae.cuh"
 #include "posttrain/cuda.cuh"
 
@@ -20,43 +20,62 @@ namespace ptc = posttrain::backend::cuda;
 namespace adv = posttrain::advantage;
 using pt::index_t;
 
-#define POSTTRAIN_REQUIRE_DEVICE()                                                                 \
-  do {                                                                                             \
-    std::string reason;                                                                            \
-    if (!ptc::cuda_device_available(&reason))                                                      \
-      GTEST_SKIP() << "no CUDA device available: " << reason;                                      \
-  } while (0)
-
 namespace {
+
+using namespace cuda_testing;
+
+// A random packed batch: rewards and values ~ N(0, 1); mask weights 0 (NaN under them) with
+// probability 0.2, else 1, or 0.5 / 1 when `fractional`; no mask at all unless `with_mask`.
+template <class T>
+struct gae_batch {
+  std::vector<index_t> offsets{0};
+  std::vector<T> r, v;
+  std::vector<float> m;
+  std::size_t n = 0;
+
+  gae_batch(const std::vector<index_t>& lengths, bool with_mask, bool fractional, unsigned seed) {
+    for (index_t l : lengths) offsets.push_back(offsets.back() + l);
+    n = static_cast<std::size_t>(offsets.back());
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<double> nd(0.0, 1.0);
+    std::bernoulli_distribution drop(0.2);
+    r.resize(n);
+    v.resize(n);
+    m.resize(with_mask ? n : 0);
+    for (std::size_t i = 0; i < n; ++i) {
+      r[i] = T(nd(rng));
+      v[i] = T(nd(rng));
+      if (with_mask) {
+        m[i] = drop(rng) ? 0.0f : (fractional && drop(rng) ? 0.5f : 1.0f);
+        if (m[i] == 0.0f) r[i] = v[i] = T(std::nan(""));
+      }
+    }
+  }
+};
+
+// |cuda − host| <= tol·(1 + |host|) for the advantages and, when requested, the returns.
+template <class T>
+void expect_matches_host(const std::vector<T>& da, const std::vector<T>& ha,
+                         const std::vector<T>& dr, const std::vector<T>& hr, bool with_returns,
+                         double tol) {
+  expect_close(widen(da), widen(ha), tol, tol, "advantages");
+  if (with_returns) expect_close(widen(dr), widen(hr), tol, tol, "returns");
+}
 
 template <class T>
 void check_gae(const std::vector<index_t>& lengths, adv::gae_options o, bool with_mask,
                bool with_returns, double tol, unsigned seed) {
   o.whiten = false;
-  std::vector<index_t> offsets{0};
-  for (index_t l : lengths) offsets.push_back(offsets.back() + l);
-  const auto n = static_cast<std::size_t>(offsets.back());
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> nd(0.0, 1.0);
-  std::bernoulli_distribution drop(0.2);
-  std::vector<T> r(n), v(n);
-  std::vector<float> m(with_mask ? n : 0);
-  for (std::size_t i = 0; i < n; ++i) {
-    r[i] = T(nd(rng));
-    v[i] = T(nd(rng));
-    if (with_mask) {
-      m[i] = drop(rng) ? 0.0f : (drop(rng) ? 0.5f : 1.0f);
-      if (m[i] == 0.0f) r[i] = v[i] = T(std::nan(""));
-    }
-  }
+  const gae_batch<T> b(lengths, with_mask, true, seed);
+  const auto& [offsets, r, v, m, n] = b;
   std::vector<T> ha(n, T(-1)), hr(with_returns ? n : 0, T(-1));
   adv::gae(pt::exec::host{}, std::span<const T>(r), std::span<const T>(v),
            std::span<const float>(m), std::span<const index_t>(offsets), std::span<T>(ha),
            std::span<T>(hr), o);
 
   std::vector<T> da(n, T(-2)), dr(with_returns ? n : 0, T(-2));
-  cudaStream_t s = nullptr;
-  ptc::cuda_check(cudaStreamCreate(&s), "cudaStreamCreate");
+  stream_guard st;
+  const cudaStream_t s = st.s;
   {
     ptc::device_buffer<T> br(n, s), bv(n, s), ba(n, s), bret(dr.size(), s);
     ptc::device_buffer<float> bm(m.size(), s);
@@ -70,18 +89,9 @@ void check_gae(const std::vector<index_t>& lengths, adv::gae_options o, bool wit
                 with_returns ? bret.data() : nullptr, o, s);
     ba.copy_to_host(da);
     bret.copy_to_host(dr);
-    ptc::cuda_check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+    st.sync();
   }
-  ptc::cuda_check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
-  (void)cudaStreamDestroy(s);
-  int bad = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    const double t = tol * (1.0 + std::fabs(static_cast<double>(ha[i])));
-    if (!(std::fabs(double(da[i]) - double(ha[i])) <= t) && bad++ < 5)
-      ADD_FAILURE() << "advantages[" << i << "]: cuda " << da[i] << " vs host " << ha[i];
-    if (with_returns && !(std::fabs(double(dr[i]) - double(hr[i])) <= t) && bad++ < 5)
-      ADD_FAILURE() << "returns[" << i << "]: cuda " << dr[i] << " vs host " << hr[i];
-  }
+  expect_matches_host(da, ha, dr, hr, with_returns, tol);
 }
 
 }  // namespace
@@ -129,27 +139,15 @@ namespace {
 template <class T>
 void check_front_end(const std::vector<index_t>& lengths, const adv::gae_options& o,
                      bool with_returns, double tol, unsigned seed) {
-  std::vector<index_t> offsets{0};
-  for (index_t l : lengths) offsets.push_back(offsets.back() + l);
-  const auto n = static_cast<std::size_t>(offsets.back());
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> nd(0.0, 1.0);
-  std::bernoulli_distribution drop(0.2);
-  std::vector<T> r(n), v(n);
-  std::vector<float> m(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    r[i] = T(nd(rng));
-    v[i] = T(nd(rng));
-    m[i] = drop(rng) ? 0.0f : 1.0f;
-    if (m[i] == 0.0f) r[i] = v[i] = T(std::nan(""));
-  }
+  const gae_batch<T> b(lengths, true, false, seed);
+  const auto& [offsets, r, v, m, n] = b;
   std::vector<T> ha(n, T(-1)), hr(with_returns ? n : 0, T(-1));
   adv::gae(pt::exec::host{}, std::span<const T>(r), std::span<const T>(v),
            std::span<const float>(m), std::span<const index_t>(offsets), std::span<T>(ha),
            std::span<T>(hr), o);
   std::vector<T> da(n), dr(hr.size());
-  cudaStream_t s = nullptr;
-  ptc::cuda_check(cudaStreamCreate(&s), "cudaStreamCreate");
+  stream_guard st;
+  const cudaStream_t s = st.s;
   {
     ptc::device_buffer<T> br(n, s), bv(n, s), ba(n, s), bret(dr.size(), s);
     ptc::device_buffer<float> bm(n, s);
@@ -163,19 +161,9 @@ void check_front_end(const std::vector<index_t>& lengths, const adv::gae_options
              bret.span(), o);
     ba.copy_to_host(da);
     bret.copy_to_host(dr);
-    ptc::cuda_check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+    st.sync();
   }
-  ptc::cuda_check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
-  (void)cudaStreamDestroy(s);
-  int bad = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    const double t = tol * (1.0 + std::fabs(static_cast<double>(ha[i])));
-    if (!(std::fabs(double(da[i]) - double(ha[i])) <= t) && bad++ < 5)
-      ADD_FAILURE() << "advantages[" << i << "]: cuda " << da[i] << " vs host " << ha[i];
-    if (with_returns && !(std::fabs(double(dr[i]) - double(hr[i])) <= t) && bad++ < 5)
-      ADD_FAILURE() << "returns[" << i << "]: cuda " << dr[i] << " vs host " << hr[i];
-  }
-  EXPECT_EQ(bad, 0);
+  expect_matches_host(da, ha, dr, hr, with_returns, tol);
 }
 
 }  // namespace
