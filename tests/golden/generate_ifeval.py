@@ -291,6 +291,28 @@ TEXTS = [
     "no punctuation at all",
 ]
 
+# Seeded random texts over a vocabulary of tokenizer hazards (abbreviations, initials, numbers,
+# clitics, quotes, brackets, dashes, ellipses, newlines, non-ASCII punctuation).
+FUZZ_VOCAB = ["the", "The", "sea", "Mr.", "Dr.", "U.S.", "e.g.", "etc.", "p.m.", "3.5", "1990.", "A.",
+              "J.", "can't", "don't", "they'll", "cannot", "gonna", "Tom's", "dogs'", "\"hi\"",
+              "(note)", "[x]", "{y}", "<z>", "--", "...", "!", "?", "wait...", "He", "However", "NASA",
+              "OK", "it's", "'tis", "\u201cquote\u201d", "\u2018s\u2019", "\u2014", "caf\u00e9", "$5",
+              "20%", "#tag", "@me", "a;b", "x:y", "1,000", "3:30", "Inc.", "St.", "ok.", "end.", "Yes!",
+              "No?", "\"Stop.\"", "(end.)", "\n", "\n\n", " "]
+
+
+def fuzz_texts(n, seed=20260301):
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        t = " ".join(rng.choice(FUZZ_VOCAB) for _ in range(rng.randint(1, 14)))
+        if rng.random() < 0.3:
+            t = t.replace(" ", "", 1)
+        out.append(t)
+    return out
+
 
 def main():
     ap = argparse.ArgumentParser()
@@ -335,7 +357,7 @@ def main():
         rec["ortho_sensitive"] = (rec["ortho_free_sentences"] != rec["punkt_sentences"])
         return rec
 
-    texts = [tokenizer_record(t) for t in TEXTS]
+    texts = [tokenizer_record(t) for t in TEXTS + fuzz_texts(200)]
     cases = []
     for entry in CASES:
         name, pred, instr = entry[0], entry[1], entry[2]
@@ -388,6 +410,7 @@ def main():
         json.dump(out, f, indent=1, ensure_ascii=False)
         f.write("\n")
     print(f"wrote {a.out}: {len(cases)} cases, {len(texts)} texts, "
+          f"{sum(t['ortho_sensitive'] for t in texts)} ortho-sensitive texts, "
           f"{sum(c['ortho_sensitive'] for c in cases)} ortho-sensitive cases, "
           f"{sum('error' in c for c in cases)} errors")
 

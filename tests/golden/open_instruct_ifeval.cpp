@@ -3,15 +3,16 @@
 // IFEvalG checkers with nltk 3.9.2 and langdetect 1.0.9) against reward::ifeval_verifier.
 //
 //   texts: nltk punkt sentence splits and word_tokenize, instructions_util.split_into_sentences and
-//          count_words on tokenizer corner cases. A text flagged ortho_sensitive is one where
-//          nltk's orthographic statistics (not embedded here, see ifeval_text.hpp) change the
-//          split: there the C++ must equal nltk run with that table emptied AND differ from nltk,
+//          count_words on tokenizer corner cases and 200 seeded random texts of tokenizer
+//          hazards. A text flagged ortho_sensitive is one where nltk's orthographic statistics
+//          (not embedded here, see ifeval_text.hpp) change the split: there the C++ must equal nltk run with that table emptied AND differ from nltk,
 //          so the divergence is asserted, not hidden.
 //   cases: the verifier score (or the exception open-instruct raises) and each instruction's
 //          check_following. langdetect's answer for the case (recorded, seeded) is fed back
 //          through detect_language.
 #include <gtest/gtest.h>
 
+#include <iostream>
 #include <optional>
 #include <string>
 #include <vector>
@@ -60,7 +61,11 @@ TEST(GoldenOpenInstructIfeval, Tokenizers) {
       EXPECT_EQ(ie::word_tokenize(text), strings(t["word_tokenize"]));
     }
   }
-  EXPECT_EQ(sensitive, 1);  // "A. B. Smith wrote it.": an initial before a capitalised word
+  // "A. B. Smith wrote it." (an initial before a capitalised word) and some of the seeded texts;
+  // each was checked above against nltk with the statistics emptied.
+  EXPECT_GE(sensitive, 1);
+  std::cout << "[ info ] " << sensitive << " of " << data()["texts"].size()
+            << " texts depend on punkt's orthographic statistics (not embedded)\n";
 }
 
 TEST(GoldenOpenInstructIfeval, Verifier) {
