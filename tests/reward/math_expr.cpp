@@ -181,6 +181,29 @@ TEST(SympyIsEquiv, OutOfScopeConstructsAreNotEquivalent) {
   EXPECT_FALSE(sympy_is_equiv("2^{100000}", "2^{100000}"));
 }
 
+// Where sympy 1.14 under CPython's default recursion limit starts failing (RecursionError, caught
+// by is_equiv: "not equivalent"), measured with open-instruct's is_equiv.
+TEST(SympyIsEquiv, RecursionLimitsMatchSympy) {
+  auto nested = [](int n) { return std::string(static_cast<std::size_t>(n), '(') + "1" + std::string(static_cast<std::size_t>(n), ')'); };
+  EXPECT_TRUE(sympy_is_equiv(nested(111), "1"));
+  EXPECT_FALSE(sympy_is_equiv(nested(112), "1"));
+  auto sum = [](int n) {
+    std::string r = "1";
+    for (int i = 1; i < n; ++i) r += "+1";
+    return r;
+  };
+  EXPECT_TRUE(sympy_is_equiv(sum(974), "974"));
+  EXPECT_FALSE(sympy_is_equiv(sum(975), "975"));
+  EXPECT_TRUE(sympy_is_equiv(std::string(971, '-') + "1", "-1"));
+  EXPECT_FALSE(sympy_is_equiv(std::string(972, '-') + "1", "1"));
+  EXPECT_TRUE(sympy_is_equiv(std::string(257, 'x'), "x^{257}"));
+  EXPECT_FALSE(sympy_is_equiv(std::string(258, 'x'), "x^{258}"));
+  // Unclosed nested calls backtrack; the step bound keeps them fast (and "not equivalent").
+  std::string calls;
+  for (int i = 0; i < 3000; ++i) calls += "f(";
+  EXPECT_FALSE(sympy_is_equiv(calls, calls));
+}
+
 TEST(SympyIsEquiv, SymmetricAndDeterministic) {
   const char* pairs[][2] = {{"\\frac{2}{4}", "0.5"}, {"(x+1)^2", "x^2+2x+1"}, {"x(x+1)", "x^2+x"},
                             {"f(x)", "f(x)"},        {"\\sqrt{8}", "2\\sqrt2"}, {"1,2", "1"}};

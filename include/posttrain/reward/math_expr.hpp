@@ -549,6 +549,29 @@ class parser {
   std::vector<token> toks_;
   std::size_t pos_ = 0;
   std::size_t digit_limit_ = 0;  // > 0: a script's number takes at most this many digits
+  // Bounds standing in for Python's recursion limit and is_equiv's 5 s timeout (both end in
+  // "not equivalent" there). The first four are where sympy 1.14 + antlr 4.11 under CPython
+  // 3.11's default limit of 1000 frames start failing (measured: 111 nested parentheses pass,
+  // 112 fail; 974 summands; 971 leading signs; 257 implicit factors "xx...x"); the others only
+  // keep ours bounded (backtracking over unclosed "f(f(f(..." would take exponential time).
+  static constexpr int max_group_depth = 112;  // expr() levels, the outermost included
+  static constexpr int max_signs = 971;
+  static constexpr std::size_t max_terms = 974;
+  static constexpr std::size_t max_factors = 257;
+  static constexpr int max_comp_depth = 250;
+  static constexpr std::size_t max_steps = 200000;
+  static constexpr std::size_t max_nodes = 20000;
+  int group_depth_ = 0, sign_depth_ = 0, comp_depth_ = 0;
+  std::size_t steps_ = 0;
+  struct nesting {  // one level of recursion, released on every exit (exceptions included)
+    nesting(int& d, int limit) : depth(d) {
+      if (++depth > limit) throw unsupported{};
+    }
+    ~nesting() { --depth; }
+    nesting(const nesting&) = delete;
+    nesting& operator=(const nesting&) = delete;
+    int& depth;
+  };
 
   const token& peek(std::size_t k = 0) const { return toks_[std::min(pos_ + k, toks_.size() - 1)]; }
   bool at(tk t) const { return peek().type == t; }
@@ -557,6 +580,7 @@ class parser {
     ++pos_;
   }
   int make(op k, std::string text = {}, std::vector<int> args = {}) {
+    if (nodes.size() >= max_nodes) throw unsupported{};
     nodes.push_back({k, std::move(text), std::move(args)});
     return static_cast<int>(nodes.size()) - 1;
   }
@@ -586,10 +610,14 @@ class parser {
     }
     return lhs;
   }
-  int expr() { return additive(); }
+  int expr() {
+    const nesting level(group_depth_, max_group_depth);
+    return additive();
+  }
   int additive() {
     int lhs = mp(false);
-    while (at(tk::add) || at(tk::sub)) {
+    for (std::size_t terms = 1; at(tk::add) || at(tk::sub); ++terms) {
+      if (terms >= max_terms) throw unsupported{};
       const bool minus = at(tk::sub);
       const auto rhs = attempt([&] {
         ++pos_;
@@ -605,7 +633,8 @@ class parser {
   }
   int mp(bool nofunc) {
     int lhs = unary(nofunc);
-    while (is_mulop(peek().type)) {
+    for (std::size_t factors = 1; is_mulop(peek().type); ++factors) {
+      if (factors >= max_terms) throw unsupported{};
       const bool divide = at(tk::div) || at(tk::cmd_div) || at(tk::colon);
       const auto rhs = attempt([&] {
         ++pos_;
@@ -618,6 +647,7 @@ class parser {
   }
   // unary: (+|-) unary | postfix+ ; unary_nofunc: (+|-) unary_nofunc | postfix postfix_nofunc*.
   int unary(bool nofunc) {
+    const nesting level(sign_depth_, max_signs + 1);
     if (at(tk::add)) {
       ++pos_;
       return unary(nofunc);
@@ -631,6 +661,7 @@ class parser {
       const auto next = attempt([&] { return postfix(nofunc); });
       if (!next) break;
       list.push_back(*next);
+      if (list.size() > max_factors) throw unsupported{};
     }
     return postfix_list(list, 0);
   }
@@ -713,6 +744,8 @@ class parser {
     return e;
   }
   int comp(bool nofunc) {
+    if (++steps_ > max_steps) throw unsupported{};
+    const nesting level(comp_depth_, max_comp_depth);
     switch (peek().type) {
       case tk::lparen: return group(tk::rparen);
       case tk::lbracket: return group(tk::rbracket);
