@@ -217,52 +217,28 @@ TEST(CudaFusedLinearLogprobs, ValidatesWithoutTouchingTheDevice) {
 
 TEST(CudaFusedLinearLogprobs, FloatAgainstHost) {
   POSTTRAIN_REQUIRE_DEVICE();
-  for (index_t chunk : {1, 8, 37, 100, 0}) {
-    spec s;
-    s.chunk = chunk;
-    check<float>(s, 1e-4, 2e-5);
-  }
+  for (index_t chunk : {1, 8, 37, 100, 0}) check<float>(spec{.chunk = chunk}, 1e-4, 2e-5);
 }
 
 TEST(CudaFusedLinearLogprobs, FloatTemperatureNoEntropyGradAccumulate) {
   POSTTRAIN_REQUIRE_DEVICE();
-  spec s;
-  s.tau = 0.7;
-  s.entropy_grad = false;
-  s.accumulate = true;
-  s.chunk = 5;
-  check<float>(s, 1e-4, 2e-5);
+  check<float>(spec{.chunk = 5, .tau = 0.7, .entropy_grad = false, .accumulate = true}, 1e-4,
+               2e-5);
 }
 
 TEST(CudaFusedLinearLogprobs, DoubleAgainstHost) {
   POSTTRAIN_REQUIRE_DEVICE();
-  spec s;
-  s.n = 20;
-  s.chunk = 6;
-  check<double>(s, 1e-10, 1e-12);
+  check<double>(spec{.n = 20, .chunk = 6}, 1e-10, 1e-12);
 }
 
 TEST(CudaFusedLinearLogprobs, Bfloat16AgainstHost) {
   POSTTRAIN_REQUIRE_DEVICE();
   // The device rounds the chunk's logits (and their gradient) to bf16; the host keeps float.
-  spec s;
-  s.h = 64;
-  s.ldx = 64;
-  s.ldw = 64;
-  s.v = 4099;
-  s.chunk = 16;
-  check<Eigen::bfloat16>(s, 2e-2, 1e-2);
+  check<Eigen::bfloat16>(spec{.h = 64, .v = 4099, .ldx = 64, .ldw = 64, .chunk = 16}, 2e-2, 1e-2);
 }
 
 TEST(CudaFusedLinearLogprobs, LargeVocabularySplitRowsChunk) {
   POSTTRAIN_REQUIRE_DEVICE();
   // V >= 16384 with a chunk below 2 × SMs takes the split-row token forward.
-  spec s;
-  s.n = 12;
-  s.v = 32000;
-  s.h = 16;
-  s.ldx = 16;
-  s.ldw = 16;
-  s.chunk = 4;
-  check<float>(s, 1e-4, 2e-5);
+  check<float>(spec{.n = 12, .h = 16, .v = 32000, .ldx = 16, .ldw = 16, .chunk = 4}, 1e-4, 2e-5);
 }

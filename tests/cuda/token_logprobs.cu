@@ -25,6 +25,8 @@ namespace {
 
 using namespace cuda_testing;
 
+// The tests name .ignored even when empty: nvcc passes designated initialisers on to the host
+// compiler as positional ones, and g++ -Wextra warns about an omitted std::vector member.
 struct problem_spec {
   index_t n = 4, v = 1001, ld = 1001;
   double scale = 3.0;           // logits ~ scale · N(0, 1)
@@ -194,22 +196,15 @@ TEST(CudaTokenLogprobs, FrontEndValidatesWithoutTouchingTheDevice) {
 
 TEST(CudaTokenLogprobs, Float_V1001_MisalignedRows_IgnoredRows) {
   POSTTRAIN_REQUIRE_DEVICE();
-  problem_spec s;
-  s.n = 9;
-  s.v = 1001;
-  s.ld = 1003;  // rows start at every 4-byte offset modulo 16
-  s.ignored = {2, 7};
+  // ld = 1003: rows start at every 4-byte offset modulo 16.
+  const problem_spec s{.n = 9, .v = 1001, .ld = 1003, .ignored = {2, 7}};
   check_against_host<float>(s, 2e-5, 1e-4, false, false);
   check_against_host<float>(s, 2e-5, 1e-4, true, true);
 }
 
 TEST(CudaTokenLogprobs, Float_SingleRow_Temperature) {
   POSTTRAIN_REQUIRE_DEVICE();
-  problem_spec s;
-  s.n = 1;
-  s.v = 4099;
-  s.ld = 4099;
-  s.temperature = 0.7;
+  problem_spec s{.n = 1, .v = 4099, .ld = 4099, .temperature = 0.7, .ignored = {}};
   check_against_host<float>(s, 2e-5, 1e-4, true, false);
   s.v = 1;
   s.ld = 1;
@@ -218,44 +213,28 @@ TEST(CudaTokenLogprobs, Float_SingleRow_Temperature) {
 
 TEST(CudaTokenLogprobs, Float_ExtremeLogits) {
   POSTTRAIN_REQUIRE_DEVICE();
-  problem_spec s;
-  s.n = 5;
-  s.v = 3001;
-  s.ld = 3001;
-  s.extreme = true;
+  const problem_spec s{.n = 5, .v = 3001, .ld = 3001, .ignored = {}, .extreme = true};
   check_against_host<float>(s, 2e-5, 1e-4, true, false);
 }
 
 TEST(CudaTokenLogprobs, Bfloat16_V1001_And_InPlace) {
   POSTTRAIN_REQUIRE_DEVICE();
-  problem_spec s;
-  s.n = 6;
-  s.v = 1001;
-  s.ld = 1001;  // odd: rows misaligned for 16-byte loads
-  s.ignored = {0};
+  // ld = 1001 is odd: rows misaligned for 16-byte loads.
+  const problem_spec s{.n = 6, .v = 1001, .ld = 1001, .ignored = {0}};
   check_against_host<Eigen::bfloat16>(s, 1e-4, 1e-2, false, true);
   check_against_host<Eigen::bfloat16>(s, 1e-4, 1e-2, true, false);
 }
 
 TEST(CudaTokenLogprobs, Bfloat16_Llama3Vocabulary) {
   POSTTRAIN_REQUIRE_DEVICE();
-  problem_spec s;
-  s.n = 3;
-  s.v = 128256;
-  s.ld = 128256;
-  s.ignored = {1};
+  const problem_spec s{.n = 3, .v = 128256, .ld = 128256, .ignored = {1}};
   check_against_host<Eigen::bfloat16>(s, 1e-4, 1e-2, false, true);
 }
 
 // N < 2 × SMs with a large V: the forward splits rows over several CTAs (misaligned rows too).
 TEST(CudaTokenLogprobs, Float_SplitRows_SmallN) {
   POSTTRAIN_REQUIRE_DEVICE();
-  problem_spec s;
-  s.n = 4;
-  s.v = 50001;
-  s.ld = 50003;
-  s.ignored = {1};
-  s.temperature = 1.3;
+  problem_spec s{.n = 4, .v = 50001, .ld = 50003, .temperature = 1.3, .ignored = {1}};
   check_against_host<float>(s, 2e-5, 1e-4, true, false);
   s.extreme = true;
   check_against_host<float>(s, 2e-5, 1e-4, false, true);
@@ -263,11 +242,7 @@ TEST(CudaTokenLogprobs, Float_SplitRows_SmallN) {
 
 TEST(CudaTokenLogprobs, Double_SmallRows) {
   POSTTRAIN_REQUIRE_DEVICE();
-  problem_spec s;
-  s.n = 17;
-  s.v = 257;
-  s.ld = 259;
-  s.ignored = {16};
+  const problem_spec s{.n = 17, .v = 257, .ld = 259, .ignored = {16}};
   check_against_host<double>(s, 1e-11, 1e-9, true, false);
   check_against_host<double>(s, 1e-11, 1e-9, false, true);
 }
