@@ -114,20 +114,15 @@ TEST(CudaGae, RejectsWhiteningAndBadHyperparametersOnTheHost) {
 
 TEST(CudaGae, MaskedCarryDoubleMatchesHost) {
   POSTTRAIN_REQUIRE_DEVICE();
-  adv::gae_options o;
-  o.gamma = 0.99;
-  o.lambda = 0.95;
-  o.recurrence = adv::gae_recurrence::masked_carry;
+  const adv::gae_options o{
+      .gamma = 0.99, .lambda = 0.95, .recurrence = adv::gae_recurrence::masked_carry};
   check_gae<double>({5, 0, 1, 3000, 1024, 1025, 77}, o, true, true, 1e-10, 1);
   check_gae<double>({4096, 2}, o, false, false, 1e-10, 2);
 }
 
 TEST(CudaGae, PlainFloatMatchesHost) {
   POSTTRAIN_REQUIRE_DEVICE();
-  adv::gae_options o;
-  o.gamma = 1.0;
-  o.lambda = 0.95;
-  o.recurrence = adv::gae_recurrence::plain;
+  adv::gae_options o{.gamma = 1.0, .lambda = 0.95, .recurrence = adv::gae_recurrence::plain};
   check_gae<float>({5, 0, 1, 3000, 1024, 1025, 77}, o, true, true, 1e-5, 3);
   o.lambda = 1.0;
   check_gae<float>({2048, 3}, o, true, false, 1e-5, 4);
