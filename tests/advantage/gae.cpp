@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -444,4 +445,77 @@ TEST(Gae, ValidationLeavesOutputsUntouched) {
   o = adv::gae_conventions::verl;
   EXPECT_NO_THROW(adv::gae(h, r, v, m, off, a, ret, o));
   EXPECT_NE(a[0], 7.0);
+}
+
+// The CPU backend scans blocks of backend::cpu::scan_lanes sequences in tiles of scan_tile
+// tokens: batches smaller than a block, not a multiple of it, single tokens, rows longer than a
+// tile, fully masked rows and lanes idling past their row's start all get the serial recurrence.
+TEST(Gae, LaneBlocksAndTilesMatchPeerLoopsForEveryShape) {
+  const int W = posttrain::backend::cpu::scan_lanes, C = posttrain::backend::cpu::scan_tile;
+  const std::pair<int, int> shapes[] = {{1, 1}, {3, 1}, {W - 1, 5}, {W, C + 3},
+                                        {W + 3, 2 * C + 1}, {2 * W + 1, 9}, {1, 3 * C}};
+  unsigned seed = 100;
+  for (const auto& [B, T] : shapes) {
+    padded p = make_padded(B, T, ++seed);
+    for (int t = 0; t < T; ++t) p.m[t] = 0.0;  // row 0 fully masked
+    const auto d = poisoned<double>(p);
+    const auto f = poisoned<float>(p);
+    for (auto rec : {adv::gae_recurrence::masked_carry, adv::gae_recurrence::plain}) {
+      std::vector<double> ra, rr;
+      if (rec == adv::gae_recurrence::masked_carry)
+        verl_gae(p, 0.97, 0.9, ra, rr);
+      else
+        openrlhf_gae(p, 0.97, 0.9, ra, rr);
+      const adv::gae_options o{.gamma = 0.97, .lambda = 0.9, .recurrence = rec, .whiten = false};
+      std::vector<double> a(B * T, 7), r(B * T, 7), a2(B * T, 7);
+      adv::gae(pt::exec::host{}, d.r, d.v, d.m, d.offsets, a, r, o);
+      expect_match(a, ra, p.m, 1e-12);
+      expect_match(r, rr, p.m, 1e-12);
+      adv::gae(pt::exec::host{}, d.r, d.v, d.m, d.offsets, a2, {}, o);
+      EXPECT_EQ(a2, a) << B << "x" << T;
+      std::vector<float> af(B * T, 7), rf(B * T, 7);
+      adv::gae(pt::exec::host{}, f.r, f.v, f.m, f.offsets, af, rf, o);
+      expect_match(af, ra, p.m, 2e-5);
+      expect_match(rf, rr, p.m, 2e-5);
+      // No mask (every token valid): both recurrences are the textbook loop on unpoisoned data.
+      padded all = p;
+      std::fill(all.m.begin(), all.m.end(), 1.0);
+      verl_gae(all, 0.97, 0.9, ra, rr);
+      adv::gae(pt::exec::host{}, all.r, all.v, {}, d.offsets, a, r, o);
+      expect_match(a, ra, all.m, 1e-12);
+      expect_match(r, rr, all.m, 1e-12);
+    }
+  }
+}
+
+// Packed sequences of very different lengths in one lane block (a lane idles while the longest
+// row of its block finishes), each against the peer loop on that sequence alone.
+TEST(Gae, RaggedBlocksMatchPerSequenceLoops) {
+  const std::vector<pt::index_t> lengths = {0, 1, 150, 3, 0, 64, 65, 2, 1, 200, 7, 31, 33};
+  for (auto rec : {adv::gae_recurrence::masked_carry, adv::gae_recurrence::plain}) {
+    std::vector<double> r, v, want_a, want_r, m;
+    std::vector<float> mf;
+    unsigned seed = 300;
+    for (pt::index_t len : lengths) {
+      padded p = make_padded(1, static_cast<int>(len), ++seed);
+      std::vector<double> ra, rr;
+      if (rec == adv::gae_recurrence::masked_carry)
+        verl_gae(p, 0.95, 0.8, ra, rr);
+      else
+        openrlhf_gae(p, 0.95, 0.8, ra, rr);
+      const auto d = poisoned<double>(p);
+      r.insert(r.end(), d.r.begin(), d.r.end());
+      v.insert(v.end(), d.v.begin(), d.v.end());
+      mf.insert(mf.end(), d.m.begin(), d.m.end());
+      m.insert(m.end(), p.m.begin(), p.m.end());
+      want_a.insert(want_a.end(), ra.begin(), ra.end());
+      want_r.insert(want_r.end(), rr.begin(), rr.end());
+    }
+    const auto off = pt::offsets_from_lengths(lengths);
+    std::vector<double> a(r.size(), 7), ret(r.size(), 7);
+    const adv::gae_options o{.gamma = 0.95, .lambda = 0.8, .recurrence = rec, .whiten = false};
+    adv::gae(pt::exec::host{}, r, v, mf, off, a, ret, o);
+    expect_match(a, want_a, m, 1e-12);
+    expect_match(ret, want_r, m, 1e-12);
+  }
 }

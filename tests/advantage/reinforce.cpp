@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -267,4 +268,105 @@ TEST(DiscountedReturns, CarryThroughMaskedMatchesVerl091Loop) {
     for (int i = 0; i < p.B * p.T; ++i) diff += std::abs(reset[i] - out[i]);
     EXPECT_GT(diff, 1e-6);
   }
+}
+
+// The CPU backend scans blocks of backend::cpu::scan_lanes sequences in tiles of scan_tile
+// tokens: every convention, ReMax and the unmasked path on batches smaller than a block, not a
+// multiple of it, single tokens, rows longer than a tile, and a fully masked row, in double and
+// float, against the peer loops.
+TEST(DiscountedReturns, LaneBlocksAndTilesMatchPeerLoopsForEveryShape) {
+  const int W = posttrain::backend::cpu::scan_lanes, C = posttrain::backend::cpu::scan_tile;
+  const std::pair<int, int> shapes[] = {{1, 2}, {3, 2}, {W - 1, 5}, {W, C + 3},
+                                        {W + 3, 2 * C + 1}, {2 * W + 1, 9}, {1, 3 * C}};
+  unsigned seed = 100;
+  for (const auto& [B, T] : shapes) {
+    padded p = make(B, T, ++seed);
+    for (int t = 0; t < T; ++t) p.m[t] = 0.0, p.mf[t] = 0.0f, p.r_poisoned[t] = kNaN;
+    const double gamma = 0.93;
+    // verl 0.9.1 (carry through masked tokens).
+    vec carry(B * T);
+    for (int b = 0; b < B; ++b) {
+      double running = 0;
+      for (int t = T - 1; t >= 0; --t) {
+        const int i = b * T + t;
+        const double fresh = p.r[i] + gamma * running;
+        carry[i] = fresh * p.m[i];
+        running = fresh * p.m[i] + running * (1 - p.m[i]);
+      }
+    }
+    const std::pair<adv::return_convention, vec> cases[] = {
+        {adv::return_convention::reset_at_masked, verl_returns(p, gamma)},
+        {adv::return_convention::mask_rewards, openrlhf_returns(p, gamma)},
+        {adv::return_convention::carry_through_masked, carry}};
+    const std::vector<float> rf(p.r_poisoned.begin(), p.r_poisoned.end());
+    for (const auto& [convention, want] : cases) {
+      vec g(B * T, 7);
+      adv::discounted_returns(pt::exec::host{}, p.r_poisoned, p.mf, p.offsets, g,
+                              {.gamma = gamma, .convention = convention});
+      expect_masked(g, want, p.m, 1e-12);
+      std::vector<float> gf(B * T, 7);
+      adv::discounted_returns(pt::exec::host{}, rf, p.mf, p.offsets, std::span<float>(gf),
+                              {.gamma = gamma, .convention = convention});
+      expect_masked(vec(gf.begin(), gf.end()), want, p.m, 2e-5);
+      // No mask: every convention is the plain discounted sum.
+      padded all = p;
+      std::fill(all.m.begin(), all.m.end(), 1.0);
+      adv::discounted_returns(pt::exec::host{}, all.r, {}, p.offsets, g,
+                              {.gamma = gamma, .convention = convention});
+      expect_masked(g, openrlhf_returns(all, gamma), all.m, 1e-12);
+    }
+    // ReMax: returns and returns − b·m, with and without the returns output, float and double.
+    vec b(B);
+    for (int i = 0; i < B; ++i) b[i] = 0.25 * i - 1.0;
+    const vec g = openrlhf_returns(p, 1.0);
+    vec want(B * T);
+    for (int i = 0; i < B * T; ++i) want[i] = g[i] - b[i / T] * p.m[i];
+    vec a(B * T, 7), ret(B * T, 7), a2(B * T, 7);
+    adv::remax(pt::exec::host{}, p.r_poisoned, b, p.mf, p.offsets, a, ret);
+    expect_masked(ret, g, p.m, 1e-12);
+    expect_masked(a, want, p.m, 1e-12);
+    adv::remax(pt::exec::host{}, p.r_poisoned, b, p.mf, p.offsets, a2, {});
+    EXPECT_EQ(a2, a);
+    const std::vector<float> bf(b.begin(), b.end());
+    std::vector<float> af(B * T, 7), retf(B * T, 7);
+    adv::remax(pt::exec::host{}, rf, std::span<const float>(bf), p.mf, p.offsets,
+               std::span<float>(af), std::span<float>(retf));
+    expect_masked(vec(retf.begin(), retf.end()), g, p.m, 2e-5);
+    expect_masked(vec(af.begin(), af.end()), want, p.m, 2e-5);
+    // ReMax without a mask.
+    padded all = p;
+    std::fill(all.m.begin(), all.m.end(), 1.0);
+    const vec ga = openrlhf_returns(all, 1.0);
+    adv::remax(pt::exec::host{}, all.r, b, {}, p.offsets, a, ret);
+    for (int i = 0; i < B * T; ++i) {
+      EXPECT_NEAR(ret[i], ga[i], 1e-12 * (1 + std::abs(ga[i])));
+      EXPECT_NEAR(a[i], ga[i] - b[i / T], 1e-12 * (1 + std::abs(ga[i])));
+    }
+  }
+}
+
+// Packed sequences of very different lengths in one lane block, each against the loop on that
+// sequence alone (verl's reset convention and ReMax).
+TEST(DiscountedReturns, RaggedBlocksMatchPerSequenceLoops) {
+  const std::vector<pt::index_t> lengths = {2, 0, 150, 3, 0, 64, 65, 2, 2, 200, 7, 31, 33};
+  vec r, m, want, want_remax, baselines;
+  std::vector<float> mf;
+  unsigned seed = 300;
+  for (pt::index_t len : lengths) {
+    baselines.push_back(0.1 * static_cast<double>(baselines.size()));
+    if (len == 0) continue;  // make() needs two tokens
+    const padded p = make(1, static_cast<int>(len), ++seed);
+    const vec g = verl_returns(p, 0.9), c = openrlhf_returns(p, 1.0);
+    r.insert(r.end(), p.r_poisoned.begin(), p.r_poisoned.end());
+    m.insert(m.end(), p.m.begin(), p.m.end());
+    mf.insert(mf.end(), p.mf.begin(), p.mf.end());
+    want.insert(want.end(), g.begin(), g.end());
+    for (pt::index_t t = 0; t < len; ++t) want_remax.push_back(c[t] - baselines.back() * p.m[t]);
+  }
+  const auto off = pt::offsets_from_lengths(lengths);
+  vec g(r.size(), 7), a(r.size(), 7);
+  adv::discounted_returns(pt::exec::host{}, r, mf, off, g, {.gamma = 0.9});
+  expect_masked(g, want, m, 1e-12);
+  adv::remax(pt::exec::host{}, r, baselines, mf, off, a, {});
+  expect_masked(a, want_remax, m, 1e-12);
 }

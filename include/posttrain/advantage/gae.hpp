@@ -53,9 +53,11 @@
 // the inputs exactly (same index) but not each other; with on_degenerate = raise, a batch (or
 // segment) whose weight is too small to whiten is rejected before anything is written, and
 // whitening.eps must then be > 0 (a zero variance could not be detected before writing).
+#include <array>
 #include <cmath>
 #include <span>
 #include <string_view>
+#include <type_traits>
 
 #include "posttrain/advantage/common.hpp"
 #include "posttrain/config.hpp"
@@ -125,71 +127,105 @@ inline constexpr gae_options open_instruct{.gamma = 1.0,
 
 }  // namespace gae_conventions
 
+// c ? a : b, lane by lane when D is a vector of lanes (the CPU backend's scan_vector: c is then
+// the lanes' comparison mask), plainly for scalars. Both a and b are computed; the one not
+// selected is discarded (a NaN there never reaches the result).
+template <class C, class D>
+POSTTRAIN_HOST_DEVICE POSTTRAIN_FORCEINLINE constexpr D lane_select(const C& c, const D& a,
+                                                                   const D& b) {
+  return c ? a : b;
+}
+
 // The per-token maps of each recurrence (host and device). m == 0 gives the maps' masked form
-// without reading r or v (a NaN there is selected away, never multiplied by 0).
+// without reading r or v (a NaN there is selected away, never multiplied by 0). D is double
+// (the default: callers passing float get double arithmetic) or the CPU backend's vector of
+// double lanes (backend/cpu/advantage.hpp): the same operations in the same order either way.
 struct gae_masked_carry {
   double gamma;
   double gamma_lambda;
 
   // Branch-free: at m = 0 the a's are exactly 1 and the b's are selected to 0 (never m·NaN).
-  POSTTRAIN_HOST_DEVICE affine_map<double> value_map(double v, double m) const {
-    return {1.0 - m, m != 0.0 ? m * v : 0.0};
+  template <class D = double>
+  POSTTRAIN_HOST_DEVICE affine_map<D> value_map(std::type_identity_t<D> v,
+                                                std::type_identity_t<D> m) const {
+    return {1.0 - m, lane_select(m != 0.0, m * v, D{})};
   }
-  POSTTRAIN_HOST_DEVICE affine_map<double> advantage_map(double r, double v, double m,
-                                                         double next_value) const {
-    const double delta = r + gamma * next_value - v;
-    return {m * gamma_lambda + (1.0 - m), m != 0.0 ? m * delta : 0.0};
+  template <class D = double>
+  POSTTRAIN_HOST_DEVICE affine_map<D> advantage_map(std::type_identity_t<D> r,
+                                                    std::type_identity_t<D> v,
+                                                    std::type_identity_t<D> m,
+                                                    std::type_identity_t<D> next_value) const {
+    const D delta = r + gamma * next_value - v;
+    return {m * gamma_lambda + (1.0 - m), lane_select(m != 0.0, m * delta, D{})};
   }
   // The value added to A_t to form the return (verl: returns = advantages + values).
-  POSTTRAIN_HOST_DEVICE double return_value(double v, double) const { return v; }
+  template <class D = double>
+  POSTTRAIN_HOST_DEVICE D return_value(std::type_identity_t<D> v, std::type_identity_t<D>) const {
+    return v;
+  }
 };
 
 struct gae_plain {
   double gamma;
   double gamma_lambda;
 
-  POSTTRAIN_HOST_DEVICE affine_map<double> value_map(double v, double m) const {
-    return {0.0, m != 0.0 ? m * v : 0.0};
+  template <class D = double>
+  POSTTRAIN_HOST_DEVICE affine_map<D> value_map(std::type_identity_t<D> v,
+                                                std::type_identity_t<D> m) const {
+    return {D{}, lane_select(m != 0.0, m * v, D{})};
   }
-  POSTTRAIN_HOST_DEVICE affine_map<double> advantage_map(double r, double v, double m,
-                                                         double next_value) const {
-    const double rm = m != 0.0 ? m * r : 0.0;
-    const double vm = m != 0.0 ? m * v : 0.0;
-    return {gamma_lambda, rm + gamma * next_value - vm};
+  template <class D = double>
+  POSTTRAIN_HOST_DEVICE affine_map<D> advantage_map(std::type_identity_t<D> r,
+                                                    std::type_identity_t<D> v,
+                                                    std::type_identity_t<D> m,
+                                                    std::type_identity_t<D> next_value) const {
+    const D rm = lane_select(m != 0.0, m * r, D{});
+    const D vm = lane_select(m != 0.0, m * v, D{});
+    return {D{} + gamma_lambda, rm + gamma * next_value - vm};
   }
-  POSTTRAIN_HOST_DEVICE double return_value(double v, double m) const {
-    return m != 0.0 ? m * v : 0.0;
+  template <class D = double>
+  POSTTRAIN_HOST_DEVICE D return_value(std::type_identity_t<D> v,
+                                       std::type_identity_t<D> m) const {
+    return lane_select(m != 0.0, m * v, D{});
   }
 };
 
 namespace detail {
 
+template <class D = double>
 struct gae_state {
-  double next_value = 0.0;
-  double advantage = 0.0;
+  D next_value{};
+  D advantage{};
 };
 
-// One token of the reverse loop: apply the maps of t, write the outputs of t. The mask and the
-// returns are compile-time present or absent so the hot loop has no per-token pointer tests.
+// One token of the reverse loop (a backend reverse_scan kernel, run on D = lanes of double):
+// apply the maps of t, compute the outputs of t (in D; the backend rounds them to T). The mask
+// and the returns are compile-time present or absent so the hot loop has no tests of them.
 template <class T, class Recurrence, bool HasMask, bool HasReturns>
 struct gae_step {
+  using value_type = T;
+  template <class D>
+  using state = gae_state<D>;
+  static constexpr int inputs = 2;                    // rewards, values
+  static constexpr int outputs = HasReturns ? 2 : 1;  // advantages, returns
+  static constexpr bool has_mask = HasMask;
+  static constexpr bool has_sequence_constant = false;
   Recurrence rec;
-  const T* r;
-  const T* v;
-  const float* m;
-  T* adv;
-  T* ret;
+  const T* in[inputs];
+  const float* mask;
+  T* out[outputs];
 
-  POSTTRAIN_HOST_DEVICE POSTTRAIN_FORCEINLINE void operator()(index_t t, gae_state& s) const {
-    const double w = HasMask ? static_cast<double>(m[t]) : 1.0;
-    const double rt = static_cast<double>(r[t]);
-    const double vt = static_cast<double>(v[t]);
-    s.advantage = apply(rec.advantage_map(rt, vt, w, s.next_value), s.advantage);
-    s.next_value = apply(rec.value_map(vt, w), s.next_value);
-    const bool keep = w != 0.0;
-    adv[t] = keep ? static_cast<T>(s.advantage) : T(0);
+  template <class D>
+  POSTTRAIN_FORCEINLINE void step(const std::array<D, inputs>& x, D w, D, gae_state<D>& s,
+                                  std::array<D, outputs>& y) const {
+    const D rt = x[0], vt = x[1];
+    if constexpr (!HasMask) w = D{} + 1.0;
+    s.advantage = apply(rec.template advantage_map<D>(rt, vt, w, s.next_value), s.advantage);
+    s.next_value = apply(rec.template value_map<D>(vt, w), s.next_value);
+    const auto keep = w != 0.0;
+    y[0] = lane_select(keep, s.advantage, D{});
     if constexpr (HasReturns)
-      ret[t] = keep ? static_cast<T>(s.advantage + rec.return_value(vt, w)) : T(0);
+      y[1] = lane_select(keep, s.advantage + rec.template return_value<D>(vt, w), D{});
   }
 };
 
@@ -197,9 +233,10 @@ template <class Exec, class T, class Recurrence, bool HasMask, bool HasReturns>
 void run_gae(Exec exec, const Recurrence& rec, std::span<const T> rewards,
              std::span<const T> values, std::span<const float> mask,
              std::span<const index_t> seq_offsets, std::span<T> advantages, std::span<T> returns) {
-  gae_step<T, Recurrence, HasMask, HasReturns> step{rec,         rewards.data(),    values.data(),
-                                                    mask.data(), advantages.data(), returns.data()};
-  advantage_backend<Exec>::reverse_scan(exec, seq_offsets, gae_state{}, step);
+  gae_step<T, Recurrence, HasMask, HasReturns> step{rec, {rewards.data(), values.data()},
+                                                    mask.data(), {advantages.data()}};
+  if constexpr (HasReturns) step.out[1] = returns.data();
+  advantage_backend<Exec>::reverse_scan(exec, seq_offsets, step);
 }
 
 template <class Exec, class T, class Recurrence>

@@ -46,8 +46,10 @@
 // returns when it throws. remax and reinforce_plus_plus_baseline are host-only for now.
 // Validation as for GAE (advantage/gae.hpp): γ finite in [0, 1], sizes, offsets, mask weights,
 // and with whitening on_degenerate = raise the batch must have enough weight (checked first).
+#include <array>
 #include <span>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "posttrain/advantage/common.hpp"
@@ -75,31 +77,47 @@ struct discounted_return_options {
 };
 
 // Carry maps (host and device). output() is G_t given the carry after token t+1 and after t.
+// D is double or the CPU backend's vector of double lanes (see gae_masked_carry).
 struct returns_reset_at_masked {
   double gamma;
-  POSTTRAIN_HOST_DEVICE affine_map<double> map(double r, double m) const {
-    return m != 0.0 ? affine_map<double>{m * gamma, m * r} : affine_map<double>{0.0, 0.0};
+  template <class D = double>
+  POSTTRAIN_HOST_DEVICE affine_map<D> map(std::type_identity_t<D> r,
+                                          std::type_identity_t<D> m) const {
+    const auto valid = m != 0.0;
+    return {lane_select(valid, m * gamma, D{}), lane_select(valid, m * r, D{})};
   }
-  POSTTRAIN_HOST_DEVICE double output(double r, double next, double) const {
+  template <class D = double>
+  POSTTRAIN_HOST_DEVICE D output(std::type_identity_t<D> r, std::type_identity_t<D> next,
+                                 std::type_identity_t<D>) const {
     return r + gamma * next;
   }
 };
 
 struct returns_mask_rewards {
   double gamma;
-  POSTTRAIN_HOST_DEVICE affine_map<double> map(double r, double m) const {
-    return {gamma, m != 0.0 ? m * r : 0.0};
+  template <class D = double>
+  POSTTRAIN_HOST_DEVICE affine_map<D> map(std::type_identity_t<D> r,
+                                          std::type_identity_t<D> m) const {
+    return {D{} + gamma, lane_select(m != 0.0, m * r, D{})};
   }
-  POSTTRAIN_HOST_DEVICE double output(double, double, double current) const { return current; }
+  template <class D = double>
+  POSTTRAIN_HOST_DEVICE D output(std::type_identity_t<D>, std::type_identity_t<D>,
+                                 std::type_identity_t<D> current) const {
+    return current;
+  }
 };
 
 struct returns_carry_through_masked {
   double gamma;
-  POSTTRAIN_HOST_DEVICE affine_map<double> map(double r, double m) const {
-    return m != 0.0 ? affine_map<double>{m * gamma + (1.0 - m), m * r}
-                    : affine_map<double>{1.0, 0.0};
+  template <class D = double>
+  POSTTRAIN_HOST_DEVICE affine_map<D> map(std::type_identity_t<D> r,
+                                          std::type_identity_t<D> m) const {
+    const auto valid = m != 0.0;
+    return {lane_select(valid, m * gamma + (1.0 - m), D{} + 1.0), lane_select(valid, m * r, D{})};
   }
-  POSTTRAIN_HOST_DEVICE double output(double r, double next, double) const {
+  template <class D = double>
+  POSTTRAIN_HOST_DEVICE D output(std::type_identity_t<D> r, std::type_identity_t<D> next,
+                                 std::type_identity_t<D>) const {
     return r + gamma * next;
   }
 };
@@ -137,19 +155,57 @@ inline constexpr reinforce_pp_baseline_options openrlhf_baseline{
 
 namespace detail {
 
-template <class T, class Convention>
+// One token of the reverse loop (a backend reverse_scan kernel, run on D = lanes of double):
+// G_t from the carry, then the carry of t.
+template <class T, class Convention, bool HasMask>
 struct return_step {
+  using value_type = T;
+  template <class D>
+  using state = D;  // the carry, 0 past each sequence's end
+  static constexpr int inputs = 1, outputs = 1;
+  static constexpr bool has_mask = HasMask;
+  static constexpr bool has_sequence_constant = false;
   Convention conv;
-  const T* r;
-  const float* m;  // null = all ones
-  T* out;
+  const T* in[1];
+  const float* mask;
+  T* out[1];
 
-  POSTTRAIN_HOST_DEVICE POSTTRAIN_FORCEINLINE void operator()(index_t t, double& carry) const {
-    const double w = m ? static_cast<double>(m[t]) : 1.0;
-    const double rt = static_cast<double>(r[t]);
-    const double next = carry;
-    carry = apply(conv.map(rt, w), carry);
-    out[t] = w != 0.0 ? static_cast<T>(conv.output(rt, next, carry)) : T(0);
+  template <class D>
+  POSTTRAIN_FORCEINLINE void step(const std::array<D, 1>& x, D w, D, D& carry,
+                                  std::array<D, 1>& y) const {
+    if constexpr (!HasMask) w = D{} + 1.0;
+    const D next = carry;
+    carry = apply(conv.template map<D>(x[0], w), carry);
+    y[0] = lane_select(w != 0.0, conv.template output<D>(x[0], next, carry), D{});
+  }
+};
+
+// ReMax (a reverse_scan kernel): G_t = Σ_{s ≥ t} m_s·r_s (mask_rewards, γ = 1), advantages
+// A_t = G_t − b·m_t with G_t rounded to T first (the value the returns hold), returns G_t. The
+// baseline b of the sequence is the kernel's per-sequence constant.
+template <class T, bool HasMask, bool HasReturns>
+struct remax_step {
+  using value_type = T;
+  template <class D>
+  using state = D;
+  static constexpr int inputs = 1;
+  static constexpr int outputs = HasReturns ? 2 : 1;  // advantages, returns
+  static constexpr bool has_mask = HasMask;
+  static constexpr bool has_sequence_constant = true;
+  const T* sequence_constant;  // b[B]
+  const T* in[1];
+  const float* mask;
+  T* out[outputs];
+
+  template <class D>
+  POSTTRAIN_FORCEINLINE void step(const std::array<D, 1>& x, D w, D baseline, D& carry,
+                                  std::array<D, outputs>& y) const {
+    if constexpr (!HasMask) w = D{} + 1.0;
+    carry = apply(returns_mask_rewards{1.0}.map<D>(x[0], w), carry);
+    const D g = backend::cpu::round_lanes<T>(carry);
+    const auto keep = w != 0.0;
+    y[0] = lane_select(keep, g - baseline * w, D{});
+    if constexpr (HasReturns) y[1] = lane_select(keep, g, D{});
   }
 };
 
@@ -171,17 +227,21 @@ void run_returns(Exec exec, std::span<const T> rewards, std::span<const float> m
   if constexpr (!on_host_v<Exec>) {
     advantage_backend<Exec>::returns(exec, rewards, mask, seq_offsets, out, o);
   } else {
-    const float* m = mask.empty() ? nullptr : mask.data();
-    if (o.convention == return_convention::reset_at_masked) {
-      return_step<T, returns_reset_at_masked> step{{o.gamma}, rewards.data(), m, out.data()};
-      advantage_backend<Exec>::reverse_scan(exec, seq_offsets, 0.0, step);
-    } else if (o.convention == return_convention::carry_through_masked) {
-      return_step<T, returns_carry_through_masked> step{{o.gamma}, rewards.data(), m, out.data()};
-      advantage_backend<Exec>::reverse_scan(exec, seq_offsets, 0.0, step);
-    } else {
-      return_step<T, returns_mask_rewards> step{{o.gamma}, rewards.data(), m, out.data()};
-      advantage_backend<Exec>::reverse_scan(exec, seq_offsets, 0.0, step);
-    }
+    auto scan = [&]<class Convention>(Convention conv) {
+      if (mask.empty()) {
+        return_step<T, Convention, false> step{conv, {rewards.data()}, nullptr, {out.data()}};
+        advantage_backend<Exec>::reverse_scan(exec, seq_offsets, step);
+      } else {
+        return_step<T, Convention, true> step{conv, {rewards.data()}, mask.data(), {out.data()}};
+        advantage_backend<Exec>::reverse_scan(exec, seq_offsets, step);
+      }
+    };
+    if (o.convention == return_convention::reset_at_masked)
+      scan(returns_reset_at_masked{o.gamma});
+    else if (o.convention == return_convention::carry_through_masked)
+      scan(returns_carry_through_masked{o.gamma});
+    else
+      scan(returns_mask_rewards{o.gamma});
   }
 }
 
@@ -314,15 +374,21 @@ void remax(Exec exec, const V& rewards_in, std::span<const detail::value_t<V>> b
                              detail::disjoint_or_same(returns, rewards)),
          where, "returns overlaps advantages or partially overlaps rewards");
   detail::check_mask(mask, where);
-  detail::run_returns(exec, rewards, mask, seq_offsets, advantages,
-                      {.gamma = 1.0, .convention = return_convention::mask_rewards});
-  if (!returns.empty()) std::copy(advantages.begin(), advantages.end(), returns.begin());
-  detail::advantage_backend<Exec>::for_each_member(exec, seq_offsets, [&](index_t b, index_t t) {
-    const double w = mask.empty() ? 1.0 : static_cast<double>(mask[t]);
-    if (w != 0.0)
-      advantages[t] = static_cast<T>(static_cast<double>(advantages[t]) -
-                                     static_cast<double>(baselines[b]) * w);
-  });
+  // One pass: the reverse cumulative sum and the baseline subtraction in the same scan.
+  auto scan = [&]<bool HasMask, bool HasReturns>() {
+    detail::remax_step<T, HasMask, HasReturns> step{
+        baselines.data(), {rewards.data()}, mask.data(), {advantages.data()}};
+    if constexpr (HasReturns) step.out[1] = returns.data();
+    detail::advantage_backend<Exec>::reverse_scan(exec, seq_offsets, step);
+  };
+  if (mask.empty() && returns.empty())
+    scan.template operator()<false, false>();
+  else if (mask.empty())
+    scan.template operator()<false, true>();
+  else if (returns.empty())
+    scan.template operator()<true, false>();
+  else
+    scan.template operator()<true, true>();
 }
 
 }  // namespace advantage
