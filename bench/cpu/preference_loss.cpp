@@ -12,9 +12,12 @@
 //        reference-free: none)                       = 24·L + 8 B/pair
 //   kto (unpaired, P examples, half desirable): 12·L + 4 (ρ) + 1 (label) B/example
 //   reward model (Bradley-Terry / LogExp): read r_c, r_r; write both grads = 16 B/pair
+//   reward model, Llama 3 ranking (Bradley-Terry with margin and an edited response on 2 pairs
+//        of 3): read r_c, r_r, r_e, margin, edited mask; write three grads = 32 B/pair
 //   sft (P sequences of L tokens): read ℓ, mask; write grad = 12·L B/sequence
 #include <benchmark/benchmark.h>
 
+#include <cmath>
 #include <cstdint>
 #include <random>
 #include <type_traits>
@@ -44,6 +47,7 @@ struct inputs {
   std::vector<pt::index_t> offsets;
   std::vector<std::uint8_t> desirable;
   std::vector<float> r_chosen, r_rejected, g_chosen, g_rejected;
+  std::vector<float> r_edited, margin, edited_mask, g_edited;
 };
 
 void fill_side(side& s, pt::index_t P, pt::index_t L, std::mt19937& rng) {
@@ -88,6 +92,16 @@ inputs& data(pt::index_t P, pt::index_t L) {
   for (auto& x : in.r_rejected) x = nd(rng);
   in.g_chosen.resize(static_cast<std::size_t>(P));
   in.g_rejected.resize(static_cast<std::size_t>(P));
+  in.r_edited.resize(static_cast<std::size_t>(P));
+  in.margin.resize(static_cast<std::size_t>(P));
+  in.edited_mask.resize(static_cast<std::size_t>(P));
+  for (pt::index_t p = 0; p < P; ++p) {
+    const auto i = static_cast<std::size_t>(p);
+    in.r_edited[i] = in.r_chosen[i] + std::abs(nd(rng));
+    in.margin[i] = 0.25f * std::abs(nd(rng));
+    in.edited_mask[i] = p % 3 == 2 ? 0.0f : 1.0f;
+  }
+  in.g_edited.resize(static_cast<std::size_t>(P));
   return in;
 }
 
@@ -169,6 +183,25 @@ void reward_model(benchmark::State& state) {
   report(state, static_cast<double>(in.P), 16.0);
 }
 
+// Llama 3 ranking form: edited > chosen > rejected, with margins.
+void reward_model_ranking(benchmark::State& state) {
+  inputs& in = data(state.range(0), state.range(1));
+  const pt::loss::reward_model_inputs<float> rin{.chosen = in.r_chosen,
+                                                 .rejected = in.r_rejected,
+                                                 .margin = in.margin,
+                                                 .edited = in.r_edited,
+                                                 .edited_mask = in.edited_mask};
+  const pt::loss::reward_model_outputs<float> out{
+      .chosen_grad = in.g_chosen, .rejected_grad = in.g_rejected, .edited_grad = in.g_edited};
+  for (auto _ : state) {
+    const auto r = pt::algo::bradley_terry::compute(pt::exec::host{}, rin, {}, out);
+    benchmark::DoNotOptimize(r);
+    benchmark::DoNotOptimize(in.g_chosen.data());
+    benchmark::ClobberMemory();
+  }
+  report(state, static_cast<double>(in.P), 32.0);
+}
+
 template <class Algo>
 void sft(benchmark::State& state, const pt::agg_options& agg) {
   inputs& in = data(state.range(0), state.range(1));
@@ -243,6 +276,8 @@ const bool registered = [] {
   benchmark::RegisterBenchmark("rm/bradley_terry", reward_model<algo::bradley_terry>)
       ->Apply(apply_shapes);
   benchmark::RegisterBenchmark("rm/log_exp", reward_model<algo::reward_log_exp>)
+      ->Apply(apply_shapes);
+  benchmark::RegisterBenchmark("rm/bradley_terry_ranking", reward_model_ranking)
       ->Apply(apply_shapes);
   add_sft<algo::sft>("sft/token_mean", pt::agg_conventions::verl());
   add_sft<algo::sft_sum>("sft/token_sum", pt::agg_conventions::verl());
