@@ -3,10 +3,12 @@
 // throws posttrain::error (naming the function, the argument and the expectation) and leaves every
 // output untouched. Each helper takes `where`, the public function's name, for the message.
 #include <cmath>
+#include <limits>
 #include <span>
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 #include "posttrain/config.hpp"
 #include "posttrain/core/error.hpp"
@@ -113,6 +115,17 @@ inline void expect_same_shape(const matrix_view<T>& a, const matrix_view<U>& b,
 // Token mask weights: finite and >= 0 (a mask is a weight; 0 excludes a token).
 template <class T, std::size_t E>
 inline void expect_mask(std::span<T, E> mask, std::string_view where, std::string_view argument) {
+  using V = std::remove_cv_t<T>;
+  if constexpr (std::is_floating_point_v<V>) {
+    // Fast path: one branch-free pass that the compiler vectorises (NaN fails both ordered compares, ±inf fails
+    // the upper bound, -0 passes). It sits on every loss's hot path (half the DPO time when it was the scalar loop
+    // below); only a failing mask pays for the second pass that finds the index for the message.
+    constexpr V largest = std::numeric_limits<V>::max();
+    unsigned all_valid = 1;
+    for (std::size_t i = 0; i < mask.size(); ++i)
+      all_valid &= static_cast<unsigned>((mask[i] >= V(0)) & (mask[i] <= largest));
+    if (all_valid != 0) return;
+  }
   for (std::size_t i = 0; i < mask.size(); ++i) {
     const double w = static_cast<double>(mask[i]);
     if (!(std::isfinite(w) && w >= 0.0))
