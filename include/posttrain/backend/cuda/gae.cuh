@@ -37,6 +37,7 @@
 
 #include "posttrain/advantage/gae.hpp"
 #include "posttrain/backend/cuda/error.cuh"
+#include "posttrain/backend/cuda/scan.cuh"
 #include "posttrain/config.hpp"
 #include "posttrain/core/error.hpp"
 #include "posttrain/core/types.hpp"
@@ -47,18 +48,12 @@ namespace backend::cuda {
 
 namespace gae_detail {
 
-inline constexpr int block_threads = 256;
-inline constexpr int items_per_thread = 4;
-inline constexpr int chunk = block_threads * items_per_thread;
-
-using map_t = advantage::affine_map<double>;
-
-// Scan in reverse time order: apply the earlier-scanned (later in time) prefix first.
-struct reverse_compose {
-  __device__ __forceinline__ map_t operator()(const map_t& prefix, const map_t& next) const {
-    return advantage::compose(next, prefix);
-  }
-};
+// The chunk geometry, map type and reverse-time composition of the single-map scan.
+using scan_detail::block_threads;
+using scan_detail::chunk;
+using scan_detail::items_per_thread;
+using scan_detail::map_t;
+using scan_detail::reverse_compose;
 
 template <class T, class Recurrence, bool HasMask, bool HasReturns>
 __global__ void __launch_bounds__(block_threads)

@@ -41,6 +41,7 @@ namespace backend::cuda {
 
 namespace scan_detail {
 
+// Chunk geometry, map type and composition operator: shared with gae.cuh's two-map kernel.
 inline constexpr int block_threads = 256;
 inline constexpr int items_per_thread = 4;
 inline constexpr int chunk = block_threads * items_per_thread;
