@@ -62,19 +62,8 @@ namespace group_detail {
 
 inline constexpr int member_block = 128;
 
-struct count_first {
-  index_t count;
-  index_t first;
-};
-struct count_first_op {
-  __device__ __forceinline__ count_first operator()(const count_first& a,
-                                                    const count_first& b) const {
-    const index_t f = a.first < 0   ? b.first
-                      : b.first < 0 ? a.first
-                                    : (a.first < b.first ? a.first : b.first);
-    return {a.count + b.count, f};
-  }
-};
+using reduce_detail::count_first;
+using reduce_detail::count_first_op;
 
 // out = {number of non-empty groups with fewer than two scorable members, the first, its count}.
 template <class = void>  // a template: the header may be in several translation units

@@ -83,6 +83,23 @@ struct merge_op {
   }
 };
 
+// How many indices a CTA flagged and the smallest of them, for the one-CTA checks that report
+// "n bad scopes, the first is i" (whiten.cuh's degenerate scopes, group_advantage.cuh's
+// singleton groups). count_first_op is associative and commutative: any tree gives the same.
+struct count_first {
+  index_t count;
+  index_t first;  // -1: none
+};
+struct count_first_op {
+  __device__ __forceinline__ count_first operator()(const count_first& a,
+                                                    const count_first& b) const {
+    const index_t f = a.first < 0   ? b.first
+                      : b.first < 0 ? a.first
+                                    : (a.first < b.first ? a.first : b.first);
+    return {a.count + b.count, f};
+  }
+};
+
 // The part [begin, end) of segment s handled by split k of `splits`.
 __device__ __forceinline__ void part_range(const index_t* offsets, index_t s, index_t k,
                                            index_t splits, index_t& begin, index_t& end) {

@@ -62,19 +62,8 @@ __global__ void coefficients_kernel(const masked_stats* __restrict__ stats, inde
   out[s] = c;
 }
 
-struct count_first {
-  index_t count;
-  index_t first;  // -1: none
-};
-struct count_first_op {
-  __device__ __forceinline__ count_first operator()(const count_first& a,
-                                                    const count_first& b) const {
-    const index_t f = a.first < 0   ? b.first
-                      : b.first < 0 ? a.first
-                                    : (a.first < b.first ? a.first : b.first);
-    return {a.count + b.count, f};
-  }
-};
+using reduce_detail::count_first;
+using reduce_detail::count_first_op;
 
 // out[0] = number of degenerate scopes, out[1] = the first one (or -1). One CTA, fixed order.
 template <class = void>
