@@ -15,8 +15,8 @@
 #include <span>
 #include <string>
 #include <type_traits>
-#include <vector>
 
+#include "posttrain/backend/cpu/fused_aggregate.hpp"
 #include "posttrain/config.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/validate.hpp"
@@ -89,32 +89,48 @@ struct value_clipped {
     static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                   "loss::value_clipped::compute accepts float or double values");
     validate(in, o, grad, norm, agg_opts);
+    // One fused pass per row (backend/cpu/fused_aggregate.hpp): dLoss/dL_t = m_t·scale_i is
+    // known from the mask, so L_t is aggregated and dloss/dv written as it is computed; bit for
+    // bit the per-token loss array followed by aggregate_loss.
     const std::size_t n = in.values.size();
-    std::vector<double> loss(n, 0.0), dl(n, 0.0), agg_grad(n, 0.0);
+    backend::cpu::fused_aggregate<Aggregation> agg(in.mask, in.seq_offsets, n, norm, agg_opts);
+    const bool write_grad = !grad.empty();
     double sum_m = 0.0, sum_clip = 0.0;
-    for (std::size_t t = 0; t < n; ++t) {
-      const double m = in.mask.empty() ? 1.0 : static_cast<double>(in.mask[t]);
-      if (m == 0.0) continue;
-      const double v = in.values[t], vo = in.old_values[t], r = in.returns[t];
-      const bool inside = !(v < vo - o.clip) && !(vo + o.clip < v);
-      const double vc = inside ? v : (v < vo - o.clip ? vo - o.clip : vo + o.clip);
-      const double a = (v - r) * (v - r), b = (vc - r) * (vc - r);
-      if (b > a) {
-        loss[t] = 0.5 * b;
-        dl[t] = inside ? vc - r : 0.0;
-        sum_clip += m;
-      } else {
-        loss[t] = 0.5 * a;
-        dl[t] = v - r;
+    const auto segment = [&](std::size_t i, std::size_t b, std::size_t e) {
+      const double scale = agg.scale(i);
+      agg.begin_row(b, e);
+      for (std::size_t t = b; t < e; ++t) {
+        const double m = in.mask.empty() ? 1.0 : static_cast<double>(in.mask[t]);
+        double dl = 0.0;
+        if (m != 0.0) {
+          const double v = in.values[t], vo = in.old_values[t], r = in.returns[t];
+          const bool inside = !(v < vo - o.clip) && !(vo + o.clip < v);
+          const double vc = inside ? v : (v < vo - o.clip ? vo - o.clip : vo + o.clip);
+          const double a = (v - r) * (v - r), b2 = (vc - r) * (vc - r);
+          double l;
+          if (b2 > a) {
+            l = 0.5 * b2;
+            dl = inside ? vc - r : 0.0;
+            sum_clip += m;
+          } else {
+            l = 0.5 * a;
+            dl = v - r;
+          }
+          sum_m += m;
+          agg.add(t, m * l);
+        }
+        if (write_grad) grad[t] = static_cast<T>(o.coef * (m * scale) * dl);
       }
-      sum_m += m;
+      agg.end_row(i);
+    };
+    if constexpr (Aggregation::per_sequence) {
+      for (std::size_t i = 0; i + 1 < in.seq_offsets.size(); ++i)
+        segment(i, static_cast<std::size_t>(in.seq_offsets[i]),
+                static_cast<std::size_t>(in.seq_offsets[i + 1]));
+    } else {
+      segment(0, 0, n);
     }
-    const agg_result agg =
-        aggregate_loss<Aggregation>(exec::host{}, std::span<const double>(loss), in.mask,
-                                    in.seq_offsets, norm, std::span<double>(agg_grad), agg_opts);
-    for (std::size_t t = 0; t < grad.size(); ++t)
-      grad[t] = static_cast<T>(o.coef * agg_grad[t] * dl[t]);
-    return {o.coef * agg.loss, agg.divisor, sum_m > 0 ? sum_clip / sum_m : 0.0};
+    return {o.coef * agg.loss(), agg.divisor(), sum_m > 0 ? sum_clip / sum_m : 0.0};
   }
 
   template <class T>

@@ -7,6 +7,9 @@
 //                       with |o_i| > 0, the row weights w_i, and the count of non-empty rows
 //   pass 2  token_grad: grad[t] = m_t·scale;  row_grad: grad[t] = m_t·scale_i
 //
+// For fused losses (backend/cpu/fused_aggregate.hpp): mask_sum (the weight half of pass 1) and
+// ordered_sum (Σ m·L fed one token at a time in pass 1's order).
+//
 // Sums are in double, in a fixed order (4 interleaved accumulators per row, combined in a fixed
 // tree), so results are deterministic. A token with m == 0 contributes nothing, whatever its loss
 // (it may be NaN). An empty mask means every weight is 1. Arguments are validated by the front
@@ -144,6 +147,42 @@ template <class T>
 void fill_zero(std::span<T> grad) {
   for (auto& g : grad) g = T(0);
 }
+
+// Σ m over [begin, end) in masked_dot's order (its weight half): the lengths a fused loss pass
+// (backend/cpu/fused_aggregate.hpp) computes from the mask alone equal aggregate_loss's.
+inline double mask_sum(std::span<const float> mask, std::size_t begin, std::size_t end) {
+  if (mask.empty()) return static_cast<double>(end - begin);
+  const float* m = mask.data();
+  double w0 = 0, w1 = 0, w2 = 0, w3 = 0;
+  std::size_t t = begin;
+  for (; t + 4 <= end; t += 4) {
+    w0 += static_cast<double>(m[t]);
+    w1 += static_cast<double>(m[t + 1]);
+    w2 += static_cast<double>(m[t + 2]);
+    w3 += static_cast<double>(m[t + 3]);
+  }
+  for (; t < end; ++t) w0 += static_cast<double>(m[t]);
+  return (w0 + w1) + (w2 + w3);
+}
+
+// Σ m·L over a segment [begin, end), fed one token at a time in increasing t by a fused loss
+// pass, in masked_dot's order: position k = t − begin goes to accumulator k mod 4 up to the last
+// full group of four, the tail to the first; combined in the same tree. Tokens with m = 0 are
+// simply not added (masked_dot adds +0.0 for them, which changes nothing).
+class ordered_sum {
+ public:
+  void reset(std::size_t begin, std::size_t end) {
+    begin_ = begin;
+    full_end_ = begin + (end - begin) / 4 * 4;
+    s_[0] = s_[1] = s_[2] = s_[3] = 0.0;
+  }
+  void add(std::size_t t, double x) { s_[t < full_end_ ? (t - begin_) & 3 : 0] += x; }
+  double total() const { return (s_[0] + s_[1]) + (s_[2] + s_[3]); }
+
+ private:
+  std::size_t begin_ = 0, full_end_ = 0;
+  double s_[4] = {0.0, 0.0, 0.0, 0.0};
+};
 
 }  // namespace backend::cpu
 

@@ -1,17 +1,25 @@
 #pragma once
 // CPU loop of loss::policy_gradient (front end: loss/policy_gradient.hpp, which validates every
-// argument first). Sequence-level surrogates first get one pass over each row (the row's
-// log-ratio statistic from Surrogate::token_log_ratio / length_divisor, and the row's IS weight
-// where the surrogate consumes weights per row). Then per token: surrogate, detached IS weight,
-// KL (optionally IS-corrected) and entropy terms; one aggregate_loss over the summed per-token
-// loss, whose dLoss/dL_t turns the per-token derivatives into dLoss/dℓ (through the row statistic
-// for sequence gradients). Sequential, sums in double: deterministic. Tokens with m = 0 are never
-// read.
+// argument first). One fused pass per row, no full-length scratch:
+//   0. aggregation weights from the mask alone (fused_aggregate): dLoss/dL_t = m_t·scale_i;
+//   1. sequence-level surrogates and the sequence KL correction: a pre-pass over the row for its
+//      statistic (log-ratio sum via Surrogate::token_log_ratio / length_divisor, the row's IS
+//      weight, the KL sequence ratio); per-token slopes and clip flags go to row-sized buffers;
+//   2. per token: surrogate, detached IS weight, KL (optionally IS-corrected) and entropy terms;
+//      m·L_t into the aggregate, the statistics, and dLoss/dℓ_t = dLoss/dL_t·∂L_t/∂ℓ_t written
+//      directly — or, when a row-level term follows (sequence gradients, sequence KL), kept in a
+//      row buffer and written by
+//   3. a pass over the row that adds the row term (dLoss/dlog s_i through each token's slope).
+// Each sum keeps the order of the unfused composition (per-token arrays, then aggregate_loss),
+// so results are bit-identical to it (tests/loss/policy_gradient_fused.cpp). Sequential, sums in
+// double: deterministic. Tokens with m = 0 are never read.
+#include <algorithm>
 #include <cmath>
 #include <span>
 #include <type_traits>
 #include <vector>
 
+#include "posttrain/backend/cpu/fused_aggregate.hpp"
 #include "posttrain/config.hpp"
 #include "posttrain/core/types.hpp"
 #include "posttrain/loss/policy_gradient/parts.hpp"
@@ -44,6 +52,7 @@ policy_gradient_result policy_gradient(const policy_gradient_inputs<T>& in,
                                        const policy_gradient_outputs<T>& out,
                                        const agg_normalizer& norm, const agg_options& agg_opts) {
   constexpr bool has_kl = !std::is_same_v<Kl, kl::none>;
+  constexpr bool seq_level = Surrogate::sequence_level;
   constexpr bool seq_grad = detail::pg_sequence_gradient<Surrogate>();
   constexpr pg_weight_use weight_use = detail::pg_weight_use_of<Surrogate>();
   const std::size_t n = in.logprobs.size();
@@ -53,6 +62,8 @@ policy_gradient_result policy_gradient(const policy_gradient_inputs<T>& in,
   const bool has_w = !in.importance_weights.empty();
   const bool kl_token_is = has_kl && o.kl_correction == kl_is_correction::token;
   const bool kl_seq_is = has_kl && o.kl_correction == kl_is_correction::sequence;
+  const bool write_grad = !out.grad.empty();
+  const bool write_entropy_grad = !out.entropy_grad.empty();
   const auto mask_at = [&](std::size_t t) {
     return in.mask.empty() ? 1.0 : static_cast<double>(in.mask[t]);
   };
@@ -63,191 +74,215 @@ policy_gradient_result policy_gradient(const policy_gradient_inputs<T>& in,
   const auto row_begin = [&](std::size_t i) { return static_cast<std::size_t>(in.seq_offsets[i]); };
   const T lr_lo = ::posttrain::detail::kl_bound<T>(o.log_ratio_min);
   const T lr_hi = ::posttrain::detail::kl_bound<T>(o.log_ratio_max);
-
-  // Sequence-level surrogates: log s_i = Σ m·term / D_i per row; every token then sees log s_i.
-  std::vector<double> seq_log_ratio, seq_inv_len, seq_weight, tok_slope;
-  std::vector<unsigned char> tok_flags;
-  if constexpr (Surrogate::sequence_level) {
-    seq_log_ratio.assign(rows, 0.0);
-    seq_inv_len.assign(rows, 0.0);
-    tok_flags.assign(n, 0);
-    if constexpr (seq_grad) tok_slope.assign(n, 0.0);
-    if constexpr (weight_use == pg_weight_use::sequence_geo_mean)
-      if (has_w) seq_weight.assign(rows, 1.0);
-    for (std::size_t i = 0; i < rows; ++i) {
-      double s = 0.0, len = 0.0, log_w = 0.0;
-      for (std::size_t t = row_begin(i); t < row_begin(i + 1); ++t) {
-        const double m = mask_at(t);
-        if (m == 0.0) continue;
-        // the row statistic in double, as every reduction over tokens
-        const pg_seq_token<double> q = Surrogate::token_log_ratio(
-            static_cast<double>(in.logprobs[t]) - static_cast<double>(in.old_logprobs[t]),
-            static_cast<double>(in.advantages[t]), o);
-        s += m * q.log_ratio;
-        len += m;
-        if constexpr (seq_grad) tok_slope[t] = q.slope;
-        tok_flags[t] = static_cast<unsigned char>((q.clipped ? 1 : 0) | (q.clipped_lower ? 2 : 0));
-        if constexpr (weight_use == pg_weight_use::log_ratio_sum)
-          if (has_w)
-            s += Surrogate::importance_log_term(weight_at(t));
-        if constexpr (weight_use == pg_weight_use::sequence_geo_mean)
-          if (has_w) log_w += m * std::log(weight_at(t) + 1e-10);
-      }
-      const double d = Surrogate::length_divisor(len, agg_opts);
-      seq_inv_len[i] = d > 0.0 ? 1.0 / d : 0.0;
-      seq_log_ratio[i] = s * seq_inv_len[i];
-      if constexpr (weight_use == pg_weight_use::sequence_geo_mean)
-        if (has_w) seq_weight[i] = std::exp(log_w * seq_inv_len[i]);
-    }
-  }
-
-  // IS-corrected KL with the sequence ratio: ρ_i = e^{clamp(Σ m·logr / max(Σ m, 1))} per row.
-  std::vector<double> kl_seq_ratio, kl_seq_slope, kl_seq_value;
-  if (kl_seq_is) {
-    kl_seq_ratio.assign(rows, 1.0);
-    kl_seq_slope.assign(rows, 0.0);
-    kl_seq_value.assign(n, 0.0);
-    for (std::size_t i = 0; i < rows; ++i) {
-      double s = 0.0, len = 0.0;
-      for (std::size_t t = row_begin(i); t < row_begin(i + 1); ++t) {
-        const double m = mask_at(t);
-        if (m == 0.0) continue;
-        s += m * (static_cast<double>(in.logprobs[t]) - static_cast<double>(in.old_logprobs[t]));
-        len += m;
-      }
-      const double inv = 1.0 / (len > 1.0 ? len : 1.0);
-      const double lr = s * inv;
-      const bool clamped = lr < o.log_ratio_min || o.log_ratio_max < lr;
-      kl_seq_ratio[i] = std::exp(clamped ? (lr < o.log_ratio_min ? o.log_ratio_min
-                                                                  : o.log_ratio_max)
-                                         : lr);
-      kl_seq_slope[i] = clamped ? 0.0 : kl_seq_ratio[i] * inv;
-    }
-  }
-
-  std::vector<double> loss(n, 0.0), agg_grad(n, 0.0), pg_value(n, 0.0), pg_grad(n, 0.0);
-  std::vector<double> kl_value(has_kl ? n : 0, 0.0), kl_grad(has_kl ? n : 0, 0.0);
   const ::posttrain::detail::kl_element<Kl, T> kl_el{
       ::posttrain::detail::kl_bound<T>(o.kl.input_min),
       ::posttrain::detail::kl_bound<T>(o.kl.input_max),
       ::posttrain::detail::kl_bound<T>(o.kl.output_min),
       ::posttrain::detail::kl_bound<T>(o.kl.output_max)};
+
+  fused_aggregate<Agg> agg(in.mask, in.seq_offsets, n, norm, agg_opts);
+
+  // Row-sized buffers, reused by every row: clip flags and slopes of the sequence statistic, and
+  // the per-token part of the gradient when a row-level term is added after the row's pass.
+  const bool by_row = Agg::per_sequence || seq_level || kl_seq_is;
+  const bool row_term = write_grad && (seq_grad || kl_seq_is);
+  std::size_t max_len = 0;
+  if (by_row)
+    for (std::size_t i = 0; i < rows; ++i) max_len = std::max(max_len, row_begin(i + 1) - row_begin(i));
+  std::vector<unsigned char> tok_flags(seq_level ? max_len : 0);
+  std::vector<double> tok_slope(seq_grad && write_grad ? max_len : 0);
+  std::vector<double> tok_part(row_term && (!seq_grad || has_kl) ? max_len : 0);
+
+  // Sums in double, each in token order (the unfused composition's order), kept in locals.
   double sum_m = 0, sum_clip = 0, sum_clip_lower = 0, sum_kl = 0, sum_ratio = 0;
-  const bool track_rows = Surrogate::sequence_level || kl_seq_is;
+  double pg_loss = 0, kl_loss = 0, entropy = 0;
+  const T* const logprobs = in.logprobs.data();
+  const T* const old_logprobs = in.old_logprobs.data();
+  const T* const advantages = in.advantages.data();
+  const T* const ref_logprobs = in.ref_logprobs.data();
+  const T* const entropies = in.entropy.data();
+  T* const grad = out.grad.data();
+  T* const entropy_grad = out.entropy_grad.data();
 
-  std::size_t row = 0;
-  for (std::size_t t = 0; t < n; ++t) {
-    const double m = mask_at(t);
-    if (track_rows)
-      while (static_cast<std::size_t>(in.seq_offsets[row + 1]) <= t) ++row;
-    if (m == 0.0) continue;
-    const T logp = in.logprobs[t];
-    T logr = T(0);
-    if constexpr (Surrogate::sequence_level) {
-      logr = static_cast<T>(seq_log_ratio[row]);
-    } else {
-      if (has_old) logr = logp - in.old_logprobs[t];
-    }
-    const pg_token<T> q = Surrogate::evaluate(logp, logr, in.advantages[t], o);
-    double w = 1.0;
-    if (has_w) {
-      if constexpr (weight_use == pg_weight_use::multiply) w = weight_at(t);
-      if constexpr (weight_use == pg_weight_use::sequence_geo_mean) w = seq_weight[row];
-    }
-    pg_value[t] = w * static_cast<double>(q.loss);
-    pg_grad[t] = w * static_cast<double>(q.grad);
-    double l = pg_value[t];
-    if constexpr (has_kl) {
-      T kv, kg;
-      kl_el.value_and_grad(logp - in.ref_logprobs[t], kv, kg);
-      double v = static_cast<double>(kv), g = static_cast<double>(kg);
-      if (kl_token_is) {
-        // ρ_t·K: ∂/∂ℓ = ρ·K' + K·∂ρ/∂ℓ (∂ρ/∂ℓ = ρ, 0 where the log-ratio clamp is active)
-        const T lr = logp - in.old_logprobs[t];
-        const bool clamped = lr < lr_lo || lr_hi < lr;
-        const double r = std::exp(static_cast<double>(math::clamp(lr, lr_lo, lr_hi)));
-        g = r * g + (clamped ? 0.0 : r * v);
-        v *= r;
-      } else if (kl_seq_is) {
-        // ρ_i·K: the token term ρ_i·K' here; K·∂ρ_i/∂ℓ_u goes to every token u of the row below
-        kl_seq_value[t] = o.kl_coef * v;
-        g *= kl_seq_ratio[row];
-        v *= kl_seq_ratio[row];
+  // Segment i = row i, or the whole batch (i = 0) for token-level compositions.
+  const std::size_t segments = by_row ? rows : 1;
+  for (std::size_t i = 0; i < segments; ++i) {
+    const std::size_t b = by_row ? row_begin(i) : 0, e = by_row ? row_begin(i + 1) : n;
+
+    // Sequence-level surrogates: log s_i = Σ m·term / D_i; every token then sees log s_i.
+    double seq_log_ratio = 0.0, seq_inv_len = 0.0, seq_weight = 1.0;
+    if constexpr (seq_level) {
+      double s = 0.0, len = 0.0, log_w = 0.0;
+      for (std::size_t t = b; t < e; ++t) {
+        const double m = mask_at(t);
+        if (m == 0.0) continue;
+        // the row statistic in double, as every reduction over tokens
+        const pg_seq_token<double> q = Surrogate::token_log_ratio(
+            static_cast<double>(logprobs[t]) - static_cast<double>(old_logprobs[t]),
+            static_cast<double>(advantages[t]), o);
+        s += m * q.log_ratio;
+        len += m;
+        if constexpr (seq_grad)
+          if (write_grad) tok_slope[t - b] = q.slope;
+        tok_flags[t - b] =
+            static_cast<unsigned char>((q.clipped ? 1 : 0) | (q.clipped_lower ? 2 : 0));
+        if constexpr (weight_use == pg_weight_use::log_ratio_sum)
+          if (has_w) s += Surrogate::importance_log_term(weight_at(t));
+        if constexpr (weight_use == pg_weight_use::sequence_geo_mean)
+          if (has_w) log_w += m * std::log(weight_at(t) + 1e-10);
       }
-      kl_value[t] = v;
-      kl_grad[t] = o.kl_coef * g;
-      l += o.kl_coef * v;
+      const double d = Surrogate::length_divisor(len, agg_opts);
+      seq_inv_len = d > 0.0 ? 1.0 / d : 0.0;
+      seq_log_ratio = s * seq_inv_len;
+      if constexpr (weight_use == pg_weight_use::sequence_geo_mean)
+        if (has_w) seq_weight = std::exp(log_w * seq_inv_len);
     }
-    if (has_entropy) l -= o.entropy_coef * static_cast<double>(in.entropy[t]);
-    loss[t] = l;
-    bool clipped = q.clipped, clipped_lower = q.clipped_lower;
-    if constexpr (Surrogate::sequence_level) {
-      clipped = clipped || (tok_flags[t] & 1) != 0;
-      clipped_lower = clipped_lower || (tok_flags[t] & 2) != 0;
-    }
-    sum_m += m;
-    sum_clip += clipped ? m : 0.0;
-    sum_clip_lower += clipped_lower ? m : 0.0;
-    sum_kl -= m * static_cast<double>(math::clamp(logr, lr_lo, lr_hi));
-    sum_ratio += m * static_cast<double>(q.ratio);
-  }
 
-  const agg_result agg = aggregate_loss<Agg>(
-      exec::host{}, std::span<const double>(loss), in.mask, in.seq_offsets, norm,
-      std::span<double>(agg_grad), agg_opts);
+    // IS-corrected KL with the sequence ratio: ρ_i = e^{clamp(Σ m·logr / max(Σ m, 1))}.
+    double kl_seq_ratio = 1.0, kl_seq_slope = 0.0;
+    if (kl_seq_is) {
+      double s = 0.0, len = 0.0;
+      for (std::size_t t = b; t < e; ++t) {
+        const double m = mask_at(t);
+        if (m == 0.0) continue;
+        s += m * (static_cast<double>(logprobs[t]) - static_cast<double>(old_logprobs[t]));
+        len += m;
+      }
+      const double inv = 1.0 / (len > 1.0 ? len : 1.0);
+      const double lr = s * inv;
+      const bool clamped = lr < o.log_ratio_min || o.log_ratio_max < lr;
+      kl_seq_ratio = std::exp(clamped ? (lr < o.log_ratio_min ? o.log_ratio_min : o.log_ratio_max)
+                                      : lr);
+      kl_seq_slope = clamped ? 0.0 : kl_seq_ratio * inv;
+    }
+
+    const double scale = agg.scale(i);
+    agg.begin_row(b, e);
+    double seq_sum = 0.0, kl_seq_sum = 0.0;  // Σ dLoss/dL_t·∂L_t/∂(row statistic) over the row
+    for (std::size_t t = b; t < e; ++t) {
+      const double m = mask_at(t);
+      const double a = m * scale;  // dLoss/dL_t
+      if (write_entropy_grad) entropy_grad[t] = static_cast<T>(-o.entropy_coef * a);
+      if (m == 0.0) {
+        if (write_grad) {
+          // dLoss/dL_t·0 for each term, exactly as the unfused composition writes it
+          double g = seq_grad ? 0.0 : a * 0.0;
+          if constexpr (has_kl) g += a * 0.0;
+          if (!row_term)
+            grad[t] = static_cast<T>(g);
+          else if (!tok_part.empty())
+            tok_part[t - b] = g;
+        }
+        continue;
+      }
+      const T logp = logprobs[t];
+      T logr = T(0);
+      if constexpr (seq_level) {
+        logr = static_cast<T>(seq_log_ratio);
+      } else {
+        if (has_old) logr = logp - old_logprobs[t];
+      }
+      const pg_token<T> q = Surrogate::evaluate(logp, logr, advantages[t], o);
+      double w = 1.0;
+      if (has_w) {
+        if constexpr (weight_use == pg_weight_use::multiply) w = weight_at(t);
+        if constexpr (weight_use == pg_weight_use::sequence_geo_mean) w = seq_weight;
+      }
+      const double pg_value = w * static_cast<double>(q.loss);
+      const double pg_grad = w * static_cast<double>(q.grad);
+      double l = pg_value;
+      [[maybe_unused]] double kl_value = 0.0, kl_grad = 0.0;
+      if constexpr (has_kl) {
+        T kv, kg;
+        kl_el.value_and_grad(logp - ref_logprobs[t], kv, kg);
+        double v = static_cast<double>(kv), g = static_cast<double>(kg);
+        if (kl_token_is) {
+          // ρ_t·K: ∂/∂ℓ = ρ·K' + K·∂ρ/∂ℓ (∂ρ/∂ℓ = ρ, 0 where the log-ratio clamp is active)
+          const T lr = logp - old_logprobs[t];
+          const bool clamped = lr < lr_lo || lr_hi < lr;
+          const double rho = std::exp(static_cast<double>(math::clamp(lr, lr_lo, lr_hi)));
+          g = rho * g + (clamped ? 0.0 : rho * v);
+          v *= rho;
+        } else if (kl_seq_is) {
+          // ρ_i·K: the token term ρ_i·K' here; K·∂ρ_i/∂ℓ_u goes to every token u of the row
+          kl_seq_sum += a * (o.kl_coef * v);
+          g *= kl_seq_ratio;
+          v *= kl_seq_ratio;
+        }
+        kl_value = v;
+        kl_grad = o.kl_coef * g;
+        l += o.kl_coef * v;
+      }
+      double h = 0.0;
+      if (has_entropy) {
+        h = static_cast<double>(entropies[t]);
+        l -= o.entropy_coef * h;
+      }
+      agg.add(t, m * l);
+
+      bool clipped = q.clipped, clipped_lower = q.clipped_lower;
+      if constexpr (seq_level) {
+        clipped = clipped || (tok_flags[t - b] & 1) != 0;
+        clipped_lower = clipped_lower || (tok_flags[t - b] & 2) != 0;
+      }
+      sum_m += m;
+      sum_clip += clipped ? m : 0.0;
+      sum_clip_lower += clipped_lower ? m : 0.0;
+      sum_kl -= m * static_cast<double>(math::clamp(logr, lr_lo, lr_hi));
+      sum_ratio += m * static_cast<double>(q.ratio);
+      if (a != 0.0) {
+        pg_loss += a * pg_value;
+        if constexpr (has_kl) kl_loss += a * kl_value;
+        if (has_entropy) entropy += a * h;
+      }
+
+      if (write_grad) {
+        if constexpr (seq_grad) {
+          seq_sum += a * pg_grad;
+          if constexpr (has_kl) tok_part[t - b] = a * kl_grad;
+        } else {
+          double g = a * pg_grad;
+          if constexpr (has_kl) g += a * kl_grad;
+          if (row_term)
+            tok_part[t - b] = g;
+          else
+            grad[t] = static_cast<T>(g);
+        }
+      }
+    }
+    agg.end_row(i);
+
+    // The row-level terms, now that the row's sums are known.
+    if (row_term) {
+      const double g_seq = seq_sum * seq_inv_len;
+      const double g_kl = kl_seq_sum * kl_seq_slope;
+      for (std::size_t t = b; t < e; ++t) {
+        const double m = mask_at(t);
+        double g = 0.0;
+        if constexpr (seq_grad) {
+          if (m != 0.0) g = m * g_seq * tok_slope[t - b];
+          if constexpr (has_kl) g += tok_part[t - b];
+        } else {
+          g = tok_part[t - b];
+        }
+        if (kl_seq_is && m != 0.0) g += m * g_kl;
+        grad[t] = static_cast<T>(g);
+      }
+    }
+  }
 
   policy_gradient_result r;
-  r.loss = agg.loss;
-  r.divisor = agg.divisor;
-  for (std::size_t t = 0; t < n; ++t) {
-    if (agg_grad[t] == 0.0) continue;
-    r.pg_loss += agg_grad[t] * pg_value[t];
-    if constexpr (has_kl) r.kl_loss += agg_grad[t] * kl_value[t];
-    if (has_entropy) r.entropy += agg_grad[t] * static_cast<double>(in.entropy[t]);
-  }
+  r.pg_loss = pg_loss;
+  r.kl_loss = kl_loss;
+  r.entropy = entropy;
+  r.loss = agg.loss();
+  r.divisor = agg.divisor();
   if (sum_m > 0) {
     r.clip_fraction = sum_clip / sum_m;
     r.clip_fraction_lower = sum_clip_lower / sum_m;
     r.approx_kl = sum_kl / sum_m;
     r.mean_ratio = sum_ratio / sum_m;
   }
-
-  if (!out.grad.empty()) {
-    std::vector<double> grad(n, 0.0);
-    if constexpr (seq_grad) {
-      for (std::size_t i = 0; i < rows; ++i) {
-        double g = 0.0;
-        for (std::size_t t = row_begin(i); t < row_begin(i + 1); ++t)
-          g += agg_grad[t] * pg_grad[t];
-        g *= seq_inv_len[i];
-        for (std::size_t t = row_begin(i); t < row_begin(i + 1); ++t) {
-          const double m = mask_at(t);
-          if (m != 0.0) grad[t] = m * g * tok_slope[t];
-        }
-      }
-    } else {
-      for (std::size_t t = 0; t < n; ++t) grad[t] = agg_grad[t] * pg_grad[t];
-    }
-    if constexpr (has_kl) {
-      for (std::size_t t = 0; t < n; ++t) grad[t] += agg_grad[t] * kl_grad[t];
-      if (kl_seq_is) {
-        for (std::size_t i = 0; i < rows; ++i) {
-          double g = 0.0;
-          for (std::size_t t = row_begin(i); t < row_begin(i + 1); ++t)
-            g += agg_grad[t] * kl_seq_value[t];
-          g *= kl_seq_slope[i];
-          for (std::size_t t = row_begin(i); t < row_begin(i + 1); ++t) {
-            const double m = mask_at(t);
-            if (m != 0.0) grad[t] += m * g;
-          }
-        }
-      }
-    }
-    for (std::size_t t = 0; t < n; ++t) out.grad[t] = static_cast<T>(grad[t]);
-  }
-  if (!out.entropy_grad.empty())
-    for (std::size_t t = 0; t < n; ++t)
-      out.entropy_grad[t] = static_cast<T>(-o.entropy_coef * agg_grad[t]);
   return r;
 }
 
