@@ -13,7 +13,9 @@
 //   ppo_entropy: + read H, write dH                           28 B/token
 //   value_clipped: read v, V_old, R, mask; write grad         20 B/token
 // Sequence-level surrogates (GSPO) and per-sequence aggregations need per-row sums first; a row
-// (T·16 B = 64 KiB here) stays in cache, so their compulsory traffic is the same.
+// (T·16 B = 64 KiB here) stays in cache, so their compulsory traffic is the same. The aggregation
+// weights need Σ m before the first gradient is written (token_mean with a local divisor, the
+// per-sequence modes): one more read of the mask, 4 B/token, not counted as compulsory.
 // items_per_second counts tokens (N = B·T, padding included).
 #include <benchmark/benchmark.h>
 
@@ -77,10 +79,18 @@ inputs& data(pt::index_t B, pt::index_t T) {
   return in;
 }
 
+// x_floor = time / floor, floor = compulsory bytes / 15.6 GB/s (floor_pm of
+// docs/performance.md): an inverted rate, so it uses CPU time and Google Benchmark prints it with
+// an "s" suffix although it is a plain ratio.
+constexpr double floor_bytes_per_second = 15.6e9;
+
 void report(benchmark::State& state, const inputs& in, double bytes_per_token) {
   const double n = static_cast<double>(in.B * in.T) * static_cast<double>(state.iterations());
   state.SetItemsProcessed(static_cast<std::int64_t>(n));
   state.SetBytesProcessed(static_cast<std::int64_t>(n * bytes_per_token));
+  state.counters["x_floor"] =
+      benchmark::Counter(n * bytes_per_token / floor_bytes_per_second,
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
 // One composition with its options; Algo::uses_reference decides whether ℓref is passed.
