@@ -47,12 +47,19 @@ namespace backend::cpu {
 // with -march=native: 8 lanes, one register; AVX: 4; SSE2, the default x86-64 build: 2), so
 // scan_lanes / scan_vector_lanes independent vectors of rows advance together and hide the
 // multiply-add latency. 16 lanes measured slower (twice the concurrent row streams to stage).
-// Without GNU vector extensions, scalar lanes.
+// Without GNU vector extensions (or under nvcc), scalar lanes.
 #ifndef POSTTRAIN_SCAN_LANES
 #define POSTTRAIN_SCAN_LANES 8
 #endif
 inline constexpr int scan_lanes = POSTTRAIN_SCAN_LANES;
-#if defined(__GNUC__)
+// nvcc compiles host-device formulas for the device too, where vector types do not exist: CUDA
+// translation units get the scalar (serial) scan.
+#if defined(__GNUC__) && !defined(__CUDACC__)
+#define POSTTRAIN_DETAIL_SCAN_VECTORS 1
+#else
+#define POSTTRAIN_DETAIL_SCAN_VECTORS 0
+#endif
+#if POSTTRAIN_DETAIL_SCAN_VECTORS
 #if defined(__AVX512F__)
 inline constexpr int scan_vector_lanes = 8;
 #elif defined(__AVX__)
@@ -98,7 +105,7 @@ POSTTRAIN_FORCEINLINE D round_lanes(D x) {
 // Lanes [k0, k0 + scan_vector_lanes) of a tile row, in double.
 template <class T>
 POSTTRAIN_FORCEINLINE scan_vector load_lanes(const T* row, int k0) {
-#if defined(__GNUC__)
+#if POSTTRAIN_DETAIL_SCAN_VECTORS
   scan_vector v;
   for (int k = 0; k < scan_vector_lanes; ++k) v[k] = static_cast<double>(row[k0 + k]);
   return v;
@@ -109,7 +116,7 @@ POSTTRAIN_FORCEINLINE scan_vector load_lanes(const T* row, int k0) {
 
 template <class T>
 POSTTRAIN_FORCEINLINE void store_lanes(T* row, int k0, scan_vector v) {
-#if defined(__GNUC__)
+#if POSTTRAIN_DETAIL_SCAN_VECTORS
   for (int k = 0; k < scan_vector_lanes; ++k) row[k0 + k] = static_cast<T>(v[k]);
 #else
   row[k0] = static_cast<T>(v);
