@@ -14,8 +14,8 @@
 //       sees one token of every row side by side and vectorises across rows. Every sequence
 //       gets exactly the serial recurrence of its own tokens (no reassociation); a sequence
 //       shorter than the longest of its block idles (its lane computes on zeros and writes
-//       nothing) until the block ends. Targets whose double vectors have fewer than 4 lanes
-//       (the default SSE2 build) run the sequences one after the other (reverse_scan_serial).
+//       nothing) until the block ends. Only with POSTTRAIN_SCAN_TILED=1: by default the
+//       sequences run one after the other (reverse_scan_serial, measured faster; see there).
 //   for_each_member(group_offsets, fn)      fn(g, i) for every sequence i of group g, in order.
 //   broadcast(A[B], seq_offsets, mask, out[N])   out_t = A_b·m_t.
 //   sequence_lengths(mask, seq_offsets, out[B])  Σ_t m_t.
@@ -124,8 +124,15 @@ POSTTRAIN_FORCEINLINE void store_lanes(T* row, int k0, scan_vector v) {
 }
 
 // One sequence after the other, the kernel on scalar doubles: the hardware prefetcher follows
-// the single descending stream. Used where the double vector has fewer than 4 lanes (the
-// default SSE2 build: the staging there cost more than the latency it hides, 1.7x slower GAE).
+// the single descending stream. The default: the tiled lane scan below (POSTTRAIN_SCAN_TILED=1)
+// measured slower in bench/cpu/advantage.cpp at 512 x 4096 (GAE 11.3 vs 5.4 ms with AVX-512,
+// 1.7x slower with SSE2): its staging loads stall on the W·(inputs + 1) strided row streams and
+// it writes the transposed tile one element at a time, which costs more than the multiply-add
+// latency it hides. Kept, tested (tests/advantage/scan_tiled_*.cpp), for an in-register
+// transpose to build on.
+#ifndef POSTTRAIN_SCAN_TILED
+#define POSTTRAIN_SCAN_TILED 0
+#endif
 template <class Kernel>
 void reverse_scan_serial(std::span<const index_t> seq_offsets, const Kernel& kernel) {
   using T = typename Kernel::value_type;
@@ -148,7 +155,7 @@ void reverse_scan_serial(std::span<const index_t> seq_offsets, const Kernel& ker
 
 template <class Kernel>
 void reverse_scan(std::span<const index_t> seq_offsets, const Kernel& kernel) {
-  if constexpr (scan_vector_lanes < 4) {
+  if constexpr (!POSTTRAIN_SCAN_TILED) {
     reverse_scan_serial(seq_offsets, kernel);
     return;
   }
