@@ -158,6 +158,13 @@ inline policy_gradient_options gmpo() { return pg_presets::trl_gmpo(); }
 inline loss::adaptive_entropy_controller adaptive_entropy(double coef) {
   return loss::entropy_controller_conventions::trl_adaptive(coef);
 }
+// GRPOTrainer's entropy bonus (entropy_coef c, or adaptive_entropy(c).applied()) on a preset o:
+// c·(token mean of H over mask × entropy mask)/GA whatever the loss type; pass the
+// top_entropy_quantile mask as inputs.entropy_mask (tests/golden/trl_grpo.cpp).
+inline policy_gradient_options entropy_bonus(policy_gradient_options o, double coef,
+                                             double gradient_accumulation_steps = 1.0) {
+  return pg_presets::trl_entropy_bonus(o, coef, gradient_accumulation_steps);
+}
 inline policy_gradient_options vespo() { return pg_presets::trl_vespo(); }
 inline policy_gradient_options luspo() { return pg_presets::trl_luspo(); }
 inline policy_gradient_options rloo_sequence_ppo() { return pg_presets::trl_rloo(); }

@@ -18,7 +18,9 @@
 //     (mode, clip_max, clip_min)       conventions::trl::vllm_is(mode, max, min)) (VESPO: into
 //                                      its sequence weight, pg_weight_use::log_ratio_sum)
 //   entropy_coef c (bonus)             − c·masked_mean(H, m·entropy mask)/GA, beside the loss
-//                                      (TRL's bonus is a token mean whatever the loss type);
+//                                      (TRL's bonus is a token mean whatever the loss type):
+//                                      conventions::trl::entropy_bonus(o, c, GA) with
+//                                      inputs.entropy_mask = the top_entropy_quantile mask;
 //                                      use_adaptive_entropy: loss::adaptive_entropy_controller
 // Inputs: B = 6 rows of T = 9 tokens with an observation hole and (mask_empty) an all-masked row,
 // per-row advantages with a 0, log-ratios of ±2 and ±2.5 (outside every clip range), a reference
@@ -431,20 +433,36 @@ TEST(GoldenTrlGrpo, EntropyBonusBuiltInForBnpo) {
   }
 }
 
-// Finding (a convention, not in files this test's author owns): policy_gradient_options::
-// entropy_coef subtracts c·agg(H) with the loss type's aggregation (verl / OpenRLHF); TRL 1.16
-// subtracts c·(token mean of H over mask × entropy mask)/GA for every loss type. They differ for
-// grpo (sequence mean of token means), dapo (num_items_in_batch divisor) and with an entropy mask
-// (ours does not apply importance_weights to H). Match TRL with the bonus beside the loss
-// (EntropyBonusTokenMeanBesideTheLoss).
-TEST(GoldenTrlGrpo, DISABLED_EntropyBonusBuiltInForGrpoAndDapo) {
-  for (const char* type : {"grpo", "dapo"})
+// policy_gradient_options::entropy_coef alone subtracts c·agg(H) with the loss type's aggregation
+// (verl / OpenRLHF); TRL 1.16 subtracts c·(token mean of H over mask × entropy mask)/GA for every
+// loss type (different for grpo, dapo and with an entropy mask). conventions::trl::entropy_bonus
+// (entropy_agg = token_mean, entropy_divisor = GA) with the top_entropy_quantile mask as
+// inputs.entropy_mask reproduces it built in: loss, d/dℓ and d/dH in one call, every case with a
+// bonus (static and adaptive; the surrogate keeps its IS / entropy-mask weights).
+TEST(GoldenTrlGrpo, EntropyBonusBuiltInWithTrlPreset) {
+  int seen = 0;
+  for (const char* type : {"grpo", "bnpo", "dapo"})
     for (const grpo_case& g : of_type(type)) {
       const json& p = *g.params;
-      if (p.at("entropy_coef").get<double>() == 0.0) continue;
-      pt::policy_gradient_options o = trl_options(pt::pg_presets::trl_grpo(0.0), g);
+      const bool adaptive = p.at("use_adaptive_entropy").get<bool>();
+      if (p.at("entropy_coef").get<double>() == 0.0 && !adaptive) continue;
+      ++seen;
+      SCOPED_TRACE(g.name);
+      double c = p.at("entropy_coef").get<double>();
+      if (adaptive) {
+        pt::loss::adaptive_entropy_controller ctl = pt::conventions::trl::adaptive_entropy(c);
+        ctl.target = p.at("entropy_target").get<double>();
+        ctl.last_entropy = p.at("last_world_entropy").get<double>();
+        c = ctl.applied();
+      }
+      const double delta =
+          p.at("delta").is_null() ? pt::pg_presets::inf : p.at("delta").get<double>();
+      pt::policy_gradient_options o = trl_options(pt::pg_presets::trl_grpo(0.0, delta), g);
+      o.clip_low = p.at("epsilon").get<double>();
       o.clip_high = p.at("epsilon_high").get<double>();
-      o.entropy_coef = p.at("entropy_coef").get<double>();
+      o = pt::conventions::trl::entropy_bonus(o, c,
+                                              p.at("gradient_accumulation_steps").get<double>());
+      ASSERT_EQ(g.level, "token");
       pt::policy_gradient_inputs<double> in;
       in.logprobs = g.lp;
       in.old_logprobs = g.old;
@@ -452,23 +470,30 @@ TEST(GoldenTrlGrpo, DISABLED_EntropyBonusBuiltInForGrpoAndDapo) {
       in.mask = g.mask;
       in.seq_offsets = g.seqs;
       in.entropy = g.entropy;
+      if (p.at("top_entropy_quantile").get<double>() < 1.0) in.entropy_mask = g.entropy_mask;
       if (g.has_weights) in.importance_weights = g.weights;
+      if (o.kl_coef != 0.0) in.ref_logprobs = g.ref;
       vec grad(g.lp.size()), hgrad(g.lp.size());
       double loss_value = 0;
-      if (g.loss_type == "grpo") {
+      const auto run = [&]<class N>(N) {
+        if (o.kl_coef != 0.0) {
+          using loss = pt::loss::policy_gradient<pt::surrogate::clip, pt::kl::k3,
+                                                 typename N::aggregation>;
+          return loss::compute(pt::exec::host{}, in, o, {grad, hgrad}, normalizer<N>(g),
+                               N::options());
+        }
         using loss = pt::loss::policy_gradient<pt::surrogate::clip, pt::kl::none,
-                                               lt::grpo::aggregation>;
-        loss_value = loss::compute(pt::exec::host{}, in, o, {grad, hgrad}, normalizer<lt::grpo>(g),
-                                   lt::grpo::options())
-                         .loss;
-      } else {
-        using loss = pt::loss::policy_gradient<pt::surrogate::clip, pt::kl::none,
-                                               lt::dapo::aggregation>;
-        loss_value = loss::compute(pt::exec::host{}, in, o, {grad, hgrad}, normalizer<lt::dapo>(g),
-                                   lt::dapo::options())
-                         .loss;
-      }
+                                               typename N::aggregation>;
+        return loss::compute(pt::exec::host{}, in, o, {grad, hgrad}, normalizer<N>(g),
+                             N::options());
+      };
+      if (g.loss_type == "grpo") loss_value = run(lt::grpo{}).loss;
+      if (g.loss_type == "bnpo") loss_value = run(lt::bnpo{}).loss;
+      if (g.loss_type == "dapo") loss_value = run(lt::dapo{}).loss;
       golden::expect_close(loss_value, g.loss_expected, g.name + " loss");
+      golden::expect_close(grad, g.grad_expected, g.name + " d/dper_token_logps");
       golden::expect_close(hgrad, golden::data(g.grads->at("entropies")), g.name + " d/dentropies");
     }
+  // grpo_ent0.05, grpo with vLLM IS, dapo with ρ = 0.5, bnpo static and adaptive (×2)
+  EXPECT_EQ(seen, 6);
 }

@@ -41,7 +41,7 @@ TEST(PolicyGradientSapo, OnPolicyEqualsReinforceGradient) {
 TEST(PolicyGradientSapo, HugeLogRatioFiniteAndBadTau) {
   std::vector<float> lp{-1, -1}, old{-51, 49}, adv{1, -1}, g(2, 5.f);
   const std::vector<index_t> off{0, 2};
-  pt::policy_gradient_inputs<float> in{lp, old, adv, {}, {}, off, {}, {}};
+  pt::policy_gradient_inputs<float> in{lp, old, adv, {}, {}, off, {}, {}, {}};
   const auto r = sapo::compute(in, pt::pg_presets::verl_sapo(), {std::span<float>(g), {}});
   EXPECT_TRUE(std::isfinite(r.loss));
   for (float x : g) EXPECT_TRUE(std::isfinite(x));

@@ -2,8 +2,11 @@
 // loss::policy_gradient<Surrogate, KlEstimator, Aggregation> — the per-token policy-gradient loss
 // of PPO, GRPO and their descendants as a compile-time composition.
 //
-//   L_t  = w_t·Surrogate(ℓ_t, logr_t, A_t) + β·KL(ℓ_t − ℓref_t) − c_H·H_t        (m_t > 0)
+//   L_t  = w_t·Surrogate(ℓ_t, logr_t, A_t) + β·KL(ℓ_t − ℓref_t) − c_H·e_t·H_t    (m_t > 0)
 //   loss = Aggregation(L, m)   (ops/aggregate.hpp: Σ_i w_i Σ_t m_t·L_t / D)
+//   options.entropy_agg = token_mean (TRL 1.16) takes the bonus out of L_t instead:
+//   loss = Aggregation(L, m) − c_H·Σ m·e·H / (max(Σ m·e, 1)·D_H), D_H = options.entropy_divisor.
+//   e_t = inputs.entropy_mask (TRL's top_entropy_quantile mask), 1 when empty.
 //   logr_t = ℓ_t − ℓold_t (the surrogate clamps it before exp).
 //   w_t = sg(min(importance_weights_t, importance_weight_cap)) when given, else 1 (TIS, verl
 //   rollout_is_weights / TRL vLLM IS / OpenRLHF tis: multiplies the surrogate, not the KL);
@@ -14,7 +17,8 @@
 //   IS-corrected KL (options.kl_correction, default none): KL_t = ρ·K(ℓ_t − ℓref_t) with the token
 //   ratio ρ_t or the row's sequence ratio ρ_i, ρ carrying gradient (TRL use_bias_correction_kl,
 //   open-instruct kl_estimator 3 = kl::k1 with the token ratio).
-// Writes dLoss/dℓ[N] and dLoss/dH[N] (= −c_H·dLoss/dL_t); 0 where m = 0.
+// Writes dLoss/dℓ[N] and dLoss/dH[N] (= −c_H·e_t·dLoss/dL_t, or −c_H·m·e/(max(Σ m·e, 1)·D_H));
+// 0 where m = 0.
 //
 // KL location. The KL estimate is added per token before aggregation (TRL GRPO, open-instruct,
 // OpenRLHF use_loss). verl instead adds β·agg(KL) aggregated separately with the same mode; every
@@ -26,7 +30,7 @@
 //         advantages[N], ref_logprobs[N] (iff KlEstimator ≠ kl::none), mask[N] (or empty),
 //         seq_offsets[B+1] (required by per-sequence aggregations, sequence-level surrogates and
 //         the sequence KL correction; otherwise may be empty), entropy[N] (iff entropy_coef ≠ 0),
-//         importance_weights[N] (or empty).
+//         importance_weights[N] (or empty), entropy_mask[N] (or empty).
 // Outputs policy_gradient_outputs<T>: grad[N], entropy_grad[N] (each may be empty).
 // Normaliser agg_normalizer (global divisors, micro-batch invariance) and agg_options as in
 //         ops/aggregate.hpp. Statistics are local masked token means.
@@ -158,6 +162,8 @@ struct policy_gradient {
       expect_size_or_empty(in.entropy, n, where, "entropy", "one per token, or empty");
     expect_size_or_empty(in.importance_weights, n, where, "importance_weights",
                          "one per token, or empty");
+    expect_size_or_empty(in.entropy_mask, n, where, "entropy_mask", "one per token, or empty");
+    expect_mask(in.entropy_mask, where, "entropy_mask");
     expect_size_or_empty(out.grad, n, where, "grad", "one per token, or empty");
     expect_size_or_empty(out.entropy_grad, n, where, "entropy_grad", "one per token, or empty");
     expect(out.grad.empty() || out.entropy_grad.empty() || n == 0 ||
@@ -177,6 +183,12 @@ struct policy_gradient {
       posttrain::detail::validate_kl_options(o.kl, where.c_str());
     }
     expect_finite(o.entropy_coef, where, "options.entropy_coef");
+    expect(o.entropy_agg == entropy_aggregation::same_as_loss ||
+               o.entropy_agg == entropy_aggregation::token_mean,
+           where, "options.entropy_agg = ", static_cast<int>(o.entropy_agg),
+           ", expected same_as_loss or token_mean");
+    expect_positive(o.entropy_divisor, where, "options.entropy_divisor");
+    expect_finite(o.entropy_divisor, where, "options.entropy_divisor");
     posttrain::detail::expect_not_nan(o.importance_weight_cap, where,
                                       "options.importance_weight_cap");
     expect(o.importance_weight_cap > 0.0, where, "options.importance_weight_cap = ",

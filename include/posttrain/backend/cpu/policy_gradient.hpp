@@ -5,7 +5,8 @@
 //   1. sequence-level surrogates and the sequence KL correction: a pre-pass over the row for its
 //      statistic (log-ratio sum via Surrogate::token_log_ratio / length_divisor, the row's IS
 //      weight, the KL sequence ratio); per-token slopes and clip flags go to row-sized buffers;
-//   2. per token: surrogate, detached IS weight, KL (optionally IS-corrected) and entropy terms;
+//   2. per token: surrogate, detached IS weight, KL (optionally IS-corrected) and entropy terms
+//      (entropy_aggregation::token_mean: the bonus is summed aside, its weights from a mask pass);
 //      m·L_t into the aggregate, the statistics, and dLoss/dℓ_t = dLoss/dL_t·∂L_t/∂ℓ_t written
 //      directly — or, when a row-level term follows (sequence gradients, sequence KL), kept in a
 //      row buffer and written by
@@ -60,6 +61,9 @@ policy_gradient_result policy_gradient(const policy_gradient_inputs<T>& in,
   const bool has_old = !in.old_logprobs.empty();
   const bool has_entropy = !in.entropy.empty();
   const bool has_w = !in.importance_weights.empty();
+  const bool has_entropy_mask = !in.entropy_mask.empty();
+  // TRL's bonus: a token mean over m·e beside the aggregated loss, not part of L_t.
+  const bool entropy_token_mean = o.entropy_agg == entropy_aggregation::token_mean;
   const bool kl_token_is = has_kl && o.kl_correction == kl_is_correction::token;
   const bool kl_seq_is = has_kl && o.kl_correction == kl_is_correction::sequence;
   const bool write_grad = !out.grad.empty();
@@ -71,6 +75,9 @@ policy_gradient_result policy_gradient(const policy_gradient_inputs<T>& in,
     const double w = static_cast<double>(in.importance_weights[t]);
     return w > o.importance_weight_cap ? o.importance_weight_cap : w;
   };
+  const auto entropy_mask_at = [&](std::size_t t) {
+    return has_entropy_mask ? static_cast<double>(in.entropy_mask[t]) : 1.0;
+  };
   const auto row_begin = [&](std::size_t i) { return static_cast<std::size_t>(in.seq_offsets[i]); };
   const T lr_lo = ::posttrain::detail::kl_bound<T>(o.log_ratio_min);
   const T lr_hi = ::posttrain::detail::kl_bound<T>(o.log_ratio_max);
@@ -81,6 +88,14 @@ policy_gradient_result policy_gradient(const policy_gradient_inputs<T>& in,
       ::posttrain::detail::kl_bound<T>(o.kl.output_max)};
 
   fused_aggregate<Agg> agg(in.mask, in.seq_offsets, n, norm, agg_opts);
+
+  // entropy_aggregation::token_mean: dLoss/dH_t = −c_H·m_t·e_t·entropy_scale.
+  double entropy_scale = 0.0;
+  if (entropy_token_mean) {
+    double count = 0.0;
+    for (std::size_t t = 0; t < n; ++t) count += mask_at(t) * entropy_mask_at(t);
+    entropy_scale = 1.0 / ((count > 1.0 ? count : 1.0) * o.entropy_divisor);
+  }
 
   // Row-sized buffers, reused by every row: clip flags and slopes of the sequence statistic, and
   // the per-token part of the gradient when a row-level term is added after the row's pass.
@@ -96,6 +111,7 @@ policy_gradient_result policy_gradient(const policy_gradient_inputs<T>& in,
   // Sums in double, each in token order (the unfused composition's order), kept in locals.
   double sum_m = 0, sum_clip = 0, sum_clip_lower = 0, sum_kl = 0, sum_ratio = 0;
   double pg_loss = 0, kl_loss = 0, entropy = 0;
+  double entropy_sum = 0;  // token_mean: Σ m·e·H
   const T* const logprobs = in.logprobs.data();
   const T* const old_logprobs = in.old_logprobs.data();
   const T* const advantages = in.advantages.data();
@@ -162,7 +178,11 @@ policy_gradient_result policy_gradient(const policy_gradient_inputs<T>& in,
     for (std::size_t t = b; t < e; ++t) {
       const double m = mask_at(t);
       const double a = m * scale;  // dLoss/dL_t
-      if (write_entropy_grad) entropy_grad[t] = static_cast<T>(-o.entropy_coef * a);
+      if (write_entropy_grad) {
+        double dh = entropy_token_mean ? m * entropy_scale : a;
+        if (has_entropy_mask) dh *= entropy_mask_at(t);
+        entropy_grad[t] = static_cast<T>(-o.entropy_coef * dh);
+      }
       if (m == 0.0) {
         if (write_grad) {
           // dLoss/dL_t·0 for each term, exactly as the unfused composition writes it
@@ -216,7 +236,11 @@ policy_gradient_result policy_gradient(const policy_gradient_inputs<T>& in,
       double h = 0.0;
       if (has_entropy) {
         h = static_cast<double>(entropies[t]);
-        l -= o.entropy_coef * h;
+        if (has_entropy_mask) h *= entropy_mask_at(t);
+        if (entropy_token_mean)
+          entropy_sum += m * h;
+        else
+          l -= o.entropy_coef * h;
       }
       agg.add(t, m * l);
 
@@ -233,7 +257,7 @@ policy_gradient_result policy_gradient(const policy_gradient_inputs<T>& in,
       if (a != 0.0) {
         pg_loss += a * pg_value;
         if constexpr (has_kl) kl_loss += a * kl_value;
-        if (has_entropy) entropy += a * h;
+        if (has_entropy && !entropy_token_mean) entropy += a * h;
       }
 
       if (write_grad) {
@@ -276,6 +300,10 @@ policy_gradient_result policy_gradient(const policy_gradient_inputs<T>& in,
   r.kl_loss = kl_loss;
   r.entropy = entropy;
   r.loss = agg.loss();
+  if (entropy_token_mean && has_entropy) {
+    r.entropy = entropy_sum * entropy_scale;
+    r.loss -= o.entropy_coef * r.entropy;
+  }
   r.divisor = agg.divisor();
   if (sum_m > 0) {
     r.clip_fraction = sum_clip / sum_m;

@@ -26,6 +26,8 @@
 //   luspo         gspo, kl::none, seq_mean_token_sum            trl_luspo() + agg_conventions::trl()
 // IS-corrected KL (any composition with a KL estimator): options.kl_correction;
 // trl_grpo_bias_corrected_kl(β), open_instruct_is_kl(β) (kl::k1).
+// Entropy bonus: options.entropy_coef aggregated like the loss (verl, OpenRLHF), or
+// trl_entropy_bonus(o, c, GA) for TRL's token mean (options.entropy_agg = token_mean).
 #include "posttrain/config.hpp"
 #include "posttrain/loss/policy_gradient.hpp"
 #include "posttrain/loss/policy_gradient/token_selection.hpp"
@@ -150,6 +152,16 @@ inline opts trl_luspo(double epsilon = 0.2, double epsilon_high = -1.0, double d
 inline opts trl_grpo_bias_corrected_kl(double beta, double delta = inf) {
   opts o = trl_grpo(beta, delta);
   o.kl_correction = kl_is_correction::token;
+  return o;
+}
+// TRL 1.16 GRPOTrainer entropy bonus on top of any TRL preset o: loss −= c·Σ m·e·H / max(Σ m·e, 1)
+// / GA for every loss_type (a token mean, never the loss type's normaliser), e = the
+// top_entropy_quantile mask passed as inputs.entropy_mask. GA = current_gradient_accumulation_steps
+// in train mode, 1 in eval; use_adaptive_entropy: c = adaptive_entropy_controller::applied().
+inline opts trl_entropy_bonus(opts o, double coef, double gradient_accumulation_steps = 1.0) {
+  o.entropy_coef = coef;
+  o.entropy_agg = entropy_aggregation::token_mean;
+  o.entropy_divisor = gradient_accumulation_steps;
   return o;
 }
 // open-instruct kl_estimator=3: β·r·d, d = clamp(ℓ − ℓref, ±40), r = e^{ℓ − ℓold} with gradient:

@@ -16,6 +16,7 @@
 //   pg_weight_use      how a surrogate consumes inputs.importance_weights.
 //   kl_is_correction   the importance-sampling correction of the in-loss KL (TRL
 //                      use_bias_correction_kl, open-instruct estimator 3).
+//   entropy_aggregation how the entropy bonus c_H·H is aggregated (verl/OpenRLHF vs TRL 1.16).
 #include <cmath>
 #include <limits>
 #include <span>
@@ -56,6 +57,16 @@ enum class pg_weight_use {
                       // (TRL VESPO: the vLLM token IS ratios enter the sequence weight)
 };
 
+// How the entropy bonus is aggregated. e_t = inputs.entropy_mask[t] (1 when empty) selects the
+// tokens the bonus acts on (TRL top_entropy_quantile: the same high-entropy mask as the surrogate).
+enum class entropy_aggregation {
+  same_as_loss,  // L_t −= c_H·e_t·H_t before the aggregation: loss −= c_H·agg(e·H) with the
+                 // loss's own mode and normaliser (verl entropy_coeff, OpenRLHF actor.entropy_coef)
+  token_mean,    // beside the aggregated loss: loss −= c_H·Σ m·e·H / (max(Σ m·e, 1)·D_H),
+                 // D_H = entropy_divisor, whatever the loss's mode (TRL 1.16 GRPOTrainer:
+                 // D_H = gradient accumulation steps; conventions::trl::entropy_bonus)
+};
+
 struct policy_gradient_options {
   static constexpr double inf = std::numeric_limits<double>::infinity();
   double clip_low = 0.2;            // ε_low:  ratio clipped below at 1 − ε_low
@@ -75,6 +86,8 @@ struct policy_gradient_options {
   double vespo_k_neg = 3.0;         // VESPO shape k for A < 0
   double vespo_lambda_neg = 2.0;    // VESPO rate λ for A < 0 (floored at 1e-4)
   kl_is_correction kl_correction = kl_is_correction::none;  // IS-corrected KL (needs ℓold)
+  entropy_aggregation entropy_agg = entropy_aggregation::same_as_loss;  // with entropy_coef
+  double entropy_divisor = 1.0;     // D_H > 0 of entropy_aggregation::token_mean (TRL: GA)
 };
 
 template <class T>
@@ -104,6 +117,8 @@ struct policy_gradient_inputs {
   std::span<const index_t> seq_offsets;    // [B + 1]; required by per-sequence modes and GSPO
   std::span<const T> entropy;              // H[N], required iff entropy_coef ≠ 0
   std::span<const T> importance_weights;   // w[N] detached IS weights (e.g. exp(ℓ − ℓroll)), or empty
+  std::span<const T> entropy_mask;         // e[N] weights >= 0 on the entropy bonus only (TRL's
+                                           // top_entropy_quantile mask), or empty = all ones
 };
 
 template <class T>
@@ -116,7 +131,7 @@ struct policy_gradient_result {
   double loss = 0.0;            // pg_loss + β·kl_loss − c_H·entropy
   double pg_loss = 0.0;         // agg(w·surrogate)
   double kl_loss = 0.0;         // agg(KL estimate), before β
-  double entropy = 0.0;         // agg(H)
+  double entropy = 0.0;         // agg(e·H) (same_as_loss) or Σ m·e·H / (max(Σ m·e, 1)·D_H)
   double divisor = 0.0;         // the aggregation divisor D
   // Statistics: masked token means over this call (local Σ m), as verl/OpenRLHF report them.
   double clip_fraction = 0.0;        // surrogate clipped (PPO: L2 > L1; CISPO: ĉ ≠ r)
