@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <vector>
@@ -447,11 +448,13 @@ TEST(Gae, ValidationLeavesOutputsUntouched) {
   EXPECT_NE(a[0], 7.0);
 }
 
-// The CPU backend scans blocks of backend::cpu::scan_lanes sequences in tiles of scan_tile
-// tokens: batches smaller than a block, not a multiple of it, single tokens, rows longer than a
-// tile, fully masked rows and lanes idling past their row's start all get the serial recurrence.
-TEST(Gae, LaneBlocksAndTilesMatchPeerLoopsForEveryShape) {
-  const int W = posttrain::backend::cpu::scan_lanes, C = posttrain::backend::cpu::scan_tile;
+// The CPU backend scans blocks of backend::cpu::scan_rows sequences interleaved, row k skewed by
+// k·scan_skew tokens (C: the lock-step start of the block's last row): batches smaller than a
+// block, not a multiple of it, single tokens, rows shorter and longer than the skew and fully
+// masked rows all get the peers' recurrence.
+TEST(Gae, InterleavedBlocksMatchPeerLoopsForEveryShape) {
+  const int W = posttrain::backend::cpu::scan_rows;
+  const int C = static_cast<int>(posttrain::backend::cpu::scan_skew) * (W - 1) + 1;
   const std::pair<int, int> shapes[] = {{1, 1}, {3, 1}, {W - 1, 5}, {W, C + 3},
                                         {W + 3, 2 * C + 1}, {2 * W + 1, 9}, {1, 3 * C}};
   unsigned seed = 100;
@@ -488,8 +491,8 @@ TEST(Gae, LaneBlocksAndTilesMatchPeerLoopsForEveryShape) {
   }
 }
 
-// Packed sequences of very different lengths in one lane block (a lane idles while the longest
-// row of its block finishes), each against the peer loop on that sequence alone.
+// Packed sequences of very different lengths in one interleaved block (the longer rows finish
+// their heads alone), each against the peer loop on that sequence alone.
 TEST(Gae, RaggedBlocksMatchPerSequenceLoops) {
   const std::vector<pt::index_t> lengths = {0, 1, 150, 3, 0, 64, 65, 2, 1, 200, 7, 31, 33};
   for (auto rec : {adv::gae_recurrence::masked_carry, adv::gae_recurrence::plain}) {
@@ -519,3 +522,101 @@ TEST(Gae, RaggedBlocksMatchPerSequenceLoops) {
     expect_match(ret, want_r, m, 1e-12);
   }
 }
+
+namespace {
+
+// Ragged batch for the scan identity tests: lengths 0..200, leading/trailing padding, interior
+// holes, every 5th row fully masked, fractional weights; NaN rewards and values where m = 0.
+struct ragged_batch {
+  std::vector<pt::index_t> offsets;
+  std::vector<double> r, v;
+  std::vector<float> m;
+};
+
+ragged_batch make_ragged(int B, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> nd(0.0, 1.0);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  std::uniform_int_distribution<pt::index_t> len(0, 200);
+  std::vector<pt::index_t> lengths(B);
+  for (auto& l : lengths) l = len(rng);
+  ragged_batch g;
+  g.offsets = pt::offsets_from_lengths(lengths);
+  for (int b = 0; b < B; ++b) {
+    for (pt::index_t t = 0; t < lengths[b]; ++t) {
+      const double w = b % 5 == 4 ? 0.0 : u(rng) < 0.2 ? 0.0 : u(rng) < 0.8 ? 1.0 : u(rng);
+      g.m.push_back(static_cast<float>(w));
+      g.r.push_back(w != 0.0 ? 0.1 * nd(rng) : kNaN);
+      g.v.push_back(w != 0.0 ? nd(rng) : kNaN);
+    }
+  }
+  return g;
+}
+
+template <class T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
+// The interleaved scan (backend::cpu::reverse_scan) against reverse_scan_serial, the one-row-at-
+// a-time order, on the GAE kernels: every output bit-identical (where the compiler cannot
+// contract multiply-adds: see below), for batches smaller than a block,
+// equal to it, and not multiples of it, both recurrences, with and without mask and returns,
+// float and double.
+template <class T>
+void expect_gae_scan_bit_identical() {
+  namespace cpu = posttrain::backend::cpu;
+  const int K = cpu::scan_rows;
+  for (int B : {1, K - 1, K, K + 1, 3 * K + 2, 53}) {
+    const ragged_batch g = make_ragged(B, 900 + static_cast<unsigned>(B));
+    const std::vector<T> r(g.r.begin(), g.r.end()), v(g.v.begin(), g.v.end());
+    const std::size_t n = r.size();
+    auto check = [&]<class Rec, bool HasMask, bool HasReturns>(Rec rec) {
+      std::vector<T> a1(n, T(7)), r1(n, T(7)), a2(n, T(7)), r2(n, T(7));
+      using step_t = adv::detail::gae_step<T, Rec, HasMask, HasReturns>;
+      step_t s1{rec, {r.data(), v.data()}, HasMask ? g.m.data() : nullptr, {a1.data()}};
+      step_t s2{rec, {r.data(), v.data()}, HasMask ? g.m.data() : nullptr, {a2.data()}};
+      if constexpr (HasReturns) s1.out[1] = r1.data(), s2.out[1] = r2.data();
+      if constexpr (!HasMask) {  // unmasked: finite inputs everywhere
+        std::vector<T> rf(n), vf(n);
+        for (std::size_t i = 0; i < n; ++i)
+          rf[i] = static_cast<T>(i % 7) - T(3), vf[i] = static_cast<T>(i % 5) * T(0.5);
+        s1.in[0] = s2.in[0] = rf.data();
+        s1.in[1] = s2.in[1] = vf.data();
+        cpu::reverse_scan(g.offsets, s1);
+        cpu::reverse_scan_serial(g.offsets, s2);
+      } else {
+        cpu::reverse_scan(g.offsets, s1);
+        cpu::reverse_scan_serial(g.offsets, s2);
+      }
+#ifndef __FP_FAST_FMA
+      EXPECT_TRUE(same_bits(a1, a2)) << "B=" << B << " mask=" << HasMask;
+      EXPECT_TRUE(same_bits(r1, r2)) << "B=" << B << " mask=" << HasMask;
+#else
+      // With hardware FMA (-march=native) GCC's default -ffp-contract=fast fuses a·b + c into
+      // one rounding where it chooses, independently in each loop: a few ulp apart, no more.
+      const double tol = 8 * std::numeric_limits<T>::epsilon();
+      for (std::size_t i = 0; i < n; ++i) {
+        EXPECT_NEAR(a1[i], a2[i], tol * (1 + std::abs(double(a2[i])))) << "B=" << B << " i=" << i;
+        EXPECT_NEAR(r1[i], r2[i], tol * (1 + std::abs(double(r2[i])))) << "B=" << B << " i=" << i;
+      }
+#endif
+      // Not vacuous: the scan wrote every token (no 7 left).
+      EXPECT_EQ(std::count(a1.begin(), a1.end(), T(7)), 0) << "B=" << B;
+    };
+    const adv::gae_masked_carry mc{0.97, 0.97 * 0.9};
+    const adv::gae_plain pl{0.97, 0.97 * 0.9};
+    check.template operator()<adv::gae_masked_carry, true, true>(mc);
+    check.template operator()<adv::gae_masked_carry, true, false>(mc);
+    check.template operator()<adv::gae_masked_carry, false, true>(mc);
+    check.template operator()<adv::gae_plain, true, true>(pl);
+    check.template operator()<adv::gae_plain, false, false>(pl);
+  }
+}
+
+TEST(Gae, InterleavedScanIsBitIdenticalToSerialScan) {
+  expect_gae_scan_bit_identical<double>();
+  expect_gae_scan_bit_identical<float>();
+}
+
+}  // namespace

@@ -270,12 +270,14 @@ TEST(DiscountedReturns, CarryThroughMaskedMatchesVerl091Loop) {
   }
 }
 
-// The CPU backend scans blocks of backend::cpu::scan_lanes sequences in tiles of scan_tile
-// tokens: every convention, ReMax and the unmasked path on batches smaller than a block, not a
-// multiple of it, single tokens, rows longer than a tile, and a fully masked row, in double and
-// float, against the peer loops.
-TEST(DiscountedReturns, LaneBlocksAndTilesMatchPeerLoopsForEveryShape) {
-  const int W = posttrain::backend::cpu::scan_lanes, C = posttrain::backend::cpu::scan_tile;
+// The CPU backend scans blocks of backend::cpu::scan_rows sequences interleaved, row k skewed by
+// k·scan_skew tokens (C: the lock-step start of the block's last row): every convention, ReMax
+// and the unmasked path on batches smaller than a block, not a multiple of it, single tokens,
+// rows shorter and longer than the skew, and a fully masked row, in double and float, against
+// the peer loops.
+TEST(DiscountedReturns, InterleavedBlocksMatchPeerLoopsForEveryShape) {
+  const int W = posttrain::backend::cpu::scan_rows;
+  const int C = static_cast<int>(posttrain::backend::cpu::scan_skew) * (W - 1) + 1;
   const std::pair<int, int> shapes[] = {{1, 2}, {3, 2}, {W - 1, 5}, {W, C + 3},
                                         {W + 3, 2 * C + 1}, {2 * W + 1, 9}, {1, 3 * C}};
   unsigned seed = 100;

@@ -127,9 +127,8 @@ inline constexpr gae_options open_instruct{.gamma = 1.0,
 
 }  // namespace gae_conventions
 
-// c ? a : b, lane by lane when D is a vector of lanes (the CPU backend's scan_vector: c is then
-// the lanes' comparison mask), plainly for scalars. Both a and b are computed; the one not
-// selected is discarded (a NaN there never reaches the result).
+// c ? a : b (lane by lane for a GNU vector type D, whose comparisons give lane masks). Both a
+// and b are computed; the one not selected is discarded (a NaN there never reaches the result).
 template <class C, class D>
 POSTTRAIN_HOST_DEVICE POSTTRAIN_FORCEINLINE constexpr D lane_select(const C& c, const D& a,
                                                                    const D& b) {
@@ -138,8 +137,7 @@ POSTTRAIN_HOST_DEVICE POSTTRAIN_FORCEINLINE constexpr D lane_select(const C& c, 
 
 // The per-token maps of each recurrence (host and device). m == 0 gives the maps' masked form
 // without reading r or v (a NaN there is selected away, never multiplied by 0). D is double
-// (the default: callers passing float get double arithmetic) or the CPU backend's vector of
-// double lanes (backend/cpu/advantage.hpp): the same operations in the same order either way.
+// (the default and what every backend passes: callers passing float get double arithmetic).
 struct gae_masked_carry {
   double gamma;
   double gamma_lambda;
@@ -198,7 +196,7 @@ struct gae_state {
   D advantage{};
 };
 
-// One token of the reverse loop (a backend reverse_scan kernel, run on D = lanes of double):
+// One token of the reverse loop (a backend reverse_scan kernel, run on D = double):
 // apply the maps of t, compute the outputs of t (in D; the backend rounds them to T). The mask
 // and the returns are compile-time present or absent so the hot loop has no tests of them.
 template <class T, class Recurrence, bool HasMask, bool HasReturns>

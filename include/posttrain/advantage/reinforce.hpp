@@ -77,7 +77,7 @@ struct discounted_return_options {
 };
 
 // Carry maps (host and device). output() is G_t given the carry after token t+1 and after t.
-// D is double or the CPU backend's vector of double lanes (see gae_masked_carry).
+// D is double (see gae_masked_carry).
 struct returns_reset_at_masked {
   double gamma;
   template <class D = double>
@@ -155,7 +155,7 @@ inline constexpr reinforce_pp_baseline_options openrlhf_baseline{
 
 namespace detail {
 
-// One token of the reverse loop (a backend reverse_scan kernel, run on D = lanes of double):
+// One token of the reverse loop (a backend reverse_scan kernel, run on D = double):
 // G_t from the carry, then the carry of t.
 template <class T, class Convention, bool HasMask>
 struct return_step {
@@ -202,7 +202,7 @@ struct remax_step {
                                   std::array<D, outputs>& y) const {
     if constexpr (!HasMask) w = D{} + 1.0;
     carry = apply(returns_mask_rewards{1.0}.map<D>(x[0], w), carry);
-    const D g = backend::cpu::round_lanes<T>(carry);
+    const D g = static_cast<D>(static_cast<T>(carry));  // the value the returns hold
     const auto keep = w != 0.0;
     y[0] = lane_select(keep, g - baseline * w, D{});
     if constexpr (HasReturns) y[1] = lane_select(keep, g, D{});

@@ -6,16 +6,8 @@
 //       token down to the first: kernel.step(inputs_t, m_t, state, outputs_t). GAE, discounted
 //       returns and reverse cumulative sums are first-order recurrences run backwards in time;
 //       step applies the affine map of token t to the carried state and computes the outputs
-//       of t. One sequence alone is one dependent multiply-add chain per token (latency bound,
-//       ~7 cycles per token), so scan_lanes sequences run together, one per SIMD lane: each
-//       block of scan_lanes consecutive sequences is walked from its ends in tiles of
-//       scan_tile tokens per sequence, copied (reversed and transposed) into an L1 buffer so
-//       that every row is still read and written as a contiguous stream while the step loop
-//       sees one token of every row side by side and vectorises across rows. Every sequence
-//       gets exactly the serial recurrence of its own tokens (no reassociation); a sequence
-//       shorter than the longest of its block idles (its lane computes on zeros and writes
-//       nothing) until the block ends. Only with POSTTRAIN_SCAN_TILED=1: by default the
-//       sequences run one after the other (reverse_scan_serial, measured faster; see there).
+//       of t. Sequences are walked scan_rows at a time, interleaved token by token (see there);
+//       every sequence gets exactly the serial recurrence of its own tokens.
 //   for_each_member(group_offsets, fn)      fn(g, i) for every sequence i of group g, in order.
 //   broadcast(A[B], seq_offsets, mask, out[N])   out_t = A_b·m_t.
 //   sequence_lengths(mask, seq_offsets, out[B])  Σ_t m_t.
@@ -26,13 +18,12 @@
 //   const float* mask; T* out[NO]; has_sequence_constant (and then const T* sequence_constant[B],
 //   e.g. ReMax's baseline); template <class D> using state (D{}-initialised at each sequence's
 //   end); template <class D> step(const std::array<D, NI>& x, D m, D constant, state<D>& s,
-//   std::array<D, NO>& y) const, D = scan_vector: token t of scan_vector_lanes rows at once,
-//   inputs and outputs in double (rounded to T by the scan). m is 1 where the kernel has no
-//   mask.
+//   std::array<D, NO>& y) const, called with D = double: inputs and outputs in double (rounded
+//   to T by the scan). m is 1 where the kernel has no mask.
 #include <algorithm>
 #include <array>
+#include <cstddef>
 #include <span>
-#include <type_traits>
 
 #include "posttrain/config.hpp"
 #include "posttrain/core/exec.hpp"
@@ -42,193 +33,105 @@ POSTTRAIN_NAMESPACE_BEGIN
 
 namespace backend::cpu {
 
-// Lanes: sequences scanned together, each lane one sequence, 8 by default. The state is double
-// and the kernels compute on scan_vector, the widest double vector the target enables (AVX-512
-// with -march=native: 8 lanes, one register; AVX: 4; SSE2, the default x86-64 build: 2), so
-// scan_lanes / scan_vector_lanes independent vectors of rows advance together and hide the
-// multiply-add latency. 16 lanes measured slower (twice the concurrent row streams to stage).
-// Without GNU vector extensions (or under nvcc), scalar lanes.
-#ifndef POSTTRAIN_SCAN_LANES
-#define POSTTRAIN_SCAN_LANES 8
+// One sequence's recurrence is one dependent multiply-add chain per token (latency bound: the
+// serial scan ran at about twice the memory floor at 512 x 4096), so reverse_scan walks scan_rows
+// consecutive sequences together in scalar code: each step advances every row of the block by
+// one token, and the rows' independent chains overlap in the pipeline. The block is aligned on
+// the rows' ends (t counts back from each row's last token); row k first runs scan_skew·k tokens
+// alone, so that the rows' streams are not 16 KiB apart (rows of 4096 floats): at that distance
+// every row's line falls in the same L1 set, and 4 rows of GAE's 5 streams overflow its 12 ways
+// (unskewed, 4 rows measured barely faster than 1 for GAE and 8 rows 4x slower). Then the rows go
+// in lock step for as many tokens as all of them have left, and each finishes its head alone
+// with its carried state; the last B mod scan_rows sequences run one after the other. Every row
+// gets its own recurrence in its own order with the same operations: bit-identical to
+// reverse_scan_serial (tests/advantage/gae.cpp), except that with hardware FMA (-march=native)
+// GCC's default -ffp-contract=fast fuses a·b + c where it chooses in each loop (a few ulp). bench/cpu/advantage.cpp, 512 x 4096,
+// -march=native: GAE 5.17 -> 3.36 ms, discounted returns 3.76 -> 2.13 ms; 4 rows beat 2 and 8.
+// (The tiled SIMD-lane scan this replaces, b264522, staged an L1 tile element by element and
+// measured 2x slower than the serial scan.)
+#ifndef POSTTRAIN_SCAN_ROWS
+#define POSTTRAIN_SCAN_ROWS 4
 #endif
-inline constexpr int scan_lanes = POSTTRAIN_SCAN_LANES;
-// nvcc compiles host-device formulas for the device too, where vector types do not exist: CUDA
-// translation units get the scalar (serial) scan.
-#if defined(__GNUC__) && !defined(__CUDACC__)
-#define POSTTRAIN_DETAIL_SCAN_VECTORS 1
-#else
-#define POSTTRAIN_DETAIL_SCAN_VECTORS 0
+inline constexpr int scan_rows = POSTTRAIN_SCAN_ROWS;
+static_assert(scan_rows >= 1, "POSTTRAIN_SCAN_ROWS must be >= 1");
+#ifndef POSTTRAIN_SCAN_SKEW
+#define POSTTRAIN_SCAN_SKEW 16
 #endif
-#if POSTTRAIN_DETAIL_SCAN_VECTORS
-#if defined(__AVX512F__)
-inline constexpr int scan_vector_lanes = 8;
-#elif defined(__AVX__)
-inline constexpr int scan_vector_lanes = 4;
-#else
-inline constexpr int scan_vector_lanes = 2;
-#endif
-// Arithmetic, comparisons and ?: act lane by lane (GNU vector extension).
-typedef double scan_vector __attribute__((vector_size(scan_vector_lanes * sizeof(double))));
-#else
-inline constexpr int scan_vector_lanes = 1;
-using scan_vector = double;
-#endif
-static_assert(scan_lanes % scan_vector_lanes == 0, "POSTTRAIN_SCAN_LANES must be a multiple of "
-                                                   "the double vector width");
-// Tokens per row staged per tile (256 B of float per row and stream): (inputs + outputs + mask)
-// · scan_tile · scan_lanes elements, 10 KiB for float GAE, 18 KiB for double, inside L1.
-#ifndef POSTTRAIN_SCAN_TILE
-#define POSTTRAIN_SCAN_TILE 64
-#endif
-inline constexpr int scan_tile = POSTTRAIN_SCAN_TILE;
+inline constexpr index_t scan_skew = POSTTRAIN_SCAN_SKEW;  // tokens: one 64 B line of float
 
-template <class T>
-POSTTRAIN_FORCEINLINE void prefetch(const T* p) {
-#if defined(__GNUC__)
-  __builtin_prefetch(p);
-#else
-  (void)p;
-#endif
-}
+namespace scan_detail {
 
-// x rounded to T and back, lane by lane: the value a T output holds.
-template <class T, class D>
-POSTTRAIN_FORCEINLINE D round_lanes(D x) {
-  if constexpr (std::is_arithmetic_v<D>) {
-    return static_cast<D>(static_cast<T>(x));
-  } else {
-    for (int k = 0; k < scan_vector_lanes; ++k) x[k] = static_cast<double>(static_cast<T>(x[k]));
-    return x;
-  }
-}
-
-// Lanes [k0, k0 + scan_vector_lanes) of a tile row, in double.
-template <class T>
-POSTTRAIN_FORCEINLINE scan_vector load_lanes(const T* row, int k0) {
-#if POSTTRAIN_DETAIL_SCAN_VECTORS
-  scan_vector v;
-  for (int k = 0; k < scan_vector_lanes; ++k) v[k] = static_cast<double>(row[k0 + k]);
-  return v;
-#else
-  return static_cast<double>(row[k0]);
-#endif
-}
-
-template <class T>
-POSTTRAIN_FORCEINLINE void store_lanes(T* row, int k0, scan_vector v) {
-#if POSTTRAIN_DETAIL_SCAN_VECTORS
-  for (int k = 0; k < scan_vector_lanes; ++k) row[k0 + k] = static_cast<T>(v[k]);
-#else
-  row[k0] = static_cast<T>(v);
-#endif
-}
-
-// One sequence after the other, the kernel on scalar doubles: the hardware prefetcher follows
-// the single descending stream. The default: the tiled lane scan below (POSTTRAIN_SCAN_TILED=1)
-// measured slower in bench/cpu/advantage.cpp at 512 x 4096 (GAE 11.3 vs 5.4 ms with AVX-512,
-// 1.7x slower with SSE2): its staging loads stall on the W·(inputs + 1) strided row streams and
-// it writes the transposed tile one element at a time, which costs more than the multiply-add
-// latency it hides. Kept, tested (tests/advantage/scan_tiled_*.cpp), for an in-register
-// transpose to build on.
-#ifndef POSTTRAIN_SCAN_TILED
-#define POSTTRAIN_SCAN_TILED 0
-#endif
+// Token t of the sequence whose per-sequence constant is c and carried state s.
 template <class Kernel>
-void reverse_scan_serial(std::span<const index_t> seq_offsets, const Kernel& kernel) {
+POSTTRAIN_FORCEINLINE void scan_token(const Kernel& kernel, index_t t, double c,
+                                      typename Kernel::template state<double>& s) {
   using T = typename Kernel::value_type;
   constexpr int NI = Kernel::inputs, NO = Kernel::outputs;
-  for (std::size_t b = 0; b + 1 < seq_offsets.size(); ++b) {
-    double c = 0.0;
-    if constexpr (Kernel::has_sequence_constant)
-      c = static_cast<double>(kernel.sequence_constant[b]);
+  std::array<double, NI> x;
+  for (int i = 0; i < NI; ++i) x[i] = static_cast<double>(kernel.in[i][t]);
+  const double m = Kernel::has_mask ? static_cast<double>(kernel.mask[t]) : 1.0;
+  std::array<double, NO> y;
+  kernel.step(x, m, c, s, y);
+  for (int o = 0; o < NO; ++o) kernel.out[o][t] = static_cast<T>(y[o]);
+}
+
+template <class Kernel>
+POSTTRAIN_FORCEINLINE double sequence_constant(const Kernel& kernel, std::size_t b) {
+  if constexpr (Kernel::has_sequence_constant)
+    return static_cast<double>(kernel.sequence_constant[b]);
+  else
+    return 0.0;
+}
+
+}  // namespace scan_detail
+
+// One sequence after the other (the reference order; the remainder rows of reverse_scan).
+template <class Kernel>
+void reverse_scan_serial(std::span<const index_t> seq_offsets, const Kernel& kernel,
+                         std::size_t first = 0) {
+  for (std::size_t b = first; b + 1 < seq_offsets.size(); ++b) {
+    const double c = scan_detail::sequence_constant(kernel, b);
     typename Kernel::template state<double> state{};
-    for (index_t t = seq_offsets[b + 1] - 1; t >= seq_offsets[b]; --t) {
-      std::array<double, NI> x;
-      for (int i = 0; i < NI; ++i) x[i] = static_cast<double>(kernel.in[i][t]);
-      const double m = Kernel::has_mask ? static_cast<double>(kernel.mask[t]) : 1.0;
-      std::array<double, NO> y;
-      kernel.step(x, m, c, state, y);
-      for (int o = 0; o < NO; ++o) kernel.out[o][t] = static_cast<T>(y[o]);
-    }
+    for (index_t t = seq_offsets[b + 1] - 1; t >= seq_offsets[b]; --t)
+      scan_detail::scan_token(kernel, t, c, state);
   }
 }
 
 template <class Kernel>
 void reverse_scan(std::span<const index_t> seq_offsets, const Kernel& kernel) {
-  if constexpr (!POSTTRAIN_SCAN_TILED) {
-    reverse_scan_serial(seq_offsets, kernel);
-    return;
-  }
-  using T = typename Kernel::value_type;
-  using L = scan_vector;
-  using S = typename Kernel::template state<L>;
-  constexpr int NI = Kernel::inputs, NO = Kernel::outputs, W = scan_lanes, C = scan_tile;
-  constexpr int V = scan_vector_lanes, Q = W / V;  // Q vectors of V lanes
-  const index_t sequences = static_cast<index_t>(seq_offsets.size()) - 1;
-  alignas(64) T x[NI][C][W];
-  alignas(64) float m[C][W];
-  alignas(64) T y[NO][C][W];
-  for (index_t b0 = 0; b0 < sequences; b0 += W) {
-    index_t last[W], length[W], steps = 0;  // last token of each lane's row, its length
-    alignas(64) double constant[W] = {};    // the kernel's per-sequence constant, if any
-    for (int k = 0; k < W; ++k) {
-      const bool live = b0 + k < sequences;
-      last[k] = live ? seq_offsets[b0 + k + 1] - 1 : 0;
-      length[k] = live ? seq_offsets[b0 + k + 1] - seq_offsets[b0 + k] : 0;
-      steps = std::max(steps, length[k]);
-      if constexpr (Kernel::has_sequence_constant)
-        if (live) constant[k] = static_cast<double>(kernel.sequence_constant[b0 + k]);
-    }
-    L c[Q];
-    S state[Q];
-    for (int q = 0; q < Q; ++q) c[q] = load_lanes(constant, q * V), state[q] = S{};
-    for (index_t c0 = 0; c0 < steps; c0 += C) {
-      const int n = static_cast<int>(std::min<index_t>(C, steps - c0));
-      int avail[W];
-      // Stage: x[i][j][k] = in_i[last_k − c0 − j]; past a row's first token, zeros (m = 0).
-      // The next tile of every row is prefetched: W·(NI + 1) short descending streams are more
-      // than the hardware prefetcher follows.
-      for (int k = 0; k < W; ++k) {
-        avail[k] = static_cast<int>(std::clamp<index_t>(length[k] - c0, 0, n));
-        const index_t top = last[k] - c0;
-        const index_t ahead = std::clamp<index_t>(length[k] - c0 - C, 0, C);
-        for (index_t j = 0; j < ahead; j += 64 / sizeof(T)) {
-          for (int i = 0; i < NI; ++i) prefetch(kernel.in[i] + top - C - j);
-          if constexpr (Kernel::has_mask) prefetch(kernel.mask + top - C - j);
-        }
-        for (int i = 0; i < NI; ++i) {
-          const T* src = kernel.in[i];
-          for (int j = 0; j < avail[k]; ++j) x[i][j][k] = src[top - j];
-          for (int j = avail[k]; j < n; ++j) x[i][j][k] = T(0);
-        }
-        if constexpr (Kernel::has_mask) {
-          for (int j = 0; j < avail[k]; ++j) m[j][k] = kernel.mask[top - j];
-        } else {
-          for (int j = 0; j < avail[k]; ++j) m[j][k] = 1.0f;
-        }
-        for (int j = avail[k]; j < n; ++j) m[j][k] = 0.0f;
+  constexpr int K = scan_rows;
+  constexpr index_t S = scan_skew;
+  using State = typename Kernel::template state<double>;
+  const std::size_t sequences = seq_offsets.empty() ? 0 : seq_offsets.size() - 1;
+  std::size_t b0 = 0;
+  if constexpr (K > 1) {
+    for (; b0 + K <= sequences; b0 += K) {
+      // next[k]: the next token of row k (counting down); common: tokens every row of the block has.
+      index_t next[K], first[K], common = 0;
+      double c[K];
+      State state[K];
+      for (int k = 0; k < K; ++k) {
+        first[k] = seq_offsets[b0 + k];
+        next[k] = seq_offsets[b0 + k + 1] - 1;
+        const index_t length = next[k] + 1 - first[k];
+        common = k == 0 ? length : std::min(common, length);
+        c[k] = scan_detail::sequence_constant(kernel, b0 + k);
+        state[k] = State{};
       }
-      // Scan: one token of every lane per step; the carried states stay in registers.
-      for (int j = 0; j < n; ++j) {
-        for (int q = 0; q < Q; ++q) {
-          std::array<L, NI> xj;
-          for (int i = 0; i < NI; ++i) xj[i] = load_lanes(x[i][j], q * V);
-          std::array<L, NO> yj;
-          kernel.step(xj, load_lanes(m[j], q * V), c[q], state[q], yj);
-          for (int o = 0; o < NO; ++o) store_lanes(y[o][j], q * V, yj[o]);
-        }
-      }
-      // Write back every lane's tokens of this tile (the inputs of the tile were read first, so
-      // an output may alias an input index for index).
-      for (int k = 0; k < W; ++k) {
-        const index_t top = last[k] - c0;
-        for (int o = 0; o < NO; ++o) {
-          T* dst = kernel.out[o];
-          for (int j = 0; j < avail[k]; ++j) dst[top - j] = y[o][j][k];
-        }
-      }
+      // Skew: row k first runs k·S tokens alone, so that the rows' streams stay k·S tokens apart
+      // and do not share L1 sets (padded rows of 4096 floats are 16 KiB apart: same set).
+      for (int k = 1; k < K; ++k)
+        for (index_t i = 0; i < k * S && next[k] >= first[k]; ++i, --next[k])
+          scan_detail::scan_token(kernel, next[k], c[k], state[k]);
+      const index_t n = std::max<index_t>(common - (K - 1) * S, 0);
+      for (index_t j = 0; j < n; ++j)
+        for (int k = 0; k < K; ++k) scan_detail::scan_token(kernel, next[k] - j, c[k], state[k]);
+      for (int k = 0; k < K; ++k)
+        for (index_t t = next[k] - n; t >= first[k]; --t)
+          scan_detail::scan_token(kernel, t, c[k], state[k]);
     }
   }
+  reverse_scan_serial(seq_offsets, kernel, b0);
 }
 
 template <class Fn>
