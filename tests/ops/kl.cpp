@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <random>
+#include <tuple>
 #include <string>
 #include <vector>
 
@@ -467,4 +469,207 @@ TEST(Kl, ValidationThrowsAndLeavesOutputsUntouched) {
   pt::kl_options eq;
   eq.input_min = eq.input_max = 0.5;
   EXPECT_NO_THROW(pt::kl_divergence<k3>(h, l, r, eq, v, g));
+}
+
+// k3 on the host goes through blocks of 128 tokens (backend/cpu/kl.hpp): a vector exp, both the
+// series and the closed form, selects. The tests below pin what the blocks must not change.
+namespace {
+
+// The per-token scalar formula (libm exp, branch between series and closed form).
+template <class E, class T>
+void scalar_element(const pt::kl_options& o, T d, T& v, T& g) {
+  const pt::detail::kl_element<E, T> el{
+      pt::detail::kl_bound<T>(o.input_min), pt::detail::kl_bound<T>(o.input_max),
+      pt::detail::kl_bound<T>(o.output_min), pt::detail::kl_bound<T>(o.output_max)};
+  el.value_and_grad(d, v, g);
+}
+
+// Log-ratios over series and closed form, both signs, a few ±30 outliers.
+template <class T>
+std::vector<T> mixed_diffs(std::size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> u(-3.0, 3.0);
+  std::vector<T> d(n);
+  for (std::size_t i = 0; i < n; ++i) d[i] = static_cast<T>(i % 37 == 5 ? 10.0 * u(rng) : u(rng));
+  return d;
+}
+
+template <class T>
+void check_tail_sizes(double rel) {
+  const pt::kl_options o = pt::kl_conventions::verl(pt::kl_kind::k3);
+  for (std::size_t n : {1u, 2u, 7u, 127u, 128u, 129u, 255u, 300u}) {
+    const auto lp = mixed_diffs<T>(n, 11u + static_cast<unsigned>(n));
+    const std::vector<T> rp(n, T(0));
+    std::vector<T> v(n), g(n), v_only(n);
+    pt::kl_divergence<pt::kl::k3>(pt::exec::host{}, lp, rp, o, v, g);
+    pt::kl_divergence<pt::kl::k3>(pt::exec::host{}, lp, rp, o, v_only);
+    for (std::size_t i = 0; i < n; ++i) {
+      const long double d = lp[i];
+      const std::string at = "n=" + std::to_string(n) + " i=" + std::to_string(i) +
+                             " d=" + std::to_string(static_cast<double>(d));
+      // float64 reference of verl's clamped k3 and its clamp-aware gradient.
+      const long double dc = std::clamp(d, -20.0L, 20.0L);
+      const long double raw = std::exp(-dc) - 1.0L + dc;
+      const long double want_v = std::clamp(raw, -10.0L, 10.0L);
+      const long double want_g = (d < -20 || d > 20 || raw > 10) ? 0.0L : 1.0L - std::exp(-dc);
+      expect_close(v[i], want_v, rel, "value " + at);
+      expect_close(g[i], want_g, rel, "grad " + at);
+      EXPECT_EQ(v_only[i], v[i]) << at;
+      // The same token alone (a tail of one, padded) gives the same bits: no dependence on N or
+      // on the token's position in its block.
+      std::vector<T> l1{lp[i]}, r1{T(0)}, v1(1), g1(1);
+      pt::kl_divergence<pt::kl::k3>(pt::exec::host{}, l1, r1, o, v1, g1);
+      EXPECT_EQ(v1[0], v[i]) << at;
+      EXPECT_EQ(g1[0], g[i]) << at;
+    }
+  }
+}
+
+}  // namespace
+
+TEST(Kl, K3BlockTailsDouble) { check_tail_sizes<double>(2e-15); }
+TEST(Kl, K3BlockTailsFloat) { check_tail_sizes<float>(2.4e-7); }
+
+TEST(Kl, K3BlocksAtTheSeriesSwitch) {
+  // Both sides of |d| = 1/2, a few ulp apart, both signs, through kl_divergence (blocks). Double:
+  // the tolerances of K3KeepsRelativePrecisionForTinyDifferences; float is evaluated in double and
+  // rounded once, so within 1 ulp (2^-23 relative) on both sides.
+  auto series = [](long double d, int first) {  // Σ_{n>=first} −(−d)^n/n! · (first == 2 ? −1 : 1)
+    long double term = first == 2 ? d * d / 2 : d, sum = 0;
+    for (int k = first; k < first + 60; ++k) {
+      sum += term;
+      term *= -d / (k + 1);
+    }
+    return sum;
+  };
+  std::vector<double> ds;
+  for (double s : {-1.0, 1.0})
+    for (int ulps = -3; ulps <= 3; ++ulps) {
+      double d = 0.5;
+      for (int k = 0; k < std::abs(ulps); ++k) d = std::nextafter(d, ulps < 0 ? 0.0 : 1.0);
+      ds.push_back(s * d);
+    }
+  std::vector<float> dsf;
+  for (double s : {-1.0f, 1.0f})
+    for (int ulps = -3; ulps <= 3; ++ulps) {
+      float d = 0.5f;
+      for (int k = 0; k < std::abs(ulps); ++k) d = std::nextafter(d, ulps < 0 ? 0.0f : 1.0f);
+      dsf.push_back(static_cast<float>(s) * d);
+    }
+  const std::vector<double> zero(ds.size(), 0.0);
+  std::vector<double> v(ds.size()), g(ds.size());
+  pt::kl_divergence<pt::kl::k3>(pt::exec::host{}, ds, zero, pt::kl_options{}, v, g);
+  for (std::size_t i = 0; i < ds.size(); ++i) {
+    const long double sv = series(ds[i], 2), sg = series(ds[i], 1);
+    const double tol = std::fabs(ds[i]) <= 0.5 ? 4e-16 : 3e-15;
+    EXPECT_NEAR(v[i], static_cast<double>(sv), tol * static_cast<double>(sv)) << ds[i];
+    EXPECT_NEAR(g[i], static_cast<double>(sg), 4e-16 * std::fabs(static_cast<double>(sg))) << ds[i];
+  }
+  const std::vector<float> zerof(dsf.size(), 0.0f);
+  std::vector<float> vf(dsf.size()), gf(dsf.size());
+  pt::kl_divergence<pt::kl::k3>(pt::exec::host{}, dsf, zerof, pt::kl_options{}, vf, gf);
+  for (std::size_t i = 0; i < dsf.size(); ++i) {
+    const long double sv = series(dsf[i], 2), sg = series(dsf[i], 1);
+    EXPECT_NEAR(vf[i], static_cast<double>(sv), 0x1p-23 * static_cast<double>(sv)) << dsf[i];
+    EXPECT_NEAR(gf[i], static_cast<double>(sg), 0x1p-23 * std::fabs(static_cast<double>(sg)))
+        << dsf[i];
+  }
+}
+
+namespace {
+
+// Blocks agree with the scalar formula: the same infinities, NaNs and zero gradients, and finite
+// values within rel (the exps differ in the last bits).
+template <class E, class T>
+void check_against_scalar(const std::vector<T>& ds, const pt::kl_options& o, double rel,
+                          const std::string& what) {
+  const std::vector<T> zero(ds.size(), T(0));
+  std::vector<T> v(ds.size()), g(ds.size());
+  pt::kl_divergence<E>(pt::exec::host{}, ds, zero, o, v, g);
+  for (std::size_t i = 0; i < ds.size(); ++i) {
+    T sv, sg;
+    scalar_element<E>(o, ds[i], sv, sg);
+    const std::string at = what + " i=" + std::to_string(i) + " d=" + std::to_string(ds[i]);
+    for (auto [got, want, name] : {std::tuple{v[i], sv, "value"}, std::tuple{g[i], sg, "grad"}}) {
+      if (std::isnan(want)) {
+        EXPECT_TRUE(std::isnan(got)) << name << " " << at;
+      } else if (std::isinf(want) || want == T(0)) {
+        EXPECT_EQ(got, want) << name << " " << at;
+      } else {
+        EXPECT_NEAR(got, want, rel * std::fabs(static_cast<double>(want))) << name << " " << at;
+      }
+    }
+  }
+}
+
+template <class T>
+std::vector<T> huge_diffs() {
+  const T inf = std::numeric_limits<T>::infinity();
+  std::vector<T> ds;
+  for (double d : {1e4, 710.0, 709.7, 709.0, 100.0, 89.0, 88.8, 88.7, 88.0, 45.0, 20.5, 20.0})
+    for (double s : {-1.0, 1.0}) ds.push_back(static_cast<T>(s * d));
+  ds.push_back(inf);
+  ds.push_back(-inf);
+  ds.push_back(std::numeric_limits<T>::max());
+  ds.push_back(std::numeric_limits<T>::lowest());
+  return ds;
+}
+
+}  // namespace
+
+TEST(Kl, K3BlocksHugeLogRatiosLikeScalar) {
+  const pt::kl_options presets[] = {pt::kl_conventions::trl(),
+                                    pt::kl_conventions::verl(pt::kl_kind::k3),
+                                    pt::kl_conventions::openrlhf(),
+                                    pt::kl_conventions::open_instruct()};
+  const char* names[] = {"trl (no clamps)", "verl", "openrlhf", "open-instruct"};
+  for (int p = 0; p < 4; ++p) {
+    check_against_scalar<pt::kl::k3>(huge_diffs<double>(), presets[p], 4e-15,
+                                     std::string(names[p]) + " double");
+    check_against_scalar<pt::kl::k3>(huge_diffs<float>(), presets[p], 2.4e-7,
+                                     std::string(names[p]) + " float");
+    check_against_scalar<pt::kl::straight_through<pt::kl::k3>>(
+        huge_diffs<double>(), presets[p], 4e-15, std::string(names[p]) + " k3+ double");
+  }
+  // Without clamps k3 overflows where e^{−d} does in the input type: +inf with gradient −inf.
+  const std::vector<float> lf{-89.0f, -88.0f}, rf{0.0f, 0.0f};
+  std::vector<float> vf(2), gf(2);
+  pt::kl_divergence<pt::kl::k3>(pt::exec::host{}, lf, rf, pt::kl_options{}, vf, gf);
+  EXPECT_EQ(vf[0], std::numeric_limits<float>::infinity());
+  EXPECT_EQ(gf[0], -std::numeric_limits<float>::infinity());
+  EXPECT_TRUE(std::isfinite(vf[1]) && std::isfinite(gf[1]));
+  const std::vector<double> ld{-710.0, -709.0}, rd{0.0, 0.0};
+  std::vector<double> vd(2), gd(2);
+  pt::kl_divergence<pt::kl::k3>(pt::exec::host{}, ld, rd, pt::kl_options{}, vd, gd);
+  EXPECT_EQ(vd[0], std::numeric_limits<double>::infinity());
+  EXPECT_EQ(gd[0], -std::numeric_limits<double>::infinity());
+  EXPECT_NEAR(vd[1] / std::exp(709.0), 1.0, 4e-15);
+}
+
+TEST(Kl, K3BlocksKeepNanAndInfToTheirTokens) {
+  // Non-finite log-probs (e.g. of padding a mask drops later) in the middle of a block: they give
+  // what the scalar formula gives and leave every other token of the block bit-identical.
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  const std::size_t n = 300;
+  const auto clean = mixed_diffs<double>(n, 5);
+  auto dirty = clean;
+  const std::size_t bad[] = {0, 3, 64, 127, 128, 200, 299};
+  const double bad_values[] = {nan, inf, -inf, nan, -inf, inf, nan};
+  for (std::size_t k = 0; k < std::size(bad); ++k) dirty[bad[k]] = bad_values[k];
+  for (const auto& o : {pt::kl_conventions::trl(), pt::kl_conventions::verl(pt::kl_kind::k3)}) {
+    const std::vector<double> zero(n, 0.0);
+    std::vector<double> vc(n), gc(n), vd(n), gd(n);
+    pt::kl_divergence<pt::kl::k3>(pt::exec::host{}, clean, zero, o, vc, gc);
+    pt::kl_divergence<pt::kl::k3>(pt::exec::host{}, dirty, zero, o, vd, gd);
+    for (std::size_t i = 0; i < n; ++i) {
+      if (std::find(std::begin(bad), std::end(bad), i) != std::end(bad)) continue;
+      EXPECT_EQ(vd[i], vc[i]) << i;
+      EXPECT_EQ(gd[i], gc[i]) << i;
+    }
+    check_against_scalar<pt::kl::k3>(dirty, o, 4e-15, "dirty block");
+    std::vector<float> dirtyf(dirty.begin(), dirty.end());
+    // The scalar float formula itself is within ~12 ulp just past |d| = 1/2 (see above).
+    check_against_scalar<pt::kl::k3>(dirtyf, o, 1.5e-6, "dirty float block");
+  }
 }

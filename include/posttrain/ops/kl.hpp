@@ -83,12 +83,14 @@ namespace detail {
 
 // 1 − d/N·(1 − d/(N+1)·(1 − ... (1 − d/Last))), the nested Horner form of the Taylor series of
 // e^{−d}; the reciprocals are compile-time constants, so this is Last − N + 1 multiply-adds.
-template <int N, int Last, class T>
-POSTTRAIN_HOST_DEVICE POSTTRAIN_FORCEINLINE T nested_exp_series(T d) {
-  if constexpr (N > Last) {
-    return T(1);
+// T is the arithmetic type; d is a T or (CPU backend) an Eigen array of T, for which the result
+// is an expression.
+template <int N, int Last, class T, class A>
+POSTTRAIN_HOST_DEVICE POSTTRAIN_FORCEINLINE auto nested_exp_series(const A& d) {
+  if constexpr (N == Last) {
+    return T(1) - d * (T(1) / T(N));
   } else {
-    return T(1) - d * (T(1) / T(N)) * nested_exp_series<N + 1, Last>(d);
+    return T(1) - d * (T(1) / T(N)) * nested_exp_series<N + 1, Last, T>(d);
   }
 }
 
@@ -96,22 +98,49 @@ POSTTRAIN_HOST_DEVICE POSTTRAIN_FORCEINLINE T nested_exp_series(T d) {
 // series, cut where the next term is below rounding (d^11/11! in float, d^17/17! in double):
 //   e^{−d} − 1 + d = (d²/2)·(1 − d/3·(1 − d/4·(...)))    1 − e^{−d} = d·(1 − d/2·(1 − d/3·(...)))
 // Elsewhere e = e^{−d} (one exp, ~5x cheaper than expm1): value (e − 1) + d, gradient 1 − e;
-// just past the switch the value is within ~12 ulp, a few ulp beyond |d| = 1. Evaluating float
-// in double instead measured 35% slower on the host and would differ from device results.
+// just past the switch the value is within ~12 ulp, a few ulp beyond |d| = 1.
+// The pieces below are the formula, written once: k3_eval branches between them per token (host
+// and device scalar code); the CPU backend evaluates both over a block of tokens with a vector
+// exp and selects (backend/cpu/kl.hpp). Out is the type whose rounding sets the series cut, T
+// the arithmetic type (the backend evaluates float tokens in double), A is T or an Eigen array.
 template <class T>
 inline constexpr int k3_series_last = sizeof(T) >= 8 ? 17 : 11;
 
 template <class T>
+inline constexpr T k3_series_radius = T(0.5);
+
+template <class Out, class T, class A>
+POSTTRAIN_HOST_DEVICE POSTTRAIN_FORCEINLINE auto k3_series_value(const A& d) {
+  return T(0.5) * d * d * nested_exp_series<3, k3_series_last<Out>, T>(d);
+}
+
+template <class Out, class T, class A>
+POSTTRAIN_HOST_DEVICE POSTTRAIN_FORCEINLINE auto k3_series_grad(const A& d) {
+  return d * nested_exp_series<2, k3_series_last<Out>, T>(d);
+}
+
+// e = e^{−d}
+template <class T, class A>
+POSTTRAIN_HOST_DEVICE POSTTRAIN_FORCEINLINE auto k3_exp_value(const A& d, const A& e) {
+  return (e - T(1)) + d;
+}
+
+template <class T, class A>
+POSTTRAIN_HOST_DEVICE POSTTRAIN_FORCEINLINE auto k3_exp_grad(const A& e) {
+  return T(1) - e;
+}
+
+template <class T>
 POSTTRAIN_HOST_DEVICE POSTTRAIN_FORCEINLINE void k3_eval(T d, T* value, T* grad) {
   using std::exp;
-  if ((d < T(0) ? -d : d) <= T(0.5)) {
-    if (value) *value = T(0.5) * d * d * nested_exp_series<3, k3_series_last<T>>(d);
-    if (grad) *grad = d * nested_exp_series<2, k3_series_last<T>>(d);
+  if ((d < T(0) ? -d : d) <= k3_series_radius<T>) {
+    if (value) *value = k3_series_value<T, T>(d);
+    if (grad) *grad = k3_series_grad<T, T>(d);
     return;
   }
   const T e = exp(-d);
-  if (value) *value = (e - T(1)) + d;
-  if (grad) *grad = T(1) - e;
+  if (value) *value = k3_exp_value<T>(d, e);
+  if (grad) *grad = k3_exp_grad<T>(e);
 }
 
 }  // namespace detail
@@ -165,6 +194,18 @@ struct k3 {
   POSTTRAIN_HOST_DEVICE static void value_and_grad(T d, T& value, T& grad) {
     detail::k3_eval<T>(d, &value, &grad);
   }
+  // The formula's pieces for a backend that computes e = e^{−d} itself and selects the series
+  // where |d| <= series_radius (backend/cpu/kl.hpp); see detail::k3_series_value.
+  template <class T>
+  static constexpr T series_radius = detail::k3_series_radius<T>;
+  template <class Out, class T, class A>
+  static auto series_value(const A& d) { return detail::k3_series_value<Out, T>(d); }
+  template <class Out, class T, class A>
+  static auto series_grad(const A& d) { return detail::k3_series_grad<Out, T>(d); }
+  template <class T, class A>
+  static auto exp_value(const A& d, const A& e) { return detail::k3_exp_value<T>(d, e); }
+  template <class T, class A>
+  static auto exp_grad(const A& e) { return detail::k3_exp_grad<T>(e); }
 };
 
 // Value of Estimator, gradient of k2 (= d): the "+" estimators of verl. The value, clamps
@@ -243,9 +284,20 @@ inline constexpr bool kl_value_is_detached_v = requires { requires E::value_is_d
 template <class E, class T>
 concept kl_has_value_and_grad = requires(T d, T& v, T& g) { E::value_and_grad(d, v, g); };
 
+// Estimators whose value is k3 (k3 and straight_through<k3>): the CPU backend evaluates them over
+// blocks of tokens with a vector exp (backend/cpu/kl.hpp) instead of calling value_and_grad.
+template <class E>
+inline constexpr bool kl_value_is_k3_v = std::is_same_v<E, kl::k3>;
+template <class E>
+inline constexpr bool kl_value_is_k3_v<kl::straight_through<E>> = kl_value_is_k3_v<E>;
+
 // The per-token formula of kl_divergence: estimator plus clamps, in the input type T.
 template <class E, class T>
 struct kl_element {
+  static constexpr bool value_is_k3 = kl_value_is_k3_v<E>;
+  using k3_form = kl::k3;  // the hooks the CPU backend evaluates blocks with when value_is_k3
+  static constexpr bool value_is_detached = kl_value_is_detached_v<E>;
+
   T in_lo, in_hi, out_lo, out_hi;
 
   POSTTRAIN_HOST_DEVICE POSTTRAIN_FORCEINLINE T value(T d) const {
