@@ -125,4 +125,11 @@ inline std::vector<json> cases(const json& file, const std::string& fn) {
   return out;
 }
 
+// The case called `name` in a file's "cases" list (a renamed or missing case throws, so its test fails loudly).
+inline const json& named_case(const json& file, const std::string& name) {
+  for (const json& c : file.at("cases"))
+    if (c.at("name") == name) return c;
+  throw std::runtime_error("golden: no case " + name);
+}
+
 }  // namespace golden

@@ -41,11 +41,7 @@ const json& file() {
   return f;
 }
 
-const json& named(const std::string& name) {
-  for (const json& c : file().at("cases"))
-    if (c.at("name") == name) return c;
-  throw std::runtime_error("golden: no case " + name);
-}
+const json& named(const std::string& name) { return golden::named_case(file(), name); }
 
 struct pair_case {
   vec chosen, rejected, ref_c, ref_r, mask_all;
