@@ -1,12 +1,17 @@
 // The fused pass of loss::value_clipped (loss/value.hpp: aggregation weights from the mask, then
 // one pass writing dloss/dv) against the unfused composition it replaced: per-token loss and
-// derivative arrays, aggregate_loss, grad = coef·dLoss/dL·dL/dv. Same bits for loss, divisor,
-// clip_fraction and every gradient element; every aggregation mode and normaliser, float and
+// derivative arrays, aggregate_loss, grad = coef·dLoss/dL·dL/dv. Same bits for divisor and
+// clip_fraction; loss and every gradient element within a few ulp (bit-identical with the default
+// flags; with -march=native GCC contracts a·b + c into FMAs differently in the two loops: observed
+// 1 ulp of the double loss): relative 1e-6 (float) / 1e-14 (double) of max(|x|, scale), scale the
+// largest |gradient| / 100 for the elements. Every aggregation mode and normaliser, float and
 // double, fractional masks, empty / fully masked rows, no mask, infinite clip, zero divisor.
 // The formula itself is checked against a float64 reference in tests/loss/value.cpp.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <random>
@@ -21,7 +26,12 @@ namespace pt = posttrain;
 using pt::index_t;
 
 std::uint64_t bits(double x) { return std::bit_cast<std::uint64_t>(x); }
-std::uint32_t bits(float x) { return std::bit_cast<std::uint32_t>(x); }
+
+template <class T>
+bool close(double got, double want, double scale) {
+  if (!std::isfinite(want) || !std::isfinite(got)) return bits(got) == bits(want);
+  return std::abs(got - want) <= (sizeof(T) == 4 ? 1e-6 : 1e-14) * std::max(std::abs(want), scale);
+}
 
 // The composition before fusion (the oracle).
 template <class A, class T>
@@ -92,12 +102,14 @@ void check(const batch& d, bool with_mask, const pt::value_options& o,
   const auto r1 = pt::loss::value_clipped<A>::compute(pt::exec::host{}, in, o,
                                                       std::span<T>(g1), norm, ao);
   const auto r2 = unfused<A, T>(in, o, std::span<T>(g2), norm, ao);
-  EXPECT_EQ(bits(r1.loss), bits(r2.loss)) << ctx << ": " << r1.loss << " vs " << r2.loss;
+  EXPECT_TRUE(close<T>(r1.loss, r2.loss, 0.0)) << ctx << ": " << r1.loss << " vs " << r2.loss;
   EXPECT_EQ(bits(r1.divisor), bits(r2.divisor)) << ctx;
   EXPECT_EQ(bits(r1.clip_fraction), bits(r2.clip_fraction)) << ctx;
+  double scale = 0;
+  for (T g : g2) scale = std::max(scale, std::abs(static_cast<double>(g)));
   for (std::size_t t = 0; t < g1.size(); ++t)
-    EXPECT_EQ(bits(g1[t]), bits(g2[t])) << ctx << ": grad[" << t << "] " << g1[t] << " vs "
-                                        << g2[t];
+    EXPECT_TRUE(close<T>(g1[t], g2[t], scale / 100))
+        << ctx << ": grad[" << t << "] " << g1[t] << " vs " << g2[t];
 }
 
 template <class A>

@@ -31,7 +31,12 @@ struct cispo {
   template <class T>
   POSTTRAIN_HOST_DEVICE static pg_token<T> evaluate(T logp, T logr, T a,
                                                     const policy_gradient_options& o) {
-    const T r = detail::ratio_of(logr, o).ratio;
+    return evaluate_ratio(logp, logr, detail::ratio_exp(logr, o), a, o);
+  }
+
+  template <class T>
+  POSTTRAIN_HOST_DEVICE static pg_token<T> evaluate_ratio(T logp, T, T r, T a,
+                                                          const policy_gradient_options& o) {
     T c = r;
     switch (o.cispo_mode) {
       case cispo_cap::two_sided:

@@ -28,15 +28,26 @@ struct clamped_ratio {
   T log_ratio;
 };
 
+// The same with r = e^{clamp(logr)} already computed (ratio_exp; the CPU backend exps a block
+// of tokens at once with a vectorised exp).
+template <class T>
+POSTTRAIN_HOST_DEVICE POSTTRAIN_FORCEINLINE clamped_ratio<T> ratio_given(
+    T logr, T r, const policy_gradient_options& o) {
+  const T lo = T(o.log_ratio_min), hi = T(o.log_ratio_max);
+  const bool clamped = logr < lo || hi < logr;
+  return {r, clamped ? T(0) : r, math::clamp(logr, lo, hi)};
+}
+
+template <class T>
+POSTTRAIN_HOST_DEVICE POSTTRAIN_FORCEINLINE T ratio_exp(T logr, const policy_gradient_options& o) {
+  using std::exp;
+  return exp(math::clamp(logr, T(o.log_ratio_min), T(o.log_ratio_max)));
+}
+
 template <class T>
 POSTTRAIN_HOST_DEVICE POSTTRAIN_FORCEINLINE clamped_ratio<T> ratio_of(
     T logr, const policy_gradient_options& o) {
-  using std::exp;
-  const T lo = T(o.log_ratio_min), hi = T(o.log_ratio_max);
-  const bool clamped = logr < lo || hi < logr;
-  const T lr = math::clamp(logr, lo, hi);
-  const T r = exp(lr);
-  return {r, clamped ? T(0) : r, lr};
+  return ratio_given(logr, ratio_exp(logr, o), o);
 }
 
 }  // namespace detail
@@ -54,9 +65,17 @@ struct clip {
   }
 
   template <class T>
-  POSTTRAIN_HOST_DEVICE static pg_token<T> evaluate(T, T logr, T a,
+  POSTTRAIN_HOST_DEVICE static pg_token<T> evaluate(T logp, T logr, T a,
                                                     const policy_gradient_options& o) {
-    const auto q = detail::ratio_of(logr, o);
+    return evaluate_ratio(logp, logr, detail::ratio_exp(logr, o), a, o);
+  }
+
+  // evaluate with r = e^{clamp(logr)} given (the ratio-given surrogates: clip, cispo, sapo,
+  // reinforce, gspo; see ratio_given).
+  template <class T>
+  POSTTRAIN_HOST_DEVICE static pg_token<T> evaluate_ratio(T, T logr, T r, T a,
+                                                          const policy_gradient_options& o) {
+    const auto q = detail::ratio_given(logr, r, o);
     const T lo = T(1) - T(o.clip_low), hi = T(1) + T(o.clip_high);
     pg_token<T> out;
     out.ratio = q.ratio;

@@ -49,6 +49,13 @@ struct gspo {
                                                     const policy_gradient_options& o) {
     return clip::evaluate(logp, log_s, a, o);
   }
+
+  // s = e^{clamp(log s)} given: the backend exps it once per row.
+  template <class T>
+  POSTTRAIN_HOST_DEVICE static pg_token<T> evaluate_ratio(T logp, T log_s, T s, T a,
+                                                          const policy_gradient_options& o) {
+    return clip::evaluate_ratio(logp, log_s, s, a, o);
+  }
 };
 
 struct gspo_token : gspo {

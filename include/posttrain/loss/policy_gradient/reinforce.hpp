@@ -25,8 +25,14 @@ struct reinforce {
   template <class T>
   POSTTRAIN_HOST_DEVICE static pg_token<T> evaluate(T logp, T logr, T a,
                                                     const policy_gradient_options& o) {
+    return evaluate_ratio(logp, logr, detail::ratio_exp(logr, o), a, o);
+  }
+
+  template <class T>
+  POSTTRAIN_HOST_DEVICE static pg_token<T> evaluate_ratio(T logp, T, T r, T a,
+                                                          const policy_gradient_options&) {
     pg_token<T> out;
-    out.ratio = detail::ratio_of(logr, o).ratio;
+    out.ratio = r;
     out.loss = -a * logp;
     out.grad = -a;
     return out;

@@ -25,9 +25,15 @@ struct sapo {
   }
 
   template <class T>
-  POSTTRAIN_HOST_DEVICE static pg_token<T> evaluate(T, T logr, T a,
+  POSTTRAIN_HOST_DEVICE static pg_token<T> evaluate(T logp, T logr, T a,
                                                     const policy_gradient_options& o) {
-    const auto q = detail::ratio_of(logr, o);
+    return evaluate_ratio(logp, logr, detail::ratio_exp(logr, o), a, o);
+  }
+
+  template <class T>
+  POSTTRAIN_HOST_DEVICE static pg_token<T> evaluate_ratio(T, T logr, T r, T a,
+                                                          const policy_gradient_options& o) {
+    const auto q = detail::ratio_given(logr, r, o);
     const T tau = a > T(0) ? T(o.sapo_tau_pos) : T(o.sapo_tau_neg);
     const T s = math::sigmoid(tau * (q.ratio - T(1)));
     pg_token<T> out;
