@@ -57,7 +57,6 @@
 #include <cmath>
 #include <span>
 #include <string_view>
-#include <type_traits>
 
 #include "posttrain/advantage/common.hpp"
 #include "posttrain/config.hpp"
@@ -127,83 +126,60 @@ inline constexpr gae_options open_instruct{.gamma = 1.0,
 
 }  // namespace gae_conventions
 
-// c ? a : b (lane by lane for a GNU vector type D, whose comparisons give lane masks). Both a
-// and b are computed; the one not selected is discarded (a NaN there never reaches the result).
-template <class C, class D>
-POSTTRAIN_HOST_DEVICE POSTTRAIN_FORCEINLINE constexpr D lane_select(const C& c, const D& a,
-                                                                   const D& b) {
-  return c ? a : b;
-}
-
-// The per-token maps of each recurrence (host and device). m == 0 gives the maps' masked form
-// without reading r or v (a NaN there is selected away, never multiplied by 0). D is double
-// (the default and what every backend passes: callers passing float get double arithmetic).
+// The per-token maps of each recurrence (host and device), in double (callers passing float get
+// double arithmetic). m == 0 gives the maps' masked form without reading r or v (a NaN there is
+// selected away, never multiplied by 0).
 struct gae_masked_carry {
   double gamma;
   double gamma_lambda;
 
   // Branch-free: at m = 0 the a's are exactly 1 and the b's are selected to 0 (never m·NaN).
-  template <class D = double>
-  POSTTRAIN_HOST_DEVICE affine_map<D> value_map(std::type_identity_t<D> v,
-                                                std::type_identity_t<D> m) const {
-    return {1.0 - m, lane_select(m != 0.0, m * v, D{})};
+  POSTTRAIN_HOST_DEVICE affine_map<double> value_map(double v, double m) const {
+    return {1.0 - m, m != 0.0 ? m * v : 0.0};
   }
-  template <class D = double>
-  POSTTRAIN_HOST_DEVICE affine_map<D> advantage_map(std::type_identity_t<D> r,
-                                                    std::type_identity_t<D> v,
-                                                    std::type_identity_t<D> m,
-                                                    std::type_identity_t<D> next_value) const {
-    const D delta = r + gamma * next_value - v;
-    return {m * gamma_lambda + (1.0 - m), lane_select(m != 0.0, m * delta, D{})};
+  POSTTRAIN_HOST_DEVICE affine_map<double> advantage_map(double r, double v, double m,
+                                                         double next_value) const {
+    const double delta = r + gamma * next_value - v;
+    return {m * gamma_lambda + (1.0 - m), m != 0.0 ? m * delta : 0.0};
   }
   // The value added to A_t to form the return (verl: returns = advantages + values).
-  template <class D = double>
-  POSTTRAIN_HOST_DEVICE D return_value(std::type_identity_t<D> v, std::type_identity_t<D>) const {
-    return v;
-  }
+  POSTTRAIN_HOST_DEVICE double return_value(double v, double) const { return v; }
 };
 
 struct gae_plain {
   double gamma;
   double gamma_lambda;
 
-  template <class D = double>
-  POSTTRAIN_HOST_DEVICE affine_map<D> value_map(std::type_identity_t<D> v,
-                                                std::type_identity_t<D> m) const {
-    return {D{}, lane_select(m != 0.0, m * v, D{})};
+  POSTTRAIN_HOST_DEVICE affine_map<double> value_map(double v, double m) const {
+    return {0.0, m != 0.0 ? m * v : 0.0};
   }
-  template <class D = double>
-  POSTTRAIN_HOST_DEVICE affine_map<D> advantage_map(std::type_identity_t<D> r,
-                                                    std::type_identity_t<D> v,
-                                                    std::type_identity_t<D> m,
-                                                    std::type_identity_t<D> next_value) const {
-    const D rm = lane_select(m != 0.0, m * r, D{});
-    const D vm = lane_select(m != 0.0, m * v, D{});
-    return {D{} + gamma_lambda, rm + gamma * next_value - vm};
+  // 0.0 + γλ: a γ of −0.0 (validation accepts it) acts as +0.0 (a −0.0 slope could flip the
+  // sign of a zero advantage).
+  POSTTRAIN_HOST_DEVICE affine_map<double> advantage_map(double r, double v, double m,
+                                                         double next_value) const {
+    const double rm = m != 0.0 ? m * r : 0.0;
+    const double vm = m != 0.0 ? m * v : 0.0;
+    return {0.0 + gamma_lambda, rm + gamma * next_value - vm};
   }
-  template <class D = double>
-  POSTTRAIN_HOST_DEVICE D return_value(std::type_identity_t<D> v,
-                                       std::type_identity_t<D> m) const {
-    return lane_select(m != 0.0, m * v, D{});
+  POSTTRAIN_HOST_DEVICE double return_value(double v, double m) const {
+    return m != 0.0 ? m * v : 0.0;
   }
 };
 
 namespace detail {
 
-template <class D = double>
 struct gae_state {
-  D next_value{};
-  D advantage{};
+  double next_value = 0.0;
+  double advantage = 0.0;
 };
 
-// One token of the reverse loop (a backend reverse_scan kernel, run on D = double):
-// apply the maps of t, compute the outputs of t (in D; the backend rounds them to T). The mask
-// and the returns are compile-time present or absent so the hot loop has no tests of them.
+// One token of the reverse loop (a backend reverse_scan kernel): apply the maps of t, compute
+// the outputs of t in double (the backend rounds them to T). The mask and the returns are
+// compile-time present or absent so the hot loop has no tests of them.
 template <class T, class Recurrence, bool HasMask, bool HasReturns>
 struct gae_step {
   using value_type = T;
-  template <class D>
-  using state = gae_state<D>;
+  using state = gae_state;
   static constexpr int inputs = 2;                    // rewards, values
   static constexpr int outputs = HasReturns ? 2 : 1;  // advantages, returns
   static constexpr bool has_mask = HasMask;
@@ -213,17 +189,15 @@ struct gae_step {
   const float* mask;
   T* out[outputs];
 
-  template <class D>
-  POSTTRAIN_FORCEINLINE void step(const std::array<D, inputs>& x, D w, D, gae_state<D>& s,
-                                  std::array<D, outputs>& y) const {
-    const D rt = x[0], vt = x[1];
-    if constexpr (!HasMask) w = D{} + 1.0;
-    s.advantage = apply(rec.template advantage_map<D>(rt, vt, w, s.next_value), s.advantage);
-    s.next_value = apply(rec.template value_map<D>(vt, w), s.next_value);
-    const auto keep = w != 0.0;
-    y[0] = lane_select(keep, s.advantage, D{});
-    if constexpr (HasReturns)
-      y[1] = lane_select(keep, s.advantage + rec.template return_value<D>(vt, w), D{});
+  POSTTRAIN_FORCEINLINE void step(const std::array<double, inputs>& x, double w, double,
+                                  gae_state& s, std::array<double, outputs>& y) const {
+    const double rt = x[0], vt = x[1];
+    if constexpr (!HasMask) w = 1.0;
+    s.advantage = apply(rec.advantage_map(rt, vt, w, s.next_value), s.advantage);
+    s.next_value = apply(rec.value_map(vt, w), s.next_value);
+    const bool keep = w != 0.0;
+    y[0] = keep ? s.advantage : 0.0;
+    if constexpr (HasReturns) y[1] = keep ? s.advantage + rec.return_value(vt, w) : 0.0;
   }
 };
 

@@ -49,7 +49,6 @@
 #include <array>
 #include <span>
 #include <string_view>
-#include <type_traits>
 #include <vector>
 
 #include "posttrain/advantage/common.hpp"
@@ -76,48 +75,35 @@ struct discounted_return_options {
   return_convention convention = return_convention::reset_at_masked;
 };
 
-// Carry maps (host and device). output() is G_t given the carry after token t+1 and after t.
-// D is double (see gae_masked_carry).
+// Carry maps (host and device), in double. output() is G_t given the carry after token t+1 and
+// after t. m == 0 gives the masked map without reading r (a NaN there is selected away, never
+// multiplied by 0).
 struct returns_reset_at_masked {
   double gamma;
-  template <class D = double>
-  POSTTRAIN_HOST_DEVICE affine_map<D> map(std::type_identity_t<D> r,
-                                          std::type_identity_t<D> m) const {
-    const auto valid = m != 0.0;
-    return {lane_select(valid, m * gamma, D{}), lane_select(valid, m * r, D{})};
+  POSTTRAIN_HOST_DEVICE affine_map<double> map(double r, double m) const {
+    return m != 0.0 ? affine_map<double>{m * gamma, m * r} : affine_map<double>{0.0, 0.0};
   }
-  template <class D = double>
-  POSTTRAIN_HOST_DEVICE D output(std::type_identity_t<D> r, std::type_identity_t<D> next,
-                                 std::type_identity_t<D>) const {
+  POSTTRAIN_HOST_DEVICE double output(double r, double next, double) const {
     return r + gamma * next;
   }
 };
 
 struct returns_mask_rewards {
   double gamma;
-  template <class D = double>
-  POSTTRAIN_HOST_DEVICE affine_map<D> map(std::type_identity_t<D> r,
-                                          std::type_identity_t<D> m) const {
-    return {D{} + gamma, lane_select(m != 0.0, m * r, D{})};
+  // 0.0 + γ: a γ of −0.0 (validation accepts it) acts as +0.0 (see gae_plain).
+  POSTTRAIN_HOST_DEVICE affine_map<double> map(double r, double m) const {
+    return {0.0 + gamma, m != 0.0 ? m * r : 0.0};
   }
-  template <class D = double>
-  POSTTRAIN_HOST_DEVICE D output(std::type_identity_t<D>, std::type_identity_t<D>,
-                                 std::type_identity_t<D> current) const {
-    return current;
-  }
+  POSTTRAIN_HOST_DEVICE double output(double, double, double current) const { return current; }
 };
 
 struct returns_carry_through_masked {
   double gamma;
-  template <class D = double>
-  POSTTRAIN_HOST_DEVICE affine_map<D> map(std::type_identity_t<D> r,
-                                          std::type_identity_t<D> m) const {
-    const auto valid = m != 0.0;
-    return {lane_select(valid, m * gamma + (1.0 - m), D{} + 1.0), lane_select(valid, m * r, D{})};
+  POSTTRAIN_HOST_DEVICE affine_map<double> map(double r, double m) const {
+    return m != 0.0 ? affine_map<double>{m * gamma + (1.0 - m), m * r}
+                    : affine_map<double>{1.0, 0.0};
   }
-  template <class D = double>
-  POSTTRAIN_HOST_DEVICE D output(std::type_identity_t<D> r, std::type_identity_t<D> next,
-                                 std::type_identity_t<D>) const {
+  POSTTRAIN_HOST_DEVICE double output(double r, double next, double) const {
     return r + gamma * next;
   }
 };
@@ -155,13 +141,12 @@ inline constexpr reinforce_pp_baseline_options openrlhf_baseline{
 
 namespace detail {
 
-// One token of the reverse loop (a backend reverse_scan kernel, run on D = double):
-// G_t from the carry, then the carry of t.
+// One token of the reverse loop (a backend reverse_scan kernel): G_t from the carry, then the
+// carry of t.
 template <class T, class Convention, bool HasMask>
 struct return_step {
   using value_type = T;
-  template <class D>
-  using state = D;  // the carry, 0 past each sequence's end
+  using state = double;  // the carry, 0 past each sequence's end
   static constexpr int inputs = 1, outputs = 1;
   static constexpr bool has_mask = HasMask;
   static constexpr bool has_sequence_constant = false;
@@ -170,13 +155,12 @@ struct return_step {
   const float* mask;
   T* out[1];
 
-  template <class D>
-  POSTTRAIN_FORCEINLINE void step(const std::array<D, 1>& x, D w, D, D& carry,
-                                  std::array<D, 1>& y) const {
-    if constexpr (!HasMask) w = D{} + 1.0;
-    const D next = carry;
-    carry = apply(conv.template map<D>(x[0], w), carry);
-    y[0] = lane_select(w != 0.0, conv.template output<D>(x[0], next, carry), D{});
+  POSTTRAIN_FORCEINLINE void step(const std::array<double, 1>& x, double w, double, double& carry,
+                                  std::array<double, 1>& y) const {
+    if constexpr (!HasMask) w = 1.0;
+    const double next = carry;
+    carry = apply(conv.map(x[0], w), carry);
+    y[0] = w != 0.0 ? conv.output(x[0], next, carry) : 0.0;
   }
 };
 
@@ -186,8 +170,7 @@ struct return_step {
 template <class T, bool HasMask, bool HasReturns>
 struct remax_step {
   using value_type = T;
-  template <class D>
-  using state = D;
+  using state = double;
   static constexpr int inputs = 1;
   static constexpr int outputs = HasReturns ? 2 : 1;  // advantages, returns
   static constexpr bool has_mask = HasMask;
@@ -197,15 +180,14 @@ struct remax_step {
   const float* mask;
   T* out[outputs];
 
-  template <class D>
-  POSTTRAIN_FORCEINLINE void step(const std::array<D, 1>& x, D w, D baseline, D& carry,
-                                  std::array<D, outputs>& y) const {
-    if constexpr (!HasMask) w = D{} + 1.0;
-    carry = apply(returns_mask_rewards{1.0}.map<D>(x[0], w), carry);
-    const D g = static_cast<D>(static_cast<T>(carry));  // the value the returns hold
-    const auto keep = w != 0.0;
-    y[0] = lane_select(keep, g - baseline * w, D{});
-    if constexpr (HasReturns) y[1] = lane_select(keep, g, D{});
+  POSTTRAIN_FORCEINLINE void step(const std::array<double, 1>& x, double w, double baseline,
+                                  double& carry, std::array<double, outputs>& y) const {
+    if constexpr (!HasMask) w = 1.0;
+    carry = apply(returns_mask_rewards{1.0}.map(x[0], w), carry);
+    const double g = static_cast<double>(static_cast<T>(carry));  // the value the returns hold
+    const bool keep = w != 0.0;
+    y[0] = keep ? g - baseline * w : 0.0;
+    if constexpr (HasReturns) y[1] = keep ? g : 0.0;
   }
 };
 

@@ -13,13 +13,14 @@
 //   sequence_lengths(mask, seq_offsets, out[B])  Σ_t m_t.
 // Arguments are validated by the front ends.
 //
-// A reverse_scan kernel (advantage/gae.hpp gae_step, advantage/reinforce.hpp return_step):
+// A reverse_scan kernel (advantage/gae.hpp gae_step, advantage/reinforce.hpp return_step and
+// remax_step):
 //   value_type T; inputs NI and outputs NO (token arrays of T); has_mask; const T* in[NI];
 //   const float* mask; T* out[NO]; has_sequence_constant (and then const T* sequence_constant[B],
-//   e.g. ReMax's baseline); template <class D> using state (D{}-initialised at each sequence's
-//   end); template <class D> step(const std::array<D, NI>& x, D m, D constant, state<D>& s,
-//   std::array<D, NO>& y) const, called with D = double: inputs and outputs in double (rounded
-//   to T by the scan). m is 1 where the kernel has no mask.
+//   e.g. ReMax's baseline); state (value-initialised at each sequence's end);
+//   step(const std::array<double, NI>& x, double m, double constant, state& s,
+//   std::array<double, NO>& y) const: inputs and outputs in double (rounded to T by the scan).
+//   m is 1 where the kernel has no mask.
 #include <algorithm>
 #include <array>
 #include <cstddef>
@@ -44,9 +45,10 @@ namespace backend::cpu {
 // in lock step for as many tokens as all of them have left, and each finishes its head alone
 // with its carried state; the last B mod scan_rows sequences run one after the other. Every row
 // gets its own recurrence in its own order with the same operations: bit-identical to
-// reverse_scan_serial (tests/advantage/gae.cpp), except that with hardware FMA (-march=native)
-// GCC's default -ffp-contract=fast fuses a·b + c where it chooses in each loop (a few ulp). bench/cpu/advantage.cpp, 512 x 4096,
-// -march=native: GAE 5.17 -> 3.36 ms, discounted returns 3.76 -> 2.13 ms; 4 rows beat 2 and 8.
+// reverse_scan_serial (tests/advantage/{gae,reinforce}.cpp), except that with hardware FMA
+// (-march=native) GCC's default -ffp-contract=fast fuses a·b + c where it chooses in each loop
+// (a few ulp). bench/cpu/advantage.cpp, 512 x 4096, -march=native: GAE 5.17 -> 3.36 ms,
+// discounted returns 3.76 -> 2.13 ms; 4 rows beat 2 and 8.
 // (The tiled SIMD-lane scan this replaces, b264522, staged an L1 tile element by element and
 // measured 2x slower than the serial scan.)
 #ifndef POSTTRAIN_SCAN_ROWS
@@ -64,7 +66,7 @@ namespace scan_detail {
 // Token t of the sequence whose per-sequence constant is c and carried state s.
 template <class Kernel>
 POSTTRAIN_FORCEINLINE void scan_token(const Kernel& kernel, index_t t, double c,
-                                      typename Kernel::template state<double>& s) {
+                                      typename Kernel::state& s) {
   using T = typename Kernel::value_type;
   constexpr int NI = Kernel::inputs, NO = Kernel::outputs;
   std::array<double, NI> x;
@@ -91,7 +93,7 @@ void reverse_scan_serial(std::span<const index_t> seq_offsets, const Kernel& ker
                          std::size_t first = 0) {
   for (std::size_t b = first; b + 1 < seq_offsets.size(); ++b) {
     const double c = scan_detail::sequence_constant(kernel, b);
-    typename Kernel::template state<double> state{};
+    typename Kernel::state state{};
     for (index_t t = seq_offsets[b + 1] - 1; t >= seq_offsets[b]; --t)
       scan_detail::scan_token(kernel, t, c, state);
   }
@@ -101,12 +103,13 @@ template <class Kernel>
 void reverse_scan(std::span<const index_t> seq_offsets, const Kernel& kernel) {
   constexpr int K = scan_rows;
   constexpr index_t S = scan_skew;
-  using State = typename Kernel::template state<double>;
+  using State = typename Kernel::state;
   const std::size_t sequences = seq_offsets.empty() ? 0 : seq_offsets.size() - 1;
   std::size_t b0 = 0;
   if constexpr (K > 1) {
     for (; b0 + K <= sequences; b0 += K) {
-      // next[k]: the next token of row k (counting down); common: tokens every row of the block has.
+      // next[k]: the next token of row k (counting down); common: tokens every row of the block
+      // has.
       index_t next[K], first[K], common = 0;
       double c[K];
       State state[K];
