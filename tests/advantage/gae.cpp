@@ -525,8 +525,9 @@ TEST(Gae, RaggedBlocksMatchPerSequenceLoops) {
 
 namespace {
 
-// Ragged batch for the scan identity tests: lengths 0..200, leading/trailing padding, interior
-// holes, every 5th row fully masked, fractional weights; NaN rewards and values where m = 0.
+// Ragged batch for the scan identity tests: lengths 0..200 (the first block's rows longer than
+// its skew, so that every batch of a block or more runs the lock-step loop), interior holes,
+// every 5th row fully masked, fractional weights; NaN rewards and values where m = 0.
 struct ragged_batch {
   std::vector<pt::index_t> offsets;
   std::vector<double> r, v;
@@ -534,12 +535,16 @@ struct ragged_batch {
 };
 
 ragged_batch make_ragged(int B, unsigned seed) {
+  namespace cpu = posttrain::backend::cpu;
+  const pt::index_t lock_step =
+      std::min<pt::index_t>(cpu::scan_skew * (cpu::scan_rows - 1) + 1, 200);
   std::mt19937 rng(seed);
   std::normal_distribution<double> nd(0.0, 1.0);
   std::uniform_real_distribution<double> u(0.0, 1.0);
-  std::uniform_int_distribution<pt::index_t> len(0, 200);
   std::vector<pt::index_t> lengths(B);
-  for (auto& l : lengths) l = len(rng);
+  for (int b = 0; b < B; ++b)
+    lengths[b] =
+        std::uniform_int_distribution<pt::index_t>(b < cpu::scan_rows ? lock_step : 0, 200)(rng);
   ragged_batch g;
   g.offsets = pt::offsets_from_lengths(lengths);
   for (int b = 0; b < B; ++b) {

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <vector>
@@ -372,3 +373,130 @@ TEST(DiscountedReturns, RaggedBlocksMatchPerSequenceLoops) {
   adv::remax(pt::exec::host{}, r, baselines, mf, off, a, {});
   expect_masked(a, want_remax, m, 1e-12);
 }
+
+namespace {
+
+// Ragged batch for the scan identity test: lengths 0..200 (the first block's rows longer than
+// its skew, so that every batch of a block or more runs the lock-step loop), interior holes,
+// every 5th row fully masked, fractional weights; NaN rewards where m = 0 (they must be selected
+// away, never leak).
+struct ragged_batch {
+  offs offsets;
+  vec r;
+  std::vector<float> m;
+};
+
+ragged_batch make_ragged(int B, unsigned seed) {
+  namespace cpu = posttrain::backend::cpu;
+  const pt::index_t lock_step =
+      std::min<pt::index_t>(cpu::scan_skew * (cpu::scan_rows - 1) + 1, 200);
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> nd(0.0, 1.0);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  std::vector<pt::index_t> lengths(B);
+  for (int b = 0; b < B; ++b)
+    lengths[b] =
+        std::uniform_int_distribution<pt::index_t>(b < cpu::scan_rows ? lock_step : 0, 200)(rng);
+  ragged_batch g;
+  g.offsets = pt::offsets_from_lengths(lengths);
+  for (int b = 0; b < B; ++b) {
+    for (pt::index_t t = 0; t < lengths[b]; ++t) {
+      const double w = b % 5 == 4 ? 0.0 : u(rng) < 0.2 ? 0.0 : u(rng) < 0.8 ? 1.0 : u(rng);
+      g.m.push_back(static_cast<float>(w));
+      g.r.push_back(w != 0.0 ? 0.1 * nd(rng) + (t + 1 == lengths[b] ? nd(rng) : 0.0) : kNaN);
+    }
+  }
+  return g;
+}
+
+template <class T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
+// Every output of the interleaved scan equals reverse_scan_serial's: bit for bit where the
+// compiler cannot contract multiply-adds, else within a few ulp (see GAE's identity test).
+template <class T>
+void expect_same_scan_outputs(const std::vector<T>& got, const std::vector<T>& want, int B,
+                              const char* what) {
+#ifndef __FP_FAST_FMA
+  EXPECT_TRUE(same_bits(got, want)) << what << " B=" << B;
+#else
+  // With hardware FMA (-march=native) GCC's default -ffp-contract=fast fuses a·b + c into one
+  // rounding where it chooses, independently in each loop: a few ulp apart, no more.
+  const double tol = 8 * std::numeric_limits<T>::epsilon();
+  ASSERT_EQ(got.size(), want.size());
+  for (std::size_t i = 0; i < got.size(); ++i)
+    EXPECT_NEAR(got[i], want[i], tol * (1 + std::abs(double(want[i]))))
+        << what << " B=" << B << " i=" << i;
+#endif
+  // Not vacuous: the scan wrote every token (no 7 left).
+  EXPECT_EQ(std::count(got.begin(), got.end(), T(7)), 0) << what << " B=" << B;
+}
+
+// The interleaved scan (backend::cpu::reverse_scan) against reverse_scan_serial on the
+// REINFORCE-family kernels: discounted returns in every convention (γ < 1 and γ = 1; γ = 1 with
+// mask_rewards is reverse_cumsum), ReMax with and without the returns output, each with and
+// without a mask, for batches smaller than a block, equal to it and not multiples of it, float
+// and double.
+template <class T>
+void expect_return_scans_bit_identical() {
+  namespace cpu = posttrain::backend::cpu;
+  namespace d = adv::detail;
+  const int K = cpu::scan_rows;
+  for (int B : {1, K - 1, K, K + 1, 3 * K + 2, 53}) {
+    const ragged_batch g = make_ragged(B, 700 + static_cast<unsigned>(B));
+    const std::size_t n = g.r.size();
+    const std::vector<T> r(g.r.begin(), g.r.end());
+    std::vector<T> rf(n);  // unmasked: finite inputs everywhere
+    for (std::size_t i = 0; i < n; ++i) rf[i] = static_cast<T>(i % 7) * T(0.25) - T(0.75);
+    // Baselines of ReMax, one per sequence.
+    std::vector<T> base(B);
+    for (int b = 0; b < B; ++b) base[b] = static_cast<T>(0.3 * b - 2.0);
+
+    auto returns = [&]<class Conv, bool HasMask>(Conv conv, const char* what) {
+      std::vector<T> o1(n, T(7)), o2(n, T(7));
+      using step_t = d::return_step<T, Conv, HasMask>;
+      const T* in = HasMask ? r.data() : rf.data();
+      const float* m = HasMask ? g.m.data() : nullptr;
+      cpu::reverse_scan(g.offsets, step_t{conv, {in}, m, {o1.data()}});
+      cpu::reverse_scan_serial(g.offsets, step_t{conv, {in}, m, {o2.data()}});
+      expect_same_scan_outputs(o1, o2, B, what);
+    };
+    for (double gamma : {0.93, 1.0}) {
+      returns.template operator()<adv::returns_reset_at_masked, true>({gamma}, "reset_at_masked");
+      returns.template operator()<adv::returns_reset_at_masked, false>({gamma}, "reset, no mask");
+      returns.template operator()<adv::returns_mask_rewards, true>({gamma}, "mask_rewards");
+      returns.template operator()<adv::returns_mask_rewards, false>({gamma}, "mask_r, no mask");
+      returns.template operator()<adv::returns_carry_through_masked, true>({gamma},
+                                                                           "carry_through");
+      returns.template operator()<adv::returns_carry_through_masked, false>({gamma},
+                                                                            "carry, no mask");
+    }
+
+    auto remax = [&]<bool HasMask, bool HasReturns>(const char* what) {
+      std::vector<T> a1(n, T(7)), g1(n, T(7)), a2(n, T(7)), g2(n, T(7));
+      using step_t = d::remax_step<T, HasMask, HasReturns>;
+      const T* in = HasMask ? r.data() : rf.data();
+      const float* m = HasMask ? g.m.data() : nullptr;
+      step_t s1{base.data(), {in}, m, {a1.data()}};
+      step_t s2{base.data(), {in}, m, {a2.data()}};
+      if constexpr (HasReturns) s1.out[1] = g1.data(), s2.out[1] = g2.data();
+      cpu::reverse_scan(g.offsets, s1);
+      cpu::reverse_scan_serial(g.offsets, s2);
+      expect_same_scan_outputs(a1, a2, B, what);
+      if constexpr (HasReturns) expect_same_scan_outputs(g1, g2, B, what);
+    };
+    remax.template operator()<true, true>("remax");
+    remax.template operator()<true, false>("remax, no returns");
+    remax.template operator()<false, true>("remax, no mask");
+    remax.template operator()<false, false>("remax, neither");
+  }
+}
+
+TEST(DiscountedReturns, InterleavedScanIsBitIdenticalToSerialScan) {
+  expect_return_scans_bit_identical<double>();
+  expect_return_scans_bit_identical<float>();
+}
+
+}  // namespace
