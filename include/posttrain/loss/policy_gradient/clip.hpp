@@ -77,26 +77,20 @@ struct clip {
                                                           const policy_gradient_options& o) {
     const auto q = detail::ratio_given(logr, r, o);
     const T lo = T(1) - T(o.clip_low), hi = T(1) + T(o.clip_high);
+    // Selects, not branches: the clipped and dual-clip cases follow the sign of A and the ratio,
+    // which a branch predictor cannot guess (the CPU pass runs this for every token).
     pg_token<T> out;
     out.ratio = q.ratio;
     const T l1 = -a * q.ratio;
     const T l2 = -a * math::clamp(q.ratio, lo, hi);
-    if (l2 > l1) {  // only possible with r outside [lo, hi]: the clipped branch is constant
-      out.loss = l2;
-      out.grad = T(0);
-      out.clipped = true;
-    } else {
-      out.loss = l1;
-      out.grad = -a * q.slope;
-    }
-    if (a < T(0)) {
-      const T l3 = -T(o.dual_clip) * a;  // +∞·(−a) stays +∞ when off: never active
-      if (out.loss > l3) {
-        out.loss = l3;
-        out.grad = T(0);
-        out.clipped_lower = true;
-      }
-    }
+    // l2 > l1 only with r outside [lo, hi]: the clipped branch is constant
+    out.clipped = l2 > l1;
+    out.loss = out.clipped ? l2 : l1;
+    out.grad = out.clipped ? T(0) : -a * q.slope;
+    const T l3 = -T(o.dual_clip) * a;  // +∞·(−a) stays +∞ when off: never active
+    out.clipped_lower = (a < T(0)) & (out.loss > l3);
+    out.loss = out.clipped_lower ? l3 : out.loss;
+    out.grad = out.clipped_lower ? T(0) : out.grad;
     return out;
   }
 };
