@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <span>
+#include <type_traits>
 
 #include <Eigen/Core>
 
@@ -54,60 +55,84 @@ POSTTRAIN_FORCEINLINE void clamp_block(const A& x, T lo, T hi, A& out) {
   }
 }
 
-template <class T, class Element>
-void k3_blocks(std::span<const T> logprob, std::span<const T> ref_logprob, std::span<T> value,
-               std::span<T> grad, const Element& element) {
-  using C = double;  // arithmetic type of the estimator (see the header comment)
+// One block of k3 (or straight_through<k3>) tokens: value[k] (and grad[k] when `grad` is given) of
+// d[k] for all kBlock lanes, in arithmetic type C. Shared by kl_divergence (C = double, see the
+// header comment) and the fused policy-gradient pass (backend/cpu/policy_gradient.hpp).
+template <class T, class Element, class C = double>
+POSTTRAIN_FORCEINLINE void k3_block(const Element& element, const Eigen::Array<T, kBlock, 1>& d,
+                                    Eigen::Array<T, kBlock, 1>& value,
+                                    Eigen::Array<T, kBlock, 1>* grad) {
   using ArrT = Eigen::Array<T, kBlock, 1>;
   using ArrC = Eigen::Array<C, kBlock, 1>;
-  using Tail = Eigen::Array<T, Eigen::Dynamic, 1>;
-  const std::size_t n = logprob.size();
-  const bool with_grad = !grad.empty();
   const T in_lo = element.in_lo, in_hi = element.in_hi;
   const T out_lo = element.out_lo, out_hi = element.out_hi;
   using K3 = typename Element::k3_form;
   const C radius = K3::template series_radius<C>;
-  ArrT d, dc, raw, v, g;
+  ArrT dc, raw;
   ArrC x, e, series, closed, rawc;
-  for (std::size_t i0 = 0; i0 < n; i0 += kBlock) {
-    const auto m = static_cast<Eigen::Index>(std::min<std::size_t>(kBlock, n - i0));
-    if (m == kBlock) {
-      d = Eigen::Map<const ArrT>(logprob.data() + i0) - Eigen::Map<const ArrT>(ref_logprob.data() + i0);
-    } else {
-      d.setZero();
-      d.head(m) = Eigen::Map<const Tail>(logprob.data() + i0, m) -
-                  Eigen::Map<const Tail>(ref_logprob.data() + i0, m);
-    }
-    clamp_block(d, in_lo, in_hi, dc);
-    x = dc.template cast<C>();
-    e = (-x).exp();
-    series = K3::template series_value<T, C>(x);
-    closed = K3::template exp_value<C>(x, e);
+  clamp_block(d, in_lo, in_hi, dc);
+  x = dc.template cast<C>();
+  e = (-x).exp();
+  series = K3::template series_value<T, C>(x);
+  closed = K3::template exp_value<C>(x, e);
+  for (Eigen::Index k = 0; k < kBlock; ++k) {
+    const bool in_series = (x[k] < C(0) ? -x[k] : x[k]) <= radius;
+    rawc[k] = in_series ? series[k] : closed[k];
+  }
+  raw = rawc.template cast<T>();
+  clamp_block(raw, out_lo, out_hi, value);
+  if (grad == nullptr) return;
+  ArrT& g = *grad;
+  if constexpr (Element::value_is_detached) {
+    g = d;  // straight_through: the gradient of k2 at the unclamped d
+  } else {
+    series = K3::template series_grad<T, C>(x);
+    closed = K3::template exp_grad<C>(e);
     for (Eigen::Index k = 0; k < kBlock; ++k) {
       const bool in_series = (x[k] < C(0) ? -x[k] : x[k]) <= radius;
       rawc[k] = in_series ? series[k] : closed[k];
     }
-    raw = rawc.template cast<T>();
-    clamp_block(raw, out_lo, out_hi, v);
-    Eigen::Map<Tail>(value.data() + i0, m) = v.head(m);
-    if (!with_grad) continue;
-    if constexpr (Element::value_is_detached) {
-      g = d;  // straight_through: the gradient of k2 at the unclamped d
-    } else {
-      series = K3::template series_grad<T, C>(x);
-      closed = K3::template exp_grad<C>(e);
-      for (Eigen::Index k = 0; k < kBlock; ++k) {
-        const bool in_series = (x[k] < C(0) ? -x[k] : x[k]) <= radius;
-        rawc[k] = in_series ? series[k] : closed[k];
-      }
-      g = rawc.template cast<T>();
-      // 0 where a clamp is active (kl_element::value_and_grad); one select per type width.
-      for (Eigen::Index k = 0; k < kBlock; ++k) {
-        const bool clamped = (d[k] < in_lo) | (in_hi < d[k]) | (raw[k] < out_lo) | (out_hi < raw[k]);
-        g[k] = clamped ? T(0) : g[k];
-      }
+    g = rawc.template cast<T>();
+    // 0 where a clamp is active (kl_element::value_and_grad); one select per type width.
+    for (Eigen::Index k = 0; k < kBlock; ++k) {
+      const bool clamped = (d[k] < in_lo) | (in_hi < d[k]) | (raw[k] < out_lo) | (out_hi < raw[k]);
+      g[k] = clamped ? T(0) : g[k];
     }
-    Eigen::Map<Tail>(grad.data() + i0, m) = g.head(m);
+  }
+}
+
+// value[i], grad[i] (grad may be null) of d = logprob[i] − ref_logprob[i] for any N, a kBlock at
+// a time; the tail block is padded with d = 0. C = float (float tokens only) evaluates in float,
+// as the scalar k3<float> does — a third of double's cost, where the block is compute-bound — except
+// for a block holding a d < −87: Eigen's AVX-512 float exp overflows early (e^{−d} above ≈ e^{88.4},
+// where expf is still finite), so that block is evaluated in double.
+template <class T, class Element, class C = double>
+void k3_blocks(const T* logprob, const T* ref_logprob, std::size_t n, T* value, T* grad,
+               const Element& element) {
+  using ArrT = Eigen::Array<T, kBlock, 1>;
+  using Tail = Eigen::Array<T, Eigen::Dynamic, 1>;
+  ArrT d, v, g;
+  for (std::size_t i0 = 0; i0 < n; i0 += kBlock) {
+    const auto m = static_cast<Eigen::Index>(std::min<std::size_t>(kBlock, n - i0));
+    if (m == kBlock) {
+      d = Eigen::Map<const ArrT>(logprob + i0) - Eigen::Map<const ArrT>(ref_logprob + i0);
+    } else {
+      d.setZero();
+      d.head(m) = Eigen::Map<const Tail>(logprob + i0, m) - Eigen::Map<const Tail>(ref_logprob + i0, m);
+    }
+    if constexpr (std::is_same_v<C, double>) {
+      k3_block<T, Element, double>(element, d, v, grad != nullptr ? &g : nullptr);
+    } else {
+      static_assert(std::is_same_v<T, float> && std::is_same_v<C, float>);
+      unsigned low = 0;  // branch-free, vectorised
+      for (Eigen::Index k = 0; k < kBlock; ++k) low |= static_cast<unsigned>(d[k] < T(-87));
+      if (low == 0)
+        k3_block<T, Element, float>(element, d, v, grad != nullptr ? &g : nullptr);
+      else
+        k3_block<T, Element, double>(element, d, v, grad != nullptr ? &g : nullptr);
+    }
+    Eigen::Map<Tail>(value + i0, m) = v.head(m);
+    if (grad != nullptr) Eigen::Map<Tail>(grad + i0, m) = g.head(m);
   }
 }
 
@@ -117,7 +142,8 @@ template <class T, class Element>
 void kl_divergence(std::span<const T> logprob, std::span<const T> ref_logprob, std::span<T> value,
                    std::span<T> grad, const Element& element) {
   if constexpr (Element::value_is_k3) {
-    kl_detail::k3_blocks(logprob, ref_logprob, value, grad, element);
+    kl_detail::k3_blocks(logprob.data(), ref_logprob.data(), logprob.size(), value.data(),
+                         grad.empty() ? nullptr : grad.data(), element);
     return;
   } else {
     const std::size_t n = logprob.size();

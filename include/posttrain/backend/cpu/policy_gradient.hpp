@@ -14,10 +14,14 @@
 // The ratio e^{clamp(ℓ − ℓold)} of the token-level surrogates (clip, cispo, sapo, reinforce) is
 // exped 512 tokens at a time with Eigen's vectorised exp before the branchy per-token pass
 // (ratio_block: within 2 ulp of std::exp; subnormal, overflowing and non-finite arguments take
-// std::exp), a sequence-level one's e^{log s_i} once per row. Each sum keeps the order of the
+// std::exp), a sequence-level one's e^{log s_i} once per row. An in-loss k3 (and
+// straight_through<k3>) is likewise evaluated 512 tokens at a time by kl_divergence's block kernel
+// (backend/cpu/kl.hpp k3_block: vector exp, series/closed form as a select instead of an
+// unpredictable branch; float tokens in float, as the scalar k3<float>). Each sum keeps the order of the
 // unfused composition (per-token arrays, then aggregate_loss), so results equal it up to those
 // last bits and FMA contraction (tests/loss/policy_gradient_fused.cpp). Sequential, sums in
-// double: deterministic. Only the block exp reads ℓ, ℓold at tokens with m = 0 (never used).
+// double: deterministic. Only the block exp and block k3 read ℓ, ℓold, ℓref at tokens with m = 0
+// (never used).
 #include <algorithm>
 #include <cmath>
 #include <span>
@@ -27,6 +31,7 @@
 #include <Eigen/Core>
 
 #include "posttrain/backend/cpu/fused_aggregate.hpp"
+#include "posttrain/backend/cpu/kl.hpp"
 #include "posttrain/config.hpp"
 #include "posttrain/core/types.hpp"
 #include "posttrain/loss/policy_gradient/clip.hpp"
@@ -92,6 +97,26 @@ struct ratio_block {
     for (Eigen::Index j = 0; j < n; ++j)
       if (!(lr[j] >= lo && lr[j] <= hi))
         r[j] = surrogate::detail::ratio_exp(static_cast<T>(logp[j] - old[j]), o);
+  }
+};
+
+// Block k3 of d_t = ℓ_t − ℓref_t (kl_element::value_is_k3): value and gradient of up to `size`
+// tokens through kl_divergence's k3 blocks (kl_detail::k3_block), read per token by the row pass.
+template <class T>
+struct k3_block_values {
+  static constexpr std::size_t size = 512;
+  std::vector<T> value, grad;
+
+  template <class Element>
+  void compute(const T* logp, const T* ref, std::size_t k, bool with_grad, const Element& el) {
+    if (value.size() < size) {
+      value.resize(size);
+      grad.resize(size);
+    }
+    // float tokens in float: the arithmetic of the scalar k3<float> this replaces (the double
+    // evaluation of kl_divergence's blocks would cost 3x here, where no memory traffic hides it)
+    kl_detail::k3_blocks<T, Element, T>(logp, ref, k, value.data(),
+                                        with_grad ? grad.data() : nullptr, el);
   }
 };
 
@@ -171,6 +196,9 @@ policy_gradient_result policy_gradient(const policy_gradient_inputs<T>& in,
   [[maybe_unused]] detail::ratio_block<T> ratios;
   const bool block_ratio = ratio_given && !seq_level && has_old;
   [[maybe_unused]] const T constant_ratio = surrogate::detail::ratio_exp(T(0), o);
+  // k3 in the loss: value and gradient of a block of tokens ahead of the per-token pass.
+  constexpr bool block_k3 = has_kl && ::posttrain::detail::kl_element<Kl, T>::value_is_k3;
+  [[maybe_unused]] detail::k3_block_values<T> k3s;
 
   // Sums in double, each in token order (the unfused composition's order), kept in locals.
   double sum_m = 0, sum_clip = 0, sum_clip_lower = 0, sum_kl = 0, sum_ratio = 0;
@@ -244,12 +272,20 @@ policy_gradient_result policy_gradient(const policy_gradient_inputs<T>& in,
     agg.begin_row(b, e);
     double seq_sum = 0.0, kl_seq_sum = 0.0;  // Σ dLoss/dL_t·∂L_t/∂(row statistic) over the row
     std::size_t block_begin = b, block_end = b;  // ratios.ratio[t − block_begin] for t < block_end
+    [[maybe_unused]] std::size_t k3_begin = b, k3_end = b;  // k3s.value[t − k3_begin], t < k3_end
     for (std::size_t t = b; t < e; ++t) {
       if constexpr (ratio_given && !seq_level) {
         if (block_ratio && t == block_end) {
           block_begin = t;
           block_end = std::min(t + detail::ratio_block<T>::size, e);
           ratios.compute(logprobs + t, old_logprobs + t, block_end - t, lr_lo, lr_hi, o);
+        }
+      }
+      if constexpr (block_k3) {
+        if (t == k3_end) {
+          k3_begin = t;
+          k3_end = std::min(t + detail::k3_block_values<T>::size, e);
+          k3s.compute(logprobs + t, ref_logprobs + t, k3_end - t, write_grad, kl_el);
         }
       }
       const double m = mask_at(t);
@@ -297,8 +333,13 @@ policy_gradient_result policy_gradient(const policy_gradient_inputs<T>& in,
       double l = pg_value;
       [[maybe_unused]] double kl_value = 0.0, kl_grad = 0.0;
       if constexpr (has_kl) {
-        T kv, kg;
-        kl_el.value_and_grad(logp - ref_logprobs[t], kv, kg);
+        T kv, kg = T(0);  // kg is read only where write_grad
+        if constexpr (block_k3) {
+          kv = k3s.value[t - k3_begin];
+          if (write_grad) kg = k3s.grad[t - k3_begin];
+        } else {
+          kl_el.value_and_grad(logp - ref_logprobs[t], kv, kg);
+        }
         double v = static_cast<double>(kv), g = static_cast<double>(kg);
         if (kl_token_is) {
           // ρ_t·K: ∂/∂ℓ = ρ·K' + K·∂ρ/∂ℓ (∂ρ/∂ℓ = ρ, 0 where the log-ratio clamp is active)
