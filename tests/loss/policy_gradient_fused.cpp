@@ -193,6 +193,14 @@ std::vector<scenario> scenarios() {
   // up to 120: e^{logr} overflows float (inf ratios, inf/NaN losses where the old code had them)
   scenario overflow{"overflowing log-ratios", make_batch({9, 6, 11}, 120.0, 78)};
   s.push_back(overflow);
+  // ℓ − ℓref of −86.9 … −89 on about half the tokens: the in-loss float k3 block falls back to the double kernel
+  // for a block holding d < −87 (Eigen's float exp overflows before expf does), and e^{−d} itself overflows float
+  // past ≈ −88.72; the other tokens of the same block must be unaffected.
+  scenario far_ref{"reference 87-89 nats away", make_batch({9, 14, 6, 11}, 0.5, 79)};
+  const double far[] = {86.9, 87.2, 88.0, 88.5, 88.7, 88.75, 89.0};
+  for (std::size_t t = 0; t < far_ref.b.ref.size(); t += 2)
+    far_ref.b.ref[t] = far_ref.b.logp[t] + far[(t / 2) % std::size(far)];
+  s.push_back(far_ref);
   return s;
 }
 
