@@ -7,11 +7,9 @@
 // The masked loops select with integer bit masks instead of `w != 0 ? y : 0`: GCC (with the
 // default -ftrapping-math) refuses to if-convert floating-point selects, and the bitwise form
 // vectorizes. Same results as whiten_value, bit for bit.
-#include <bit>
-#include <cstdint>
 #include <span>
-#include <type_traits>
 
+#include "posttrain/backend/cpu/mask_bits.hpp"
 #include "posttrain/config.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/types.hpp"
@@ -20,25 +18,6 @@
 POSTTRAIN_NAMESPACE_BEGIN
 
 namespace backend::cpu {
-
-namespace detail {
-
-template <class T>
-using same_size_uint_t = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
-
-// All ones where w != 0 (either sign of zero counts as 0), else all zeros.
-template <class T>
-POSTTRAIN_FORCEINLINE same_size_uint_t<T> keep_bits(float w) {
-  using U = same_size_uint_t<T>;
-  return (std::bit_cast<std::uint32_t>(w) << 1) != 0 ? ~U(0) : U(0);
-}
-
-template <class T>
-POSTTRAIN_FORCEINLINE T select_bits(T value, same_size_uint_t<T> keep) {
-  return std::bit_cast<T>(std::bit_cast<same_size_uint_t<T>>(value) & keep);
-}
-
-}  // namespace detail
 
 template <class T>
 void whiten_apply(std::span<const T> values, std::span<const float> mask,
@@ -64,12 +43,12 @@ void whiten_apply(std::span<const T> values, std::span<const float> mask,
       for (index_t i = b; i < e; ++i) {
         const T v = static_cast<T>(whiten_affine(static_cast<double>(x[i]), c) *
                                    static_cast<double>(m[i]));
-        y[i] = detail::select_bits(v, detail::keep_bits<T>(m[i]));
+        y[i] = mask_bits::select(v, mask_bits::keep<T>(m[i]));
       }
     } else {
       for (index_t i = b; i < e; ++i) {
         const T v = static_cast<T>(whiten_affine(static_cast<double>(x[i]), c));
-        y[i] = detail::select_bits(v, detail::keep_bits<T>(m[i]));
+        y[i] = mask_bits::select(v, mask_bits::keep<T>(m[i]));
       }
     }
   }
