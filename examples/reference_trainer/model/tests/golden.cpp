@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <filesystem>
 #include <cmath>
 #include <vector>
 
@@ -88,3 +90,27 @@ TEST(ReferenceModelGolden, Qwen2MatchesTransformersFloat) { check_against_golden
 // In double our side is exact to ~1e-15: what remains is transformers' float32 rounding.
 TEST(ReferenceModelGolden, LlamaMatchesTransformersDouble) { check_against_golden<double>("llama", 1e-5); }
 TEST(ReferenceModelGolden, Qwen2MatchesTransformersDouble) { check_against_golden<double>("qwen2", 1e-5); }
+
+// A checkpoint we write reloads with identical logits. With REFERENCE_MODEL_EXPORT_DIR set, the
+// written directories stay there (<dir>/llama, <dir>/qwen2) for golden/check_written.py, which
+// loads them in transformers and compares its logits with the golden record.
+TEST(ReferenceModelGolden, WrittenCheckpointsReloadWithSameLogits) {
+  const char* env = std::getenv("REFERENCE_MODEL_EXPORT_DIR");
+  const std::filesystem::path root =
+      env ? std::filesystem::path(env)
+          : std::filesystem::temp_directory_path() /
+                ("reference_model_export_" + std::to_string(::getpid()));
+  for (const std::string name : {"llama", "qwen2"}) {
+    const auto g = rm::testing::read_golden(name);
+    const auto tokens = g["tokens"].get<std::vector<index_t>>();
+    const auto offsets = g["seq_offsets"].get<std::vector<index_t>>();
+    const auto model = rm::load_checkpoint<float>(rm::testing::golden_dir() + "/" + name);
+    rm::save_checkpoint(model, root / name);
+    const auto back = rm::load_checkpoint<float>(root / name);
+    rm::activations<float> a1, a2;
+    const rm::matrix<float> l1 = model.logits(model.forward(tokens, offsets, a1));
+    const rm::matrix<float> l2 = back.logits(back.forward(tokens, offsets, a2));
+    EXPECT_EQ(l1, l2) << name;
+  }
+  if (!env) std::filesystem::remove_all(root);
+}

@@ -9,6 +9,7 @@ Every sequence is run alone (batch 1, no padding): the C++ side runs them packed
 shows that packing never leaks across sequence boundaries. The loss is
 L = sum_t c_t * log p(y_t | x_<=t) with fixed random weights c_t, y_t = the next token.
 """
+import copy
 import json
 import os
 import shutil
@@ -124,8 +125,7 @@ def main():
             for dtype, tag in ((torch.bfloat16, "bf16"), (torch.float16, "f16")):
                 d = os.path.join(DATA, f"llama_{tag}")
                 shutil.rmtree(d, ignore_errors=True)
-                model.to(dtype).save_pretrained(d)
-                model.float()
+                copy.deepcopy(model).to(dtype).save_pretrained(d)  # the f32 model stays f32
                 os.remove(os.path.join(d, "generation_config.json"))
         print(name, "loss", float(loss))
 
