@@ -6,6 +6,7 @@
 // The backward is the rotation by the opposite angle (a rotation's transpose is its inverse).
 // Angles are formed in the model's scalar type (inv_freq · p), as transformers does in float32, so
 // a float model sees the same rounding as the peer.
+#include <algorithm>
 #include <cmath>
 #include <span>
 #include <vector>
@@ -36,19 +37,30 @@ class rope_table {
   }
 
   // Rotates every head of every row of x [N, heads·D] in place; sign = −1 applies the inverse
-  // (the backward).
+  // (the backward). cos/sin are tabulated once per call for positions 0..max(positions): packed
+  // batches repeat the same few hundred positions across sequences, heads and rows.
   template <class X>
   void apply(X& x, std::span<const index_t> positions, index_t heads, int sign) const {
-    std::vector<S> c, s;
+    if (x.rows() == 0) return;
     const index_t d = 2 * half_;
+    const index_t max_pos = *std::max_element(positions.begin(), positions.begin() + x.rows());
+    std::vector<S> cs(static_cast<std::size_t>((max_pos + 1) * half_)), sn(cs.size());
+    std::vector<S> c, s;
+    for (index_t p = 0; p <= max_pos; ++p) {
+      angles(p, c, s);
+      std::copy(c.begin(), c.end(), cs.begin() + p * half_);
+      std::copy(s.begin(), s.end(), sn.begin() + p * half_);
+    }
+    const S sg = sign > 0 ? S(1) : S(-1);
     for (index_t i = 0; i < x.rows(); ++i) {
-      angles(positions[i], c, s);
+      const S* ci = cs.data() + positions[i] * half_;
+      const S* si = sn.data() + positions[i] * half_;
       for (index_t h = 0; h < heads; ++h) {
         S* row = &x(i, h * d);
         for (index_t j = 0; j < half_; ++j) {
-          const S a = row[j], b = row[j + half_], sn = sign > 0 ? s[j] : -s[j];
-          row[j] = a * c[j] - b * sn;
-          row[j + half_] = b * c[j] + a * sn;
+          const S a = row[j], b = row[j + half_], sj = sg * si[j];
+          row[j] = a * ci[j] - b * sj;
+          row[j + half_] = b * ci[j] + a * sj;
         }
       }
     }
