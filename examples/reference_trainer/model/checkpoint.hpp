@@ -27,7 +27,22 @@ namespace reference_model {
 
 namespace fs = std::filesystem;
 
+namespace detail {
+inline model_config config_from_json_unchecked(const nlohmann::json& j, const std::string& origin);
+}
+
+// config.json → model_config; a missing, mistyped or unsupported field throws posttrain::error.
 inline model_config config_from_json(const nlohmann::json& j, const std::string& origin) {
+  try {
+    return detail::config_from_json_unchecked(j, origin);
+  } catch (const nlohmann::json::exception& e) {
+    posttrain::detail::fail("reference_model::config_from_json", origin,
+                            ": a field has the wrong JSON type (", e.what(), ")");
+  }
+}
+
+inline model_config detail::config_from_json_unchecked(const nlohmann::json& j,
+                                                       const std::string& origin) {
   constexpr const char* where = "reference_model::config_from_json";
   using posttrain::expect;
   model_config c;
@@ -156,10 +171,15 @@ transformer<S> load_checkpoint(const fs::path& dir) {
     expect(fs::exists(index), where, dir.string(), " has neither model.safetensors nor ",
            "model.safetensors.index.json");
     std::ifstream in(index);
-    const nlohmann::json j = nlohmann::json::parse(in);
     std::set<std::string> shards;
-    for (auto it = j.at("weight_map").begin(); it != j.at("weight_map").end(); ++it)
-      shards.insert(it->get<std::string>());
+    try {
+      const nlohmann::json j = nlohmann::json::parse(in);
+      for (auto it = j.at("weight_map").begin(); it != j.at("weight_map").end(); ++it)
+        shards.insert(it->get<std::string>());
+    } catch (const nlohmann::json::exception& e) {
+      posttrain::detail::fail(where, index.string(), " is not a valid shard index (", e.what(),
+                              ")");
+    }
     for (const auto& s : shards) files.emplace_back(dir / s);
   }
   for (std::size_t f = 0; f < files.size(); ++f)

@@ -113,7 +113,10 @@ class safetensors_file {
     }
     expect(j.is_object(), where, path_, ": header is not a JSON object");
     const std::size_t data_size = file_size - 8 - hlen;
+    std::string current;
+    try {
     for (auto it = j.begin(); it != j.end(); ++it) {
+      current = it.key();
       if (it.key() == "__metadata__") {
         if (it->is_object())
           for (auto m = it->begin(); m != it->end(); ++m)
@@ -151,6 +154,11 @@ class safetensors_file {
              " has ", t.end - t.begin, " bytes, expected ", t.numel() * dtype_size(t.dtype),
              " for its shape and dtype ", dt);
       tensors_[name] = std::move(t);
+    }
+    } catch (const nlohmann::json::exception& e) {
+      // A field of the wrong JSON type (a string offset, a negative extent, ...).
+      posttrain::detail::fail(where, path_, ": tensor ", current, " has a malformed entry (",
+                              e.what(), ")");
     }
     data_.resize(data_size);
     in.read(reinterpret_cast<char*>(data_.data()), static_cast<std::streamsize>(data_size));

@@ -2,7 +2,8 @@
 // Sampling one token from a row of logits, as transformers' generate does it:
 //   temperature τ (0 = greedy), then top-k (keep the k largest; 0 = off), then top-p (keep the
 //   smallest set of most likely tokens whose probability reaches p; at least one), renormalise,
-//   draw with one uniform number from the sample's own generator.
+//   draw with one uniform number from the sample's own generator (inverse CDF: over the ids in
+//   order when nothing is truncated, else over the kept tokens by decreasing probability).
 // Two log-probs come back for the chosen token:
 //   sampling_logprob  log of its probability in the distribution actually sampled from (after
 //                     temperature, top-k and top-p): the rollout engine's own log-prob, what
@@ -66,6 +67,20 @@ sampled_token sample_token(std::span<const S> logits, const sampling_options& o,
   if (o.temperature == 0) {
     const index_t best = static_cast<index_t>(std::max_element(z.begin(), z.end()) - z.begin());
     return {best, 0.0, z[best] - lse};
+  }
+  if ((o.top_k == 0 || o.top_k >= v) && o.top_p >= 1) {
+    // No truncation: inverse CDF in id order, no sort (generation's common case).
+    const double target = u * sum;  // sum = Σ exp(z_i − m)
+    double acc = 0;
+    index_t chosen = v - 1;
+    for (index_t i = 0; i < v; ++i) {
+      acc += std::exp(z[i] - m);
+      if (target < acc) {
+        chosen = i;
+        break;
+      }
+    }
+    return {chosen, z[chosen] - lse, z[chosen] - lse};
   }
   // Candidates by decreasing probability (ties: lower id first, deterministic).
   std::vector<index_t> order(static_cast<std::size_t>(v));

@@ -139,6 +139,10 @@ TEST(ReferenceModelCheckpoint, DefectiveFilesNameTheTensor) {
   write_raw(p, R"({"w":{"dtype":"I8","shape":[4],"data_offsets":[0,4]}})", 4);
   EXPECT_NE(error_of([&] { rm::safetensors_file f(p); }).find("tensor w has dtype I8"),
             std::string::npos);
+  // A field of the wrong JSON type.
+  write_raw(p, R"({"w":{"dtype":"F32","shape":[1],"data_offsets":["0",4]}})", 4);
+  EXPECT_NE(error_of([&] { rm::safetensors_file f(p); }).find("tensor w has a malformed entry"),
+            std::string::npos);
   // Header length beyond the file.
   {
     std::ofstream out(p, std::ios::binary);
@@ -200,6 +204,12 @@ TEST(ReferenceModelCheckpoint, CheckpointMismatchesAreRefused) {
   EXPECT_THROW(rm::config_from_json(j, "test"), posttrain::error);
   j = rm::config_to_json(small(rm::architecture::llama, false));
   j["model_type"] = "mistral";
+  EXPECT_THROW(rm::config_from_json(j, "test"), posttrain::error);
+  j = rm::config_to_json(small(rm::architecture::llama, false));
+  j["rms_norm_eps"] = "small";
+  EXPECT_THROW(rm::config_from_json(j, "test"), posttrain::error);
+  j = rm::config_to_json(small(rm::architecture::llama, false));
+  j.erase("hidden_size");
   EXPECT_THROW(rm::config_from_json(j, "test"), posttrain::error);
   fs::remove_all(dir);
 }

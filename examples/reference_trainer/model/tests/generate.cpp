@@ -164,6 +164,26 @@ TEST(ReferenceModelSampling, FrequenciesFollowTheTruncatedSoftmax) {
   EXPECT_NEAR(rm::sample_token<double>(logits, o, rng).sampling_logprob, 0.0, 1e-15);
 }
 
+TEST(ReferenceModelSampling, UntruncatedFrequenciesFollowTheSoftmax) {
+  const std::vector<double> logits = {0.3, -1.0, 1.5, 0.0};
+  std::mt19937_64 rng(6);
+  rm::sampling_options o;
+  o.temperature = 1.3;
+  std::vector<double> p(4);
+  double z = 0;
+  for (int i = 0; i < 4; ++i) z += (p[i] = std::exp(logits[i] / 1.3));
+  for (int i = 0; i < 4; ++i) p[i] /= z;
+  std::vector<int> counts(4, 0);
+  const int draws = 200000;
+  for (int i = 0; i < draws; ++i) {
+    const auto t = rm::sample_token<double>(logits, o, rng);
+    counts[t.token]++;
+    ASSERT_NEAR(t.sampling_logprob, std::log(p[t.token]), 1e-12);
+    ASSERT_EQ(t.sampling_logprob, t.model_logprob);
+  }
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(counts[i] / double(draws), p[i], 0.005) << i;
+}
+
 TEST(ReferenceModelGenerate, RejectsBadArguments) {
   rm::model_config c;
   c.vocab_size = 16;
