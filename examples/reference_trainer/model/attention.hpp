@@ -20,6 +20,21 @@
 
 namespace reference_model {
 
+// The per-(sequence, head) products are small (T × T × D): one OpenMP region over the blocks, each
+// block's GEMMs single-threaded, rather than a parallel region inside every small GEMM (thousands
+// per step, each a synchronisation). Restores Eigen's thread count on exit.
+class serial_eigen_scope {
+ public:
+  serial_eigen_scope() : threads_(Eigen::nbThreads()) { Eigen::setNbThreads(1); }
+  ~serial_eigen_scope() { Eigen::setNbThreads(threads_); }
+  int threads() const { return threads_; }
+  serial_eigen_scope(const serial_eigen_scope&) = delete;
+  serial_eigen_scope& operator=(const serial_eigen_scope&) = delete;
+
+ private:
+  int threads_;
+};
+
 template <class S>
 struct attention_cache {
   matrix<S> q, k, v;           // after RoPE: [N, nh·D], [N, nkv·D], [N, nkv·D]
@@ -63,11 +78,15 @@ void attention_forward(const layer_view<S>& w, const attention_shape& a, const r
   const index_t nseq = static_cast<index_t>(seq_offsets.size()) - 1;
   c.o.resize(n, a.heads * d);
   c.p.resize(static_cast<std::size_t>(nseq * a.heads));
-  for (index_t s = 0; s < nseq; ++s) {
-    const index_t o0 = seq_offsets[s], t = seq_offsets[s + 1] - o0;
-    for (index_t h = 0; h < a.heads; ++h) {
-      const index_t g = h / group;
-      matrix<S>& p = c.p[static_cast<std::size_t>(s * a.heads + h)];
+  {
+    serial_eigen_scope serial;
+    const index_t blocks = nseq * a.heads;
+    // Blocks write disjoint parts of c.o and c.p.
+#pragma omp parallel for schedule(dynamic) num_threads(serial.threads()) if (serial.threads() > 1)
+    for (index_t sh = 0; sh < blocks; ++sh) {
+      const index_t s = sh / a.heads, h = sh % a.heads, g = h / group;
+      const index_t o0 = seq_offsets[s], t = seq_offsets[s + 1] - o0;
+      matrix<S>& p = c.p[static_cast<std::size_t>(sh)];
       p.resize(t, t);
       if (t == 0) continue;
       causal_softmax<S>(c.q.block(o0, h * d, t, d), c.k.block(o0, g * d, t, d), scale, p);
@@ -91,21 +110,28 @@ void attention_backward(const layer_view<S>& w, layer_view<S>& dw, const attenti
             dv = matrix<S>::Zero(n, a.kv_heads * d);
   const S scale = S(1) / std::sqrt(S(d));
   const index_t nseq = static_cast<index_t>(seq_offsets.size()) - 1;
-  matrix<S> dp;
-  for (index_t s = 0; s < nseq; ++s) {
-    const index_t o0 = seq_offsets[s], t = seq_offsets[s + 1] - o0;
-    if (t == 0) continue;
-    for (index_t h = 0; h < a.heads; ++h) {
-      const index_t g = h / group;
-      const matrix<S>& p = c.p[static_cast<std::size_t>(s * a.heads + h)];
-      const auto doh = d_o.block(o0, h * d, t, d);
-      dp.noalias() = doh * c.v.block(o0, g * d, t, d).transpose();
-      dv.block(o0, g * d, t, d).noalias() += p.transpose() * doh;
-      // dZ = P ⊙ (dP − rowsum(P ⊙ dP)), scaled once here for both dq and dk.
-      const vector<S> rs = p.cwiseProduct(dp).rowwise().sum();
-      dp = (p.cwiseProduct(dp - rs.replicate(1, t))) * scale;
-      dq.block(o0, h * d, t, d).noalias() += dp * c.k.block(o0, g * d, t, d);
-      dk.block(o0, g * d, t, d).noalias() += dp.transpose() * c.q.block(o0, h * d, t, d);
+  {
+    serial_eigen_scope serial;
+    // One task per (sequence, KV head): the query heads of a group add into the same dk, dv
+    // blocks, so they stay in one task (no two tasks write the same rows and columns).
+    const index_t blocks = nseq * a.kv_heads;
+#pragma omp parallel for schedule(dynamic) num_threads(serial.threads()) if (serial.threads() > 1)
+    for (index_t sg = 0; sg < blocks; ++sg) {
+      const index_t s = sg / a.kv_heads, g = sg % a.kv_heads;
+      const index_t o0 = seq_offsets[s], t = seq_offsets[s + 1] - o0;
+      if (t == 0) continue;
+      matrix<S> dp;
+      for (index_t h = g * group; h < (g + 1) * group; ++h) {
+        const matrix<S>& p = c.p[static_cast<std::size_t>(s * a.heads + h)];
+        const auto doh = d_o.block(o0, h * d, t, d);
+        dp.noalias() = doh * c.v.block(o0, g * d, t, d).transpose();
+        dv.block(o0, g * d, t, d).noalias() += p.transpose() * doh;
+        // dZ = P ⊙ (dP − rowsum(P ⊙ dP)), scaled once here for both dq and dk.
+        const vector<S> rs = p.cwiseProduct(dp).rowwise().sum();
+        dp = (p.cwiseProduct(dp - rs.replicate(1, t))) * scale;
+        dq.block(o0, h * d, t, d).noalias() += dp * c.k.block(o0, g * d, t, d);
+        dk.block(o0, g * d, t, d).noalias() += dp.transpose() * c.q.block(o0, h * d, t, d);
+      }
     }
   }
   rope.apply(dq, positions, a.heads, -1);

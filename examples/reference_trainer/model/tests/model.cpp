@@ -11,6 +11,7 @@
 #include <posttrain/ops/fused_linear_logprobs.hpp>
 
 #include "fd.hpp"
+#include "threads.hpp"
 #include "transformer.hpp"
 
 namespace rm = reference_model;
@@ -134,4 +135,34 @@ TEST(ReferenceModel, RejectsBadBatches) {
   rm::model_config bad = tiny(rm::architecture::llama, false, false);
   bad.num_key_value_heads = 3;
   EXPECT_THROW(rm::transformer<float>{bad}, posttrain::error);
+}
+
+TEST(ReferenceModel, ThreadCountDoesNotChangeResults) {
+  // Attention blocks run one per thread and Eigen's parallel GEMMs split the output, never a
+  // reduction: one and two threads give bit-identical hidden states and gradients.
+  rm::model_config c = tiny(rm::architecture::qwen2, false, false);
+  c.hidden_size = 64;
+  c.intermediate_size = 96;
+  rm::transformer<float> m(c);
+  m.init_random(13);
+  std::vector<index_t> tokens, offsets = {0};
+  for (int s = 0; s < 5; ++s) {
+    for (int i = 0; i < 40 + 7 * s; ++i) tokens.push_back((s * 31 + i * 7) % c.vocab_size);
+    offsets.push_back(static_cast<index_t>(tokens.size()));
+  }
+  const int before = rm::num_threads();
+  std::vector<std::vector<float>> grads;
+  std::vector<rm::matrix<float>> hidden;
+  for (int threads : {1, 2}) {
+    rm::set_num_threads(threads);
+    m.zero_grad();
+    rm::activations<float> act;
+    hidden.push_back(m.forward(tokens, offsets, act));
+    rm::matrix<float> d = hidden.back() * 0.5f;
+    m.backward(act, d);
+    grads.emplace_back(m.gradients().begin(), m.gradients().end());
+  }
+  rm::set_num_threads(before);
+  EXPECT_EQ(hidden[0], hidden[1]);
+  EXPECT_EQ(grads[0], grads[1]);
 }
