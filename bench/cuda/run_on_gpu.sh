@@ -149,6 +149,7 @@ EOF
     say "- **Google Benchmark from the package does not link or run here** (deps-benchmark.log): benchmarks off"
   fi
   say "- GoogleTest and Google Benchmark probes: $([ "$BENCH_OK" = 1 ] && echo both link and run || echo GoogleTest only)"
+  rm -f "$probe/g" "$probe/b"  # keep the tarball small
 }
 
 # ---------------------------------------------------------------- configure and build
@@ -228,13 +229,16 @@ phase_test() {
   build $targets
   have_time 30 "ctest -L gpu" || return
   local t0=$SECONDS
-  ctest --test-dir "$BUILD" -L gpu --output-on-failure --timeout 240 \
+  # headers.self_containment_cuda carries the gpu label too, but is a compile check (its target,
+  # every .cuh through nvcc, is not built here; CI-like machines build it).
+  ctest --test-dir "$BUILD" -L gpu -E '^headers\.' --output-on-failure --timeout 240 \
     --stop-time "$(date -d "+$(($(left) - 15)) seconds" +%H:%M:%S)" \
     > "$STAGE/ctest-gpu.log" 2>&1 || status=1
   say "- ctest -L gpu ($((SECONDS - t0)) s):"
   grep -E "tests passed|tests failed|Total Test time" "$STAGE/ctest-gpu.log" | sed 's/^/    /' | tee -a "$SUMMARY"
   grep -E "\(Failed\)|\(Timeout\)|\(SEGFAULT\)|\(Subprocess aborted\)|Not Run" "$STAGE/ctest-gpu.log" | sed 's/^/    /' | tee -a "$SUMMARY"
-  grep -c "Skipped" "$STAGE/ctest-gpu.log" | sed 's/^/    skipped lines: /' | tee -a "$SUMMARY"
+  # On a GPU nothing should skip: a skip names a device the tests could not use.
+  grep -c '\*\*\*Skipped' "$STAGE/ctest-gpu.log" | sed 's/^/    tests skipped: /' | tee -a "$SUMMARY"
   # The first failures' own messages, so the summary alone says what broke.
   grep -B2 -A8 -m6 "Failure$" "$STAGE/ctest-gpu.log" | head -80 | sed 's/^/    /' >> "$SUMMARY"
 }
