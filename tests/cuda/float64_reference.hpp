@@ -76,8 +76,8 @@ inline bool near(double got, double want, double rtol, double atol) {
 }
 
 // Counts the elements outside the tolerance of near(); reports the first 5 with `what`.
-inline int expect_near(const std::vector<double>& got, const std::vector<double>& want,
-                       double rtol, double atol, const std::string& what) {
+inline int expect_near(const std::vector<double>& got, const std::vector<double>& want, double rtol,
+                       double atol, const std::string& what) {
   EXPECT_EQ(got.size(), want.size()) << what;
   int bad = 0;
   for (std::size_t i = 0; i < std::min(got.size(), want.size()); ++i)

@@ -229,14 +229,12 @@ void check(const spec& s, const tolerances& tol) {
     pt::fused_linear_logprobs(ex, nullptr, bytes, xv, wv, ty,
                               pt::token_logprobs_outputs<A>{lp.span(), lse.span(), ent.span()},
                               opt);
-    EXPECT_EQ(bytes, pt::fused_linear_logprobs_workspace_bytes<T>(ex, s.n, s.h, s.v,
-                                                                   pt::fused_linear_pass::forward,
-                                                                   opt));
+    EXPECT_EQ(bytes, pt::fused_linear_logprobs_workspace_bytes<T>(
+                         ex, s.n, s.h, s.v, pt::fused_linear_pass::forward, opt));
     std::size_t bb = 0, fb = 0;
-    pt::fused_linear_logprobs_backward(ex, nullptr, bb, xv, wv, ty,
-                                       pt::token_logprobs_grads<A>{lse.span(), ent.span(),
-                                                                   g1.span(), g2.span()},
-                                       dhv, gwv, opt);
+    pt::fused_linear_logprobs_backward(
+        ex, nullptr, bb, xv, wv, ty,
+        pt::token_logprobs_grads<A>{lse.span(), ent.span(), g1.span(), g2.span()}, dhv, gwv, opt);
     pt::fused_linear_logprobs_forward_backward(
         ex, nullptr, fb, xv, wv, ty, std::span<const A>(g1.span()), std::span<const A>(g2.span()),
         pt::token_logprobs_outputs<A>{lp.span()}, dhv, gwv, opt);
@@ -371,7 +369,8 @@ TEST(CudaFusedLinearLogprobs, Float64ReferenceAgreesWithTheHostBackend) {
     opt.temperature = s.tau;
     opt.chunk_size = s.chunk;
     const auto n = static_cast<std::size_t>(s.n);
-    const pt::matrix_view<const T> xv{in.x.data(), s.n, s.h, s.ldx}, wv{in.w.data(), s.v, s.h, s.ldw};
+    const pt::matrix_view<const T> xv{in.x.data(), s.n, s.h, s.ldx},
+        wv{in.w.data(), s.v, s.h, s.ldw};
     std::vector<A> lp(n), lse(n), ent(n), dh(static_cast<std::size_t>(s.n * s.h)),
         dw(static_cast<std::size_t>(s.v * s.h));
     const std::vector<A> glp(in.glp.begin(), in.glp.end()), gh(in.gh.begin(), in.gh.end());
@@ -410,7 +409,8 @@ TEST(CudaFusedLinearLogprobs, Bfloat16ToleranceCanFail) {
   // Rows of d_weight zeroed except every 10th.
   std::vector<double> zeroed(with.dw.size(), 0.0);
   for (index_t j = 0; j < bf16_spec.v; j += 10)
-    for (index_t k = 0; k < bf16_spec.h; ++k) zeroed[j * bf16_spec.h + k] = with.dw[j * bf16_spec.h + k];
+    for (index_t k = 0; k < bf16_spec.h; ++k)
+      zeroed[j * bf16_spec.h + k] = with.dw[j * bf16_spec.h + k];
   EXPECT_GT(outside(zeroed, with.dw, with.dw_bound, t.dw_rtol, t.grad_atol),
             static_cast<int>(with.dw.size() / 4))
       << "a d_weight zeroed in 9 rows of 10 accepted";
@@ -512,8 +512,7 @@ TEST(CudaFusedLinearLogprobs, EmptyBatchWithoutHandleZeroesDWeight) {
   const pt::exec::cuda ex{st.s};
   pt::fused_linear_logprobs_options opt;  // blas_handle stays null
   ptc::device_buffer<float> dx(h, st.s), dw(static_cast<std::size_t>(v * h), st.s),
-      gw(static_cast<std::size_t>(v * h), st.s), dh(1, st.s), g(1, st.s), lse(1, st.s),
-      lp(1, st.s);
+      gw(static_cast<std::size_t>(v * h), st.s), dh(1, st.s), g(1, st.s), lse(1, st.s), lp(1, st.s);
   ptc::device_buffer<index_t> dy(1, st.s);
   const pt::matrix_view<const float> xv{dx.data(), 0, h}, wv{dw.data(), v, h};
   const std::span<const index_t> ty(dy.data(), 0);
@@ -521,8 +520,8 @@ TEST(CudaFusedLinearLogprobs, EmptyBatchWithoutHandleZeroesDWeight) {
   const std::vector<float> sevens(static_cast<std::size_t>(v * h), 7.0f);
   std::vector<float> got(sevens.size());
   std::size_t bytes = 0;
-  const pt::token_logprobs_grads<float> in{std::span<const float>(lse.data(), 0), {},
-                                           std::span<const float>(g.data(), 0), {}};
+  const pt::token_logprobs_grads<float> in{
+      std::span<const float>(lse.data(), 0), {}, std::span<const float>(g.data(), 0), {}};
   pt::fused_linear_logprobs_backward(ex, nullptr, bytes, xv, wv, ty, in, dhv, gwv, opt);
   ptc::device_buffer<std::byte> ws(bytes, st.s);
   for (const bool accumulate : {false, true}) {
@@ -553,83 +552,92 @@ TEST(CudaFusedLinearLogprobs, EmptyBatchWithoutHandleZeroesDWeight) {
 // replays give the eager result bit for bit, within tolerance of the float64 reference.
 TEST(CudaFusedLinearLogprobs, GraphCaptureWithUserWorkspace) {
   POSTTRAIN_REQUIRE_DEVICE();
-  const spec s{.n = 64, .h = 32, .v = 20000, .ldx = 32, .ldw = 32, .chunk = 16};
-  const inputs<float> in = make_inputs<float>(s);
-  const reference ref = make_reference(s, in, 0.0);
-  const auto n = static_cast<std::size_t>(s.n);
-  const std::vector<float> glp(in.glp.begin(), in.glp.end()), gh(in.gh.begin(), in.gh.end());
-  stream_guard st;
-  ptc::cublas_handle blas;
-  ptc::cublas_check(cublasSetStream(blas, st.s), "cublasSetStream");
-  const std::size_t blas_ws_bytes = std::size_t(32) << 20;
-  ptc::device_buffer<std::byte> blas_ws(blas_ws_bytes, st.s);
-  ptc::cublas_check(cublasSetWorkspace(blas, blas_ws.data(), blas_ws_bytes), "cublasSetWorkspace");
-  pt::fused_linear_logprobs_options opt;
-  opt.blas_handle = blas.get();
-  opt.chunk_size = s.chunk;
-  const pt::exec::cuda ex{st.s};
-  ptc::device_buffer<float> dx(in.x.size(), st.s), dw(in.w.size(), st.s), lp(n, st.s),
-      lse(n, st.s), ent(n, st.s), g1(n, st.s), g2(n, st.s),
-      dh(static_cast<std::size_t>(s.n * s.h), st.s), gw(static_cast<std::size_t>(s.v * s.h), st.s);
-  ptc::device_buffer<index_t> dy(n, st.s);
-  dx.copy_from_host(in.x);
-  dw.copy_from_host(in.w);
-  dy.copy_from_host(in.y);
-  g1.copy_from_host(glp);
-  g2.copy_from_host(gh);
-  const pt::matrix_view<const float> xv{dx.data(), s.n, s.h, s.ldx}, wv{dw.data(), s.v, s.h, s.ldw};
-  const std::span<const index_t> ty(dy.data(), n);
-  std::size_t bytes = 0;
-  auto run = [&](void* workspace) {
-    pt::fused_linear_logprobs_forward_backward(
-        ex, workspace, bytes, xv, wv, ty, std::span<const float>(g1.span()),
-        std::span<const float>(g2.span()),
-        pt::token_logprobs_outputs<float>{lp.span(), lse.span(), ent.span()},
-        pt::matrix_view<float>{dh.data(), s.n, s.h}, pt::matrix_view<float>{gw.data(), s.v, s.h},
-        opt);
-  };
-  run(nullptr);
-  ptc::device_buffer<std::byte> ws(bytes, st.s);
-  auto results = [&] {
-    std::vector<float> a(n), b(dh.size()), c(gw.size());
-    lp.copy_to_host(a);
-    dh.copy_to_host(b);
-    gw.copy_to_host(c);
-    st.sync();
-    return std::make_tuple(a, b, c);
-  };
-  run(ws.data());
-  const auto eager = results();
-
-  cudaGraph_t graph = nullptr;
-  cudaGraphExec_t exec = nullptr;
-  ptc::cuda_check(cudaStreamBeginCapture(st.s, cudaStreamCaptureModeGlobal), "BeginCapture");
-  try {
+  // With d_entropy: forward + backward kernels; without: the fused kernel (its grid comes from
+  // the occupancy query, made while the stream is captured).
+  for (const bool with_h : {true, false}) {
+    spec s{.n = 64, .h = 32, .v = 20000, .ldx = 32, .ldw = 32, .chunk = 16};
+    s.entropy_grad = with_h;
+    const std::string tag = with_h ? "captured (d_entropy) " : "captured (fused) ";
+    const inputs<float> in = make_inputs<float>(s);
+    const reference ref = make_reference(s, in, 0.0);
+    const auto n = static_cast<std::size_t>(s.n);
+    const std::vector<float> glp(in.glp.begin(), in.glp.end()), gh(in.gh.begin(), in.gh.end());
+    stream_guard st;
+    ptc::cublas_handle blas;
+    ptc::cublas_check(cublasSetStream(blas, st.s), "cublasSetStream");
+    const std::size_t blas_ws_bytes = std::size_t(32) << 20;
+    ptc::device_buffer<std::byte> blas_ws(blas_ws_bytes, st.s);
+    ptc::cublas_check(cublasSetWorkspace(blas, blas_ws.data(), blas_ws_bytes),
+                      "cublasSetWorkspace");
+    pt::fused_linear_logprobs_options opt;
+    opt.blas_handle = blas.get();
+    opt.chunk_size = s.chunk;
+    const pt::exec::cuda ex{st.s};
+    ptc::device_buffer<float> dx(in.x.size(), st.s), dw(in.w.size(), st.s), lp(n, st.s),
+        lse(n, st.s), ent(n, st.s), g1(n, st.s), g2(n, st.s),
+        dh(static_cast<std::size_t>(s.n * s.h), st.s),
+        gw(static_cast<std::size_t>(s.v * s.h), st.s);
+    ptc::device_buffer<index_t> dy(n, st.s);
+    dx.copy_from_host(in.x);
+    dw.copy_from_host(in.w);
+    dy.copy_from_host(in.y);
+    g1.copy_from_host(glp);
+    g2.copy_from_host(gh);
+    const pt::matrix_view<const float> xv{dx.data(), s.n, s.h, s.ldx},
+        wv{dw.data(), s.v, s.h, s.ldw};
+    const std::span<const index_t> ty(dy.data(), n);
+    std::size_t bytes = 0;
+    auto run = [&](void* workspace) {
+      pt::fused_linear_logprobs_forward_backward(
+          ex, workspace, bytes, xv, wv, ty, std::span<const float>(g1.span()),
+          with_h ? std::span<const float>(g2.span()) : std::span<const float>(),
+          pt::token_logprobs_outputs<float>{lp.span(), lse.span(), ent.span()},
+          pt::matrix_view<float>{dh.data(), s.n, s.h}, pt::matrix_view<float>{gw.data(), s.v, s.h},
+          opt);
+    };
+    run(nullptr);
+    ptc::device_buffer<std::byte> ws(bytes, st.s);
+    auto results = [&] {
+      std::vector<float> a(n), b(dh.size()), c(gw.size());
+      lp.copy_to_host(a);
+      dh.copy_to_host(b);
+      gw.copy_to_host(c);
+      st.sync();
+      return std::make_tuple(a, b, c);
+    };
     run(ws.data());
-  } catch (...) {
-    (void)cudaStreamEndCapture(st.s, &graph);
-    throw;
+    const auto eager = results();
+
+    cudaGraph_t graph = nullptr;
+    cudaGraphExec_t exec = nullptr;
+    ptc::cuda_check(cudaStreamBeginCapture(st.s, cudaStreamCaptureModeGlobal), "BeginCapture");
+    try {
+      run(ws.data());
+    } catch (...) {
+      (void)cudaStreamEndCapture(st.s, &graph);
+      throw;
+    }
+    ptc::cuda_check(cudaStreamEndCapture(st.s, &graph), "cudaStreamEndCapture");
+    ptc::cuda_check(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
+    cudaStream_t bound = nullptr;
+    ptc::cublas_check(cublasGetStream(blas, &bound), "cublasGetStream");
+    EXPECT_EQ(bound, st.s) << tag << "the call moved the caller's handle to another stream";
+    for (int replay = 0; replay < 2; ++replay) {
+      ptc::cuda_check(cudaMemsetAsync(lp.data(), 0, n * sizeof(float), st.s), "memset");
+      ptc::cuda_check(cudaMemsetAsync(gw.data(), 0, gw.size() * sizeof(float), st.s), "memset");
+      ptc::cuda_check(cudaGraphLaunch(exec, st.s), "cudaGraphLaunch");
+      const auto replayed = results();
+      EXPECT_EQ(std::get<0>(replayed), std::get<0>(eager)) << tag << "logprob, replay " << replay;
+      EXPECT_EQ(std::get<1>(replayed), std::get<1>(eager)) << tag << "d_hidden, replay " << replay;
+      EXPECT_EQ(std::get<2>(replayed), std::get<2>(eager)) << tag << "d_weight, replay " << replay;
+    }
+    (void)cudaGraphExecDestroy(exec);
+    (void)cudaGraphDestroy(graph);
+    f64::expect_near(widen(std::get<0>(eager)), ref.lp, float_tol.fwd_rtol, float_tol.fwd_atol,
+                     tag + "logprob");
+    expect_grad(widen(std::get<1>(eager)), ref, true, float_tol.dh_rtol, float_tol.grad_atol,
+                tag + "d_hidden");
+    expect_grad(widen(std::get<2>(eager)), ref, false, float_tol.dw_rtol, float_tol.grad_atol,
+                tag + "d_weight");
   }
-  ptc::cuda_check(cudaStreamEndCapture(st.s, &graph), "cudaStreamEndCapture");
-  ptc::cuda_check(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
-  cudaStream_t bound = nullptr;
-  ptc::cublas_check(cublasGetStream(blas, &bound), "cublasGetStream");
-  EXPECT_EQ(bound, st.s) << "the call moved the caller's handle to another stream";
-  for (int replay = 0; replay < 2; ++replay) {
-    ptc::cuda_check(cudaMemsetAsync(lp.data(), 0, n * sizeof(float), st.s), "memset");
-    ptc::cuda_check(cudaMemsetAsync(gw.data(), 0, gw.size() * sizeof(float), st.s), "memset");
-    ptc::cuda_check(cudaGraphLaunch(exec, st.s), "cudaGraphLaunch");
-    const auto replayed = results();
-    EXPECT_EQ(std::get<0>(replayed), std::get<0>(eager)) << "logprob, replay " << replay;
-    EXPECT_EQ(std::get<1>(replayed), std::get<1>(eager)) << "d_hidden, replay " << replay;
-    EXPECT_EQ(std::get<2>(replayed), std::get<2>(eager)) << "d_weight, replay " << replay;
-  }
-  (void)cudaGraphExecDestroy(exec);
-  (void)cudaGraphDestroy(graph);
-  f64::expect_near(widen(std::get<0>(eager)), ref.lp, float_tol.fwd_rtol, float_tol.fwd_atol,
-                   "captured logprob");
-  expect_grad(widen(std::get<1>(eager)), ref, true, float_tol.dh_rtol, float_tol.grad_atol,
-              "captured d_hidden");
-  expect_grad(widen(std::get<2>(eager)), ref, false, float_tol.dw_rtol, float_tol.grad_atol,
-              "captured d_weight");
 }

@@ -444,18 +444,16 @@ void check_against_float64(const ref_case& c, const std::vector<T>& logits,
     a_gh.copy_from_host(gh);
     const pt::exec::cuda ex{st.s};
     const pt::matrix_view<const T> lv{dl.data(), c.n, c.v, c.ld};
-    pt::token_logprobs(ex, lv, dt.span(),
-                       pt::token_logprobs_outputs<A>{a_lp.span(), a_lse.span(), a_ent.span(),
-                                                     a_sp.span()},
-                       opt);
+    pt::token_logprobs(
+        ex, lv, dt.span(),
+        pt::token_logprobs_outputs<A>{a_lp.span(), a_lse.span(), a_ent.span(), a_sp.span()}, opt);
     pt::token_logprobs_backward(
         ex, lv, dt.span(),
         pt::token_logprobs_grads<A>{a_lse.span(), a_ent.span(), a_glp.span(), a_gh.span()},
         pt::matrix_view<G>{dg.data(), c.n, c.v, c.ld_out}, opt);
     pt::token_logprobs_fused(ex, pt::matrix_view<T>{df.data(), c.n, c.v, c.ld}, dt.span(),
                              std::span<const A>(a_glp.span()),
-                             pt::token_logprobs_outputs<A>{b_lp.span(), b_lse.span(),
-                                                           b_ent.span()},
+                             pt::token_logprobs_outputs<A>{b_lp.span(), b_lse.span(), b_ent.span()},
                              opt);
     a_lp.copy_to_host(lp);
     a_lse.copy_to_host(lse);
@@ -613,10 +611,14 @@ TEST(CudaTokenLogprobs, Float64ChecksHoldOnTheHostBackend_Host) {
     check_against_float64<Eigen::bfloat16, Eigen::bfloat16, host>(
         {.n = n, .v = v, .ld = ld, .ld_out = ld, .tau = 0.9, .grad_rows = {}, .tag = "host bf16"},
         x, std::vector<index_t>{0, v - 1, 3, 1000});
-    check_against_float64<Eigen::bfloat16, float, host>(
-        {.n = n, .v = v, .ld = ld, .ld_out = ld + 3, .tau = 1.0, .grad_rows = {},
-         .tag = "host bf16 -> float"},
-        x, std::vector<index_t>{0, v - 1, 3, -100});
+    check_against_float64<Eigen::bfloat16, float, host>({.n = n,
+                                                         .v = v,
+                                                         .ld = ld,
+                                                         .ld_out = ld + 3,
+                                                         .tau = 1.0,
+                                                         .grad_rows = {},
+                                                         .tag = "host bf16 -> float"},
+                                                        x, std::vector<index_t>{0, v - 1, 3, -100});
   }
   {
     const index_t n = 3, v = 2001, ld = 2003;
@@ -624,16 +626,25 @@ TEST(CudaTokenLogprobs, Float64ChecksHoldOnTheHostBackend_Host) {
     check_against_float64<double, double, host>(
         {.n = n, .v = v, .ld = ld, .ld_out = ld, .tau = 1.0, .grad_rows = {}, .tag = "host double"},
         x, std::vector<index_t>{1, 1000, 2000});
-    check_against_float64<double, float, host>(
-        {.n = n, .v = v, .ld = ld, .ld_out = ld + 1, .tau = 1.0, .grad_rows = {},
-         .tag = "host double -> float"},
-        x, std::vector<index_t>{1, 1000, 2000});
+    check_against_float64<double, float, host>({.n = n,
+                                                .v = v,
+                                                .ld = ld,
+                                                .ld_out = ld + 1,
+                                                .tau = 1.0,
+                                                .grad_rows = {},
+                                                .tag = "host double -> float"},
+                                               x, std::vector<index_t>{1, 1000, 2000});
   }
   {
     const index_t n = 5, v = 1001;
     auto x = uniform_logits<float>(n, v, v, 4.0, 32);
     check_against_float64<float, Eigen::bfloat16, host>(
-        {.n = n, .v = v, .ld = v, .ld_out = v + 8, .tau = 1.0, .grad_rows = {1, 3},
+        {.n = n,
+         .v = v,
+         .ld = v,
+         .ld_out = v + 8,
+         .tau = 1.0,
+         .grad_rows = {1, 3},
          .tag = "host float -> bf16"},
         x, std::vector<index_t>{0, 1000, -100, 17, 500});
   }
@@ -692,7 +703,12 @@ TEST(CudaTokenLogprobs, ArgmaxAt1e4KeepsItsDigits) {
       x[r * v + v - 1 - r] = 9990.0f;
       y[r] = r % 2 == 0 ? (r * 7 + 17) % v : v - 1 - r;
     }
-    check_against_float64<float>({.n = n, .v = v, .ld = v, .ld_out = v, .tau = 1.0, .grad_rows = {},
+    check_against_float64<float>({.n = n,
+                                  .v = v,
+                                  .ld = v,
+                                  .ld_out = v,
+                                  .tau = 1.0,
+                                  .grad_rows = {},
                                   .tag = "argmax V=" + std::to_string(v)},
                                  x, y);
     // The strict check of log p for the argmax rows.
@@ -733,8 +749,14 @@ TEST(CudaTokenLogprobs, Big_GridStride_Bf16_300x128256) {
   std::vector<index_t> y(static_cast<std::size_t>(n));
   for (index_t r = 0; r < n; ++r) y[r] = r % 13 == 5 ? -100 : static_cast<index_t>(f64::mix(r) % v);
   std::vector<index_t> rows{0, 1, 50, 51, 52, 101, 102, 153, 204, 255, 298, 299};
-  check_against_float64<Eigen::bfloat16>(
-      {.n = n, .v = v, .ld = v, .ld_out = v, .tau = 1.0, .grad_rows = rows, .tag = "bf16 [300, 128256]"}, x, y);
+  check_against_float64<Eigen::bfloat16>({.n = n,
+                                          .v = v,
+                                          .ld = v,
+                                          .ld_out = v,
+                                          .tau = 1.0,
+                                          .grad_rows = rows,
+                                          .tag = "bf16 [300, 128256]"},
+                                         x, y);
 }
 
 TEST(CudaTokenLogprobs, Big_GridStride_Float_5000x4096) {
@@ -742,12 +764,19 @@ TEST(CudaTokenLogprobs, Big_GridStride_Float_5000x4096) {
   const index_t n = 5000, v = 4096;
   auto x = uniform_logits<float>(n, v, v, 5.0, 12);
   std::vector<index_t> y(static_cast<std::size_t>(n));
-  for (index_t r = 0; r < n; ++r) y[r] = r % 17 == 3 ? -100 : static_cast<index_t>(f64::mix(r + 7) % v);
+  for (index_t r = 0; r < n; ++r)
+    y[r] = r % 17 == 3 ? -100 : static_cast<index_t>(f64::mix(r + 7) % v);
   std::vector<index_t> rows;
   for (index_t r = 0; r < n; r += 97) rows.push_back(r);
   for (index_t r : {527, 528, 529, 799, 800, 801, 4999}) rows.push_back(r);
-  check_against_float64<float>(
-      {.n = n, .v = v, .ld = v, .ld_out = v, .tau = 1.0, .grad_rows = rows, .tag = "float [5000, 4096]"}, x, y);
+  check_against_float64<float>({.n = n,
+                                .v = v,
+                                .ld = v,
+                                .ld_out = v,
+                                .tau = 1.0,
+                                .grad_rows = rows,
+                                .tag = "float [5000, 4096]"},
+                               x, y);
 }
 
 // Split rows (N < 2 × SMs, V >= 16384): 16-bit logits with ld = V + 1 (every row at another
@@ -767,8 +796,8 @@ void split_rows_case(index_t v, index_t ld, const std::string& tag) {
   for (index_t j = 0; j < v; ++j) x[2 * ld + j] = from_double<T>(-f64::inf);
   const index_t last = (splits - 1) * chunk;  // first column of the last piece
   const std::vector<index_t> y{chunk - 1, chunk, 3, v - 1, last - 1, last};
-  check_against_float64<T>({.n = n, .v = v, .ld = ld, .ld_out = ld, .tau = 1.0, .grad_rows = {}, .tag = tag},
-                           x, y);
+  check_against_float64<T>(
+      {.n = n, .v = v, .ld = ld, .ld_out = ld, .tau = 1.0, .grad_rows = {}, .tag = tag}, x, y);
 }
 }  // namespace
 
@@ -791,27 +820,47 @@ TEST(CudaTokenLogprobs, OutOfPlace_OtherGradType_OtherLd_PaddingUntouched) {
   std::vector<index_t> y{0, 1000, -100, 17, 500, 999, 3};
   {
     auto x = uniform_logits<Eigen::bfloat16>(n, v, v + 3, 4.0, 31);
-    check_against_float64<Eigen::bfloat16, float>(
-        {.n = n, .v = v, .ld = v + 3, .ld_out = v + 5, .tau = 1.0, .grad_rows = {}, .tag = "bf16 -> float"},
-        x, y);
+    check_against_float64<Eigen::bfloat16, float>({.n = n,
+                                                   .v = v,
+                                                   .ld = v + 3,
+                                                   .ld_out = v + 5,
+                                                   .tau = 1.0,
+                                                   .grad_rows = {},
+                                                   .tag = "bf16 -> float"},
+                                                  x, y);
   }
   {
     auto x = uniform_logits<float>(n, v, v, 4.0, 32);
-    check_against_float64<float, Eigen::bfloat16>(
-        {.n = n, .v = v, .ld = v, .ld_out = v + 8, .tau = 1.0, .grad_rows = {}, .tag = "float -> bf16"}, x,
-        y);
+    check_against_float64<float, Eigen::bfloat16>({.n = n,
+                                                   .v = v,
+                                                   .ld = v,
+                                                   .ld_out = v + 8,
+                                                   .tau = 1.0,
+                                                   .grad_rows = {},
+                                                   .tag = "float -> bf16"},
+                                                  x, y);
   }
   {
     auto x = uniform_logits<Eigen::half>(n, v, v + 1, 4.0, 33);
-    check_against_float64<Eigen::half, float>(
-        {.n = n, .v = v, .ld = v + 1, .ld_out = v + 2, .tau = 1.0, .grad_rows = {}, .tag = "half -> float"},
-        x, y);
+    check_against_float64<Eigen::half, float>({.n = n,
+                                               .v = v,
+                                               .ld = v + 1,
+                                               .ld_out = v + 2,
+                                               .tau = 1.0,
+                                               .grad_rows = {},
+                                               .tag = "half -> float"},
+                                              x, y);
   }
   {
     auto x = uniform_logits<double>(n, v, v + 1, 4.0, 34);
-    check_against_float64<double, float>(
-        {.n = n, .v = v, .ld = v + 1, .ld_out = v + 3, .tau = 1.0, .grad_rows = {}, .tag = "double -> float"},
-        x, y);
+    check_against_float64<double, float>({.n = n,
+                                          .v = v,
+                                          .ld = v + 1,
+                                          .ld_out = v + 3,
+                                          .tau = 1.0,
+                                          .grad_rows = {},
+                                          .tag = "double -> float"},
+                                         x, y);
   }
 }
 
@@ -822,16 +871,26 @@ TEST(CudaTokenLogprobs, OutOfRangeTargets_NaNInThatRowOnly) {
   {
     const index_t n = 6, v = 5000;
     auto x = uniform_logits<float>(n, v, v + 2, 4.0, 41);
-    check_against_float64<float>(
-        {.n = n, .v = v, .ld = v + 2, .ld_out = v + 2, .tau = 1.0, .grad_rows = {}, .tag = "bad targets"}, x,
-        std::vector<index_t>{3, v, -5, -100, v - 1, -100000});
+    check_against_float64<float>({.n = n,
+                                  .v = v,
+                                  .ld = v + 2,
+                                  .ld_out = v + 2,
+                                  .tau = 1.0,
+                                  .grad_rows = {},
+                                  .tag = "bad targets"},
+                                 x, std::vector<index_t>{3, v, -5, -100, v - 1, -100000});
   }
   {
     const index_t n = 3, v = 40000;
     auto x = uniform_logits<float>(n, v, v, 4.0, 42);
-    check_against_float64<float>(
-        {.n = n, .v = v, .ld = v, .ld_out = v, .tau = 1.0, .grad_rows = {}, .tag = "bad targets, split"}, x,
-        std::vector<index_t>{v + 7, 0, -2});
+    check_against_float64<float>({.n = n,
+                                  .v = v,
+                                  .ld = v,
+                                  .ld_out = v,
+                                  .tau = 1.0,
+                                  .grad_rows = {},
+                                  .tag = "bad targets, split"},
+                                 x, std::vector<index_t>{v + 7, 0, -2});
   }
 }
 
@@ -861,7 +920,8 @@ TEST(CudaTokenLogprobs, Big_Bf16_17000x128256_Above2p31) {
   const auto count = static_cast<std::uint64_t>(n) * static_cast<std::uint64_t>(v);
   ASSERT_GT(count, std::uint64_t(1) << 31);
   std::vector<index_t> y(static_cast<std::size_t>(n));
-  for (index_t r = 0; r < n; ++r) y[r] = r % 101 == 7 ? -100 : static_cast<index_t>(f64::mix(r) % v);
+  for (index_t r = 0; r < n; ++r)
+    y[r] = r % 101 == 7 ? -100 : static_cast<index_t>(f64::mix(r) % v);
   std::vector<float> glp(y.size()), gh(y.size());
   for (std::size_t i = 0; i < y.size(); ++i) {
     glp[i] = static_cast<float>(f64::uniform(1000 + i, 1.0));
@@ -896,14 +956,13 @@ TEST(CudaTokenLogprobs, Big_Bf16_17000x128256_Above2p31) {
     const pt::exec::cuda ex{st.s};
     const pt::matrix_view<bf16> m{dl.data(), n, v, v};
     fill();
-    pt::token_logprobs(ex, pt::matrix_view<const bf16>(m), dt.span(),
-                       pt::token_logprobs_outputs<float>{a_lp.span(), a_lse.span(), a_ent.span(),
-                                                         a_sp.span()});
+    pt::token_logprobs(
+        ex, pt::matrix_view<const bf16>(m), dt.span(),
+        pt::token_logprobs_outputs<float>{a_lp.span(), a_lse.span(), a_ent.span(), a_sp.span()});
     // In place, with the entropy gradient.
     pt::token_logprobs_backward(
         ex, pt::matrix_view<const bf16>(m), dt.span(),
-        pt::token_logprobs_grads<float>{a_lse.span(), a_ent.span(), a_glp.span(), a_gh.span()},
-        m);
+        pt::token_logprobs_grads<float>{a_lse.span(), a_ent.span(), a_glp.span(), a_gh.span()}, m);
     rows_to_host(grad_rows);
     fill();
     pt::token_logprobs_fused(ex, m, dt.span(), std::span<const float>(a_glp.span()),
@@ -927,9 +986,12 @@ TEST(CudaTokenLogprobs, Big_Bf16_17000x128256_Above2p31) {
       row[j] = static_cast<double>(big_value(static_cast<std::uint64_t>(r) * v + j));
     const f64::row_result rr = f64::row(row.data(), v, y[r], 1.0);
     const std::string tag = "row " + std::to_string(r);
-    EXPECT_TRUE(f64::near(lp[r], rr.logprob, 1e-5, 1e-5)) << tag << " logprob " << lp[r] << " vs " << rr.logprob;
-    EXPECT_TRUE(f64::near(lse[r], rr.lse, 1e-5, 1e-5)) << tag << " lse " << lse[r] << " vs " << rr.lse;
-    EXPECT_TRUE(f64::near(ent[r], rr.entropy, 1e-4, 1e-4)) << tag << " entropy " << ent[r] << " vs " << rr.entropy;
+    EXPECT_TRUE(f64::near(lp[r], rr.logprob, 1e-5, 1e-5))
+        << tag << " logprob " << lp[r] << " vs " << rr.logprob;
+    EXPECT_TRUE(f64::near(lse[r], rr.lse, 1e-5, 1e-5))
+        << tag << " lse " << lse[r] << " vs " << rr.lse;
+    EXPECT_TRUE(f64::near(ent[r], rr.entropy, 1e-4, 1e-4))
+        << tag << " entropy " << ent[r] << " vs " << rr.entropy;
     EXPECT_TRUE(f64::near(sp[r], rr.sum_p_squared, 1e-4, 1e-5)) << tag << " sum_p_squared";
     EXPECT_TRUE(f64::near(flp[r], rr.logprob, 1e-5, 1e-5)) << tag << " fused logprob";
     f64::row_grad(row.data(), v, y[r], 1.0, glp[r], gh[r], g.data());
