@@ -179,14 +179,29 @@ configure() {
 
 cuda_tests() { (cd "$ROOT/tests/cuda" && ls *.cu | sed 's/\.cu$//; s/^/test_cuda_/'); }
 
-# build <target>...: builds what is missing (keep going past a failing target); each target that
-# did not come out is named.
+# A hash of the sources a build depends on. A warm machine keeps the build directory while each
+# call copies the working tree anew (possibly with fresh timestamps, which would make the build
+# tool redo everything): a target is skipped only when it was built from these same sources.
+src_hash() {
+  (cd "$ROOT" && find CMakeLists.txt cmake include tests bench -type f \( -name '*.txt' \
+    -o -name '*.cmake' -o -name '*.in' -o -name '*.hpp' -o -name '*.cuh' -o -name '*.cu' \
+    -o -name '*.cpp' -o -name '*.h' \) -print0 2> /dev/null | sort -z | xargs -0 sha1sum | sha1sum | cut -c1-40)
+}
+
+# build <target>...: builds what is missing or stale (keep going past a failing target); each
+# target that did not come out is named.
 build() {
-  local want=("$@") missing=() t
-  for t in "${want[@]}"; do [ -x "$(target_path "$t")" ] || missing+=("$t"); done
+  local want=("$@") missing=() t hash
+  hash="$(src_hash)"
+  for t in "${want[@]}"; do
+    [ -x "$(target_path "$t")" ] && [ "$(cat "$BUILD/.built-$t" 2> /dev/null)" = "$hash" ] \
+      || missing+=("$t")
+  done
   if [ ${#missing[@]} = 0 ]; then
-    say "- build: ${#want[@]} targets already built (warm machine)"
+    say "- build: ${#want[@]} targets already built from these sources (warm machine)"
   else
+    # A stale binary goes first, so that one left by a failing build is never taken as built.
+    for t in "${missing[@]}"; do rm -f "$(target_path "$t")"; done
     local t0=$SECONDS keep=()
     [ -f "$BUILD/build.ninja" ] && keep=(-- -k 0)
     [ -f "$BUILD/Makefile" ] && keep=(-- -k)
@@ -197,7 +212,10 @@ build() {
   for t in "${want[@]}"; do
     if [ ! -x "$(target_path "$t")" ]; then
       fail "target $t did not build (build.log)"
+      rm -f "$BUILD/.built-$t"
       bad=1
+    else
+      echo "$hash" > "$BUILD/.built-$t"
     fi
   done
   [ "$bad" = 1 ] && grep -m8 -E "error|Error" "$STAGE/build.log" | sed 's/^/    /' | tee -a "$SUMMARY"
