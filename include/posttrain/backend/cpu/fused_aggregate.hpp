@@ -20,7 +20,7 @@
 #include "posttrain/backend/cpu/aggregate.hpp"
 #include "posttrain/config.hpp"
 #include "posttrain/core/types.hpp"
-#include "posttrain/ops/aggregate.hpp"
+#include "posttrain/ops/aggregate_types.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
 
