@@ -241,12 +241,7 @@ void fused_linear_logprobs_backward(Exec exec, void* workspace, std::size_t& wor
   const matrix_view<const T> hidden = hidden_in, weight = weight_in;
   detail::validate_fused_linear<Exec>(where, hidden, weight, targets, options);
   const index_t n = hidden.rows;
-  expect_size(in.lse, n, where, "grads.lse", "the forward's lse, one per row");
-  expect_size(in.d_logprob, n, where, "grads.d_logprob", "one per row of hidden");
-  expect_size_or_empty(in.d_entropy, n, where, "grads.d_entropy", "one per row, or empty = 0");
-  if (!in.d_entropy.empty())
-    expect_size(in.entropy, n, where, "grads.entropy",
-                "the forward's entropy, one per row, required with d_entropy");
+  detail::validate_token_logprobs_grads(where, n, in, "one per row of hidden");
   detail::validate_fused_linear_grads(where, hidden, weight, d_hidden, d_weight);
   index_t c = 0;
   if (detail::fused_linear_plan<Exec, T>(where, workspace, workspace_bytes, hidden, weight,

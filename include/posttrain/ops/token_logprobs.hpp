@@ -92,6 +92,20 @@ void validate_token_logprobs_outputs(
                        one_per_row_or_empty);
 }
 
+// The backward inputs: lse and d_logprob [N], d_entropy [N] or empty, entropy [N] with d_entropy.
+// one_per_row names the input whose rows N counts (fused_linear_logprobs: hidden).
+template <class A>
+void validate_token_logprobs_grads(const char* where, index_t rows,
+                                   const token_logprobs_grads<A>& in,
+                                   std::string_view one_per_row = "one per row of logits") {
+  expect_size(in.lse, rows, where, "grads.lse", "the forward's lse, one per row");
+  expect_size(in.d_logprob, rows, where, "grads.d_logprob", one_per_row);
+  expect_size_or_empty(in.d_entropy, rows, where, "grads.d_entropy", "one per row, or empty = 0");
+  if (!in.d_entropy.empty())
+    expect_size(in.entropy, rows, where, "grads.entropy",
+                "the forward's entropy, one per row, required with d_entropy");
+}
+
 // Host only: the targets are in host memory.
 inline void validate_targets(const char* where, std::span<const index_t> targets, index_t cols,
                              index_t ignore_index) {
@@ -163,12 +177,7 @@ void token_logprobs_backward(Exec exec, matrix_view<TL> logits_in,
   expect_same_shape(logits, d_logits, where, "logits", "d_logits");
   const index_t n = logits.rows;
   detail::validate_token_logprobs_common(where, n, logits.cols, targets.size(), options);
-  expect_size(in.lse, n, where, "grads.lse", "the forward's lse, one per row");
-  expect_size(in.d_logprob, n, where, "grads.d_logprob", "one per row of logits");
-  expect_size_or_empty(in.d_entropy, n, where, "grads.d_entropy", "one per row, or empty = 0");
-  if (!in.d_entropy.empty())
-    expect_size(in.entropy, n, where, "grads.entropy",
-                "the forward's entropy, one per row, required with d_entropy");
+  detail::validate_token_logprobs_grads(where, n, in);
   detail::validate_aliasing(where, logits, d_logits);
   if constexpr (std::is_same_v<Exec, exec::host>)
     detail::validate_targets(where, targets, logits.cols, options.ignore_index);
