@@ -1,5 +1,6 @@
 // The workspace overloads of the ops (core/workspace.hpp): segment_stats, whiten,
-// whiten_with_moments, aggregate_loss and token_logprobs_fused give the same bits as their
+// whiten_with_moments, aggregate_loss, token_logprobs_fused and the fused losses' per-row
+// aggregation (backend/cpu/fused_aggregate.hpp) give the same bits as their
 // allocating overloads, allocate nothing themselves (counted through a replaced global operator
 // new), accept a workspace at any base address when sized by their *_workspace_bytes, and throw
 // before writing any output when the workspace is too small.
@@ -10,10 +11,12 @@
 #include <cstddef>
 #include <cstdlib>
 #include <new>
+#include <optional>
 #include <random>
 #include <span>
 #include <vector>
 
+#include "posttrain/backend/cpu/fused_aggregate.hpp"
 #include "posttrain/core/workspace.hpp"
 #include "posttrain/ops/aggregate.hpp"
 #include "posttrain/ops/reductions.hpp"
@@ -228,4 +231,30 @@ TEST(OpsWorkspace, TokenLogprobsFusedSameBitsNoAllocationAndTooSmallWritesNothin
                pt::error);
   EXPECT_EQ(untouched_logits, logits);
   for (float x : untouched_lp) EXPECT_EQ(x, 2.0f);
+}
+
+TEST(OpsWorkspace, FusedAggregateFromAWorkspaceEqualsTheAllocatingOne) {
+  // The workspace starts as NaN bytes: every row value the pass reads must have been written.
+  using mode = pt::agg::seq_mean_token_mean;
+  const auto o = pt::agg_conventions::verl();  // empty rows excluded: all masked gives D = 0
+  for (bool all_masked : {false, true}) {
+    batch b = make_batch(11, 6);
+    if (all_masked)
+      for (float& m : b.mask) m = 0.0f;  // D = 0 for the local sequence count: zero scales
+    const std::size_t rows = b.offsets.size() - 1;
+    const pt::agg_normalizer n{};
+    const pt::backend::cpu::fused_aggregate<mode> want(b.mask, b.offsets, b.values.size(), n, o);
+    const std::size_t bytes = pt::backend::cpu::fused_aggregate<mode>::workspace_bytes(rows);
+    std::vector<std::byte> storage(bytes, std::byte{0xFF});
+    long allocs = 0;
+    std::optional<pt::backend::cpu::fused_aggregate<mode>> got;
+    allocs = count_allocations([&] {
+      got.emplace(b.mask, b.offsets, b.values.size(), n, o,
+                  pt::workspace(storage.data(), storage.size()));
+    });
+    EXPECT_EQ(allocs, 0);
+    EXPECT_EQ(got->divisor(), want.divisor());
+    for (std::size_t i = 0; i < rows; ++i) EXPECT_EQ(got->scale(i), want.scale(i)) << i;
+  }
+  EXPECT_EQ(pt::backend::cpu::fused_aggregate<pt::agg::token_mean>::workspace_bytes(9), 0u);
 }
