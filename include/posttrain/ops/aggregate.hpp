@@ -31,6 +31,11 @@
 // (mean over all rows). The row divisor of seq_mean_token_mean is |o_i| + length_epsilon
 // (verl/OpenRLHF 1e-8), floored at length_floor (TRL max(|o_i|, 1)).
 //
+// Over ranks: aggregate_loss<Mode>(comm, exec, ...) with a dist::communicator fills the unset
+// divisor fields with the sums over ranks (dist/normalizers.hpp). Scratch: per-sequence modes with
+// grad keep B doubles; the overload with a trailing `workspace` (aggregate_workspace_bytes) does
+// not allocate. The modes are presets of agg::policy (ops/aggregate_types.hpp, the contract).
+//
 // Peer mapping (GA = gradient-accumulation steps, P = processes / dp ranks):
 //   verl token-mean                 token_mean, tokens = batch_num_tokens (or local); verl's
 //                                   result is this times dp_size (DDP averages gradients)

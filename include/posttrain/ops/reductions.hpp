@@ -43,6 +43,8 @@
 // API (Exec is exec::host; exec::cuda needs the CUDA backend header):
 //   segment_stats(exec, values, mask, offsets, segment_stats_out{...})   any output span may be
 //                         empty (= not requested), otherwise it has S elements
+//   segment_stats(exec, values, mask, offsets, out, workspace)   the same without allocating
+//                         (segment_stats_workspace_bytes(exec, S) bytes)
 //   segment_moments(exec, values, mask, offsets) -> std::vector<masked_stats>
 //   masked_moments(exec, values, mask) -> masked_stats                  (one segment = all tokens)
 //   masked_sum / masked_count / masked_mean / masked_var(exec, values, mask[, kind]) -> double
@@ -51,6 +53,8 @@
 // default denominator (0 when Σw == 0) are masked_mean; verl masked_mean adds 1e-8 to Σw and is
 // reproduced by whiten_options (ops/whiten.hpp), which owns every epsilon convention.
 // No gradient is provided here: these statistics feed advantages and logging.
+// The contract (masked_stats, merge, segment_stats_out, the backend template) is
+// ops/reductions_types.hpp; merging over ranks is dist/normalizers.hpp.
 #include <span>
 #include <type_traits>
 #include <vector>

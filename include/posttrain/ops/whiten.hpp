@@ -43,6 +43,12 @@
 //   whiten_with_moments(exec, values, mask, const masked_stats& global, out, options)
 //     whiten with caller-supplied statistics: merge() of every micro-batch's / rank's
 //     masked_moments whitens each part exactly as the whole batch would be.
+//   whiten(comm, exec::host, values, mask, [offsets,] out, options)
+//     over the ranks of a dist::communicator: the statistics of every scope merged over ranks
+//     (dist/normalizers.hpp), so R ranks whiten as one process over all the data
+// Every form has an overload taking a trailing `workspace` (whiten_workspace_bytes): no
+// allocation on the host; the others allocate their scratch. The contract (options, presets,
+// coefficients, backend template) is ops/whiten_types.hpp.
 // Device memory (exec::cuda{stream}, with <posttrain/cuda.cuh>; backend/cuda/whiten.cuh): every
 // span is device memory (moments too). The front end checks options and sizes and the aliasing
 // of out (pointers only); NOT checked on the device: offsets' contents, mask weights, the finiteness
