@@ -5,11 +5,11 @@
 // backends implement. Included by the front end, the CPU backend and the losses that evaluate
 // KL per token; includes neither front end nor backend.
 //
-// backend::kl_divergence_backend<Exec> member (exec::host in backend/cpu/kl.hpp):
+// backend::kl_divergence_backend<Exec> member (exec::host in backend/cpu/kl.hpp, exec::cuda in
+// backend/cuda/kl.cuh):
 //   void run<E, T>(Exec, span<const T> logprob, span<const T> ref_logprob,
 //                  const detail::kl_element<E, T>&, span<T> value, span<T> grad (or empty))
-// Elementwise: no scratch, no synchronisation. No exec::cuda specialisation exists yet (the
-// device losses evaluate kl_element in their own kernels).
+// Elementwise: no scratch, no synchronisation.
 #include <cmath>
 #include <concepts>
 #include <limits>
