@@ -40,9 +40,9 @@
 //
 // Execution: exec::host runs backend/cpu/fused_linear_logprobs.hpp (Eigen GEMM per chunk + the
 // CPU token log-prob kernels; bfloat16 is widened to float per chunk and per weight tile).
-// exec::cuda needs <posttrain/backend/cuda/fused_linear_logprobs.cuh> (cuBLAS GEMMs with fp32
-// accumulation + the CUDA token log-prob kernels, enqueued on exec.stream; every view and span is
-// device memory; options.blas_handle is the caller's cublasHandle_t).
+// exec::cuda needs the CUDA backend, <posttrain/cuda.cuh> (backend/cuda/fused_linear_logprobs.cuh:
+// cuBLAS GEMMs with fp32 accumulation + the CUDA token log-prob kernels, enqueued on exec.stream;
+// every view and span is device memory; options.blas_handle is the caller's cublasHandle_t).
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
