@@ -2,7 +2,7 @@
 // CUDA backend of ops/fused_linear_logprobs.hpp: cuBLAS GEMMs per chunk of tokens and the CUDA
 // token log-prob kernels (backend/cuda/token_logprobs.cuh) on the chunk's logits.
 //
-// Including this header specialises fused_linear_logprobs_dispatch<exec::cuda>, so
+// Including this header specialises backend::fused_linear_logprobs_backend<exec::cuda>, so
 //   fused_linear_logprobs(exec::cuda{stream}, workspace, workspace_bytes, hidden, weight, ...)
 //   fused_linear_logprobs_backward(...), fused_linear_logprobs_forward_backward(...)
 // run here. Every view and span (hidden, weight, targets, outputs, grads, d_hidden, d_weight, the
@@ -58,8 +58,7 @@
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/types.hpp"
 #include "posttrain/core/views.hpp"
-#include "posttrain/ops/fused_linear_logprobs.hpp"
-#include "posttrain/ops/token_logprobs.hpp"
+#include "posttrain/ops/fused_linear_logprobs_types.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
 
@@ -247,7 +246,7 @@ struct call {
 }  // namespace backend::cuda
 
 template <>
-struct fused_linear_logprobs_dispatch<exec::cuda> {
+struct backend::fused_linear_logprobs_backend<exec::cuda> {
   template <class T>
   static std::size_t workspace_bytes(index_t chunk, index_t /*h*/, index_t v,
                                      fused_linear_pass pass) {

@@ -4,7 +4,7 @@
 // Formulas: see ops/token_logprobs.hpp (z = logits / τ, lse, logprob = z_y − lse, entropy,
 // Σ p², dL/dlogits = (1/τ)(g_lp (1[v = y] − p) − g_H p (log p + H))).
 //
-// Including this header specialises token_logprobs_dispatch<exec::cuda>, so
+// Including this header specialises backend::token_logprobs_backend<exec::cuda>, so
 //   token_logprobs(exec::cuda{stream}, logits, targets, outputs, options)
 //   token_logprobs_backward(exec::cuda{stream}, logits, targets, grads, d_logits, options)
 // run here. Every pointer (logits, targets, outputs, grads) is DEVICE memory. Front-end types:
@@ -69,7 +69,8 @@
 #include "posttrain/core/validate.hpp"
 #include "posttrain/core/views.hpp"
 #include "posttrain/math/logsumexp.hpp"
-#include "posttrain/ops/token_logprobs.hpp"
+#include "posttrain/core/workspace.hpp"
+#include "posttrain/ops/token_logprobs_types.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
 
@@ -688,9 +689,9 @@ void token_logprobs_fused(D* logits, index_t n, index_t v, index_t ld, const ind
 
 }  // namespace backend::cuda
 
-// Front-end dispatch for exec::cuda (device memory).
+// The family backend for exec::cuda (device memory; contract in ops/token_logprobs_types.hpp).
 template <>
-struct token_logprobs_dispatch<exec::cuda> {
+struct backend::token_logprobs_backend<exec::cuda> {
   template <class T, class A>
   static void forward(exec::cuda exec, matrix_view<const T> logits,
                       std::span<const index_t> targets, const token_logprobs_outputs<A>& out,
@@ -718,10 +719,16 @@ struct token_logprobs_dispatch<exec::cuda> {
   }
   // Fused forward + backward in place (the front end is token_logprobs_fused in
   // ops/token_logprobs.hpp): 1 read + 1 write of the logits when the row stays in L2.
+  // No caller workspace: the split partials stay stream-ordered allocations.
+  template <class T, class A>
+  static std::size_t fused_workspace_bytes(exec::cuda, index_t, index_t, bool,
+                                           const token_logprobs_options&) {
+    return 0;
+  }
   template <class T, class A>
   static void fused(exec::cuda exec, matrix_view<T> logits, std::span<const index_t> targets,
                     std::span<const A> d_logprob, const token_logprobs_outputs<A>& out,
-                    const token_logprobs_options& opt) {
+                    const token_logprobs_options& opt, workspace /*ws*/) {
     using D = backend::cuda::token_logprobs_detail::device_t<T>;
     auto ptr = [](std::span<A> s) { return s.empty() ? nullptr : s.data(); };
     backend::cuda::token_logprobs_fused<D, A>(
