@@ -73,6 +73,14 @@ template <class Link, class SeqReduce, class Nll = pref::nll_token_mean>
 struct alphapo {
   using composition =
       preference<Link, SeqReduce, pref::reference_free, Nll, pref::defaults::trl_cpo>;
+  // The Loss concept (loss/concept.hpp): α beside the preference options.
+  using options_type = alphapo_options;
+  template <class T>
+  using inputs = preference_inputs<T>;
+  template <class T>
+  using outputs = preference_outputs<T>;
+  using normalizer_type = preference_normalizer;
+  using result = preference_result;
 
   static std::string name() {
     return std::string("loss::alphapo<") + Link::name + ", " + SeqReduce::name +

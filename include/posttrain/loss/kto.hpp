@@ -199,6 +199,15 @@ struct kto {
     expect_size_or_empty(out.rewards, b, where, "rewards", "one per completion");
   }
 
+  // The Loss concept (loss/concept.hpp).
+  using options_type = kto_options;
+  template <class T>
+  using inputs = kto_inputs<T>;
+  template <class T>
+  using outputs = kto_outputs<T>;
+  using normalizer_type = kto_normalizer;
+  using result = kto_result;
+
   template <class T>
   static kto_result compute(exec::host, const kto_inputs<T>& in, const kto_options& o = {},
                             const kto_outputs<T>& out = {}, const kto_normalizer& norm = {}) {
@@ -269,10 +278,29 @@ struct kto_vanilla_result {
 
 struct kto_vanilla_paired {
   static constexpr const char* where = "loss::kto_vanilla_paired";
+  static std::string name() { return where; }
+
+  // The Loss concept (loss/concept.hpp).
+  using options_type = kto_vanilla_options;
+  template <class T>
+  using inputs = preference_inputs<T>;
+  template <class T>
+  using outputs = preference_outputs<T>;
+  using normalizer_type = preference_normalizer;
+  using result = kto_vanilla_result;
+
+  // Host memory, the calling thread: same as compute(exec::host{}, ...).
+  template <class T>
+  static kto_vanilla_result compute(const preference_inputs<T>& in,
+                                    const kto_vanilla_options& o = {},
+                                    const preference_outputs<T>& out = {},
+                                    const preference_normalizer& norm = {}) {
+    return compute(exec::host{}, in, o, out, norm);
+  }
 
   // normalizer.pairs: divisor P of Σ (L_c + L_r) / (2P) (default local P).
   template <class T>
-  static kto_vanilla_result compute(const preference_inputs<T>& in,
+  static kto_vanilla_result compute(exec::host, const preference_inputs<T>& in,
                                     const kto_vanilla_options& o = {},
                                     const preference_outputs<T>& out = {},
                                     const preference_normalizer& norm = {}) {

@@ -37,6 +37,7 @@
 // Every argument is validated before anything is written (posttrain::error naming it). Named
 // compositions and peer presets: loss/policy_gradient/algorithms.hpp; docs/loss/policy_gradient.md.
 #include <cmath>
+#include <concepts>
 #include <string>
 #include <type_traits>
 
@@ -117,6 +118,15 @@ struct policy_gradient {
                 "loss::policy_gradient<S, KlEstimator, ...>: not a KL estimator (see above)");
   static_assert(check_aggregation<Aggregation>(),
                 "loss::policy_gradient<S, K, Aggregation>: not an aggregation (see above)");
+
+  // The Loss concept (loss/concept.hpp).
+  using options_type = policy_gradient_loss_options;
+  template <class T>
+  using inputs = policy_gradient_inputs<T>;
+  template <class T>
+  using outputs = policy_gradient_outputs<T>;
+  using normalizer_type = agg_normalizer;
+  using result = policy_gradient_result;
 
   using surrogate = Surrogate;
   using kl_estimator = KlEstimator;
@@ -212,6 +222,15 @@ struct policy_gradient {
     validate(in, options, out, norm, agg_opts);
     return backend::cpu::policy_gradient<Surrogate, KlEstimator, Aggregation>(in, options, out,
                                                                               norm, agg_opts);
+  }
+
+  // The Loss-concept form: options.policy and options.aggregation in one struct (O is deduced so
+  // that a braced `{}` still selects the positional form above).
+  template <class T, std::same_as<policy_gradient_loss_options> O>
+  static policy_gradient_result compute(exec::host, const policy_gradient_inputs<T>& in,
+                                        const O& options, const policy_gradient_outputs<T>& out,
+                                        const agg_normalizer& norm) {
+    return compute(exec::host{}, in, options.policy, out, norm, options.aggregation);
   }
 
   // Host memory, the calling thread: same as compute(exec::host{}, ...).

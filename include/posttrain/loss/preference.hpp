@@ -175,6 +175,15 @@ struct preference {
                 "loss::preference<Link, SeqReduce, Reference, Nll>: Nll must be pref::no_nll, "
                 "pref::nll_token_mean or pref::nll_sequence_mean");
 
+  // The Loss concept (loss/concept.hpp).
+  using options_type = preference_options;
+  template <class T>
+  using inputs = preference_inputs<T>;
+  template <class T>
+  using outputs = preference_outputs<T>;
+  using normalizer_type = preference_normalizer;
+  using result = preference_result;
+
   using link = Link;
   using sequence_reduction = SeqReduce;
   using reference = Reference;

@@ -118,6 +118,15 @@ struct reward_model {
     expect_size_or_empty(out.pair_losses, pairs, where, "pair_losses", "one per pair");
   }
 
+  // The Loss concept (loss/concept.hpp).
+  using options_type = reward_model_options;
+  template <class T>
+  using inputs = reward_model_inputs<T>;
+  template <class T>
+  using outputs = reward_model_outputs<T>;
+  using normalizer_type = reward_model_normalizer;
+  using result = reward_model_result;
+
   template <class T>
   static reward_model_result compute(exec::host, const reward_model_inputs<T>& in,
                                      const reward_model_options& options = {},

@@ -26,6 +26,7 @@
 #include "posttrain/core/types.hpp"
 #include "posttrain/core/validate.hpp"
 #include "posttrain/math/stable.hpp"
+#include "posttrain/ops/aggregate.hpp"
 #include "posttrain/ops/kl.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
@@ -138,6 +139,14 @@ struct policy_gradient_result {
   double clip_fraction_lower = 0.0;  // dual clip active (A < 0 and PPO loss > −c·A)
   double approx_kl = 0.0;            // mean(−logr), logr clamped (verl ppo_kl)
   double mean_ratio = 0.0;           // mean(r)
+};
+
+// The options of a loss::policy_gradient composition under the Loss concept: the surrogate / KL /
+// entropy hyperparameters and the aggregation conventions (ops/aggregate.hpp agg_options) in one
+// struct, so that a recipe preset (algo/) carries everything a peer sets.
+struct policy_gradient_loss_options {
+  policy_gradient_options policy{};
+  agg_options aggregation{};
 };
 
 namespace detail {

@@ -41,6 +41,7 @@
 // validation fails. Docs: docs/loss/token_selection.md.
 #include <algorithm>
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <limits>
 #include <numeric>
@@ -402,11 +403,34 @@ struct kl_cov_result : policy_gradient_result {
 
 namespace loss {
 
+// The options of loss::kl_cov under the Loss concept: the selection (ratio, coef), the base
+// policy-gradient hyperparameters and the aggregation conventions.
+struct kl_cov_loss_options {
+  kl_cov_options selection{};
+  policy_gradient_options policy{};
+  agg_options aggregation{};
+};
+
 template <class KlEstimator, class Aggregation>
 struct kl_cov {
   using base = policy_gradient<surrogate::ratio, KlEstimator, Aggregation>;
+  // The Loss concept (loss/concept.hpp).
+  using options_type = kl_cov_loss_options;
+  template <class T>
+  using inputs = policy_gradient_inputs<T>;
+  template <class T>
+  using outputs = policy_gradient_outputs<T>;
+  using normalizer_type = agg_normalizer;
+  using result = kl_cov_result;
 
   static std::string name() { return "loss::kl_cov"; }
+
+  template <class T, std::same_as<kl_cov_loss_options> O>
+  static kl_cov_result compute(exec::host, const policy_gradient_inputs<T>& in, const O& options,
+                               const policy_gradient_outputs<T>& out, const agg_normalizer& norm) {
+    return compute(exec::host{}, in, options.selection, options.policy, out, norm,
+                   options.aggregation);
+  }
 
   // The loss with a given selection s[N] (0/1, e.g. from kl_cov_selection).
   template <class T>

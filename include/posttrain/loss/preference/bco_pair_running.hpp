@@ -20,6 +20,7 @@
 //   as TRL logs them (computed as the shifted value plus δ̄: equal up to rounding).
 //   Every argument is validated before anything is written.
 #include <cmath>
+#include <concepts>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -46,10 +47,32 @@ struct shifted_score {
 };
 }  // namespace detail
 
+// The options of loss::bco_pair_running_mean under the Loss concept: the running reward mean δ̄
+// (reward_shift, from pref::running_moments) beside the preference hyperparameters.
+struct bco_pair_running_options {
+  double reward_shift = 0.0;
+  preference_options preference{};
+};
+
 template <class Reference = pref::with_reference>
 struct bco_pair_running_mean {
   using composition = preference<pref::bco_pair, seq::sum, Reference>;
   static constexpr bool uses_reference = composition::uses_reference;
+  // The Loss concept (loss/concept.hpp).
+  using options_type = bco_pair_running_options;
+  template <class T>
+  using inputs = preference_inputs<T>;
+  template <class T>
+  using outputs = preference_outputs<T>;
+  using normalizer_type = preference_normalizer;
+  using result = preference_result;
+
+  template <class T, std::same_as<bco_pair_running_options> O>
+  static preference_result compute(exec::host, const preference_inputs<T>& in, const O& options,
+                                   const preference_outputs<T>& out,
+                                   const preference_normalizer& norm) {
+    return compute(exec::host{}, in, options.reward_shift, options.preference, out, norm);
+  }
 
   static std::string name() {
     return uses_reference ? "loss::bco_pair_running_mean"

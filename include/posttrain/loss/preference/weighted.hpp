@@ -49,6 +49,7 @@
 //   term adds into the chosen gradient in place.
 #include <array>
 #include <cmath>
+#include <concepts>
 #include <cstddef>
 #include <span>
 #include <string>
@@ -136,6 +137,14 @@ struct weighted_reference {
   std::array<std::span<const T>, K> rejected{};
 };
 
+// The options of loss::weighted<Term...> under the Loss concept: the term weights w_k beside the
+// preference hyperparameters every term reads (shared reference scores).
+template <std::size_t K>
+struct weighted_options {
+  std::array<double, K> weights{};
+  preference_options preference{};
+};
+
 // Owning storage for weighted<...>::reference_scores: one pair of vectors per term.
 template <class T, std::size_t K>
 struct weighted_reference_scores {
@@ -165,6 +174,14 @@ struct weighted {
 
   using weights_type = std::array<double, size>;
   using result_type = weighted_result<size>;
+  // The Loss concept (loss/concept.hpp): compute(exec, in, weighted_options{w, o}, out, norm).
+  using options_type = weighted_options<size>;
+  template <class T>
+  using inputs = preference_inputs<T>;
+  template <class T>
+  using outputs = preference_outputs<T>;
+  using normalizer_type = preference_normalizer;
+  using result = result_type;
   template <class T>
   using reference_type = weighted_reference<T, size>;
   // Every preference term reduces sequences and uses the reference like the first: one set of
@@ -252,6 +269,13 @@ struct weighted {
     std::array<preference_inputs<T>, size> ins;
     ins.fill(in);
     return run(ins, weights, options, out, norm);
+  }
+
+  // The Loss-concept form: the weights inside the options (shared reference scores).
+  template <class T, std::same_as<options_type> O>
+  static result_type compute(exec::host, const preference_inputs<T>& in, const O& options,
+                             const preference_outputs<T>& out, const preference_normalizer& norm) {
+    return compute(exec::host{}, in, options.weights, options.preference, out, norm);
   }
 
   template <class T>
