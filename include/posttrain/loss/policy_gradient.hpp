@@ -59,11 +59,13 @@
 
 POSTTRAIN_NAMESPACE_BEGIN
 
-// A surrogate: name, uses_old_logprobs, sequence_level, validate(options, where) and a
-// POSTTRAIN_HOST_DEVICE evaluate(logp, logr, A, options) -> pg_token<T> for float and double.
-// A sequence-level surrogate also has token_gradient, token_log_ratio(logr, A, options) ->
-// pg_seq_token<double> and length_divisor(Σ m, agg_options) (the row statistic, gspo.hpp); an
-// optional static importance_weight_use (pg_weight_use) says how it consumes IS weights.
+// A surrogate: name, uses_old_logprobs, sequence_level, importance_weight_use (pg_weight_use: how
+// it consumes IS weights), validate(options, where) and a POSTTRAIN_HOST_DEVICE
+// evaluate(logp, logr, A, options) -> pg_token<T> for float and double. A sequence-level surrogate
+// also has token_gradient, token_log_ratio(logr, A, options) -> pg_seq_token<double> and
+// length_divisor(Σ m, agg_options) (the row statistic, gspo.hpp). Every hook but name and evaluate
+// has a default in surrogate::defaults (loss/policy_gradient/parts.hpp): derive from it, and a new
+// surrogate is one file with its name and formula (surrogate::ratio, token_selection.hpp).
 template <class S>
 concept pg_sequence_hooks = requires(double d, const policy_gradient_options& o,
                                      const agg_options& ao) {
@@ -77,6 +79,7 @@ concept pg_surrogate = requires(float f, double d, const policy_gradient_options
   { S::name } -> std::convertible_to<const char*>;
   { S::uses_old_logprobs } -> std::convertible_to<bool>;
   { S::sequence_level } -> std::convertible_to<bool>;
+  { S::importance_weight_use } -> std::convertible_to<pg_weight_use>;
   S::validate(o, std::string_view{});
   { S::evaluate(f, f, f, o) } -> std::same_as<pg_token<float>>;
   { S::evaluate(d, d, d, o) } -> std::same_as<pg_token<double>>;
@@ -84,6 +87,12 @@ concept pg_surrogate = requires(float f, double d, const policy_gradient_options
 
 template <class S>
 constexpr bool check_pg_surrogate() {
+  static_assert(
+      requires {
+        { S::importance_weight_use } -> std::convertible_to<pg_weight_use>;
+      },
+      "a policy-gradient surrogate needs `importance_weight_use` (pg_weight_use): derive from "
+      "surrogate::defaults, which supplies it (multiply) and the other optional hooks");
   static_assert(pg_surrogate<S>,
                 "a policy-gradient surrogate needs static `name`, `uses_old_logprobs`, "
                 "`sequence_level`, validate(const policy_gradient_options&, std::string_view) and "

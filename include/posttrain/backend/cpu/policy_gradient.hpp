@@ -120,12 +120,10 @@ struct k3_block_values {
   }
 };
 
+// Part of the surrogate concept (surrogate::defaults supplies multiply).
 template <class S>
 constexpr pg_weight_use pg_weight_use_of() {
-  if constexpr (requires { S::importance_weight_use; })
-    return S::importance_weight_use;
-  else
-    return pg_weight_use::multiply;
+  return S::importance_weight_use;
 }
 }  // namespace detail
 

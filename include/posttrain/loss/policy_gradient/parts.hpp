@@ -149,6 +149,36 @@ struct policy_gradient_loss_options {
   agg_options aggregation{};
 };
 
+namespace surrogate {
+
+// The defaults every surrogate inherits (as stdexec's default customisations): a token-level
+// surrogate that reads ℓold, takes the IS weights as a factor on its loss, and has no
+// hyperparameters of its own to check. A new surrogate derives from it and states only what
+// differs, e.g.
+//
+//   struct my_surrogate : surrogate::defaults {
+//     static constexpr const char* name = "my_surrogate";
+//     template <class T>
+//     POSTTRAIN_HOST_DEVICE static pg_token<T> evaluate(T logp, T logr, T a,
+//                                                       const policy_gradient_options& o);
+//   };
+//
+// Hooks and their defaults:
+//   uses_old_logprobs = true        false: inputs.old_logprobs may be empty (REINFORCE)
+//   sequence_level = false          true: also token_gradient, token_log_ratio, length_divisor
+//                                   (the row statistic log s_i, gspo.hpp)
+//   importance_weight_use = multiply    how inputs.importance_weights enter (pg_weight_use)
+//   validate(options, where)        no checks; override to reject hyperparameters (throw
+//                                   posttrain::error naming the option)
+struct defaults {
+  static constexpr bool uses_old_logprobs = true;
+  static constexpr bool sequence_level = false;
+  static constexpr pg_weight_use importance_weight_use = pg_weight_use::multiply;
+  static void validate(const policy_gradient_options&, std::string_view) {}
+};
+
+}  // namespace surrogate
+
 namespace detail {
 
 inline void expect_not_nan(double v, std::string_view where, std::string_view argument) {

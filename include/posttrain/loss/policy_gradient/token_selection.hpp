@@ -372,12 +372,10 @@ namespace surrogate {
 
 // surrogate::ratio — the unclipped importance-sampled policy gradient L = −A·r,
 // r = e^{clamp(logr)}, ∂L/∂ℓ = −A·r (0 where the clamp is active). verl kl_cov's base term.
-struct ratio {
+// Every hook is surrogate::defaults' (token level, reads ℓold, IS weights multiply, no options of
+// its own): the whole surrogate is its name and its formula.
+struct ratio : defaults {
   static constexpr const char* name = "ratio";
-  static constexpr bool uses_old_logprobs = true;
-  static constexpr bool sequence_level = false;
-
-  static void validate(const policy_gradient_options&, std::string_view) {}
 
   template <class T>
   POSTTRAIN_HOST_DEVICE static pg_token<T> evaluate(T, T logr, T a,
