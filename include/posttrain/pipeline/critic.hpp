@@ -68,7 +68,7 @@ struct none {
   static constexpr bool enabled = false;
   using scalar_type = S;
   void values(const token_sequences&, std::span<S>) {
-    detail::fail("critic::none::values", "called on critic::none (enabled = false)");
+    posttrain::detail::fail("critic::none::values", "called on critic::none (enabled = false)");
   }
   void backward(std::span<const S>) {}
   std::span<S> parameters() { return {}; }

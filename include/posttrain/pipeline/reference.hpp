@@ -111,7 +111,7 @@ struct none {
   static constexpr bool enabled = false;
   using scalar_type = S;
   void logprobs(const token_sequences&, std::span<S>) {
-    detail::fail("reference::none::logprobs", "called on the reference::none model, which has "
+    posttrain::detail::fail("reference::none::logprobs", "called on the reference::none model, which has "
                  "no log-probs (the step should not ask: enabled = false)");
   }
 };
