@@ -1,0 +1,242 @@
+// pipeline::rl_step on a bandit task (prompt = one token, completion = one token, reward 1 when it
+// is the prompt's target): the step's gradient equals the composition of the library's generator,
+// estimator and loss with a bigram backward written here; micro-batches equal the full batch;
+// GRPO and DAPO/RLOO steps raise the exact expected reward; bad input (NaN rewards, a generator
+// returning more tokens than asked, empty batches) throws before the parameters change.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include <posttrain/algo.hpp>
+#include <posttrain/optim/adamw.hpp>
+#include <posttrain/pipeline/rl_step.hpp>
+
+#include "pipeline/test_policy.hpp"
+
+using namespace pt_test;
+
+namespace {
+
+constexpr pt::index_t V = 6;
+
+pt::index_t target_of(pt::index_t prompt) { return (prompt + 2) % V; }
+
+struct bandit {
+  std::vector<pt::index_t> tokens{0, 1, 3};
+  std::vector<pt::index_t> offsets{0, 1, 2, 3};
+  pp::rl_batch batch() const { return {{tokens, offsets}, {}}; }
+  static double reward(std::span<const pt::index_t> prompt, std::span<const pt::index_t> completion,
+                       const pp::example_info&) {
+    return !completion.empty() && completion[0] == target_of(prompt[0]) ? 1.0 : 0.0;
+  }
+  template <class S>
+  double expected_reward(const bigram_policy<S>& p) const {
+    double r = 0;
+    for (auto t : tokens) r += std::exp(ref_logprob(p.w, V, t, target_of(t)));
+    return r / static_cast<double>(tokens.size());
+  }
+};
+
+template <class Loss, class Est>
+pp::rl_step_options<Loss, Est> bandit_options(pt::index_t g = 8) {
+  pp::rl_step_options<Loss, Est> o;
+  o.samples_per_prompt = g;
+  o.sampling.max_new_tokens = 1;
+  o.seed = 42;
+  return o;
+}
+
+}  // namespace
+
+TEST(RlStep, GrpoGradientEqualsTheCompositionOfLibraryCalls) {
+  bandit task;
+  bigram_policy<double> policy(V, 3);
+  pp::reference::frozen<bigram_policy<double>> reference(policy);
+  reference.model().w[5] += 0.3;  // a reference away from the policy: the KL term has a gradient
+  pp::generate::from_policy<bigram_policy<double>> gen(policy);
+  pp::reward::callable reward{&bandit::reward};
+  capture_optimizer cap;
+  auto o = bandit_options<pt::algo::grpo, pt::estimator::grpo>(4);
+  o.loss.policy.kl_coef = 0.05;
+  const auto m = pp::rl_step<pt::algo::grpo, pt::estimator::grpo>(policy, gen, reference, reward,
+                                                                 cap, task.batch(), o);
+  ASSERT_EQ(cap.steps, 1);
+
+  // The composition: same seeds → same samples; rewards; estimator::grpo; the loss at ratio 1
+  // (ℓold = ℓ); the bigram backward of dLoss/dℓ written here.
+  const pt::index_t b = 12;
+  pp::owned_sequences full, prompts;
+  std::vector<std::uint64_t> seeds;
+  for (pt::index_t i = 0; i < b; ++i) {
+    prompts.append(std::span<const pt::index_t>(task.tokens).subspan(i / 4, 1));
+    seeds.push_back(pp::sample_seed(42, static_cast<std::uint64_t>(i)));
+  }
+  pp::generation out;
+  gen.generate({prompts.view(), seeds, o.sampling}, out);
+  EXPECT_EQ(out.completions.tokens, m.rollout.completions.tokens);
+  std::vector<double> rewards(b), lp, ref_lp, mask;
+  for (pt::index_t i = 0; i < b; ++i) {
+    const pt::index_t pr = task.tokens[i / 4], c = out.completions.tokens[i];
+    rewards[i] = bandit::reward(std::span<const pt::index_t>(&pr, 1), std::span<const pt::index_t>(&c, 1), {});
+    full.append(std::vector<pt::index_t>{pr, c});
+    lp.insert(lp.end(), {0.0, ref_logprob(policy.w, V, pr, c)});
+    ref_lp.insert(ref_lp.end(), {0.0, ref_logprob(reference.model().w, V, pr, c)});
+    mask.insert(mask.end(), {0.0, 1.0});
+  }
+  EXPECT_EQ(rewards, m.rewards);
+  std::vector<float> fmask(mask.begin(), mask.end());
+  std::vector<double> adv(2 * b), ret(2 * b);
+  std::vector<pt::index_t> groups{0, 4, 8, 12};
+  pt::advantage::estimator_inputs<double> ein;
+  ein.rewards = rewards;
+  ein.mask = fmask;
+  ein.seq_offsets = full.seq_offsets;
+  ein.group_offsets = groups;
+  pt::estimator::grpo::compute(pt::exec::host{}, ein, {adv, ret});
+  std::vector<double> dlp(2 * b);
+  pt::policy_gradient_inputs<double> in;
+  in.logprobs = lp;
+  in.old_logprobs = lp;
+  in.advantages = adv;
+  in.ref_logprobs = ref_lp;
+  in.mask = fmask;
+  in.seq_offsets = full.seq_offsets;
+  const auto r = pt::algo::grpo::compute(pt::exec::host{}, in, o.loss, {dlp, {}}, {});
+  EXPECT_NEAR(m.loss, r.loss, 1e-14);
+  std::vector<double> g(policy.w.size(), 0.0);
+  for (pt::index_t i = 0; i < b; ++i) {
+    const pt::index_t a = full.tokens[2 * i], y = full.tokens[2 * i + 1];
+    for (pt::index_t j = 0; j < V; ++j)
+      g[a * V + j] += dlp[2 * i + 1] * ((j == y) - std::exp(ref_logprob(policy.w, V, a, j)));
+  }
+  for (std::size_t i = 0; i < g.size(); ++i) EXPECT_NEAR(cap.grads[i], g[i], 1e-14) << i;
+}
+
+TEST(RlStep, MicroBatchesEqualTheFullBatch) {
+  bandit task;
+  for (pt::index_t k : {1, 5}) {
+    bigram_policy<double> p1(V, 3), p2(V, 3);
+    pp::reference::frozen<bigram_policy<double>> r1(p1), r2(p2);
+    pp::generate::from_policy<bigram_policy<double>> g1(p1), g2(p2);
+    pp::reward::callable reward{&bandit::reward};
+    capture_optimizer a, b;
+    auto o = bandit_options<pt::algo::grpo, pt::estimator::grpo>();
+    o.loss.policy.kl_coef = 0.1;
+    const auto ma = pp::rl_step<pt::algo::grpo, pt::estimator::grpo>(p1, g1, r1, reward, a, task.batch(), o);
+    o.micro_batch = k;
+    const auto mb = pp::rl_step<pt::algo::grpo, pt::estimator::grpo>(p2, g2, r2, reward, b, task.batch(), o);
+    EXPECT_NEAR(ma.loss, mb.loss, 1e-12);
+    for (std::size_t i = 0; i < a.grads.size(); ++i) EXPECT_NEAR(a.grads[i], b.grads[i], 1e-12);
+  }
+}
+
+TEST(RlStep, GrpoRaisesExpectedReward) {
+  bandit task;
+  bigram_policy<double> policy(V, 7);
+  pp::reference::frozen<bigram_policy<double>> reference(policy);
+  pp::generate::from_policy<bigram_policy<double>> gen(policy);
+  pp::reward::callable reward{&bandit::reward};
+  pt::optim::adamw opt({0.1, 0.9, 0.999, 1e-8, 0.0});
+  auto o = bandit_options<pt::algo::grpo, pt::estimator::grpo>();
+  o.epochs = 2;
+  o.mini_batch = 12;
+  const double before = task.expected_reward(policy);
+  for (int s = 0; s < 10; ++s) {
+    o.seed = 100 + s;
+    const auto m = pp::rl_step<pt::algo::grpo, pt::estimator::grpo>(policy, gen, reference, reward, opt, task.batch(), o);
+    EXPECT_EQ(m.updates, 4);
+  }
+  const double after = task.expected_reward(policy);
+  EXPECT_GT(after, before + 0.3) << before << " -> " << after;
+}
+
+TEST(RlStep, DapoLossWithRlooRaisesExpectedReward) {
+  bandit task;
+  bigram_policy<double> policy(V, 11);
+  pp::reference::none<double> none;
+  pp::generate::from_policy<bigram_policy<double>> gen(policy);
+  pp::reward::callable reward{&bandit::reward};
+  pt::optim::adamw opt({0.1, 0.9, 0.999, 1e-8, 0.0});
+  auto o = bandit_options<pt::algo::dapo, pt::estimator::rloo>();
+  const double before = task.expected_reward(policy);
+  for (int s = 0; s < 20; ++s) {
+    o.seed = 7 + s;
+    pp::rl_step<pt::algo::dapo, pt::estimator::rloo>(policy, gen, none, reward, opt, task.batch(), o);
+  }
+  EXPECT_GT(task.expected_reward(policy), before + 0.3) << before;
+}
+
+namespace {
+// A generator that answers with one token more than asked.
+struct greedy_overrun {
+  void generate(const pp::generation_request& r, pp::generation& out) {
+    out = {};
+    for (pt::index_t i = 0; i < r.prompts.num_sequences(); ++i) {
+      std::vector<pt::index_t> c(static_cast<std::size_t>(r.sampling.max_new_tokens + 1), 1);
+      out.completions.append(c);
+      out.stop.push_back(pp::stop_reason::length);
+      out.truncated.push_back(1);
+    }
+  }
+};
+static_assert(pp::check_generator<greedy_overrun>());
+}  // namespace
+
+TEST(RlStep, BadInputThrowsAndLeavesParametersUntouched) {
+  bandit task;
+  bigram_policy<double> policy(V, 3);
+  pp::reference::frozen<bigram_policy<double>> reference(policy);
+  pp::generate::from_policy<bigram_policy<double>> gen(policy);
+  pt::optim::adamw opt;
+  const auto before = policy.w;
+  const auto o = bandit_options<pt::algo::grpo, pt::estimator::grpo>();
+  using L = pt::algo::grpo;
+  using E = pt::estimator::grpo;
+
+  auto run = [&](auto& generator, auto& source, const pp::rl_batch& batch,
+                 const pp::rl_step_options<L, E>& options) {
+    pp::rl_step<L, E>(policy, generator, reference, source, opt, batch, options);
+  };
+  pp::reward::callable nan_reward{[](auto, auto, const pp::example_info&) { return std::nan(""); }};
+  EXPECT_THROW(run(gen, nan_reward, task.batch(), o), pt::error);
+
+  greedy_overrun overrun;
+  pp::reward::callable reward{&bandit::reward};
+  EXPECT_THROW(run(overrun, reward, task.batch(), o), pt::error);
+
+  std::vector<pt::index_t> zero{0};
+  EXPECT_THROW(run(gen, reward, pp::rl_batch{{{}, zero}, {}}, o), pt::error);
+  std::vector<pt::index_t> with_empty{0, 1, 1};
+  EXPECT_THROW(run(gen, reward,
+                   pp::rl_batch{{std::span<const pt::index_t>(task.tokens).first(1), with_empty}, {}}, o),
+               pt::error);
+  auto bad = o;
+  bad.samples_per_prompt = 0;
+  EXPECT_THROW(run(gen, reward, task.batch(), bad), pt::error);
+  bad = o;
+  bad.sampling.top_p = 0;
+  EXPECT_THROW(run(gen, reward, task.batch(), bad), pt::error);
+  EXPECT_EQ(policy.w, before);
+  EXPECT_EQ(opt.steps(), 0);
+}
+
+TEST(RlStep, SamplesDoNotDependOnBatchComposition) {
+  // Sample i of prompt p drawn alone equals the same sample drawn in a batch (seeded per sample).
+  bigram_policy<double> policy(V, 3);
+  pp::generate::from_policy<bigram_policy<double>> gen(policy);
+  pp::sampling_options s;
+  s.max_new_tokens = 5;
+  s.top_k = 4;
+  s.top_p = 0.9;
+  std::vector<pt::index_t> toks{0, 1, 2, 3}, offs{0, 1, 2, 4};
+  std::vector<std::uint64_t> seeds{11, 22, 33};
+  pp::generation all, one;
+  gen.generate({{toks, offs}, seeds, s}, all);
+  std::vector<pt::index_t> o1{0, 2};
+  gen.generate({{std::span<const pt::index_t>(toks).subspan(2, 2), o1},
+                std::span<const std::uint64_t>(seeds).subspan(2, 1), s}, one);
+  ASSERT_EQ(one.completions.tokens.size(), 5u);
+  EXPECT_TRUE(std::equal(one.completions.tokens.begin(), one.completions.tokens.end(),
+                         all.completions.tokens.begin() + all.completions.seq_offsets[2]));
+}
