@@ -16,6 +16,7 @@
 //   pipeline/sft_step.hpp         sft_step<Loss>
 //   pipeline/preference_step.hpp  preference_step<Loss> (DPO family, format-token masking)
 //   pipeline/rl_step.hpp          rl_step<Loss, Estimator> (+ critic)
+//   pipeline/reward_model_step.hpp  RewardModel concept, reward_model_step<Loss>, reward::learned
 //   pipeline/step_common.hpp      micro-batches, all-reduce of counts and gradients, clip + step
 #include "posttrain/optim/adamw.hpp"
 #include "posttrain/optim/clip.hpp"
@@ -25,6 +26,7 @@
 #include "posttrain/pipeline/policy.hpp"
 #include "posttrain/pipeline/preference_step.hpp"
 #include "posttrain/pipeline/reference.hpp"
+#include "posttrain/pipeline/reward_model_step.hpp"
 #include "posttrain/pipeline/reward_source.hpp"
 #include "posttrain/pipeline/rl_step.hpp"
 #include "posttrain/pipeline/sft_step.hpp"
