@@ -168,6 +168,63 @@ TEST(RlStep, DapoLossWithRlooRaisesExpectedReward) {
 }
 
 namespace {
+// A table critic: v[t] = c[tokens[t − 1]] (the value of the state that emits tokens[t]).
+struct table_critic {
+  static constexpr bool enabled = true;
+  using scalar_type = double;
+  std::vector<double> c = std::vector<double>(V, 0.0), g = std::vector<double>(V, 0.0);
+  std::vector<pt::index_t> toks, offs;
+  void values(const pp::token_sequences& s, std::span<double> v) {
+    toks.assign(s.tokens.begin(), s.tokens.end());
+    offs.assign(s.seq_offsets.begin(), s.seq_offsets.end());
+    for (std::size_t b = 0; b + 1 < offs.size(); ++b) {
+      if (offs[b] < offs[b + 1]) v[offs[b]] = 0;
+      for (auto t = offs[b] + 1; t < offs[b + 1]; ++t) v[t] = c[toks[t - 1]];
+    }
+  }
+  void backward(std::span<const double> d) {
+    for (std::size_t b = 0; b + 1 < offs.size(); ++b)
+      for (auto t = offs[b] + 1; t < offs[b + 1]; ++t) g[toks[t - 1]] += d[t];
+  }
+  std::span<double> parameters() { return c; }
+  std::span<double> gradients() { return g; }
+  void zero_grad() { std::fill(g.begin(), g.end(), 0.0); }
+};
+static_assert(pp::check_critic<table_critic>());
+}  // namespace
+
+TEST(RlStep, PpoWithGaeAndCriticRaisesRewardAndFitsValues) {
+  bandit task;
+  bigram_policy<double> policy(V, 5);
+  pp::reference::none<double> none;
+  pp::generate::from_policy<bigram_policy<double>> gen(policy);
+  pp::reward::callable reward{&bandit::reward};
+  table_critic critic;
+  pt::optim::adamw opt({0.1, 0.9, 0.999, 1e-8, 0.0}), critic_opt({0.1, 0.9, 0.999, 1e-8, 0.0});
+  auto o = bandit_options<pt::algo::ppo, pt::estimator::gae>();
+  o.estimator.gamma = 1.0;
+  o.estimator.lambda = 1.0;
+  o.epochs = 2;
+  o.mini_batch = 8;
+  o.value.value.clip = 1e9;
+  const double before = task.expected_reward(policy);
+  pt::dist::single_process_communicator comm;
+  pp::rl_metrics first, last;
+  for (int s = 0; s < 20; ++s) {
+    o.seed = 300 + s;
+    last = pp::rl_step<pt::algo::ppo, pt::estimator::gae>(policy, gen, none, reward, opt, critic,
+                                                          critic_opt, task.batch(), o, comm);
+    if (s == 0) first = last;
+  }
+  EXPECT_GT(task.expected_reward(policy), before + 0.3);
+  EXPECT_GT(first.value_loss, 0.0);
+  EXPECT_LT(last.value_loss, first.value_loss);
+  // Each prompt's value approaches its expected reward under the policy.
+  for (auto t : task.tokens)
+    EXPECT_NEAR(critic.c[t], std::exp(ref_logprob(policy.w, V, t, target_of(t))), 0.35) << t;
+}
+
+namespace {
 // A generator that answers with one token more than asked.
 struct greedy_overrun {
   void generate(const pp::generation_request& r, pp::generation& out) {
