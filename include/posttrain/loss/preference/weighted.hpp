@@ -76,10 +76,14 @@ namespace loss {
 
 namespace detail {
 
-template <class>
-struct is_preference_composition : std::false_type {};
+// A loss::preference composition, or a type derived from one (every algo:: recipe derives from
+// its loss, so loss::weighted<algo::dpo, algo::ipo> works).
 template <class L, class S, class R, class N, class D>
-struct is_preference_composition<preference<L, S, R, N, D>> : std::true_type {};
+std::true_type preference_base_of(const preference<L, S, R, N, D>*);
+std::false_type preference_base_of(...);
+
+template <class T>
+struct is_preference_composition : decltype(preference_base_of(static_cast<T*>(nullptr))) {};
 
 template <class Term>
 inline constexpr bool is_sft_term_v = std::is_same_v<Term, pref::sft>;
