@@ -56,7 +56,9 @@
 // (GDPO, advantage/gdpo.hpp, takes a [B, K] reward matrix and is not a model of this concept.)
 #include <algorithm>
 #include <concepts>
+#include <cstddef>
 #include <span>
+#include <string>
 #include <string_view>
 #include <type_traits>
 #include <vector>
@@ -294,6 +296,52 @@ using advantage::estimator_inputs;
 using advantage::estimator_outputs;
 using advantage::reward_level;
 
+// The group outcome estimators (one advantage per sequence from the rewards of its group:
+// grpo, rloo, gpg, grpo_passk) share everything but their name, options and advantage function
+// Fn (a function object: Fn{}(exec, R[B], group_offsets, A[B], options)). Contiguous groups or
+// group_ids (advantage::detail::run_outcome).
+template <std::size_t N>
+struct estimator_name {
+  char text[N]{};
+  constexpr estimator_name(const char (&s)[N]) {  // NOLINT: implicit from a string literal
+    for (std::size_t i = 0; i < N; ++i) text[i] = s[i];
+  }
+};
+
+template <estimator_name Name, class Options, Options Defaults, class Fn>
+struct group_outcome {
+  static constexpr const char* name = Name.text;
+  static constexpr estimator_contract contract{
+      .rewards = reward_level::outcome, .groups = true, .sequence_output = true};
+  using options_type = Options;
+  static constexpr options_type defaults = Defaults;
+
+  template <execution_tag Exec, class T>
+  static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
+                      const options_type& o = defaults) {
+    advantage::detail::run_outcome(
+        exec, contract, in, out, std::string("estimator::") + name,
+        [&](std::span<const T> r, std::span<T> a, std::span<const index_t> groups, auto) {
+          Fn{}(exec, r, groups, a, o);
+        });
+  }
+};
+
+namespace detail {
+struct group_fn {
+  void operator()(auto&&... a) const { advantage::group_advantages(a...); }
+};
+struct rloo_fn {
+  void operator()(auto&&... a) const { advantage::rloo_advantages(a...); }
+};
+struct gpg_fn {
+  void operator()(auto&&... a) const { advantage::gpg_advantages(a...); }
+};
+struct passk_fn {
+  void operator()(auto&&... a) const { advantage::passk_advantages(a...); }
+};
+}  // namespace detail
+
 // GAE (Schulman et al. 2016; verl `gae`, TRL PPO, OpenRLHF, open-instruct).
 struct gae {
   static constexpr const char* name = "gae";
@@ -311,23 +359,8 @@ struct gae {
 };
 
 // GRPO (Shao et al. 2024) with any std / ε / singleton convention (verl `grpo`).
-struct grpo {
-  static constexpr const char* name = "grpo";
-  static constexpr estimator_contract contract{
-      .rewards = reward_level::outcome, .groups = true, .sequence_output = true};
-  using options_type = advantage::group_options;
-  static constexpr options_type defaults = advantage::group_conventions::verl;
-
-  template <execution_tag Exec, class T>
-  static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
-                      const options_type& o = defaults) {
-    advantage::detail::run_outcome(
-        exec, contract, in, out, "estimator::grpo",
-        [&](std::span<const T> r, std::span<T> a, std::span<const index_t> groups, auto) {
-          advantage::group_advantages(exec, r, groups, a, o);
-        });
-  }
-};
+struct grpo : group_outcome<"grpo", advantage::group_options, advantage::group_conventions::verl,
+                            detail::group_fn> {};
 
 // Dr. GRPO (Liu et al. 2025): R − μ_g (verl norm_adv_by_std_in_grpo = False).
 struct dr_grpo : grpo {
@@ -342,23 +375,8 @@ struct dr_grpo : grpo {
 };
 
 // RLOO (Kool et al. 2019; Ahmadian et al. 2024; verl `rloo`, TRL, OpenRLHF).
-struct rloo {
-  static constexpr const char* name = "rloo";
-  static constexpr estimator_contract contract{
-      .rewards = reward_level::outcome, .groups = true, .sequence_output = true};
-  using options_type = advantage::rloo_options;
-  static constexpr options_type defaults = advantage::rloo_conventions::verl;
-
-  template <execution_tag Exec, class T>
-  static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
-                      const options_type& o = defaults) {
-    advantage::detail::run_outcome(
-        exec, contract, in, out, "estimator::rloo",
-        [&](std::span<const T> r, std::span<T> a, std::span<const index_t> groups, auto) {
-          advantage::rloo_advantages(exec, r, groups, a, o);
-        });
-  }
-};
+struct rloo : group_outcome<"rloo", advantage::rloo_options, advantage::rloo_conventions::verl,
+                            detail::rloo_fn> {};
 
 // REINFORCE++ (Hu 2025; verl `reinforce_plus_plus`, OpenRLHF `reinforce`).
 struct reinforce_pp {
@@ -434,42 +452,12 @@ struct opo {
 };
 
 // GPG (Chu et al. 2025; verl `gpg`).
-struct gpg {
-  static constexpr const char* name = "gpg";
-  static constexpr estimator_contract contract{
-      .rewards = reward_level::outcome, .groups = true, .sequence_output = true};
-  using options_type = advantage::gpg_options;
-  static constexpr options_type defaults{};
-
-  template <execution_tag Exec, class T>
-  static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
-                      const options_type& o = defaults) {
-    advantage::detail::run_outcome(
-        exec, contract, in, out, "estimator::gpg",
-        [&](std::span<const T> r, std::span<T> a, std::span<const index_t> groups, auto) {
-          advantage::gpg_advantages(exec, r, groups, a, o);
-        });
-  }
-};
+struct gpg
+    : group_outcome<"gpg", advantage::gpg_options, advantage::gpg_options{}, detail::gpg_fn> {};
 
 // GRPO pass@k (verl `grpo_passk`).
-struct grpo_passk {
-  static constexpr const char* name = "grpo_passk";
-  static constexpr estimator_contract contract{
-      .rewards = reward_level::outcome, .groups = true, .sequence_output = true};
-  using options_type = advantage::passk_options;
-  static constexpr options_type defaults{};
-
-  template <execution_tag Exec, class T>
-  static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
-                      const options_type& o = defaults) {
-    advantage::detail::run_outcome(
-        exec, contract, in, out, "estimator::grpo_passk",
-        [&](std::span<const T> r, std::span<T> a, std::span<const index_t> groups, auto) {
-          advantage::passk_advantages(exec, r, groups, a, o);
-        });
-  }
-};
+struct grpo_passk : group_outcome<"grpo_passk", advantage::passk_options,
+                                  advantage::passk_options{}, detail::passk_fn> {};
 
 // Optimal token baseline (verl `optimal_token_baseline`).
 struct optimal_token_baseline {

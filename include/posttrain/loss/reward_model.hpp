@@ -48,6 +48,7 @@
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/types.hpp"
 #include "posttrain/core/validate.hpp"
+#include "posttrain/loss/concept.hpp"
 #include "posttrain/loss/reward_model_types.hpp"
 #include "posttrain/math/stable.hpp"
 
@@ -87,7 +88,9 @@ struct log_exp {
 namespace loss {
 
 template <class Link>
-struct reward_model {
+struct reward_model
+    : loss_interface<reward_model_options, reward_model_inputs, reward_model_outputs,
+                     reward_model_normalizer, reward_model_result> {
   static std::string name() { return std::string("loss::reward_model<") + Link::name + ">"; }
 
   template <class T>
@@ -117,15 +120,6 @@ struct reward_model {
     expect_size_or_empty(out.edited_grad, pairs, where, "edited_grad", "one per pair");
     expect_size_or_empty(out.pair_losses, pairs, where, "pair_losses", "one per pair");
   }
-
-  // The Loss concept (loss/concept.hpp).
-  using options_type = reward_model_options;
-  template <class T>
-  using inputs = reward_model_inputs<T>;
-  template <class T>
-  using outputs = reward_model_outputs<T>;
-  using normalizer_type = reward_model_normalizer;
-  using result = reward_model_result;
 
   template <class T>
   static reward_model_result compute(exec::host, const reward_model_inputs<T>& in,
@@ -174,8 +168,8 @@ struct reward_model {
       for (const T x : values) largest = std::max(largest, U(std::bit_cast<U>(x) & magnitude));
     } else {
       for (std::size_t i = 0; i < values.size(); ++i)
-        largest = std::max(largest,
-                           U(std::bit_cast<U>(values[i]) & magnitude & bits::keep<T>(mask[i])));
+        largest =
+            std::max(largest, U(std::bit_cast<U>(values[i]) & magnitude & bits::keep<T>(mask[i])));
     }
     if (largest < inf) return;
     for (std::size_t i = 0; i < values.size(); ++i) {

@@ -30,7 +30,6 @@
 #include "posttrain/config.hpp"
 #include "posttrain/core/batch.hpp"
 #include "posttrain/core/types.hpp"
-#include "posttrain/loss/preference/aot.hpp"
 #include "posttrain/loss/preference/link.hpp"
 #include "posttrain/loss/preference/parts.hpp"
 #include "posttrain/loss/sequence_reduce.hpp"
@@ -228,7 +227,9 @@ struct pair_gradient {
   index_t split_c = 0, split_r = 0;
 };
 
-// The generic loop of every loss::preference composition (and loss::alphapo). pair_normalizer /
+// The one pair loop of every loss::preference composition (and loss::alphapo,
+// loss::bco_pair_running_mean). Links that read the lengths (pref::uses_lengths_v) get the mask
+// weights W_c, W_r of the pair's masked sums. pair_normalizer /
 // token_normalizer are the resolved divisors (> 0, or 0 when there is nothing to divide: then that
 // term is 0); nll_coef is the resolved NLL weight.
 //   Per pair: sequence scores (SeqReduce, or LD's paired split), transform, log-ratios, rewards,
@@ -338,7 +339,11 @@ loss::preference_result preference(const loss::preference_inputs<T>& in,
       }
       kept[i] = g;
     } else {
-      const pref::pair_value<double> v = Link::evaluate(delta_c, delta_r, options);
+      pref::pair_value<double> v;
+      if constexpr (pref::uses_lengths_v<Link>)
+        v = Link::evaluate(delta_c, delta_r, sc.weight, sr.weight, options);
+      else
+        v = Link::evaluate(delta_c, delta_r, options);
       const double w = in.pair_weights.empty() ? 1.0 : in.pair_weights[p];
       loss_sum += w * v.loss;
       g.d_c = w * v.d_chosen;
