@@ -102,8 +102,8 @@ struct alphapo : loss_interface<alphapo_options, preference_inputs, preference_o
         for (float m : c.mask) token_normalizer += static_cast<double>(m);
     }
     // The generic preference loop with u(π) between the sequence score and the link.
-    return backend::cpu::preference<Link, SeqReduce, pref::reference_free, Nll>(
-        in, options.preference, out, pair_normalizer, token_normalizer,
+    return preference_backend<exec::host>::pair_loop<Link, SeqReduce, pref::reference_free, Nll>(
+        exec::host{}, in, options.preference, out, pair_normalizer, token_normalizer,
         composition::nll_coef(options.preference), pref::alpha_transform{options.alpha});
   }
 

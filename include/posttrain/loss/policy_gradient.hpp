@@ -55,6 +55,7 @@
 #include "posttrain/loss/policy_gradient/rloo_sequence.hpp"
 #include "posttrain/loss/policy_gradient/sapo.hpp"
 #include "posttrain/loss/policy_gradient/vespo.hpp"
+#include "posttrain/loss/policy_gradient_types.hpp"
 #include "posttrain/ops/aggregate.hpp"
 #include "posttrain/ops/kl.hpp"
 
@@ -224,8 +225,8 @@ struct policy_gradient
     static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                   "loss::policy_gradient::compute accepts float or double log-probs");
     validate(in, options, out, norm, agg_opts);
-    return backend::cpu::policy_gradient<Surrogate, KlEstimator, Aggregation>(in, options, out,
-                                                                              norm, agg_opts);
+    return policy_gradient_backend<exec::host>::run<Surrogate, KlEstimator, Aggregation>(
+        exec::host{}, in, options, out, norm, agg_opts);
   }
 
   // The Loss-concept form: options.policy and options.aggregation in one struct (O is deduced so
@@ -252,9 +253,11 @@ struct policy_gradient
                                         const policy_gradient_options& = {},
                                         const policy_gradient_outputs<T>& = {},
                                         const agg_normalizer& = {}, const agg_options& = {}) {
-    static_assert(detail::pg_dependent_false<T>,
-                  "loss::policy_gradient has no CUDA backend yet: call compute(exec::host{}, ...) "
-                  "with host memory");
+    static_assert(
+        policy_gradient_backend<exec::cuda>::available && sizeof(T) > 0,
+        "loss::policy_gradient has no CUDA backend yet (no "
+        "loss::policy_gradient_backend<exec::cuda> specialisation, "
+        "loss/policy_gradient_types.hpp): call compute(exec::host{}, ...) with host memory");
     return {};
   }
 };

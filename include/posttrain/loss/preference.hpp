@@ -58,6 +58,7 @@
 #include "posttrain/loss/preference/sigmoid.hpp"
 #include "posttrain/loss/preference/simpo.hpp"
 #include "posttrain/loss/preference/sppo_hard.hpp"
+#include "posttrain/loss/preference_types.hpp"
 #include "posttrain/loss/sequence_reduce.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
@@ -183,8 +184,8 @@ struct preference : loss_interface<preference_options, preference_inputs, prefer
           for (float m : c.mask) token_normalizer += static_cast<double>(m);
       }
     }
-    return backend::cpu::preference<Link, SeqReduce, Reference, Nll>(
-        in, options, out, pair_normalizer, token_normalizer, nll_coef(options));
+    return preference_backend<exec::host>::pair_loop<Link, SeqReduce, Reference, Nll>(
+        exec::host{}, in, options, out, pair_normalizer, token_normalizer, nll_coef(options));
   }
 
   // The reference scores ρ_c[P], ρ_r[P] this composition expects, from the reference model's token
@@ -241,9 +242,11 @@ struct preference : loss_interface<preference_options, preference_inputs, prefer
                                    const preference_options& = {},
                                    const preference_outputs<T>& = {},
                                    const preference_normalizer& = {}) {
-    static_assert(detail::preference_dependent_false<T>,
-                  "loss::preference has no CUDA backend yet: call compute(exec::host{}, ...) "
-                  "with host memory");
+    static_assert(
+        preference_backend<exec::cuda>::available && sizeof(T) > 0,
+        "loss::preference has no CUDA backend yet (no loss::preference_backend<exec::cuda> "
+        "specialisation, loss/preference_types.hpp): call compute(exec::host{}, ...) "
+        "with host memory");
     return {};
   }
 

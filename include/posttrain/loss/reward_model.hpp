@@ -130,7 +130,7 @@ struct reward_model
                   "loss::reward_model::compute accepts float or double rewards");
     validate(in, options, out, norm);
     const double divisor = norm.pairs > 0 ? norm.pairs : static_cast<double>(ssize(in.chosen));
-    return backend::cpu::reward_model<Link>(in, options, out, divisor);
+    return reward_model_backend<exec::host>::run<Link>(exec::host{}, in, options, out, divisor);
   }
 
   template <class T>
@@ -146,9 +146,10 @@ struct reward_model
                                      const reward_model_options& = {},
                                      const reward_model_outputs<T>& = {},
                                      const reward_model_normalizer& = {}) {
-    static_assert(sizeof(T) == 0,
-                  "loss::reward_model has no CUDA backend yet: call compute(exec::host{}, ...) "
-                  "with host memory");
+    static_assert(reward_model_backend<exec::cuda>::available && sizeof(T) > 0,
+                  "loss::reward_model has no CUDA backend yet (no "
+                  "loss::reward_model_backend<exec::cuda> specialisation, "
+                  "loss/reward_model_types.hpp): call compute(exec::host{}, ...) with host memory");
     return {};
   }
 

@@ -35,7 +35,7 @@
 #include "posttrain/config.hpp"
 #include "posttrain/core/types.hpp"
 #include "posttrain/loss/policy_gradient/clip.hpp"
-#include "posttrain/loss/policy_gradient/parts.hpp"
+#include "posttrain/loss/policy_gradient_types.hpp"
 #include "posttrain/ops/aggregate.hpp"
 #include "posttrain/ops/kl.hpp"
 
@@ -441,6 +441,20 @@ policy_gradient_result policy_gradient(const policy_gradient_inputs<T>& in,
 }
 
 }  // namespace backend::cpu
+
+// The host backend of the policy-gradient family (loss/policy_gradient_types.hpp).
+template <>
+struct loss::policy_gradient_backend<exec::host> {
+  static constexpr bool available = true;
+  template <class Surrogate, class Kl, class Agg, class T>
+  static policy_gradient_result run(exec::host, const policy_gradient_inputs<T>& in,
+                                    const policy_gradient_options& o,
+                                    const policy_gradient_outputs<T>& out,
+                                    const agg_normalizer& norm, const agg_options& agg_opts) {
+    return backend::cpu::policy_gradient<Surrogate, Kl, Agg>(in, o, out, norm, agg_opts);
+  }
+};
+
 
 POSTTRAIN_NAMESPACE_END
 

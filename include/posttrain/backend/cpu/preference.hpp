@@ -30,9 +30,7 @@
 #include "posttrain/config.hpp"
 #include "posttrain/core/batch.hpp"
 #include "posttrain/core/types.hpp"
-#include "posttrain/loss/preference/link.hpp"
-#include "posttrain/loss/preference/parts.hpp"
-#include "posttrain/loss/sequence_reduce.hpp"
+#include "posttrain/loss/preference_types.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
 
@@ -187,8 +185,8 @@ struct ld_split {
 };
 
 template <class T>
-ld_split ld_sums(std::span<const T> values, std::span<const float> mask, index_t begin,
-                 index_t end, index_t shared) {
+ld_split ld_sums(std::span<const T> values, std::span<const float> mask, index_t begin, index_t end,
+                 index_t shared) {
   ld_split r;
   r.split = nonzero_prefix_end(mask, begin, end, shared);
   r.shared = masked_sum(values, mask, begin, r.split);
@@ -281,8 +279,7 @@ loss::preference_result preference(const loss::preference_inputs<T>& in,
         write_masked(out.chosen_grad, chosen.mask, c0, c1,
                      gc * SeqReduce::token_scale(g.w_c) + nll_scale);
       if (!out.rejected_grad.empty())
-        write_masked(out.rejected_grad, rejected.mask, r0, r1,
-                     gr * SeqReduce::token_scale(g.w_r));
+        write_masked(out.rejected_grad, rejected.mask, r0, r1, gr * SeqReduce::token_scale(g.w_r));
     }
   };
 
@@ -405,5 +402,21 @@ loss::preference_result preference(const loss::preference_inputs<T>& in,
 }
 
 }  // namespace backend::cpu
+
+// The host backend of the preference family (loss/preference_types.hpp).
+template <>
+struct loss::preference_backend<exec::host> {
+  static constexpr bool available = true;
+  template <class Link, class SeqReduce, class Reference, class Nll, class T,
+            class Transform = backend::cpu::identity_score>
+  static loss::preference_result pair_loop(exec::host, const loss::preference_inputs<T>& in,
+                                           const loss::preference_options& options,
+                                           const loss::preference_outputs<T>& out,
+                                           double pair_normalizer, double token_normalizer,
+                                           double nll_coef, const Transform& transform = {}) {
+    return backend::cpu::preference<Link, SeqReduce, Reference, Nll>(
+        in, options, out, pair_normalizer, token_normalizer, nll_coef, transform);
+  }
+};
 
 POSTTRAIN_NAMESPACE_END
