@@ -26,6 +26,7 @@
 #include "posttrain/config.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/validate.hpp"
+#include "posttrain/loss/concept.hpp"
 #include "posttrain/loss/preference.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
@@ -70,17 +71,10 @@ struct alphapo_options {
 };
 
 template <class Link, class SeqReduce, class Nll = pref::nll_token_mean>
-struct alphapo {
+struct alphapo : loss_interface<alphapo_options, preference_inputs, preference_outputs,
+                                preference_normalizer, preference_result> {
   using composition =
       preference<Link, SeqReduce, pref::reference_free, Nll, pref::defaults::trl_cpo>;
-  // The Loss concept (loss/concept.hpp): α beside the preference options.
-  using options_type = alphapo_options;
-  template <class T>
-  using inputs = preference_inputs<T>;
-  template <class T>
-  using outputs = preference_outputs<T>;
-  using normalizer_type = preference_normalizer;
-  using result = preference_result;
 
   static std::string name() {
     return std::string("loss::alphapo<") + Link::name + ", " + SeqReduce::name +
@@ -108,8 +102,8 @@ struct alphapo {
         for (float m : c.mask) token_normalizer += static_cast<double>(m);
     }
     // The generic preference loop with u(π) between the sequence score and the link.
-    return backend::cpu::preference<Link, SeqReduce, pref::reference_free, Nll>(
-        in, options.preference, out, pair_normalizer, token_normalizer,
+    return preference_backend<exec::host>::pair_loop<Link, SeqReduce, pref::reference_free, Nll>(
+        exec::host{}, in, options.preference, out, pair_normalizer, token_normalizer,
         composition::nll_coef(options.preference), pref::alpha_transform{options.alpha});
   }
 

@@ -62,14 +62,13 @@ concept computes_with = requires(const typename L::template inputs<T>& in,
 }  // namespace loss_detail
 
 template <class L>
-concept loss_model =
-    loss_detail::has_loss_types<L> && requires {
-      { L::name() } -> std::convertible_to<std::string>;
-    } && std::default_initializable<typename L::options_type> &&
+concept loss_model = loss_detail::has_loss_types<L> && requires {
+  { L::name() } -> std::convertible_to<std::string>;
+} && std::default_initializable<typename L::options_type> &&
     std::default_initializable<typename L::normalizer_type> &&
     requires(const typename L::result& r) {
-      { r.loss } -> std::convertible_to<double>;
-    } && loss_detail::computes_with<L, float> && loss_detail::computes_with<L, double>;
+  { r.loss } -> std::convertible_to<double>;
+} && loss_detail::computes_with<L, float> && loss_detail::computes_with<L, double>;
 
 // static_assert(check_loss_model<L>()): one sentence per missing member; a later sentence is only
 // printed when the members it depends on exist.
@@ -125,6 +124,21 @@ constexpr bool check_loss_model() {
                   "double");
   return loss_model<L>;
 }
+
+// The member types of the Loss concept in one line: a loss derives from
+// loss_interface<Options, Inputs, Outputs, Normalizer, Result> (Inputs and Outputs templates over
+// T) instead of spelling the five aliases.
+template <class Options, template <class> class Inputs, template <class> class Outputs,
+          class Normalizer, class Result>
+struct loss_interface {
+  using options_type = Options;
+  template <class T>
+  using inputs = Inputs<T>;
+  template <class T>
+  using outputs = Outputs<T>;
+  using normalizer_type = Normalizer;
+  using result = Result;
+};
 
 template <class L, class... Inputs>
 concept loss_for = requires(const Inputs&... inputs) {

@@ -42,6 +42,7 @@
 #include "posttrain/core/batch.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/validate.hpp"
+#include "posttrain/loss/concept.hpp"
 #include "posttrain/loss/preference.hpp"
 #include "posttrain/loss/sequence_reduce.hpp"
 #include "posttrain/math/stable.hpp"
@@ -171,7 +172,7 @@ double kto_kl_reference(std::span<const T> policy_kl, std::span<const T> referen
 }
 
 template <class Link, class SeqReduce = seq::sum>
-struct kto {
+struct kto : loss_interface<kto_options, kto_inputs, kto_outputs, kto_normalizer, kto_result> {
   static_assert(seq::diagnose_sequence_reduction<SeqReduce>(),
                 "loss::kto<Link, SeqReduce>: SeqReduce must be seq::sum or seq::mean");
   static std::string name() {
@@ -198,15 +199,6 @@ struct kto {
     expect_size_or_empty(out.example_losses, b, where, "example_losses", "one per completion");
     expect_size_or_empty(out.rewards, b, where, "rewards", "one per completion");
   }
-
-  // The Loss concept (loss/concept.hpp).
-  using options_type = kto_options;
-  template <class T>
-  using inputs = kto_inputs<T>;
-  template <class T>
-  using outputs = kto_outputs<T>;
-  using normalizer_type = kto_normalizer;
-  using result = kto_result;
 
   template <class T>
   static kto_result compute(exec::host, const kto_inputs<T>& in, const kto_options& o = {},
@@ -276,18 +268,11 @@ struct kto_vanilla_result {
   double rejected_reward = 0;  // local mean β·Δr
 };
 
-struct kto_vanilla_paired {
+struct kto_vanilla_paired
+    : loss_interface<kto_vanilla_options, preference_inputs, preference_outputs,
+                     preference_normalizer, kto_vanilla_result> {
   static constexpr const char* where = "loss::kto_vanilla_paired";
   static std::string name() { return where; }
-
-  // The Loss concept (loss/concept.hpp).
-  using options_type = kto_vanilla_options;
-  template <class T>
-  using inputs = preference_inputs<T>;
-  template <class T>
-  using outputs = preference_outputs<T>;
-  using normalizer_type = preference_normalizer;
-  using result = kto_vanilla_result;
 
   // Host memory, the calling thread: same as compute(exec::host{}, ...).
   template <class T>

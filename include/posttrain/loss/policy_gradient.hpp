@@ -45,6 +45,7 @@
 #include "posttrain/config.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/validate.hpp"
+#include "posttrain/loss/concept.hpp"
 #include "posttrain/loss/policy_gradient/cispo.hpp"
 #include "posttrain/loss/policy_gradient/clip.hpp"
 #include "posttrain/loss/policy_gradient/gmpo.hpp"
@@ -54,6 +55,7 @@
 #include "posttrain/loss/policy_gradient/rloo_sequence.hpp"
 #include "posttrain/loss/policy_gradient/sapo.hpp"
 #include "posttrain/loss/policy_gradient/vespo.hpp"
+#include "posttrain/loss/policy_gradient_types.hpp"
 #include "posttrain/ops/aggregate.hpp"
 #include "posttrain/ops/kl.hpp"
 
@@ -83,7 +85,8 @@ concept pg_surrogate = requires(float f, double d, const policy_gradient_options
   S::validate(o, std::string_view{});
   { S::evaluate(f, f, f, o) } -> std::same_as<pg_token<float>>;
   { S::evaluate(d, d, d, o) } -> std::same_as<pg_token<double>>;
-} && (!S::sequence_level || pg_sequence_hooks<S>);
+}
+&&(!S::sequence_level || pg_sequence_hooks<S>);
 
 template <class S>
 constexpr bool check_pg_surrogate() {
@@ -120,22 +123,15 @@ inline constexpr bool pg_dependent_false = false;
 }  // namespace detail
 
 template <class Surrogate, class KlEstimator, class Aggregation>
-struct policy_gradient {
+struct policy_gradient
+    : loss_interface<policy_gradient_loss_options, policy_gradient_inputs, policy_gradient_outputs,
+                     agg_normalizer, policy_gradient_result> {
   static_assert(check_pg_surrogate<Surrogate>(),
                 "loss::policy_gradient<Surrogate, ...>: Surrogate is not a surrogate (see above)");
   static_assert(check_kl_estimator<KlEstimator>(),
                 "loss::policy_gradient<S, KlEstimator, ...>: not a KL estimator (see above)");
   static_assert(check_aggregation<Aggregation>(),
                 "loss::policy_gradient<S, K, Aggregation>: not an aggregation (see above)");
-
-  // The Loss concept (loss/concept.hpp).
-  using options_type = policy_gradient_loss_options;
-  template <class T>
-  using inputs = policy_gradient_inputs<T>;
-  template <class T>
-  using outputs = policy_gradient_outputs<T>;
-  using normalizer_type = agg_normalizer;
-  using result = policy_gradient_result;
 
   using surrogate = Surrogate;
   using kl_estimator = KlEstimator;
@@ -192,9 +188,8 @@ struct policy_gradient {
 
     posttrain::detail::expect_not_nan(o.log_ratio_min, where, "options.log_ratio_min");
     posttrain::detail::expect_not_nan(o.log_ratio_max, where, "options.log_ratio_max");
-    expect(o.log_ratio_min <= o.log_ratio_max, where, "options.log_ratio_min = ",
-           o.log_ratio_min, " > options.log_ratio_max = ", o.log_ratio_max,
-           ", expected lo <= hi");
+    expect(o.log_ratio_min <= o.log_ratio_max, where, "options.log_ratio_min = ", o.log_ratio_min,
+           " > options.log_ratio_max = ", o.log_ratio_max, ", expected lo <= hi");
     Surrogate::validate(o, where);
     if constexpr (uses_reference) {
       expect_non_negative(o.kl_coef, where, "options.kl_coef");
@@ -210,8 +205,9 @@ struct policy_gradient {
     expect_finite(o.entropy_divisor, where, "options.entropy_divisor");
     posttrain::detail::expect_not_nan(o.importance_weight_cap, where,
                                       "options.importance_weight_cap");
-    expect(o.importance_weight_cap > 0.0, where, "options.importance_weight_cap = ",
-           o.importance_weight_cap, ", expected C > 0 (infinity = no truncation)");
+    expect(o.importance_weight_cap > 0.0, where,
+           "options.importance_weight_cap = ", o.importance_weight_cap,
+           ", expected C > 0 (infinity = no truncation)");
     posttrain::detail::validate_agg_normalizer(norm, where.c_str());
     posttrain::detail::validate_agg_options(agg_opts, where.c_str());
     if constexpr (Aggregation::divisor == agg::divisor_kind::constant)
@@ -229,8 +225,8 @@ struct policy_gradient {
     static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                   "loss::policy_gradient::compute accepts float or double log-probs");
     validate(in, options, out, norm, agg_opts);
-    return backend::cpu::policy_gradient<Surrogate, KlEstimator, Aggregation>(in, options, out,
-                                                                              norm, agg_opts);
+    return policy_gradient_backend<exec::host>::run<Surrogate, KlEstimator, Aggregation>(
+        exec::host{}, in, options, out, norm, agg_opts);
   }
 
   // The Loss-concept form: options.policy and options.aggregation in one struct (O is deduced so
@@ -257,9 +253,11 @@ struct policy_gradient {
                                         const policy_gradient_options& = {},
                                         const policy_gradient_outputs<T>& = {},
                                         const agg_normalizer& = {}, const agg_options& = {}) {
-    static_assert(detail::pg_dependent_false<T>,
-                  "loss::policy_gradient has no CUDA backend yet: call compute(exec::host{}, ...) "
-                  "with host memory");
+    static_assert(
+        policy_gradient_backend<exec::cuda>::available && sizeof(T) > 0,
+        "loss::policy_gradient has no CUDA backend yet (no "
+        "loss::policy_gradient_backend<exec::cuda> specialisation, "
+        "loss/policy_gradient_types.hpp): call compute(exec::host{}, ...) with host memory");
     return {};
   }
 };

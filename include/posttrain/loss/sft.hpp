@@ -24,6 +24,7 @@
 #include "posttrain/core/batch.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/validate.hpp"
+#include "posttrain/loss/concept.hpp"
 #include "posttrain/ops/aggregate.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
@@ -49,17 +50,9 @@ struct sft_options {
 };
 
 template <class Mode>
-struct sft {
+struct sft : loss_interface<sft_options, sft_inputs, sft_outputs, agg_normalizer, agg_result> {
   static_assert(check_aggregation<Mode>(), "loss::sft<Mode>: Mode must be an agg:: mode");
   using aggregation = Mode;
-  // The Loss concept (loss/concept.hpp).
-  using options_type = sft_options;
-  template <class T>
-  using inputs = sft_inputs<T>;
-  template <class T>
-  using outputs = sft_outputs<T>;
-  using normalizer_type = agg_normalizer;
-  using result = agg_result;
 
   static std::string name() { return "loss::sft"; }
 

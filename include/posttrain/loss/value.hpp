@@ -21,6 +21,7 @@
 #include "posttrain/config.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/validate.hpp"
+#include "posttrain/loss/concept.hpp"
 #include "posttrain/ops/aggregate.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
@@ -66,25 +67,17 @@ struct value_loss_options {
 namespace loss {
 
 template <class Aggregation>
-struct value_clipped {
+struct value_clipped : loss_interface<value_loss_options, value_inputs, value_outputs,
+                                      agg_normalizer, value_result> {
   static_assert(check_aggregation<Aggregation>(),
                 "loss::value_clipped<Aggregation>: not an aggregation (see above)");
-
-  // The Loss concept (loss/concept.hpp).
-  using options_type = value_loss_options;
-  template <class T>
-  using inputs = value_inputs<T>;
-  template <class T>
-  using outputs = value_outputs<T>;
-  using normalizer_type = agg_normalizer;
-  using result = value_result;
 
   static std::string name() { return "loss::value_clipped"; }
 
   // (O = value_loss_options, deduced, so that a braced `{}` still selects the positional form.)
   template <class T, std::same_as<value_loss_options> O>
-  static value_result compute(exec::host, const value_inputs<T>& in, const O& options, const value_outputs<T>& out,
-                              const agg_normalizer& norm) {
+  static value_result compute(exec::host, const value_inputs<T>& in, const O& options,
+                              const value_outputs<T>& out, const agg_normalizer& norm) {
     return compute(exec::host{}, in, options.value, out.grad, norm, options.aggregation);
   }
 

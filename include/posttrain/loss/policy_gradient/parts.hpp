@@ -137,7 +137,11 @@ struct policy_gradient_result {
   // Statistics: masked token means over this call (local Σ m), as verl/OpenRLHF report them.
   double clip_fraction = 0.0;        // surrogate clipped (PPO: L2 > L1; CISPO: ĉ ≠ r)
   double clip_fraction_lower = 0.0;  // dual clip active (A < 0 and PPO loss > −c·A)
-  double approx_kl = 0.0;            // mean(−logr), logr clamped (verl ppo_kl)
+  // Two peers report a "ppo_kl" that differ once the log-ratio clamp is active:
+  double approx_kl = 0.0;            // mean(−clamp(logr)) with options.log_ratio_min/max: verl's
+                                     // ppo_kl (dp_actor, from the clamped log-ratio)
+  double approx_kl_unclamped = 0.0;  // mean(−logr), no clamp: OpenRLHF's ppo_kl (PolicyLoss,
+                                     // masked mean of −log_ratio before its ±20 clamp)
   double mean_ratio = 0.0;           // mean(r)
 };
 

@@ -57,6 +57,7 @@
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/types.hpp"
 #include "posttrain/core/validate.hpp"
+#include "posttrain/loss/concept.hpp"
 #include "posttrain/loss/policy_gradient.hpp"
 #include "posttrain/loss/policy_gradient/clip.hpp"
 #include "posttrain/loss/policy_gradient/parts.hpp"
@@ -110,19 +111,18 @@ struct off_policy_mask_options {
 };
 
 struct selection_result {
-  double kept_fraction = 0.0;    // masked token mean of the written weights (1 = kept)
-  index_t dropped_rows = 0;      // rows with at least one valid dropped token
-  index_t selected = 0;          // clip_cov / kl_cov: tokens selected
-  index_t candidates = 0;        // clip_cov: candidates (lb < c < ub, not clipped)
-  double threshold = 0.0;        // high_entropy_mask: θ used
+  double kept_fraction = 0.0;  // masked token mean of the written weights (1 = kept)
+  index_t dropped_rows = 0;    // rows with at least one valid dropped token
+  index_t selected = 0;        // clip_cov / kl_cov: tokens selected
+  index_t candidates = 0;      // clip_cov: candidates (lb < c < ub, not clipped)
+  double threshold = 0.0;      // high_entropy_mask: θ used
 };
 
 // Reads logprobs ℓ, old_logprobs as ℓsamp (pass vLLM log-probs there when present), advantages,
 // mask, seq_offsets (required).
 template <class T>
 selection_result off_policy_sequence_mask(exec::host, const policy_gradient_inputs<T>& in,
-                                          const off_policy_mask_options& o,
-                                          std::span<T> weights) {
+                                          const off_policy_mask_options& o, std::span<T> weights) {
   selection_detail::expect_float<T>("off_policy_sequence_mask");
   constexpr std::string_view where = "off_policy_sequence_mask";
   const index_t n = ssize(in.logprobs);
@@ -178,8 +178,8 @@ selection_result off_policy_sequence_mask(const policy_gradient_inputs<T>& in,
 // ---------------------------------------------------------------- high_entropy_mask
 
 struct high_entropy_mask_options {
-  double top_quantile = 1.0;            // ρ (TRL top_entropy_quantile): keep the top ρ share
-  std::optional<double> threshold = {}; // θ given by the caller (gathered over ranks): ρ unused
+  double top_quantile = 1.0;             // ρ (TRL top_entropy_quantile): keep the top ρ share
+  std::optional<double> threshold = {};  // θ given by the caller (gathered over ranks): ρ unused
 };
 
 // Reads entropy and mask.
@@ -209,8 +209,7 @@ selection_result high_entropy_mask(exec::host, const policy_gradient_inputs<T>& 
     return r;
   }
   const double theta =
-      o.threshold ? *o.threshold
-                  : linear_quantile(std::span<const T>(valid), 1.0 - o.top_quantile);
+      o.threshold ? *o.threshold : linear_quantile(std::span<const T>(valid), 1.0 - o.top_quantile);
   r.threshold = theta;
   double sum_m = 0.0, sum_kept = 0.0;
   for (std::size_t t = 0; t < in.entropy.size(); ++t) {
@@ -283,10 +282,9 @@ selection_result clip_cov_weights(exec::host, const policy_gradient_inputs<T>& i
   const auto k = static_cast<std::size_t>(
       std::max<double>(std::floor(o.ratio * sm), 1.0));  // verl max(int(ratio·Σm), 1)
   const std::size_t take = std::min(k, cand.size());
-  std::partial_sort(cand.begin(), cand.begin() + static_cast<std::ptrdiff_t>(take), cand.end(),
-                    [&](std::size_t a, std::size_t b) {
-                      return keys[a] != keys[b] ? keys[a] < keys[b] : a < b;
-                    });
+  std::partial_sort(
+      cand.begin(), cand.begin() + static_cast<std::ptrdiff_t>(take), cand.end(),
+      [&](std::size_t a, std::size_t b) { return keys[a] != keys[b] ? keys[a] < keys[b] : a < b; });
   for (std::size_t t = 0; t < in.logprobs.size(); ++t)
     weights[t] = selection_detail::mask_at(in.mask, t) == 0.0 ? T(0) : T(1);
   for (std::size_t j = 0; j < take; ++j) weights[cand[j]] = T(0);
@@ -304,10 +302,9 @@ selection_result clip_cov_weights(exec::host, const policy_gradient_inputs<T>& i
 // validation only). Use a standard engine (std::mt19937_64) for results that match across
 // platforms.
 template <class T, class URBG>
-  requires std::uniform_random_bit_generator<std::remove_reference_t<URBG>>
-selection_result clip_cov_weights(exec::host, const policy_gradient_inputs<T>& in,
-                                  const clip_cov_options& o, const policy_gradient_options& pg,
-                                  URBG&& g, std::span<T> weights) {
+requires std::uniform_random_bit_generator<std::remove_reference_t<URBG>> selection_result
+clip_cov_weights(exec::host, const policy_gradient_inputs<T>& in, const clip_cov_options& o,
+                 const policy_gradient_options& pg, URBG&& g, std::span<T> weights) {
   // Validate with placeholder keys first so a bad call consumes no randomness.
   const std::vector<std::uint64_t> none(in.logprobs.size(), 0);
   std::vector<T> scratch(weights.size());
@@ -335,8 +332,8 @@ selection_result kl_cov_selection(exec::host, const policy_gradient_inputs<T>& i
   expect_size(in.advantages, n, where, "advantages", "one per token of logprobs");
   expect_size_or_empty(in.mask, n, where, "mask", "one weight per token, or empty");
   expect_mask(in.mask, where, "mask");
-  expect(std::isfinite(o.ratio) && o.ratio > 0.0 && o.ratio <= 1.0, where, "options.ratio = ",
-         o.ratio, ", expected 0 < kl_cov_ratio <= 1");
+  expect(std::isfinite(o.ratio) && o.ratio > 0.0 && o.ratio <= 1.0, where,
+         "options.ratio = ", o.ratio, ", expected 0 < kl_cov_ratio <= 1");
   expect_size(selection, n, where, "selection", "one per token of logprobs");
 
   std::vector<std::size_t> valid;
@@ -356,12 +353,11 @@ selection_result kl_cov_selection(exec::host, const policy_gradient_inputs<T>& i
   for (std::size_t t : valid)
     cov[t] = (static_cast<double>(in.advantages[t]) - mean_a) *
              (static_cast<double>(in.logprobs[t]) - mean_l);
-  const auto k = std::min(valid.size(), static_cast<std::size_t>(std::max(
-                                            1.0, std::floor(cnt * o.ratio))));
-  std::partial_sort(valid.begin(), valid.begin() + static_cast<std::ptrdiff_t>(k), valid.end(),
-                    [&](std::size_t a, std::size_t b) {
-                      return cov[a] != cov[b] ? cov[a] > cov[b] : a < b;
-                    });
+  const auto k =
+      std::min(valid.size(), static_cast<std::size_t>(std::max(1.0, std::floor(cnt * o.ratio))));
+  std::partial_sort(
+      valid.begin(), valid.begin() + static_cast<std::ptrdiff_t>(k), valid.end(),
+      [&](std::size_t a, std::size_t b) { return cov[a] != cov[b] ? cov[a] > cov[b] : a < b; });
   for (std::size_t j = 0; j < k; ++j) selection[valid[j]] = T(1);
   r.selected = static_cast<index_t>(k);
   r.candidates = static_cast<index_t>(valid.size());
@@ -410,16 +406,9 @@ struct kl_cov_loss_options {
 };
 
 template <class KlEstimator, class Aggregation>
-struct kl_cov {
+struct kl_cov : loss_interface<kl_cov_loss_options, policy_gradient_inputs, policy_gradient_outputs,
+                               agg_normalizer, kl_cov_result> {
   using base = policy_gradient<surrogate::ratio, KlEstimator, Aggregation>;
-  // The Loss concept (loss/concept.hpp).
-  using options_type = kl_cov_loss_options;
-  template <class T>
-  using inputs = policy_gradient_inputs<T>;
-  template <class T>
-  using outputs = policy_gradient_outputs<T>;
-  using normalizer_type = agg_normalizer;
-  using result = kl_cov_result;
 
   static std::string name() { return "loss::kl_cov"; }
 
@@ -448,7 +437,8 @@ struct kl_cov {
     }
     expect_finite(ko.coef, where, "options.coef");
     kl_cov_result r;
-    static_cast<policy_gradient_result&>(r) = base::compute(exec::host{}, in, o, out, norm, agg_opts);
+    static_cast<policy_gradient_result&>(r) =
+        base::compute(exec::host{}, in, o, out, norm, agg_opts);
 
     const std::size_t n = in.logprobs.size();
     std::vector<double> pen(n, 0.0), dpen(n, 0.0), agg_grad(n, 0.0);
@@ -468,9 +458,9 @@ struct kl_cov {
       pen[t] = w * ko.coef * std::abs(lr);
       dpen[t] = w * ko.coef * (lr > 0.0 ? 1.0 : (lr < 0.0 ? -1.0 : 0.0));
     }
-    const agg_result a = aggregate_loss<Aggregation>(exec::host{}, std::span<const double>(pen),
-                                                     in.mask, in.seq_offsets, norm,
-                                                     std::span<double>(agg_grad), agg_opts);
+    const agg_result a =
+        aggregate_loss<Aggregation>(exec::host{}, std::span<const double>(pen), in.mask,
+                                    in.seq_offsets, norm, std::span<double>(agg_grad), agg_opts);
     r.kl_cov_penalty = a.loss;
     r.loss += a.loss;
     r.pg_loss += a.loss;
@@ -485,8 +475,7 @@ struct kl_cov {
   // Selects with kl_cov_selection(in, ko) first (needs only local data, as verl per micro-batch).
   template <class T>
   static kl_cov_result compute(exec::host, const policy_gradient_inputs<T>& in,
-                               const kl_cov_options& ko = {},
-                               const policy_gradient_options& o = {},
+                               const kl_cov_options& ko = {}, const policy_gradient_options& o = {},
                                const policy_gradient_outputs<T>& out = {},
                                const agg_normalizer& norm = {}, const agg_options& agg_opts = {}) {
     base::validate(in, o, out, norm, agg_opts);

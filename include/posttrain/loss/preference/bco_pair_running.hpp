@@ -29,6 +29,7 @@
 #include "posttrain/config.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/validate.hpp"
+#include "posttrain/loss/concept.hpp"
 #include "posttrain/loss/preference.hpp"
 #include "posttrain/loss/preference/bco_pair.hpp"
 
@@ -55,17 +56,11 @@ struct bco_pair_running_options {
 };
 
 template <class Reference = pref::with_reference>
-struct bco_pair_running_mean {
+struct bco_pair_running_mean
+    : loss_interface<bco_pair_running_options, preference_inputs, preference_outputs,
+                     preference_normalizer, preference_result> {
   using composition = preference<pref::bco_pair, seq::sum, Reference>;
   static constexpr bool uses_reference = composition::uses_reference;
-  // The Loss concept (loss/concept.hpp).
-  using options_type = bco_pair_running_options;
-  template <class T>
-  using inputs = preference_inputs<T>;
-  template <class T>
-  using outputs = preference_outputs<T>;
-  using normalizer_type = preference_normalizer;
-  using result = preference_result;
 
   template <class T, std::same_as<bco_pair_running_options> O>
   static preference_result compute(exec::host, const preference_inputs<T>& in, const O& options,
@@ -124,10 +119,10 @@ struct bco_pair_running_mean {
     validate(in, reward_shift, options, out, norm);
     const double pair_normalizer =
         norm.pairs > 0 ? norm.pairs : static_cast<double>(in.batch.num_pairs());
-    preference_result r =
-        backend::cpu::preference<pref::bco_pair, seq::sum, Reference, pref::no_nll>(
-            in, options, out, pair_normalizer, 0.0, 0.0,
-            detail::shifted_score{reward_shift / options.beta});
+    preference_result r = preference_backend<exec::host>::pair_loop<pref::bco_pair, seq::sum,
+                                                                    Reference, pref::no_nll>(
+        exec::host{}, in, options, out, pair_normalizer, 0.0, 0.0,
+        detail::shifted_score{reward_shift / options.beta});
     // Report the unshifted rewards β·Δ (TRL logs those).
     for (double& x : out.chosen_rewards) x += reward_shift;
     for (double& x : out.rejected_rewards) x += reward_shift;
