@@ -17,10 +17,16 @@
 //   pipeline/preference_step.hpp  preference_step<Loss> (DPO family, format-token masking)
 //   pipeline/rl_step.hpp          rl_step<Loss, Estimator> (+ critic)
 //   pipeline/reward_model_step.hpp  RewardModel concept, reward_model_step<Loss>, reward::learned
+//   pipeline/sampling.hpp         sample_and_score, rejection_sampling (best-of-N),
+//                                 online_preference_pairs, order_by_reward_variance
+//   pipeline/chat.hpp             chat rendering (prompt / format / loss masks), pack_sft,
+//                                 pack_preference
 //   pipeline/step_common.hpp      micro-batches, all-reduce of counts and gradients, clip + step
+//   pipeline/jsonl.hpp            JSONL readers (needs nlohmann_json; not included here)
 #include "posttrain/optim/adamw.hpp"
 #include "posttrain/optim/clip.hpp"
 #include "posttrain/optim/optimizer.hpp"
+#include "posttrain/pipeline/chat.hpp"
 #include "posttrain/pipeline/critic.hpp"
 #include "posttrain/pipeline/generator.hpp"
 #include "posttrain/pipeline/policy.hpp"
@@ -29,6 +35,7 @@
 #include "posttrain/pipeline/reward_model_step.hpp"
 #include "posttrain/pipeline/reward_source.hpp"
 #include "posttrain/pipeline/rl_step.hpp"
+#include "posttrain/pipeline/sampling.hpp"
 #include "posttrain/pipeline/sft_step.hpp"
 #include "posttrain/pipeline/step_common.hpp"
 #include "posttrain/pipeline/tokenizer.hpp"
