@@ -1,0 +1,91 @@
+// Overhead of a pipeline step beyond the model's own forward and backward, on the bigram test
+// policy (tests/pipeline/test_policy.hpp) at B = 64 sequences × T = 512 tokens (N = 32768),
+// V = 64, float:
+//   BM_PolicyForwardBackward   the model alone: forward (logits [N, V]) + backward of a fixed
+//                              d_logits — what any training loop pays
+//   BM_SftStep                 pipeline::sft_step<algo::sft> (log-probs, loss, d_logits, the same
+//                              forward/backward, clip, SGD)
+//   BM_PreferenceStep          pipeline::preference_step<algo::dpo> over 32 pairs (64 sequences),
+//                              reference log-probs precomputed (no reference forward)
+// Overhead = BM_SftStep − BM_PolicyForwardBackward (items/s = tokens/s).
+#include <benchmark/benchmark.h>
+
+#include <vector>
+
+#include <posttrain/algo.hpp>
+#include <posttrain/pipeline.hpp>
+
+#include "../../tests/pipeline/test_policy.hpp"
+
+namespace pt = posttrain;
+namespace pp = posttrain::pipeline;
+
+namespace {
+
+constexpr pt::index_t B = 64, T = 512, V = 64;
+
+struct batch {
+  std::vector<pt::index_t> tokens, offsets{0};
+  std::vector<float> mask;
+  std::vector<std::uint64_t> ids;
+  explicit batch(pt::index_t sequences, std::uint64_t seed = 1) {
+    std::uint64_t x = seed;
+    for (pt::index_t b = 0; b < sequences; ++b) {
+      for (pt::index_t t = 0; t < T; ++t) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        tokens.push_back(static_cast<pt::index_t>((x >> 33) % V));
+        mask.push_back(t < T / 4 ? 0.0f : 1.0f);  // a quarter prompt
+      }
+      offsets.push_back(static_cast<pt::index_t>(tokens.size()));
+      ids.push_back(static_cast<std::uint64_t>(b + seed * 1000));
+    }
+  }
+  pp::token_sequences view() const { return {tokens, offsets, ids}; }
+};
+
+void BM_PolicyForwardBackward(benchmark::State& state) {
+  const batch data(B);
+  pt_test::bigram_policy<float> policy(V);
+  std::vector<float> d(static_cast<std::size_t>(B * T * V), 1e-3f);
+  for (auto _ : state) {
+    policy.zero_grad();
+    const auto logits = policy.forward(data.view());
+    benchmark::DoNotOptimize(logits.data);
+    policy.backward(pt::matrix_view<const float>(d.data(), B * T, V));
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(state.iterations() * B * T);
+}
+
+void BM_SftStep(benchmark::State& state) {
+  const batch data(B);
+  pt_test::bigram_policy<float> policy(V);
+  pt::optim::sgd opt{1e-6};
+  for (auto _ : state) {
+    const auto m = pp::sft_step<pt::algo::sft>(policy, opt, pp::sft_batch{data.view(), data.mask});
+    benchmark::DoNotOptimize(m.loss);
+  }
+  state.SetItemsProcessed(state.iterations() * B * T);
+}
+
+void BM_PreferenceStep(benchmark::State& state) {
+  const batch chosen(B / 2, 1), rejected(B / 2, 2);
+  pt_test::bigram_policy<float> policy(V), ref_model(V, 5);
+  pp::reference::frozen<pt_test::bigram_policy<float>> frozen(ref_model);
+  pp::reference::precomputed<float> reference;
+  reference.precompute(frozen, chosen.view());
+  reference.precompute(frozen, rejected.view());
+  pt::optim::sgd opt{1e-6};
+  const pp::preference_data d{chosen.view(), rejected.view(), chosen.mask, rejected.mask};
+  for (auto _ : state) {
+    const auto m = pp::preference_step<pt::algo::dpo>(policy, reference, opt, d);
+    benchmark::DoNotOptimize(m.loss);
+  }
+  state.SetItemsProcessed(state.iterations() * B * T);
+}
+
+}  // namespace
+
+BENCHMARK(BM_PolicyForwardBackward)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_SftStep)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_PreferenceStep)->Unit(benchmark::kMillisecond);
