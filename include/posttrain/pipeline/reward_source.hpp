@@ -16,6 +16,13 @@
 //                                const example_info&) -> double: the shape of a verifier
 //                              (e.g. a gsm8k answer match against example_info::ground_truth)
 //   weighted<Sources...>       Σ_k w_k·r_k (several verifiers, format + correctness, ...)
+//   verifiers<Tokenizer, V...> open-instruct's dispatch by name: sample b is scored by the V whose
+//                              static name() equals example_info::verifier (the RLVR row's
+//                              "dataset"), as weight·v.score(decoded completion, ground_truth)
+//                              (weight = v.weight when V has one, else 1). Any type with those two
+//                              members works: the reward/ verifiers (gsm8k_verifier,
+//                              math_verifier, ifeval_verifier, ...) or your own. An example naming
+//                              no listed verifier is an error before any reward is written.
 //
 // static_assert(check_reward_source<R>()) names a missing member
 // (tests/compile_fail/pipeline_reward_source.cpp).
@@ -161,6 +168,52 @@ struct weighted {
         },
         sources);
     std::copy(acc.begin(), acc.end(), out.begin());
+  }
+};
+
+template <class V>
+concept named_text_verifier = requires(const V& v, std::string_view prediction, std::string_view label) {
+  { V::name() } -> std::convertible_to<std::string>;
+  { v.score(prediction, label) } -> std::convertible_to<double>;
+};
+
+template <class Tokenizer, named_text_verifier... V>
+struct verifiers {
+  static_assert(sizeof...(V) >= 1, "reward::verifiers needs at least one verifier type");
+  Tokenizer tokenizer;
+  std::tuple<V...> list;
+
+  void score(const reward_query& q, std::span<double> out) {
+    constexpr const char* where = "reward::verifiers::score";
+    expect_size(out, q.num_samples(), where, "rewards", "one per sample");
+    expect(ssize(q.examples) == q.num_samples(), where,
+           "query.examples is empty, expected one example_info per sample (verifier name and "
+           "ground truth)");
+    for (index_t b = 0; b < q.num_samples(); ++b) {
+      bool known = false;
+      std::apply([&](const auto&... v) { ((known = known || std::decay_t<decltype(v)>::name() == q.examples[b].verifier), ...); }, list);
+      expect(known, where, "sample ", b, " names verifier \"", q.examples[b].verifier,
+             "\", which is not one of this source's verifiers");
+    }
+    for (index_t b = 0; b < q.num_samples(); ++b) {
+      const std::string completion = tokenizer.decode(q.completion(b));
+      const example_info& e = q.examples[b];
+      std::apply([&](const auto&... v) {
+        ((std::decay_t<decltype(v)>::name() == e.verifier
+              ? (void)(out[b] = weight_of(v) * static_cast<double>(v.score(completion, e.ground_truth)))
+              : (void)0),
+         ...);
+      }, list);
+    }
+  }
+
+ private:
+  template <class X>
+  static double weight_of(const X& v) {
+    if constexpr (requires { { v.weight } -> std::convertible_to<double>; })
+      return static_cast<double>(v.weight);
+    else
+      return 1.0;
   }
 };
 
