@@ -113,6 +113,70 @@ TEST(RlStep, GrpoGradientEqualsTheCompositionOfLibraryCalls) {
   for (std::size_t i = 0; i < g.size(); ++i) EXPECT_NEAR(cap.grads[i], g[i], 1e-14) << i;
 }
 
+TEST(RlStep, EntropyBonusAndRolloutCorrectionGradientEqualsComposition) {
+  // Samples drawn at temperature 0.7, trained at 1: the rollout log-probs differ from ℓold, so the
+  // TIS weights exp(ℓold − ℓrollout) are not 1; an entropy bonus adds dL/dH through the backward.
+  bandit task;
+  bigram_policy<double> policy(V, 3);
+  pp::reference::none<double> none;
+  pp::generate::from_policy<bigram_policy<double>> gen(policy);
+  pp::reward::callable reward{&bandit::reward};
+  capture_optimizer cap;
+  auto o = bandit_options<pt::algo::dapo, pt::estimator::rloo>(4);
+  o.sampling.temperature = 0.7;
+  o.rollout_correction = true;
+  o.loss.policy.entropy_coef = 0.05;
+  o.loss.policy.importance_weight_cap = 1.5;
+  const auto m = pp::rl_step<pt::algo::dapo, pt::estimator::rloo>(policy, gen, none, reward, cap,
+                                                                 task.batch(), o);
+  const pt::index_t b = 12;
+  std::vector<double> rewards(b), lp, ent, roll, w, adv(2 * b), ret(2 * b), dlp(2 * b), dh(2 * b);
+  std::vector<float> mask;
+  pp::owned_sequences full;
+  for (pt::index_t i = 0; i < b; ++i) {
+    const pt::index_t pr = task.tokens[i / 4], c = m.rollout.completions.tokens[i];
+    rewards[i] = m.rewards[i];
+    full.append(std::vector<pt::index_t>{pr, c});
+    const double l = ref_logprob(policy.w, V, pr, c);
+    double h = 0;
+    for (pt::index_t j = 0; j < V; ++j) {
+      const double lj = ref_logprob(policy.w, V, pr, j);
+      h -= std::exp(lj) * lj;
+    }
+    lp.insert(lp.end(), {0.0, l});
+    ent.insert(ent.end(), {0.0, h});
+    w.insert(w.end(), {0.0, std::exp(l - m.rollout.logprobs[i])});
+    mask.insert(mask.end(), {0.0f, 1.0f});
+  }
+  EXPECT_GT(std::abs(w[1] - 1.0), 1e-3);  // the correction is not trivially 1
+  std::vector<pt::index_t> groups{0, 4, 8, 12};
+  pt::advantage::estimator_inputs<double> ein;
+  ein.rewards = rewards;
+  ein.mask = mask;
+  ein.seq_offsets = full.seq_offsets;
+  ein.group_offsets = groups;
+  pt::estimator::rloo::compute(pt::exec::host{}, ein, {adv, ret});
+  pt::policy_gradient_inputs<double> in;
+  in.logprobs = lp;
+  in.old_logprobs = lp;
+  in.advantages = adv;
+  in.mask = mask;
+  in.seq_offsets = full.seq_offsets;
+  in.entropy = ent;
+  in.importance_weights = w;
+  const auto r = pt::algo::dapo::compute(pt::exec::host{}, in, o.loss, {dlp, dh}, {});
+  EXPECT_NEAR(m.loss, r.loss, 1e-14);
+  std::vector<double> g(policy.w.size(), 0.0);
+  for (pt::index_t i = 0; i < b; ++i) {
+    const pt::index_t a = full.tokens[2 * i], y = full.tokens[2 * i + 1];
+    for (pt::index_t j = 0; j < V; ++j) {
+      const double lj = ref_logprob(policy.w, V, a, j), pj = std::exp(lj);
+      g[a * V + j] += dlp[2 * i + 1] * ((j == y) - pj) + dh[2 * i + 1] * (-pj * (lj + ent[2 * i + 1]));
+    }
+  }
+  for (std::size_t i = 0; i < g.size(); ++i) EXPECT_NEAR(cap.grads[i], g[i], 1e-14) << i;
+}
+
 TEST(RlStep, MicroBatchesEqualTheFullBatch) {
   bandit task;
   for (pt::index_t k : {1, 5}) {

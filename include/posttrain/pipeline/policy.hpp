@@ -126,7 +126,7 @@ struct forward_state {
   matrix_view<const S> logits{};  // logits path
   policy_hidden<S> hidden{};      // hidden path
   std::vector<index_t> targets;   // row t -> tokens[t + 1], or ignore_index at sequence ends
-  std::vector<S> row_logprob, row_lse;
+  std::vector<S> row_logprob, row_lse, row_entropy;  // row_entropy: only when asked for
 };
 
 inline constexpr index_t ignore_target = -100;
@@ -139,17 +139,21 @@ inline void next_token_targets(const token_sequences& s, std::vector<index_t>& t
 }
 
 // Forward: lp[t] = log p(tokens[t] | earlier tokens of its sequence), 0 on first tokens.
-// `temperature` divides the logits (the peers' rollout temperature).
+// `temperature` divides the logits (the peers' rollout temperature). entropy (optional, [N]):
+// entropy[t] = H of the distribution that predicts tokens[t] (row t − 1), 0 on first tokens.
 template <policy P>
 void policy_logprobs(P& p, const token_sequences& s, std::span<typename P::scalar_type> lp,
-                     forward_state<typename P::scalar_type>& st, double temperature = 1.0) {
+                     forward_state<typename P::scalar_type>& st, double temperature = 1.0,
+                     std::span<typename P::scalar_type> entropy = {}) {
   using S = typename P::scalar_type;
   constexpr const char* where = "pipeline::policy_logprobs";
   const index_t n = s.num_tokens();
   expect_size(lp, n, where, "logprobs", "one per token");
+  expect_size_or_empty(entropy, n, where, "entropy", "one per token, or empty");
   next_token_targets(s, st.targets);
   st.row_logprob.assign(static_cast<std::size_t>(n), S(0));
   st.row_lse.assign(static_cast<std::size_t>(n), S(0));
+  st.row_entropy.assign(entropy.empty() ? 0 : static_cast<std::size_t>(n), S(0));
   const index_t v = p.vocab_size();
   if constexpr (policy_detail::logits_forward<P>) {
     st.hidden_path = false;
@@ -158,7 +162,7 @@ void policy_logprobs(P& p, const token_sequences& s, std::span<typename P::scala
            st.logits.rows, ", ", st.logits.cols, "], expected [", n, ", ", v,
            "] (one row per token, vocab_size() columns)");
     token_logprobs(exec::host{}, st.logits, std::span<const index_t>(st.targets),
-                   token_logprobs_outputs<S>{st.row_logprob, st.row_lse},
+                   token_logprobs_outputs<S>{st.row_logprob, st.row_lse, st.row_entropy},
                    token_logprobs_options{temperature, ignore_target, 1});
   } else {
     st.hidden_path = true;
@@ -173,34 +177,50 @@ void policy_logprobs(P& p, const token_sequences& s, std::span<typename P::scala
     o.ignore_index = ignore_target;
     fused_linear_logprobs(exec::host{}, st.hidden.hidden, st.hidden.lm_head,
                           std::span<const index_t>(st.targets),
-                          token_logprobs_outputs<S>{st.row_logprob, st.row_lse}, o);
+                          token_logprobs_outputs<S>{st.row_logprob, st.row_lse, st.row_entropy}, o);
   }
   for (index_t b = 0; b < s.num_sequences(); ++b) {
     const index_t b0 = s.seq_offsets[b], b1 = s.seq_offsets[b + 1];
     if (b0 < b1) lp[b0] = S(0);
     for (index_t t = b0 + 1; t < b1; ++t) lp[t] = st.row_logprob[t - 1];
+    if (!entropy.empty()) {
+      if (b0 < b1) entropy[b0] = S(0);
+      for (index_t t = b0 + 1; t < b1; ++t) entropy[t] = st.row_entropy[t - 1];
+    }
   }
 }
 
 // Backward of the last policy_logprobs: d_lp[t] = dLoss/dlp[t] (token-aligned; ignored on first
 // tokens) is taken back to the logits (or hidden and lm_head) and handed to p.backward, which
 // adds the parameter gradients. The policy must not have run another forward in between.
+// d_entropy (optional, [N], token-aligned like the forward's entropy) needs the forward to have
+// computed the entropy.
 template <policy P>
 void policy_backward(P& p, const token_sequences& s,
                      const forward_state<typename P::scalar_type>& st,
-                     std::span<const typename P::scalar_type> d_lp, double temperature = 1.0) {
+                     std::span<const typename P::scalar_type> d_lp, double temperature = 1.0,
+                     std::span<const typename P::scalar_type> d_entropy = {}) {
   using S = typename P::scalar_type;
   constexpr const char* where = "pipeline::policy_backward";
   const index_t n = s.num_tokens();
   expect_size(d_lp, n, where, "d_logprobs", "one per token");
-  std::vector<S> d_row(static_cast<std::size_t>(n), S(0));
+  expect_size_or_empty(d_entropy, n, where, "d_entropy", "one per token, or empty");
+  expect(d_entropy.empty() || ssize(std::span<const S>(st.row_entropy)) == n, where,
+         "d_entropy is given but the forward computed no entropy (pass an entropy span to "
+         "policy_logprobs)");
+  std::vector<S> d_row(static_cast<std::size_t>(n), S(0)), d_row_h;
+  if (!d_entropy.empty()) d_row_h.assign(static_cast<std::size_t>(n), S(0));
   for (index_t b = 0; b < s.num_sequences(); ++b)
-    for (index_t t = s.seq_offsets[b] + 1; t < s.seq_offsets[b + 1]; ++t) d_row[t - 1] = d_lp[t];
+    for (index_t t = s.seq_offsets[b] + 1; t < s.seq_offsets[b + 1]; ++t) {
+      d_row[t - 1] = d_lp[t];
+      if (!d_entropy.empty()) d_row_h[t - 1] = d_entropy[t];
+    }
+  const std::span<const S> ent = d_entropy.empty() ? std::span<const S>{} : std::span<const S>(st.row_entropy);
   if (!st.hidden_path) {
     std::vector<S> d_logits(static_cast<std::size_t>(n * st.logits.cols));
     matrix_view<S> d(d_logits.data(), n, st.logits.cols);
     token_logprobs_backward(exec::host{}, st.logits, std::span<const index_t>(st.targets),
-                            token_logprobs_grads<S>{st.row_lse, {}, d_row, {}}, d,
+                            token_logprobs_grads<S>{st.row_lse, ent, d_row, d_row_h}, d,
                             token_logprobs_options{temperature, ignore_target, 1});
     if constexpr (policy_detail::logits_backward<P>) p.backward(matrix_view<const S>(d));
   } else {
@@ -212,7 +232,7 @@ void policy_backward(P& p, const token_sequences& s,
     o.ignore_index = ignore_target;
     fused_linear_logprobs_backward(exec::host{}, st.hidden.hidden, st.hidden.lm_head,
                                    std::span<const index_t>(st.targets),
-                                   token_logprobs_grads<S>{st.row_lse, {}, d_row, {}}, dh, dw, o);
+                                   token_logprobs_grads<S>{st.row_lse, ent, d_row, d_row_h}, dh, dw, o);
     if constexpr (policy_detail::hidden_backward<P>)
       p.backward(matrix_view<const S>(dh), matrix_view<const S>(dw));
   }

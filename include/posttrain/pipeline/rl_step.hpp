@@ -26,9 +26,10 @@
 // collective). Validated before anything is written (posttrain::error, parameters untouched):
 // empty batch, empty prompts, generator output, NaN rewards, options.
 //
-// Not yet: the entropy bonus (needs entropy from the forward; entropy_coef must be 0), DAPO's
-// dynamic sampling (drop all-equal groups and refill), KL in the reward, estimators that read
-// baselines or behaviour statistics (ReMax, OTB).
+// Entropy bonus (options.loss.policy.entropy_coef ≠ 0): the forward also computes each token's
+// entropy (policy_logprobs) and its gradient goes back through the same backward.
+// Not yet: DAPO's dynamic sampling (drop all-equal groups and refill), KL in the reward,
+// estimators that read baselines or behaviour statistics (ReMax, OTB).
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -192,8 +193,7 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
   expect(options.epochs >= 1, where, "options.epochs = ", options.epochs, ", expected >= 1");
   expect(options.mini_batch >= 0, where, "options.mini_batch = ", options.mini_batch,
          ", expected >= 0 (0 = all)");
-  expect(options.loss.policy.entropy_coef == 0.0, where, "options.loss.policy.entropy_coef = ",
-         options.loss.policy.entropy_coef, ", expected 0 (rl_step does not compute entropies yet)");
+  const bool with_entropy = options.loss.policy.entropy_coef != 0.0;
 
   // ---- 1 generate
   const index_t g = options.samples_per_prompt, b = prompts * g;
@@ -320,14 +320,16 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
       policy.zero_grad();
       if constexpr (Cr::enabled) critic.zero_grad();
       std::array<double, 6> upd{};
-      std::vector<S> lp, grad, val, vgrad;
+      std::vector<S> lp, grad, val, vgrad, ent, ent_grad;
       for (const auto& [b0, b1] : micro_batches(mseq.num_sequences(), options.micro_batch)) {
         const sequence_slice sl = make_slice(mseq, b0, b1);
         const token_sequences micro = sl.view_of(mseq, b0, b1);
         const index_t t0 = sl.token_begin, nt = sl.token_end - sl.token_begin;
         lp.assign(static_cast<std::size_t>(nt), S(0));
         grad.assign(static_cast<std::size_t>(nt), S(0));
-        policy_logprobs(policy, micro, std::span<S>(lp), st, options.temperature);
+        ent.assign(with_entropy ? static_cast<std::size_t>(nt) : 0, S(0));
+        ent_grad.assign(ent.size(), S(0));
+        policy_logprobs(policy, micro, std::span<S>(lp), st, options.temperature, std::span<S>(ent));
         policy_gradient_inputs<S> in;
         in.logprobs = lp;
         in.old_logprobs = rl_detail::sub(mb.old_lp, t0, nt);
@@ -336,8 +338,9 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
         in.mask = rl_detail::sub(mb.mask, t0, nt);
         in.seq_offsets = sl.offsets;
         in.importance_weights = rl_detail::sub(mb.is_weights, t0, nt);
+        in.entropy = ent;
         const auto r = Loss::compute(exec::host{}, in, options.loss,
-                                     policy_gradient_outputs<S>{grad, {}}, norm);
+                                     policy_gradient_outputs<S>{grad, ent_grad}, norm);
         upd[0] += r.loss;
         upd[1] += r.pg_loss;
         upd[2] += r.kl_loss;
@@ -346,7 +349,8 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
         for (float x : in.mask) wm += x;
         upd[3] += r.clip_fraction * wm;
         upd[4] += r.approx_kl * wm;
-        policy_backward(policy, micro, st, std::span<const S>(grad), options.temperature);
+        policy_backward(policy, micro, st, std::span<const S>(grad), options.temperature,
+                        std::span<const S>(ent_grad));
         if constexpr (Cr::enabled) {
           val.assign(static_cast<std::size_t>(nt), S(0));
           vgrad.assign(static_cast<std::size_t>(nt), S(0));
