@@ -177,6 +177,32 @@ TEST(RlStep, EntropyBonusAndRolloutCorrectionGradientEqualsComposition) {
   for (std::size_t i = 0; i < g.size(); ++i) EXPECT_NEAR(cap.grads[i], g[i], 1e-14) << i;
 }
 
+TEST(RlStep, DynamicSamplingRedrawsAndFiltersAllEqualGroups) {
+  // Prompt 3 always answers the wrong token (reward 0 for all G samples): after the re-draws it is
+  // masked out, and the update equals the update on prompts {0, 1} alone (same global sample
+  // indices, so the same draws and re-draws for them).
+  bandit task;
+  bigram_policy<double> pa(V, 3), pb(V, 3);
+  for (auto* p : {&pa, &pb}) p->w[3 * V + 0] = 30.0;
+  pp::reference::frozen<bigram_policy<double>> ra(pa), rb(pb);
+  pp::generate::from_policy<bigram_policy<double>> ga(pa), gb(pb);
+  pp::reward::callable reward{&bandit::reward};
+  capture_optimizer a, b;
+  auto o = bandit_options<pt::algo::grpo, pt::estimator::grpo>(4);
+  o.loss.policy.kl_coef = 0;
+  o.dynamic_sampling = true;
+  o.max_resample_rounds = 2;
+  const auto ma = pp::rl_step<pt::algo::grpo, pt::estimator::grpo>(pa, ga, ra, reward, a, task.batch(), o);
+  std::vector<pt::index_t> two{0, 1}, off2{0, 1, 2};
+  const auto mb = pp::rl_step<pt::algo::grpo, pt::estimator::grpo>(pb, gb, rb, reward, b,
+                                                                  pp::rl_batch{{two, off2}, {}}, o);
+  EXPECT_GE(ma.filtered_groups, 1.0);
+  EXPECT_GE(ma.resampled_groups, 2.0);  // prompt 3 was drawn again in both rounds
+  EXPECT_EQ(ma.filtered_groups, mb.filtered_groups + 1.0);
+  for (pt::index_t k = 0; k < 8; ++k) EXPECT_EQ(ma.rewards[k], mb.rewards[k]);
+  for (std::size_t i = 0; i < a.grads.size(); ++i) EXPECT_NEAR(a.grads[i], b.grads[i], 1e-14) << i;
+}
+
 TEST(RlStep, MicroBatchesEqualTheFullBatch) {
   bandit task;
   for (pt::index_t k : {1, 5}) {

@@ -28,8 +28,10 @@
 //
 // Entropy bonus (options.loss.policy.entropy_coef ≠ 0): the forward also computes each token's
 // entropy (policy_logprobs) and its gradient goes back through the same backward.
-// Not yet: DAPO's dynamic sampling (drop all-equal groups and refill), KL in the reward,
-// estimators that read baselines or behaviour statistics (ReMax, OTB).
+// Dynamic sampling (DAPO, options.dynamic_sampling): groups whose G rewards are all equal are
+// drawn again, up to max_resample_rounds times; those still all-equal get mask 0 (excluded from
+// the update and the normalisers) — the refill keeps B fixed instead of sampling new prompts.
+// Not yet: KL in the reward, estimators that read baselines or behaviour statistics (ReMax, OTB).
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -72,6 +74,8 @@ struct rl_step_options : step_options {
   std::uint64_t first_sample_index = 0;  // this rank's first global sample index (seeds)
   old_logprob_source old_logprobs = old_logprob_source::policy;
   bool rollout_correction = false;    // IS weights exp(ℓold − ℓrollout) on the surrogate
+  bool dynamic_sampling = false;      // DAPO: re-draw all-equal groups, then mask those left
+  index_t max_resample_rounds = 3;
   std::optional<double> normalizer_constant{};  // C of constant-divisor aggregations (Dr.GRPO)
 };
 
@@ -87,6 +91,8 @@ struct rl_metrics {
   double grad_norm = 0;             // of the last update, before clipping
   double completion_tokens = 0;     // global
   double truncated_fraction = 0;    // global
+  double resampled_groups = 0;      // global: group re-draws of dynamic sampling
+  double filtered_groups = 0;       // global: groups still all-equal, masked out
   index_t updates = 0;
   generation rollout;               // this rank's completions (for logging / inspection)
   std::vector<double> rewards;      // this rank's R[B]
@@ -193,6 +199,9 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
   expect(options.epochs >= 1, where, "options.epochs = ", options.epochs, ", expected >= 1");
   expect(options.mini_batch >= 0, where, "options.mini_batch = ", options.mini_batch,
          ", expected >= 0 (0 = all)");
+  expect(!options.dynamic_sampling || (E::contract.groups && options.max_resample_rounds >= 0), where,
+         "options.dynamic_sampling needs a group estimator (GRPO, DAPO, RLOO, ...) and "
+         "max_resample_rounds >= 0");
   const bool with_entropy = options.loss.policy.entropy_coef != 0.0;
 
   // ---- 1 generate
@@ -218,10 +227,74 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
            "the rollout log-probs (old_logprobs = rollout or rollout_correction)");
 
   // ---- 2 score
-  const token_sequences completions = out.completions.view();
   std::vector<double> rewards(static_cast<std::size_t>(b));
-  reward.score(reward_query{request.prompts, completions, examples}, std::span<double>(rewards));
+  reward.score(reward_query{request.prompts, out.completions.view(), examples},
+               std::span<double>(rewards));
   expect_finite_rewards(rewards, where);
+
+  // ---- 2b dynamic sampling (DAPO): groups whose G rewards are all equal carry no signal; draw
+  // them again (fresh seeds from the same global sample indices, so ranks agree), and mask the
+  // groups still all-equal after max_resample_rounds out of the update (B stays fixed, so the
+  // collective mini-batch loop is the same on every rank).
+  std::vector<std::uint8_t> filtered(static_cast<std::size_t>(prompts), 0);
+  index_t resampled = 0;
+  if (options.dynamic_sampling) {
+    auto degenerate = [&](index_t p) {
+      for (index_t k = 1; k < g; ++k)
+        if (rewards[p * g + k] != rewards[p * g]) return false;
+      return true;
+    };
+    for (index_t round = 1; round <= options.max_resample_rounds; ++round) {
+      std::vector<index_t> redo;
+      for (index_t p = 0; p < prompts; ++p)
+        if (degenerate(p)) redo.push_back(p);
+      if (redo.empty()) break;
+      owned_sequences rp;
+      std::vector<std::uint64_t> rs;
+      std::vector<example_info> rex;
+      for (index_t p : redo)
+        for (index_t k = 0; k < g; ++k) {
+          const index_t i = p * g + k;
+          rp.append(request.prompts.tokens.subspan(request.prompts.seq_offsets[i],
+              request.prompts.seq_offsets[i + 1] - request.prompts.seq_offsets[i]));
+          rs.push_back(sample_seed(options.seed, options.first_sample_index +
+                                                     static_cast<std::uint64_t>(i) +
+                                                     (static_cast<std::uint64_t>(round) << 40)));
+          if (!examples.empty()) rex.push_back(examples[i]);
+        }
+      const generation_request rq{rp.view(), rs, options.sampling};
+      generation ro;
+      gen.generate(rq, ro);
+      validate_generation(rq, ro, v, where);
+      expect(ro.logprobs.empty() == out.logprobs.empty(), where,
+             "the generator returned log-probs in one round and not in another");
+      std::vector<double> rr(rs.size());
+      reward.score(reward_query{rq.prompts, ro.completions.view(), rex}, std::span<double>(rr));
+      expect_finite_rewards(rr, where);
+      // Splice the new samples in place of the old ones.
+      std::vector<index_t> slot(static_cast<std::size_t>(prompts), -1);
+      for (std::size_t j = 0; j < redo.size(); ++j) slot[redo[j]] = static_cast<index_t>(j);
+      generation merged;
+      const token_sequences oc = out.completions.view(), nc = ro.completions.view();
+      for (index_t i = 0; i < b; ++i) {
+        const index_t j = slot[i / g];
+        const bool fresh = j >= 0;
+        const index_t src = fresh ? j * g + i % g : i;
+        const token_sequences& c = fresh ? nc : oc;
+        const auto& lps = fresh ? ro.logprobs : out.logprobs;
+        const index_t c0 = c.seq_offsets[src], c1 = c.seq_offsets[src + 1];
+        merged.completions.append(c.tokens.subspan(c0, c1 - c0));
+        if (!lps.empty()) merged.logprobs.insert(merged.logprobs.end(), lps.begin() + c0, lps.begin() + c1);
+        merged.stop.push_back(fresh ? ro.stop[src] : out.stop[src]);
+        merged.truncated.push_back(fresh ? ro.truncated[src] : out.truncated[src]);
+        if (fresh) rewards[i] = rr[src];
+      }
+      out = std::move(merged);
+      resampled += static_cast<index_t>(redo.size());
+    }
+    for (index_t p = 0; p < prompts; ++p) filtered[p] = degenerate(p) ? 1 : 0;
+  }
+  const token_sequences completions = out.completions.view();
 
   // ---- 3 sequences, masks, log-probs
   rl_detail::rollout_arrays<S> all;
@@ -234,7 +307,7 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
     seq.insert(seq.end(), completions.tokens.begin() + c0, completions.tokens.begin() + c1);
     all.seqs.append(seq);
     all.mask.insert(all.mask.end(), pr.size(), 0.0f);
-    all.mask.insert(all.mask.end(), static_cast<std::size_t>(c1 - c0), 1.0f);
+    all.mask.insert(all.mask.end(), static_cast<std::size_t>(c1 - c0), filtered[i / g] ? 0.0f : 1.0f);
     if (!out.logprobs.empty()) {
       rollout_lp.insert(rollout_lp.end(), pr.size(), S(0));
       for (index_t t = c0; t < c1; ++t) rollout_lp.push_back(static_cast<S>(out.logprobs[t]));
@@ -290,11 +363,14 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
   // ---- 5 updates
   rl_metrics m;
   {
-    std::array<double, 4> s{0, 0, 0, static_cast<double>(b)};
+    std::array<double, 6> s{0, 0, 0, static_cast<double>(b), static_cast<double>(resampled), 0};
     for (double r : rewards) s[0] += r;
     s[1] = static_cast<double>(completions.num_tokens());
     for (auto t : out.truncated) s[2] += t;
+    for (auto f : filtered) s[5] += f;
     all_reduce(comm, s);
+    m.resampled_groups = s[4];
+    m.filtered_groups = s[5];
     m.reward_mean = s[0] / s[3];
     m.completion_tokens = s[1];
     m.truncated_fraction = s[2] / s[3];
