@@ -258,6 +258,40 @@ TEST(RlStep, DapoLossWithRlooRaisesExpectedReward) {
 }
 
 namespace {
+// One recipe on the bandit from its peer preset: 15 steps must raise the exact expected reward.
+template <class Recipe>
+void expect_recipe_learns(const pp::rl_options<Recipe>& preset_options, double constant = 0) {
+  bandit task;
+  bigram_policy<double> policy(V, 13);
+  pp::reference::frozen<bigram_policy<double>> reference(policy);
+  pp::generate::from_policy<bigram_policy<double>> gen(policy);
+  pp::reward::callable reward{&bandit::reward};
+  pt::optim::adamw opt({0.1, 0.9, 0.999, 1e-8, 0.0});
+  auto o = preset_options;
+  o.samples_per_prompt = 8;
+  o.sampling.max_new_tokens = 1;
+  if (constant > 0) o.normalizer_constant = constant;
+  const double before = task.expected_reward(policy);
+  for (int s = 0; s < 15; ++s) {
+    o.seed = 500 + s;
+    pp::rl_step<Recipe>(policy, gen, reference, reward, opt, task.batch(), o);
+  }
+  EXPECT_GT(task.expected_reward(policy), before + 0.3) << before;
+}
+}  // namespace
+
+TEST(RlStep, RecipesFromPeerPresetsRaiseExpectedReward) {
+  expect_recipe_learns<pt::algo::grpo>(pp::rl_options_from<pt::algo::grpo>(pt::algo::grpo::trl()));
+  // Dr.GRPO divides by a constant (B·max_completion_length in TRL).
+  expect_recipe_learns<pt::algo::dr_grpo>(pp::rl_options_from<pt::algo::dr_grpo>(pt::algo::dr_grpo::defaults()), 24.0);
+  expect_recipe_learns<pt::algo::dapo>(pp::rl_options_from<pt::algo::dapo>(pt::algo::dapo::defaults()));
+  expect_recipe_learns<pt::algo::rloo>(pp::rl_options_from<pt::algo::rloo>(pt::algo::rloo::defaults()));
+  expect_recipe_learns<pt::algo::reinforce_pp>(pp::rl_options_from<pt::algo::reinforce_pp>(pt::algo::reinforce_pp::defaults()));
+  expect_recipe_learns<pt::algo::gspo>(pp::rl_options_from<pt::algo::gspo>(pt::algo::gspo::defaults()));
+  expect_recipe_learns<pt::algo::cispo>(pp::rl_options_from<pt::algo::cispo>(pt::algo::cispo::defaults()));
+}
+
+namespace {
 // A table critic: v[t] = c[tokens[t − 1]] (the value of the state that emits tokens[t]).
 struct table_critic {
   static constexpr bool enabled = true;

@@ -79,6 +79,20 @@ struct rl_step_options : step_options {
   std::optional<double> normalizer_constant{};  // C of constant-divisor aggregations (Dr.GRPO)
 };
 
+// The options of an algo:: recipe (its loss and its estimator), optionally from one of its peer
+// presets: rl_options_from<algo::dapo>(algo::dapo::trl()). rl_step<Recipe, ...> then deduces the
+// estimator from the options: rl_step<algo::dapo>(policy, gen, ref, reward, opt, batch, options).
+template <class Recipe>
+using rl_options = rl_step_options<Recipe, typename Recipe::advantage>;
+
+template <class Recipe>
+rl_options<Recipe> rl_options_from(const typename Recipe::preset_type& preset) {
+  rl_options<Recipe> o;
+  o.estimator = preset.advantage;
+  o.loss = preset.loss;
+  return o;
+}
+
 struct rl_batch {
   token_sequences prompts{};                 // P prompts (each at least one token)
   std::span<const example_info> examples{};  // [P] or empty
