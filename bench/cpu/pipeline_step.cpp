@@ -3,6 +3,8 @@
 // V = 64, float:
 //   BM_PolicyForwardBackward   the model alone: forward (logits [N, V]) + backward of a fixed
 //                              d_logits — what any training loop pays
+//   BM_TokenLogprobsForwardBackward  ops/token_logprobs forward + backward over the same [N, V]
+//                              logits: the share of the step any loss on logits needs
 //   BM_SftStep                 pipeline::sft_step<algo::sft> (log-probs, loss, d_logits, the same
 //                              forward/backward, clip, SGD)
 //   BM_PreferenceStep          pipeline::preference_step<algo::dpo> over 32 pairs (64 sequences),
@@ -57,6 +59,25 @@ void BM_PolicyForwardBackward(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * B * T);
 }
 
+// The part of the step every loss needs: log-softmax forward and backward over [N, V].
+void BM_TokenLogprobsForwardBackward(benchmark::State& state) {
+  const batch data(B);
+  pt_test::bigram_policy<float> policy(V);
+  const auto logits = policy.forward(data.view());
+  std::vector<pt::index_t> targets;
+  pp::next_token_targets(data.view(), targets);
+  std::vector<float> lp(B * T), lse(B * T), g(B * T, -1e-5f), d(static_cast<std::size_t>(B * T * V));
+  for (auto _ : state) {
+    pt::token_logprobs(pt::exec::host{}, logits, std::span<const pt::index_t>(targets),
+                       pt::token_logprobs_outputs<float>{lp, lse});
+    pt::token_logprobs_backward(pt::exec::host{}, logits, std::span<const pt::index_t>(targets),
+                                pt::token_logprobs_grads<float>{lse, {}, g, {}},
+                                pt::matrix_view<float>(d.data(), B * T, V));
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(state.iterations() * B * T);
+}
+
 void BM_SftStep(benchmark::State& state) {
   const batch data(B);
   pt_test::bigram_policy<float> policy(V);
@@ -87,5 +108,6 @@ void BM_PreferenceStep(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(BM_PolicyForwardBackward)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_TokenLogprobsForwardBackward)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_SftStep)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_PreferenceStep)->Unit(benchmark::kMillisecond);
