@@ -203,6 +203,77 @@ TEST(RlStep, DynamicSamplingRedrawsAndFiltersAllEqualGroups) {
   for (std::size_t i = 0; i < a.grads.size(); ++i) EXPECT_NEAR(a.grads[i], b.grads[i], 1e-14) << i;
 }
 
+namespace {
+// rl_step with kl_in_reward = β against the composition: token rewards (R on the last token) or
+// outcome rewards, advantage::kl_in_reward<kl::k1> / sequence_kl_penalty, the estimator, the loss
+// at ratio 1, and the bigram backward.
+template <class Recipe>
+void expect_kl_in_reward_composition() {
+  bandit task;
+  bigram_policy<double> policy(V, 3);
+  pp::reference::frozen<bigram_policy<double>> reference(policy);
+  for (pt::index_t j = 0; j < V; ++j) reference.model().w[j] += 0.2 * j;  // prompt 0's row differs
+  pp::generate::from_policy<bigram_policy<double>> gen(policy);
+  pp::reward::callable reward{&bandit::reward};
+  capture_optimizer cap;
+  auto o = bandit_options<Recipe, typename Recipe::advantage>(4);
+  o.kl_in_reward = 0.2;
+  const auto m = pp::rl_step<Recipe>(policy, gen, reference, reward, cap, task.batch(), o);
+  const pt::index_t b = 12;
+  std::vector<double> lp, ref, adv(2 * b), ret(2 * b), dlp(2 * b), tok_r(2 * b, 0.0), seq_r(b);
+  std::vector<float> mask;
+  pp::owned_sequences full;
+  for (pt::index_t i = 0; i < b; ++i) {
+    const pt::index_t pr = task.tokens[i / 4], c = m.rollout.completions.tokens[i];
+    full.append(std::vector<pt::index_t>{pr, c});
+    lp.insert(lp.end(), {0.0, ref_logprob(policy.w, V, pr, c)});
+    ref.insert(ref.end(), {0.0, ref_logprob(reference.model().w, V, pr, c)});
+    mask.insert(mask.end(), {0.0f, 1.0f});
+    tok_r[2 * i + 1] = m.rewards[i];
+    seq_r[i] = m.rewards[i];
+  }
+  pt::advantage::estimator_inputs<double> ein;
+  ein.mask = mask;
+  ein.seq_offsets = full.seq_offsets;
+  std::vector<pt::index_t> groups{0, 4, 8, 12};
+  if constexpr (Recipe::advantage::contract.rewards == pt::advantage::reward_level::token) {
+    pt::advantage::kl_in_reward<pt::kl::k1>(pt::exec::host{}, std::span<const double>(tok_r), lp, ref,
+                                            mask, full.seq_offsets, 0.2, pt::kl_options{},
+                                            std::span<double>(tok_r));
+    ein.token_rewards = tok_r;
+  } else {
+    pt::advantage::sequence_kl_penalty(pt::exec::host{}, std::span<const double>(seq_r), lp, ref, mask,
+                                       full.seq_offsets, 0.2, std::span<double>(seq_r));
+    ein.rewards = seq_r;
+    ein.group_offsets = groups;
+  }
+  Recipe::advantage::compute(pt::exec::host{}, ein, {adv, ret}, o.estimator);
+  pt::policy_gradient_inputs<double> in;
+  in.logprobs = lp;
+  in.old_logprobs = lp;
+  in.advantages = adv;
+  in.ref_logprobs = ref;
+  in.mask = mask;
+  in.seq_offsets = full.seq_offsets;
+  Recipe::compute(pt::exec::host{}, in, o.loss, {dlp, {}}, {});
+  std::vector<double> g(policy.w.size(), 0.0);
+  double nonzero_kl = 0;
+  for (pt::index_t i = 0; i < b; ++i) {
+    const pt::index_t a = full.tokens[2 * i], y = full.tokens[2 * i + 1];
+    nonzero_kl += std::abs(lp[2 * i + 1] - ref[2 * i + 1]);
+    for (pt::index_t j = 0; j < V; ++j)
+      g[a * V + j] += dlp[2 * i + 1] * ((j == y) - std::exp(ref_logprob(policy.w, V, a, j)));
+  }
+  EXPECT_GT(nonzero_kl, 0.1);
+  for (std::size_t i = 0; i < g.size(); ++i) EXPECT_NEAR(cap.grads[i], g[i], 1e-14) << i;
+}
+}  // namespace
+
+TEST(RlStep, KlInRewardGradientEqualsComposition) {
+  expect_kl_in_reward_composition<pt::algo::reinforce_pp>();  // token-level: r_t −= β·k1_t
+  expect_kl_in_reward_composition<pt::algo::rloo>();          // outcome: R −= β·Σ k1
+}
+
 TEST(RlStep, MicroBatchesEqualTheFullBatch) {
   bandit task;
   for (pt::index_t k : {1, 5}) {

@@ -31,7 +31,9 @@
 // Dynamic sampling (DAPO, options.dynamic_sampling): groups whose G rewards are all equal are
 // drawn again, up to max_resample_rounds times; those still all-equal get mask 0 (excluded from
 // the update and the normalisers) — the refill keeps B fixed instead of sampling new prompts.
-// Not yet: KL in the reward, estimators that read baselines or behaviour statistics (ReMax, OTB).
+// KL in the reward (options.kl_in_reward = β > 0): k1 = ℓold − ℓref per completion token,
+// advantage/shaping.hpp's kl_in_reward (token-level estimators) or sequence_kl_penalty (outcome).
+// Not yet: estimators that read baselines or behaviour statistics (ReMax, OTB).
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -43,6 +45,7 @@
 #include <vector>
 
 #include "posttrain/advantage/estimator.hpp"
+#include "posttrain/advantage/shaping.hpp"
 #include "posttrain/config.hpp"
 #include "posttrain/dist/communicator.hpp"
 #include "posttrain/loss/concept.hpp"
@@ -74,6 +77,10 @@ struct rl_step_options : step_options {
   std::uint64_t first_sample_index = 0;  // this rank's first global sample index (seeds)
   old_logprob_source old_logprobs = old_logprob_source::policy;
   bool rollout_correction = false;    // IS weights exp(ℓold − ℓrollout) on the surrogate
+  double kl_in_reward = 0.0;          // β of the KL penalty in the reward (0 = off): token-level
+                                      // estimators r_t −= β·(ℓold − ℓref)_t (verl apply_kl_penalty
+                                      // "kl", OpenRLHF, TRL PPO); outcome estimators
+                                      // R −= β·Σ_t m·(ℓold − ℓref) (TRL RLOO)
   bool dynamic_sampling = false;      // DAPO: re-draw all-equal groups, then mask those left
   index_t max_resample_rounds = 3;
   std::optional<double> normalizer_constant{};  // C of constant-divisor aggregations (Dr.GRPO)
@@ -217,6 +224,10 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
          "options.dynamic_sampling needs a group estimator (GRPO, DAPO, RLOO, ...) and "
          "max_resample_rounds >= 0");
   const bool with_entropy = options.loss.policy.entropy_coef != 0.0;
+  expect(std::isfinite(options.kl_in_reward) && options.kl_in_reward >= 0, where,
+         "options.kl_in_reward = ", options.kl_in_reward, ", expected finite and >= 0 (0 = off)");
+  expect(options.kl_in_reward == 0 || R::enabled, where,
+         "options.kl_in_reward is set, so the reference model cannot be reference::none");
 
   // ---- 1 generate
   const index_t g = options.samples_per_prompt, b = prompts * g;
@@ -330,9 +341,11 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
   const token_sequences full = all.seqs.view();
   const index_t n = full.num_tokens();
   const auto offsets = std::span<const index_t>(all.seqs.seq_offsets);
-  if constexpr (Loss::uses_reference) {
-    all.ref_lp.assign(static_cast<std::size_t>(n), S(0));
-    reference.logprobs(full, std::span<S>(all.ref_lp));
+  if constexpr (R::enabled) {
+    if (Loss::uses_reference || options.kl_in_reward > 0) {
+      all.ref_lp.assign(static_cast<std::size_t>(n), S(0));
+      reference.logprobs(full, std::span<S>(all.ref_lp));
+    }
   }
   forward_state<S> st;
   if (options.old_logprobs == old_logprob_source::rollout) {
@@ -360,6 +373,17 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
     for (index_t i = 0; i < b; ++i)
       if (completions.seq_offsets[i + 1] > completions.seq_offsets[i])
         token_rewards[offsets[i + 1] - 1] = seq_rewards[i];
+  }
+  if (options.kl_in_reward > 0) {
+    const std::span<const S> old_lp(all.old_lp), ref_lp(all.ref_lp);
+    if (E::contract.rewards == advantage::reward_level::token)
+      advantage::kl_in_reward<kl::k1>(exec::host{}, std::span<const S>(token_rewards), old_lp, ref_lp,
+                                      std::span<const float>(all.mask), offsets, options.kl_in_reward,
+                                      kl_options{}, std::span<S>(token_rewards));
+    else
+      advantage::sequence_kl_penalty(exec::host{}, std::span<const S>(seq_rewards), old_lp, ref_lp,
+                                     std::span<const float>(all.mask), offsets, options.kl_in_reward,
+                                     std::span<S>(seq_rewards));
   }
   std::vector<index_t> groups;
   for (index_t p = 0; p <= prompts; ++p) groups.push_back(p * g);
