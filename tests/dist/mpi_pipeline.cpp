@@ -10,6 +10,7 @@
 #include "posttrain/algo.hpp"
 #include "posttrain/dist/mpi_communicator.hpp"
 #include "posttrain/pipeline.hpp"
+#include "posttrain/pipeline/reward_model_step.hpp"
 #include "pipeline/test_policy.hpp"
 
 using namespace pt_test;
@@ -115,6 +116,49 @@ TEST(MpiPipeline, RlStepOnRanksEqualsOneProcess) {
       p_rank, gen_rank, ref_rank, reward, a, pp::rl_batch{{mine, moff}, {}}, o, comm);
   EXPECT_NEAR(ma.reward_mean, mb.reward_mean, 1e-15);
   EXPECT_NEAR(ma.loss, mb.loss, 1e-12);
+  expect_near(a.grads, b.grads, 1e-12);
+}
+
+namespace {
+struct bag_scorer {  // score = Σ_t w[token_t]
+  using scalar_type = double;
+  std::vector<double> w{0.1, -0.2, 0.3, 0.05, -0.1, 0.2}, g = std::vector<double>(6, 0.0), s;
+  std::vector<pt::index_t> toks, offs;
+  std::span<const double> forward(const pp::token_sequences& q) {
+    toks.assign(q.tokens.begin(), q.tokens.end());
+    offs.assign(q.seq_offsets.begin(), q.seq_offsets.end());
+    s.assign(static_cast<std::size_t>(q.num_sequences()), 0.0);
+    for (std::size_t b = 0; b + 1 < offs.size(); ++b)
+      for (auto t = offs[b]; t < offs[b + 1]; ++t) s[b] += w[toks[t]];
+    return s;
+  }
+  void backward(std::span<const double> d) {
+    for (std::size_t b = 0; b + 1 < offs.size(); ++b)
+      for (auto t = offs[b]; t < offs[b + 1]; ++t) g[toks[t]] += d[b];
+  }
+  std::span<double> parameters() { return w; }
+  std::span<double> gradients() { return g; }
+  void zero_grad() { std::fill(g.begin(), g.end(), 0.0); }
+};
+}  // namespace
+
+TEST(MpiPipeline, RewardModelStepOnRanksEqualsOneProcess) {
+  pt::dist::mpi_communicator comm;
+  const int r = comm.rank(), n = comm.size();
+  const pt::index_t per = 4 / n;
+  const part c_mine = take(tok, off, msk, r * per, (r + 1) * per);
+  const part r_mine = take(tok, off, msk, 4 + r * per, 4 + (r + 1) * per);
+  const part c_all = take(tok, off, msk, 0, 4), r_all = take(tok, off, msk, 4, 8);
+  const std::vector<double> margin{0.5, 0.0, 1.0, 0.25};
+  bag_scorer m_rank, m_one;
+  capture_optimizer a, b;
+  const auto ma = pp::reward_model_step<pt::algo::bradley_terry>(
+      m_rank, a, {{c_mine.tokens, c_mine.offsets}, {r_mine.tokens, r_mine.offsets}, {},
+                  std::span<const double>(margin).subspan(r * per, per), {}}, {}, comm);
+  const auto mb = pp::reward_model_step<pt::algo::bradley_terry>(
+      m_one, b, {{c_all.tokens, c_all.offsets}, {r_all.tokens, r_all.offsets}, {}, margin, {}});
+  EXPECT_NEAR(ma.loss, mb.loss, 1e-12);
+  EXPECT_NEAR(ma.accuracy, mb.accuracy, 1e-15);
   expect_near(a.grads, b.grads, 1e-12);
 }
 
