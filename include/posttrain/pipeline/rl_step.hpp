@@ -51,6 +51,8 @@
 #include "posttrain/loss/concept.hpp"
 #include "posttrain/loss/policy_gradient.hpp"
 #include "posttrain/loss/value.hpp"
+#include "posttrain/ops/reductions.hpp"
+#include "posttrain/ops/whiten.hpp"
 #include "posttrain/pipeline/critic.hpp"
 #include "posttrain/pipeline/generator.hpp"
 #include "posttrain/pipeline/policy.hpp"
@@ -396,7 +398,44 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
   ein.mask = all.mask;
   ein.seq_offsets = offsets;
   if (E::contract.groups) ein.group_offsets = groups;
-  E::compute(exec::host{}, ein, advantage::estimator_outputs<S>{all.adv, all.returns}, options.estimator);
+  if constexpr (std::is_same_v<E, estimator::gae>) {
+    // GAE whitens over the batch; on several ranks the batch is every rank's tokens: compute the
+    // advantages unwhitened, then whiten with the global masked moments (two all-reduces: Σw and
+    // Σw·A give the mean, then Σw·(A − mean)² — no cancellation), as advantage/gae.hpp says.
+    if (comm.size() > 1 && options.estimator.whiten) {
+      expect(options.estimator.whitening.scope == whiten_scope::batch, where,
+             "GAE whitening per segment across ranks is not supported (use scope::batch)");
+      auto raw = options.estimator;
+      raw.whiten = false;
+      E::compute(exec::host{}, ein, advantage::estimator_outputs<S>{all.adv, all.returns}, raw);
+      std::array<double, 2> cs{0, 0};
+      for (index_t t = 0; t < n; ++t) {
+        cs[0] += all.mask[t];
+        cs[1] += all.mask[t] == 0 ? 0.0 : static_cast<double>(all.mask[t]) * static_cast<double>(all.adv[t]);
+      }
+      all_reduce(comm, cs);
+      masked_stats global;
+      global.count = cs[0];
+      global.sum = cs[1];
+      global.mean = cs[0] > 0 ? cs[1] / cs[0] : 0.0;
+      std::array<double, 1> m2{0};
+      for (index_t t = 0; t < n; ++t)
+        if (all.mask[t] != 0) {
+          const double d = static_cast<double>(all.adv[t]) - global.mean;
+          m2[0] += static_cast<double>(all.mask[t]) * d * d;
+        }
+      all_reduce(comm, m2);
+      global.m2 = m2[0];
+      whiten_with_moments(exec::host{}, std::span<const S>(all.adv), std::span<const float>(all.mask),
+                          global, std::span<S>(all.adv), options.estimator.whitening);
+    } else {
+      E::compute(exec::host{}, ein, advantage::estimator_outputs<S>{all.adv, all.returns},
+                 options.estimator);
+    }
+  } else {
+    E::compute(exec::host{}, ein, advantage::estimator_outputs<S>{all.adv, all.returns},
+               options.estimator);
+  }
 
   // ---- 5 updates
   rl_metrics m;
