@@ -274,6 +274,56 @@ TEST(RlStep, KlInRewardGradientEqualsComposition) {
   expect_kl_in_reward_composition<pt::algo::rloo>();          // outcome: R −= β·Σ k1
 }
 
+TEST(RlStep, RemaxUsesTheGreedyRewardAsBaseline) {
+  // Prompt 0's greedy answer is its target (reward 1), prompt 1's is not (reward 0): the baselines
+  // are 1 and 0, and the gradient equals the composition with estimator::remax.
+  bandit task;
+  bigram_policy<double> policy(V, 3);
+  policy.w[0 * V + target_of(0)] = 1.5;
+  policy.w[1 * V + target_of(1)] = -1.5;
+  pp::reference::none<double> none;
+  pp::generate::from_policy<bigram_policy<double>> gen(policy);
+  pp::reward::callable reward{&bandit::reward};
+  capture_optimizer cap;
+  auto o = bandit_options<pt::algo::ppo, pt::estimator::remax>(4);
+  const auto m = pp::rl_step<pt::algo::ppo>(policy, gen, none, reward, cap, task.batch(), o);
+  ASSERT_EQ(m.greedy_rewards.size(), 3u);
+  EXPECT_EQ(m.greedy_rewards[0], 1.0);
+  EXPECT_EQ(m.greedy_rewards[1], 0.0);
+  const pt::index_t b = 12;
+  std::vector<double> lp, tok_r(2 * b, 0.0), base(b), adv(2 * b), ret(2 * b), dlp(2 * b);
+  std::vector<float> mask;
+  pp::owned_sequences full;
+  for (pt::index_t i = 0; i < b; ++i) {
+    const pt::index_t pr = task.tokens[i / 4], c = m.rollout.completions.tokens[i];
+    full.append(std::vector<pt::index_t>{pr, c});
+    lp.insert(lp.end(), {0.0, ref_logprob(policy.w, V, pr, c)});
+    mask.insert(mask.end(), {0.0f, 1.0f});
+    tok_r[2 * i + 1] = m.rewards[i];
+    base[i] = m.greedy_rewards[i / 4];
+  }
+  pt::advantage::estimator_inputs<double> ein;
+  ein.token_rewards = tok_r;
+  ein.baselines = base;
+  ein.mask = mask;
+  ein.seq_offsets = full.seq_offsets;
+  pt::estimator::remax::compute(pt::exec::host{}, ein, {adv, ret});
+  pt::policy_gradient_inputs<double> in;
+  in.logprobs = lp;
+  in.old_logprobs = lp;
+  in.advantages = adv;
+  in.mask = mask;
+  in.seq_offsets = full.seq_offsets;
+  pt::algo::ppo::compute(pt::exec::host{}, in, o.loss, {dlp, {}}, {});
+  std::vector<double> g(policy.w.size(), 0.0);
+  for (pt::index_t i = 0; i < b; ++i) {
+    const pt::index_t a = full.tokens[2 * i], y = full.tokens[2 * i + 1];
+    for (pt::index_t j = 0; j < V; ++j)
+      g[a * V + j] += dlp[2 * i + 1] * ((j == y) - std::exp(ref_logprob(policy.w, V, a, j)));
+  }
+  for (std::size_t i = 0; i < g.size(); ++i) EXPECT_NEAR(cap.grads[i], g[i], 1e-14) << i;
+}
+
 TEST(RlStep, MicroBatchesEqualTheFullBatch) {
   bandit task;
   for (pt::index_t k : {1, 5}) {

@@ -33,7 +33,9 @@
 // the update and the normalisers) — the refill keeps B fixed instead of sampling new prompts.
 // KL in the reward (options.kl_in_reward = β > 0): k1 = ℓold − ℓref per completion token,
 // advantage/shaping.hpp's kl_in_reward (token-level estimators) or sequence_kl_penalty (outcome).
-// Not yet: estimators that read baselines or behaviour statistics (ReMax, OTB).
+// ReMax (estimators whose contract reads baselines): one greedy completion per prompt (temperature
+// 0), scored; its reward is the baseline of the prompt's G samples.
+// Not yet: estimators that read behaviour statistics (optimal token baseline).
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -119,6 +121,7 @@ struct rl_metrics {
   index_t updates = 0;
   generation rollout;               // this rank's completions (for logging / inspection)
   std::vector<double> rewards;      // this rank's R[B]
+  std::vector<double> greedy_rewards;  // ReMax: the reward of each prompt's greedy completion
 };
 
 // The seed of global sample `index`: splitmix64 of (seed, index).
@@ -195,9 +198,9 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
                 "pipeline::rl_step<Loss, Estimator>: Loss must take loss::policy_gradient_inputs "
                 "(a loss::policy_gradient<...> composition: algo::ppo, grpo, dr_grpo, dapo, ...)");
   static_assert(check_advantage_estimator<E>());
-  static_assert(!E::contract.baselines && !E::contract.behaviour_stats,
-                "pipeline::rl_step: estimators that read greedy baselines (ReMax) or behaviour "
-                "statistics (optimal token baseline) are not wired into rl_step yet");
+  static_assert(!E::contract.behaviour_stats,
+                "pipeline::rl_step: estimators that read behaviour statistics (optimal token "
+                "baseline) are not wired into rl_step yet");
   static_assert(!E::contract.values || Cr::enabled,
                 "pipeline::rl_step: this estimator reads critic values (GAE): pass a critic");
   static_assert(!Loss::uses_reference || R::enabled,
@@ -387,6 +390,24 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
                                      std::span<const float>(all.mask), offsets, options.kl_in_reward,
                                      std::span<S>(seq_rewards));
   }
+  // ReMax: the baseline of every sample is the reward of its prompt's greedy completion (one
+  // greedy draw per prompt, temperature 0, same max_new_tokens and stop tokens).
+  std::vector<S> baselines;
+  std::vector<double> greedy_rewards;
+  if constexpr (E::contract.baselines) {
+    sampling_options greedy = options.sampling;
+    greedy.temperature = 0;
+    std::vector<std::uint64_t> greedy_seeds(static_cast<std::size_t>(prompts), 0);
+    const generation_request gq{batch.prompts, greedy_seeds, greedy};
+    generation go;
+    gen.generate(gq, go);
+    validate_generation(gq, go, v, where);
+    greedy_rewards.assign(static_cast<std::size_t>(prompts), 0.0);
+    reward.score(reward_query{batch.prompts, go.completions.view(), batch.examples},
+                 std::span<double>(greedy_rewards));
+    expect_finite_rewards(greedy_rewards, where);
+    for (index_t i = 0; i < b; ++i) baselines.push_back(static_cast<S>(greedy_rewards[i / g]));
+  }
   std::vector<index_t> groups;
   for (index_t p = 0; p <= prompts; ++p) groups.push_back(p * g);
   all.adv.assign(static_cast<std::size_t>(n), S(0));
@@ -398,6 +419,7 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
   ein.mask = all.mask;
   ein.seq_offsets = offsets;
   if (E::contract.groups) ein.group_offsets = groups;
+  ein.baselines = baselines;
   if constexpr (std::is_same_v<E, estimator::gae>) {
     // GAE whitens over the batch; on several ranks the batch is every rank's tokens: compute the
     // advantages unwhitened, then whiten with the global masked moments (two all-reduces: Σw and
@@ -534,6 +556,7 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
   m.approx_kl /= u;
   m.rollout = std::move(out);
   m.rewards = std::move(rewards);
+  m.greedy_rewards = std::move(greedy_rewards);
   return m;
 }
 
