@@ -432,13 +432,17 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
     ein.sum_pi_squared = sum_p2;
     ein.is_weights = all.is_weights;
   }
-  if constexpr (std::is_same_v<E, estimator::gae>) {
-    // GAE whitens over the batch; on several ranks the batch is every rank's tokens: compute the
-    // advantages unwhitened, then whiten with the global masked moments (two all-reduces: Σw and
-    // Σw·A give the mean, then Σw·(A − mean)² — no cancellation), as advantage/gae.hpp says.
+  if constexpr (requires(typename E::options_type eo) {
+                  { eo.whiten } -> std::convertible_to<bool>;
+                  { eo.whitening } -> std::convertible_to<whiten_options>;
+                }) {
+    // GAE and REINFORCE++ whiten their advantages over the batch (after the returns are taken);
+    // on several ranks the batch is every rank's tokens: compute the advantages unwhitened, then
+    // whiten with the global masked moments (two all-reduces: Σw and Σw·A give the mean, then
+    // Σw·(A − mean)² — no cancellation), as advantage/gae.hpp says.
     if (comm.size() > 1 && options.estimator.whiten) {
       expect(options.estimator.whitening.scope == whiten_scope::batch, where,
-             "GAE whitening per segment across ranks is not supported (use scope::batch)");
+             "per-segment whitening across ranks is not supported (use whiten_scope::batch)");
       auto raw = options.estimator;
       raw.whiten = false;
       E::compute(exec::host{}, ein, advantage::estimator_outputs<S>{all.adv, all.returns}, raw);
