@@ -26,7 +26,7 @@
 #include "posttrain/loss/algorithms_offline.hpp"
 #include "posttrain/loss/policy_gradient/algorithms.hpp"
 #include "posttrain/loss/policy_gradient/entropy_controller.hpp"
-#include "posttrain/loss/policy_gradient/rollout_correction.hpp"
+#include "posttrain/correction/rollout.hpp"
 #include "posttrain/loss/preference/algorithms.hpp"
 #include "posttrain/loss/preference/wpo.hpp"
 #include "posttrain/loss/value.hpp"
@@ -106,13 +106,31 @@ struct luspo {
 }  // namespace trl_loss_type
 
 namespace verl {
+// verl 0.9.1 loss_agg_mode="seq-mean-token-sum-norm" (agg_loss): Σ_i Σ_t m·L / (rows · T) with
+// rows = the contributing (non-empty) rows over the whole mini-batch and T the padded response
+// width (loss_scale_factor when set, in place of T). Pass rows = aggregation_counts(...).sequences
+// all-reduced over micro-batches and ranks (tests/golden/verl_ops.cpp), T = the padded width.
+struct seq_mean_token_sum_norm {
+  using aggregation = agg::seq_mean_token_sum_norm;
+  static agg_options options() { return agg_conventions::verl(); }
+  static agg_normalizer normalizer(double rows, double padded_width) {
+    agg_normalizer n;
+    n.constant = rows * padded_width;
+    return n;
+  }
+};
 inline constexpr auto gae = advantage::gae_conventions::verl;
 inline constexpr auto group = advantage::group_conventions::verl;  // grpo (loop)
 inline constexpr auto group_vectorized = advantage::group_conventions::verl_vectorized;
 inline constexpr auto dr_grpo = advantage::group_conventions::dr_grpo;
 inline constexpr auto rloo = advantage::rloo_conventions::verl;
 inline constexpr auto rloo_vectorized = advantage::rloo_conventions::verl_vectorized;
-inline constexpr auto reinforce_pp = advantage::reinforce_pp_conventions::verl;
+// verl 0.9.1, the current release: a masked token inside a response (tool observation) is carried
+// through, neither resetting nor discounting the return. The reference's older commit b178a3c
+// reset the return there: reinforce_pp_b178a3c. (Versioned names keep older behaviour;
+// conventions::<peer> is always the peer's current release.)
+inline constexpr auto reinforce_pp = advantage::reinforce_pp_conventions::verl_0_9;
+inline constexpr auto reinforce_pp_b178a3c = advantage::reinforce_pp_conventions::verl_b178a3c;
 inline constexpr auto reinforce_pp_baseline =
     advantage::reinforce_pp_conventions::verl_baseline;
 inline constexpr whiten_options whiten = whiten_conventions::verl;

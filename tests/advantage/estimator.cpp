@@ -37,8 +37,8 @@ struct not_an_estimator {
 static_assert(!pt::advantage_estimator<not_an_estimator>);
 static_assert(pt::advantage_estimator<est::grpo>);
 static_assert(std::is_same_v<pt::algo::rloo::advantage, est::rloo>);
-static_assert(std::is_same_v<pt::algo::reinforce_pp::loss, pt::algo::ppo>);
-static_assert(std::is_same_v<pt::algo::rloo::trl::loss, pt::algo::rloo_sequence_ppo>);
+static_assert(std::is_same_v<pt::algo::reinforce_pp::loss, pt::algo::ppo::loss>);
+static_assert(std::is_same_v<pt::algo::rloo::trl::loss, pt::algo::rloo_sequence_ppo::loss>);
 
 // 3 groups (sizes 3, 1, 4) of ragged rows with interior holes and an all-masked row.
 struct fixture {
@@ -307,4 +307,96 @@ TEST(Estimator, ContractViolationsLeaveOutputsUntouched) {
   const offs none = {0}, g0 = {0};
   adv::estimator_inputs<double> empty{.seq_offsets = none, .group_offsets = g0};
   EXPECT_NO_THROW(est::grpo::compute(h, empty, adv::estimator_outputs<double>{}));
+}
+
+// Issue 9 item 8: group estimators take one id per sequence in any order (verl's uid) instead of
+// contiguous groups, and give bit for bit what group_by_ids + permutation + the contiguous call +
+// scatter give; GRPO also against a float64 reference written out here.
+namespace {
+
+template <class E>
+void check_group_ids(const typename E::options_type& o) {
+  // 7 ragged rows (one empty), ids interleaved over 3 groups, rewards with a tie.
+  const std::vector<pt::index_t> seqs{0, 2, 3, 6, 6, 8, 9, 12};
+  const std::vector<float> mask{1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 0};
+  const std::vector<pt::index_t> ids{5, 2, 5, 9, 2, 5, 9};
+  const std::vector<double> rewards{1.0, 0.0, 0.5, 2.0, 1.5, 1.0, -1.0};
+  adv::estimator_inputs<double> in;
+  in.rewards = rewards;
+  in.mask = mask;
+  in.seq_offsets = seqs;
+  in.group_ids = ids;
+  std::vector<double> a_tok(12), a_seq(7);
+  E::compute(pt::exec::host{}, in, {a_tok, {}, a_seq}, o);
+
+  // By hand: grouped order, contiguous call on one-token rows, scatter back.
+  const pt::grouping g = pt::group_by_ids(ids);
+  std::vector<double> rg(7), lg(7), ag(7);
+  const double lengths[] = {2, 1, 2, 0, 2, 1, 2};
+  for (std::size_t k = 0; k < 7; ++k) {
+    rg[k] = rewards[static_cast<std::size_t>(g.order[k])];
+    lg[k] = lengths[g.order[k]];
+  }
+  std::vector<pt::index_t> unit(8);
+  for (std::size_t k = 0; k < 8; ++k) unit[k] = static_cast<pt::index_t>(k);
+  adv::estimator_inputs<double> gin;
+  gin.rewards = rg;
+  gin.seq_offsets = unit;
+  gin.group_offsets = g.group_offsets;
+  gin.lengths = lg;
+  std::vector<double> ag_tok(7);
+  E::compute(pt::exec::host{}, gin, {ag_tok, {}, ag}, o);
+  std::vector<double> expected(7);
+  for (std::size_t k = 0; k < 7; ++k) expected[static_cast<std::size_t>(g.order[k])] = ag[k];
+  EXPECT_EQ(a_seq, expected) << E::name;
+  for (std::size_t b = 0; b < 7; ++b)
+    for (auto t = seqs[b]; t < seqs[b + 1]; ++t)
+      EXPECT_EQ(a_tok[static_cast<std::size_t>(t)], mask[t] * a_seq[b]) << E::name;
+}
+
+}  // namespace
+
+TEST(EstimatorGroupIds, EqualTheContiguousCallScatteredBack) {
+  check_group_ids<est::grpo>(adv::group_conventions::verl);
+  check_group_ids<est::dr_grpo>(adv::group_conventions::dr_grpo);
+  check_group_ids<est::rloo>(adv::rloo_conventions::verl);
+  check_group_ids<est::gpg>({});
+  check_group_ids<est::grpo_passk>({});
+  check_group_ids<est::opo>({});
+}
+
+TEST(EstimatorGroupIds, GrpoFloat64Reference) {
+  const std::vector<pt::index_t> seqs{0, 1, 2, 3, 4, 5};
+  const std::vector<pt::index_t> ids{7, 3, 7, 3, 7};
+  const std::vector<double> r{1.0, 4.0, 2.0, 0.0, 6.0};
+  adv::estimator_inputs<double> in;
+  in.rewards = r;
+  in.seq_offsets = seqs;
+  in.group_ids = ids;
+  std::vector<double> a(5);
+  est::grpo::compute(pt::exec::host{}, in, {a}, adv::group_conventions::verl);
+  // group 7: {1, 2, 6}: μ = 3, unbiased σ = sqrt(7); group 3: {4, 0}: μ = 2, σ = sqrt(8).
+  const double s7 = std::sqrt(7.0), s3 = std::sqrt(8.0);
+  EXPECT_NEAR(a[0], (1 - 3) / (s7 + 1e-6), 1e-12);
+  EXPECT_NEAR(a[2], (2 - 3) / (s7 + 1e-6), 1e-12);
+  EXPECT_NEAR(a[4], (6 - 3) / (s7 + 1e-6), 1e-12);
+  EXPECT_NEAR(a[1], (4 - 2) / (s3 + 1e-6), 1e-12);
+  EXPECT_NEAR(a[3], (0 - 2) / (s3 + 1e-6), 1e-12);
+}
+
+TEST(EstimatorGroupIds, BadIdsAreRejected) {
+  const std::vector<pt::index_t> seqs{0, 1, 2}, groups{0, 2}, ids{1, 1}, short_ids{1};
+  const std::vector<double> r{1.0, 2.0};
+  std::vector<double> a(2);
+  adv::estimator_inputs<double> in;
+  in.rewards = r;
+  in.seq_offsets = seqs;
+  in.group_ids = short_ids;
+  EXPECT_THROW(est::grpo::compute(pt::exec::host{}, in, {a}), pt::error);
+  in.group_ids = ids;
+  in.group_offsets = groups;  // both
+  EXPECT_THROW(est::grpo::compute(pt::exec::host{}, in, {a}), pt::error);
+  in.group_offsets = {};
+  EXPECT_THROW(est::reinforce_pp_baseline::compute(pt::exec::host{}, in, {a}), pt::error);
+  EXPECT_THROW(est::gae::compute(pt::exec::host{}, in, {a}), pt::error);
 }

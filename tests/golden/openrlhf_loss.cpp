@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "golden/golden.hpp"
@@ -13,6 +14,7 @@
 #include "posttrain/loss/policy_gradient/algorithms.hpp"
 #include "posttrain/loss/preference.hpp"
 #include "posttrain/loss/preference/algorithms.hpp"
+#include "posttrain/loss/preference/sequence_level.hpp"
 #include "posttrain/loss/reward_model.hpp"
 #include "posttrain/loss/value.hpp"
 #include "posttrain/ops/kl.hpp"
@@ -110,6 +112,14 @@ TEST(GoldenOpenrlhf, PolicyLossDualClip) {
 TEST(GoldenOpenrlhf, PolicyLossSampleLevel) {
   pg_case<ppo_sample>(named("policy_loss_seq_level"), clips(pt::pg_presets::openrlhf_ppo()));
 }
+// The named algorithm for the same loss (issue 9 item 8): algo::ppo_sample_mean with its
+// openrlhf() preset (pg_case passes agg_conventions::openrlhf(), the preset's aggregation).
+TEST(GoldenOpenrlhf, PolicyLossSampleLevelNamedAlgorithm) {
+  static_assert(std::is_same_v<pt::algo::ppo_sample_mean::loss, ppo_sample>);
+  const auto preset = pt::algo::ppo_sample_mean::openrlhf();
+  EXPECT_EQ(preset.loss.aggregation.length_epsilon, pt::agg_conventions::openrlhf().length_epsilon);
+  pg_case<pt::algo::ppo_sample_mean>(named("policy_loss_seq_level"), clips(preset.loss.policy));
+}
 TEST(GoldenOpenrlhf, PolicyLossGspo) {
   // OpenRLHF gspo: sequence ratio exp(Σ m·logr / max(Σ m, 1)), no clamp, per-sample token mean.
   pg_case<pt::algo::gspo>(named("policy_loss_gspo"), clips(pt::pg_presets::gspo()));
@@ -172,6 +182,23 @@ void dpo_case(const json& c, const pt::loss::preference_options& o) {
 TEST(GoldenOpenrlhf, DpoAndCdpo) {
   dpo_case<pt::algo::dpo>(named("dpo_beta0.1_ls0.0_ipo0"), pt::pref::presets::openrlhf);
   dpo_case<pt::algo::cdpo>(named("dpo_beta0.1_ls0.1_ipo0"), pt::pref::presets::cdpo(0.1));
+}
+// Issue 9 item 8: the same golden through loss::sequence_level_inputs (per-sequence sums
+// directly, no hand-made one-token offsets) and the recipe's openrlhf() preset.
+TEST(GoldenOpenrlhf, DpoFromSequenceSums) {
+  const json& c = named("dpo_beta0.1_ls0.0_ipo0");
+  const json& in = c.at("inputs");
+  const vec pc = golden::data(in.at("policy_chosen_logps"));
+  const vec pr = golden::data(in.at("policy_rejected_logps"));
+  const vec rc = golden::data(in.at("reference_chosen_logps"));
+  const vec rr = golden::data(in.at("reference_rejected_logps"));
+  const pt::loss::sequence_level_inputs<double> s(pc, pr, rc, rr);
+  vec gc(pc.size()), gr(pr.size());
+  const auto r = pt::algo::dpo::compute(pt::exec::host{}, s.inputs(),
+                                        pt::algo::dpo::openrlhf().loss, {gc, gr});
+  golden::expect_close(r.loss, golden::scalar(c.at("outputs").at("loss")), "sums loss");
+  golden::expect_close(gc, golden::data(c.at("grads").at("policy_chosen_logps")), "sums dc");
+  golden::expect_close(gr, golden::data(c.at("grads").at("policy_rejected_logps")), "sums dr");
 }
 TEST(GoldenOpenrlhf, IpoOnSums) {
   pt::loss::preference_options o = pt::pref::presets::openrlhf;

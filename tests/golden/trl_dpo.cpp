@@ -176,6 +176,10 @@ TEST(GoldenTrlDpo, Hinge) {
 TEST(GoldenTrlDpo, IpoLengthNormalised) {
   for (const json& c : by_type("ipo")) check<pt::algo::ipo>(c, opts(c), true);
 }
+// Issue 9 item 8: the named recipe for TRL's IPO takes TRL's reference sums directly.
+TEST(GoldenTrlDpo, IpoReferenceSumsRecipe) {
+  for (const json& c : by_type("ipo")) check<pt::algo::ipo_reference_sums>(c, opts(c));
+}
 TEST(GoldenTrlDpo, ExoPair) {
   for (const json& c : by_type("exo_pair")) {
     if (c.at("params").at("label_smoothing").get<double>() == 0.0) {

@@ -337,13 +337,13 @@ TEST(GoldenTrlGrpo, Vespo) {
 
 // The named algorithms are the compositions compared above (a compile-time check).
 TEST(GoldenTrlGrpo, AlgoAliasesAreTheCompositionsUsed) {
-  static_assert(std::is_same_v<pt::algo::luspo,
+  static_assert(std::is_same_v<pt::algo::luspo::loss,
                                pt::loss::policy_gradient<pt::surrogate::gspo, pt::kl::none,
                                                          lt::luspo::aggregation>>);
-  static_assert(std::is_same_v<pt::algo::grpo,
+  static_assert(std::is_same_v<pt::algo::grpo::loss,
                                pt::loss::policy_gradient<pt::surrogate::clip, pt::kl::k3,
                                                          lt::grpo::aggregation>>);
-  static_assert(std::is_same_v<pt::algo::vespo,
+  static_assert(std::is_same_v<pt::algo::vespo::loss,
                                pt::loss::policy_gradient<pt::surrogate::vespo, pt::kl::none,
                                                          lt::dapo::aggregation>>);
   SUCCEED();

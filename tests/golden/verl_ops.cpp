@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "golden/golden.hpp"
+#include "posttrain/conventions.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/loss/value.hpp"
 #include "posttrain/ops/aggregate.hpp"
@@ -182,4 +183,31 @@ TEST(GoldenVerlOps, ValueLoss) {
                          name + " clipfrac");
     golden::expect_close(grad, golden::data(c.at("grads").at("vpreds")), name + " grad");
   }
+}
+
+// The preset of item 8 (issue 9): conventions::verl::seq_mean_token_sum_norm reproduces verl
+// 0.9.1's seq-mean-token-sum-norm from the counts a caller all-reduces (rows) and the padded width
+// T, with no hand-made constant.
+TEST(GoldenVerlOps, SeqMeanTokenSumNormPreset) {
+  using preset = pt::conventions::verl::seq_mean_token_sum_norm;
+  int seen = 0;
+  for (const json& c : golden::cases(file(), "agg_loss")) {
+    if (c.at("params").at("loss_agg_mode") != "seq-mean-token-sum-norm") continue;
+    const json& in = c.at("inputs");
+    const vec loss = golden::data(in.at("loss_mat"));
+    const auto mask = golden::as_float(golden::data(in.at("loss_mask")));
+    const offs seqs = golden::row_offsets(in.at("loss_mask"));
+    const double rows =
+        pt::aggregation_counts(pt::exec::host{}, mask, seqs, preset::options()).sequences;
+    const double width = static_cast<double>(golden::shape(in.at("loss_mat"))[1]);
+    vec grad(loss.size());
+    const pt::agg_result r = pt::aggregate_loss<preset::aggregation>(
+        pt::exec::host{}, std::span<const double>(loss), mask, seqs,
+        preset::normalizer(rows, width), std::span<double>(grad), preset::options());
+    const std::string name = c.at("name");
+    golden::expect_close(r.loss, golden::scalar(c.at("outputs").at("loss")), name + " loss");
+    golden::expect_close(grad, golden::data(c.at("grads").at("loss_mat")), name + " grad");
+    ++seen;
+  }
+  EXPECT_GT(seen, 0);
 }

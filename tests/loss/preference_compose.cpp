@@ -135,11 +135,15 @@ TEST(PreferenceCompose, EveryLinkMatchesNaiveAndFiniteDifferences) {
 
 TEST(PreferenceCompose, NamedAlgorithmsAreTheDocumentedCompositions) {
   using pt::loss::preference;
-  static_assert(std::is_same_v<algo::dpo, preference<pref::sigmoid, seq::sum>>);
-  static_assert(std::is_same_v<algo::cdpo, algo::dpo>);
-  static_assert(std::is_same_v<algo::ipo, preference<pref::ipo, seq::mean>>);
-  static_assert(std::is_same_v<algo::ipo_sum, preference<pref::ipo, seq::sum>>);
-  static_assert(std::is_same_v<algo::dpo_length_normalized, preference<pref::sigmoid, seq::mean>>);
+  // Each name is a recipe type whose loss is the documented composition; cDPO is its own recipe
+  // over DPO's loss type (issue 9: a preset is not an alias that looks distinct).
+  static_assert(std::is_same_v<algo::dpo::loss, preference<pref::sigmoid, seq::sum>>);
+  static_assert(std::is_same_v<algo::cdpo::loss, algo::dpo::loss>);
+  static_assert(!std::is_same_v<algo::cdpo, algo::dpo>);
+  static_assert(std::is_same_v<algo::ipo::loss, preference<pref::ipo, seq::mean>>);
+  static_assert(std::is_same_v<algo::ipo_sum::loss, preference<pref::ipo, seq::sum>>);
+  static_assert(
+      std::is_same_v<algo::dpo_length_normalized::loss, preference<pref::sigmoid, seq::mean>>);
   static_assert(!algo::simpo::uses_reference && algo::dpo::uses_reference);
   static_assert(algo::dpo_nll::has_nll && !algo::dpo::has_nll);
   EXPECT_EQ(algo::dpo::name(), "loss::preference<sigmoid, sum>");

@@ -19,7 +19,12 @@
 //                      token_rewards (verl's token_level_rewards.sum(-1))
 //   values[N]          critic values (gae)
 //   mask[N]            float weights (empty = all ones); seq_offsets[B + 1] (required)
-//   group_offsets[G+1] contiguous groups over the B sequences (group_by_ids for arbitrary uids)
+//   group_offsets[G+1] contiguous groups over the B sequences
+//   group_ids[B]       or, instead of group_offsets, one group id per sequence in any order
+//                      (verl's uid / prompt index): the estimators with one advantage per
+//                      sequence (grpo, dr_grpo, rloo, opo, gpg, grpo_passk) group by them
+//                      (stable: members keep their order) and write back in the caller's order,
+//                      bit for bit group_by_ids + permutation + the call + scatter
 //   old_logprobs[N], sum_pi_squared[N], is_weights[N] (optional)     optimal token baseline
 //   baselines[B]       greedy-rollout rewards (remax)
 //   lengths[B]         response lengths (opo); if empty, Σ_t m_t of the mask
@@ -51,7 +56,9 @@
 // (GDPO, advantage/gdpo.hpp, takes a [B, K] reward matrix and is not a model of this concept.)
 #include <algorithm>
 #include <concepts>
+#include <cstddef>
 #include <span>
+#include <string>
 #include <string_view>
 #include <type_traits>
 #include <vector>
@@ -66,6 +73,7 @@
 #include "posttrain/advantage/rloo.hpp"
 #include "posttrain/config.hpp"
 #include "posttrain/core/exec.hpp"
+#include "posttrain/core/ragged.hpp"
 #include "posttrain/core/types.hpp"
 #include "posttrain/core/validate.hpp"
 
@@ -101,6 +109,7 @@ struct estimator_inputs {
   std::span<const T> is_weights{};
   std::span<const T> baselines{};
   std::span<const double> lengths{};
+  std::span<const index_t> group_ids{};
 };
 
 template <class T>
@@ -151,9 +160,23 @@ void validate_estimator_io(const estimator_contract& c, const estimator_inputs<T
   if (c.values)
     expect(n == 0 || !in.values.empty(), where,
            "inputs.values is empty, expected critic values[N]");
-  if (c.groups)
-    expect(!in.group_offsets.empty(), where,
-           "inputs.group_offsets is empty, expected G + 1 group offsets over the sequences");
+  if (c.groups) {
+    expect(in.group_offsets.empty() || in.group_ids.empty(), where,
+           "inputs.group_offsets and inputs.group_ids are both set, expected one of them");
+    if (in.group_offsets.empty() && !in.group_ids.empty()) {
+      expect(c.sequence_output, where,
+             "inputs.group_ids is given, but this estimator writes token-level advantages: pass "
+             "contiguous inputs.group_offsets (core/ragged.hpp group_by_ids and a permutation)");
+      expect_size(in.group_ids, b, where, "inputs.group_ids", "one group id per sequence");
+    } else {
+      expect(!in.group_offsets.empty(), where,
+             "inputs.group_offsets is empty, expected G + 1 group offsets over the sequences (or "
+             "inputs.group_ids, one id per sequence)");
+    }
+  } else {
+    expect(in.group_ids.empty(), where,
+           "inputs.group_ids is set, but this estimator does not use groups (leave it empty)");
+  }
   if (c.behaviour_stats)
     expect(n == 0 || (!in.old_logprobs.empty() && !in.sum_pi_squared.empty()), where,
            "inputs.old_logprobs / inputs.sum_pi_squared are empty, expected one per token");
@@ -186,14 +209,40 @@ void write_outcome(Exec exec, const std::vector<T>& a, const estimator_inputs<T>
     std::copy(out.advantages.begin(), out.advantages.end(), out.returns.begin());
 }
 
-// The common body of the outcome models: fn(R, A) computes A[B] (validating first).
+// The common body of the outcome models: fn(R, A, groups, lengths) computes A[B] over
+// contiguous groups (validating first). With inputs.group_ids instead of group_offsets, R (and
+// the lengths) are taken into grouped order (group_by_ids: stable), fn runs there, and A is
+// scattered back: the same arithmetic on the same values, so bit for bit the contiguous call.
 template <class Exec, class T, class Fn>
 void run_outcome(Exec exec, const estimator_contract& c, const estimator_inputs<T>& in,
                  const estimator_outputs<T>& out, std::string_view where, Fn&& fn) {
   validate_estimator_io(c, in, out, where);
   const std::vector<T> r = outcome_rewards(exec, in, where);
   std::vector<T> a(r.size());
-  fn(std::span<const T>(r), std::span<T>(a));
+  std::vector<double> computed;  // lengths from the mask when the estimator reads lengths[B]
+  std::span<const double> lengths = in.lengths;
+  if (c.lengths && lengths.empty()) {
+    computed.resize(r.size());
+    sequence_lengths(exec, in.mask, in.seq_offsets, std::span<double>(computed));
+    lengths = computed;
+  }
+  if (!c.groups || !in.group_offsets.empty()) {
+    fn(std::span<const T>(r), std::span<T>(a), in.group_offsets, lengths);
+  } else {
+    if (c.lengths)
+      expect_size(lengths, ssize(r), where, "inputs.lengths", "one length per sequence");
+    const grouping g = group_by_ids(in.group_ids);
+    std::vector<T> rg(r.size()), ag(r.size());
+    std::vector<double> lg(lengths.size());
+    for (std::size_t k = 0; k < r.size(); ++k) {
+      const auto i = static_cast<std::size_t>(g.order[k]);
+      rg[k] = r[i];
+      if (!lengths.empty()) lg[k] = lengths[i];
+    }
+    fn(std::span<const T>(rg), std::span<T>(ag), std::span<const index_t>(g.group_offsets),
+       std::span<const double>(lg));
+    for (std::size_t k = 0; k < r.size(); ++k) a[static_cast<std::size_t>(g.order[k])] = ag[k];
+  }
   write_outcome(exec, a, in, out);
 }
 
@@ -247,6 +296,52 @@ using advantage::estimator_inputs;
 using advantage::estimator_outputs;
 using advantage::reward_level;
 
+// The group outcome estimators (one advantage per sequence from the rewards of its group:
+// grpo, rloo, gpg, grpo_passk) share everything but their name, options and advantage function
+// Fn (a function object: Fn{}(exec, R[B], group_offsets, A[B], options)). Contiguous groups or
+// group_ids (advantage::detail::run_outcome).
+template <std::size_t N>
+struct estimator_name {
+  char text[N]{};
+  constexpr estimator_name(const char (&s)[N]) {  // NOLINT: implicit from a string literal
+    for (std::size_t i = 0; i < N; ++i) text[i] = s[i];
+  }
+};
+
+template <estimator_name Name, class Options, Options Defaults, class Fn>
+struct group_outcome {
+  static constexpr const char* name = Name.text;
+  static constexpr estimator_contract contract{
+      .rewards = reward_level::outcome, .groups = true, .sequence_output = true};
+  using options_type = Options;
+  static constexpr options_type defaults = Defaults;
+
+  template <execution_tag Exec, class T>
+  static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
+                      const options_type& o = defaults) {
+    advantage::detail::run_outcome(
+        exec, contract, in, out, std::string("estimator::") + name,
+        [&](std::span<const T> r, std::span<T> a, std::span<const index_t> groups, auto) {
+          Fn{}(exec, r, groups, a, o);
+        });
+  }
+};
+
+namespace detail {
+struct group_fn {
+  void operator()(auto&&... a) const { advantage::group_advantages(a...); }
+};
+struct rloo_fn {
+  void operator()(auto&&... a) const { advantage::rloo_advantages(a...); }
+};
+struct gpg_fn {
+  void operator()(auto&&... a) const { advantage::gpg_advantages(a...); }
+};
+struct passk_fn {
+  void operator()(auto&&... a) const { advantage::passk_advantages(a...); }
+};
+}  // namespace detail
+
 // GAE (Schulman et al. 2016; verl `gae`, TRL PPO, OpenRLHF, open-instruct).
 struct gae {
   static constexpr const char* name = "gae";
@@ -264,22 +359,8 @@ struct gae {
 };
 
 // GRPO (Shao et al. 2024) with any std / ε / singleton convention (verl `grpo`).
-struct grpo {
-  static constexpr const char* name = "grpo";
-  static constexpr estimator_contract contract{
-      .rewards = reward_level::outcome, .groups = true, .sequence_output = true};
-  using options_type = advantage::group_options;
-  static constexpr options_type defaults = advantage::group_conventions::verl;
-
-  template <execution_tag Exec, class T>
-  static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
-                      const options_type& o = defaults) {
-    advantage::detail::run_outcome(exec, contract, in, out, "estimator::grpo",
-                                   [&](std::span<const T> r, std::span<T> a) {
-                                     advantage::group_advantages(exec, r, in.group_offsets, a, o);
-                                   });
-  }
-};
+struct grpo : group_outcome<"grpo", advantage::group_options, advantage::group_conventions::verl,
+                            detail::group_fn> {};
 
 // Dr. GRPO (Liu et al. 2025): R − μ_g (verl norm_adv_by_std_in_grpo = False).
 struct dr_grpo : grpo {
@@ -294,22 +375,8 @@ struct dr_grpo : grpo {
 };
 
 // RLOO (Kool et al. 2019; Ahmadian et al. 2024; verl `rloo`, TRL, OpenRLHF).
-struct rloo {
-  static constexpr const char* name = "rloo";
-  static constexpr estimator_contract contract{
-      .rewards = reward_level::outcome, .groups = true, .sequence_output = true};
-  using options_type = advantage::rloo_options;
-  static constexpr options_type defaults = advantage::rloo_conventions::verl;
-
-  template <execution_tag Exec, class T>
-  static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
-                      const options_type& o = defaults) {
-    advantage::detail::run_outcome(exec, contract, in, out, "estimator::rloo",
-                                   [&](std::span<const T> r, std::span<T> a) {
-                                     advantage::rloo_advantages(exec, r, in.group_offsets, a, o);
-                                   });
-  }
-};
+struct rloo : group_outcome<"rloo", advantage::rloo_options, advantage::rloo_conventions::verl,
+                            detail::rloo_fn> {};
 
 // REINFORCE++ (Hu 2025; verl `reinforce_plus_plus`, OpenRLHF `reinforce`).
 struct reinforce_pp {
@@ -376,54 +443,21 @@ struct opo {
   static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
                       const options_type& = defaults) {
     advantage::detail::run_outcome(
-        exec, contract, in, out, "estimator::opo", [&](std::span<const T> r, std::span<T> a) {
-          std::vector<double> lengths;
-          std::span<const double> l = in.lengths;
-          if (l.empty()) {
-            lengths.resize(r.size());
-            advantage::sequence_lengths(exec, in.mask, in.seq_offsets, std::span<double>(lengths));
-            l = lengths;
-          }
-          advantage::opo_advantages(exec, r, l, in.group_offsets, a);
+        exec, contract, in, out, "estimator::opo",
+        [&](std::span<const T> r, std::span<T> a, std::span<const index_t> groups,
+            std::span<const double> lengths) {
+          advantage::opo_advantages(exec, r, lengths, groups, a);
         });
   }
 };
 
 // GPG (Chu et al. 2025; verl `gpg`).
-struct gpg {
-  static constexpr const char* name = "gpg";
-  static constexpr estimator_contract contract{
-      .rewards = reward_level::outcome, .groups = true, .sequence_output = true};
-  using options_type = advantage::gpg_options;
-  static constexpr options_type defaults{};
-
-  template <execution_tag Exec, class T>
-  static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
-                      const options_type& o = defaults) {
-    advantage::detail::run_outcome(exec, contract, in, out, "estimator::gpg",
-                                   [&](std::span<const T> r, std::span<T> a) {
-                                     advantage::gpg_advantages(exec, r, in.group_offsets, a, o);
-                                   });
-  }
-};
+struct gpg
+    : group_outcome<"gpg", advantage::gpg_options, advantage::gpg_options{}, detail::gpg_fn> {};
 
 // GRPO pass@k (verl `grpo_passk`).
-struct grpo_passk {
-  static constexpr const char* name = "grpo_passk";
-  static constexpr estimator_contract contract{
-      .rewards = reward_level::outcome, .groups = true, .sequence_output = true};
-  using options_type = advantage::passk_options;
-  static constexpr options_type defaults{};
-
-  template <execution_tag Exec, class T>
-  static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
-                      const options_type& o = defaults) {
-    advantage::detail::run_outcome(exec, contract, in, out, "estimator::grpo_passk",
-                                   [&](std::span<const T> r, std::span<T> a) {
-                                     advantage::passk_advantages(exec, r, in.group_offsets, a, o);
-                                   });
-  }
-};
+struct grpo_passk : group_outcome<"grpo_passk", advantage::passk_options,
+                                  advantage::passk_options{}, detail::passk_fn> {};
 
 // Optimal token baseline (verl `optimal_token_baseline`).
 struct optimal_token_baseline {

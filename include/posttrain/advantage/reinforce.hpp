@@ -126,7 +126,11 @@ struct reinforce_pp_baseline_options {
 
 namespace reinforce_pp_conventions {
 
+// `verl` is the reference's verl commit b178a3c (reset at masked tokens), also under its versioned
+// name verl_b178a3c; verl 0.9.1 (the current release, conventions::verl::reinforce_pp) is
+// verl_0_9. The two agree without interior mask holes.
 inline constexpr reinforce_pp_options verl{};
+inline constexpr reinforce_pp_options verl_b178a3c{};
 inline constexpr reinforce_pp_options verl_0_9{.convention =
                                                    return_convention::carry_through_masked};
 inline constexpr reinforce_pp_options openrlhf{.gamma = 1.0,

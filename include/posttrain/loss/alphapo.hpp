@@ -26,6 +26,7 @@
 #include "posttrain/config.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/validate.hpp"
+#include "posttrain/loss/concept.hpp"
 #include "posttrain/loss/preference.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
@@ -70,7 +71,8 @@ struct alphapo_options {
 };
 
 template <class Link, class SeqReduce, class Nll = pref::nll_token_mean>
-struct alphapo {
+struct alphapo : loss_interface<alphapo_options, preference_inputs, preference_outputs,
+                                preference_normalizer, preference_result> {
   using composition =
       preference<Link, SeqReduce, pref::reference_free, Nll, pref::defaults::trl_cpo>;
 
@@ -100,8 +102,8 @@ struct alphapo {
         for (float m : c.mask) token_normalizer += static_cast<double>(m);
     }
     // The generic preference loop with u(π) between the sequence score and the link.
-    return backend::cpu::preference<Link, SeqReduce, pref::reference_free, Nll>(
-        in, options.preference, out, pair_normalizer, token_normalizer,
+    return preference_backend<exec::host>::pair_loop<Link, SeqReduce, pref::reference_free, Nll>(
+        exec::host{}, in, options.preference, out, pair_normalizer, token_normalizer,
         composition::nll_coef(options.preference), pref::alpha_transform{options.alpha});
   }
 

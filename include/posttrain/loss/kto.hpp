@@ -42,6 +42,7 @@
 #include "posttrain/core/batch.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/validate.hpp"
+#include "posttrain/loss/concept.hpp"
 #include "posttrain/loss/preference.hpp"
 #include "posttrain/loss/sequence_reduce.hpp"
 #include "posttrain/math/stable.hpp"
@@ -171,7 +172,7 @@ double kto_kl_reference(std::span<const T> policy_kl, std::span<const T> referen
 }
 
 template <class Link, class SeqReduce = seq::sum>
-struct kto {
+struct kto : loss_interface<kto_options, kto_inputs, kto_outputs, kto_normalizer, kto_result> {
   static_assert(seq::diagnose_sequence_reduction<SeqReduce>(),
                 "loss::kto<Link, SeqReduce>: SeqReduce must be seq::sum or seq::mean");
   static std::string name() {
@@ -267,12 +268,24 @@ struct kto_vanilla_result {
   double rejected_reward = 0;  // local mean β·Δr
 };
 
-struct kto_vanilla_paired {
+struct kto_vanilla_paired
+    : loss_interface<kto_vanilla_options, preference_inputs, preference_outputs,
+                     preference_normalizer, kto_vanilla_result> {
   static constexpr const char* where = "loss::kto_vanilla_paired";
+  static std::string name() { return where; }
+
+  // Host memory, the calling thread: same as compute(exec::host{}, ...).
+  template <class T>
+  static kto_vanilla_result compute(const preference_inputs<T>& in,
+                                    const kto_vanilla_options& o = {},
+                                    const preference_outputs<T>& out = {},
+                                    const preference_normalizer& norm = {}) {
+    return compute(exec::host{}, in, o, out, norm);
+  }
 
   // normalizer.pairs: divisor P of Σ (L_c + L_r) / (2P) (default local P).
   template <class T>
-  static kto_vanilla_result compute(const preference_inputs<T>& in,
+  static kto_vanilla_result compute(exec::host, const preference_inputs<T>& in,
                                     const kto_vanilla_options& o = {},
                                     const preference_outputs<T>& out = {},
                                     const preference_normalizer& norm = {}) {

@@ -37,6 +37,7 @@
 // Every argument is validated before anything is written (posttrain::error naming it). Named
 // compositions and peer presets: loss/policy_gradient/algorithms.hpp; docs/loss/policy_gradient.md.
 #include <cmath>
+#include <concepts>
 #include <string>
 #include <type_traits>
 
@@ -44,6 +45,7 @@
 #include "posttrain/config.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/validate.hpp"
+#include "posttrain/loss/concept.hpp"
 #include "posttrain/loss/policy_gradient/cispo.hpp"
 #include "posttrain/loss/policy_gradient/clip.hpp"
 #include "posttrain/loss/policy_gradient/gmpo.hpp"
@@ -53,16 +55,19 @@
 #include "posttrain/loss/policy_gradient/rloo_sequence.hpp"
 #include "posttrain/loss/policy_gradient/sapo.hpp"
 #include "posttrain/loss/policy_gradient/vespo.hpp"
+#include "posttrain/loss/policy_gradient_types.hpp"
 #include "posttrain/ops/aggregate.hpp"
 #include "posttrain/ops/kl.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
 
-// A surrogate: name, uses_old_logprobs, sequence_level, validate(options, where) and a
-// POSTTRAIN_HOST_DEVICE evaluate(logp, logr, A, options) -> pg_token<T> for float and double.
-// A sequence-level surrogate also has token_gradient, token_log_ratio(logr, A, options) ->
-// pg_seq_token<double> and length_divisor(Σ m, agg_options) (the row statistic, gspo.hpp); an
-// optional static importance_weight_use (pg_weight_use) says how it consumes IS weights.
+// A surrogate: name, uses_old_logprobs, sequence_level, importance_weight_use (pg_weight_use: how
+// it consumes IS weights), validate(options, where) and a POSTTRAIN_HOST_DEVICE
+// evaluate(logp, logr, A, options) -> pg_token<T> for float and double. A sequence-level surrogate
+// also has token_gradient, token_log_ratio(logr, A, options) -> pg_seq_token<double> and
+// length_divisor(Σ m, agg_options) (the row statistic, gspo.hpp). Every hook but name and evaluate
+// has a default in surrogate::defaults (loss/policy_gradient/parts.hpp): derive from it, and a new
+// surrogate is one file with its name and formula (surrogate::ratio, loss/kl_cov.hpp).
 template <class S>
 concept pg_sequence_hooks = requires(double d, const policy_gradient_options& o,
                                      const agg_options& ao) {
@@ -76,13 +81,21 @@ concept pg_surrogate = requires(float f, double d, const policy_gradient_options
   { S::name } -> std::convertible_to<const char*>;
   { S::uses_old_logprobs } -> std::convertible_to<bool>;
   { S::sequence_level } -> std::convertible_to<bool>;
+  { S::importance_weight_use } -> std::convertible_to<pg_weight_use>;
   S::validate(o, std::string_view{});
   { S::evaluate(f, f, f, o) } -> std::same_as<pg_token<float>>;
   { S::evaluate(d, d, d, o) } -> std::same_as<pg_token<double>>;
-} && (!S::sequence_level || pg_sequence_hooks<S>);
+}
+&&(!S::sequence_level || pg_sequence_hooks<S>);
 
 template <class S>
 constexpr bool check_pg_surrogate() {
+  static_assert(
+      requires {
+        { S::importance_weight_use } -> std::convertible_to<pg_weight_use>;
+      },
+      "a policy-gradient surrogate needs `importance_weight_use` (pg_weight_use): derive from "
+      "surrogate::defaults, which supplies it (multiply) and the other optional hooks");
   static_assert(pg_surrogate<S>,
                 "a policy-gradient surrogate needs static `name`, `uses_old_logprobs`, "
                 "`sequence_level`, validate(const policy_gradient_options&, std::string_view) and "
@@ -110,7 +123,9 @@ inline constexpr bool pg_dependent_false = false;
 }  // namespace detail
 
 template <class Surrogate, class KlEstimator, class Aggregation>
-struct policy_gradient {
+struct policy_gradient
+    : loss_interface<policy_gradient_loss_options, policy_gradient_inputs, policy_gradient_outputs,
+                     agg_normalizer, policy_gradient_result> {
   static_assert(check_pg_surrogate<Surrogate>(),
                 "loss::policy_gradient<Surrogate, ...>: Surrogate is not a surrogate (see above)");
   static_assert(check_kl_estimator<KlEstimator>(),
@@ -173,9 +188,8 @@ struct policy_gradient {
 
     posttrain::detail::expect_not_nan(o.log_ratio_min, where, "options.log_ratio_min");
     posttrain::detail::expect_not_nan(o.log_ratio_max, where, "options.log_ratio_max");
-    expect(o.log_ratio_min <= o.log_ratio_max, where, "options.log_ratio_min = ",
-           o.log_ratio_min, " > options.log_ratio_max = ", o.log_ratio_max,
-           ", expected lo <= hi");
+    expect(o.log_ratio_min <= o.log_ratio_max, where, "options.log_ratio_min = ", o.log_ratio_min,
+           " > options.log_ratio_max = ", o.log_ratio_max, ", expected lo <= hi");
     Surrogate::validate(o, where);
     if constexpr (uses_reference) {
       expect_non_negative(o.kl_coef, where, "options.kl_coef");
@@ -191,8 +205,9 @@ struct policy_gradient {
     expect_finite(o.entropy_divisor, where, "options.entropy_divisor");
     posttrain::detail::expect_not_nan(o.importance_weight_cap, where,
                                       "options.importance_weight_cap");
-    expect(o.importance_weight_cap > 0.0, where, "options.importance_weight_cap = ",
-           o.importance_weight_cap, ", expected C > 0 (infinity = no truncation)");
+    expect(o.importance_weight_cap > 0.0, where,
+           "options.importance_weight_cap = ", o.importance_weight_cap,
+           ", expected C > 0 (infinity = no truncation)");
     posttrain::detail::validate_agg_normalizer(norm, where.c_str());
     posttrain::detail::validate_agg_options(agg_opts, where.c_str());
     if constexpr (Aggregation::divisor == agg::divisor_kind::constant)
@@ -210,8 +225,17 @@ struct policy_gradient {
     static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                   "loss::policy_gradient::compute accepts float or double log-probs");
     validate(in, options, out, norm, agg_opts);
-    return backend::cpu::policy_gradient<Surrogate, KlEstimator, Aggregation>(in, options, out,
-                                                                              norm, agg_opts);
+    return policy_gradient_backend<exec::host>::run<Surrogate, KlEstimator, Aggregation>(
+        exec::host{}, in, options, out, norm, agg_opts);
+  }
+
+  // The Loss-concept form: options.policy and options.aggregation in one struct (O is deduced so
+  // that a braced `{}` still selects the positional form above).
+  template <class T, std::same_as<policy_gradient_loss_options> O>
+  static policy_gradient_result compute(exec::host, const policy_gradient_inputs<T>& in,
+                                        const O& options, const policy_gradient_outputs<T>& out,
+                                        const agg_normalizer& norm) {
+    return compute(exec::host{}, in, options.policy, out, norm, options.aggregation);
   }
 
   // Host memory, the calling thread: same as compute(exec::host{}, ...).
@@ -229,9 +253,11 @@ struct policy_gradient {
                                         const policy_gradient_options& = {},
                                         const policy_gradient_outputs<T>& = {},
                                         const agg_normalizer& = {}, const agg_options& = {}) {
-    static_assert(detail::pg_dependent_false<T>,
-                  "loss::policy_gradient has no CUDA backend yet: call compute(exec::host{}, ...) "
-                  "with host memory");
+    static_assert(
+        policy_gradient_backend<exec::cuda>::available && sizeof(T) > 0,
+        "loss::policy_gradient has no CUDA backend yet (no "
+        "loss::policy_gradient_backend<exec::cuda> specialisation, "
+        "loss/policy_gradient_types.hpp): call compute(exec::host{}, ...) with host memory");
     return {};
   }
 };

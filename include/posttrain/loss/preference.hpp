@@ -41,6 +41,7 @@
 #include "posttrain/core/batch.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/validate.hpp"
+#include "posttrain/loss/concept.hpp"
 #include "posttrain/loss/preference/aot.hpp"
 #include "posttrain/loss/preference/apo_down.hpp"
 #include "posttrain/loss/preference/apo_zero.hpp"
@@ -57,6 +58,7 @@
 #include "posttrain/loss/preference/sigmoid.hpp"
 #include "posttrain/loss/preference/simpo.hpp"
 #include "posttrain/loss/preference/sppo_hard.hpp"
+#include "posttrain/loss/preference_types.hpp"
 #include "posttrain/loss/sequence_reduce.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
@@ -67,96 +69,12 @@ namespace detail {
 template <class>
 inline constexpr bool preference_dependent_false = false;
 
-// S = Σ m·ℓ and W = Σ m over tokens [b, e) (an empty mask weighs 1; masked tokens unread).
-template <class T>
-std::array<double, 2> masked_sum_and_weight(std::span<const T> values, std::span<const float> mask,
-                                            index_t b, index_t e) {
-  double s = 0, w = 0;
-  for (index_t t = b; t < e; ++t) {
-    const double m = mask.empty() ? 1.0 : static_cast<double>(mask[t]);
-    if (m == 0.0) continue;
-    s += m * static_cast<double>(values[t]);
-    w += m;
-  }
-  return {s, w};
-}
-
-// grad[t] = m_t·scale over [b, e), exactly 0 where m_t = 0.
-template <class T>
-void write_masked_scale(std::span<T> grad, std::span<const float> mask, index_t b, index_t e,
-                        double scale) {
-  for (index_t t = b; t < e; ++t) {
-    const double m = mask.empty() ? 1.0 : static_cast<double>(mask[t]);
-    grad[t] = m == 0.0 ? T(0) : static_cast<T>(m * scale);
-  }
-}
-
-// The loop of a composition whose link reads the lengths (pref::uses_lengths_v, seq::sum): per
-// pair S = Σ m·ℓ and W = Σ m of both sides, Δ = S − ρ, Link(Δc, Δr, W_c, W_r); token gradient
-// m_t·(w_p·∂loss/∂Δ / pairs [+ the chosen NLL part]). Sums in double; masked tokens unread.
-// Per-pair links only (no batch sort, no LD split): the general loop is backend::cpu::preference.
-template <class Link, class Reference, class Nll, class T>
-preference_result length_aware_preference(const preference_inputs<T>& in,
-                                          const preference_options& options,
-                                          const preference_outputs<T>& out,
-                                          double pair_normalizer, double token_normalizer,
-                                          double nll_coef_resolved) {
-  const token_batch& chosen = in.batch.chosen;
-  const token_batch& rejected = in.batch.rejected;
-  const index_t pairs = in.batch.num_pairs();
-  const double inv_pairs = pair_normalizer > 0 ? 1.0 / pair_normalizer : 0.0;
-  const double nll_divisor = Nll::divides_by_tokens ? token_normalizer : pair_normalizer;
-  const double inv_nll = nll_divisor > 0 ? 1.0 / nll_divisor : 0.0;
-  const double nll_coef = Nll::enabled ? nll_coef_resolved : 0.0;
-  double loss_sum = 0, nll_sum = 0, chosen_reward_sum = 0, rejected_reward_sum = 0, correct = 0;
-  for (index_t p = 0; p < pairs; ++p) {
-    const index_t c0 = chosen.seq_offsets[p], c1 = chosen.seq_offsets[p + 1];
-    const index_t r0 = rejected.seq_offsets[p], r1 = rejected.seq_offsets[p + 1];
-    const auto [sum_c, weight_c] = masked_sum_and_weight(in.chosen_logprobs, chosen.mask, c0, c1);
-    const auto [sum_r, weight_r] =
-        masked_sum_and_weight(in.rejected_logprobs, rejected.mask, r0, r1);
-    double delta_c = sum_c, delta_r = sum_r;
-    if constexpr (Reference::uses_reference) {
-      delta_c -= static_cast<double>(in.reference_chosen[p]);
-      delta_r -= static_cast<double>(in.reference_rejected[p]);
-    }
-    const pref::pair_value<double> v = Link::evaluate(delta_c, delta_r, weight_c, weight_r, options);
-    const double w = in.pair_weights.empty() ? 1.0 : in.pair_weights[p];
-    loss_sum += w * v.loss;
-    if (!out.pair_losses.empty()) out.pair_losses[p] = w * v.loss;
-    if constexpr (Nll::enabled) nll_sum += Nll::value(sum_c, weight_c);
-    const double reward_c = options.beta * delta_c, reward_r = options.beta * delta_r;
-    chosen_reward_sum += reward_c;
-    rejected_reward_sum += reward_r;
-    correct += reward_c > reward_r ? 1.0 : 0.0;
-    if (!out.chosen_rewards.empty()) out.chosen_rewards[p] = reward_c;
-    if (!out.rejected_rewards.empty()) out.rejected_rewards[p] = reward_r;
-    double nll_scale = 0;
-    if constexpr (Nll::enabled) nll_scale = nll_coef * inv_nll * Nll::token_scale(weight_c);
-    if (!out.chosen_grad.empty())
-      write_masked_scale(out.chosen_grad, chosen.mask, c0, c1,
-                         w * v.d_chosen * inv_pairs + nll_scale);
-    if (!out.rejected_grad.empty())
-      write_masked_scale(out.rejected_grad, rejected.mask, r0, r1, w * v.d_rejected * inv_pairs);
-  }
-  preference_result r;
-  r.preference_loss = loss_sum * inv_pairs;
-  r.nll = nll_sum * inv_nll;
-  r.loss = r.preference_loss + nll_coef * r.nll;
-  if (pairs > 0) {
-    const double n = static_cast<double>(pairs);
-    r.chosen_reward = chosen_reward_sum / n;
-    r.rejected_reward = rejected_reward_sum / n;
-    r.reward_margin = (chosen_reward_sum - rejected_reward_sum) / n;
-    r.reward_accuracy = correct / n;
-  }
-  return r;
-}
 }  // namespace detail
 
 template <class Link, class SeqReduce, class Reference = pref::with_reference,
           class Nll = pref::no_nll, class Defaults = pref::defaults::llama3>
-struct preference {
+struct preference : loss_interface<preference_options, preference_inputs, preference_outputs,
+                                   preference_normalizer, preference_result> {
   static_assert(pref::diagnose_preference_link<Link>(),
                 "loss::preference<Link, ...>: Link is not a preference link (see above)");
   static_assert(seq::diagnose_sequence_reduction<SeqReduce>(),
@@ -266,12 +184,8 @@ struct preference {
           for (float m : c.mask) token_normalizer += static_cast<double>(m);
       }
     }
-    if constexpr (pref::uses_lengths_v<Link>)
-      return detail::length_aware_preference<Link, Reference, Nll>(
-          in, options, out, pair_normalizer, token_normalizer, nll_coef(options));
-    else
-      return backend::cpu::preference<Link, SeqReduce, Reference, Nll>(
-          in, options, out, pair_normalizer, token_normalizer, nll_coef(options));
+    return preference_backend<exec::host>::pair_loop<Link, SeqReduce, Reference, Nll>(
+        exec::host{}, in, options, out, pair_normalizer, token_normalizer, nll_coef(options));
   }
 
   // The reference scores ρ_c[P], ρ_r[P] this composition expects, from the reference model's token
@@ -328,9 +242,11 @@ struct preference {
                                    const preference_options& = {},
                                    const preference_outputs<T>& = {},
                                    const preference_normalizer& = {}) {
-    static_assert(detail::preference_dependent_false<T>,
-                  "loss::preference has no CUDA backend yet: call compute(exec::host{}, ...) "
-                  "with host memory");
+    static_assert(
+        preference_backend<exec::cuda>::available && sizeof(T) > 0,
+        "loss::preference has no CUDA backend yet (no loss::preference_backend<exec::cuda> "
+        "specialisation, loss/preference_types.hpp): call compute(exec::host{}, ...) "
+        "with host memory");
     return {};
   }
 

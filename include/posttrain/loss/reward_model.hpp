@@ -48,6 +48,7 @@
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/types.hpp"
 #include "posttrain/core/validate.hpp"
+#include "posttrain/loss/concept.hpp"
 #include "posttrain/loss/reward_model_types.hpp"
 #include "posttrain/math/stable.hpp"
 
@@ -87,7 +88,9 @@ struct log_exp {
 namespace loss {
 
 template <class Link>
-struct reward_model {
+struct reward_model
+    : loss_interface<reward_model_options, reward_model_inputs, reward_model_outputs,
+                     reward_model_normalizer, reward_model_result> {
   static std::string name() { return std::string("loss::reward_model<") + Link::name + ">"; }
 
   template <class T>
@@ -127,7 +130,7 @@ struct reward_model {
                   "loss::reward_model::compute accepts float or double rewards");
     validate(in, options, out, norm);
     const double divisor = norm.pairs > 0 ? norm.pairs : static_cast<double>(ssize(in.chosen));
-    return backend::cpu::reward_model<Link>(in, options, out, divisor);
+    return reward_model_backend<exec::host>::run<Link>(exec::host{}, in, options, out, divisor);
   }
 
   template <class T>
@@ -143,9 +146,10 @@ struct reward_model {
                                      const reward_model_options& = {},
                                      const reward_model_outputs<T>& = {},
                                      const reward_model_normalizer& = {}) {
-    static_assert(sizeof(T) == 0,
-                  "loss::reward_model has no CUDA backend yet: call compute(exec::host{}, ...) "
-                  "with host memory");
+    static_assert(reward_model_backend<exec::cuda>::available && sizeof(T) > 0,
+                  "loss::reward_model has no CUDA backend yet (no "
+                  "loss::reward_model_backend<exec::cuda> specialisation, "
+                  "loss/reward_model_types.hpp): call compute(exec::host{}, ...) with host memory");
     return {};
   }
 
@@ -165,8 +169,8 @@ struct reward_model {
       for (const T x : values) largest = std::max(largest, U(std::bit_cast<U>(x) & magnitude));
     } else {
       for (std::size_t i = 0; i < values.size(); ++i)
-        largest = std::max(largest,
-                           U(std::bit_cast<U>(values[i]) & magnitude & bits::keep<T>(mask[i])));
+        largest =
+            std::max(largest, U(std::bit_cast<U>(values[i]) & magnitude & bits::keep<T>(mask[i])));
     }
     if (largest < inf) return;
     for (std::size_t i = 0; i < values.size(); ++i) {

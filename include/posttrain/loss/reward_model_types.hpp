@@ -4,6 +4,7 @@
 #include <span>
 
 #include "posttrain/config.hpp"
+#include "posttrain/core/exec.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
 
@@ -42,6 +43,14 @@ struct reward_model_result {
   double chosen_reward = 0;    // local mean r_c
   double rejected_reward = 0;  // local mean r_r
   double margin = 0;           // local mean r_c − r_r
+};
+
+// The backend contract of loss::reward_model (issue 9 item 1): one specialisation per execution
+// tag with `available = true` and template <class Link, class T> static reward_model_result
+// run(Exec, inputs, options, outputs, divisor); exec::host in backend/cpu/reward_model.hpp.
+template <class Exec>
+struct reward_model_backend {
+  static constexpr bool available = false;
 };
 
 }  // namespace loss

@@ -24,18 +24,43 @@
 #include "posttrain/core/batch.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/validate.hpp"
+#include "posttrain/loss/concept.hpp"
 #include "posttrain/ops/aggregate.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
 
 namespace loss {
 
+// The Loss-concept bundles of loss::sft (compute(exec, sft_inputs, sft_options, sft_outputs,
+// agg_normalizer)); the positional form compute(exec, logprobs, batch, grad, norm, agg) is the same
+// call.
+template <class T>
+struct sft_inputs {
+  std::span<const T> logprobs{};  // ℓ[N] target-token log-probs
+  token_batch batch{};            // seq_offsets[B+1], mask[N] (empty = all ones)
+};
+
+template <class T>
+struct sft_outputs {
+  std::span<T> grad{};  // dLoss/dℓ[N], or empty
+};
+
+struct sft_options {
+  agg_options aggregation{};  // conventions of the row divisors (ops/aggregate.hpp)
+};
+
 template <class Mode>
-struct sft {
+struct sft : loss_interface<sft_options, sft_inputs, sft_outputs, agg_normalizer, agg_result> {
   static_assert(check_aggregation<Mode>(), "loss::sft<Mode>: Mode must be an agg:: mode");
   using aggregation = Mode;
 
   static std::string name() { return "loss::sft"; }
+
+  template <class T>
+  static agg_result compute(exec::host, const sft_inputs<T>& in, const sft_options& options,
+                            const sft_outputs<T>& out, const agg_normalizer& normalizer) {
+    return compute(exec::host{}, in.logprobs, in.batch, out.grad, normalizer, options.aggregation);
+  }
 
   template <class T>
   static agg_result compute(exec::host, std::span<const T> token_logprobs, const token_batch& batch,

@@ -11,6 +11,7 @@
 // Peers (value_conventions::*): verl clip 0.5 (token-mean); TRL PPO clip 0.2, coef vf_coef = 0.1
 //        (loss = pg + 0.1·vf); OpenRLHF clip 0.5 (V_old + clamp(v − V_old, ±c), same value).
 #include <cmath>
+#include <concepts>
 #include <limits>
 #include <span>
 #include <string>
@@ -20,6 +21,7 @@
 #include "posttrain/config.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/validate.hpp"
+#include "posttrain/loss/concept.hpp"
 #include "posttrain/ops/aggregate.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
@@ -50,14 +52,34 @@ struct value_result {
   double clip_fraction = 0.0;
 };
 
+// The Loss-concept bundles of loss::value_clipped (compute(exec, value_inputs, value_loss_options,
+// value_outputs, agg_normalizer)); the positional form is the same call.
+template <class T>
+struct value_outputs {
+  std::span<T> grad{};  // dLoss/dv[N], or empty
+};
+
+struct value_loss_options {
+  value_options value{};
+  agg_options aggregation{};
+};
+
 namespace loss {
 
 template <class Aggregation>
-struct value_clipped {
+struct value_clipped : loss_interface<value_loss_options, value_inputs, value_outputs,
+                                      agg_normalizer, value_result> {
   static_assert(check_aggregation<Aggregation>(),
                 "loss::value_clipped<Aggregation>: not an aggregation (see above)");
 
   static std::string name() { return "loss::value_clipped"; }
+
+  // (O = value_loss_options, deduced, so that a braced `{}` still selects the positional form.)
+  template <class T, std::same_as<value_loss_options> O>
+  static value_result compute(exec::host, const value_inputs<T>& in, const O& options,
+                              const value_outputs<T>& out, const agg_normalizer& norm) {
+    return compute(exec::host{}, in, options.value, out.grad, norm, options.aggregation);
+  }
 
   template <class T>
   static void validate(const value_inputs<T>& in, const value_options& o, std::span<T> grad,

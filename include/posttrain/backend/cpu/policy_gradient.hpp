@@ -35,7 +35,7 @@
 #include "posttrain/config.hpp"
 #include "posttrain/core/types.hpp"
 #include "posttrain/loss/policy_gradient/clip.hpp"
-#include "posttrain/loss/policy_gradient/parts.hpp"
+#include "posttrain/loss/policy_gradient_types.hpp"
 #include "posttrain/ops/aggregate_types.hpp"
 #include "posttrain/ops/kl_types.hpp"
 
@@ -120,12 +120,10 @@ struct k3_block_values {
   }
 };
 
+// Part of the surrogate concept (surrogate::defaults supplies multiply).
 template <class S>
 constexpr pg_weight_use pg_weight_use_of() {
-  if constexpr (requires { S::importance_weight_use; })
-    return S::importance_weight_use;
-  else
-    return pg_weight_use::multiply;
+  return S::importance_weight_use;
 }
 }  // namespace detail
 
@@ -202,6 +200,7 @@ policy_gradient_result policy_gradient(const policy_gradient_inputs<T>& in,
 
   // Sums in double, each in token order (the unfused composition's order), kept in locals.
   double sum_m = 0, sum_clip = 0, sum_clip_lower = 0, sum_kl = 0, sum_ratio = 0;
+  double sum_kl_unclamped = 0;
   double pg_loss = 0, kl_loss = 0, entropy = 0;
   double entropy_sum = 0;  // token_mean: Σ m·e·H
   const T* const logprobs = in.logprobs.data();
@@ -378,6 +377,7 @@ policy_gradient_result policy_gradient(const policy_gradient_inputs<T>& in,
       sum_clip += clipped ? m : 0.0;
       sum_clip_lower += clipped_lower ? m : 0.0;
       sum_kl -= m * static_cast<double>(math::clamp(logr, lr_lo, lr_hi));
+      sum_kl_unclamped -= m * static_cast<double>(logr);
       sum_ratio += m * static_cast<double>(q.ratio);
       if (a != 0.0) {
         pg_loss += a * pg_value;
@@ -434,12 +434,27 @@ policy_gradient_result policy_gradient(const policy_gradient_inputs<T>& in,
     r.clip_fraction = sum_clip / sum_m;
     r.clip_fraction_lower = sum_clip_lower / sum_m;
     r.approx_kl = sum_kl / sum_m;
+    r.approx_kl_unclamped = sum_kl_unclamped / sum_m;
     r.mean_ratio = sum_ratio / sum_m;
   }
   return r;
 }
 
 }  // namespace backend::cpu
+
+// The host backend of the policy-gradient family (loss/policy_gradient_types.hpp).
+template <>
+struct loss::policy_gradient_backend<exec::host> {
+  static constexpr bool available = true;
+  template <class Surrogate, class Kl, class Agg, class T>
+  static policy_gradient_result run(exec::host, const policy_gradient_inputs<T>& in,
+                                    const policy_gradient_options& o,
+                                    const policy_gradient_outputs<T>& out,
+                                    const agg_normalizer& norm, const agg_options& agg_opts) {
+    return backend::cpu::policy_gradient<Surrogate, Kl, Agg>(in, o, out, norm, agg_opts);
+  }
+};
+
 
 POSTTRAIN_NAMESPACE_END
 

@@ -30,10 +30,7 @@
 #include "posttrain/config.hpp"
 #include "posttrain/core/batch.hpp"
 #include "posttrain/core/types.hpp"
-#include "posttrain/loss/preference/aot.hpp"
-#include "posttrain/loss/preference/link.hpp"
-#include "posttrain/loss/preference/parts.hpp"
-#include "posttrain/loss/sequence_reduce.hpp"
+#include "posttrain/loss/preference_types.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
 
@@ -188,8 +185,8 @@ struct ld_split {
 };
 
 template <class T>
-ld_split ld_sums(std::span<const T> values, std::span<const float> mask, index_t begin,
-                 index_t end, index_t shared) {
+ld_split ld_sums(std::span<const T> values, std::span<const float> mask, index_t begin, index_t end,
+                 index_t shared) {
   ld_split r;
   r.split = nonzero_prefix_end(mask, begin, end, shared);
   r.shared = masked_sum(values, mask, begin, r.split);
@@ -228,7 +225,9 @@ struct pair_gradient {
   index_t split_c = 0, split_r = 0;
 };
 
-// The generic loop of every loss::preference composition (and loss::alphapo). pair_normalizer /
+// The one pair loop of every loss::preference composition (and loss::alphapo,
+// loss::bco_pair_running_mean). Links that read the lengths (pref::uses_lengths_v) get the mask
+// weights W_c, W_r of the pair's masked sums. pair_normalizer /
 // token_normalizer are the resolved divisors (> 0, or 0 when there is nothing to divide: then that
 // term is 0); nll_coef is the resolved NLL weight.
 //   Per pair: sequence scores (SeqReduce, or LD's paired split), transform, log-ratios, rewards,
@@ -280,8 +279,7 @@ loss::preference_result preference(const loss::preference_inputs<T>& in,
         write_masked(out.chosen_grad, chosen.mask, c0, c1,
                      gc * SeqReduce::token_scale(g.w_c) + nll_scale);
       if (!out.rejected_grad.empty())
-        write_masked(out.rejected_grad, rejected.mask, r0, r1,
-                     gr * SeqReduce::token_scale(g.w_r));
+        write_masked(out.rejected_grad, rejected.mask, r0, r1, gr * SeqReduce::token_scale(g.w_r));
     }
   };
 
@@ -338,7 +336,11 @@ loss::preference_result preference(const loss::preference_inputs<T>& in,
       }
       kept[i] = g;
     } else {
-      const pref::pair_value<double> v = Link::evaluate(delta_c, delta_r, options);
+      pref::pair_value<double> v;
+      if constexpr (pref::uses_lengths_v<Link>)
+        v = Link::evaluate(delta_c, delta_r, sc.weight, sr.weight, options);
+      else
+        v = Link::evaluate(delta_c, delta_r, options);
       const double w = in.pair_weights.empty() ? 1.0 : in.pair_weights[p];
       loss_sum += w * v.loss;
       g.d_c = w * v.d_chosen;
@@ -400,5 +402,21 @@ loss::preference_result preference(const loss::preference_inputs<T>& in,
 }
 
 }  // namespace backend::cpu
+
+// The host backend of the preference family (loss/preference_types.hpp).
+template <>
+struct loss::preference_backend<exec::host> {
+  static constexpr bool available = true;
+  template <class Link, class SeqReduce, class Reference, class Nll, class T,
+            class Transform = backend::cpu::identity_score>
+  static loss::preference_result pair_loop(exec::host, const loss::preference_inputs<T>& in,
+                                           const loss::preference_options& options,
+                                           const loss::preference_outputs<T>& out,
+                                           double pair_normalizer, double token_normalizer,
+                                           double nll_coef, const Transform& transform = {}) {
+    return backend::cpu::preference<Link, SeqReduce, Reference, Nll>(
+        in, options, out, pair_normalizer, token_normalizer, nll_coef, transform);
+  }
+};
 
 POSTTRAIN_NAMESPACE_END

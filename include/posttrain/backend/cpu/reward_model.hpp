@@ -15,13 +15,12 @@
 // Sums over pairs (ranking, centring, reward means) are Eigen's fixed-size sums of each zero-padded
 // block, added block after block: a reassociation of the left-to-right sum that depends only on
 // the pair index (blocks start at multiples of rm_block), not on the batch size or the addresses.
+#include <Eigen/Core>
 #include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
 #include <span>
-
-#include <Eigen/Core>
 
 #include "posttrain/backend/cpu/mask_bits.hpp"
 #include "posttrain/config.hpp"
@@ -70,8 +69,7 @@ inline void logistic_block(const rm_block_array& d, rm_block_array& loss, rm_blo
   const std::uint64_t one = std::bit_cast<std::uint64_t>(1.0);
   for (index_t i = 0; i < rm_block; ++i) {
     // all ones where d has its sign bit set (d < 0 or −0, where e = 1 anyway)
-    const std::uint64_t negative =
-        std::uint64_t(0) - (std::bit_cast<std::uint64_t>(dp[i]) >> 63);
+    const std::uint64_t negative = std::uint64_t(0) - (std::bit_cast<std::uint64_t>(dp[i]) >> 63);
     const std::uint64_t num = (std::bit_cast<std::uint64_t>(ep[i]) & ~negative) | (one & negative);
     sp[i] = -std::bit_cast<double>(num) / up[i];
   }
@@ -129,7 +127,8 @@ loss::reward_model_result reward_model(const loss::reward_model_inputs<T>& in,
     ge.setZero();
     if (edited) {
       for (index_t i = 0; i < n; ++i) {
-        keep[i] = in.edited_mask.empty() ? ~bits(0) : mask_bits::keep<double>(in.edited_mask[k0 + i]);
+        keep[i] =
+            in.edited_mask.empty() ? ~bits(0) : mask_bits::keep<double>(in.edited_mask[k0 + i]);
         // r_e of a pair without an edited response is never used (it may be NaN): selected to 0.
         const double re = static_cast<double>(in.edited[k0 + i]);
         d1[i] = mask_bits::select(re - rc[i], keep[i]);
@@ -183,6 +182,18 @@ loss::reward_model_result reward_model(const loss::reward_model_inputs<T>& in,
 }
 
 }  // namespace backend::cpu
+
+// The host backend of loss::reward_model (loss/reward_model_types.hpp).
+template <>
+struct loss::reward_model_backend<exec::host> {
+  static constexpr bool available = true;
+  template <class Link, class T>
+  static loss::reward_model_result run(exec::host, const loss::reward_model_inputs<T>& in,
+                                       const loss::reward_model_options& options,
+                                       const loss::reward_model_outputs<T>& out, double divisor) {
+    return backend::cpu::reward_model<Link>(in, options, out, divisor);
+  }
+};
 
 POSTTRAIN_NAMESPACE_END
 

@@ -15,7 +15,7 @@ POSTTRAIN_NAMESPACE_BEGIN
 
 namespace surrogate {
 
-struct cispo {
+struct cispo : defaults {
   static constexpr const char* name = "cispo";
   static constexpr bool uses_old_logprobs = true;
   static constexpr bool sequence_level = false;

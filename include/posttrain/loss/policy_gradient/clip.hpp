@@ -52,7 +52,7 @@ POSTTRAIN_HOST_DEVICE POSTTRAIN_FORCEINLINE clamped_ratio<T> ratio_of(
 
 }  // namespace detail
 
-struct clip {
+struct clip : defaults {
   static constexpr const char* name = "clip";
   static constexpr bool uses_old_logprobs = true;
   static constexpr bool sequence_level = false;

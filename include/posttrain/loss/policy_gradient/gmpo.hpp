@@ -40,7 +40,7 @@ POSTTRAIN_NAMESPACE_BEGIN
 
 namespace surrogate {
 
-struct gmpo {
+struct gmpo : defaults {
   static constexpr const char* name = "gmpo";
   static constexpr bool uses_old_logprobs = true;
   static constexpr bool sequence_level = true;

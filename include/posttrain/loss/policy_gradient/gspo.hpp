@@ -24,7 +24,7 @@ POSTTRAIN_NAMESPACE_BEGIN
 
 namespace surrogate {
 
-struct gspo {
+struct gspo : defaults {
   static constexpr const char* name = "gspo";
   static constexpr bool uses_old_logprobs = true;
   static constexpr bool sequence_level = true;

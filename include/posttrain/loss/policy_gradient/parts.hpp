@@ -26,6 +26,7 @@
 #include "posttrain/core/types.hpp"
 #include "posttrain/core/validate.hpp"
 #include "posttrain/math/stable.hpp"
+#include "posttrain/ops/aggregate.hpp"
 #include "posttrain/ops/kl.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
@@ -136,9 +137,51 @@ struct policy_gradient_result {
   // Statistics: masked token means over this call (local Σ m), as verl/OpenRLHF report them.
   double clip_fraction = 0.0;        // surrogate clipped (PPO: L2 > L1; CISPO: ĉ ≠ r)
   double clip_fraction_lower = 0.0;  // dual clip active (A < 0 and PPO loss > −c·A)
-  double approx_kl = 0.0;            // mean(−logr), logr clamped (verl ppo_kl)
+  // Two peers report a "ppo_kl" that differ once the log-ratio clamp is active:
+  double approx_kl = 0.0;            // mean(−clamp(logr)) with options.log_ratio_min/max: verl's
+                                     // ppo_kl (dp_actor, from the clamped log-ratio)
+  double approx_kl_unclamped = 0.0;  // mean(−logr), no clamp: OpenRLHF's ppo_kl (PolicyLoss,
+                                     // masked mean of −log_ratio before its ±20 clamp)
   double mean_ratio = 0.0;           // mean(r)
 };
+
+// The options of a loss::policy_gradient composition under the Loss concept: the surrogate / KL /
+// entropy hyperparameters and the aggregation conventions (ops/aggregate.hpp agg_options) in one
+// struct, so that a recipe preset (algo/) carries everything a peer sets.
+struct policy_gradient_loss_options {
+  policy_gradient_options policy{};
+  agg_options aggregation{};
+};
+
+namespace surrogate {
+
+// The defaults every surrogate inherits (as stdexec's default customisations): a token-level
+// surrogate that reads ℓold, takes the IS weights as a factor on its loss, and has no
+// hyperparameters of its own to check. A new surrogate derives from it and states only what
+// differs, e.g.
+//
+//   struct my_surrogate : surrogate::defaults {
+//     static constexpr const char* name = "my_surrogate";
+//     template <class T>
+//     POSTTRAIN_HOST_DEVICE static pg_token<T> evaluate(T logp, T logr, T a,
+//                                                       const policy_gradient_options& o);
+//   };
+//
+// Hooks and their defaults:
+//   uses_old_logprobs = true        false: inputs.old_logprobs may be empty (REINFORCE)
+//   sequence_level = false          true: also token_gradient, token_log_ratio, length_divisor
+//                                   (the row statistic log s_i, gspo.hpp)
+//   importance_weight_use = multiply    how inputs.importance_weights enter (pg_weight_use)
+//   validate(options, where)        no checks; override to reject hyperparameters (throw
+//                                   posttrain::error naming the option)
+struct defaults {
+  static constexpr bool uses_old_logprobs = true;
+  static constexpr bool sequence_level = false;
+  static constexpr pg_weight_use importance_weight_use = pg_weight_use::multiply;
+  static void validate(const policy_gradient_options&, std::string_view) {}
+};
+
+}  // namespace surrogate
 
 namespace detail {
 

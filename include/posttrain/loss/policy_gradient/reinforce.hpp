@@ -15,7 +15,7 @@ POSTTRAIN_NAMESPACE_BEGIN
 
 namespace surrogate {
 
-struct reinforce {
+struct reinforce : defaults {
   static constexpr const char* name = "reinforce";
   static constexpr bool uses_old_logprobs = false;
   static constexpr bool sequence_level = false;

@@ -14,7 +14,7 @@ POSTTRAIN_NAMESPACE_BEGIN
 
 namespace surrogate {
 
-struct sapo {
+struct sapo : defaults {
   static constexpr const char* name = "sapo";
   static constexpr bool uses_old_logprobs = true;
   static constexpr bool sequence_level = false;

@@ -25,7 +25,7 @@ POSTTRAIN_NAMESPACE_BEGIN
 
 namespace surrogate {
 
-struct vespo {
+struct vespo : defaults {
   static constexpr const char* name = "vespo";
   static constexpr bool uses_old_logprobs = true;
   static constexpr bool sequence_level = true;

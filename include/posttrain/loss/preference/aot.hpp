@@ -31,12 +31,6 @@ POSTTRAIN_NAMESPACE_BEGIN
 
 namespace pref {
 
-// What a batch-sorted link sorts.
-enum class batch_sort_keys {
-  margins,     // a = π_c − π_r, b = ρ_c − ρ_r        (aot)
-  log_ratios,  // a = Δc, b = Δr                      (aot_unpaired)
-};
-
 namespace detail {
 struct aot_base {
   static void validate(const loss::preference_options& o, std::string_view where) {
@@ -61,12 +55,6 @@ struct aot : detail::aot_base {
 struct aot_unpaired : detail::aot_base {
   static constexpr const char* name = "aot_unpaired";
   static constexpr batch_sort_keys batch_sort = batch_sort_keys::log_ratios;
-};
-
-// True for links whose keys the generic loop sorts over the batch.
-template <class L>
-inline constexpr bool is_batch_sorted_v = requires {
-  L::batch_sort;
 };
 
 static_assert(diagnose_preference_link<aot>());

@@ -13,12 +13,8 @@ POSTTRAIN_NAMESPACE_BEGIN
 
 namespace pref {
 
-struct apo_down {
+struct apo_down : beta_only {
   static constexpr const char* name = "apo_down";
-
-  static void validate(const loss::preference_options& o, std::string_view where) {
-    detail::expect_beta(o, where);
-  }
 
   template <class T>
   POSTTRAIN_HOST_DEVICE static pair_value<T> evaluate(T delta_chosen, T delta_rejected,

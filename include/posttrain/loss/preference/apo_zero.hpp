@@ -12,24 +12,18 @@ POSTTRAIN_NAMESPACE_BEGIN
 
 namespace pref {
 
-struct apo_zero {
+namespace detail {
+struct apo_zero_scaled {
   static constexpr const char* name = "apo_zero";
-
-  static void validate(const loss::preference_options& o, std::string_view where) {
-    detail::expect_beta(o, where);
-  }
-
   template <class T>
-  POSTTRAIN_HOST_DEVICE static pair_value<T> evaluate(T delta_chosen, T delta_rejected,
-                                                      const loss::preference_options& o) {
-    const T beta = T(o.beta);
-    const T c = beta * delta_chosen;
-    const T r = beta * delta_rejected;
+  POSTTRAIN_HOST_DEVICE static pair_value<T> scaled(T c, T r) {
     // 1 − σ(c) = σ(−c), exact for large c.
-    return {math::sigmoid(-c) + math::sigmoid(r), -beta * detail::sigmoid_slope(c),
-            beta * detail::sigmoid_slope(r)};
+    return {math::sigmoid(-c) + math::sigmoid(r), -sigmoid_slope(c), sigmoid_slope(r)};
   }
 };
+}  // namespace detail
+
+using apo_zero = beta_link<detail::apo_zero_scaled>;
 
 static_assert(diagnose_preference_link<apo_zero>());
 

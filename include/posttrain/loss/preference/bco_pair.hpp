@@ -29,23 +29,17 @@ POSTTRAIN_NAMESPACE_BEGIN
 
 namespace pref {
 
-struct bco_pair {
+namespace detail {
+struct bco_pair_scaled {
   static constexpr const char* name = "bco_pair";
-
-  static void validate(const loss::preference_options& o, std::string_view where) {
-    detail::expect_beta(o, where);
-  }
-
   template <class T>
-  POSTTRAIN_HOST_DEVICE static pair_value<T> evaluate(T delta_chosen, T delta_rejected,
-                                                      const loss::preference_options& o) {
-    const T beta = T(o.beta);
-    const T c = beta * delta_chosen;
-    const T r = beta * delta_rejected;
-    return {-math::logsigmoid(c) - math::logsigmoid(-r), -beta * math::sigmoid(-c),
-            beta * math::sigmoid(r)};
+  POSTTRAIN_HOST_DEVICE static pair_value<T> scaled(T c, T r) {
+    return {-math::logsigmoid(c) - math::logsigmoid(-r), -math::sigmoid(-c), math::sigmoid(r)};
   }
 };
+}  // namespace detail
+
+using bco_pair = beta_link<detail::bco_pair_scaled>;
 
 static_assert(diagnose_preference_link<bco_pair>());
 

@@ -20,6 +20,7 @@
 //   as TRL logs them (computed as the shifted value plus δ̄: equal up to rounding).
 //   Every argument is validated before anything is written.
 #include <cmath>
+#include <concepts>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -28,6 +29,7 @@
 #include "posttrain/config.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/validate.hpp"
+#include "posttrain/loss/concept.hpp"
 #include "posttrain/loss/preference.hpp"
 #include "posttrain/loss/preference/bco_pair.hpp"
 
@@ -46,10 +48,26 @@ struct shifted_score {
 };
 }  // namespace detail
 
+// The options of loss::bco_pair_running_mean under the Loss concept: the running reward mean δ̄
+// (reward_shift, from pref::running_moments) beside the preference hyperparameters.
+struct bco_pair_running_options {
+  double reward_shift = 0.0;
+  preference_options preference{};
+};
+
 template <class Reference = pref::with_reference>
-struct bco_pair_running_mean {
+struct bco_pair_running_mean
+    : loss_interface<bco_pair_running_options, preference_inputs, preference_outputs,
+                     preference_normalizer, preference_result> {
   using composition = preference<pref::bco_pair, seq::sum, Reference>;
   static constexpr bool uses_reference = composition::uses_reference;
+
+  template <class T, std::same_as<bco_pair_running_options> O>
+  static preference_result compute(exec::host, const preference_inputs<T>& in, const O& options,
+                                   const preference_outputs<T>& out,
+                                   const preference_normalizer& norm) {
+    return compute(exec::host{}, in, options.reward_shift, options.preference, out, norm);
+  }
 
   static std::string name() {
     return uses_reference ? "loss::bco_pair_running_mean"
@@ -101,10 +119,10 @@ struct bco_pair_running_mean {
     validate(in, reward_shift, options, out, norm);
     const double pair_normalizer =
         norm.pairs > 0 ? norm.pairs : static_cast<double>(in.batch.num_pairs());
-    preference_result r =
-        backend::cpu::preference<pref::bco_pair, seq::sum, Reference, pref::no_nll>(
-            in, options, out, pair_normalizer, 0.0, 0.0,
-            detail::shifted_score{reward_shift / options.beta});
+    preference_result r = preference_backend<exec::host>::pair_loop<pref::bco_pair, seq::sum,
+                                                                    Reference, pref::no_nll>(
+        exec::host{}, in, options, out, pair_normalizer, 0.0, 0.0,
+        detail::shifted_score{reward_shift / options.beta});
     // Report the unshifted rewards β·Δ (TRL logs those).
     for (double& x : out.chosen_rewards) x += reward_shift;
     for (double& x : out.rejected_rewards) x += reward_shift;

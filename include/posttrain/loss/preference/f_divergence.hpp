@@ -196,11 +196,6 @@ struct f_divergence<apo_down, Div> {
   }
 };
 
-// A link that also needs the mask weights W_c, W_r of the pair's two sequences: loss::preference
-// evaluates it with evaluate(Δc, Δr, W_c, W_r, options) (evaluate(Δc, Δr, options) = unit lengths).
-template <class L>
-inline constexpr bool uses_lengths_v = requires { L::uses_lengths; };
-
 // TRL 1.16's length-normalised f-scores (see the top of this file): Link(s̃(Δc)/max(W_c, 1),
 // s̃(Δr)/max(W_r, 1)) on summed log-ratios. Use with seq::sum and reference sums.
 template <class Link, class Div>

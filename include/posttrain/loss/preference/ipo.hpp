@@ -15,12 +15,8 @@ POSTTRAIN_NAMESPACE_BEGIN
 
 namespace pref {
 
-struct ipo {
+struct ipo : beta_only {
   static constexpr const char* name = "ipo";
-
-  static void validate(const loss::preference_options& o, std::string_view where) {
-    detail::expect_beta(o, where);
-  }
 
   template <class T>
   POSTTRAIN_HOST_DEVICE static pair_value<T> evaluate(T delta_chosen, T delta_rejected,

@@ -146,6 +146,47 @@ inline void expect_label_smoothing(const loss::preference_options& o, std::strin
 
 }  // namespace detail
 
+// Traits every link may set, read by the one pair loop (backend/cpu/preference.hpp):
+//   L::batch_sort (a batch_sort_keys): the loop gathers every pair's keys, sorts them over the
+//     batch and evaluates rank by rank (pref::aot, aot_unpaired; loss/preference/aot.hpp).
+//   L::uses_lengths: the loop evaluates evaluate(Δc, Δr, W_c, W_r, options) with the pairs' mask
+//     weights W (pref::f_divergence_length_normalized; evaluate(Δc, Δr, options) = unit lengths).
+enum class batch_sort_keys {
+  margins,     // a = π_c − π_r, b = ρ_c − ρ_r        (aot)
+  log_ratios,  // a = Δc, b = Δr                      (aot_unpaired)
+};
+
+template <class L>
+inline constexpr bool is_batch_sorted_v = requires { L::batch_sort; };
+
+template <class L>
+inline constexpr bool uses_lengths_v = requires { L::uses_lengths; };
+
+// The validate of every link whose only hyperparameter is β (> 0).
+struct beta_only {
+  static void validate(const loss::preference_options& o, std::string_view where) {
+    detail::expect_beta(o, where);
+  }
+};
+
+// A link that is a function of the β-scaled log-ratios c = βΔc and r = βΔr alone (APO-zero,
+// BCO-pair, NCA-pair): F gives `name` and `template <class T> static pair_value<T> scaled(T c,
+// T r)` with the loss and its derivatives w.r.t. c and r; the chain rule's β is applied here.
+// (Links of βz = β(Δc − Δr) — sigmoid, hinge, apo_down — are not of this form: βΔc − βΔr rounds
+// differently from β(Δc − Δr).)
+template <class F>
+struct beta_link : beta_only {
+  static constexpr const char* name = F::name;
+
+  template <class T>
+  POSTTRAIN_HOST_DEVICE static pair_value<T> evaluate(T delta_chosen, T delta_rejected,
+                                                      const loss::preference_options& o) {
+    const T beta = T(o.beta);
+    const pair_value<T> v = F::template scaled<T>(beta * delta_chosen, beta * delta_rejected);
+    return {v.loss, beta * v.d_chosen, beta * v.d_rejected};
+  }
+};
+
 }  // namespace pref
 
 POSTTRAIN_NAMESPACE_END

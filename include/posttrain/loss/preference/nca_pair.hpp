@@ -12,25 +12,20 @@ POSTTRAIN_NAMESPACE_BEGIN
 
 namespace pref {
 
-struct nca_pair {
+namespace detail {
+struct nca_pair_scaled {
   static constexpr const char* name = "nca_pair";
-
-  static void validate(const loss::preference_options& o, std::string_view where) {
-    detail::expect_beta(o, where);
-  }
-
   template <class T>
-  POSTTRAIN_HOST_DEVICE static pair_value<T> evaluate(T delta_chosen, T delta_rejected,
-                                                      const loss::preference_options& o) {
-    const T beta = T(o.beta);
-    const T c = beta * delta_chosen;
-    const T r = beta * delta_rejected;
+  POSTTRAIN_HOST_DEVICE static pair_value<T> scaled(T c, T r) {
     const T half = T(0.5);
     const T loss = -math::logsigmoid(c) - half * math::logsigmoid(-c) - half * math::logsigmoid(-r);
-    return {loss, beta * (-math::sigmoid(-c) + half * math::sigmoid(c)),
-            beta * half * math::sigmoid(r)};
+    // (β·½)·σ(r) before; β·(½·σ(r)) here: the same value (a factor ½ is exact).
+    return {loss, -math::sigmoid(-c) + half * math::sigmoid(c), half * math::sigmoid(r)};
   }
 };
+}  // namespace detail
+
+using nca_pair = beta_link<detail::nca_pair_scaled>;
 
 static_assert(diagnose_preference_link<nca_pair>());
 

@@ -49,6 +49,7 @@
 //   term adds into the chosen gradient in place.
 #include <array>
 #include <cmath>
+#include <concepts>
 #include <cstddef>
 #include <span>
 #include <string>
@@ -56,6 +57,7 @@
 #include <vector>
 
 #include "posttrain/config.hpp"
+#include "posttrain/loss/concept.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/validate.hpp"
 #include "posttrain/loss/preference.hpp"
@@ -75,10 +77,14 @@ namespace loss {
 
 namespace detail {
 
-template <class>
-struct is_preference_composition : std::false_type {};
+// A loss::preference composition, or a type derived from one (every algo:: recipe derives from
+// its loss, so loss::weighted<algo::dpo, algo::ipo> works).
 template <class L, class S, class R, class N, class D>
-struct is_preference_composition<preference<L, S, R, N, D>> : std::true_type {};
+std::true_type preference_base_of(const preference<L, S, R, N, D>*);
+std::false_type preference_base_of(...);
+
+template <class T>
+struct is_preference_composition : decltype(preference_base_of(static_cast<T*>(nullptr))) {};
 
 template <class Term>
 inline constexpr bool is_sft_term_v = std::is_same_v<Term, pref::sft>;
@@ -136,6 +142,14 @@ struct weighted_reference {
   std::array<std::span<const T>, K> rejected{};
 };
 
+// The options of loss::weighted<Term...> under the Loss concept: the term weights w_k beside the
+// preference hyperparameters every term reads (shared reference scores).
+template <std::size_t K>
+struct weighted_options {
+  std::array<double, K> weights{};
+  preference_options preference{};
+};
+
 // Owning storage for weighted<...>::reference_scores: one pair of vectors per term.
 template <class T, std::size_t K>
 struct weighted_reference_scores {
@@ -152,7 +166,9 @@ struct weighted_reference_scores {
 };
 
 template <class... Term>
-struct weighted {
+struct weighted
+    : loss_interface<weighted_options<sizeof...(Term)>, preference_inputs, preference_outputs,
+                     preference_normalizer, weighted_result<sizeof...(Term)>> {
   static constexpr std::size_t size = sizeof...(Term);
   static_assert(size > 0, "loss::weighted<Term...>: give at least one term");
   static_assert((detail::is_weighted_term_v<Term> && ...),
@@ -165,6 +181,8 @@ struct weighted {
 
   using weights_type = std::array<double, size>;
   using result_type = weighted_result<size>;
+  // The Loss concept (loss/concept.hpp, the loss_interface base): compute(exec, in,
+  // weighted_options{w, o}, out, norm).
   template <class T>
   using reference_type = weighted_reference<T, size>;
   // Every preference term reduces sequences and uses the reference like the first: one set of
@@ -185,10 +203,11 @@ struct weighted {
   static void validate(const preference_inputs<T>& in, const weights_type& weights,
                        const preference_options& options, const preference_outputs<T>& out,
                        const preference_normalizer& norm) {
-    static_assert(shared_reference, "loss::weighted<Term...>: the preference terms reduce "
-                                    "sequences (or use the reference) differently, so one set of "
-                                    "reference scores cannot serve them all: pass each term's "
-                                    "scores (weighted_reference, from reference_scores)");
+    static_assert(shared_reference,
+                  "loss::weighted<Term...>: the preference terms reduce "
+                  "sequences (or use the reference) differently, so one set of "
+                  "reference scores cannot serve them all: pass each term's "
+                  "scores (weighted_reference, from reference_scores)");
     validate_weights(weights);
     (validate_term<Term>(in, options, out, norm), ...);
   }
@@ -218,9 +237,10 @@ struct weighted {
                                std::span<const T> reference_rejected_logprobs,
                                const preference_options& options, std::span<T> reference_chosen,
                                std::span<T> reference_rejected) {
-    static_assert(shared_reference, "loss::weighted<Term...>::reference_scores into one pair of "
-                                    "spans needs terms that share SeqReduce and the reference "
-                                    "tag; use the overload returning weighted_reference_scores");
+    static_assert(shared_reference,
+                  "loss::weighted<Term...>::reference_scores into one pair of "
+                  "spans needs terms that share SeqReduce and the reference "
+                  "tag; use the overload returning weighted_reference_scores");
     first::reference_scores(batch, reference_chosen_logprobs, reference_rejected_logprobs, options,
                             reference_chosen, reference_rejected);
   }
@@ -252,6 +272,13 @@ struct weighted {
     std::array<preference_inputs<T>, size> ins;
     ins.fill(in);
     return run(ins, weights, options, out, norm);
+  }
+
+  // The Loss-concept form: the weights inside the options (shared reference scores).
+  template <class T, std::same_as<weighted_options<size>> O>
+  static result_type compute(exec::host, const preference_inputs<T>& in, const O& options,
+                             const preference_outputs<T>& out, const preference_normalizer& norm) {
+    return compute(exec::host{}, in, options.weights, options.preference, out, norm);
   }
 
   template <class T>
@@ -295,8 +322,7 @@ struct weighted {
   template <class T>
   static result_type compute(exec::cuda, const preference_inputs<T>&, const reference_type<T>&,
                              const weights_type&, const preference_options& = {},
-                             const preference_outputs<T>& = {},
-                             const preference_normalizer& = {}) {
+                             const preference_outputs<T>& = {}, const preference_normalizer& = {}) {
     static_assert(detail::weighted_dependent_false<T>,
                   "loss::weighted has no CUDA backend yet: call compute(exec::host{}, ...) with "
                   "host memory");

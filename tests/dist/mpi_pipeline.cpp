@@ -1,0 +1,264 @@
+// The pipeline steps on R ranks (mpiexec -n 2; also runs as one process) equal the step on one
+// process over the whole batch: each rank takes its share of sequences / pairs / prompts, the
+// steps all-reduce the global normalisers and the gradients, and the gradient every rank hands
+// its optimizer equals the single-process full-batch gradient (to 1e-12 in double).
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <vector>
+
+#include "posttrain/algo.hpp"
+#include "posttrain/dist/mpi_communicator.hpp"
+#include "posttrain/pipeline.hpp"
+#include "posttrain/pipeline/reward_model_step.hpp"
+#include "pipeline/test_policy.hpp"
+
+using namespace pt_test;
+
+namespace {
+
+constexpr pt::index_t V = 6;
+
+// Sequences [b0, b1) of a packed batch with their token-aligned mask, rebased.
+struct part {
+  std::vector<pt::index_t> tokens, offsets{0};
+  std::vector<float> mask;
+  std::vector<std::uint64_t> ids;
+};
+part take(const std::vector<pt::index_t>& tok, const std::vector<pt::index_t>& off,
+          const std::vector<float>& mask, pt::index_t b0, pt::index_t b1) {
+  part p;
+  for (pt::index_t b = b0; b < b1; ++b) {
+    p.tokens.insert(p.tokens.end(), tok.begin() + off[b], tok.begin() + off[b + 1]);
+    p.mask.insert(p.mask.end(), mask.begin() + off[b], mask.begin() + off[b + 1]);
+    p.offsets.push_back(static_cast<pt::index_t>(p.tokens.size()));
+    p.ids.push_back(static_cast<std::uint64_t>(b));
+  }
+  return p;
+}
+
+void expect_near(const std::vector<double>& a, const std::vector<double>& b, double tol) {
+  ASSERT_EQ(a.size(), b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], tol) << i;
+}
+
+// 8 sequences split evenly over the ranks (the test needs size() to divide 8).
+const std::vector<pt::index_t> tok{0, 1, 2, 3, 4, 1, 5, 5, 2, 0, 3, 3, 1, 2, 4, 0, 5, 1, 2, 2, 3, 0, 4, 1};
+const std::vector<pt::index_t> off{0, 3, 6, 9, 12, 15, 18, 21, 24};
+const std::vector<float> msk{0, 1, 1, 0, 0, 1, 0, 1, 1, 0, 1, 1, 0, 0, 1, 0, 1, 0.5f, 0, 1, 1, 0, 1, 1};
+
+}  // namespace
+
+TEST(MpiPipeline, SftStepOnRanksEqualsOneProcess) {
+  pt::dist::mpi_communicator comm;
+  const int r = comm.rank(), n = comm.size();
+  ASSERT_EQ(8 % n, 0);
+  const pt::index_t per = 8 / n;
+  const part mine = take(tok, off, msk, r * per, (r + 1) * per);
+  const part all = take(tok, off, msk, 0, 8);
+  bigram_policy<double> p_rank(V, 3), p_one(V, 3);
+  capture_optimizer a, b;
+  pp::sft_step_options<pt::algo::sft_sample_mean> o;
+  const auto ma = pp::sft_step<pt::algo::sft_sample_mean>(
+      p_rank, a, {{mine.tokens, mine.offsets}, mine.mask}, o, comm);
+  const auto mb = pp::sft_step<pt::algo::sft_sample_mean>(p_one, b, {{all.tokens, all.offsets}, all.mask}, o);
+  EXPECT_NEAR(ma.loss, mb.loss, 1e-12);
+  EXPECT_EQ(ma.tokens, mb.tokens);
+  expect_near(a.grads, b.grads, 1e-12);
+}
+
+TEST(MpiPipeline, PreferenceStepOnRanksEqualsOneProcess) {
+  pt::dist::mpi_communicator comm;
+  const int r = comm.rank(), n = comm.size();
+  const pt::index_t pairs = 4, per = pairs / n;
+  // chosen = sequences 0..3, rejected = sequences 4..7 of the table above.
+  const part c_mine = take(tok, off, msk, r * per, (r + 1) * per);
+  const part r_mine = take(tok, off, msk, 4 + r * per, 4 + (r + 1) * per);
+  const part c_all = take(tok, off, msk, 0, 4), r_all = take(tok, off, msk, 4, 8);
+  bigram_policy<double> p_rank(V, 3), p_one(V, 3), ref(V, 9);
+  pp::reference::frozen<bigram_policy<double>> reference(ref);
+  capture_optimizer a, b;
+  const auto ma = pp::preference_step<pt::algo::dpo_nll>(
+      p_rank, reference, a,
+      {{c_mine.tokens, c_mine.offsets}, {r_mine.tokens, r_mine.offsets}, c_mine.mask, r_mine.mask},
+      {}, comm);
+  const auto mb = pp::preference_step<pt::algo::dpo_nll>(
+      p_one, reference, b,
+      {{c_all.tokens, c_all.offsets}, {r_all.tokens, r_all.offsets}, c_all.mask, r_all.mask});
+  EXPECT_NEAR(ma.loss, mb.loss, 1e-12);
+  EXPECT_NEAR(ma.reward_accuracy, mb.reward_accuracy, 1e-15);
+  expect_near(a.grads, b.grads, 1e-12);
+}
+
+TEST(MpiPipeline, RlStepOnRanksEqualsOneProcess) {
+  pt::dist::mpi_communicator comm;
+  const int r = comm.rank(), n = comm.size();
+  const std::vector<pt::index_t> prompts{0, 1, 3, 4}, poff{0, 1, 2, 3, 4};
+  const pt::index_t per = 4 / n, g = 4;
+  std::vector<pt::index_t> mine(prompts.begin() + r * per, prompts.begin() + (r + 1) * per), moff{0};
+  for (pt::index_t i = 1; i <= per; ++i) moff.push_back(i);
+  auto reward_fn = [](std::span<const pt::index_t> p, std::span<const pt::index_t> c,
+                      const pp::example_info&) { return c[0] == (p[0] + 2) % V ? 1.0 : 0.0; };
+  bigram_policy<double> p_rank(V, 3), p_one(V, 3);
+  pp::reference::frozen<bigram_policy<double>> ref_rank(p_rank), ref_one(p_one);
+  pp::generate::from_policy<bigram_policy<double>> gen_rank(p_rank), gen_one(p_one);
+  pp::reward::callable reward{reward_fn};
+  capture_optimizer a, b;
+  pp::rl_step_options<pt::algo::grpo, pt::estimator::grpo> o;
+  o.samples_per_prompt = g;
+  o.sampling.max_new_tokens = 1;
+  o.loss.policy.kl_coef = 0.1;
+  o.seed = 5;
+  const auto mb = pp::rl_step<pt::algo::grpo, pt::estimator::grpo>(
+      p_one, gen_one, ref_one, reward, b, pp::rl_batch{{prompts, poff}, {}}, o);
+  o.first_sample_index = static_cast<std::uint64_t>(r * per * g);
+  const auto ma = pp::rl_step<pt::algo::grpo, pt::estimator::grpo>(
+      p_rank, gen_rank, ref_rank, reward, a, pp::rl_batch{{mine, moff}, {}}, o, comm);
+  EXPECT_NEAR(ma.reward_mean, mb.reward_mean, 1e-15);
+  EXPECT_NEAR(ma.loss, mb.loss, 1e-12);
+  expect_near(a.grads, b.grads, 1e-12);
+}
+
+namespace {
+struct bag_scorer {  // score = Σ_t w[token_t]
+  using scalar_type = double;
+  std::vector<double> w{0.1, -0.2, 0.3, 0.05, -0.1, 0.2}, g = std::vector<double>(6, 0.0), s;
+  std::vector<pt::index_t> toks, offs;
+  std::span<const double> forward(const pp::token_sequences& q) {
+    toks.assign(q.tokens.begin(), q.tokens.end());
+    offs.assign(q.seq_offsets.begin(), q.seq_offsets.end());
+    s.assign(static_cast<std::size_t>(q.num_sequences()), 0.0);
+    for (std::size_t b = 0; b + 1 < offs.size(); ++b)
+      for (auto t = offs[b]; t < offs[b + 1]; ++t) s[b] += w[toks[t]];
+    return s;
+  }
+  void backward(std::span<const double> d) {
+    for (std::size_t b = 0; b + 1 < offs.size(); ++b)
+      for (auto t = offs[b]; t < offs[b + 1]; ++t) g[toks[t]] += d[b];
+  }
+  std::span<double> parameters() { return w; }
+  std::span<double> gradients() { return g; }
+  void zero_grad() { std::fill(g.begin(), g.end(), 0.0); }
+};
+}  // namespace
+
+TEST(MpiPipeline, RewardModelStepOnRanksEqualsOneProcess) {
+  pt::dist::mpi_communicator comm;
+  const int r = comm.rank(), n = comm.size();
+  const pt::index_t per = 4 / n;
+  const part c_mine = take(tok, off, msk, r * per, (r + 1) * per);
+  const part r_mine = take(tok, off, msk, 4 + r * per, 4 + (r + 1) * per);
+  const part c_all = take(tok, off, msk, 0, 4), r_all = take(tok, off, msk, 4, 8);
+  const std::vector<double> margin{0.5, 0.0, 1.0, 0.25};
+  bag_scorer m_rank, m_one;
+  capture_optimizer a, b;
+  const auto ma = pp::reward_model_step<pt::algo::bradley_terry>(
+      m_rank, a, {{c_mine.tokens, c_mine.offsets}, {r_mine.tokens, r_mine.offsets}, {},
+                  std::span<const double>(margin).subspan(r * per, per), {}}, {}, comm);
+  const auto mb = pp::reward_model_step<pt::algo::bradley_terry>(
+      m_one, b, {{c_all.tokens, c_all.offsets}, {r_all.tokens, r_all.offsets}, {}, margin, {}});
+  EXPECT_NEAR(ma.loss, mb.loss, 1e-12);
+  EXPECT_NEAR(ma.accuracy, mb.accuracy, 1e-15);
+  expect_near(a.grads, b.grads, 1e-12);
+}
+
+namespace {
+struct table_critic {  // v[t] = c[tokens[t − 1]]
+  static constexpr bool enabled = true;
+  using scalar_type = double;
+  std::vector<double> c{0.1, 0.2, -0.1, 0.3, 0.0, 0.05}, g = std::vector<double>(6, 0.0);
+  std::vector<pt::index_t> toks, offs;
+  void values(const pp::token_sequences& s, std::span<double> v) {
+    toks.assign(s.tokens.begin(), s.tokens.end());
+    offs.assign(s.seq_offsets.begin(), s.seq_offsets.end());
+    for (std::size_t b = 0; b + 1 < offs.size(); ++b) {
+      if (offs[b] < offs[b + 1]) v[offs[b]] = 0;
+      for (auto t = offs[b] + 1; t < offs[b + 1]; ++t) v[t] = c[toks[t - 1]];
+    }
+  }
+  void backward(std::span<const double> d) {
+    for (std::size_t b = 0; b + 1 < offs.size(); ++b)
+      for (auto t = offs[b] + 1; t < offs[b + 1]; ++t) g[toks[t - 1]] += d[t];
+  }
+  std::span<double> parameters() { return c; }
+  std::span<double> gradients() { return g; }
+  void zero_grad() { std::fill(g.begin(), g.end(), 0.0); }
+};
+}  // namespace
+
+TEST(MpiPipeline, PpoWithWhitenedGaeAndCriticOnRanksEqualsOneProcess) {
+  // GAE whitens over the whole batch: on ranks with the global moments.
+  pt::dist::mpi_communicator comm;
+  const int r = comm.rank(), n = comm.size();
+  const std::vector<pt::index_t> prompts{0, 1, 3, 4}, poff{0, 1, 2, 3, 4};
+  const pt::index_t per = 4 / n, g = 4;
+  std::vector<pt::index_t> mine(prompts.begin() + r * per, prompts.begin() + (r + 1) * per), moff{0};
+  for (pt::index_t i = 1; i <= per; ++i) moff.push_back(i);
+  auto reward_fn = [](std::span<const pt::index_t> p, std::span<const pt::index_t> c,
+                      const pp::example_info&) { return c[0] == (p[0] + 2) % V ? 1.0 : 0.0; };
+  bigram_policy<double> p_rank(V, 3), p_one(V, 3);
+  pp::reference::none<double> none;
+  pp::generate::from_policy<bigram_policy<double>> gen_rank(p_rank), gen_one(p_one);
+  pp::reward::callable reward{reward_fn};
+  table_critic c_rank, c_one;
+  capture_optimizer a, b, ca, cb;
+  pp::rl_step_options<pt::algo::ppo, pt::estimator::gae> o;
+  o.samples_per_prompt = g;
+  o.sampling.max_new_tokens = 2;
+  o.seed = 8;
+  ASSERT_TRUE(o.estimator.whiten);
+  pt::dist::single_process_communicator one;
+  const auto mb = pp::rl_step<pt::algo::ppo, pt::estimator::gae>(
+      p_one, gen_one, none, reward, b, c_one, cb, pp::rl_batch{{prompts, poff}, {}}, o, one);
+  o.first_sample_index = static_cast<std::uint64_t>(r * per * g);
+  const auto ma = pp::rl_step<pt::algo::ppo, pt::estimator::gae>(
+      p_rank, gen_rank, none, reward, a, c_rank, ca, pp::rl_batch{{mine, moff}, {}}, o, comm);
+  EXPECT_NEAR(ma.loss, mb.loss, 1e-12);
+  EXPECT_NEAR(ma.value_loss, mb.value_loss, 1e-12);
+  expect_near(a.grads, b.grads, 1e-12);
+  expect_near(ca.grads, cb.grads, 1e-12);
+}
+
+TEST(MpiPipeline, ReinforcePpWithWhiteningOnRanksEqualsOneProcess) {
+  pt::dist::mpi_communicator comm;
+  const int r = comm.rank(), n = comm.size();
+  const std::vector<pt::index_t> prompts{0, 1, 3, 4}, poff{0, 1, 2, 3, 4};
+  const pt::index_t per = 4 / n, g = 4;
+  std::vector<pt::index_t> mine(prompts.begin() + r * per, prompts.begin() + (r + 1) * per), moff{0};
+  for (pt::index_t i = 1; i <= per; ++i) moff.push_back(i);
+  auto reward_fn = [](std::span<const pt::index_t> p, std::span<const pt::index_t> c,
+                      const pp::example_info&) { return c[0] == (p[0] + 2) % V ? 1.0 : 0.0; };
+  bigram_policy<double> p_rank(V, 3), p_one(V, 3);
+  pp::reference::none<double> none;
+  pp::generate::from_policy<bigram_policy<double>> gen_rank(p_rank), gen_one(p_one);
+  pp::reward::callable reward{reward_fn};
+  capture_optimizer a, b;
+  auto o = pp::rl_options_from<pt::algo::reinforce_pp>(pt::algo::reinforce_pp::defaults());
+  o.samples_per_prompt = g;
+  o.sampling.max_new_tokens = 2;
+  o.seed = 12;
+  ASSERT_TRUE(o.estimator.whiten);
+  const auto mb = pp::rl_step<pt::algo::reinforce_pp>(p_one, gen_one, none, reward, b,
+                                                      pp::rl_batch{{prompts, poff}, {}}, o);
+  o.first_sample_index = static_cast<std::uint64_t>(r * per * g);
+  const auto ma = pp::rl_step<pt::algo::reinforce_pp>(p_rank, gen_rank, none, reward, a,
+                                                      pp::rl_batch{{mine, moff}, {}}, o, comm);
+  EXPECT_NEAR(ma.loss, mb.loss, 1e-12);
+  expect_near(a.grads, b.grads, 1e-12);
+}
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  ::testing::InitGoogleTest(&argc, argv);
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  if (rank != 0) {
+    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
+    delete listeners.Release(listeners.default_result_printer());
+  }
+  const int failed = RUN_ALL_TESTS();
+  int any_failed = 0;
+  MPI_Allreduce(&failed, &any_failed, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  MPI_Finalize();
+  return any_failed;
+}

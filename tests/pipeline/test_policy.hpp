@@ -1,0 +1,111 @@
+#pragma once
+// Tiny differentiable policies for the pipeline tests (not a transformer):
+//   bigram_policy<S>   logits path: logits[t, :] = W[tokens[t], :]       W [V, V]
+//   hidden_bigram<S>   hidden path: hidden[t, :] = E[tokens[t], :], lm_head U [V, H]
+// Both have an exact backward (the table rows the batch touched), flat parameter/gradient views,
+// and are copyable (reference::frozen copies them).
+#include <cmath>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include <posttrain/pipeline/policy.hpp>
+
+namespace pt_test {
+
+namespace pt = posttrain;
+namespace pp = posttrain::pipeline;
+
+template <class S>
+struct bigram_policy {
+  using scalar_type = S;
+  pt::index_t v = 0;
+  std::vector<S> w, g, logits;
+  std::vector<pt::index_t> last_tokens;
+
+  explicit bigram_policy(pt::index_t vocab, std::uint64_t seed = 1, double scale = 0.5)
+      : v(vocab), w(static_cast<std::size_t>(vocab * vocab)), g(w.size(), S(0)) {
+    std::uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+    for (auto& e : w) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      e = static_cast<S>(scale * (static_cast<double>(x >> 11) * 0x1.0p-53 * 2 - 1));
+    }
+  }
+  pt::index_t vocab_size() const { return v; }
+  pt::matrix_view<const S> forward(const pp::token_sequences& s) {
+    last_tokens.assign(s.tokens.begin(), s.tokens.end());
+    logits.resize(s.tokens.size() * static_cast<std::size_t>(v));
+    for (std::size_t t = 0; t < s.tokens.size(); ++t)
+      for (pt::index_t j = 0; j < v; ++j) logits[t * v + j] = w[s.tokens[t] * v + j];
+    return {logits.data(), static_cast<pt::index_t>(s.tokens.size()), v};
+  }
+  void backward(pt::matrix_view<const S> d) {
+    for (std::size_t t = 0; t < last_tokens.size(); ++t)
+      for (pt::index_t j = 0; j < v; ++j) g[last_tokens[t] * v + j] += d(t, j);
+  }
+  std::span<S> parameters() { return w; }
+  std::span<S> gradients() { return g; }
+  void zero_grad() { std::fill(g.begin(), g.end(), S(0)); }
+};
+
+template <class S>
+struct hidden_bigram {
+  using scalar_type = S;
+  pt::index_t v = 0, h = 0;
+  std::vector<S> params, grads, hidden;  // params = [E (V×H); U (V×H)]
+  std::vector<pt::index_t> last_tokens;
+
+  hidden_bigram(pt::index_t vocab, pt::index_t dim, std::uint64_t seed = 2)
+      : v(vocab), h(dim), params(static_cast<std::size_t>(2 * vocab * dim)), grads(params.size()) {
+    std::uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+    for (auto& e : params) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      e = static_cast<S>(static_cast<double>(x >> 11) * 0x1.0p-53 * 2 - 1);
+    }
+  }
+  S* e() { return params.data(); }
+  S* u() { return params.data() + v * h; }
+  pt::index_t vocab_size() const { return v; }
+  pp::policy_hidden<S> forward(const pp::token_sequences& s) {
+    last_tokens.assign(s.tokens.begin(), s.tokens.end());
+    hidden.resize(s.tokens.size() * static_cast<std::size_t>(h));
+    for (std::size_t t = 0; t < s.tokens.size(); ++t)
+      for (pt::index_t k = 0; k < h; ++k) hidden[t * h + k] = e()[s.tokens[t] * h + k];
+    return {{hidden.data(), static_cast<pt::index_t>(s.tokens.size()), h}, {u(), v, h}};
+  }
+  void backward(pt::matrix_view<const S> dh, pt::matrix_view<const S> du) {
+    for (std::size_t t = 0; t < last_tokens.size(); ++t)
+      for (pt::index_t k = 0; k < h; ++k) grads[last_tokens[t] * h + k] += dh(t, k);
+    for (pt::index_t i = 0; i < v * h; ++i) grads[v * h + i] += du.data[i];
+  }
+  std::span<S> parameters() { return params; }
+  std::span<S> gradients() { return grads; }
+  void zero_grad() { std::fill(grads.begin(), grads.end(), S(0)); }
+};
+
+// An optimizer that records the step's gradient and leaves the parameters alone.
+struct capture_optimizer {
+  std::vector<double> grads;
+  int steps = 0;
+  template <class S>
+  void step(std::span<S>, std::span<const S> g) {
+    grads.assign(g.begin(), g.end());
+    ++steps;
+  }
+};
+
+static_assert(pp::check_policy<bigram_policy<double>>());
+static_assert(pp::check_policy<bigram_policy<float>>());
+static_assert(pp::check_policy<hidden_bigram<double>>());
+
+// log softmax(W[a])[y] of a bigram table in double (the independent reference).
+template <class S>
+double ref_logprob(const std::vector<S>& w, pt::index_t v, pt::index_t a, pt::index_t y) {
+  double mx = -INFINITY;
+  for (pt::index_t j = 0; j < v; ++j) mx = std::max(mx, static_cast<double>(w[a * v + j]));
+  double z = 0;
+  for (pt::index_t j = 0; j < v; ++j) z += std::exp(static_cast<double>(w[a * v + j]) - mx);
+  return static_cast<double>(w[a * v + y]) - mx - std::log(z);
+}
+
+}  // namespace pt_test
