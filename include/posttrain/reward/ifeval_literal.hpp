@@ -35,13 +35,17 @@ namespace reward::ifeval {
 
 struct literal {
   enum class kind { none, boolean, integer, real, string, list, dict };
+  // A dict entry. Declared here, defined below: std::vector allows an incomplete element type,
+  // std::pair<std::string, literal> inside literal does not (clang with libstdc++ 12 rejects
+  // the instantiation of a pair whose member is the class being defined).
+  struct field;
   kind type = kind::none;
   bool b = false;
   std::int64_t i = 0;
   double d = 0.0;
   std::string s;
-  std::vector<literal> items;                             // list / tuple
-  std::vector<std::pair<std::string, literal>> fields;    // dict
+  std::vector<literal> items;  // list / tuple
+  std::vector<field> fields;   // dict, in insertion order
 
   bool is_none() const { return type == kind::none; }
   bool is_string() const { return type == kind::string; }
@@ -52,24 +56,33 @@ struct literal {
     return type == kind::integer ? static_cast<double>(i) : type == kind::real ? d : (b ? 1.0 : 0.0);
   }
   // Python truthiness (`if not x`).
-  bool truthy() const {
-    switch (type) {
-      case kind::none: return false;
-      case kind::boolean: return b;
-      case kind::integer: return i != 0;
-      case kind::real: return d != 0.0;
-      case kind::string: return !s.empty();
-      case kind::list: return !items.empty();
-      case kind::dict: return !fields.empty();
-    }
-    return false;
-  }
-  const literal* find(std::string_view key) const {
-    for (const auto& [k, v] : fields)
-      if (k == key) return &v;
-    return nullptr;
-  }
+  bool truthy() const;
+  const literal* find(std::string_view key) const;
 };
+
+struct literal::field {
+  std::string first;  // the key
+  literal second;     // the value
+};
+
+inline bool literal::truthy() const {
+  switch (type) {
+    case kind::none: return false;
+    case kind::boolean: return b;
+    case kind::integer: return i != 0;
+    case kind::real: return d != 0.0;
+    case kind::string: return !s.empty();
+    case kind::list: return !items.empty();
+    case kind::dict: return !fields.empty();
+  }
+  return false;
+}
+
+inline const literal* literal::find(std::string_view key) const {
+  for (const auto& [k, v] : fields)
+    if (k == key) return &v;
+  return nullptr;
+}
 
 namespace detail {
 
@@ -183,7 +196,7 @@ class literal_parser {
         if (!key.is_string()) fail("dictionary keys must be strings");
         if (!eat(':')) fail("expected ':'");
         literal item = value(depth + 1);
-        v.fields.emplace_back(std::move(key.s), std::move(item));
+        v.fields.push_back(literal::field{std::move(key.s), std::move(item)});
         if (eat('}')) return v;
         if (!eat(',')) fail("expected ',' or '}'");
         if (g_ == grammar::python && eat('}')) return v;
@@ -350,7 +363,10 @@ class literal_parser {
     const auto digit = [&](std::size_t p) { return p < s_.size() && s_[p] >= '0' && s_[p] <= '9'; };
     const auto digit_run = [&] {
       const std::size_t b = pos_;
-      while (digit(pos_) || (g_ == grammar::python && s_[pos_] == '_' && digit(pos_ + 1) && pos_ > b)) {
+      // pos_ < size before s_[pos_]: the view need not be NUL-terminated (a "1" at the end of
+      // an exact-size buffer was a one-byte overread).
+      while (digit(pos_) || (g_ == grammar::python && pos_ < s_.size() && s_[pos_] == '_' &&
+                             digit(pos_ + 1) && pos_ > b)) {
         if (s_[pos_] != '_') digits.push_back(s_[pos_]);
         ++pos_;
       }

@@ -41,6 +41,7 @@
 // The sub-family's headers: math_expr/number.hpp (big integers, rationals, Float rounding),
 // math_expr/lexer.hpp, math_expr/parser.hpp (expression tree), math_expr/evaluator.hpp (values and
 // equality); this header is the entry point, sympy_is_equiv.
+#include <chrono>
 #include <complex>
 #include <cstdint>
 #include <map>
@@ -57,18 +58,36 @@ POSTTRAIN_NAMESPACE_BEGIN
 
 namespace reward {
 
+// How a comparison ended.
+enum class equiv_outcome { equivalent, not_equivalent, gave_up, timed_out };
+
+struct equiv_options {
+  // Limb operations (big-number work plus parser steps) one comparison may spend before it gives
+  // up. 2^26 is ~0.1 s on one core; the largest of the golden and unit cases needs under 2^20.
+  std::uint64_t work_limit = std::uint64_t{1} << 26;
+  // Wall-clock limit of one comparison; zero or negative: none (the work limit still bounds it).
+  std::chrono::nanoseconds time_limit{0};
+};
+
 // open-instruct's is_equiv(a, b) (sympy half of the MATH check), approximated as documented at
 // the top of this header. Deterministic; never throws for any input.
-inline bool sympy_is_equiv(std::string_view a, std::string_view b) {
+//
+// The outcome says whether the comparison finished: `equivalent` / `not_equivalent`, `gave_up`
+// (past the work budget: operands or work too large; scored as not equivalent) or `timed_out`
+// (past options.time_limit; scored as not equivalent, as open-instruct's 5 s timeout is).
+inline equiv_outcome sympy_equiv_outcome(std::string_view a, std::string_view b,
+                                         const equiv_options& options = {}) {
   using namespace math_expr_detail;
+  const budget_scope scope(options.work_limit, options.time_limit);
+  const auto verdict = [](bool eq) { return eq ? equiv_outcome::equivalent : equiv_outcome::not_equivalent; };
   try {
     // parse_latex strips Python whitespace first; the lexer skips it anyway.
     const auto pa = parse(a);
     const auto pb = parse(b);
-    if (!pa || !pb) return false;
+    if (!pa || !pb) return verdict(false);
     // Eq/Lt... minus anything raises TypeError.
     for (const parsed* p : {&*pa, &*pb})
-      if (has_kind(*p, p->root, op::relation)) return false;
+      if (has_kind(*p, p->root, op::relation)) return verdict(false);
     // sympy never equates a Float with an irrational value or symbol term, it only cancels Float
     // coefficients; the residual our own double rounding leaves is a few ulps.
     const bool floats = has_kind(*pa, pa->root, op::decimal) || has_kind(*pb, pb->root, op::decimal);
@@ -99,15 +118,21 @@ inline bool sympy_is_equiv(std::string_view a, std::string_view b) {
       const value vb = evaluator(pb->nodes, point).eval(pb->root);
       const auto eq = equal_at(va, vb, tolerance);
       if (!eq) continue;  // a pole at this point: the others decide
-      if (!*eq) return false;
+      if (!*eq) return verdict(false);
       ++agreed;
     }
-    return agreed > 0;
+    return verdict(agreed > 0);
   } catch (const unsupported&) {
-    return false;
+    return verdict(false);
   } catch (const too_large&) {
-    return false;
+    return equiv_outcome::gave_up;
+  } catch (const timed_out&) {
+    return equiv_outcome::timed_out;
   }
+}
+
+inline bool sympy_is_equiv(std::string_view a, std::string_view b, const equiv_options& options = {}) {
+  return sympy_equiv_outcome(a, b, options) == equiv_outcome::equivalent;
 }
 
 }  // namespace reward

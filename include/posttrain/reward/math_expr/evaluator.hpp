@@ -9,6 +9,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -316,8 +317,35 @@ class evaluator {
  public:
   evaluator(const std::vector<node>& nodes, const std::map<std::string, std::complex<double>>& point)
       : nodes_(nodes), point_(point) {}
-  value eval(int n) const {
-    const node& nd = nodes_[static_cast<std::size_t>(n)];
+  // Post-order over an explicit stack, not recursion: a sum of ~1000 terms inside parentheses is
+  // a tree ~1000 levels deep, which overflowed a 512 KiB worker stack when each level was a frame.
+  value eval(int root) const {
+    struct frame {
+      int n;
+      bool expanded;
+    };
+    std::vector<frame> todo{{root, false}};
+    std::vector<value> done;  // values of finished subtrees, in order
+    while (!todo.empty()) {
+      const frame f = todo.back();
+      todo.pop_back();
+      const node& nd = nodes_[static_cast<std::size_t>(f.n)];
+      if (!f.expanded && !nd.args.empty()) {
+        todo.push_back({f.n, true});
+        for (std::size_t k = nd.args.size(); k-- > 0;) todo.push_back({nd.args[k], false});
+        continue;
+      }
+      const std::size_t first = done.size() - nd.args.size();
+      value v = apply(nd, std::span<const value>(done.data() + first, nd.args.size()));
+      done.resize(first);
+      done.push_back(std::move(v));
+    }
+    return std::move(done.back());
+  }
+
+ private:
+  // The value of one node from its arguments' values.
+  value apply(const node& nd, std::span<const value> a) const {
     switch (nd.kind) {
       case op::integer: {
         bigint v, ten(10);
@@ -327,15 +355,14 @@ class evaluator {
       case op::decimal: return decimal_value(nd.text);
       case op::symbol: return num(point_.at(nd.text), 0.0);
       case op::infinity: return infinity(1.0);
-      case op::add: return add(eval(nd.args[0]), eval(nd.args[1]));
-      case op::mul: return mul(eval(nd.args[0]), eval(nd.args[1]));
-      case op::div: return div(eval(nd.args[0]), eval(nd.args[1]));
-      case op::pow: return power(eval(nd.args[0]), eval(nd.args[1]));
-      case op::neg: return neg(eval(nd.args[0]));
+      case op::add: return add(a[0], a[1]);
+      case op::mul: return mul(a[0], a[1]);
+      case op::div: return div(a[0], a[1]);
+      case op::pow: return power(a[0], a[1]);
+      case op::neg: return neg(a[0]);
       case op::func:
       case op::undefined: {
-        std::vector<value> args;
-        for (const int a : nd.args) args.push_back(eval(a));
+        const std::vector<value> args(a.begin(), a.end());
         return nd.kind == op::func ? apply_func(nd.text, args) : opaque(nd.text, args);
       }
       case op::relation: return bad();
@@ -343,22 +370,31 @@ class evaluator {
     return bad();
   }
 
- private:
   const std::vector<node>& nodes_;
   const std::map<std::string, std::complex<double>>& point_;
 };
 
 
 
+// Tree walks with an explicit stack (trees can be ~1000 levels deep, see evaluator::eval).
 inline void collect_symbols(const parsed& p, int n, std::set<std::string>& out) {
-  const node& nd = p.nodes[static_cast<std::size_t>(n)];
-  if (nd.kind == op::symbol) out.insert(nd.text);
-  for (const int a : nd.args) collect_symbols(p, a, out);
+  std::vector<int> todo{n};
+  while (!todo.empty()) {
+    const node& nd = p.nodes[static_cast<std::size_t>(todo.back())];
+    todo.pop_back();
+    if (nd.kind == op::symbol) out.insert(nd.text);
+    todo.insert(todo.end(), nd.args.begin(), nd.args.end());
+  }
 }
 inline bool has_kind(const parsed& p, int n, op k) {
-  const node& nd = p.nodes[static_cast<std::size_t>(n)];
-  if (nd.kind == k) return true;
-  return std::any_of(nd.args.begin(), nd.args.end(), [&](int a) { return has_kind(p, a, k); });
+  std::vector<int> todo{n};
+  while (!todo.empty()) {
+    const node& nd = p.nodes[static_cast<std::size_t>(todo.back())];
+    todo.pop_back();
+    if (nd.kind == k) return true;
+    todo.insert(todo.end(), nd.args.begin(), nd.args.end());
+  }
+  return false;
 }
 
 // a == b at one point: exact, Float (compare after rounding to the larger precision) or numeric.

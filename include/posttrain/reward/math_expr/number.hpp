@@ -2,6 +2,7 @@
 // Exact numbers for the sympy half of the MATH check (reward/math_expr.hpp): big integers and
 // rationals, sympy Float rounding (round_to_bits) and exact roots.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -26,6 +27,58 @@ namespace math_expr_detail {
 struct too_large {};
 
 inline constexpr std::size_t max_bits = 32768;
+
+// The per-comparison budget. The bit cap alone does not bound the work: \binom{\frac{1}{3}}{4095}
+// is 4095 products and reductions of rationals near the cap (~40 s). Every big-number operation
+// and parser step charges its cost in limb operations to the calling thread's budget; when it
+// runs out the comparison gives up (too_large: "not equivalent"), and when the caller's deadline
+// passes it stops with timed_out (checked every 2^16 charged operations, so a deadline is
+// overshot by well under a millisecond).
+struct timed_out {};
+
+struct work_budget {
+  std::uint64_t left = ~std::uint64_t{0};
+  std::uint64_t since_clock = 0;
+  bool has_deadline = false;
+  std::chrono::steady_clock::time_point deadline{};
+};
+
+inline work_budget& thread_budget() {
+  static thread_local work_budget b;
+  return b;
+}
+
+inline void charge(std::uint64_t ops) {
+  work_budget& b = thread_budget();
+  if (ops >= b.left) throw too_large{};
+  b.left -= ops;
+  b.since_clock += ops;
+  if (b.since_clock >= (std::uint64_t{1} << 16)) {
+    b.since_clock = 0;
+    if (b.has_deadline && std::chrono::steady_clock::now() > b.deadline) throw timed_out{};
+  }
+}
+
+// Installs a budget for the current thread for the lifetime of the scope (restoring the previous
+// one after, so nested comparisons do not leak their budget).
+class budget_scope {
+ public:
+  budget_scope(std::uint64_t work, std::chrono::nanoseconds time_limit) : saved_(thread_budget()) {
+    work_budget& b = thread_budget();
+    b = work_budget{};
+    b.left = work;
+    if (time_limit.count() > 0) {
+      b.has_deadline = true;
+      b.deadline = std::chrono::steady_clock::now() + time_limit;
+    }
+  }
+  ~budget_scope() { thread_budget() = saved_; }
+  budget_scope(const budget_scope&) = delete;
+  budget_scope& operator=(const budget_scope&) = delete;
+
+ private:
+  work_budget saved_;
+};
 
 struct bigint {
   std::vector<std::uint32_t> mag;  // little-endian limbs, no leading zero limbs; zero is empty
@@ -64,6 +117,7 @@ inline int cmp_mag(const bigint& a, const bigint& b) {
   return 0;
 }
 inline bigint add_mag(const bigint& a, const bigint& b) {
+  charge(1 + std::max(a.mag.size(), b.mag.size()));
   bigint r;
   std::uint64_t carry = 0;
   for (std::size_t i = 0; i < std::max(a.mag.size(), b.mag.size()) || carry; ++i) {
@@ -75,6 +129,7 @@ inline bigint add_mag(const bigint& a, const bigint& b) {
   return r;
 }
 inline bigint sub_mag(const bigint& a, const bigint& b) {  // |a| >= |b|
+  charge(1 + a.mag.size());
   bigint r;
   std::int64_t borrow = 0;
   for (std::size_t i = 0; i < a.mag.size(); ++i) {
@@ -113,6 +168,7 @@ inline bigint operator-(const bigint& a, const bigint& b) { return a + (-b); }
 inline bigint operator*(const bigint& a, const bigint& b) {
   if (a.is_zero() || b.is_zero()) return {};
   if (a.bits() + b.bits() > max_bits + 1) throw too_large{};
+  charge(1 + a.mag.size() * b.mag.size());
   bigint r;
   r.mag.assign(a.mag.size() + b.mag.size(), 0);
   for (std::size_t i = 0; i < a.mag.size(); ++i) {
@@ -131,6 +187,7 @@ inline bigint operator*(const bigint& a, const bigint& b) {
 inline bigint shl(const bigint& a, std::size_t k) {
   if (a.is_zero()) return a;
   if (a.bits() + k > max_bits) throw too_large{};
+  charge(1 + a.mag.size() + k / 32);
   bigint r;
   r.mag.assign(k / 32, 0);
   std::uint32_t carry = 0;
@@ -144,6 +201,7 @@ inline bigint shl(const bigint& a, std::size_t k) {
   return r;
 }
 inline bigint shr_mag(const bigint& a, std::size_t k) {  // |a| >> k
+  charge(1 + a.mag.size());
   bigint r;
   for (std::size_t i = k / 32; i < a.mag.size(); ++i) {
     std::uint64_t v = a.mag[i] >> (k % 32);

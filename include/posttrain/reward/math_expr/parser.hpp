@@ -11,6 +11,7 @@
 
 #include "posttrain/config.hpp"
 #include "posttrain/reward/math_expr/lexer.hpp"
+#include "posttrain/reward/math_expr/number.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
 
@@ -41,7 +42,7 @@ struct node {
 
 class parser {
  public:
-  explicit parser(std::vector<token> t) : toks_(std::move(t)) {}
+  explicit parser(std::vector<token> t) : toks_(std::move(t)), failed_expr_(toks_.size() + 1, 0) {}
   std::vector<node> nodes;
 
   // math: relation (not strict: whatever follows the relation is ignored).
@@ -49,6 +50,7 @@ class parser {
 
  private:
   std::vector<token> toks_;
+  std::vector<char> failed_expr_;  // expr() at this token position throws parse_error
   std::size_t pos_ = 0;
   std::size_t digit_limit_ = 0;  // > 0: a script's number takes at most this many digits
   // Bounds standing in for Python's recursion limit and is_equiv's 5 s timeout (both end in
@@ -112,9 +114,21 @@ class parser {
     }
     return lhs;
   }
+  // expr() at a position either always fails or always gives the same tree (its result depends
+  // on the position alone, unless a script's digit limit is pending), so a failure is recorded
+  // and not parsed again: without it the alternatives that retry the same expr after a failed
+  // longer alternative (bars, function arguments, scripts) take time exponential in the nesting.
   int expr() {
     const nesting level(group_depth_, max_group_depth);
-    return additive();
+    const std::size_t at_pos = pos_;
+    const bool memo = digit_limit_ == 0;
+    if (memo && failed_expr_[at_pos]) throw parse_error{};
+    try {
+      return additive();
+    } catch (const parse_error&) {
+      if (memo) failed_expr_[at_pos] = 1;
+      throw;
+    }
   }
   int additive() {
     int lhs = mp(false);
@@ -148,16 +162,36 @@ class parser {
     return lhs;
   }
   // unary: (+|-) unary | postfix+ ; unary_nofunc: (+|-) unary_nofunc | postfix postfix_nofunc*.
+  // The grammar's recursion over leading signs is a loop here (971 signs would be 971 frames);
+  // sign_depth_ still counts one level per sign plus one per unary on the stack, as the
+  // recursive form did, so the limit is unchanged.
+  struct levels {
+    explicit levels(int& d) : depth(d) {}
+    void add(int limit) {
+      ++count;
+      if (++depth > limit) throw unsupported{};
+    }
+    ~levels() { depth -= count; }
+    levels(const levels&) = delete;
+    levels& operator=(const levels&) = delete;
+    int& depth;
+    int count = 0;
+  };
   int unary(bool nofunc) {
-    const nesting level(sign_depth_, max_signs + 1);
-    if (at(tk::add)) {
+    levels level(sign_depth_);
+    std::vector<char> minus;  // the signs, outermost first
+    level.add(max_signs + 1);
+    while (at(tk::add) || at(tk::sub)) {
+      minus.push_back(at(tk::sub));
       ++pos_;
-      return unary(nofunc);
+      level.add(max_signs + 1);
     }
-    if (at(tk::sub)) {
-      ++pos_;
-      return make(op::neg, "", {unary(nofunc)});
-    }
+    int r = unsigned_unary(nofunc);
+    for (std::size_t k = minus.size(); k-- > 0;)
+      if (minus[k]) r = make(op::neg, "", {r});
+    return r;
+  }
+  int unsigned_unary(bool nofunc) {
     std::vector<int> list{postfix(false)};
     for (;;) {
       const auto next = attempt([&] { return postfix(nofunc); });
@@ -167,22 +201,32 @@ class parser {
     }
     return postfix_list(list, 0);
   }
+  // Walks with an explicit stack: a tree can be ~1000 levels deep (a long sum).
   bool has_symbol(int n) const {
-    const node& nd = nodes[static_cast<std::size_t>(n)];
-    if (nd.kind == op::symbol) return true;
-    return std::any_of(nd.args.begin(), nd.args.end(), [&](int a) { return has_symbol(a); });
+    std::vector<int> todo{n};
+    while (!todo.empty()) {
+      const node& nd = nodes[static_cast<std::size_t>(todo.back())];
+      todo.pop_back();
+      if (nd.kind == op::symbol) return true;
+      todo.insert(todo.end(), nd.args.begin(), nd.args.end());
+    }
+    return false;
   }
   // convert_postfix_list: implicit products; a lone 'x' between two symbol-free factors is "times".
-  int postfix_list(const std::vector<int>& arr, std::size_t i) {
-    const int res = arr[i];
-    if (i + 1 == arr.size()) return res;
-    if (i > 0) {
-      const node& r = nodes[static_cast<std::size_t>(res)];
-      if (r.kind == op::symbol && r.text == "x" && !has_symbol(arr[i - 1]) && !has_symbol(arr[i + 1]))
-        return postfix_list(arr, i + 1);
+  // The recursion of convert_postfix_list(arr, i) unrolled: the decisions are made left to
+  // right (which factors are a skipped 'x'), the products built right to left, creating the
+  // nodes in the order the recursive form did.
+  int postfix_list(const std::vector<int>& arr, std::size_t first) {
+    std::vector<char> skipped(arr.size(), 0);
+    for (std::size_t i = first + 1; i + 1 < arr.size(); ++i) {
+      const node& r = nodes[static_cast<std::size_t>(arr[i])];
+      skipped[i] = r.kind == op::symbol && r.text == "x" && !has_symbol(arr[i - 1]) &&
+                   !has_symbol(arr[i + 1]);
     }
-    const int rest = postfix_list(arr, i + 1);
-    return make(op::mul, "", {res, rest});
+    int rest = arr.back();
+    for (std::size_t i = arr.size() - 1; i-- > first;)
+      if (!skipped[i]) rest = make(op::mul, "", {arr[i], rest});
+    return rest;
   }
   // postfix: exp postfix_op*; postfix_op: '!' | eval_at.
   int postfix(bool nofunc) {
@@ -247,6 +291,7 @@ class parser {
   }
   int comp(bool nofunc) {
     if (++steps_ > max_steps) throw unsupported{};
+    charge(1);  // the comparison's work budget and deadline cover parsing too
     const nesting level(comp_depth_, max_comp_depth);
     switch (peek().type) {
       case tk::lparen: return group(tk::rparen);
@@ -254,14 +299,18 @@ class parser {
       case tk::lbrace: return group(tk::rbrace);
       case tk::lbrace_lit: return group(tk::rbrace_lit);
       case tk::bar: {
-        if (const auto a = attempt([&] {
-              ++pos_;
-              const int e = expr();
-              expect(tk::bar);
-              return make(op::func, "abs", {e});
-            }))
-          return *a;
-        return atom();  // ket
+        // '|' expr '|' (abs) or, failing that, the ket '|' expr '\rangle'. Both start with the
+        // same expr, whose result depends only on where it starts: parse it once and pick the
+        // alternative by the closing token (trying abs and then re-parsing for the ket doubled
+        // the work per nested bar: 2^n for n bars).
+        ++pos_;
+        const int e = expr();
+        if (at(tk::bar)) {
+          ++pos_;
+          return make(op::func, "abs", {e});
+        }
+        expect(tk::r_angle);
+        return make(op::undefined, "\\ket", {e});
       }
       case tk::l_floor:
       case tk::l_ceil: {
