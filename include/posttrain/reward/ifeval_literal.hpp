@@ -165,43 +165,87 @@ class literal_parser {
     return true;
   }
 
-  literal value(int depth) {
-    if (depth > 512) fail("nesting too deep");
-    skip_space();
-    if (pos_ >= s_.size()) fail("expected a value");
-    const char c = s_[pos_];
+  // Containers are parsed with an explicit stack of open lists / dicts, not recursion: a
+  // prediction of 1 MiB of '[' reaches the 512-level limit, and 512 recursive frames overflowed a
+  // 256 KiB worker stack. The grammar and the error offsets are the recursive form's.
+  struct open_container {
     literal v;
-    if (c == '[' || (c == '(' && g_ == grammar::python)) {
-      const char close = c == '[' ? ']' : ')';
-      ++pos_;
-      v.type = literal::kind::list;
-      if (eat(close)) return v;
-      for (;;) {
-        v.items.push_back(value(depth + 1));
-        if (eat(close)) return v;
-        if (!eat(',')) fail("expected ',' or a closing bracket");
-        if (g_ == grammar::python && eat(close)) {  // trailing comma
-          if (close == ')' && v.items.size() == 1) return v;
-          return v;
+    char close;
+    bool has_key = false;  // dict: the key is read, its value is next
+    std::string key;
+  };
+
+  literal value(int depth) {
+    std::vector<open_container> open;
+    for (;;) {
+      if (depth + static_cast<int>(open.size()) > 512) fail("nesting too deep");
+      skip_space();
+      if (pos_ >= s_.size()) fail("expected a value");
+      const char c = s_[pos_];
+      literal done;
+      bool complete = true;
+      if (c == '[' || (c == '(' && g_ == grammar::python)) {
+        const char close = c == '[' ? ']' : ')';
+        ++pos_;
+        done.type = literal::kind::list;
+        if (!eat(close)) {
+          open.push_back({std::move(done), close});
+          complete = false;
         }
+      } else if (c == '{') {
+        ++pos_;
+        done.type = literal::kind::dict;
+        if (!eat('}')) {
+          open.push_back({std::move(done), '}'});
+          skip_space();
+          complete = false;
+        }
+      } else {
+        done = scalar();
+      }
+      // Hand the finished value to the innermost open container, closing those that end.
+      while (complete) {
+        if (open.empty()) return done;
+        open_container& f = open.back();
+        if (f.v.type == literal::kind::dict) {
+          if (!f.has_key) {
+            if (!done.is_string()) fail("dictionary keys must be strings");
+            if (!eat(':')) fail("expected ':'");
+            f.key = std::move(done.s);
+            f.has_key = true;
+            break;  // its value is next
+          }
+          f.v.fields.push_back(literal::field{std::move(f.key), std::move(done)});
+          f.has_key = false;
+          if (eat('}') || (eat_separator("expected ',' or '}'") && g_ == grammar::python && eat('}'))) {
+            done = std::move(f.v);
+            open.pop_back();
+            continue;
+          }
+          skip_space();
+          break;  // the next key
+        }
+        f.v.items.push_back(std::move(done));
+        if (eat(f.close) || (eat_separator("expected ',' or a closing bracket") && g_ == grammar::python &&
+                             eat(f.close))) {  // a Python trailing comma
+          done = std::move(f.v);
+          open.pop_back();
+          continue;
+        }
+        break;  // the next item
       }
     }
-    if (c == '{') {
-      ++pos_;
-      v.type = literal::kind::dict;
-      if (eat('}')) return v;
-      for (;;) {
-        skip_space();
-        literal key = value(depth + 1);
-        if (!key.is_string()) fail("dictionary keys must be strings");
-        if (!eat(':')) fail("expected ':'");
-        literal item = value(depth + 1);
-        v.fields.push_back(literal::field{std::move(key.s), std::move(item)});
-        if (eat('}')) return v;
-        if (!eat(',')) fail("expected ',' or '}'");
-        if (g_ == grammar::python && eat('}')) return v;
-      }
-    }
+  }
+
+  bool eat_separator(std::string_view what) {
+    if (!eat(',')) fail(what);
+    return true;
+  }
+
+  // A string, a keyword or a number.
+  literal scalar() {
+    literal v;
+    const char c = s_[pos_];
     if (c == '"' || (g_ == grammar::python && (c == '\'' || c == 'u' || c == 'U' || c == 'r' ||
                                                  c == 'R') && string_start())) {
       v.type = literal::kind::string;
