@@ -230,3 +230,29 @@ TEST(VerifierContract, DeepExpressionsOnAWorkerStack) {
     EXPECT_EQ(rw::math_verifier{}.score(std::string(1 << 20, '-') + "1", "-1"), 0.0);
   });
 }
+
+// The per-call budget: a reward source reads gave_up / timed_out from verify() and counts them.
+TEST(VerifierContract, OutcomesForMetrics) {
+  rw::math_verifier v;
+  const std::string heavy = "$\\boxed{\\binom{\\frac{1}{3}}{4095}}$";
+  EXPECT_EQ(rw::verify(v, heavy, "1").status, rw::verify_status::gave_up);
+  EXPECT_EQ(rw::verify(v, heavy, "1").score, 0.0);
+  v.equiv.work_limit = ~std::uint64_t{0};
+  v.equiv.time_limit = std::chrono::milliseconds(5);
+  EXPECT_EQ(rw::verify(v, heavy, "1").status, rw::verify_status::timed_out);
+  rw::strict_math_verifier strict;
+  strict.equiv = v.equiv;
+  EXPECT_EQ(rw::verify(strict, "Final Answer: The final answer is \\binom{\\frac{1}{3}}{4095}. I hope it is correct.", "1")
+                .status,
+            rw::verify_status::timed_out);
+  // A match by the string half is a score, whatever the sympy half did.
+  const auto same = rw::verify(v, heavy, "\\binom{\\frac{1}{3}}{4095}");
+  EXPECT_EQ(same.score, 1.0);
+  EXPECT_EQ(same.status, rw::verify_status::scored);
+  // Verifiers without check() always score.
+  EXPECT_EQ(rw::verify(rw::gsm8k_verifier{}, "18", "18").status, rw::verify_status::scored);
+  rw::verify_counts counts;
+  for (const auto* p : {"$\\boxed{1}$", heavy.c_str(), "2"}) counts.add(rw::verify(v, p, "1").status);
+  EXPECT_EQ(counts.scored, 2u);
+  EXPECT_EQ(counts.timed_out, 1u);
+}

@@ -189,14 +189,14 @@ class literal_parser {
         ++pos_;
         done.type = literal::kind::list;
         if (!eat(close)) {
-          open.push_back({std::move(done), close});
+          open.push_back({std::move(done), close, false, {}});
           complete = false;
         }
       } else if (c == '{') {
         ++pos_;
         done.type = literal::kind::dict;
         if (!eat('}')) {
-          open.push_back({std::move(done), '}'});
+          open.push_back({std::move(done), '}', false, {}});
           skip_space();
           complete = false;
         }

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "posttrain/config.hpp"
+#include "posttrain/reward/concept.hpp"
 #include "posttrain/reward/math_expr.hpp"
 #include "posttrain/reward/text.hpp"
 
@@ -299,9 +300,17 @@ inline bool hendrycks_is_equiv(std::string_view a, std::string_view b) {
 }
 
 // The test MathVerifier and StrictMathVerifier apply to each candidate:
-// `is_equiv(answer, label) or hendrycks_is_equiv(answer, label)`.
-inline bool math_answer_matches(std::string_view answer, std::string_view label) {
-  return sympy_is_equiv(answer, label) || hendrycks_is_equiv(answer, label);
+// `is_equiv(answer, label) or hendrycks_is_equiv(answer, label)`. `status` (when given) is set
+// to gave_up / timed_out when the sympy half stopped early and the string half did not match.
+inline bool math_answer_matches(std::string_view answer, std::string_view label,
+                                const equiv_options& options = {}, verify_status* status = nullptr) {
+  const equiv_outcome o = sympy_equiv_outcome(answer, label, options);
+  if (o == equiv_outcome::equivalent || hendrycks_is_equiv(answer, label)) return true;
+  if (status && *status == verify_status::scored) {
+    if (o == equiv_outcome::gave_up) *status = verify_status::gave_up;
+    if (o == equiv_outcome::timed_out) *status = verify_status::timed_out;
+  }
+  return false;
 }
 
 // last_boxed_only_string followed by remove_boxed; std::nullopt where either gives nothing.
@@ -401,24 +410,33 @@ inline std::vector<std::string> math_candidates(std::string_view prediction) {
   return all;
 }
 
+// `equiv` bounds each sympy comparison (work, and time when equiv.time_limit > 0, as
+// open-instruct's 5 s); check() also says whether a comparison gave up or timed out.
 struct math_verifier {
   static std::string name() { return "math"; }
   double weight = 1.0;
-  double score(std::string_view prediction, std::string_view label) const {
+  equiv_options equiv;
+  verify_result check(std::string_view prediction, std::string_view label) const {
+    verify_result r;
     for (const auto& c : math_candidates(prediction))
-      if (math_answer_matches(c, label)) return 1.0;
-    return 0.0;
+      if (math_answer_matches(c, label, equiv, &r.status)) return {1.0, verify_status::scored};
+    return r;
   }
+  double score(std::string_view prediction, std::string_view label) const { return check(prediction, label).score; }
 };
 
 struct strict_math_verifier {
   static std::string name() { return "strict_math"; }
   double weight = 1.0;
-  double score(std::string_view prediction, std::string_view label) const {
+  equiv_options equiv;
+  verify_result check(std::string_view prediction, std::string_view label) const {
     auto m = minerva_answer(prediction);
     const std::string c = m ? std::move(*m) : normalize_final_answer(prediction);
-    return math_answer_matches(c, label) ? 1.0 : 0.0;
+    verify_result r;
+    if (math_answer_matches(c, label, equiv, &r.status)) return {1.0, verify_status::scored};
+    return r;
   }
+  double score(std::string_view prediction, std::string_view label) const { return check(prediction, label).score; }
 };
 
 }  // namespace reward

@@ -3,6 +3,7 @@
 // recursive descent, building the expression tree parse_latex would build.
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -42,7 +43,26 @@ struct node {
 
 class parser {
  public:
-  explicit parser(std::vector<token> t) : toks_(std::move(t)), failed_expr_(toks_.size() + 1, 0) {}
+  explicit parser(std::vector<token> t)
+      : toks_(std::move(t)), failed_expr_(toks_.size() + 1, 0), stack_base_(frame_address()) {}
+
+  // The stack the parse may use below the frame that constructed the parser. The grammar is
+  // recursive descent (~1.3 KiB of frames per nesting level with GCC -O2, more inside function
+  // arguments); sympy's own recursion limit allows 111 nested groups (~150 KiB). Past this the
+  // input counts as "not equivalent", so a 256 KiB worker stack keeps 64 KiB for its caller.
+  // AddressSanitizer's redzones make frames ~4x larger: sanitized builds allow 4x the stack (and
+  // the contract tests give their threads 4x the 256 KiB).
+#if defined(__SANITIZE_ADDRESS__)
+  static constexpr std::size_t max_parse_stack = 4 * 192 * 1024;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  static constexpr std::size_t max_parse_stack = 4 * 192 * 1024;
+#else
+  static constexpr std::size_t max_parse_stack = 192 * 1024;
+#endif
+#else
+  static constexpr std::size_t max_parse_stack = 192 * 1024;
+#endif
   std::vector<node> nodes;
 
   // math: relation (not strict: whatever follows the relation is ignored).
@@ -51,6 +71,16 @@ class parser {
  private:
   std::vector<token> toks_;
   std::vector<char> failed_expr_;  // expr() at this token position throws parse_error
+  std::uintptr_t stack_base_;
+  // The current frame's address (the real stack, also under ASan's fake stacks for locals).
+  static std::uintptr_t frame_address() {
+    return reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
+  }
+  void check_stack() const {
+    const std::uintptr_t here = frame_address();
+    const std::uintptr_t used = here < stack_base_ ? stack_base_ - here : here - stack_base_;
+    if (used > max_parse_stack) throw unsupported{};
+  }
   std::size_t pos_ = 0;
   std::size_t digit_limit_ = 0;  // > 0: a script's number takes at most this many digits
   // Bounds standing in for Python's recursion limit and is_equiv's 5 s timeout (both end in
@@ -292,6 +322,7 @@ class parser {
   int comp(bool nofunc) {
     if (++steps_ > max_steps) throw unsupported{};
     charge(1);  // the comparison's work budget and deadline cover parsing too
+    check_stack();  // every nesting level passes through comp()
     const nesting level(comp_depth_, max_comp_depth);
     switch (peek().type) {
       case tk::lparen: return group(tk::rparen);
