@@ -148,7 +148,7 @@ TEST(VerifierContract, LiteralNumberAtTheEndOfTheView) {
 
 // Defect class 3: the '|' alternative re-parsed its content for the ket after a failed abs
 // (2^n for n nested bars; 20 bars took ~1 s). Checked by work, not time: every case must finish
-// within 2^20 operations (the default budget is 2^26).
+// within 2^20 operations (the default budget is 2^23).
 TEST(VerifierContract, NestedBarsAreParsedInBoundedWork) {
   rw::equiv_options small;
   small.work_limit = std::uint64_t{1} << 20;

@@ -63,8 +63,10 @@ enum class equiv_outcome { equivalent, not_equivalent, gave_up, timed_out };
 
 struct equiv_options {
   // Limb operations (big-number work plus parser steps) one comparison may spend before it gives
-  // up. 2^26 is ~0.1 s on one core; the largest of the golden and unit cases needs under 2^20.
-  std::uint64_t work_limit = std::uint64_t{1} << 26;
+  // up: 2^23 is ~0.1 s on one core (GCC -O2, ~10 ns an operation with the allocations). The
+  // golden cases need under 2^18, the largest unit cases (974 summands) under 2^22. 2^26 let a
+  // fuzzed "2^{7064}" against symbols cost ~0.7 s a comparison (a libFuzzer timeout under ASan).
+  std::uint64_t work_limit = std::uint64_t{1} << 23;
   // Wall-clock limit of one comparison; zero or negative: none (the work limit still bounds it).
   std::chrono::nanoseconds time_limit{0};
 };
