@@ -474,9 +474,13 @@ class parser {
       return 0;
     };
     // ANTLR's prediction ends a bare numeric script early when the digits that follow are the
-    // argument: "\log_2 8" is log base 2 of 8, not log base 28 of nothing.
+    // argument: the script takes every digit of the run but the last, which is the argument.
+    // "\log_2 8" is log base 2 of 8, and "\log_2 32" log base 23 of 2 (sympy 1.14 parses it
+    // as log(2, 23); the grammar, not the intended math).
     if (!attempt(scripts_and_argument)) {
-      digit_limit_ = 1;
+      std::size_t run = 0;
+      while (peek(1 + run).type == tk::digit) ++run;  // the digits after the first script mark
+      digit_limit_ = run > 1 ? run - 1 : 1;
       try {
         scripts_and_argument();
       } catch (...) {
