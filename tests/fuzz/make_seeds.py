@@ -38,3 +38,15 @@ for p in pieces:
     write("text", b + b"\0" + b"calm")
     write("ifeval_response", b)
     write("ifeval_label", b"[{'instruction_id': ['detectable_format:title'], 'kwargs': [None]}]\0" + b)
+
+# numeric: the first byte picks the entry point (0 token log-probs, 1 reductions and whitening,
+# 2 KL and aggregation, 3 group advantages and GAE, 4 DPO); the rest are choices read by
+# tests/fuzz/numeric.cpp's byte_reader. Seeded pseudo-random bytes, biased to small values so most
+# seeds make valid shapes and reach the arithmetic, 16 per entry point.
+import random
+rng = random.Random(14)
+for case in range(5):
+    for k in range(16):
+        body = bytes(rng.choice([0, 1, 2, 3, 4, 7, 8, 9, 10, 64, 128, 200, rng.randrange(256)])
+                     for _ in range(rng.randrange(16, 240)))
+        write("numeric", bytes([case]) + body)

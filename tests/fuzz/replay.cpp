@@ -16,6 +16,7 @@ POSTTRAIN_FUZZ_TARGET(math);
 POSTTRAIN_FUZZ_TARGET(ifeval_label);
 POSTTRAIN_FUZZ_TARGET(ifeval_response);
 POSTTRAIN_FUZZ_TARGET(text);
+POSTTRAIN_FUZZ_TARGET(numeric);
 
 namespace {
 
@@ -45,3 +46,4 @@ TEST(FuzzReplay, Math) { EXPECT_GT(replay("math", posttrain_fuzz_math), 50u); }
 TEST(FuzzReplay, IfevalLabel) { EXPECT_GT(replay("ifeval_label", posttrain_fuzz_ifeval_label), 50u); }
 TEST(FuzzReplay, IfevalResponse) { EXPECT_GT(replay("ifeval_response", posttrain_fuzz_ifeval_response), 50u); }
 TEST(FuzzReplay, Text) { EXPECT_GT(replay("text", posttrain_fuzz_text), 50u); }
+TEST(FuzzReplay, Numeric) { EXPECT_GT(replay("numeric", posttrain_fuzz_numeric), 50u); }
