@@ -11,7 +11,8 @@ install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/posttrain
 # Header-only: the package files are architecture independent, so they live under share/.
 set(POSTTRAIN_CMAKE_DIR ${CMAKE_INSTALL_DATADIR}/cmake/posttrain)
 
-install(TARGETS posttrain EXPORT posttrainTargets)
+# posttrain::reward is part of the core export set: it needs nothing the core does not.
+install(TARGETS posttrain posttrain_reward EXPORT posttrainTargets)
 install(EXPORT posttrainTargets NAMESPACE posttrain:: DESTINATION ${POSTTRAIN_CMAKE_DIR})
 export(EXPORT posttrainTargets NAMESPACE posttrain::
        FILE ${PROJECT_BINARY_DIR}/posttrainTargets.cmake)

@@ -15,6 +15,7 @@
 //                           and reward shaping (KL in reward, controllers, overlong, clipping)
 //   algo.hpp                named algorithms as compositions
 //   dist/                   the communicator concept and the single-process communicator
+// The RLVR verifiers are not included: <posttrain/reward.hpp>, target posttrain::reward.
 #include "posttrain/config.hpp"
 #include "posttrain/core/batch.hpp"
 #include "posttrain/core/error.hpp"
@@ -56,6 +57,5 @@
 #include "posttrain/advantage/rloo.hpp"
 #include "posttrain/advantage/shaping.hpp"
 #include "posttrain/algo.hpp"
-#include "posttrain/reward/verifiers.hpp"
 #include "posttrain/conventions.hpp"
 #include "posttrain/loss/concept.hpp"

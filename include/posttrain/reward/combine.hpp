@@ -55,15 +55,19 @@ inline reward_options streaming_reward_options() {
 }
 
 // re.match(r".*?</think>\s*<answer>.*?</answer>", response, re.DOTALL) is not None.
+// Linear: a "</answer>" after some "<answer>" exists iff the last one in the whole response is
+// after it, so the last "</answer>" is found once (searching from each "</think>" was quadratic
+// on a response repeating "</think><answer>"); the whitespace runs after distinct "</think>"s
+// do not overlap.
 inline bool r1_format_matches(std::string_view response) {
   const std::string_view think = "</think>", open = "<answer>", close = "</answer>";
+  const std::size_t last_close = response.rfind(close);
+  if (last_close == std::string_view::npos) return false;
   for (std::size_t t = response.find(think); t != std::string_view::npos;
        t = response.find(think, t + 1)) {
     std::size_t i = t + think.size();
     while (i < response.size() && text::is_space(response[i])) ++i;
-    if (response.substr(i, open.size()) == open &&
-        response.find(close, i + open.size()) != std::string_view::npos)
-      return true;
+    if (response.substr(i, open.size()) == open && last_close >= i + open.size()) return true;
   }
   return false;
 }

@@ -259,6 +259,10 @@ inline std::size_t count_placeholders(std::string_view s) {
         p = j + 1;
         continue;
       }
+      // Every '[' before j fails at the same j (no ']' in between): skip them, or a line of
+      // '[' without ']' costs quadratic time.
+      p = j;
+      continue;
     }
     ++p;
   }
@@ -317,27 +321,25 @@ inline std::size_t count_sections(std::string_view s, const pattern& splitter) {
 }
 
 // any(t.lstrip("<").rstrip(">").strip() for t in re.findall(r"<<[^\n]+>>", s))
+// Line by line, linear: on a line, the leftmost "<<" at p matches up to the last ">>" of the
+// line (greedy [^\n]+) when that ">>" starts at p + 3 or later; a later "<<" on the line needs
+// the same ">>" further right, so a line has at most one match (searching from every "<<" was
+// quadratic on a line of '<').
 inline bool has_title(std::string_view s) {
-  std::size_t p = 0;
-  while (p + 1 < s.size()) {
-    if (s[p] == '<' && s[p + 1] == '<') {
-      std::size_t line_end = s.find('\n', p + 2);
-      if (line_end == std::string_view::npos) line_end = s.size();
-      // greedy [^\n]+ : the last ">>" on the line with at least one character before it
-      std::size_t q = std::string_view::npos;
-      for (std::size_t k = line_end; k >= p + 3 + 2; --k)
-        if (s[k - 1] == '>' && s[k - 2] == '>') {
-          q = k - 2;
-          break;
-        }
-      if (q != std::string_view::npos) {
-        const std::string t = rstrip_char(lstrip_char(s.substr(p, q + 2 - p), '<'), '>');
+  std::size_t line = 0;
+  while (line < s.size()) {
+    std::size_t line_end = s.find('\n', line);
+    if (line_end == std::string_view::npos) line_end = s.size();
+    const std::string_view l = s.substr(line, line_end - line);
+    const std::size_t p = l.find("<<");
+    if (p != std::string_view::npos) {
+      const std::size_t q = l.rfind(">>");
+      if (q != std::string_view::npos && q >= p + 3) {
+        const std::string t = rstrip_char(lstrip_char(l.substr(p, q + 2 - p), '<'), '>');
         if (!text::strip(t).empty()) return true;
-        p = q + 2;
-        continue;
       }
     }
-    ++p;
+    line = line_end + 1;
   }
   return false;
 }
@@ -401,6 +403,10 @@ inline std::vector<std::string> find_phrases(std::string_view s, const pattern& 
         p = end;
         continue;
       }
+      // No " last" before k (a newline or the end): a later start before k sees a subset of
+      // the same positions and fails too. Skipping them keeps a line repeating `first` linear.
+      p = std::max(k, p + 1);
+      continue;
     }
     ++p;
   }

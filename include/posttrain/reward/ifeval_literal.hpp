@@ -35,13 +35,17 @@ namespace reward::ifeval {
 
 struct literal {
   enum class kind { none, boolean, integer, real, string, list, dict };
+  // A dict entry. Declared here, defined below: std::vector allows an incomplete element type,
+  // std::pair<std::string, literal> inside literal does not (clang with libstdc++ 12 rejects
+  // the instantiation of a pair whose member is the class being defined).
+  struct field;
   kind type = kind::none;
   bool b = false;
   std::int64_t i = 0;
   double d = 0.0;
   std::string s;
-  std::vector<literal> items;                             // list / tuple
-  std::vector<std::pair<std::string, literal>> fields;    // dict
+  std::vector<literal> items;  // list / tuple
+  std::vector<field> fields;   // dict, in insertion order
 
   bool is_none() const { return type == kind::none; }
   bool is_string() const { return type == kind::string; }
@@ -52,24 +56,33 @@ struct literal {
     return type == kind::integer ? static_cast<double>(i) : type == kind::real ? d : (b ? 1.0 : 0.0);
   }
   // Python truthiness (`if not x`).
-  bool truthy() const {
-    switch (type) {
-      case kind::none: return false;
-      case kind::boolean: return b;
-      case kind::integer: return i != 0;
-      case kind::real: return d != 0.0;
-      case kind::string: return !s.empty();
-      case kind::list: return !items.empty();
-      case kind::dict: return !fields.empty();
-    }
-    return false;
-  }
-  const literal* find(std::string_view key) const {
-    for (const auto& [k, v] : fields)
-      if (k == key) return &v;
-    return nullptr;
-  }
+  bool truthy() const;
+  const literal* find(std::string_view key) const;
 };
+
+struct literal::field {
+  std::string first;  // the key
+  literal second;     // the value
+};
+
+inline bool literal::truthy() const {
+  switch (type) {
+    case kind::none: return false;
+    case kind::boolean: return b;
+    case kind::integer: return i != 0;
+    case kind::real: return d != 0.0;
+    case kind::string: return !s.empty();
+    case kind::list: return !items.empty();
+    case kind::dict: return !fields.empty();
+  }
+  return false;
+}
+
+inline const literal* literal::find(std::string_view key) const {
+  for (const auto& [k, v] : fields)
+    if (k == key) return &v;
+  return nullptr;
+}
 
 namespace detail {
 
@@ -152,43 +165,87 @@ class literal_parser {
     return true;
   }
 
-  literal value(int depth) {
-    if (depth > 512) fail("nesting too deep");
-    skip_space();
-    if (pos_ >= s_.size()) fail("expected a value");
-    const char c = s_[pos_];
+  // Containers are parsed with an explicit stack of open lists / dicts, not recursion: a
+  // prediction of 1 MiB of '[' reaches the 512-level limit, and 512 recursive frames overflowed a
+  // 256 KiB worker stack. The grammar and the error offsets are the recursive form's.
+  struct open_container {
     literal v;
-    if (c == '[' || (c == '(' && g_ == grammar::python)) {
-      const char close = c == '[' ? ']' : ')';
-      ++pos_;
-      v.type = literal::kind::list;
-      if (eat(close)) return v;
-      for (;;) {
-        v.items.push_back(value(depth + 1));
-        if (eat(close)) return v;
-        if (!eat(',')) fail("expected ',' or a closing bracket");
-        if (g_ == grammar::python && eat(close)) {  // trailing comma
-          if (close == ')' && v.items.size() == 1) return v;
-          return v;
+    char close;
+    bool has_key = false;  // dict: the key is read, its value is next
+    std::string key;
+  };
+
+  literal value(int depth) {
+    std::vector<open_container> open;
+    for (;;) {
+      if (depth + static_cast<int>(open.size()) > 512) fail("nesting too deep");
+      skip_space();
+      if (pos_ >= s_.size()) fail("expected a value");
+      const char c = s_[pos_];
+      literal done;
+      bool complete = true;
+      if (c == '[' || (c == '(' && g_ == grammar::python)) {
+        const char close = c == '[' ? ']' : ')';
+        ++pos_;
+        done.type = literal::kind::list;
+        if (!eat(close)) {
+          open.push_back({std::move(done), close, false, {}});
+          complete = false;
         }
+      } else if (c == '{') {
+        ++pos_;
+        done.type = literal::kind::dict;
+        if (!eat('}')) {
+          open.push_back({std::move(done), '}', false, {}});
+          skip_space();
+          complete = false;
+        }
+      } else {
+        done = scalar();
+      }
+      // Hand the finished value to the innermost open container, closing those that end.
+      while (complete) {
+        if (open.empty()) return done;
+        open_container& f = open.back();
+        if (f.v.type == literal::kind::dict) {
+          if (!f.has_key) {
+            if (!done.is_string()) fail("dictionary keys must be strings");
+            if (!eat(':')) fail("expected ':'");
+            f.key = std::move(done.s);
+            f.has_key = true;
+            break;  // its value is next
+          }
+          f.v.fields.push_back(literal::field{std::move(f.key), std::move(done)});
+          f.has_key = false;
+          if (eat('}') || (eat_separator("expected ',' or '}'") && g_ == grammar::python && eat('}'))) {
+            done = std::move(f.v);
+            open.pop_back();
+            continue;
+          }
+          skip_space();
+          break;  // the next key
+        }
+        f.v.items.push_back(std::move(done));
+        if (eat(f.close) || (eat_separator("expected ',' or a closing bracket") && g_ == grammar::python &&
+                             eat(f.close))) {  // a Python trailing comma
+          done = std::move(f.v);
+          open.pop_back();
+          continue;
+        }
+        break;  // the next item
       }
     }
-    if (c == '{') {
-      ++pos_;
-      v.type = literal::kind::dict;
-      if (eat('}')) return v;
-      for (;;) {
-        skip_space();
-        literal key = value(depth + 1);
-        if (!key.is_string()) fail("dictionary keys must be strings");
-        if (!eat(':')) fail("expected ':'");
-        literal item = value(depth + 1);
-        v.fields.emplace_back(std::move(key.s), std::move(item));
-        if (eat('}')) return v;
-        if (!eat(',')) fail("expected ',' or '}'");
-        if (g_ == grammar::python && eat('}')) return v;
-      }
-    }
+  }
+
+  bool eat_separator(std::string_view what) {
+    if (!eat(',')) fail(what);
+    return true;
+  }
+
+  // A string, a keyword or a number.
+  literal scalar() {
+    literal v;
+    const char c = s_[pos_];
     if (c == '"' || (g_ == grammar::python && (c == '\'' || c == 'u' || c == 'U' || c == 'r' ||
                                                  c == 'R') && string_start())) {
       v.type = literal::kind::string;
@@ -350,7 +407,10 @@ class literal_parser {
     const auto digit = [&](std::size_t p) { return p < s_.size() && s_[p] >= '0' && s_[p] <= '9'; };
     const auto digit_run = [&] {
       const std::size_t b = pos_;
-      while (digit(pos_) || (g_ == grammar::python && s_[pos_] == '_' && digit(pos_ + 1) && pos_ > b)) {
+      // pos_ < size before s_[pos_]: the view need not be NUL-terminated (a "1" at the end of
+      // an exact-size buffer was a one-byte overread).
+      while (digit(pos_) || (g_ == grammar::python && pos_ < s_.size() && s_[pos_] == '_' &&
+                             digit(pos_ + 1) && pos_ > b)) {
         if (s_[pos_] != '_') digits.push_back(s_[pos_]);
         ++pos_;
       }

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "posttrain/config.hpp"
+#include "posttrain/reward/concept.hpp"
 #include "posttrain/reward/math_expr.hpp"
 #include "posttrain/reward/text.hpp"
 
@@ -299,9 +300,17 @@ inline bool hendrycks_is_equiv(std::string_view a, std::string_view b) {
 }
 
 // The test MathVerifier and StrictMathVerifier apply to each candidate:
-// `is_equiv(answer, label) or hendrycks_is_equiv(answer, label)`.
-inline bool math_answer_matches(std::string_view answer, std::string_view label) {
-  return sympy_is_equiv(answer, label) || hendrycks_is_equiv(answer, label);
+// `is_equiv(answer, label) or hendrycks_is_equiv(answer, label)`. `status` (when given) is set
+// to gave_up / timed_out when the sympy half stopped early and the string half did not match.
+inline bool math_answer_matches(std::string_view answer, std::string_view label,
+                                const equiv_options& options = {}, verify_status* status = nullptr) {
+  const equiv_outcome o = sympy_equiv_outcome(answer, label, options);
+  if (o == equiv_outcome::equivalent || hendrycks_is_equiv(answer, label)) return true;
+  if (status && *status == verify_status::scored) {
+    if (o == equiv_outcome::gave_up) *status = verify_status::gave_up;
+    if (o == equiv_outcome::timed_out) *status = verify_status::timed_out;
+  }
+  return false;
 }
 
 // last_boxed_only_string followed by remove_boxed; std::nullopt where either gives nothing.
@@ -334,22 +343,42 @@ inline std::optional<std::string> last_boxed_answer(std::string_view s) {
 
 // get_unnormalized_answer: re.search(r"Final Answer: The final answer is(.*?). I hope it is
 // correct.", text + "I hope it is correct.").group(1).strip(), or "[invalidanswer]".
+//
+// For a head ending at g the match is group = s[g, end), '.' = s[end], then the tail at end + 1
+// followed by a character other than '\n', with the smallest such end and no newline in
+// s[g, end]. Both the heads and the tails are visited left to right once (a cursor over the
+// tails, which only moves forward as g grows), so the scan is linear; trying every end after
+// every head was quadratic on a line repeating the head.
 inline std::string minerva_unnormalized_answer(std::string_view prediction) {
   const std::string t = std::string(prediction) + "I hope it is correct.";
   const std::string_view s = t;
   const std::string_view head = "Final Answer: The final answer is";
   const std::string_view tail = " I hope it is correct";
+  const auto valid_tail = [&](std::size_t q) {
+    return q + tail.size() < s.size() && s[q + tail.size()] != '\n';
+  };
+  std::size_t q = 0, q_from = 0;  // q: the first valid tail at or after q_from (npos: none)
+  bool q_known = false;
+  std::size_t nl = 0, nl_from = 0;  // nl: the first '\n' at or after nl_from
+  bool nl_known = false;
   for (std::size_t start = s.find(head); start != std::string_view::npos;
        start = s.find(head, start + 1)) {
     const std::size_t g = start + head.size();
-    for (std::size_t end = g; end < s.size(); ++end) {   // group(1) = s[g, end)
-      if (end > g && s[end - 1] == '\n') break;           // '.*?' cannot cross a newline
-      const std::size_t t0 = end + 1;                     // '.' = s[end]
-      if (s[end] == '\n') continue;
-      if (s.substr(t0, tail.size()) == tail && t0 + tail.size() < s.size() &&
-          s[t0 + tail.size()] != '\n')
-        return std::string(text::strip(s.substr(g, end - g)));
+    if (!q_known || (q != std::string_view::npos && q < g + 1)) {
+      q_from = std::max(q_from, g + 1);
+      q = s.find(tail, q_from);
+      while (q != std::string_view::npos && !valid_tail(q)) q = s.find(tail, q + 1);
+      if (q != std::string_view::npos) q_from = q;
+      q_known = true;
     }
+    if (q == std::string_view::npos) break;  // no tail after this head, none after later ones
+    if (!nl_known || (nl != std::string_view::npos && nl < g)) {
+      nl_from = std::max(nl_from, g);
+      nl = s.find('\n', nl_from);
+      nl_known = true;
+    }
+    const std::size_t end = q - 1;  // q >= g + 1
+    if (nl == std::string_view::npos || nl > end) return std::string(text::strip(s.substr(g, end - g)));
   }
   return "[invalidanswer]";
 }
@@ -381,24 +410,33 @@ inline std::vector<std::string> math_candidates(std::string_view prediction) {
   return all;
 }
 
+// `equiv` bounds each sympy comparison (work, and time when equiv.time_limit > 0, as
+// open-instruct's 5 s); check() also says whether a comparison gave up or timed out.
 struct math_verifier {
   static std::string name() { return "math"; }
   double weight = 1.0;
-  double score(std::string_view prediction, std::string_view label) const {
+  equiv_options equiv;
+  verify_result check(std::string_view prediction, std::string_view label) const {
+    verify_result r;
     for (const auto& c : math_candidates(prediction))
-      if (math_answer_matches(c, label)) return 1.0;
-    return 0.0;
+      if (math_answer_matches(c, label, equiv, &r.status)) return {1.0, verify_status::scored};
+    return r;
   }
+  double score(std::string_view prediction, std::string_view label) const { return check(prediction, label).score; }
 };
 
 struct strict_math_verifier {
   static std::string name() { return "strict_math"; }
   double weight = 1.0;
-  double score(std::string_view prediction, std::string_view label) const {
+  equiv_options equiv;
+  verify_result check(std::string_view prediction, std::string_view label) const {
     auto m = minerva_answer(prediction);
     const std::string c = m ? std::move(*m) : normalize_final_answer(prediction);
-    return math_answer_matches(c, label) ? 1.0 : 0.0;
+    verify_result r;
+    if (math_answer_matches(c, label, equiv, &r.status)) return {1.0, verify_status::scored};
+    return r;
   }
+  double score(std::string_view prediction, std::string_view label) const { return check(prediction, label).score; }
 };
 
 }  // namespace reward

@@ -2,6 +2,7 @@
 #include <cmath>
 #include <cstdio>
 #include <posttrain/posttrain.hpp>
+#include <posttrain/reward.hpp>
 #include <span>
 #include <vector>
 
@@ -38,6 +39,9 @@ int main() {
     threw = true;
   }
   check(threw, "padded_offsets(-1, 4) did not throw posttrain::error");
+
+  // The verifiers: their own target (posttrain::reward) and umbrella.
+  check(pt::reward::gsm8k_verifier{}.score("The answer is 18", "18") == 1.0, "gsm8k_verifier");
 
   if (failures == 0) std::printf("consumer: posttrain %s OK\n", POSTTRAIN_VERSION_STRING);
   return failures == 0 ? 0 : 1;

@@ -1,0 +1,62 @@
+#pragma once
+// Helpers of the verifier contract tests (tests/reward/contract.cpp, tests/fuzz/replay.cpp): views
+// into exact-size heap buffers, and running a check on a thread with a small stack.
+#include <pthread.h>
+
+#include <cstddef>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace contract {
+
+// A copy of s in a heap block of exactly s.size() bytes, no terminating NUL: under AddressSanitizer
+// a read of view()[size()] is a heap-buffer-overflow (a std::string always has a readable NUL
+// there, so tests on std::string never see such a read).
+class exact_buffer {
+ public:
+  explicit exact_buffer(std::string_view s) : size_(s.size()), data_(new char[s.empty() ? 1 : s.size()]) {
+    if (!s.empty()) std::memcpy(data_.get(), s.data(), s.size());
+  }
+  std::string_view view() const { return {data_.get(), size_}; }
+
+ private:
+  std::size_t size_;
+  std::unique_ptr<char[]> data_;
+};
+
+// The stack a verifier must live with: a worker thread of 256 KiB. Under AddressSanitizer, whose
+// redzones make frames ~4x larger, 4x that (the parser's stack guard scales the same way).
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr std::size_t worker_stack = 4 * 256 * 1024;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+inline constexpr std::size_t worker_stack = 4 * 256 * 1024;
+#else
+inline constexpr std::size_t worker_stack = 256 * 1024;
+#endif
+#else
+inline constexpr std::size_t worker_stack = 256 * 1024;
+#endif
+
+// Runs f on a new thread whose stack is `stack` bytes (a stack overflow is a SIGSEGV that ends the
+// test binary, which is the failure this detects).
+inline void on_stack(const std::function<void()>& f, std::size_t stack = worker_stack) {
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  if (pthread_attr_setstacksize(&attr, stack) != 0) throw std::runtime_error("pthread_attr_setstacksize");
+  pthread_t thread;
+  auto body = [](void* p) -> void* {
+    (*static_cast<const std::function<void()>*>(p))();
+    return nullptr;
+  };
+  if (pthread_create(&thread, &attr, body, const_cast<std::function<void()>*>(&f)) != 0)
+    throw std::runtime_error("pthread_create");
+  pthread_join(thread, nullptr);
+  pthread_attr_destroy(&attr);
+}
+
+}  // namespace contract
