@@ -282,6 +282,17 @@ typename R::preset_type preset_for(const std::string& conv, const std::string& a
   throw usage_error("algorithm " + algo + " has no " + conv + " conventions; it has:" + have);
 }
 
+// The conventions recipe R has presets for, e.g. "trl verl".
+template <class R>
+std::string conventions_of() {
+  std::string have;
+  if constexpr (requires { R::trl(); }) have += " trl";
+  if constexpr (requires { R::verl(); }) have += " verl";
+  if constexpr (requires { R::openrlhf(); }) have += " openrlhf";
+  if constexpr (requires { R::open_instruct(); }) have += " open_instruct";
+  return have;
+}
+
 // rl: pipeline::rl_step with recipe R (its loss, its estimator, the conventions' preset).
 template <class R>
 void run_rl(context& c, const rt::stage_options& s) {
@@ -336,8 +347,8 @@ void run_rl(context& c, const rt::stage_options& s) {
                   {"response_length", m.completion_tokens / static_cast<double>(s.prompts * s.samples)},
                   {"truncated", m.truncated_fraction}, {"time_s", c.out.seconds()}});
     char live[96];
-    std::snprintf(live, sizeof live, "reward %.3f  loss %+.4f  kl %.4f", m.reward_mean, m.loss,
-                  m.approx_kl);
+    std::snprintf(live, sizeof live, "reward %.3f  loss %+.4f  kl(ref) %.4f", m.reward_mean, m.loss,
+                  m.kl_loss);
     c.out.step(step, static_cast<double>(p.prompts.tokens.size()) + m.completion_tokens, live);
   }
 }
@@ -406,6 +417,18 @@ const std::map<std::string, stage_fn>& online_algorithms() {
   return m;
 }
 
+// Checked before anything runs: each online algorithm's presets (same keys as above).
+const std::map<std::string, std::string (*)()>& online_conventions() {
+  namespace algo = posttrain::algo;
+  static const std::map<std::string, std::string (*)()> m{
+      {"grpo", &conventions_of<algo::grpo>},         {"dr_grpo", &conventions_of<algo::dr_grpo>},
+      {"dapo", &conventions_of<algo::dapo>},         {"gspo", &conventions_of<algo::gspo>},
+      {"cispo", &conventions_of<algo::cispo>},       {"rloo", &conventions_of<algo::rloo>},
+      {"reinforce_pp", &conventions_of<algo::reinforce_pp>}, {"ppo", &conventions_of<algo::ppo>},
+  };
+  return m;
+}
+
 const std::map<std::string, stage_fn>& offline_algorithms() {
   namespace algo = posttrain::algo;
   static const std::map<std::string, stage_fn> m{
@@ -441,19 +464,21 @@ void save_stage_checkpoint(const rt::policy<S>& p, const fs::path& dir, const nl
 
 // ------------------------------------------------------------------------------------ CLI
 struct cli {
-  std::string recipe, algo, conventions, out = "reference_trainer_out", data;
+  std::string recipe, algo, conventions, out = "reference_trainer_out", data, init;
   bool quiet = false;
   long threads = -1;
 };
 
 const char* const usage_text =
     "usage: reference_trainer --recipe FILE.json [--algo NAME] [--conventions verl|trl|openrlhf|open_instruct]\n"
-    "                         [--out DIR] [--data DIR] [--threads N] [--quiet]\n"
+    "                         [--out DIR] [--data DIR] [--init CHECKPOINT_DIR] [--threads N] [--quiet]\n"
     "  --recipe       a JSON recipe (examples/reference_trainer/recipes/)\n"
     "  --algo         the algorithm of the recipe's rl (online) or dpo (offline) stages\n"
     "  --conventions  whose defaults the algorithm's preset follows (default: the recipe's, else trl)\n"
     "  --out          output directory: data/, checkpoints/, metrics.jsonl, summary.txt\n"
     "  --data         read pretrain.jsonl, sft.jsonl, rl.jsonl, eval.jsonl from DIR instead of generating\n"
+    "  --init         start from this HF checkpoint (config.json + model.safetensors) instead of a\n"
+    "                 random init; its vocabulary must be the byte tokenizer's (261)\n"
     "  --threads      GEMM threads (0 = all cores)\n"
     "  --quiet        no progress output, only the summary table\n";
 
@@ -470,6 +495,7 @@ cli parse_cli(int argc, char** argv) {
     else if (a == "--conventions") c.conventions = value();
     else if (a == "--out") c.out = value();
     else if (a == "--data") c.data = value();
+    else if (a == "--init") c.init = value();
     else if (a == "--quiet") c.quiet = true;
     else if (a == "--threads") {
       const std::string v = value();
@@ -532,22 +558,33 @@ int run(int argc, char** argv) {
   static const std::set<std::string> known_conventions{"verl", "trl", "openrlhf", "open_instruct"};
   if (!known_conventions.count(conventions))
     throw usage_error("unknown conventions \"" + conventions + "\"; valid: open_instruct, openrlhf, trl, verl");
-  for (auto& s : recipe.stages) {
-    if (s.stage == "rl" || s.stage == "dpo") {
-      const bool online_given = online_algorithms().count(args.algo) > 0;
-      if (!args.algo.empty() && (s.stage == "rl") == online_given) s.algo = args.algo;
-      else if (!args.algo.empty() && !online_given && !offline_algorithms().count(args.algo))
-        throw usage_error("unknown algorithm \"" + args.algo + "\"; online: " +
-                          names_of(online_algorithms()) + "; offline: " + names_of(offline_algorithms()));
-      const auto& table = s.stage == "rl" ? online_algorithms() : offline_algorithms();
-      if (!table.count(s.algo))
-        throw usage_error("unknown " + std::string(s.stage == "rl" ? "online" : "offline") +
-                          " algorithm \"" + s.algo + "\" in " + recipe.file + "; valid: " + names_of(table));
-    }
-  }
-  if (!args.algo.empty() && !online_algorithms().count(args.algo) && !offline_algorithms().count(args.algo))
+  // --algo replaces the algorithm of the stages of its kind (online → rl, offline → dpo).
+  const bool algo_online = online_algorithms().count(args.algo) > 0;
+  const bool algo_offline = offline_algorithms().count(args.algo) > 0;
+  if (!args.algo.empty() && !algo_online && !algo_offline)
     throw usage_error("unknown algorithm \"" + args.algo + "\"; online: " + names_of(online_algorithms()) +
                       "; offline: " + names_of(offline_algorithms()));
+  bool applied = false;
+  for (auto& s : recipe.stages) {
+    if (s.stage != "rl" && s.stage != "dpo") continue;
+    if ((s.stage == "rl" && algo_online) || (s.stage == "dpo" && algo_offline)) {
+      s.algo = args.algo;
+      applied = true;
+    }
+    const auto& table = s.stage == "rl" ? online_algorithms() : offline_algorithms();
+    if (!table.count(s.algo))
+      throw usage_error("unknown " + std::string(s.stage == "rl" ? "online" : "offline") +
+                        " algorithm \"" + s.algo + "\" in " + recipe.file + "; valid: " + names_of(table));
+    if (s.stage == "rl") {
+      const std::string have = online_conventions().at(s.algo)();
+      if ((have + " ").find(" " + conventions + " ") == std::string::npos)
+        throw usage_error("algorithm " + s.algo + " has no " + conventions + " conventions; it has:" + have);
+    }
+  }
+  if (!args.algo.empty() && !applied)
+    throw usage_error("--algo " + args.algo + " is an " + (algo_online ? "online" : "offline") +
+                      " algorithm but " + recipe.file + " has no " + (algo_online ? "rl" : "dpo") +
+                      " stage to run it in");
   if (args.threads >= 0) recipe.threads = args.threads;
   rt::rm::set_num_threads(static_cast<int>(recipe.threads));
 
@@ -569,7 +606,16 @@ int run(int argc, char** argv) {
 
   // 3 model
   rt::rm::transformer<S> model(model_config_of(recipe));
-  model.init_random(recipe.seed);
+  if (!args.init.empty()) {
+    if (!fs::exists(fs::path(args.init) / "config.json"))
+      throw usage_error("--init " + args.init + ": no config.json there (expected an HF checkpoint directory)");
+    model = rt::rm::load_checkpoint<S>(args.init);
+    if (model.config().vocab_size != byte_tokenizer::size)
+      throw usage_error("--init " + args.init + ": vocab_size " + std::to_string(model.config().vocab_size) +
+                        ", expected the byte tokenizer's " + std::to_string(byte_tokenizer::size));
+  } else {
+    model.init_random(recipe.seed);
+  }
   rt::policy<S> policy(std::move(model));
   rep.log("reference_trainer: recipe " + recipe.name + " (" + recipe.file + "), " +
           std::to_string(policy.parameters().size()) + " parameters, " +
