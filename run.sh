@@ -3,7 +3,9 @@
 #   ./run.sh deps                 install the missing Debian packages the build needs
 #   ./run.sh build                configure (CMake preset) and build everything
 #   ./run.sh test                 deps + build + every test (GPU tests skip without a GPU)
-#   ./run.sh demo                 deps + build + run examples/01_primitives
+#   ./run.sh demo                 deps + build + the reference trainer's quick recipe (pretrain ->
+#                                 SFT -> GRPO on arithmetic word problems, held-out accuracy after
+#                                 each stage); output in <build dir>/reference_trainer_demo/
 #   ./run.sh bench [native] [ARGS...]
 #                                 deps + build + run posttrain_bench_cpu with Google Benchmark ARGS
 #                                 ("native" builds the -march=native preset)
@@ -68,16 +70,11 @@ build() {
 }
 
 demo() {
-  local name=01_primitives
-  if [[ ! -f examples/$name.cpp ]]; then
-    local first
-    first=$(find examples -maxdepth 1 -name '*.cpp' | sort | head -n 1)
-    [[ -n $first ]] || die "no example to run: examples/$name.cpp does not exist yet"
-    name=$(basename "$first" .cpp)
-    log "demo: examples/01_primitives.cpp does not exist yet, running examples/$name.cpp"
-  fi
-  build --target "posttrain_example_$name"
-  "$BUILD_DIR/examples/posttrain_example_$name"
+  build --target posttrain_reference_trainer
+  local out="$BUILD_DIR/reference_trainer_demo"
+  "$BUILD_DIR/examples/reference_trainer/posttrain_reference_trainer" \
+    --recipe examples/reference_trainer/recipes/quick.json --out "$out" "$@"
+  log "demo: metrics in $out/metrics.jsonl, checkpoints in $out/checkpoints/"
 }
 
 bench() {
@@ -89,7 +86,7 @@ bench() {
 }
 
 usage() {
-  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
   exit "${1:-0}"
 }
 
@@ -100,7 +97,7 @@ case $command in
   deps) deps ;;
   build) deps; select_preset; build ;;
   test) deps; select_preset; build; ctest --preset "$PRESET" ;;
-  demo) deps; select_preset; demo ;;
+  demo) deps; select_preset; demo "$@" ;;
   bench)
     deps
     if [[ ${1:-} == native ]]; then shift; select_preset native; else select_preset; fi

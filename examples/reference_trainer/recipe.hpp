@@ -27,8 +27,11 @@ struct model_options {
 //   rl              steps, prompts, samples, lr, algo, temperature, max_new_tokens, kl_coef,
 //                   epochs, mini_batch
 //   dpo             (online DPO, Qwen 2) steps, prompts, samples, lr, algo (offline loss), beta
+//   rs_sft          (rejection-sampling SFT, Llama 3 / DeepSeek-V3) steps, prompts, samples, lr:
+//                   best of `samples` by the verifier per prompt, SFT on the correct ones
+//   sft, rs_sft     loss: "token_mean" (default) or "sum" (Tülu 3)
 struct stage_options {
-  std::string stage, algo;
+  std::string stage, algo, loss = "token_mean";
   long steps = 10, batch = 16, prompts = 8, samples = 8, epochs = 1, mini_batch = 0;
   long max_new_tokens = 16;
   double lr = 1e-3, temperature = 1.0, kl_coef = 0.0, beta = 0.1, max_grad_norm = 1.0;
@@ -161,14 +164,18 @@ inline recipe read_recipe(const std::string& path) {
     const auto& s = j["stages"][i];
     const std::string p = "stages[" + std::to_string(i) + "].";
     rd.known(s, p.substr(0, p.size() - 1),
-             {"stage", "algo", "steps", "batch", "prompts", "samples", "epochs", "mini_batch",
+             {"stage", "algo", "loss", "steps", "batch", "prompts", "samples", "epochs", "mini_batch",
               "max_new_tokens", "lr", "temperature", "kl_coef", "beta", "max_grad_norm",
               "weight_decay"});
     stage_options st;
     rd.get(s, p, "stage", st.stage);
-    if (st.stage != "pretrain" && st.stage != "sft" && st.stage != "rl" && st.stage != "dpo")
-      rd.fail(p + "stage", "is \"" + st.stage + "\", expected one of: pretrain, sft, rl, dpo");
+    if (st.stage != "pretrain" && st.stage != "sft" && st.stage != "rs_sft" && st.stage != "rl" &&
+        st.stage != "dpo")
+      rd.fail(p + "stage", "is \"" + st.stage + "\", expected one of: pretrain, sft, rs_sft, rl, dpo");
     rd.get(s, p, "algo", st.algo);
+    rd.get(s, p, "loss", st.loss);
+    if (st.loss != "token_mean" && st.loss != "sum")
+      rd.fail(p + "loss", "is \"" + st.loss + "\", expected \"token_mean\" or \"sum\"");
     rd.get(s, p, "steps", st.steps);
     rd.get(s, p, "batch", st.batch);
     rd.get(s, p, "prompts", st.prompts);

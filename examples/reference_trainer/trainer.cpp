@@ -64,8 +64,10 @@ struct usage_error : std::runtime_error {
 // metrics JSONL gets every step regardless.
 class reporter {
  public:
-  reporter(bool quiet, const fs::path& metrics)
-      : quiet_(quiet), tty_(::isatty(STDERR_FILENO) == 1), metrics_(metrics) {
+  // append: a resumed run continues the metrics of the run it resumes.
+  reporter(bool quiet, const fs::path& metrics, bool append)
+      : quiet_(quiet), tty_(::isatty(STDERR_FILENO) == 1),
+        metrics_(metrics, append ? std::ios::app : std::ios::trunc) {
     if (!metrics_) throw usage_error("cannot write " + metrics.string());
   }
   void log(const std::string& line) {
@@ -235,11 +237,13 @@ void run_pretrain(context& c, const rt::stage_options& s) {
   }
 }
 
-// sft: chat-formatted prompt/answer pairs, prompt tokens masked (Llama 3).
+// sft: chat-formatted prompt/answer pairs, prompt tokens masked (Llama 3); Loss = algo::sft
+// (token mean) or algo::sft_sum (Tülu 3's sum loss).
+template <class Loss>
 void run_sft(context& c, const rt::stage_options& s) {
   auto opt = make_optimizer(s);
   const byte_tokenizer tok;
-  rt::pp::sft_step_options<rt::pt::algo::sft> o;
+  rt::pp::sft_step_options<Loss> o;
   o.max_grad_norm = s.max_grad_norm;
   for (long step = 1; step <= s.steps; ++step) {
     check_interrupt(c, step);
@@ -247,14 +251,65 @@ void run_sft(context& c, const rt::stage_options& s) {
     for (std::size_t i : batch_rows(c.recipe.seed, c.stage_index, step, s.batch, c.data.sft.size()))
       batch.push_back(c.data.sft[i]);
     const auto packed = rt::pp::pack_sft(tok, std::span<const rt::pp::sft_example>(batch));
-    const auto m = rt::pp::sft_step<rt::pt::algo::sft>(
-        c.policy, opt, {packed.sequences.view(), packed.loss_mask}, o);
+    const auto m = rt::pp::sft_step<Loss>(c.policy, opt, {packed.sequences.view(), packed.loss_mask}, o);
     c.out.record({{"stage", "sft"}, {"stage_index", c.stage_index}, {"step", step},
                   {"loss", m.loss}, {"grad_norm", m.grad_norm}, {"tokens", m.tokens},
                   {"time_s", c.out.seconds()}});
     char live[64];
     std::snprintf(live, sizeof live, "loss %.4f", m.loss);
     c.out.step(step, static_cast<double>(packed.sequences.tokens.size()), live);
+  }
+}
+
+// rs_sft: rejection sampling (pipeline::rejection_sampling: best of N per prompt by the
+// verifier, first argmax) from the current policy, then one SFT step on the kept samples that the
+// verifier accepts (DeepSeek-V3's "SFT data filtered by rejection sampling", Llama 3's RS).
+template <class Loss>
+void run_rs_sft(context& c, const rt::stage_options& s) {
+  auto opt = make_optimizer(s);
+  rt::generator<S> gen(c.policy);
+  reward_t reward{};
+  rt::pp::sft_step_options<Loss> o;
+  o.max_grad_norm = s.max_grad_norm;
+  for (long step = 1; step <= s.steps; ++step) {
+    check_interrupt(c, step);
+    const auto rows = batch_rows(c.recipe.seed, c.stage_index, step, s.prompts, c.data.rl.size());
+    const prompt_set p = render_prompts(c.data.rl, rows);
+    rt::pp::sampling_request req;
+    req.prompts = p.prompts.view();
+    req.examples = p.examples;
+    req.samples_per_prompt = s.samples;
+    req.sampling.temperature = s.temperature;
+    req.sampling.max_new_tokens = s.max_new_tokens;
+    req.sampling.stop_tokens = {byte_tokenizer::end_of_turn};
+    req.seed = rt::pp::sample_seed(c.recipe.seed + c.stage_index, static_cast<std::uint64_t>(step));
+    const auto best = rt::pp::rejection_sampling(gen, reward, req, c.policy.vocab_size());
+    // Keep only accepted samples (reward > 0): a wrong best-of-N is not SFT data.
+    rt::pp::owned_sequences kept;
+    std::vector<float> mask;
+    const auto all = best.sequences.view();
+    for (std::size_t i = 0; i < best.best_reward.size(); ++i) {
+      if (!(best.best_reward[i] > 0)) continue;
+      const auto b0 = all.seq_offsets[i], b1 = all.seq_offsets[i + 1];
+      kept.append(all.tokens.subspan(b0, b1 - b0));
+      mask.insert(mask.end(), best.loss_mask.begin() + b0, best.loss_mask.begin() + b1);
+    }
+    double mean_reward = 0;
+    for (double r : best.samples.rewards) mean_reward += r;
+    mean_reward /= static_cast<double>(best.samples.rewards.size());
+    nlohmann::json rec{{"stage", "rs_sft"}, {"stage_index", c.stage_index}, {"step", step},
+                       {"reward", mean_reward}, {"kept", kept.num_sequences()},
+                       {"time_s", c.out.seconds()}};
+    char live[96];
+    std::snprintf(live, sizeof live, "reward %.3f  kept %ld/%ld", mean_reward,
+                  static_cast<long>(kept.num_sequences()), s.prompts);
+    if (kept.num_sequences() > 0) {
+      const auto m = rt::pp::sft_step<Loss>(c.policy, opt, {kept.view(), mask}, o);
+      rec["loss"] = m.loss;
+      rec["grad_norm"] = m.grad_norm;
+    }
+    c.out.record(rec);
+    c.out.step(step, static_cast<double>(best.samples.out.completions.tokens.size()), live);
   }
 }
 
@@ -465,7 +520,7 @@ void save_stage_checkpoint(const rt::policy<S>& p, const fs::path& dir, const nl
 // ------------------------------------------------------------------------------------ CLI
 struct cli {
   std::string recipe, algo, conventions, out = "reference_trainer_out", data, init;
-  bool quiet = false;
+  bool quiet = false, resume = false;
   long threads = -1;
 };
 
@@ -480,7 +535,10 @@ const char* const usage_text =
     "  --init         start from this HF checkpoint (config.json + model.safetensors) instead of a\n"
     "                 random init; its vocabulary must be the byte tokenizer's (261)\n"
     "  --threads      GEMM threads (0 = all cores)\n"
-    "  --quiet        no progress output, only the summary table\n";
+    "  --quiet        no progress output, only the summary table\n"
+    "  --resume       continue the run in --out from its last completed stage checkpoint (stages\n"
+    "                 are deterministic in (seed, stage, step), so the result equals an\n"
+    "                 uninterrupted run)\n";
 
 cli parse_cli(int argc, char** argv) {
   cli c;
@@ -497,6 +555,7 @@ cli parse_cli(int argc, char** argv) {
     else if (a == "--data") c.data = value();
     else if (a == "--init") c.init = value();
     else if (a == "--quiet") c.quiet = true;
+    else if (a == "--resume") c.resume = true;
     else if (a == "--threads") {
       const std::string v = value();
       char* end = nullptr;
@@ -588,12 +647,31 @@ int run(int argc, char** argv) {
   if (args.threads >= 0) recipe.threads = args.threads;
   rt::rm::set_num_threads(static_cast<int>(recipe.threads));
 
-  // 2 data: read (and validated) before the output directory is touched.
   const fs::path out(args.out);
+  // --resume: the last stage whose checkpoint (with trainer_state.json) is complete. The stage
+  // directories are renamed into place whole, so a present one is a complete one.
+  std::size_t resume_after = 0;
+  fs::path resume_dir;
+  if (args.resume) {
+    if (!fs::is_directory(out / "checkpoints"))
+      throw usage_error("--resume: " + (out / "checkpoints").string() + " does not exist (nothing to resume)");
+    for (std::size_t i = 0; i < recipe.stages.size(); ++i) {
+      const fs::path d = out / "checkpoints" / ("stage" + std::to_string(i + 1) + "_" + recipe.stages[i].stage);
+      if (!fs::exists(d / "trainer_state.json")) break;
+      resume_after = i + 1;
+      resume_dir = d;
+    }
+    if (resume_after == 0)
+      throw usage_error("--resume: no completed stage checkpoint of this recipe in " + (out / "checkpoints").string());
+  }
+
+  // 2 data: read (and validated) before the output directory is touched.
   const std::string data_dir = !args.data.empty() ? args.data : recipe.data;
   dataset data;
   if (!data_dir.empty()) {
     data = load_data(data_dir);
+  } else if (args.resume && fs::exists(out / "data")) {
+    data = load_data(out / "data");
   } else {
     const auto split = rt::make_split(recipe.task, static_cast<std::size_t>(recipe.train_size),
                                       static_cast<std::size_t>(recipe.eval_size));
@@ -601,12 +679,14 @@ int run(int argc, char** argv) {
     data = load_data(out / "data");
   }
   fs::create_directories(out / "checkpoints");
-  reporter rep(args.quiet, out / "metrics.jsonl");
+  reporter rep(args.quiet, out / "metrics.jsonl", args.resume);
   std::signal(SIGINT, on_sigint);
 
   // 3 model
   rt::rm::transformer<S> model(model_config_of(recipe));
-  if (!args.init.empty()) {
+  if (args.resume) {
+    model = rt::rm::load_checkpoint<S>(resume_dir);
+  } else if (!args.init.empty()) {
     if (!fs::exists(fs::path(args.init) / "config.json"))
       throw usage_error("--init " + args.init + ": no config.json there (expected an HF checkpoint directory)");
     model = rt::rm::load_checkpoint<S>(args.init);
@@ -643,18 +723,22 @@ int run(int argc, char** argv) {
     rep.log(l);
     table.push_back({name, e.accuracy, secs});
   };
-  eval_and_record("init", 0, 0.0);
+  eval_and_record(args.resume ? "resumed" : "init", resume_after, 0.0);
+  if (args.resume) rep.log("resumed from " + resume_dir.string());
 
   // 5 stages
   context ctx{recipe, data, policy, rep, 0, conventions};
-  for (std::size_t i = 0; i < recipe.stages.size(); ++i) {
+  for (std::size_t i = resume_after; i < recipe.stages.size(); ++i) {
     const rt::stage_options& s = recipe.stages[i];
     ctx.stage_index = i + 1;
     const std::string name = s.stage == "rl" || s.stage == "dpo" ? s.stage + ":" + s.algo : s.stage;
     rep.stage_start(name, s.steps);
     try {
       if (s.stage == "pretrain") run_pretrain(ctx, s);
-      else if (s.stage == "sft") run_sft(ctx, s);
+      else if (s.stage == "sft" && s.loss == "sum") run_sft<posttrain::algo::sft_sum>(ctx, s);
+      else if (s.stage == "sft") run_sft<posttrain::algo::sft>(ctx, s);
+      else if (s.stage == "rs_sft" && s.loss == "sum") run_rs_sft<posttrain::algo::sft_sum>(ctx, s);
+      else if (s.stage == "rs_sft") run_rs_sft<posttrain::algo::sft>(ctx, s);
       else if (s.stage == "rl") online_algorithms().at(s.algo)(ctx, s);
       else offline_algorithms().at(s.algo)(ctx, s);
     } catch (const std::runtime_error& e) {
