@@ -3,10 +3,15 @@
 // V = 64, float:
 //   BM_PolicyForwardBackward   the model alone: forward (logits [N, V]) + backward of a fixed
 //                              d_logits — what any training loop pays
+//   BM_TokenLogprobsForwardBackward  ops/token_logprobs forward + backward over the same [N, V]
+//                              logits: the share of the step any loss on logits needs
 //   BM_SftStep                 pipeline::sft_step<algo::sft> (log-probs, loss, d_logits, the same
 //                              forward/backward, clip, SGD)
 //   BM_PreferenceStep          pipeline::preference_step<algo::dpo> over 32 pairs (64 sequences),
 //                              reference log-probs precomputed (no reference forward)
+//   BM_RlStepDapo              pipeline::rl_step<algo::dapo> (GRPO estimator) over 16 prompts × 4
+//                              samples of 128 + 384 tokens from a replaying generator: ℓold
+//                              forward, advantages, one update (forward + backward), SGD
 // Overhead = BM_SftStep − BM_PolicyForwardBackward (items/s = tokens/s).
 #include <benchmark/benchmark.h>
 
@@ -57,6 +62,25 @@ void BM_PolicyForwardBackward(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * B * T);
 }
 
+// The part of the step every loss needs: log-softmax forward and backward over [N, V].
+void BM_TokenLogprobsForwardBackward(benchmark::State& state) {
+  const batch data(B);
+  pt_test::bigram_policy<float> policy(V);
+  const auto logits = policy.forward(data.view());
+  std::vector<pt::index_t> targets;
+  pp::next_token_targets(data.view(), targets);
+  std::vector<float> lp(B * T), lse(B * T), g(B * T, -1e-5f), d(static_cast<std::size_t>(B * T * V));
+  for (auto _ : state) {
+    pt::token_logprobs(pt::exec::host{}, logits, std::span<const pt::index_t>(targets),
+                       pt::token_logprobs_outputs<float>{lp, lse});
+    pt::token_logprobs_backward(pt::exec::host{}, logits, std::span<const pt::index_t>(targets),
+                                pt::token_logprobs_grads<float>{lse, {}, g, {}},
+                                pt::matrix_view<float>(d.data(), B * T, V));
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(state.iterations() * B * T);
+}
+
 void BM_SftStep(benchmark::State& state) {
   const batch data(B);
   pt_test::bigram_policy<float> policy(V);
@@ -84,8 +108,50 @@ void BM_PreferenceStep(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * B * T);
 }
 
+// A generator that replays fixed completions (generation itself is the engine's cost, not the
+// pipeline's): every prompt of 128 tokens gets a 384-token completion, so B = 64 sequences of
+// T = 512 as above.
+struct replay_generator {
+  std::vector<pt::index_t> completion;
+  void generate(const pp::generation_request& r, pp::generation& out) {
+    out = {};
+    for (pt::index_t i = 0; i < r.prompts.num_sequences(); ++i) {
+      out.completions.append(completion);
+      out.logprobs.insert(out.logprobs.end(), completion.size(), -1.0);
+      out.stop.push_back(pp::stop_reason::length);
+      out.truncated.push_back(1);
+    }
+  }
+};
+
+void BM_RlStepDapo(benchmark::State& state) {
+  // 16 prompts × G = 4; one policy forward for ℓold, one forward + backward per update (one
+  // mini-batch, one epoch): the model's share is two forwards and one backward.
+  const batch prompts_src(16);
+  pp::owned_sequences prompts;
+  for (pt::index_t p = 0; p < 16; ++p)
+    prompts.append(std::span<const pt::index_t>(prompts_src.tokens).subspan(p * T, T / 4));
+  replay_generator gen{std::vector<pt::index_t>(prompts_src.tokens.begin(), prompts_src.tokens.begin() + 3 * T / 4)};
+  pt_test::bigram_policy<float> policy(V);
+  pp::reference::none<float> none;
+  pp::reward::callable reward{[](std::span<const pt::index_t> p, std::span<const pt::index_t>,
+                                 const pp::example_info&) { return static_cast<double>(p[0] % 3); }};
+  pt::optim::sgd opt{1e-6};
+  pp::rl_step_options<pt::algo::dapo, pt::estimator::grpo> o;
+  o.samples_per_prompt = 4;
+  o.sampling.max_new_tokens = 3 * T / 4;
+  for (auto _ : state) {
+    const auto m = pp::rl_step<pt::algo::dapo>(policy, gen, none, reward, opt,
+                                               pp::rl_batch{prompts.view(), {}}, o);
+    benchmark::DoNotOptimize(m.loss);
+  }
+  state.SetItemsProcessed(state.iterations() * B * T);
+}
+
 }  // namespace
 
 BENCHMARK(BM_PolicyForwardBackward)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_TokenLogprobsForwardBackward)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_SftStep)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_PreferenceStep)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_RlStepDapo)->Unit(benchmark::kMillisecond);

@@ -19,6 +19,7 @@
 //   pipeline/reward_model_step.hpp  RewardModel concept, reward_model_step<Loss>, reward::learned
 //   pipeline/sampling.hpp         sample_and_score, rejection_sampling (best-of-N),
 //                                 online_preference_pairs, order_by_reward_variance
+//   pipeline/rounds.hpp           iterative_round (Llama 3: best-of-N → SFT → pairs → DPO → average)
 //   pipeline/chat.hpp             chat rendering (prompt / format / loss masks), pack_sft,
 //                                 pack_preference
 //   pipeline/step_common.hpp      micro-batches, all-reduce of counts and gradients, clip + step
@@ -35,6 +36,7 @@
 #include "posttrain/pipeline/reward_model_step.hpp"
 #include "posttrain/pipeline/reward_source.hpp"
 #include "posttrain/pipeline/rl_step.hpp"
+#include "posttrain/pipeline/rounds.hpp"
 #include "posttrain/pipeline/sampling.hpp"
 #include "posttrain/pipeline/sft_step.hpp"
 #include "posttrain/pipeline/step_common.hpp"

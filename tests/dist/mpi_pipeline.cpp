@@ -10,6 +10,7 @@
 #include "posttrain/algo.hpp"
 #include "posttrain/dist/mpi_communicator.hpp"
 #include "posttrain/pipeline.hpp"
+#include "posttrain/pipeline/reward_model_step.hpp"
 #include "pipeline/test_policy.hpp"
 
 using namespace pt_test;
@@ -116,6 +117,106 @@ TEST(MpiPipeline, RlStepOnRanksEqualsOneProcess) {
   EXPECT_NEAR(ma.reward_mean, mb.reward_mean, 1e-15);
   EXPECT_NEAR(ma.loss, mb.loss, 1e-12);
   expect_near(a.grads, b.grads, 1e-12);
+}
+
+namespace {
+struct bag_scorer {  // score = Σ_t w[token_t]
+  using scalar_type = double;
+  std::vector<double> w{0.1, -0.2, 0.3, 0.05, -0.1, 0.2}, g = std::vector<double>(6, 0.0), s;
+  std::vector<pt::index_t> toks, offs;
+  std::span<const double> forward(const pp::token_sequences& q) {
+    toks.assign(q.tokens.begin(), q.tokens.end());
+    offs.assign(q.seq_offsets.begin(), q.seq_offsets.end());
+    s.assign(static_cast<std::size_t>(q.num_sequences()), 0.0);
+    for (std::size_t b = 0; b + 1 < offs.size(); ++b)
+      for (auto t = offs[b]; t < offs[b + 1]; ++t) s[b] += w[toks[t]];
+    return s;
+  }
+  void backward(std::span<const double> d) {
+    for (std::size_t b = 0; b + 1 < offs.size(); ++b)
+      for (auto t = offs[b]; t < offs[b + 1]; ++t) g[toks[t]] += d[b];
+  }
+  std::span<double> parameters() { return w; }
+  std::span<double> gradients() { return g; }
+  void zero_grad() { std::fill(g.begin(), g.end(), 0.0); }
+};
+}  // namespace
+
+TEST(MpiPipeline, RewardModelStepOnRanksEqualsOneProcess) {
+  pt::dist::mpi_communicator comm;
+  const int r = comm.rank(), n = comm.size();
+  const pt::index_t per = 4 / n;
+  const part c_mine = take(tok, off, msk, r * per, (r + 1) * per);
+  const part r_mine = take(tok, off, msk, 4 + r * per, 4 + (r + 1) * per);
+  const part c_all = take(tok, off, msk, 0, 4), r_all = take(tok, off, msk, 4, 8);
+  const std::vector<double> margin{0.5, 0.0, 1.0, 0.25};
+  bag_scorer m_rank, m_one;
+  capture_optimizer a, b;
+  const auto ma = pp::reward_model_step<pt::algo::bradley_terry>(
+      m_rank, a, {{c_mine.tokens, c_mine.offsets}, {r_mine.tokens, r_mine.offsets}, {},
+                  std::span<const double>(margin).subspan(r * per, per), {}}, {}, comm);
+  const auto mb = pp::reward_model_step<pt::algo::bradley_terry>(
+      m_one, b, {{c_all.tokens, c_all.offsets}, {r_all.tokens, r_all.offsets}, {}, margin, {}});
+  EXPECT_NEAR(ma.loss, mb.loss, 1e-12);
+  EXPECT_NEAR(ma.accuracy, mb.accuracy, 1e-15);
+  expect_near(a.grads, b.grads, 1e-12);
+}
+
+namespace {
+struct table_critic {  // v[t] = c[tokens[t − 1]]
+  static constexpr bool enabled = true;
+  using scalar_type = double;
+  std::vector<double> c{0.1, 0.2, -0.1, 0.3, 0.0, 0.05}, g = std::vector<double>(6, 0.0);
+  std::vector<pt::index_t> toks, offs;
+  void values(const pp::token_sequences& s, std::span<double> v) {
+    toks.assign(s.tokens.begin(), s.tokens.end());
+    offs.assign(s.seq_offsets.begin(), s.seq_offsets.end());
+    for (std::size_t b = 0; b + 1 < offs.size(); ++b) {
+      if (offs[b] < offs[b + 1]) v[offs[b]] = 0;
+      for (auto t = offs[b] + 1; t < offs[b + 1]; ++t) v[t] = c[toks[t - 1]];
+    }
+  }
+  void backward(std::span<const double> d) {
+    for (std::size_t b = 0; b + 1 < offs.size(); ++b)
+      for (auto t = offs[b] + 1; t < offs[b + 1]; ++t) g[toks[t - 1]] += d[t];
+  }
+  std::span<double> parameters() { return c; }
+  std::span<double> gradients() { return g; }
+  void zero_grad() { std::fill(g.begin(), g.end(), 0.0); }
+};
+}  // namespace
+
+TEST(MpiPipeline, PpoWithWhitenedGaeAndCriticOnRanksEqualsOneProcess) {
+  // GAE whitens over the whole batch: on ranks with the global moments.
+  pt::dist::mpi_communicator comm;
+  const int r = comm.rank(), n = comm.size();
+  const std::vector<pt::index_t> prompts{0, 1, 3, 4}, poff{0, 1, 2, 3, 4};
+  const pt::index_t per = 4 / n, g = 4;
+  std::vector<pt::index_t> mine(prompts.begin() + r * per, prompts.begin() + (r + 1) * per), moff{0};
+  for (pt::index_t i = 1; i <= per; ++i) moff.push_back(i);
+  auto reward_fn = [](std::span<const pt::index_t> p, std::span<const pt::index_t> c,
+                      const pp::example_info&) { return c[0] == (p[0] + 2) % V ? 1.0 : 0.0; };
+  bigram_policy<double> p_rank(V, 3), p_one(V, 3);
+  pp::reference::none<double> none;
+  pp::generate::from_policy<bigram_policy<double>> gen_rank(p_rank), gen_one(p_one);
+  pp::reward::callable reward{reward_fn};
+  table_critic c_rank, c_one;
+  capture_optimizer a, b, ca, cb;
+  pp::rl_step_options<pt::algo::ppo, pt::estimator::gae> o;
+  o.samples_per_prompt = g;
+  o.sampling.max_new_tokens = 2;
+  o.seed = 8;
+  ASSERT_TRUE(o.estimator.whiten);
+  pt::dist::single_process_communicator one;
+  const auto mb = pp::rl_step<pt::algo::ppo, pt::estimator::gae>(
+      p_one, gen_one, none, reward, b, c_one, cb, pp::rl_batch{{prompts, poff}, {}}, o, one);
+  o.first_sample_index = static_cast<std::uint64_t>(r * per * g);
+  const auto ma = pp::rl_step<pt::algo::ppo, pt::estimator::gae>(
+      p_rank, gen_rank, none, reward, a, c_rank, ca, pp::rl_batch{{mine, moff}, {}}, o, comm);
+  EXPECT_NEAR(ma.loss, mb.loss, 1e-12);
+  EXPECT_NEAR(ma.value_loss, mb.value_loss, 1e-12);
+  expect_near(a.grads, b.grads, 1e-12);
+  expect_near(ca.grads, cb.grads, 1e-12);
 }
 
 int main(int argc, char** argv) {

@@ -173,3 +173,21 @@ TEST(PreferenceStep, BadInputThrowsAndLeavesParametersUntouched) {
   EXPECT_EQ(policy.w, before);
   EXPECT_EQ(opt.steps(), 0);
 }
+
+TEST(PreferenceStep, OrpoAndCpoRunReferenceFreeAndSplitIntoMicroBatches) {
+  data d;
+  pp::reference::none<double> none;
+  auto check = [&]<class Loss>() {
+    bigram_policy<double> a_pol(V, 4), b_pol(V, 4);
+    capture_optimizer a, b;
+    pp::preference_step_options<Loss> o;
+    const auto ma = pp::preference_step<Loss>(a_pol, none, a, d.get(), o);
+    o.micro_batch = 1;
+    const auto mb = pp::preference_step<Loss>(b_pol, none, b, d.get(), o);
+    EXPECT_GT(ma.nll, 0.0);  // the NLL term on the chosen tokens is part of the loss
+    EXPECT_NEAR(ma.loss, mb.loss, 1e-12);
+    for (std::size_t i = 0; i < a.grads.size(); ++i) EXPECT_NEAR(a.grads[i], b.grads[i], 1e-12);
+  };
+  check.template operator()<pt::algo::orpo>();
+  check.template operator()<pt::algo::cpo>();
+}

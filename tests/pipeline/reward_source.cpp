@@ -74,6 +74,10 @@ TEST(RewardSource, PrecomputedCallableTextWeighted) {
   sum.score(f.query(), out);
   EXPECT_EQ(out, (std::vector<double>{0.5 * 2 + 3.0, 0.5 * 1}));
 
+  pp::reward::gated gate{starts_x, len, 1.0, -1.0};  // length reward only for completions starting with x
+  gate.score(f.query(), out);
+  EXPECT_EQ(out, (std::vector<double>{2.0, -1.0}));
+
   fixture g;
   g.add("a", "b", {99, "", ""});
   std::vector<double> one(1, 7.0);

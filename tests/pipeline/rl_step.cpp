@@ -177,6 +177,153 @@ TEST(RlStep, EntropyBonusAndRolloutCorrectionGradientEqualsComposition) {
   for (std::size_t i = 0; i < g.size(); ++i) EXPECT_NEAR(cap.grads[i], g[i], 1e-14) << i;
 }
 
+TEST(RlStep, DynamicSamplingRedrawsAndFiltersAllEqualGroups) {
+  // Prompt 3 always answers the wrong token (reward 0 for all G samples): after the re-draws it is
+  // masked out, and the update equals the update on prompts {0, 1} alone (same global sample
+  // indices, so the same draws and re-draws for them).
+  bandit task;
+  bigram_policy<double> pa(V, 3), pb(V, 3);
+  for (auto* p : {&pa, &pb}) p->w[3 * V + 0] = 30.0;
+  pp::reference::frozen<bigram_policy<double>> ra(pa), rb(pb);
+  pp::generate::from_policy<bigram_policy<double>> ga(pa), gb(pb);
+  pp::reward::callable reward{&bandit::reward};
+  capture_optimizer a, b;
+  auto o = bandit_options<pt::algo::grpo, pt::estimator::grpo>(4);
+  o.loss.policy.kl_coef = 0;
+  o.dynamic_sampling = true;
+  o.max_resample_rounds = 2;
+  const auto ma = pp::rl_step<pt::algo::grpo, pt::estimator::grpo>(pa, ga, ra, reward, a, task.batch(), o);
+  std::vector<pt::index_t> two{0, 1}, off2{0, 1, 2};
+  const auto mb = pp::rl_step<pt::algo::grpo, pt::estimator::grpo>(pb, gb, rb, reward, b,
+                                                                  pp::rl_batch{{two, off2}, {}}, o);
+  EXPECT_GE(ma.filtered_groups, 1.0);
+  EXPECT_GE(ma.resampled_groups, 2.0);  // prompt 3 was drawn again in both rounds
+  EXPECT_EQ(ma.filtered_groups, mb.filtered_groups + 1.0);
+  for (pt::index_t k = 0; k < 8; ++k) EXPECT_EQ(ma.rewards[k], mb.rewards[k]);
+  for (std::size_t i = 0; i < a.grads.size(); ++i) EXPECT_NEAR(a.grads[i], b.grads[i], 1e-14) << i;
+}
+
+namespace {
+// rl_step with kl_in_reward = β against the composition: token rewards (R on the last token) or
+// outcome rewards, advantage::kl_in_reward<kl::k1> / sequence_kl_penalty, the estimator, the loss
+// at ratio 1, and the bigram backward.
+template <class Recipe>
+void expect_kl_in_reward_composition() {
+  bandit task;
+  bigram_policy<double> policy(V, 3);
+  pp::reference::frozen<bigram_policy<double>> reference(policy);
+  for (pt::index_t j = 0; j < V; ++j) reference.model().w[j] += 0.2 * j;  // prompt 0's row differs
+  pp::generate::from_policy<bigram_policy<double>> gen(policy);
+  pp::reward::callable reward{&bandit::reward};
+  capture_optimizer cap;
+  auto o = bandit_options<Recipe, typename Recipe::advantage>(4);
+  o.kl_in_reward = 0.2;
+  const auto m = pp::rl_step<Recipe>(policy, gen, reference, reward, cap, task.batch(), o);
+  const pt::index_t b = 12;
+  std::vector<double> lp, ref, adv(2 * b), ret(2 * b), dlp(2 * b), tok_r(2 * b, 0.0), seq_r(b);
+  std::vector<float> mask;
+  pp::owned_sequences full;
+  for (pt::index_t i = 0; i < b; ++i) {
+    const pt::index_t pr = task.tokens[i / 4], c = m.rollout.completions.tokens[i];
+    full.append(std::vector<pt::index_t>{pr, c});
+    lp.insert(lp.end(), {0.0, ref_logprob(policy.w, V, pr, c)});
+    ref.insert(ref.end(), {0.0, ref_logprob(reference.model().w, V, pr, c)});
+    mask.insert(mask.end(), {0.0f, 1.0f});
+    tok_r[2 * i + 1] = m.rewards[i];
+    seq_r[i] = m.rewards[i];
+  }
+  pt::advantage::estimator_inputs<double> ein;
+  ein.mask = mask;
+  ein.seq_offsets = full.seq_offsets;
+  std::vector<pt::index_t> groups{0, 4, 8, 12};
+  if constexpr (Recipe::advantage::contract.rewards == pt::advantage::reward_level::token) {
+    pt::advantage::kl_in_reward<pt::kl::k1>(pt::exec::host{}, std::span<const double>(tok_r), lp, ref,
+                                            mask, full.seq_offsets, 0.2, pt::kl_options{},
+                                            std::span<double>(tok_r));
+    ein.token_rewards = tok_r;
+  } else {
+    pt::advantage::sequence_kl_penalty(pt::exec::host{}, std::span<const double>(seq_r), lp, ref, mask,
+                                       full.seq_offsets, 0.2, std::span<double>(seq_r));
+    ein.rewards = seq_r;
+    ein.group_offsets = groups;
+  }
+  Recipe::advantage::compute(pt::exec::host{}, ein, {adv, ret}, o.estimator);
+  pt::policy_gradient_inputs<double> in;
+  in.logprobs = lp;
+  in.old_logprobs = lp;
+  in.advantages = adv;
+  in.ref_logprobs = ref;
+  in.mask = mask;
+  in.seq_offsets = full.seq_offsets;
+  Recipe::compute(pt::exec::host{}, in, o.loss, {dlp, {}}, {});
+  std::vector<double> g(policy.w.size(), 0.0);
+  double nonzero_kl = 0;
+  for (pt::index_t i = 0; i < b; ++i) {
+    const pt::index_t a = full.tokens[2 * i], y = full.tokens[2 * i + 1];
+    nonzero_kl += std::abs(lp[2 * i + 1] - ref[2 * i + 1]);
+    for (pt::index_t j = 0; j < V; ++j)
+      g[a * V + j] += dlp[2 * i + 1] * ((j == y) - std::exp(ref_logprob(policy.w, V, a, j)));
+  }
+  EXPECT_GT(nonzero_kl, 0.1);
+  for (std::size_t i = 0; i < g.size(); ++i) EXPECT_NEAR(cap.grads[i], g[i], 1e-14) << i;
+}
+}  // namespace
+
+TEST(RlStep, KlInRewardGradientEqualsComposition) {
+  expect_kl_in_reward_composition<pt::algo::reinforce_pp>();  // token-level: r_t −= β·k1_t
+  expect_kl_in_reward_composition<pt::algo::rloo>();          // outcome: R −= β·Σ k1
+}
+
+TEST(RlStep, RemaxUsesTheGreedyRewardAsBaseline) {
+  // Prompt 0's greedy answer is its target (reward 1), prompt 1's is not (reward 0): the baselines
+  // are 1 and 0, and the gradient equals the composition with estimator::remax.
+  bandit task;
+  bigram_policy<double> policy(V, 3);
+  policy.w[0 * V + target_of(0)] = 1.5;
+  policy.w[1 * V + target_of(1)] = -1.5;
+  pp::reference::none<double> none;
+  pp::generate::from_policy<bigram_policy<double>> gen(policy);
+  pp::reward::callable reward{&bandit::reward};
+  capture_optimizer cap;
+  auto o = bandit_options<pt::algo::ppo, pt::estimator::remax>(4);
+  const auto m = pp::rl_step<pt::algo::ppo>(policy, gen, none, reward, cap, task.batch(), o);
+  ASSERT_EQ(m.greedy_rewards.size(), 3u);
+  EXPECT_EQ(m.greedy_rewards[0], 1.0);
+  EXPECT_EQ(m.greedy_rewards[1], 0.0);
+  const pt::index_t b = 12;
+  std::vector<double> lp, tok_r(2 * b, 0.0), base(b), adv(2 * b), ret(2 * b), dlp(2 * b);
+  std::vector<float> mask;
+  pp::owned_sequences full;
+  for (pt::index_t i = 0; i < b; ++i) {
+    const pt::index_t pr = task.tokens[i / 4], c = m.rollout.completions.tokens[i];
+    full.append(std::vector<pt::index_t>{pr, c});
+    lp.insert(lp.end(), {0.0, ref_logprob(policy.w, V, pr, c)});
+    mask.insert(mask.end(), {0.0f, 1.0f});
+    tok_r[2 * i + 1] = m.rewards[i];
+    base[i] = m.greedy_rewards[i / 4];
+  }
+  pt::advantage::estimator_inputs<double> ein;
+  ein.token_rewards = tok_r;
+  ein.baselines = base;
+  ein.mask = mask;
+  ein.seq_offsets = full.seq_offsets;
+  pt::estimator::remax::compute(pt::exec::host{}, ein, {adv, ret});
+  pt::policy_gradient_inputs<double> in;
+  in.logprobs = lp;
+  in.old_logprobs = lp;
+  in.advantages = adv;
+  in.mask = mask;
+  in.seq_offsets = full.seq_offsets;
+  pt::algo::ppo::compute(pt::exec::host{}, in, o.loss, {dlp, {}}, {});
+  std::vector<double> g(policy.w.size(), 0.0);
+  for (pt::index_t i = 0; i < b; ++i) {
+    const pt::index_t a = full.tokens[2 * i], y = full.tokens[2 * i + 1];
+    for (pt::index_t j = 0; j < V; ++j)
+      g[a * V + j] += dlp[2 * i + 1] * ((j == y) - std::exp(ref_logprob(policy.w, V, a, j)));
+  }
+  for (std::size_t i = 0; i < g.size(); ++i) EXPECT_NEAR(cap.grads[i], g[i], 1e-14) << i;
+}
+
 TEST(RlStep, MicroBatchesEqualTheFullBatch) {
   bandit task;
   for (pt::index_t k : {1, 5}) {
@@ -229,6 +376,40 @@ TEST(RlStep, DapoLossWithRlooRaisesExpectedReward) {
     pp::rl_step<pt::algo::dapo, pt::estimator::rloo>(policy, gen, none, reward, opt, task.batch(), o);
   }
   EXPECT_GT(task.expected_reward(policy), before + 0.3) << before;
+}
+
+namespace {
+// One recipe on the bandit from its peer preset: 15 steps must raise the exact expected reward.
+template <class Recipe>
+void expect_recipe_learns(const pp::rl_options<Recipe>& preset_options, double constant = 0) {
+  bandit task;
+  bigram_policy<double> policy(V, 13);
+  pp::reference::frozen<bigram_policy<double>> reference(policy);
+  pp::generate::from_policy<bigram_policy<double>> gen(policy);
+  pp::reward::callable reward{&bandit::reward};
+  pt::optim::adamw opt({0.1, 0.9, 0.999, 1e-8, 0.0});
+  auto o = preset_options;
+  o.samples_per_prompt = 8;
+  o.sampling.max_new_tokens = 1;
+  if (constant > 0) o.normalizer_constant = constant;
+  const double before = task.expected_reward(policy);
+  for (int s = 0; s < 15; ++s) {
+    o.seed = 500 + s;
+    pp::rl_step<Recipe>(policy, gen, reference, reward, opt, task.batch(), o);
+  }
+  EXPECT_GT(task.expected_reward(policy), before + 0.3) << before;
+}
+}  // namespace
+
+TEST(RlStep, RecipesFromPeerPresetsRaiseExpectedReward) {
+  expect_recipe_learns<pt::algo::grpo>(pp::rl_options_from<pt::algo::grpo>(pt::algo::grpo::trl()));
+  // Dr.GRPO divides by a constant (B·max_completion_length in TRL).
+  expect_recipe_learns<pt::algo::dr_grpo>(pp::rl_options_from<pt::algo::dr_grpo>(pt::algo::dr_grpo::defaults()), 24.0);
+  expect_recipe_learns<pt::algo::dapo>(pp::rl_options_from<pt::algo::dapo>(pt::algo::dapo::defaults()));
+  expect_recipe_learns<pt::algo::rloo>(pp::rl_options_from<pt::algo::rloo>(pt::algo::rloo::defaults()));
+  expect_recipe_learns<pt::algo::reinforce_pp>(pp::rl_options_from<pt::algo::reinforce_pp>(pt::algo::reinforce_pp::defaults()));
+  expect_recipe_learns<pt::algo::gspo>(pp::rl_options_from<pt::algo::gspo>(pt::algo::gspo::defaults()));
+  expect_recipe_learns<pt::algo::cispo>(pp::rl_options_from<pt::algo::cispo>(pt::algo::cispo::defaults()));
 }
 
 namespace {

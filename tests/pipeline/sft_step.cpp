@@ -101,6 +101,18 @@ TEST(SftStep, MicroBatchesEqualTheFullBatch) {
   }
 }
 
+TEST(SftStep, HiddenPathMicroBatchesEqualTheFullBatch) {
+  // Micro-batches of different sizes reuse the backward's scratch buffers.
+  data d;
+  hidden_bigram<double> full(V, 3), split(V, 3);
+  capture_optimizer a, b;
+  pp::sft_step_options<pt::algo::sft> o;
+  pp::sft_step<pt::algo::sft>(full, a, d.batch(), o);
+  o.micro_batch = 2;
+  pp::sft_step<pt::algo::sft>(split, b, d.batch(), o);
+  for (std::size_t i = 0; i < a.grads.size(); ++i) EXPECT_NEAR(a.grads[i], b.grads[i], 1e-12);
+}
+
 TEST(SftStep, HiddenPathGradientMatchesFiniteDifferences) {
   data d;
   hidden_bigram<double> policy(V, 3);

@@ -14,6 +14,7 @@
 //                 include_format; Llama 3's DPO excludes it: format-token masking, SFT trains it)
 // The ids of the special tokens come from chat_format (byte_tokenizer's by default); role names
 // and content are encoded by the Tokenizer. Roles other than system/user/assistant are errors.
+#include <cstdint>
 #include <optional>
 #include <span>
 #include <string>
@@ -146,6 +147,27 @@ packed_pairs pack_preference(const Tok& tok, std::span<const preference_example>
   for (const auto& e : examples) {
     add(e.prompt, e.chosen, p.chosen, p.chosen_mask);
     add(e.prompt, e.rejected, p.rejected, p.rejected_mask);
+  }
+  return p;
+}
+
+// Packed RLVR prompts: each example's messages rendered with the generation prompt (ending in the
+// assistant header), and its example_info (id = index + first_id, ground truth, verifier name):
+// an rl_batch is {prompts.view(), examples}, scored by reward::verifiers.
+struct packed_prompts {
+  owned_sequences prompts;
+  std::vector<example_info> examples;
+};
+
+template <tokenizer Tok>
+packed_prompts pack_rlvr(const Tok& tok, std::span<const rlvr_example> examples,
+                         const chat_format& f = {}, std::uint64_t first_id = 0) {
+  packed_prompts p;
+  for (std::size_t i = 0; i < examples.size(); ++i) {
+    const auto& e = examples[i];
+    p.prompts.append(render_chat(tok, std::span<const message>(e.messages), f, true).tokens);
+    p.prompts.ids.push_back(first_id + i);
+    p.examples.push_back({first_id + i, e.ground_truth, e.verifier});
   }
   return p;
 }

@@ -188,7 +188,6 @@ class from_policy {
   explicit from_policy(P& p) : policy_(&p) {}
 
   void generate(const generation_request& r, generation& out) {
-    using S = typename P::scalar_type;
     constexpr const char* where = "generate::from_policy";
     validate_request(r, where);
     const index_t b = r.prompts.num_sequences(), v = policy_->vocab_size();
@@ -237,7 +236,6 @@ class from_policy {
           stop[i] = stop_reason::stop_token;
         }
       }
-      (void)sizeof(S);
     }
     generation g;
     for (index_t i = 0; i < b; ++i) {

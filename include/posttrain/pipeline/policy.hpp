@@ -127,6 +127,9 @@ struct forward_state {
   policy_hidden<S> hidden{};      // hidden path
   std::vector<index_t> targets;   // row t -> tokens[t + 1], or ignore_index at sequence ends
   std::vector<S> row_logprob, row_lse, row_entropy;  // row_entropy: only when asked for
+  // The backward's scratch, kept between calls so that a step's micro-batches reuse one [N, V]
+  // (or [N, H] + [V, H]) buffer instead of allocating and zeroing it each time.
+  mutable std::vector<S> d_logits, d_hidden, d_head, d_row, d_row_h;
 };
 
 inline constexpr index_t ignore_target = -100;
@@ -208,8 +211,11 @@ void policy_backward(P& p, const token_sequences& s,
   expect(d_entropy.empty() || ssize(std::span<const S>(st.row_entropy)) == n, where,
          "d_entropy is given but the forward computed no entropy (pass an entropy span to "
          "policy_logprobs)");
-  std::vector<S> d_row(static_cast<std::size_t>(n), S(0)), d_row_h;
-  if (!d_entropy.empty()) d_row_h.assign(static_cast<std::size_t>(n), S(0));
+  // Row t − 1 carries dℓ[t]; the last row of each sequence predicts nothing and stays 0.
+  std::vector<S>& d_row = st.d_row;
+  std::vector<S>& d_row_h = st.d_row_h;
+  d_row.assign(static_cast<std::size_t>(n), S(0));
+  d_row_h.assign(d_entropy.empty() ? 0 : static_cast<std::size_t>(n), S(0));
   for (index_t b = 0; b < s.num_sequences(); ++b)
     for (index_t t = s.seq_offsets[b] + 1; t < s.seq_offsets[b + 1]; ++t) {
       d_row[t - 1] = d_lp[t];
@@ -217,16 +223,18 @@ void policy_backward(P& p, const token_sequences& s,
     }
   const std::span<const S> ent = d_entropy.empty() ? std::span<const S>{} : std::span<const S>(st.row_entropy);
   if (!st.hidden_path) {
-    std::vector<S> d_logits(static_cast<std::size_t>(n * st.logits.cols));
-    matrix_view<S> d(d_logits.data(), n, st.logits.cols);
+    // token_logprobs_backward writes every element of d_logits: resize, never re-zero.
+    st.d_logits.resize(static_cast<std::size_t>(n * st.logits.cols));
+    matrix_view<S> d(st.d_logits.data(), n, st.logits.cols);
     token_logprobs_backward(exec::host{}, st.logits, std::span<const index_t>(st.targets),
                             token_logprobs_grads<S>{st.row_lse, ent, d_row, d_row_h}, d,
                             token_logprobs_options{temperature, ignore_target, 1});
     if constexpr (policy_detail::logits_backward<P>) p.backward(matrix_view<const S>(d));
   } else {
     const index_t h = st.hidden.hidden.cols, v = st.hidden.lm_head.rows;
-    std::vector<S> d_hidden(static_cast<std::size_t>(n * h)), d_head(static_cast<std::size_t>(v * h));
-    matrix_view<S> dh(d_hidden.data(), n, h), dw(d_head.data(), v, h);
+    st.d_hidden.resize(static_cast<std::size_t>(n * h));
+    st.d_head.resize(static_cast<std::size_t>(v * h));
+    matrix_view<S> dh(st.d_hidden.data(), n, h), dw(st.d_head.data(), v, h);
     fused_linear_logprobs_options o;
     o.temperature = temperature;
     o.ignore_index = ignore_target;

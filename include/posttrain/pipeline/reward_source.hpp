@@ -16,6 +16,8 @@
 //                                const example_info&) -> double: the shape of a verifier
 //                              (e.g. a gsm8k answer match against example_info::ground_truth)
 //   weighted<Sources...>       Σ_k w_k·r_k (several verifiers, format + correctness, ...)
+//   gated<Gate, Source>        R = Source when Gate's score >= threshold, else `otherwise` (e.g. a
+//                              format check gating the correctness reward, R1-style)
 //   verifiers<Tokenizer, V...> open-instruct's dispatch by name: sample b is scored by the V whose
 //                              static name() equals example_info::verifier (the RLVR row's
 //                              "dataset"), as weight·v.score(decoded completion, ground_truth)
@@ -170,6 +172,27 @@ struct weighted {
     std::copy(acc.begin(), acc.end(), out.begin());
   }
 };
+
+template <class Gate, class Source>
+struct gated {
+  Gate gate;
+  Source source;
+  double threshold = 1.0;
+  double otherwise = 0.0;
+
+  void score(const reward_query& q, std::span<double> out) {
+    constexpr const char* where = "reward::gated::score";
+    expect_size(out, q.num_samples(), where, "rewards", "one per sample");
+    expect(!std::isnan(threshold) && std::isfinite(otherwise), where,
+           "threshold must not be NaN and otherwise must be finite");
+    std::vector<double> g(out.size()), r(out.size());
+    gate.score(q, std::span<double>(g));
+    source.score(q, std::span<double>(r));
+    for (std::size_t b = 0; b < out.size(); ++b) out[b] = g[b] >= threshold ? r[b] : otherwise;
+  }
+};
+template <class Gate, class Source>
+gated(Gate, Source, double, double) -> gated<Gate, Source>;
 
 template <class V>
 concept named_text_verifier = requires(const V& v, std::string_view prediction, std::string_view label) {

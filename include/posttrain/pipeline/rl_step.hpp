@@ -28,8 +28,14 @@
 //
 // Entropy bonus (options.loss.policy.entropy_coef ≠ 0): the forward also computes each token's
 // entropy (policy_logprobs) and its gradient goes back through the same backward.
-// Not yet: DAPO's dynamic sampling (drop all-equal groups and refill), KL in the reward,
-// estimators that read baselines or behaviour statistics (ReMax, OTB).
+// Dynamic sampling (DAPO, options.dynamic_sampling): groups whose G rewards are all equal are
+// drawn again, up to max_resample_rounds times; those still all-equal get mask 0 (excluded from
+// the update and the normalisers) — the refill keeps B fixed instead of sampling new prompts.
+// KL in the reward (options.kl_in_reward = β > 0): k1 = ℓold − ℓref per completion token,
+// advantage/shaping.hpp's kl_in_reward (token-level estimators) or sequence_kl_penalty (outcome).
+// ReMax (estimators whose contract reads baselines): one greedy completion per prompt (temperature
+// 0), scored; its reward is the baseline of the prompt's G samples.
+// Not yet: estimators that read behaviour statistics (optimal token baseline).
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -41,11 +47,14 @@
 #include <vector>
 
 #include "posttrain/advantage/estimator.hpp"
+#include "posttrain/advantage/shaping.hpp"
 #include "posttrain/config.hpp"
 #include "posttrain/dist/communicator.hpp"
 #include "posttrain/loss/concept.hpp"
 #include "posttrain/loss/policy_gradient.hpp"
 #include "posttrain/loss/value.hpp"
+#include "posttrain/ops/reductions.hpp"
+#include "posttrain/ops/whiten.hpp"
 #include "posttrain/pipeline/critic.hpp"
 #include "posttrain/pipeline/generator.hpp"
 #include "posttrain/pipeline/policy.hpp"
@@ -72,8 +81,28 @@ struct rl_step_options : step_options {
   std::uint64_t first_sample_index = 0;  // this rank's first global sample index (seeds)
   old_logprob_source old_logprobs = old_logprob_source::policy;
   bool rollout_correction = false;    // IS weights exp(ℓold − ℓrollout) on the surrogate
+  double kl_in_reward = 0.0;          // β of the KL penalty in the reward (0 = off): token-level
+                                      // estimators r_t −= β·(ℓold − ℓref)_t (verl apply_kl_penalty
+                                      // "kl", OpenRLHF, TRL PPO); outcome estimators
+                                      // R −= β·Σ_t m·(ℓold − ℓref) (TRL RLOO)
+  bool dynamic_sampling = false;      // DAPO: re-draw all-equal groups, then mask those left
+  index_t max_resample_rounds = 3;
   std::optional<double> normalizer_constant{};  // C of constant-divisor aggregations (Dr.GRPO)
 };
+
+// The options of an algo:: recipe (its loss and its estimator), optionally from one of its peer
+// presets: rl_options_from<algo::dapo>(algo::dapo::trl()). rl_step<Recipe, ...> then deduces the
+// estimator from the options: rl_step<algo::dapo>(policy, gen, ref, reward, opt, batch, options).
+template <class Recipe>
+using rl_options = rl_step_options<Recipe, typename Recipe::advantage>;
+
+template <class Recipe>
+rl_options<Recipe> rl_options_from(const typename Recipe::preset_type& preset) {
+  rl_options<Recipe> o;
+  o.estimator = preset.advantage;
+  o.loss = preset.loss;
+  return o;
+}
 
 struct rl_batch {
   token_sequences prompts{};                 // P prompts (each at least one token)
@@ -87,9 +116,12 @@ struct rl_metrics {
   double grad_norm = 0;             // of the last update, before clipping
   double completion_tokens = 0;     // global
   double truncated_fraction = 0;    // global
+  double resampled_groups = 0;      // global: group re-draws of dynamic sampling
+  double filtered_groups = 0;       // global: groups still all-equal, masked out
   index_t updates = 0;
   generation rollout;               // this rank's completions (for logging / inspection)
   std::vector<double> rewards;      // this rank's R[B]
+  std::vector<double> greedy_rewards;  // ReMax: the reward of each prompt's greedy completion
 };
 
 // The seed of global sample `index`: splitmix64 of (seed, index).
@@ -166,9 +198,9 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
                 "pipeline::rl_step<Loss, Estimator>: Loss must take loss::policy_gradient_inputs "
                 "(a loss::policy_gradient<...> composition: algo::ppo, grpo, dr_grpo, dapo, ...)");
   static_assert(check_advantage_estimator<E>());
-  static_assert(!E::contract.baselines && !E::contract.behaviour_stats,
-                "pipeline::rl_step: estimators that read greedy baselines (ReMax) or behaviour "
-                "statistics (optimal token baseline) are not wired into rl_step yet");
+  static_assert(!E::contract.behaviour_stats,
+                "pipeline::rl_step: estimators that read behaviour statistics (optimal token "
+                "baseline) are not wired into rl_step yet");
   static_assert(!E::contract.values || Cr::enabled,
                 "pipeline::rl_step: this estimator reads critic values (GAE): pass a critic");
   static_assert(!Loss::uses_reference || R::enabled,
@@ -193,7 +225,14 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
   expect(options.epochs >= 1, where, "options.epochs = ", options.epochs, ", expected >= 1");
   expect(options.mini_batch >= 0, where, "options.mini_batch = ", options.mini_batch,
          ", expected >= 0 (0 = all)");
+  expect(!options.dynamic_sampling || (E::contract.groups && options.max_resample_rounds >= 0), where,
+         "options.dynamic_sampling needs a group estimator (GRPO, DAPO, RLOO, ...) and "
+         "max_resample_rounds >= 0");
   const bool with_entropy = options.loss.policy.entropy_coef != 0.0;
+  expect(std::isfinite(options.kl_in_reward) && options.kl_in_reward >= 0, where,
+         "options.kl_in_reward = ", options.kl_in_reward, ", expected finite and >= 0 (0 = off)");
+  expect(options.kl_in_reward == 0 || R::enabled, where,
+         "options.kl_in_reward is set, so the reference model cannot be reference::none");
 
   // ---- 1 generate
   const index_t g = options.samples_per_prompt, b = prompts * g;
@@ -218,10 +257,74 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
            "the rollout log-probs (old_logprobs = rollout or rollout_correction)");
 
   // ---- 2 score
-  const token_sequences completions = out.completions.view();
   std::vector<double> rewards(static_cast<std::size_t>(b));
-  reward.score(reward_query{request.prompts, completions, examples}, std::span<double>(rewards));
+  reward.score(reward_query{request.prompts, out.completions.view(), examples},
+               std::span<double>(rewards));
   expect_finite_rewards(rewards, where);
+
+  // ---- 2b dynamic sampling (DAPO): groups whose G rewards are all equal carry no signal; draw
+  // them again (fresh seeds from the same global sample indices, so ranks agree), and mask the
+  // groups still all-equal after max_resample_rounds out of the update (B stays fixed, so the
+  // collective mini-batch loop is the same on every rank).
+  std::vector<std::uint8_t> filtered(static_cast<std::size_t>(prompts), 0);
+  index_t resampled = 0;
+  if (options.dynamic_sampling) {
+    auto degenerate = [&](index_t p) {
+      for (index_t k = 1; k < g; ++k)
+        if (rewards[p * g + k] != rewards[p * g]) return false;
+      return true;
+    };
+    for (index_t round = 1; round <= options.max_resample_rounds; ++round) {
+      std::vector<index_t> redo;
+      for (index_t p = 0; p < prompts; ++p)
+        if (degenerate(p)) redo.push_back(p);
+      if (redo.empty()) break;
+      owned_sequences rp;
+      std::vector<std::uint64_t> rs;
+      std::vector<example_info> rex;
+      for (index_t p : redo)
+        for (index_t k = 0; k < g; ++k) {
+          const index_t i = p * g + k;
+          rp.append(request.prompts.tokens.subspan(request.prompts.seq_offsets[i],
+              request.prompts.seq_offsets[i + 1] - request.prompts.seq_offsets[i]));
+          rs.push_back(sample_seed(options.seed, options.first_sample_index +
+                                                     static_cast<std::uint64_t>(i) +
+                                                     (static_cast<std::uint64_t>(round) << 40)));
+          if (!examples.empty()) rex.push_back(examples[i]);
+        }
+      const generation_request rq{rp.view(), rs, options.sampling};
+      generation ro;
+      gen.generate(rq, ro);
+      validate_generation(rq, ro, v, where);
+      expect(ro.logprobs.empty() == out.logprobs.empty(), where,
+             "the generator returned log-probs in one round and not in another");
+      std::vector<double> rr(rs.size());
+      reward.score(reward_query{rq.prompts, ro.completions.view(), rex}, std::span<double>(rr));
+      expect_finite_rewards(rr, where);
+      // Splice the new samples in place of the old ones.
+      std::vector<index_t> slot(static_cast<std::size_t>(prompts), -1);
+      for (std::size_t j = 0; j < redo.size(); ++j) slot[redo[j]] = static_cast<index_t>(j);
+      generation merged;
+      const token_sequences oc = out.completions.view(), nc = ro.completions.view();
+      for (index_t i = 0; i < b; ++i) {
+        const index_t j = slot[i / g];
+        const bool fresh = j >= 0;
+        const index_t src = fresh ? j * g + i % g : i;
+        const token_sequences& c = fresh ? nc : oc;
+        const auto& lps = fresh ? ro.logprobs : out.logprobs;
+        const index_t c0 = c.seq_offsets[src], c1 = c.seq_offsets[src + 1];
+        merged.completions.append(c.tokens.subspan(c0, c1 - c0));
+        if (!lps.empty()) merged.logprobs.insert(merged.logprobs.end(), lps.begin() + c0, lps.begin() + c1);
+        merged.stop.push_back(fresh ? ro.stop[src] : out.stop[src]);
+        merged.truncated.push_back(fresh ? ro.truncated[src] : out.truncated[src]);
+        if (fresh) rewards[i] = rr[src];
+      }
+      out = std::move(merged);
+      resampled += static_cast<index_t>(redo.size());
+    }
+    for (index_t p = 0; p < prompts; ++p) filtered[p] = degenerate(p) ? 1 : 0;
+  }
+  const token_sequences completions = out.completions.view();
 
   // ---- 3 sequences, masks, log-probs
   rl_detail::rollout_arrays<S> all;
@@ -234,7 +337,7 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
     seq.insert(seq.end(), completions.tokens.begin() + c0, completions.tokens.begin() + c1);
     all.seqs.append(seq);
     all.mask.insert(all.mask.end(), pr.size(), 0.0f);
-    all.mask.insert(all.mask.end(), static_cast<std::size_t>(c1 - c0), 1.0f);
+    all.mask.insert(all.mask.end(), static_cast<std::size_t>(c1 - c0), filtered[i / g] ? 0.0f : 1.0f);
     if (!out.logprobs.empty()) {
       rollout_lp.insert(rollout_lp.end(), pr.size(), S(0));
       for (index_t t = c0; t < c1; ++t) rollout_lp.push_back(static_cast<S>(out.logprobs[t]));
@@ -243,9 +346,11 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
   const token_sequences full = all.seqs.view();
   const index_t n = full.num_tokens();
   const auto offsets = std::span<const index_t>(all.seqs.seq_offsets);
-  if constexpr (Loss::uses_reference) {
-    all.ref_lp.assign(static_cast<std::size_t>(n), S(0));
-    reference.logprobs(full, std::span<S>(all.ref_lp));
+  if constexpr (R::enabled) {
+    if (Loss::uses_reference || options.kl_in_reward > 0) {
+      all.ref_lp.assign(static_cast<std::size_t>(n), S(0));
+      reference.logprobs(full, std::span<S>(all.ref_lp));
+    }
   }
   forward_state<S> st;
   if (options.old_logprobs == old_logprob_source::rollout) {
@@ -274,6 +379,35 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
       if (completions.seq_offsets[i + 1] > completions.seq_offsets[i])
         token_rewards[offsets[i + 1] - 1] = seq_rewards[i];
   }
+  if (options.kl_in_reward > 0) {
+    const std::span<const S> old_lp(all.old_lp), ref_lp(all.ref_lp);
+    if (E::contract.rewards == advantage::reward_level::token)
+      advantage::kl_in_reward<kl::k1>(exec::host{}, std::span<const S>(token_rewards), old_lp, ref_lp,
+                                      std::span<const float>(all.mask), offsets, options.kl_in_reward,
+                                      kl_options{}, std::span<S>(token_rewards));
+    else
+      advantage::sequence_kl_penalty(exec::host{}, std::span<const S>(seq_rewards), old_lp, ref_lp,
+                                     std::span<const float>(all.mask), offsets, options.kl_in_reward,
+                                     std::span<S>(seq_rewards));
+  }
+  // ReMax: the baseline of every sample is the reward of its prompt's greedy completion (one
+  // greedy draw per prompt, temperature 0, same max_new_tokens and stop tokens).
+  std::vector<S> baselines;
+  std::vector<double> greedy_rewards;
+  if constexpr (E::contract.baselines) {
+    sampling_options greedy = options.sampling;
+    greedy.temperature = 0;
+    std::vector<std::uint64_t> greedy_seeds(static_cast<std::size_t>(prompts), 0);
+    const generation_request gq{batch.prompts, greedy_seeds, greedy};
+    generation go;
+    gen.generate(gq, go);
+    validate_generation(gq, go, v, where);
+    greedy_rewards.assign(static_cast<std::size_t>(prompts), 0.0);
+    reward.score(reward_query{batch.prompts, go.completions.view(), batch.examples},
+                 std::span<double>(greedy_rewards));
+    expect_finite_rewards(greedy_rewards, where);
+    for (index_t i = 0; i < b; ++i) baselines.push_back(static_cast<S>(greedy_rewards[i / g]));
+  }
   std::vector<index_t> groups;
   for (index_t p = 0; p <= prompts; ++p) groups.push_back(p * g);
   all.adv.assign(static_cast<std::size_t>(n), S(0));
@@ -285,16 +419,57 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
   ein.mask = all.mask;
   ein.seq_offsets = offsets;
   if (E::contract.groups) ein.group_offsets = groups;
-  E::compute(exec::host{}, ein, advantage::estimator_outputs<S>{all.adv, all.returns}, options.estimator);
+  ein.baselines = baselines;
+  if constexpr (std::is_same_v<E, estimator::gae>) {
+    // GAE whitens over the batch; on several ranks the batch is every rank's tokens: compute the
+    // advantages unwhitened, then whiten with the global masked moments (two all-reduces: Σw and
+    // Σw·A give the mean, then Σw·(A − mean)² — no cancellation), as advantage/gae.hpp says.
+    if (comm.size() > 1 && options.estimator.whiten) {
+      expect(options.estimator.whitening.scope == whiten_scope::batch, where,
+             "GAE whitening per segment across ranks is not supported (use scope::batch)");
+      auto raw = options.estimator;
+      raw.whiten = false;
+      E::compute(exec::host{}, ein, advantage::estimator_outputs<S>{all.adv, all.returns}, raw);
+      std::array<double, 2> cs{0, 0};
+      for (index_t t = 0; t < n; ++t) {
+        cs[0] += all.mask[t];
+        cs[1] += all.mask[t] == 0 ? 0.0 : static_cast<double>(all.mask[t]) * static_cast<double>(all.adv[t]);
+      }
+      all_reduce(comm, cs);
+      masked_stats global;
+      global.count = cs[0];
+      global.sum = cs[1];
+      global.mean = cs[0] > 0 ? cs[1] / cs[0] : 0.0;
+      std::array<double, 1> m2{0};
+      for (index_t t = 0; t < n; ++t)
+        if (all.mask[t] != 0) {
+          const double d = static_cast<double>(all.adv[t]) - global.mean;
+          m2[0] += static_cast<double>(all.mask[t]) * d * d;
+        }
+      all_reduce(comm, m2);
+      global.m2 = m2[0];
+      whiten_with_moments(exec::host{}, std::span<const S>(all.adv), std::span<const float>(all.mask),
+                          global, std::span<S>(all.adv), options.estimator.whitening);
+    } else {
+      E::compute(exec::host{}, ein, advantage::estimator_outputs<S>{all.adv, all.returns},
+                 options.estimator);
+    }
+  } else {
+    E::compute(exec::host{}, ein, advantage::estimator_outputs<S>{all.adv, all.returns},
+               options.estimator);
+  }
 
   // ---- 5 updates
   rl_metrics m;
   {
-    std::array<double, 4> s{0, 0, 0, static_cast<double>(b)};
+    std::array<double, 6> s{0, 0, 0, static_cast<double>(b), static_cast<double>(resampled), 0};
     for (double r : rewards) s[0] += r;
     s[1] = static_cast<double>(completions.num_tokens());
     for (auto t : out.truncated) s[2] += t;
+    for (auto f : filtered) s[5] += f;
     all_reduce(comm, s);
+    m.resampled_groups = s[4];
+    m.filtered_groups = s[5];
     m.reward_mean = s[0] / s[3];
     m.completion_tokens = s[1];
     m.truncated_fraction = s[2] / s[3];
@@ -381,6 +556,7 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
   m.approx_kl /= u;
   m.rollout = std::move(out);
   m.rewards = std::move(rewards);
+  m.greedy_rewards = std::move(greedy_rewards);
   return m;
 }
 
