@@ -1,7 +1,10 @@
 #pragma once
 // Threads of the model's GEMMs. Eigen parallelises its matrix products with OpenMP when the build
 // links it (the posttrain_reference_model target does when CMake finds OpenMP); the other loops
-// of the model are O(N·H) and stay serial. One process-wide setting, as Eigen's.
+// of the model are O(N·H) and stay serial, except attention's (sequence, head) blocks, one OpenMP
+// region per layer. One process-wide setting, as Eigen's: attention sets Eigen to one thread
+// inside its region and restores it after, so two models must not run forward/backward
+// concurrently from different host threads.
 #include <thread>
 
 #include <Eigen/Core>

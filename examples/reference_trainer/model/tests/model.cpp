@@ -5,6 +5,7 @@
 // alone, and bad batches are rejected before any work.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <random>
 #include <vector>
 
@@ -88,7 +89,9 @@ TEST_P(WholeModelGradient, EveryParameterMatchesFiniteDifferences) {
   const std::vector<double> analytic(m.gradients().begin(), m.gradients().end());
   auto loss = [&] { return loss_and_grad(m, b, false); };
   const double err = rm::testing::fd_max_error(m.parameters(), analytic, loss);
-  RecordProperty("max_fd_error", std::to_string(err));
+  char text[32];
+  std::snprintf(text, sizeof text, "%.2e", err);
+  RecordProperty("max_fd_error", text);
   EXPECT_LT(err, 1e-7) << "largest relative FD error over " << analytic.size() << " parameters";
   // Gradients accumulate: a second backward doubles them.
   loss_and_grad(m, b, true);
