@@ -3,6 +3,10 @@
 #   ./run.sh deps                 install the missing Debian packages the build needs
 #   ./run.sh build                configure (CMake preset) and build everything
 #   ./run.sh test                 deps + build + every test (GPU tests skip without a GPU)
+#   ./run.sh sanitize             deps + ASan/UBSan build (preset sanitize) + its CPU tests
+#   ./run.sh clang                deps + clang++ build of the tests (every header alone too), the
+#                                 fuzz corpora replayed, each libFuzzer target run for 20 s
+#   ./run.sh ci                   test, then sanitize, then clang (what .ci/run runs), timed
 #   ./run.sh demo                 deps + build + the reference trainer's quick recipe (pretrain ->
 #                                 SFT -> GRPO on arithmetic word problems, held-out accuracy after
 #                                 each stage); output in <build dir>/reference_trainer_demo/
@@ -16,6 +20,8 @@ cd "$(dirname "$0")"
 
 readonly DEB_PACKAGES=(cmake g++ libeigen3-dev googletest libgtest-dev libbenchmark-dev
                        nlohmann-json3-dev libopenmpi-dev openmpi-bin python3)
+# clang (with its libFuzzer runtime) for `./run.sh clang`.
+readonly CLANG_PACKAGES=(clang)
 
 log() { printf 'run.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -31,12 +37,13 @@ as_root() {
 }
 
 deps() {
+  local wanted=("${DEB_PACKAGES[@]}" "$@")
   if ! command -v dpkg >/dev/null 2>&1; then
-    log "deps: no dpkg (not Debian/Ubuntu); install by hand: ${DEB_PACKAGES[*]}"
+    log "deps: no dpkg (not Debian/Ubuntu); install by hand: ${wanted[*]}"
     return 0
   fi
   local missing=() pkg
-  for pkg in "${DEB_PACKAGES[@]}"; do
+  for pkg in "${wanted[@]}"; do
     dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$pkg")
   done
   [[ ${#missing[@]} -eq 0 ]] && return 0
@@ -85,8 +92,41 @@ bench() {
   "$BUILD_DIR/bench/posttrain_bench_cpu" "$@"
 }
 
+# The sanitizer build: core, math and reward tests and the fuzz corpus replay under ASan + UBSan
+# (-fno-sanitize-recover=all: the first report fails the test).
+sanitize() {
+  PRESET=sanitize
+  BUILD_DIR=build-sanitize
+  build
+  ctest --preset sanitize
+}
+
+# The clang build: every CPU test, every header alone, the corpus replay, and a 20 s run of each
+# libFuzzer target from its committed corpus.
+clang_build() {
+  PRESET=clang
+  BUILD_DIR=build-clang
+  build
+  ctest --preset clang
+  ctest --test-dir build-clang -L fuzz --output-on-failure
+}
+
+# Each stage timed, so the CI budget (45 min on 2 cores) can be checked in the log.
+ci() {
+  local start stage
+  for stage in test sanitize clang; do
+    start=$SECONDS
+    case $stage in
+      test) select_preset; build; ctest --preset "$PRESET" ;;
+      sanitize) sanitize ;;
+      clang) clang_build ;;
+    esac
+    log "ci: stage $stage took $((SECONDS - start)) s"
+  done
+}
+
 usage() {
-  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
   exit "${1:-0}"
 }
 
@@ -97,6 +137,9 @@ case $command in
   deps) deps ;;
   build) deps; select_preset; build ;;
   test) deps; select_preset; build; ctest --preset "$PRESET" ;;
+  sanitize) deps; sanitize ;;
+  clang) deps "${CLANG_PACKAGES[@]}"; clang_build ;;
+  ci) deps "${CLANG_PACKAGES[@]}"; ci ;;
   demo) deps; select_preset; demo "$@" ;;
   bench)
     deps

@@ -29,17 +29,27 @@ class exact_buffer {
 };
 
 // The stack a verifier must live with: a worker thread of 256 KiB. Under AddressSanitizer, whose
-// redzones make frames ~4x larger, 4x that (the parser's stack guard scales the same way).
+// redzones make frames 5-6x larger, 8x that (the parser's stack guard scales the same way).
+// time_scale: sanitized code runs ~10x slower, so the generous time ceilings of the tests grow
+// by that much.
 #if defined(__SANITIZE_ADDRESS__)
-inline constexpr std::size_t worker_stack = 4 * 256 * 1024;
+inline constexpr std::size_t worker_stack = 8 * 256 * 1024;
+inline constexpr double time_scale = 10.0;
+inline constexpr bool sanitized = true;
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
-inline constexpr std::size_t worker_stack = 4 * 256 * 1024;
+inline constexpr std::size_t worker_stack = 8 * 256 * 1024;
+inline constexpr double time_scale = 10.0;
+inline constexpr bool sanitized = true;
 #else
 inline constexpr std::size_t worker_stack = 256 * 1024;
+inline constexpr double time_scale = 1.0;
+inline constexpr bool sanitized = false;
 #endif
 #else
 inline constexpr std::size_t worker_stack = 256 * 1024;
+inline constexpr double time_scale = 1.0;
+inline constexpr bool sanitized = false;
 #endif
 
 // Runs f on a new thread whose stack is `stack` bytes (a stack overflow is a SIGSEGV that ends the

@@ -278,3 +278,30 @@ TEST(IfevalText, WordTokenize) {
   EXPECT_TRUE(follows("keywords:keyword_specific_position", "{'keyword': 'wind', 'n': 2, 'm': 2}",
                       "I love it. The wind blows."));
 }
+
+// Class 9 of issue 14: \w is Python 3's (str.isalnum() or '_', Unicode 14 tables): combining marks
+// end a word, circled digits and superscripts are word characters. Expected counts are
+// len(re.findall(r"\w+", s)) under Python 3.11.
+TEST(IfevalText, WordCharactersArePythons) {
+  const std::pair<const char*, std::size_t> cases[] = {
+      {"caf\xc3\xa9 au lait", 3},                                       // precomposed é
+      {"cafe\xcc\x81 au lait", 3},                                      // e + U+0301
+      {"nai\xcc\x88ve", 2},                                             // i + U+0308 splits
+      {"\xe0\xa4\xb9\xe0\xa4\xbf\xe0\xa4\xa8\xe0\xa5\x8d\xe0\xa4\xa6\xe0\xa5\x80 "
+       "\xe0\xa4\xad\xe0\xa4\xbe\xe0\xa4\xb7\xe0\xa4\xbe", 5},          // Hindi: vowel signs split
+      {"\xe2\x91\xa0 \xe2\x91\xa1 three", 3},                           // circled digits
+      {"x\xc2\xb2+y\xc2\xb2", 2},                                       // superscript two
+      {"\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e \xe3\x83\x86\xe3\x82\xad\xe3\x82\xb9\xe3\x83\x88", 2},
+      {"a\xe2\x80\x94" "b", 2},                                          // em dash
+      {"\xe2\x85\xab chapter", 2},                                      // Roman numeral twelve (Nl)
+  };
+  for (const auto& [text, words] : cases) EXPECT_EQ(ie::count_words(text), words) << text;
+  // The table: letters and numbers yes, marks, symbols and punctuation no.
+  EXPECT_TRUE(pt::reward::unicode::is_alnum_non_ascii(U'\u00e9'));
+  EXPECT_TRUE(pt::reward::unicode::is_alnum_non_ascii(U'\u2460'));   // ①
+  EXPECT_TRUE(pt::reward::unicode::is_alnum_non_ascii(U'\U00020000'));  // CJK Ext. B
+  EXPECT_FALSE(pt::reward::unicode::is_alnum_non_ascii(U'\u0301'));  // combining acute
+  EXPECT_FALSE(pt::reward::unicode::is_alnum_non_ascii(U'\u093f'));  // Devanagari vowel sign I
+  EXPECT_FALSE(pt::reward::unicode::is_alnum_non_ascii(U'\u00d7'));  // ×
+  EXPECT_FALSE(pt::reward::unicode::is_alnum_non_ascii(U'\U0001f600'));  // emoji
+}

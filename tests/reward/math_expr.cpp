@@ -215,3 +215,48 @@ TEST(SympyIsEquiv, SymmetricAndDeterministic) {
 }
 
 }  // namespace
+
+// Class 7 of issue 14: an unbraced numeric subscript takes every digit of the run but the last,
+// which is the argument (sympy 1.14 parse_latex: "\log_2 32" is log(2, 23), "\log_2 1024" is
+// log(4, 2102)). Every verdict below was checked with sympy 1.14 + antlr 4.11.
+TEST(SympyIsEquiv, UnbracedSubscriptDigitsFollowTheGrammar) {
+  EXPECT_FALSE(sympy_is_equiv("\\log_2 32", "5"));
+  EXPECT_TRUE(sympy_is_equiv("\\log_2 32", "\\log_{23} 2"));
+  EXPECT_FALSE(sympy_is_equiv("\\log_3 81", "4"));
+  EXPECT_FALSE(sympy_is_equiv("\\log_2 1024", "10"));
+  EXPECT_TRUE(sympy_is_equiv("\\log_2 1024", "\\log_{2102} 4"));
+  EXPECT_TRUE(sympy_is_equiv("\\log_12 345", "\\log_{1234} 5"));
+  EXPECT_TRUE(sympy_is_equiv("\\ln_2 88", "\\log_{28} 8"));
+  EXPECT_TRUE(sympy_is_equiv("\\log_2 8", "3"));      // two digits: base 2, argument 8
+  EXPECT_TRUE(sympy_is_equiv("\\log_{2} 32", "5"));   // braced: the intended reading
+}
+
+// Class 8: sympy Float semantics. Float ** Integer rounds the exact power; division is a product
+// with the rounded reciprocal; Integer ** Float equals only its exact value when it has one; a
+// Float never equals an irrational root. Checked with sympy 1.14.
+TEST(SympyIsEquiv, FloatPowersDivisionAndIrrationalsLikeSympy) {
+  EXPECT_FALSE(sympy_is_equiv("1.1^2", "1.21"));
+  EXPECT_FALSE(sympy_is_equiv("1.1^{3}", "1.331"));
+  EXPECT_FALSE(sympy_is_equiv("0.1^3", "0.001"));
+  EXPECT_TRUE(sympy_is_equiv("1.5^2", "2.25"));
+  EXPECT_TRUE(sympy_is_equiv("0.5^{-2}", "4"));
+  EXPECT_TRUE(sympy_is_equiv("0.2^{-1}", "5"));
+  EXPECT_TRUE(sympy_is_equiv("\\frac{2.1}{0.7}", "3"));
+  EXPECT_TRUE(sympy_is_equiv("\\frac{1}{0.1}", "10"));
+  EXPECT_TRUE(sympy_is_equiv("\\frac{0.3}{0.1}", "3"));
+  EXPECT_FALSE(sympy_is_equiv("\\frac{1.2}{3}", "0.4"));
+  EXPECT_FALSE(sympy_is_equiv("3 \\cdot 0.1", "0.3"));
+  EXPECT_FALSE(sympy_is_equiv("7^{0.5}", "\\sqrt{7}"));
+  EXPECT_FALSE(sympy_is_equiv("2^{0.5}", "\\sqrt{2}"));
+  EXPECT_FALSE(sympy_is_equiv("2^{0.5}", "1.4142135623730951"));
+  EXPECT_FALSE(sympy_is_equiv("2^{1.5}", "2\\sqrt{2}"));
+  EXPECT_TRUE(sympy_is_equiv("2^{0.5}", "2^{0.5}"));
+  EXPECT_TRUE(sympy_is_equiv("4^{0.5}", "2"));
+  EXPECT_TRUE(sympy_is_equiv("9^{0.5}", "3.0"));
+  EXPECT_FALSE(sympy_is_equiv("\\sqrt{2}", "1.4142135623730951"));
+  EXPECT_FALSE(sympy_is_equiv("\\sqrt{2}", "1.41421356237310"));
+  EXPECT_TRUE(sympy_is_equiv("0.5\\sqrt{2}", "\\frac{\\sqrt{2}}{2}"));
+  EXPECT_TRUE(sympy_is_equiv("1.0\\sqrt{2}", "\\sqrt{2}"));
+  EXPECT_TRUE(sympy_is_equiv("\\sqrt{4.0}", "2"));
+  EXPECT_TRUE(sympy_is_equiv("\\sin(0.5)", "0.479425538604203"));
+}

@@ -25,11 +25,8 @@
 // mid-sentence ("etc. Then"); after an initial ("A."), a capitalised next word never breaks.
 //
 // Characters: ASCII whitespace (Python str.isspace over ASCII, as text.hpp); \w and \b classify
-// whole UTF-8 code points: ASCII alphanumerics and '_', and every non-ASCII code point except the
-// Latin-1 punctuation and symbols, the General Punctuation block (U+2000-U+206F: dashes, curly
-// quotes, ellipsis, bullets), arrows / mathematical / technical / box / geometric / dingbat
-// symbols (U+2190-U+2BFF), CJK punctuation (U+3000-U+303F), full-width ASCII punctuation and
-// emoji (U+1F000 and up). Case (upper / lower / case-insensitive matching) is ASCII only.
+// whole UTF-8 code points as Python 3's `re` does: '_' and str.isalnum() (Unicode letters and
+// numbers; not combining marks), from unicode_word.hpp, generated with Python 3.11. Case (upper / lower / case-insensitive matching) is ASCII only.
 #include <algorithm>
 #include <array>
 #include <cstddef>
@@ -42,6 +39,7 @@
 #include "posttrain/config.hpp"
 #include "posttrain/core/validate.hpp"
 #include "posttrain/reward/text.hpp"
+#include "posttrain/reward/unicode_word.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
 
@@ -77,19 +75,13 @@ inline std::size_t cp_start_before(std::string_view s, std::size_t i) {
   return j;
 }
 
+// Python 3 `re` \w on str: '_' and str.isalnum(), i.e. the Unicode letters (L*) and the code
+// points with a numeric value, from the table generated with Python 3.11 (Unicode 14.0). So
+// combining marks (Devanagari vowel signs, U+0301 in a decomposed "café") end a word and
+// circled digits are word characters, as in open-instruct.
 inline bool is_word_cp(char32_t c) {
   if (c < 0x80) return text::is_word(static_cast<char>(c));
-  if (c < 0xc0)  // Latin-1 punctuation and symbols, except the letters and numbers among them
-    return c == 0xaa || c == 0xb2 || c == 0xb3 || c == 0xb5 || c == 0xb9 || c == 0xba ||
-           (c >= 0xbc && c <= 0xbe);
-  if (c == 0xd7 || c == 0xf7) return false;                 // × ÷
-  if (c >= 0x2000 && c <= 0x206f) return false;             // General Punctuation
-  if (c >= 0x2190 && c <= 0x2bff) return false;             // arrows, math, box, dingbats
-  if (c >= 0x3000 && c <= 0x303f) return c >= 0x3005 && c <= 0x3007;
-  if (c >= 0xff01 && c <= 0xff0f) return false;             // full-width ASCII punctuation
-  if (c >= 0xff1a && c <= 0xff20) return false;
-  if (c >= 0x1f000) return false;                           // emoji and pictographs
-  return true;
+  return unicode::is_alnum_non_ascii(c);
 }
 
 }  // namespace detail

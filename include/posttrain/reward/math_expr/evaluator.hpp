@@ -36,6 +36,16 @@ struct value {
   int prec = 0;
   std::complex<double> z;
   double mag = 0.0;
+  // A power with a Float exponent and a non-Float base, or a value computed from one: sympy keeps
+  // Pow(2, 0.5) unevaluated, and simplify never equates it with a number or an irrational
+  // (2^{0.5} is neither \sqrt{2} nor 1.4142135623730951 there; checked with sympy 1.14).
+  bool float_pow = false;
+  // An irrational root of rationals (\sqrt{2}, 2^{1/3}) or a value computed from one: sympy keeps
+  // it symbolic and never equates it with a Float (\sqrt{2} vs 1.4142135623730951 is not equal
+  // there, 0.5\sqrt{2} vs \frac{\sqrt{2}}{2} is).
+  bool irrational = false;
+  // A Float (decimal) took part in computing the value.
+  bool has_float = false;
 };
 
 inline value bad() { return {}; }
@@ -143,7 +153,12 @@ inline value div(const value& a, const value& b) {
   if (auto i = infinity_op('/', a, b)) return *i;
   if (is_rational(a) && is_rational(b)) {
     if (b.q.is_zero()) return bad();  // zoo
-    return rational_op(a, b, [](const rational& x, const rational& y) { return x / y; });
+    if (a.k == value::kind::exact && b.k == value::kind::exact) return exact(a.q / b.q);
+    // sympy divides as Mul(a, Pow(b, -1)): with a Float, 1/b is rounded first, then the product
+    // (so \frac{2.1}{0.7} is 3 there, 2.1 times the rounded 1/0.7, not the rounded 2.1/0.7).
+    const int p = std::max(a.prec, b.prec);
+    const rational inverse = round_to_bits(rational(bigint(1)) / round_to_bits(b.q, p), p);
+    return flt(round_to_bits(a.q, p) * inverse, p);
   }
   if (b.z == 0.0) return bad();
   return num(a.z / b.z, a.mag / std::abs(b.z));
@@ -153,6 +168,26 @@ inline bool is_unit(const rational& q) {  // +-1
 }
 inline value power(const value& a, const value& b) {
   if (a.k == value::kind::bad || b.k == value::kind::bad || is_inf(a) || is_inf(b)) return bad();
+  // Integer ** Float: sympy keeps Pow(4, 0.5) and its simplify finds the exact value when there
+  // is one (4^{0.5} is 2 there); otherwise the power is a value no Float or irrational equals
+  // (value::float_pow).
+  if (a.k == value::kind::exact && b.k == value::kind::flt) {
+    value e = b;
+    e.k = value::kind::exact;  // the Float's value is a dyadic rational
+    e.prec = 0;
+    const value r = power(a, e);
+    if (r.k == value::kind::exact) return r;
+  }
+  // Float ** Integer is a Float: the exact power of the rounded base, rounded (mpmath's
+  // mpf_pow_int), so 1.1^2 is 1.2100000000000002, not 1.21, and 1.5^2 is 2.25.
+  if (a.k == value::kind::flt && b.k == value::kind::exact && b.q.is_integer() && b.q.num.bits() <= 16) {
+    const auto p = static_cast<std::uint64_t>(std::abs(to_double(b.q.num)));
+    if (a.q.is_zero()) return b.q.num.neg ? bad() : p == 0 ? flt(rational(bigint(1)), a.prec) : a;
+    if ((a.q.num.bits() + a.q.den.bits()) * p > max_bits) return bad();
+    rational out(pow(a.q.num, p), pow(a.q.den, p));
+    if (b.q.num.neg) out = rational(out.den, out.num);
+    return flt(out, a.prec);
+  }
   if (a.k == value::kind::exact && b.k == value::kind::exact) {
     const rational& base = a.q;
     const rational& e = b.q;
@@ -187,12 +222,17 @@ inline value power(const value& a, const value& b) {
     }
   }
   const std::complex<double> x = clean(a.z), y = clean(b.z);
+  value r;
   if (x == 0.0) {
-    if (y == 0.0) return num(1.0, 1.0);
-    if (y.real() > 0) return num(0.0, 0.0);
-    return bad();
+    if (y == 0.0) r = num(1.0, 1.0);
+    else if (y.real() > 0) r = num(0.0, 0.0);
+    else return bad();
+  } else {
+    r = num(std::pow(x, y), 0.0);
   }
-  return num(std::pow(x, y), 0.0);
+  if (b.k == value::kind::flt && a.k != value::kind::flt) r.float_pow = true;
+  if (a.k == value::kind::exact && b.k == value::kind::exact) r.irrational = true;  // e.g. 2^{1/2}
+  return r;
 }
 
 // A deterministic stand-in for an unknown function's value at an argument.
@@ -337,6 +377,12 @@ class evaluator {
       }
       const std::size_t first = done.size() - nd.args.size();
       value v = apply(nd, std::span<const value>(done.data() + first, nd.args.size()));
+      for (std::size_t k = first; k < done.size(); ++k) {
+        if (done[k].float_pow && v.k == value::kind::num) v.float_pow = true;
+        if (done[k].irrational && v.k == value::kind::num) v.irrational = true;
+        if (done[k].has_float || done[k].k == value::kind::flt) v.has_float = true;
+      }
+      if (v.k == value::kind::flt) v.has_float = true;
       done.resize(first);
       done.push_back(std::move(v));
     }
@@ -398,9 +444,12 @@ inline bool has_kind(const parsed& p, int n, op k) {
 }
 
 // a == b at one point: exact, Float (compare after rounding to the larger precision) or numeric.
-inline std::optional<bool> equal_at(const value& a, const value& b, double tolerance) {
+// `constant`: no free symbols (sympy's simplify then decides on numbers, not on identities).
+inline std::optional<bool> equal_at(const value& a, const value& b, double tolerance, bool constant = false) {
   if (a.k == value::kind::bad || b.k == value::kind::bad) return std::nullopt;
   if (is_inf(a) || is_inf(b)) return false;  // oo - oo is nan, oo - x is oo
+  if (constant && a.float_pow != b.float_pow) return false;  // see value::float_pow
+  if (constant && (a.has_float || b.has_float) && a.irrational != b.irrational) return false;
   if (a.k == value::kind::exact && b.k == value::kind::exact) return a.q == b.q;
   if (is_rational(a) && is_rational(b)) {
     const int p = std::max(a.prec, b.prec);
