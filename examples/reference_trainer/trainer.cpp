@@ -520,7 +520,7 @@ void save_stage_checkpoint(const rt::policy<S>& p, const fs::path& dir, const nl
 // ------------------------------------------------------------------------------------ CLI
 struct cli {
   std::string recipe, algo, conventions, out = "reference_trainer_out", data, init;
-  bool quiet = false, resume = false;
+  bool quiet = false, resume = false, check = false;
   long threads = -1;
 };
 
@@ -536,6 +536,7 @@ const char* const usage_text =
     "                 random init; its vocabulary must be the byte tokenizer's (261)\n"
     "  --threads      GEMM threads (0 = all cores)\n"
     "  --quiet        no progress output, only the summary table\n"
+    "  --check        validate the recipe, algorithm and conventions, then exit (writes nothing)\n"
     "  --resume       continue the run in --out from its last completed stage checkpoint (stages\n"
     "                 are deterministic in (seed, stage, step), so the result equals an\n"
     "                 uninterrupted run)\n";
@@ -556,6 +557,7 @@ cli parse_cli(int argc, char** argv) {
     else if (a == "--init") c.init = value();
     else if (a == "--quiet") c.quiet = true;
     else if (a == "--resume") c.resume = true;
+    else if (a == "--check") c.check = true;
     else if (a == "--threads") {
       const std::string v = value();
       char* end = nullptr;
@@ -644,6 +646,10 @@ int run(int argc, char** argv) {
     throw usage_error("--algo " + args.algo + " is an " + (algo_online ? "online" : "offline") +
                       " algorithm but " + recipe.file + " has no " + (algo_online ? "rl" : "dpo") +
                       " stage to run it in");
+  if (args.check) {
+    std::printf("%s: ok (%zu stages)\n", recipe.file.c_str(), recipe.stages.size());
+    return 0;
+  }
   if (args.threads >= 0) recipe.threads = args.threads;
   rt::rm::set_num_threads(static_cast<int>(recipe.threads));
 
