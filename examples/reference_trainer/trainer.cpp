@@ -612,6 +612,9 @@ rt::rm::model_config model_config_of(const rt::recipe& r) {
 }
 
 int run(int argc, char** argv) {
+  // Installed first: a shell starts background jobs with SIGINT ignored, and a signal that arrives
+  // before the handler would otherwise be lost. The flag is read between steps.
+  std::signal(SIGINT, on_sigint);
   // 1 recipe and flags, all checked before anything is written.
   const cli args = parse_cli(argc, argv);
   rt::recipe recipe = rt::read_recipe(args.recipe);
@@ -686,7 +689,6 @@ int run(int argc, char** argv) {
   }
   fs::create_directories(out / "checkpoints");
   reporter rep(args.quiet, out / "metrics.jsonl", args.resume);
-  std::signal(SIGINT, on_sigint);
 
   // 3 model
   rt::rm::transformer<S> model(model_config_of(recipe));
