@@ -26,7 +26,7 @@
 #include "posttrain/loss/algorithms_offline.hpp"
 #include "posttrain/loss/policy_gradient/algorithms.hpp"
 #include "posttrain/loss/policy_gradient/entropy_controller.hpp"
-#include "posttrain/loss/policy_gradient/rollout_correction.hpp"
+#include "posttrain/correction/rollout.hpp"
 #include "posttrain/loss/preference/algorithms.hpp"
 #include "posttrain/loss/preference/wpo.hpp"
 #include "posttrain/loss/value.hpp"

@@ -2,7 +2,8 @@
 // policy_gradient.hpp): every name is a recipe type that is its loss, carries its estimator and
 // its presets; presets hold exactly the family presets they document; a recipe drives one whole
 // GRPO step (estimator then loss) equal to the hand-assembled calls; names that differ only by
-// preset are distinct types over one loss type.
+// preset are distinct types over one loss type. The presets checked here are those of
+// loss/preference/presets.hpp and loss/policy_gradient/presets.hpp (this is their test too).
 #include <gtest/gtest.h>
 
 #include <cmath>

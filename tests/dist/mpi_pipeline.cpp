@@ -219,6 +219,34 @@ TEST(MpiPipeline, PpoWithWhitenedGaeAndCriticOnRanksEqualsOneProcess) {
   expect_near(ca.grads, cb.grads, 1e-12);
 }
 
+TEST(MpiPipeline, ReinforcePpWithWhiteningOnRanksEqualsOneProcess) {
+  pt::dist::mpi_communicator comm;
+  const int r = comm.rank(), n = comm.size();
+  const std::vector<pt::index_t> prompts{0, 1, 3, 4}, poff{0, 1, 2, 3, 4};
+  const pt::index_t per = 4 / n, g = 4;
+  std::vector<pt::index_t> mine(prompts.begin() + r * per, prompts.begin() + (r + 1) * per), moff{0};
+  for (pt::index_t i = 1; i <= per; ++i) moff.push_back(i);
+  auto reward_fn = [](std::span<const pt::index_t> p, std::span<const pt::index_t> c,
+                      const pp::example_info&) { return c[0] == (p[0] + 2) % V ? 1.0 : 0.0; };
+  bigram_policy<double> p_rank(V, 3), p_one(V, 3);
+  pp::reference::none<double> none;
+  pp::generate::from_policy<bigram_policy<double>> gen_rank(p_rank), gen_one(p_one);
+  pp::reward::callable reward{reward_fn};
+  capture_optimizer a, b;
+  auto o = pp::rl_options_from<pt::algo::reinforce_pp>(pt::algo::reinforce_pp::defaults());
+  o.samples_per_prompt = g;
+  o.sampling.max_new_tokens = 2;
+  o.seed = 12;
+  ASSERT_TRUE(o.estimator.whiten);
+  const auto mb = pp::rl_step<pt::algo::reinforce_pp>(p_one, gen_one, none, reward, b,
+                                                      pp::rl_batch{{prompts, poff}, {}}, o);
+  o.first_sample_index = static_cast<std::uint64_t>(r * per * g);
+  const auto ma = pp::rl_step<pt::algo::reinforce_pp>(p_rank, gen_rank, none, reward, a,
+                                                      pp::rl_batch{{mine, moff}, {}}, o, comm);
+  EXPECT_NEAR(ma.loss, mb.loss, 1e-12);
+  expect_near(a.grads, b.grads, 1e-12);
+}
+
 int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
   ::testing::InitGoogleTest(&argc, argv);

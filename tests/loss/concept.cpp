@@ -2,6 +2,9 @@
 // L::compute(exec, inputs, options, outputs, normalizer) gives bit for bit what its positional
 // form gives (the uniform form only repackages the arguments), and a generic function written
 // against loss_model accepts each family.
+// Also the test of loss/preference_types.hpp and loss/policy_gradient_types.hpp (the types every
+// family's Loss-concept members name; their backend contracts: the host specialisations run in
+// every loss test, the missing CUDA one in tests/compile_fail/policy_gradient_cuda_backend.cpp).
 #include <gtest/gtest.h>
 
 #include <array>

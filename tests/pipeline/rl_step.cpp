@@ -324,6 +324,67 @@ TEST(RlStep, RemaxUsesTheGreedyRewardAsBaseline) {
   for (std::size_t i = 0; i < g.size(); ++i) EXPECT_NEAR(cap.grads[i], g[i], 1e-14) << i;
 }
 
+TEST(RlStep, OptimalTokenBaselineGradientEqualsComposition) {
+  // Two-token completions so that the per-position baselines matter; Σp² written here.
+  bandit task;
+  bigram_policy<double> policy(V, 3);
+  pp::reference::none<double> none;
+  pp::generate::from_policy<bigram_policy<double>> gen(policy);
+  pp::reward::callable reward{&bandit::reward};
+  capture_optimizer cap;
+  auto o = bandit_options<pt::algo::ppo, pt::estimator::optimal_token_baseline>(4);
+  o.sampling.max_new_tokens = 2;
+  const auto m = pp::rl_step<pt::algo::ppo>(policy, gen, none, reward, cap, task.batch(), o);
+  const pt::index_t b = 12;
+  pp::owned_sequences full;
+  std::vector<double> lp, sp2, tok_r;
+  std::vector<float> mask;
+  for (pt::index_t i = 0; i < b; ++i) {
+    const auto c = m.rollout.completions.view();
+    std::vector<pt::index_t> seq{task.tokens[i / 4]};
+    seq.insert(seq.end(), c.tokens.begin() + c.seq_offsets[i], c.tokens.begin() + c.seq_offsets[i + 1]);
+    full.append(seq);
+    for (std::size_t t = 0; t < seq.size(); ++t) {
+      if (t == 0) {
+        lp.push_back(0), sp2.push_back(0), mask.push_back(0), tok_r.push_back(0);
+        continue;
+      }
+      lp.push_back(ref_logprob(policy.w, V, seq[t - 1], seq[t]));
+      double s2 = 0;
+      for (pt::index_t j = 0; j < V; ++j) s2 += std::exp(2 * ref_logprob(policy.w, V, seq[t - 1], j));
+      sp2.push_back(s2);
+      mask.push_back(1);
+      tok_r.push_back(t + 1 == seq.size() ? m.rewards[i] : 0.0);
+    }
+  }
+  const std::size_t n = lp.size();
+  std::vector<double> adv(n), ret(n), dlp(n);
+  std::vector<pt::index_t> groups{0, 4, 8, 12};
+  pt::advantage::estimator_inputs<double> ein;
+  ein.token_rewards = tok_r;
+  ein.old_logprobs = lp;
+  ein.sum_pi_squared = sp2;
+  ein.mask = mask;
+  ein.seq_offsets = full.seq_offsets;
+  ein.group_offsets = groups;
+  pt::estimator::optimal_token_baseline::compute(pt::exec::host{}, ein, {adv, ret});
+  pt::policy_gradient_inputs<double> in;
+  in.logprobs = lp;
+  in.old_logprobs = lp;
+  in.advantages = adv;
+  in.mask = mask;
+  in.seq_offsets = full.seq_offsets;
+  pt::algo::ppo::compute(pt::exec::host{}, in, o.loss, {dlp, {}}, {});
+  std::vector<double> g(policy.w.size(), 0.0);
+  for (std::size_t t = 0; t < n; ++t) {
+    if (mask[t] == 0) continue;
+    const pt::index_t a = full.tokens[t - 1], y = full.tokens[t];
+    for (pt::index_t j = 0; j < V; ++j)
+      g[a * V + j] += dlp[t] * ((j == y) - std::exp(ref_logprob(policy.w, V, a, j)));
+  }
+  for (std::size_t i = 0; i < g.size(); ++i) EXPECT_NEAR(cap.grads[i], g[i], 1e-13) << i;
+}
+
 TEST(RlStep, MicroBatchesEqualTheFullBatch) {
   bandit task;
   for (pt::index_t k : {1, 5}) {

@@ -37,7 +37,8 @@
 #include "posttrain/config.hpp"
 #include "posttrain/loss/policy_gradient.hpp"
 #include "posttrain/loss/policy_gradient/presets.hpp"
-#include "posttrain/loss/policy_gradient/token_selection.hpp"
+#include "posttrain/correction/token_selection.hpp"
+#include "posttrain/loss/kl_cov.hpp"
 #include "posttrain/loss/value.hpp"
 #include "posttrain/ops/aggregate.hpp"
 
@@ -239,7 +240,7 @@ struct luspo
 };
 
 // Clip-Cov, Cui et al. 2025 (verl loss_mode="clip_cov"): PPO clip with the detached 0/1 weights
-// of clip_cov_weights (loss/policy_gradient/token_selection.hpp) as importance_weights. Same loss
+// of clip_cov_weights (correction/token_selection.hpp) as importance_weights. Same loss
 // type as ppo, its own presets.
 struct clip_cov : recipe<detail::clip_ppo, estimator::grpo> {
   static preset_type verl() {

@@ -67,7 +67,7 @@ POSTTRAIN_NAMESPACE_BEGIN
 // also has token_gradient, token_log_ratio(logr, A, options) -> pg_seq_token<double> and
 // length_divisor(Σ m, agg_options) (the row statistic, gspo.hpp). Every hook but name and evaluate
 // has a default in surrogate::defaults (loss/policy_gradient/parts.hpp): derive from it, and a new
-// surrogate is one file with its name and formula (surrogate::ratio, token_selection.hpp).
+// surrogate is one file with its name and formula (surrogate::ratio, loss/kl_cov.hpp).
 template <class S>
 concept pg_sequence_hooks = requires(double d, const policy_gradient_options& o,
                                      const agg_options& ao) {

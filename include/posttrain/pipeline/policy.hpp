@@ -126,7 +126,7 @@ struct forward_state {
   matrix_view<const S> logits{};  // logits path
   policy_hidden<S> hidden{};      // hidden path
   std::vector<index_t> targets;   // row t -> tokens[t + 1], or ignore_index at sequence ends
-  std::vector<S> row_logprob, row_lse, row_entropy;  // row_entropy: only when asked for
+  std::vector<S> row_logprob, row_lse, row_entropy, row_sum_p2;  // the last two: only when asked
   // The backward's scratch, kept between calls so that a step's micro-batches reuse one [N, V]
   // (or [N, H] + [V, H]) buffer instead of allocating and zeroing it each time.
   mutable std::vector<S> d_logits, d_hidden, d_head, d_row, d_row_h;
@@ -143,20 +143,25 @@ inline void next_token_targets(const token_sequences& s, std::vector<index_t>& t
 
 // Forward: lp[t] = log p(tokens[t] | earlier tokens of its sequence), 0 on first tokens.
 // `temperature` divides the logits (the peers' rollout temperature). entropy (optional, [N]):
-// entropy[t] = H of the distribution that predicts tokens[t] (row t − 1), 0 on first tokens.
+// entropy[t] = H of the distribution that predicts tokens[t] (row t − 1), 0 on first tokens;
+// sum_p_squared (optional, [N]) likewise Σ_v p_v² of that distribution (the optimal token
+// baseline's behaviour statistic; no gradient).
 template <policy P>
 void policy_logprobs(P& p, const token_sequences& s, std::span<typename P::scalar_type> lp,
                      forward_state<typename P::scalar_type>& st, double temperature = 1.0,
-                     std::span<typename P::scalar_type> entropy = {}) {
+                     std::span<typename P::scalar_type> entropy = {},
+                     std::span<typename P::scalar_type> sum_p_squared = {}) {
   using S = typename P::scalar_type;
   constexpr const char* where = "pipeline::policy_logprobs";
   const index_t n = s.num_tokens();
   expect_size(lp, n, where, "logprobs", "one per token");
   expect_size_or_empty(entropy, n, where, "entropy", "one per token, or empty");
+  expect_size_or_empty(sum_p_squared, n, where, "sum_p_squared", "one per token, or empty");
   next_token_targets(s, st.targets);
   st.row_logprob.assign(static_cast<std::size_t>(n), S(0));
   st.row_lse.assign(static_cast<std::size_t>(n), S(0));
   st.row_entropy.assign(entropy.empty() ? 0 : static_cast<std::size_t>(n), S(0));
+  st.row_sum_p2.assign(sum_p_squared.empty() ? 0 : static_cast<std::size_t>(n), S(0));
   const index_t v = p.vocab_size();
   if constexpr (policy_detail::logits_forward<P>) {
     st.hidden_path = false;
@@ -165,7 +170,7 @@ void policy_logprobs(P& p, const token_sequences& s, std::span<typename P::scala
            st.logits.rows, ", ", st.logits.cols, "], expected [", n, ", ", v,
            "] (one row per token, vocab_size() columns)");
     token_logprobs(exec::host{}, st.logits, std::span<const index_t>(st.targets),
-                   token_logprobs_outputs<S>{st.row_logprob, st.row_lse, st.row_entropy},
+                   token_logprobs_outputs<S>{st.row_logprob, st.row_lse, st.row_entropy, st.row_sum_p2},
                    token_logprobs_options{temperature, ignore_target, 1});
   } else {
     st.hidden_path = true;
@@ -180,7 +185,7 @@ void policy_logprobs(P& p, const token_sequences& s, std::span<typename P::scala
     o.ignore_index = ignore_target;
     fused_linear_logprobs(exec::host{}, st.hidden.hidden, st.hidden.lm_head,
                           std::span<const index_t>(st.targets),
-                          token_logprobs_outputs<S>{st.row_logprob, st.row_lse, st.row_entropy}, o);
+                          token_logprobs_outputs<S>{st.row_logprob, st.row_lse, st.row_entropy, st.row_sum_p2}, o);
   }
   for (index_t b = 0; b < s.num_sequences(); ++b) {
     const index_t b0 = s.seq_offsets[b], b1 = s.seq_offsets[b + 1];
@@ -189,6 +194,10 @@ void policy_logprobs(P& p, const token_sequences& s, std::span<typename P::scala
     if (!entropy.empty()) {
       if (b0 < b1) entropy[b0] = S(0);
       for (index_t t = b0 + 1; t < b1; ++t) entropy[t] = st.row_entropy[t - 1];
+    }
+    if (!sum_p_squared.empty()) {
+      if (b0 < b1) sum_p_squared[b0] = S(0);
+      for (index_t t = b0 + 1; t < b1; ++t) sum_p_squared[t] = st.row_sum_p2[t - 1];
     }
   }
 }

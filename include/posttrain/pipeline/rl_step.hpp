@@ -35,7 +35,9 @@
 // advantage/shaping.hpp's kl_in_reward (token-level estimators) or sequence_kl_penalty (outcome).
 // ReMax (estimators whose contract reads baselines): one greedy completion per prompt (temperature
 // 0), scored; its reward is the baseline of the prompt's G samples.
-// Not yet: estimators that read behaviour statistics (optimal token baseline).
+// Optimal token baseline (estimators reading behaviour statistics): ℓold and Σ_v p_v² of each
+// token's behaviour distribution from the policy forward, and the TIS weights with
+// rollout_correction. Groups share their prompt, so column alignment lines the responses up.
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -198,9 +200,6 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
                 "pipeline::rl_step<Loss, Estimator>: Loss must take loss::policy_gradient_inputs "
                 "(a loss::policy_gradient<...> composition: algo::ppo, grpo, dr_grpo, dapo, ...)");
   static_assert(check_advantage_estimator<E>());
-  static_assert(!E::contract.behaviour_stats,
-                "pipeline::rl_step: estimators that read behaviour statistics (optimal token "
-                "baseline) are not wired into rl_step yet");
   static_assert(!E::contract.values || Cr::enabled,
                 "pipeline::rl_step: this estimator reads critic values (GAE): pass a critic");
   static_assert(!Loss::uses_reference || R::enabled,
@@ -353,11 +352,19 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
     }
   }
   forward_state<S> st;
+  // The optimal token baseline also reads Σ_v p_v² of the behaviour distribution per token.
+  std::vector<S> sum_p2(E::contract.behaviour_stats ? static_cast<std::size_t>(n) : 0, S(0));
   if (options.old_logprobs == old_logprob_source::rollout) {
     all.old_lp = rollout_lp;
+    if (!sum_p2.empty()) {
+      std::vector<S> scratch(static_cast<std::size_t>(n), S(0));
+      policy_logprobs(policy, full, std::span<S>(scratch), st, options.temperature, {},
+                      std::span<S>(sum_p2));
+    }
   } else {
     all.old_lp.assign(static_cast<std::size_t>(n), S(0));
-    policy_logprobs(policy, full, std::span<S>(all.old_lp), st, options.temperature);
+    policy_logprobs(policy, full, std::span<S>(all.old_lp), st, options.temperature, {},
+                    std::span<S>(sum_p2));
   }
   if (options.rollout_correction) {
     all.is_weights.assign(static_cast<std::size_t>(n), S(0));
@@ -420,13 +427,22 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
   ein.seq_offsets = offsets;
   if (E::contract.groups) ein.group_offsets = groups;
   ein.baselines = baselines;
-  if constexpr (std::is_same_v<E, estimator::gae>) {
-    // GAE whitens over the batch; on several ranks the batch is every rank's tokens: compute the
-    // advantages unwhitened, then whiten with the global masked moments (two all-reduces: Σw and
-    // Σw·A give the mean, then Σw·(A − mean)² — no cancellation), as advantage/gae.hpp says.
+  if constexpr (E::contract.behaviour_stats) {
+    ein.old_logprobs = all.old_lp;
+    ein.sum_pi_squared = sum_p2;
+    ein.is_weights = all.is_weights;
+  }
+  if constexpr (requires(typename E::options_type eo) {
+                  { eo.whiten } -> std::convertible_to<bool>;
+                  { eo.whitening } -> std::convertible_to<whiten_options>;
+                }) {
+    // GAE and REINFORCE++ whiten their advantages over the batch (after the returns are taken);
+    // on several ranks the batch is every rank's tokens: compute the advantages unwhitened, then
+    // whiten with the global masked moments (two all-reduces: Σw and Σw·A give the mean, then
+    // Σw·(A − mean)² — no cancellation), as advantage/gae.hpp says.
     if (comm.size() > 1 && options.estimator.whiten) {
       expect(options.estimator.whitening.scope == whiten_scope::batch, where,
-             "GAE whitening per segment across ranks is not supported (use scope::batch)");
+             "per-segment whitening across ranks is not supported (use whiten_scope::batch)");
       auto raw = options.estimator;
       raw.whiten = false;
       E::compute(exec::host{}, ein, advantage::estimator_outputs<S>{all.adv, all.returns}, raw);

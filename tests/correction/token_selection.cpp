@@ -1,4 +1,6 @@
-// loss/policy_gradient/token_selection.hpp: TRL off-policy sequence mask and high-entropy mask,
+// correction/token_selection.hpp and loss/kl_cov.hpp (the kl_cov loss; was
+// loss/policy_gradient/token_selection.hpp).
+// TRL off-policy sequence mask and high-entropy mask,
 // verl clip-cov weights and kl-cov selection / loss::kl_cov, against naive float64 re-writings of
 // the peers' formulas; the end-to-end clip-cov and kl-cov losses against verl's formulas (value
 // and finite-difference gradient).
@@ -12,9 +14,10 @@
 #include <random>
 #include <vector>
 
-#include "policy_gradient_naive.hpp"
+#include "loss/policy_gradient_naive.hpp"
 #include "posttrain/loss/policy_gradient.hpp"
-#include "posttrain/loss/policy_gradient/token_selection.hpp"
+#include "posttrain/correction/token_selection.hpp"
+#include "posttrain/loss/kl_cov.hpp"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// loss/policy_gradient/rollout_correction.hpp: rollout_is_weights (verl / TRL / OpenRLHF /
+// correction/rollout.hpp (was loss/policy_gradient/rollout_correction.hpp): rollout_is_weights (verl / TRL / OpenRLHF /
 // open-instruct presets) and rollout_rejection_mask (verl), against naive float64 re-writings of
 // each peer's formula (written the way the peer writes it, not through the general options).
 #include <gtest/gtest.h>
@@ -8,9 +8,9 @@
 #include <random>
 #include <vector>
 
-#include "policy_gradient_naive.hpp"
+#include "loss/policy_gradient_naive.hpp"
 #include "posttrain/loss/policy_gradient.hpp"
-#include "posttrain/loss/policy_gradient/rollout_correction.hpp"
+#include "posttrain/correction/rollout.hpp"
 
 namespace {
 
