@@ -7,7 +7,9 @@
 #   ./run.sh clang                deps + clang++ build of the tests (every header alone too), the
 #                                 fuzz corpora replayed, each libFuzzer target run for 20 s
 #   ./run.sh ci                   test, then sanitize, then clang (what .ci/run runs), timed
-#   ./run.sh demo                 deps + build + run examples/01_primitives
+#   ./run.sh demo                 deps + build + the reference trainer's quick recipe (pretrain ->
+#                                 SFT -> GRPO on arithmetic word problems, held-out accuracy after
+#                                 each stage); output in <build dir>/reference_trainer_demo/
 #   ./run.sh bench [native] [ARGS...]
 #                                 deps + build + run posttrain_bench_cpu with Google Benchmark ARGS
 #                                 ("native" builds the -march=native preset)
@@ -75,16 +77,11 @@ build() {
 }
 
 demo() {
-  local name=01_primitives
-  if [[ ! -f examples/$name.cpp ]]; then
-    local first
-    first=$(find examples -maxdepth 1 -name '*.cpp' | sort | head -n 1)
-    [[ -n $first ]] || die "no example to run: examples/$name.cpp does not exist yet"
-    name=$(basename "$first" .cpp)
-    log "demo: examples/01_primitives.cpp does not exist yet, running examples/$name.cpp"
-  fi
-  build --target "posttrain_example_$name"
-  "$BUILD_DIR/examples/posttrain_example_$name"
+  build --target posttrain_reference_trainer
+  local out="$BUILD_DIR/reference_trainer_demo"
+  "$BUILD_DIR/examples/reference_trainer/posttrain_reference_trainer" \
+    --recipe examples/reference_trainer/recipes/quick.json --out "$out" "$@"
+  log "demo: metrics in $out/metrics.jsonl, checkpoints in $out/checkpoints/"
 }
 
 bench() {
@@ -129,7 +126,7 @@ ci() {
 }
 
 usage() {
-  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
   exit "${1:-0}"
 }
 
@@ -143,7 +140,7 @@ case $command in
   sanitize) deps; sanitize ;;
   clang) deps "${CLANG_PACKAGES[@]}"; clang_build ;;
   ci) deps "${CLANG_PACKAGES[@]}"; ci ;;
-  demo) deps; select_preset; demo ;;
+  demo) deps; select_preset; demo "$@" ;;
   bench)
     deps
     if [[ ${1:-} == native ]]; then shift; select_preset native; else select_preset; fi

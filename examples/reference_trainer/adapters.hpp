@@ -1,0 +1,178 @@
+#pragma once
+// The reference transformer (model/) as the pipeline concepts see it (pipeline/ knows no model;
+// these adapters are the only place the two meet):
+//
+//   policy<S>       Policy: forward → policy_hidden (hidden [N, H] + lm_head [V, H]), so the
+//                   pipeline's fused linear + log-prob op runs and [N, V] logits are never built;
+//                   backward(d_hidden, d_lm_head) adds d_lm_head into the lm_head gradient region
+//                   (the embedding's when tied) and runs the transformer's backward.
+//   reference       pipeline::reference::frozen<policy<S>>: a copy of the policy (copying the
+//                   transformer rebinds its views), forward only.
+//   generator<S>    Generator: reference_model::generate (batched, KV cache, one RNG per sample
+//                   seeded by the request) on the policy's current weights.
+//   critic<S>       Critic: its own trunk + a scalar value head (PPO); token-aligned values
+//                   v[t] = head(hidden[t − 1]) (the state that produced tokens[t]), 0 on first
+//                   tokens; may be initialised from any transformer (Tülu 3: the reward model).
+#include <algorithm>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include <posttrain/pipeline.hpp>
+
+#include "model.hpp"
+
+namespace reference_trainer {
+
+namespace pt = posttrain;
+namespace pp = posttrain::pipeline;
+namespace rm = reference_model;
+using pt::index_t;
+
+template <class S>
+class policy {
+ public:
+  using scalar_type = S;
+
+  explicit policy(rm::transformer<S> model) : model_(std::move(model)) {}
+
+  index_t vocab_size() const { return model_.config().vocab_size; }
+
+  pp::policy_hidden<S> forward(const pp::token_sequences& s) {
+    const rm::matrix<S>& h = model_.forward(s.tokens, s.seq_offsets, act_);
+    return {pt::matrix_view<const S>(h.data(), h.rows(), h.cols()), model_.lm_head()};
+  }
+
+  void backward(pt::matrix_view<const S> d_hidden, pt::matrix_view<const S> d_lm_head) {
+    // lm_head_grad() aliases the embedding gradient when tied: add, never overwrite.
+    pt::matrix_view<S> g = model_.lm_head_grad();
+    pt::expect(d_lm_head.rows == g.rows && d_lm_head.cols == g.cols, "reference_trainer::policy",
+               "d_lm_head is [", d_lm_head.rows, ", ", d_lm_head.cols, "], expected [", g.rows,
+               ", ", g.cols, "]");
+    for (index_t i = 0; i < g.rows; ++i)
+      for (index_t j = 0; j < g.cols; ++j) g(i, j) += d_lm_head(i, j);
+    const Eigen::Map<const rm::matrix<S>> dh(d_hidden.data, d_hidden.rows, d_hidden.cols);
+    model_.backward(act_, rm::matrix<S>(dh));
+  }
+
+  std::span<S> parameters() { return model_.parameters(); }
+  std::span<S> gradients() { return model_.gradients(); }
+  void zero_grad() { model_.zero_grad(); }
+
+  rm::transformer<S>& model() { return model_; }
+  const rm::transformer<S>& model() const { return model_; }
+
+ private:
+  rm::transformer<S> model_;
+  rm::activations<S> act_;
+};
+
+template <class S>
+class generator {
+ public:
+  explicit generator(const policy<S>& p) : policy_(&p) {}
+
+  void generate(const pp::generation_request& r, pp::generation& out) {
+    rm::sampling_options o;
+    o.temperature = r.sampling.temperature;
+    o.top_k = r.sampling.top_k;
+    o.top_p = r.sampling.top_p;
+    o.max_new_tokens = r.sampling.max_new_tokens;
+    o.stop_tokens = r.sampling.stop_tokens;
+    const auto samples = rm::generate(policy_->model(), r.prompts.tokens, r.prompts.seq_offsets,
+                                      r.seeds, o);
+    pp::generation g;
+    for (const rm::completion& c : samples) {
+      g.completions.append(c.tokens);
+      // The sampler's own log-prob (after temperature / top-k / top-p): what rollout
+      // correction divides by. Greedy decoding has a point mass: 0.
+      for (double lp : c.sampling_logprobs) g.logprobs.push_back(std::min(lp, 0.0));
+      const bool stopped = c.reason == rm::stop_reason::stop_token;
+      g.stop.push_back(stopped ? pp::stop_reason::stop_token : pp::stop_reason::length);
+      g.truncated.push_back(stopped ? 0 : 1);
+    }
+    out = std::move(g);
+  }
+
+ private:
+  const policy<S>* policy_;
+};
+
+template <class S>
+class critic {
+ public:
+  static constexpr bool enabled = true;
+  using scalar_type = S;
+
+  // The value head starts at zero so the first values are 0 (no initial bias in the advantages).
+  explicit critic(rm::transformer<S> trunk)
+      : trunk_(std::move(trunk)), head_(trunk_.config().hidden_size, true) {
+    params_.resize(trunk_.parameters().size() + head_.weight.size() + 1);
+    grads_.assign(params_.size(), S(0));
+    pack();
+  }
+
+  void values(const pp::token_sequences& s, std::span<S> v) {
+    unpack();
+    const rm::matrix<S>& h = trunk_.forward(s.tokens, s.seq_offsets, act_);
+    hidden_ = h;
+    const rm::vector<S> out = head_.forward(h);
+    for (index_t b = 0; b < s.num_sequences(); ++b) {
+      const index_t b0 = s.seq_offsets[b], b1 = s.seq_offsets[b + 1];
+      if (b0 < b1) v[b0] = S(0);
+      for (index_t t = b0 + 1; t < b1; ++t) v[t] = out(t - 1);
+    }
+    offsets_.assign(s.seq_offsets.begin(), s.seq_offsets.end());
+  }
+
+  void backward(std::span<const S> d_values) {
+    const index_t n = hidden_.rows();
+    std::vector<S> d_rows(static_cast<std::size_t>(n), S(0));
+    for (std::size_t b = 0; b + 1 < offsets_.size(); ++b)
+      for (index_t t = offsets_[b] + 1; t < offsets_[b + 1]; ++t) d_rows[t - 1] = d_values[t];
+    rm::matrix<S> dh = rm::matrix<S>::Zero(n, hidden_.cols());
+    head_.d_weight.setZero();
+    head_.d_bias = 0;
+    head_.backward(hidden_, d_rows, dh);
+    trunk_.zero_grad();
+    trunk_.backward(act_, dh);
+    // Gradients accumulate across micro-batches in the flat buffer.
+    const auto tg = trunk_.gradients();
+    for (std::size_t i = 0; i < tg.size(); ++i) grads_[i] += tg[i];
+    for (index_t i = 0; i < head_.d_weight.size(); ++i) grads_[tg.size() + i] += head_.d_weight(i);
+    grads_.back() += head_.d_bias;
+  }
+
+  // Flat views over trunk + head. The optimizer writes params_; values() copies them back in.
+  std::span<S> parameters() { return params_; }
+  std::span<S> gradients() { return grads_; }
+  void zero_grad() { std::fill(grads_.begin(), grads_.end(), S(0)); }
+
+ private:
+  void pack() {
+    const auto tp = trunk_.parameters();
+    std::copy(tp.begin(), tp.end(), params_.begin());
+    for (index_t i = 0; i < head_.weight.size(); ++i) params_[tp.size() + i] = head_.weight(i);
+    params_.back() = head_.bias;
+  }
+  void unpack() {
+    auto tp = trunk_.parameters();
+    std::copy(params_.begin(), params_.begin() + static_cast<std::ptrdiff_t>(tp.size()), tp.begin());
+    for (index_t i = 0; i < head_.weight.size(); ++i) head_.weight(i) = params_[tp.size() + i];
+    head_.bias = params_.back();
+  }
+
+  rm::transformer<S> trunk_;
+  rm::scalar_head<S> head_;
+  rm::activations<S> act_;
+  rm::matrix<S> hidden_;
+  std::vector<index_t> offsets_;
+  std::vector<S> params_, grads_;
+};
+
+static_assert(pp::check_policy<policy<float>>());
+static_assert(pp::check_generator<generator<float>>());
+static_assert(pp::check_reference_model<pp::reference::frozen<policy<float>>>());
+static_assert(pp::check_critic<critic<float>>());
+
+}  // namespace reference_trainer

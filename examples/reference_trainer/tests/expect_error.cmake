@@ -1,0 +1,21 @@
+# Runs the trainer with ARGS (a ;-list) and checks that it fails the way a user needs:
+# exit code 2, exactly one line on stderr matching EXPECT, and OUT (when given) not created.
+#   cmake -DTRAINER=... -DARGS=... -DEXPECT=regex [-DOUT=dir] -P expect_error.cmake
+if(DEFINED OUT)
+  file(REMOVE_RECURSE "${OUT}")
+endif()
+execute_process(COMMAND "${TRAINER}" ${ARGS} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 2)
+  message(FATAL_ERROR "exit code ${rc}, expected 2; stderr: ${err}")
+endif()
+string(REGEX MATCHALL "\n" newlines "${err}")
+list(LENGTH newlines lines)
+if(NOT lines EQUAL 1)
+  message(FATAL_ERROR "stderr has ${lines} lines, expected one: ${err}")
+endif()
+if(NOT err MATCHES "${EXPECT}")
+  message(FATAL_ERROR "stderr does not match '${EXPECT}': ${err}")
+endif()
+if(DEFINED OUT AND EXISTS "${OUT}")
+  message(FATAL_ERROR "${OUT} was created although the input was bad")
+endif()
