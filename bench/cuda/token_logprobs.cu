@@ -2,7 +2,7 @@
 // forward (logprob + lse + entropy), backward (in place, with the entropy gradient) and fused
 // forward + backward (in place). Timed with CUDA events (UseManualTime); bytes/s counts the
 // ideal traffic: forward 1 read, backward and fused 1 read + 1 write of the logits. The small-N
-// case (N = 64) shows the cost of one CTA per row when N < SM count (no split-row yet).
+// case (N = 64, N < 2 × SMs) takes the split-row forward (several CTAs per row).
 // Without a device every benchmark reports an error and returns.
 #include <benchmark/benchmark.h>
 

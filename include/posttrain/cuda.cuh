@@ -25,6 +25,7 @@
 #include "posttrain/backend/cuda/memory.cuh"
 #include "posttrain/backend/cuda/reductions.cuh"
 #include "posttrain/backend/cuda/whiten.cuh"
+#include "posttrain/backend/cuda/kl.cuh"
 #include "posttrain/backend/cuda/scan.cuh"
 #include "posttrain/backend/cuda/gae.cuh"
 #include "posttrain/backend/cuda/reinforce.cuh"

@@ -1,4 +1,6 @@
 // Tests for core/views.hpp, core/validate.hpp, core/exec.hpp and config.hpp.
+// Also covers core/types.hpp (index_t, accum_t through the views) and core/error.hpp (the
+// messages of validate).
 #include "posttrain/core/views.hpp"
 
 #include <gtest/gtest.h>

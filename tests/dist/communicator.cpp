@@ -1,5 +1,8 @@
 // Tests for dist/communicator.hpp: the communicator concept, its diagnostics helper and the
 // single-process communicator.
+// dist/nccl_communicator.cuh has no runtime test here (it needs NCCL and GPUs): it is compiled by
+// test_header_self_containment_cuda when the nccl component is built. dist/normalizers.hpp:
+// tests/dist/normalizers.cpp and tests/dist/mpi_normalizers.cpp.
 #include "posttrain/dist/communicator.hpp"
 
 #include <gtest/gtest.h>

@@ -1,6 +1,9 @@
 // Tests for ops/aggregate.hpp: every mode against a naive float64 reference, finite-difference
 // gradients w.r.t. the per-token loss, micro-batch invariance with global normalisers, empty and
 // all-masked sequences, the peer normalisers (verl, TRL grpo/bnpo/dr_grpo/dapo), validation.
+// Also covers ops/aggregate_types.hpp (agg::policy and its presets, the backend template) and
+// backend/cpu/aggregate.hpp; backend/cpu/fused_aggregate.hpp is covered by
+// tests/loss/policy_gradient_fused.cpp and tests/loss/value_fused.cpp (fused = this op).
 #include "posttrain/ops/aggregate.hpp"
 
 #include "posttrain/core/ragged.hpp"

@@ -2,6 +2,8 @@
 // that materialises the [N, V] logits with naive loops, with finite differences for d_hidden and
 // d_weight, chunk sizes (1, not dividing N, N, > N, automatic), temperature, ignore_index, leading
 // dimensions, optional gradients, accumulation, the workspace contract and bad input.
+// Also covers ops/fused_linear_logprobs_types.hpp and backend/cpu/fused_linear_logprobs.hpp (the
+// device backend: tests/cuda/fused_linear_logprobs.cu).
 #include <gtest/gtest.h>
 
 #include <cmath>

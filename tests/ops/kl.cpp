@@ -1,6 +1,8 @@
 // Tests for ops/kl.hpp: every estimator against naive float64 formulas, finite-difference
 // gradients, clamps (active, inactive, boundaries), huge log-ratios, straight-through, the peer
 // presets against the formulas of algorithms.md §1.5, NaN propagation, validation.
+// Also covers ops/kl_types.hpp (estimators, kl_element, presets, the backend template) and
+// backend/cpu/kl.hpp (its host backend, block k3 included).
 #include "posttrain/ops/kl.hpp"
 
 #include <gtest/gtest.h>

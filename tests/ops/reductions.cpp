@@ -1,5 +1,8 @@
 // Tests for ops/reductions.hpp: segmented masked statistics, the batch reductions, the mergeable
 // moments (micro-batch invariance), per-group statistics over per-sequence scalars, validation.
+// Also covers ops/reductions_types.hpp (the family contract: masked_stats, merge, the backend
+// template) and backend/cpu/reductions.hpp (its host backend); the device backend is
+// tests/cuda/reductions.cu, the workspace overload tests/ops/workspace.cpp.
 #include "posttrain/ops/reductions.hpp"
 
 #include <gtest/gtest.h>

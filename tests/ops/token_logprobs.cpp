@@ -1,5 +1,7 @@
 // Tests of ops/token_logprobs.hpp and math/logsumexp.hpp against an independent long-double
 // reference (two-pass log-softmax), with finite-difference checks of the backward.
+// Also covers ops/token_logprobs_types.hpp and backend/cpu/token_logprobs.hpp (the fused pass:
+// tests/ops/token_logprobs_fused.cpp; the device backend: tests/cuda/token_logprobs.cu).
 #include <gtest/gtest.h>
 
 #include <cmath>

@@ -1,6 +1,9 @@
 // Tests for ops/whiten.hpp: every preset against an independent re-implementation of the peer
 // formula (algorithms.md section 1.3), each option on its own, degenerate policies, masked-out
 // positions, in-place use, micro-batch invariance with merged moments, validation.
+// Also covers ops/whiten_types.hpp (options, presets, coefficients, the backend template),
+// backend/cpu/whiten.hpp and backend/cpu/mask_bits.hpp (its masked write pass); the device
+// backend is tests/cuda/whiten.cu, the communicator overloads tests/dist/normalizers.cpp.
 #include "posttrain/ops/whiten.hpp"
 
 #include <gtest/gtest.h>

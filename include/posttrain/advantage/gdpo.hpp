@@ -224,6 +224,8 @@ requires(std::is_same_v<T, float> || std::is_same_v<T, double>) void gdpo_advant
     Exec exec, const matrix_view<const T>& rewards, std::span<const double> weights,
     std::span<const index_t> group_offsets, std::span<T> out,
     const multi_objective_options& options = multi_objective_conventions::trl_gdpo) {
+  static_assert(detail::host_only_exec_v<Exec>,
+                "advantage::gdpo_advantages has no device path yet: call it with exec::host");
   multi_objective_advantages(exec, rewards, weights, group_offsets, out, options);
 }
 

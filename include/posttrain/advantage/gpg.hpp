@@ -39,6 +39,8 @@ template <execution_tag Exec, detail::values V>
 void gpg_advantages(Exec exec, const V& rewards_in, std::span<const index_t> group_offsets,
                     std::span<detail::value_t<V>> out, const gpg_options& options = {}) {
   using T = detail::value_t<V>;
+  static_assert(detail::host_only_exec_v<Exec>,
+                "advantage::gpg_advantages has no device path yet: call it with exec::host");
   constexpr std::string_view where = "advantage::gpg_advantages";
   const std::span<const T> rewards(rewards_in);
   expect_positive(options.f_norm, where, "options.f_norm");

@@ -36,6 +36,8 @@ template <execution_tag Exec, detail::values V>
 void opo_advantages(Exec exec, const V& rewards_in, std::span<const double> lengths,
                     std::span<const index_t> group_offsets, std::span<detail::value_t<V>> out) {
   using T = detail::value_t<V>;
+  static_assert(detail::host_only_exec_v<Exec>,
+                "advantage::opo_advantages has no device path yet: call it with exec::host");
   constexpr std::string_view where = "advantage::opo_advantages";
   const std::span<const T> rewards(rewards_in);
   detail::validate_outcome(rewards, group_offsets, out, nan_policy::raise, where);

@@ -16,7 +16,7 @@
 #include "posttrain/config.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/loss/policy_gradient/parts.hpp"
-#include "posttrain/ops/aggregate.hpp"
+#include "posttrain/ops/aggregate_types.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
 

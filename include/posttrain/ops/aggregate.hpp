@@ -31,6 +31,11 @@
 // (mean over all rows). The row divisor of seq_mean_token_mean is |o_i| + length_epsilon
 // (verl/OpenRLHF 1e-8), floored at length_floor (TRL max(|o_i|, 1)).
 //
+// Over ranks: aggregate_loss<Mode>(comm, exec, ...) with a dist::communicator fills the unset
+// divisor fields with the sums over ranks (dist/normalizers.hpp). Scratch: per-sequence modes with
+// grad keep B doubles; the overload with a trailing `workspace` (aggregate_workspace_bytes) does
+// not allocate. The modes are presets of agg::policy (ops/aggregate_types.hpp, the contract).
+//
 // Peer mapping (GA = gradient-accumulation steps, P = processes / dp ranks):
 //   verl token-mean                 token_mean, tokens = batch_num_tokens (or local); verl's
 //                                   result is this times dp_size (DDP averages gradients)
@@ -51,137 +56,21 @@
 //                                   or constant_divisor (its world_size factor is the caller's)
 //   SFT "sum" / "mean"              token_sum / token_mean (local or global tokens)
 #include <cmath>
-#include <concepts>
-#include <optional>
 #include <span>
-#include <vector>
+#include <string>
 
 #include "posttrain/backend/cpu/aggregate.hpp"
 #include "posttrain/config.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/types.hpp"
 #include "posttrain/core/validate.hpp"
+#include "posttrain/core/workspace.hpp"
+#include "posttrain/dist/communicator.hpp"
+#include "posttrain/dist/normalizers.hpp"
+#include "posttrain/ops/aggregate_types.hpp"
+#include "posttrain/ops/reductions_types.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
-
-// Conventions of the per-sequence modes (see the header comment).
-struct agg_options {
-  bool include_empty_sequences = false;  // count rows with Σ m = 0 in the local sequence divisor
-  double length_epsilon = 0.0;           // added to |o_i| in seq_mean_token_mean
-  double length_floor = 0.0;             // lower bound of that row divisor
-};
-
-// Global divisors; unset = the local value (constant: required by the modes that divide by it).
-struct agg_normalizer {
-  std::optional<double> tokens;     // Σ m over all micro-batches / ranks
-  std::optional<double> sequences;  // contributing sequences over all micro-batches / ranks
-  std::optional<double> constant;   // C of constant_divisor / seq_mean_token_sum_norm
-};
-
-struct agg_result {
-  double loss = 0.0;
-  double divisor = 0.0;  // the D that was used
-};
-
-// Local counts of one call, to be summed (all-reduced) into an agg_normalizer.
-struct agg_counts {
-  double tokens = 0.0;     // Σ m
-  double sequences = 0.0;  // rows with Σ m > 0, or every row with include_empty_sequences
-};
-
-namespace agg {
-
-enum class divisor_kind { one, tokens, sequences, constant };
-
-struct token_mean {
-  static constexpr divisor_kind divisor = divisor_kind::tokens;
-  static constexpr bool per_sequence = false;
-  POSTTRAIN_HOST_DEVICE static constexpr double row_weight(double, const agg_options&) {
-    return 1.0;
-  }
-};
-
-struct token_sum {
-  static constexpr divisor_kind divisor = divisor_kind::one;
-  static constexpr bool per_sequence = false;
-  POSTTRAIN_HOST_DEVICE static constexpr double row_weight(double, const agg_options&) {
-    return 1.0;
-  }
-};
-
-struct constant_divisor {
-  static constexpr divisor_kind divisor = divisor_kind::constant;
-  static constexpr bool per_sequence = false;
-  POSTTRAIN_HOST_DEVICE static constexpr double row_weight(double, const agg_options&) {
-    return 1.0;
-  }
-};
-
-struct seq_mean_token_sum {
-  static constexpr divisor_kind divisor = divisor_kind::sequences;
-  static constexpr bool per_sequence = true;
-  POSTTRAIN_HOST_DEVICE static constexpr double row_weight(double, const agg_options&) {
-    return 1.0;
-  }
-};
-
-struct seq_mean_token_mean {
-  static constexpr divisor_kind divisor = divisor_kind::sequences;
-  static constexpr bool per_sequence = true;
-  // Called for rows with |o_i| > 0 only.
-  POSTTRAIN_HOST_DEVICE static constexpr double row_weight(double length, const agg_options& o) {
-    const double l = length + o.length_epsilon;
-    return 1.0 / (l < o.length_floor ? o.length_floor : l);
-  }
-};
-
-// verl's Dr.GRPO mode: Σ m·L / C with no division by the number of sequences.
-struct seq_mean_token_sum_norm {
-  static constexpr divisor_kind divisor = divisor_kind::constant;
-  static constexpr bool per_sequence = false;
-  POSTTRAIN_HOST_DEVICE static constexpr double row_weight(double, const agg_options&) {
-    return 1.0;
-  }
-};
-
-}  // namespace agg
-
-// An aggregation mode: which divisor (divisor), whether rows matter (per_sequence), and the row
-// weight w(|o_i|, options).
-template <class A>
-concept aggregation = requires(double length, const agg_options& options) {
-  { A::divisor } -> std::convertible_to<agg::divisor_kind>;
-  { A::per_sequence } -> std::convertible_to<bool>;
-  { A::row_weight(length, options) } -> std::convertible_to<double>;
-};
-
-template <class A>
-constexpr bool check_aggregation() {
-  static_assert(aggregation<A>,
-                "an aggregation needs static members `divisor` (an agg::divisor_kind), "
-                "`per_sequence` (bool) and row_weight(double length, const agg_options&) "
-                "returning the weight of every token of a row");
-  return aggregation<A>;
-}
-
-static_assert(check_aggregation<agg::token_mean>());
-static_assert(check_aggregation<agg::token_sum>());
-static_assert(check_aggregation<agg::constant_divisor>());
-static_assert(check_aggregation<agg::seq_mean_token_sum>());
-static_assert(check_aggregation<agg::seq_mean_token_mean>());
-static_assert(check_aggregation<agg::seq_mean_token_sum_norm>());
-
-namespace agg_conventions {
-
-// Empty rows excluded from the row count, |o_i| + 1e-8 (verl agg_loss, OpenRLHF aggregate_loss).
-inline agg_options verl() { return agg_options{false, 1e-8, 0.0}; }
-inline agg_options openrlhf() { return agg_options{false, 1e-8, 0.0}; }
-// TRL grpo: mean over all rows, max(|o_i|, 1).
-inline agg_options trl() { return agg_options{true, 0.0, 1.0}; }
-// open-instruct uses token / constant divisors only.
-inline agg_options open_instruct() { return agg_options{}; }
-
-}  // namespace agg_conventions
 
 namespace detail {
 
@@ -212,94 +101,22 @@ index_t validate_agg_inputs(std::span<const T> loss, std::span<const float> mask
   return n;
 }
 
-template <class Mode>
-double agg_divisor(const agg_normalizer& n, double local_tokens, double local_sequences) {
-  switch (Mode::divisor) {
-    case agg::divisor_kind::one: return 1.0;
-    case agg::divisor_kind::tokens: return n.tokens.value_or(local_tokens);
-    case agg::divisor_kind::sequences: return n.sequences.value_or(local_sequences);
-    case agg::divisor_kind::constant: return *n.constant;
-  }
-  return 1.0;
-}
-
 }  // namespace detail
 
-namespace backend {
-
-// Backend of aggregate_loss for an execution tag; the CUDA backend specialises it in backend/cuda.
-template <class Exec>
-struct aggregate_backend {
-  static_assert(sizeof(Exec) == 0,
-                "posttrain::aggregate_loss has no backend for this execution tag: for exec::cuda "
-                "include <posttrain/cuda.cuh> (the posttrain::cuda component)");
-};
-
-template <>
-struct aggregate_backend<exec::host> {
-  template <class Mode, class T>
-  static agg_result run(exec::host, std::span<const T> loss, std::span<const float> mask,
-                        std::span<const index_t> seq_offsets, const agg_normalizer& normalizer,
-                        std::span<T> grad, const agg_options& options) {
-    agg_result result;
-    if constexpr (Mode::per_sequence) {
-      const std::size_t rows = seq_offsets.size() - 1;
-      std::vector<double> row_scale(grad.empty() ? 0 : rows);
-      const auto weight = [&options](double length) { return Mode::row_weight(length, options); };
-      const auto s = cpu::row_sums(loss, mask, seq_offsets, weight, std::span<double>(row_scale));
-      const double local_sequences = options.include_empty_sequences
-                                         ? static_cast<double>(rows)
-                                         : static_cast<double>(s.nonempty_rows);
-      result.divisor = detail::agg_divisor<Mode>(normalizer, s.tokens, local_sequences);
-      if (result.divisor == 0.0) {
-        cpu::fill_zero(grad);
-        return result;
-      }
-      result.loss = s.weighted_sum / result.divisor;
-      if (!grad.empty())
-        cpu::row_grad(grad, mask, seq_offsets, std::span<const double>(row_scale),
-                      1.0 / result.divisor);
-    } else {
-      const auto s = cpu::token_sums(loss, mask);
-      result.divisor = detail::agg_divisor<Mode>(normalizer, s.tokens, 0.0);
-      if (result.divisor == 0.0) {
-        cpu::fill_zero(grad);
-        return result;
-      }
-      result.loss = s.weighted_sum / result.divisor;
-      if (!grad.empty()) cpu::token_grad(grad, mask, 1.0 / result.divisor);
-    }
-    return result;
-  }
-
-  static agg_counts counts(exec::host, std::span<const float> mask,
-                           std::span<const index_t> seq_offsets, const agg_options& options) {
-    const std::size_t rows = seq_offsets.size() - 1;
-    agg_counts c;
-    for (std::size_t i = 0; i < rows; ++i) {
-      double w = 0.0;
-      if (mask.empty()) {
-        w = static_cast<double>(seq_offsets[i + 1] - seq_offsets[i]);
-      } else {
-        for (auto t = seq_offsets[i]; t < seq_offsets[i + 1]; ++t)
-          w += static_cast<double>(mask[static_cast<std::size_t>(t)]);
-      }
-      c.tokens += w;
-      if (w > 0.0 || options.include_empty_sequences) c.sequences += 1.0;
-    }
-    return c;
-  }
-};
-
-}  // namespace backend
+// Bytes of workspace aggregate_loss<Mode> needs for `rows` sequences (B), with or without grad.
+template <aggregation Mode, execution_tag Exec>
+std::size_t aggregate_workspace_bytes(Exec exec, index_t rows, bool with_grad = true) {
+  expect(rows >= 0, "aggregate_workspace_bytes", "rows is ", rows, ", expected >= 0");
+  return backend::aggregate_backend<Exec>::template workspace_bytes<Mode>(exec, rows, with_grad);
+}
 
 namespace detail {
 
-template <class Mode, class Exec, class T>
-agg_result aggregate_loss_impl(Exec exec, std::span<const T> loss, std::span<const float> mask,
-                               std::span<const index_t> seq_offsets,
-                               const agg_normalizer& normalizer, std::span<T> grad,
-                               const agg_options& options) {
+template <class Mode, class T>
+void validate_aggregate_loss(std::span<const T> loss, std::span<const float> mask,
+                             std::span<const index_t> seq_offsets,
+                             const agg_normalizer& normalizer, std::span<T> grad,
+                             const agg_options& options) {
   constexpr const char* where = "aggregate_loss";
   validate_agg_inputs(loss, mask, seq_offsets, Mode::per_sequence, grad, where);
   validate_agg_normalizer(normalizer, where);
@@ -308,34 +125,121 @@ agg_result aggregate_loss_impl(Exec exec, std::span<const T> loss, std::span<con
     expect(normalizer.constant.has_value(), where,
            "normalizer.constant is unset, expected the constant divisor C > 0 (this mode has no "
            "local default: pass e.g. the padded width T or max_completion_length * B)");
+}
+
+template <class Mode, class Exec, class T>
+agg_result aggregate_loss_impl(Exec exec, std::span<const T> loss, std::span<const float> mask,
+                               std::span<const index_t> seq_offsets,
+                               const agg_normalizer& normalizer, std::span<T> grad,
+                               const agg_options& options, workspace ws) {
+  validate_aggregate_loss<Mode>(loss, mask, seq_offsets, normalizer, grad, options);
   return backend::aggregate_backend<Exec>::template run<Mode, T>(exec, loss, mask, seq_offsets,
-                                                                  normalizer, grad, options);
+                                                                  normalizer, grad, options, ws);
+}
+
+template <class Mode, class Exec, class T>
+agg_result aggregate_loss_alloc(Exec exec, std::span<const T> loss, std::span<const float> mask,
+                                std::span<const index_t> seq_offsets,
+                                const agg_normalizer& normalizer, std::span<T> grad,
+                                const agg_options& options) {
+  workspace_buffer buffer;
+  const index_t rows = seq_offsets.empty() ? 0 : ssize(seq_offsets) - 1;
+  return aggregate_loss_impl<Mode>(
+      exec, loss, mask, seq_offsets, normalizer, grad, options,
+      buffer.view(aggregate_workspace_bytes<Mode>(exec, rows, !grad.empty())));
+}
+
+// The normaliser over every rank: the fields this Mode reads that the caller left unset (= local)
+// become the sums over ranks. A rank whose input is invalid still joins the collective (with a
+// failure flag), so that every rank throws.
+template <class Mode, class C, class Exec, class T>
+agg_normalizer global_agg_normalizer(C& comm, Exec exec, std::span<const T> loss,
+                                     std::span<const float> mask,
+                                     std::span<const index_t> seq_offsets,
+                                     const agg_normalizer& normalizer, std::span<T> grad,
+                                     const agg_options& options) {
+  dist::detail::require_host_communicator<C>();
+  std::string failure;
+  agg_counts local{};
+  try {
+    validate_aggregate_loss<Mode>(loss, mask, seq_offsets, normalizer, grad, options);
+    const index_t whole[2] = {0, ssize(loss)};
+    local = backend::aggregate_backend<Exec>::counts(
+        exec, mask, seq_offsets.empty() ? std::span<const index_t>(whole) : seq_offsets, options);
+  } catch (const error& e) {
+    failure = e.what();
+  }
+  double v[3] = {local.tokens, local.sequences, failure.empty() ? 0.0 : 1.0};
+  comm.all_reduce_sum(std::span<double>(v));
+  dist::detail::throw_if_any_failed(v[2], failure, "aggregate_loss");
+  agg_normalizer global = normalizer;
+  if (!global.tokens) global.tokens = v[0];
+  if (!global.sequences) global.sequences = v[1];
+  return global;
 }
 
 }  // namespace detail
 
 // loss = Σ_i w_i Σ_t m·L / D, grad[t] = dloss/dL[t] (grad may be empty). See the header comment.
-template <aggregation Mode, execution_tag Exec>
-agg_result aggregate_loss(Exec exec, std::span<const float> loss, std::span<const float> mask,
+// loss is float or double token values (a span or a vector; grad has the same type). Allocates
+// its scratch (per-sequence modes with grad); the overload with a workspace does not.
+template <aggregation Mode, execution_tag Exec, detail::token_values V>
+agg_result aggregate_loss(Exec exec, const V& loss, std::span<const float> mask,
                           std::span<const index_t> seq_offsets,
-                          const agg_normalizer& normalizer = {}, std::span<float> grad = {},
+                          const agg_normalizer& normalizer = {},
+                          std::span<detail::value_t<V>> grad = {},
                           const agg_options& options = {}) {
-  return detail::aggregate_loss_impl<Mode>(exec, loss, mask, seq_offsets, normalizer, grad,
-                                           options);
+  using T = detail::value_t<V>;
+  return detail::aggregate_loss_alloc<Mode>(exec, std::span<const T>(loss), mask, seq_offsets,
+                                            normalizer, grad, options);
 }
 
-template <aggregation Mode, execution_tag Exec>
-agg_result aggregate_loss(Exec exec, std::span<const double> loss, std::span<const float> mask,
+// With caller scratch (aggregate_workspace_bytes): no allocation.
+template <aggregation Mode, execution_tag Exec, detail::token_values V>
+agg_result aggregate_loss(Exec exec, const V& loss, std::span<const float> mask,
+                          std::span<const index_t> seq_offsets, const agg_normalizer& normalizer,
+                          std::span<detail::value_t<V>> grad, const agg_options& options,
+                          workspace ws) {
+  using T = detail::value_t<V>;
+  return detail::aggregate_loss_impl<Mode>(exec, std::span<const T>(loss), mask, seq_offsets,
+                                           normalizer, grad, options, ws);
+}
+
+// Over the ranks of `comm` (dist/communicator.hpp; host communicators): each rank passes its own
+// tokens; the divisor fields this Mode needs and the caller left unset are the global Σ m and
+// sequence counts (dist/normalizers.hpp), so the ranks' losses add up to the loss of one process
+// over all the data and every gradient equals that process's gradient for the same token. One
+// collective of three doubles per call; every rank must call it.
+template <aggregation Mode, class C, execution_tag Exec, detail::token_values V>
+  requires dist::communicator<C>
+agg_result aggregate_loss(C& comm, Exec exec, const V& loss_in, std::span<const float> mask,
                           std::span<const index_t> seq_offsets,
-                          const agg_normalizer& normalizer = {}, std::span<double> grad = {},
+                          const agg_normalizer& normalizer = {},
+                          std::span<detail::value_t<V>> grad = {},
                           const agg_options& options = {}) {
-  return detail::aggregate_loss_impl<Mode>(exec, loss, mask, seq_offsets, normalizer, grad,
-                                           options);
+  const std::span<const detail::value_t<V>> loss(loss_in);
+  const agg_normalizer global = detail::global_agg_normalizer<Mode>(
+      comm, exec, loss, mask, seq_offsets, normalizer, grad, options);
+  return detail::aggregate_loss_alloc<Mode>(exec, loss, mask, seq_offsets, global, grad, options);
+}
+
+template <aggregation Mode, class C, execution_tag Exec, detail::token_values V>
+  requires dist::communicator<C>
+agg_result aggregate_loss(C& comm, Exec exec, const V& loss_in, std::span<const float> mask,
+                          std::span<const index_t> seq_offsets, const agg_normalizer& normalizer,
+                          std::span<detail::value_t<V>> grad, const agg_options& options,
+                          workspace ws) {
+  const std::span<const detail::value_t<V>> loss(loss_in);
+  const agg_normalizer global = detail::global_agg_normalizer<Mode>(
+      comm, exec, loss, mask, seq_offsets, normalizer, grad, options);
+  return detail::aggregate_loss_impl<Mode>(exec, loss, mask, seq_offsets, global, grad, options,
+                                           ws);
 }
 
 // The local counts of one micro-batch: Σ m, and its contributing rows (non-empty rows, or all
 // rows with options.include_empty_sequences). Sum them over micro-batches and ranks into an
-// agg_normalizer for micro-batch invariant aggregation.
+// agg_normalizer for micro-batch invariant aggregation (dist::global_normalizer does it over the
+// ranks of a communicator).
 template <execution_tag Exec>
 agg_counts aggregation_counts(Exec exec, std::span<const float> mask,
                               std::span<const index_t> seq_offsets,

@@ -40,9 +40,9 @@
 //
 // Execution: exec::host runs backend/cpu/fused_linear_logprobs.hpp (Eigen GEMM per chunk + the
 // CPU token log-prob kernels; bfloat16 is widened to float per chunk and per weight tile).
-// exec::cuda needs <posttrain/backend/cuda/fused_linear_logprobs.cuh> (cuBLAS GEMMs with fp32
-// accumulation + the CUDA token log-prob kernels, enqueued on exec.stream; every view and span is
-// device memory; options.blas_handle is the caller's cublasHandle_t).
+// exec::cuda needs the CUDA backend, <posttrain/cuda.cuh> (backend/cuda/fused_linear_logprobs.cuh:
+// cuBLAS GEMMs with fp32 accumulation + the CUDA token log-prob kernels, enqueued on exec.stream;
+// every view and span is device memory; options.blas_handle is the caller's cublasHandle_t).
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -58,71 +58,10 @@
 #include "posttrain/core/types.hpp"
 #include "posttrain/core/validate.hpp"
 #include "posttrain/core/views.hpp"
+#include "posttrain/ops/fused_linear_logprobs_types.hpp"
 #include "posttrain/ops/token_logprobs.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
-
-struct fused_linear_logprobs_options {
-  double temperature = 1.0;     // logits are divided by this; finite and > 0
-  index_t ignore_index = -100;  // rows with this target: outputs 0, no gradient
-  index_t chunk_size = 0;       // tokens per chunk (>= 0); 0 = automatic (Liger's rule)
-  bool accumulate_d_weight = false;  // add the weight gradient to d_weight instead of overwriting
-  int num_threads = 1;          // host only: threads of the token log-prob kernels; 0 = all
-  void* blas_handle = nullptr;  // exec::cuda only: the caller's cublasHandle_t (required there)
-};
-
-// Specialised per execution tag: exec::host below, exec::cuda by the CUDA backend header.
-template <class Exec>
-struct fused_linear_logprobs_dispatch {
-  static_assert(sizeof(Exec) == 0,
-                "posttrain::fused_linear_logprobs on this execution tag needs its backend: for "
-                "exec::cuda include <posttrain/backend/cuda/fused_linear_logprobs.cuh> and link "
-                "posttrain::cuda");
-};
-
-template <>
-struct fused_linear_logprobs_dispatch<exec::host> {
-  template <class T>
-  static std::size_t workspace_bytes(index_t chunk, index_t h, index_t v, fused_linear_pass pass) {
-    return backend::cpu::fused_linear_workspace_bytes<T>(chunk, h, v, pass);
-  }
-  template <class T, class A>
-  static void forward(exec::host, std::span<std::byte> ws, matrix_view<const T> hidden,
-                      matrix_view<const T> weight, std::span<const index_t> targets,
-                      const token_logprobs_outputs<A>& out, index_t chunk,
-                      const fused_linear_logprobs_options& o) {
-    backend::cpu::fused_linear_logprobs_forward<T>(ws, hidden, weight, targets, chunk,
-                                                   o.temperature, o.ignore_index, o.num_threads,
-                                                   out.logprob, out.lse, out.entropy,
-                                                   out.sum_p_squared);
-  }
-  template <class T, class G, class A>
-  static void backward(exec::host, std::span<std::byte> ws, matrix_view<const T> hidden,
-                       matrix_view<const T> weight, std::span<const index_t> targets,
-                       const token_logprobs_grads<A>& in, matrix_view<G> d_hidden,
-                       matrix_view<A> d_weight, index_t chunk,
-                       const fused_linear_logprobs_options& o) {
-    backend::cpu::fused_linear_logprobs_backward<T, G>(
-        ws, hidden, weight, targets, chunk, o.temperature, o.ignore_index, o.num_threads, in.lse,
-        in.entropy, in.d_logprob, in.d_entropy, d_hidden, d_weight, o.accumulate_d_weight);
-  }
-  template <class T, class G, class A>
-  static void forward_backward(exec::host, std::span<std::byte> ws, matrix_view<const T> hidden,
-                               matrix_view<const T> weight, std::span<const index_t> targets,
-                               std::span<const A> d_logprob, std::span<const A> d_entropy,
-                               const token_logprobs_outputs<A>& out, matrix_view<G> d_hidden,
-                               matrix_view<A> d_weight, index_t chunk,
-                               const fused_linear_logprobs_options& o) {
-    backend::cpu::fused_linear_logprobs_forward_backward<T, G>(
-        ws, hidden, weight, targets, chunk, o.temperature, o.ignore_index, o.num_threads,
-        d_logprob, d_entropy, out.logprob, out.lse, out.entropy, out.sum_p_squared, d_hidden,
-        d_weight, o.accumulate_d_weight);
-  }
-};
-
-template <class T>
-inline constexpr bool is_fused_linear_type_v =
-    is_logit_type_v<T> || std::is_same_v<T, Eigen::half>;
 
 namespace detail {
 
@@ -230,6 +169,20 @@ inline bool workspace_query(const char* where, void* workspace, std::size_t& wor
   return false;
 }
 
+// The chunk of this call and the CUB size query: true when the call must stop here (a size
+// query, or nothing to do).
+template <class Exec, class T>
+bool fused_linear_plan(const char* where, void* workspace, std::size_t& workspace_bytes,
+                       matrix_view<const T> hidden, matrix_view<const T> weight,
+                       fused_linear_pass pass, const fused_linear_logprobs_options& o,
+                       index_t& chunk) {
+  chunk = fused_linear_chunk(hidden.rows, hidden.cols, weight.rows, o.chunk_size);
+  const std::size_t need =
+      backend::fused_linear_logprobs_backend<Exec>::template workspace_bytes<T>(
+          chunk, hidden.cols, weight.rows, pass);
+  return workspace_query(where, workspace, workspace_bytes, need);
+}
+
 }  // namespace detail
 
 // Bytes of workspace a pass needs for N tokens, hidden size H and vocabulary V, T the operand type.
@@ -242,7 +195,7 @@ std::size_t fused_linear_logprobs_workspace_bytes(Exec, index_t n, index_t h, in
   expect(n >= 0 && h >= 0 && v >= 0, where, "negative extents N = ", n, ", H = ", h, ", V = ", v);
   expect(o.chunk_size >= 0, where, "options.chunk_size is ", o.chunk_size, ", expected >= 0");
   const index_t c = detail::fused_linear_chunk(n, h, v, o.chunk_size);
-  return fused_linear_logprobs_dispatch<Exec>::template workspace_bytes<std::remove_cv_t<T>>(
+  return backend::fused_linear_logprobs_backend<Exec>::template workspace_bytes<std::remove_cv_t<T>>(
       c, h, v, pass);
 }
 
@@ -262,11 +215,11 @@ void fused_linear_logprobs(Exec exec, void* workspace, std::size_t& workspace_by
   detail::validate_fused_linear<Exec>(where, hidden, weight, targets, options);
   const index_t n = hidden.rows;
   detail::validate_fused_linear_outputs(where, n, out);
-  const index_t c = detail::fused_linear_chunk(n, hidden.cols, weight.rows, options.chunk_size);
-  const std::size_t need = fused_linear_logprobs_dispatch<Exec>::template workspace_bytes<T>(
-      c, hidden.cols, weight.rows, fused_linear_pass::forward);
-  if (detail::workspace_query(where, workspace, workspace_bytes, need) || n == 0) return;
-  fused_linear_logprobs_dispatch<Exec>::forward(
+  index_t c = 0;
+  if (detail::fused_linear_plan<Exec, T>(where, workspace, workspace_bytes, hidden, weight,
+                                        fused_linear_pass::forward, options, c) || n == 0)
+    return;
+  backend::fused_linear_logprobs_backend<Exec>::forward(
       exec, std::span<std::byte>(static_cast<std::byte*>(workspace), workspace_bytes), hidden,
       weight, targets, out, c, options);
 }
@@ -288,18 +241,13 @@ void fused_linear_logprobs_backward(Exec exec, void* workspace, std::size_t& wor
   const matrix_view<const T> hidden = hidden_in, weight = weight_in;
   detail::validate_fused_linear<Exec>(where, hidden, weight, targets, options);
   const index_t n = hidden.rows;
-  expect_size(in.lse, n, where, "grads.lse", "the forward's lse, one per row");
-  expect_size(in.d_logprob, n, where, "grads.d_logprob", "one per row of hidden");
-  expect_size_or_empty(in.d_entropy, n, where, "grads.d_entropy", "one per row, or empty = 0");
-  if (!in.d_entropy.empty())
-    expect_size(in.entropy, n, where, "grads.entropy",
-                "the forward's entropy, one per row, required with d_entropy");
+  detail::validate_token_logprobs_grads(where, n, in, "one per row of hidden");
   detail::validate_fused_linear_grads(where, hidden, weight, d_hidden, d_weight);
-  const index_t c = detail::fused_linear_chunk(n, hidden.cols, weight.rows, options.chunk_size);
-  const std::size_t need = fused_linear_logprobs_dispatch<Exec>::template workspace_bytes<T>(
-      c, hidden.cols, weight.rows, fused_linear_pass::backward);
-  if (detail::workspace_query(where, workspace, workspace_bytes, need)) return;
-  fused_linear_logprobs_dispatch<Exec>::backward(
+  index_t c = 0;
+  if (detail::fused_linear_plan<Exec, T>(where, workspace, workspace_bytes, hidden, weight,
+                                        fused_linear_pass::backward, options, c))
+    return;
+  backend::fused_linear_logprobs_backend<Exec>::backward(
       exec, std::span<std::byte>(static_cast<std::byte*>(workspace), workspace_bytes), hidden,
       weight, targets, in, d_hidden, d_weight, c, options);
 }
@@ -325,11 +273,11 @@ void fused_linear_logprobs_forward_backward(
   expect_size(d_logprob, n, where, "d_logprob", "one per row of hidden");
   expect_size_or_empty(d_entropy, n, where, "d_entropy", "one per row, or empty = 0");
   detail::validate_fused_linear_grads(where, hidden, weight, d_hidden, d_weight);
-  const index_t c = detail::fused_linear_chunk(n, hidden.cols, weight.rows, options.chunk_size);
-  const std::size_t need = fused_linear_logprobs_dispatch<Exec>::template workspace_bytes<T>(
-      c, hidden.cols, weight.rows, fused_linear_pass::forward_backward);
-  if (detail::workspace_query(where, workspace, workspace_bytes, need)) return;
-  fused_linear_logprobs_dispatch<Exec>::forward_backward(
+  index_t c = 0;
+  if (detail::fused_linear_plan<Exec, T>(where, workspace, workspace_bytes, hidden, weight,
+                                        fused_linear_pass::forward_backward, options, c))
+    return;
+  backend::fused_linear_logprobs_backend<Exec>::forward_backward(
       exec, std::span<std::byte>(static_cast<std::byte*>(workspace), workspace_bytes), hidden,
       weight, targets, d_logprob, d_entropy, out, d_hidden, d_weight, c, options);
 }

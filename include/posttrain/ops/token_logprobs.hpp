@@ -38,9 +38,12 @@
 // __half) on exec::cuda only.
 //
 // Execution: exec::host runs backend/cpu/token_logprobs.hpp (options.num_threads std::threads
-// over rows; results do not depend on the thread count). exec::cuda needs the CUDA backend header
-// <posttrain/backend/cuda/token_logprobs.cuh>, which specialises token_logprobs_dispatch; without
-// it the call fails to compile with a sentence saying so.
+// over rows; results do not depend on the thread count). exec::cuda needs the CUDA backend
+// (<posttrain/cuda.cuh>), which specialises backend::token_logprobs_backend (the contract is in
+// ops/token_logprobs_types.hpp); without it the call fails to compile with a sentence saying so.
+// Scratch: only token_logprobs_fused needs any (the host keeps a block's lse when the caller does
+// not ask for it): pass a workspace sized by token_logprobs_fused_workspace_bytes, or let the
+// convenience overload allocate.
 #include <algorithm>
 #include <cstdint>
 #include <span>
@@ -56,103 +59,10 @@
 #include "posttrain/core/types.hpp"
 #include "posttrain/core/validate.hpp"
 #include "posttrain/core/views.hpp"
+#include "posttrain/core/workspace.hpp"
+#include "posttrain/ops/token_logprobs_types.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
-
-struct token_logprobs_options {
-  double temperature = 1.0;   // logits are divided by this; finite and > 0
-  index_t ignore_index = -100;  // rows with this target are skipped (outputs 0, gradient 0)
-  int num_threads = 1;          // host only: threads over rows; 0 = hardware concurrency
-};
-
-// Per-token outputs of the forward. logprob is required; the others may be empty (= skipped).
-template <class A>
-struct token_logprobs_outputs {
-  std::span<A> logprob = {};
-  std::span<A> lse = {};
-  std::span<A> entropy = {};
-  std::span<A> sum_p_squared = {};
-};
-
-// Per-token inputs of the backward: what the forward saved and the upstream gradients.
-// lse and d_logprob are required; d_entropy may be empty (= 0); entropy is required only when
-// d_entropy is given.
-template <class A>
-struct token_logprobs_grads {
-  std::span<const A> lse = {};
-  std::span<const A> entropy = {};
-  std::span<const A> d_logprob = {};
-  std::span<const A> d_entropy = {};
-};
-
-template <class T>
-inline constexpr bool is_logit_type_v =
-    std::is_same_v<T, float> || std::is_same_v<T, double> || std::is_same_v<T, Eigen::bfloat16>;
-
-// Logit types per execution tag: Eigen::half only where the device backend handles it.
-template <class Exec, class T>
-inline constexpr bool is_logit_type_for_v =
-    is_logit_type_v<T> || (std::is_same_v<Exec, exec::cuda> && std::is_same_v<T, Eigen::half>);
-
-// Specialised per execution tag: exec::host below, exec::cuda by the CUDA backend header.
-template <class Exec>
-struct token_logprobs_dispatch {
-  static_assert(sizeof(Exec) == 0,
-                "posttrain::token_logprobs on this execution tag needs its backend: for "
-                "exec::cuda include <posttrain/backend/cuda/token_logprobs.cuh> and link "
-                "posttrain::cuda");
-};
-
-template <>
-struct token_logprobs_dispatch<exec::host> {
-  template <class T, class A>
-  static void forward(exec::host, matrix_view<const T> logits, std::span<const index_t> targets,
-                      const token_logprobs_outputs<A>& out, const token_logprobs_options& opt) {
-    backend::cpu::token_logprobs_forward<T, A>(logits, targets, opt.temperature, opt.ignore_index,
-                                               opt.num_threads, out.logprob, out.lse, out.entropy,
-                                               out.sum_p_squared);
-  }
-  template <class T, class G, class A>
-  static void backward(exec::host, matrix_view<const T> logits, std::span<const index_t> targets,
-                       const token_logprobs_grads<A>& in, matrix_view<G> d_logits,
-                       const token_logprobs_options& opt) {
-    backend::cpu::token_logprobs_backward<T, G, A>(logits, targets, opt.temperature,
-                                                   opt.ignore_index, opt.num_threads, in.lse,
-                                                   in.entropy, in.d_logprob, in.d_entropy,
-                                                   d_logits);
-  }
-  // Forward, then the backward in place, over blocks of rows small enough to stay in cache.
-  template <class T, class A>
-  static void fused(exec::host, matrix_view<T> logits, std::span<const index_t> targets,
-                    std::span<const A> d_logprob, const token_logprobs_outputs<A>& out,
-                    const token_logprobs_options& opt) {
-    const index_t n = logits.rows;
-    const index_t row_bytes = std::max<index_t>(1, logits.cols * index_t(sizeof(T)));
-    const index_t threads = std::max(1, opt.num_threads);
-    const index_t block = std::max<index_t>(1, (index_t(1) << 20) / row_bytes) * threads;
-    std::vector<A> lse_block;
-    if (out.lse.empty()) lse_block.resize(static_cast<std::size_t>(std::min(block, n)));
-    auto part = [](auto s, index_t r0, index_t rows) {
-      return s.empty() ? s
-                       : s.subspan(static_cast<std::size_t>(r0), static_cast<std::size_t>(rows));
-    };
-    for (index_t r0 = 0; r0 < n; r0 += block) {
-      const index_t rows = std::min(block, n - r0);
-      const matrix_view<T> m(logits.row_data(r0), rows, logits.cols, logits.ld);
-      const std::span<A> l = out.lse.empty()
-                                 ? std::span<A>(lse_block.data(), static_cast<std::size_t>(rows))
-                                 : part(out.lse, r0, rows);
-      const auto t = part(targets, r0, rows);
-      backend::cpu::token_logprobs_forward<T, A>(m, t, opt.temperature, opt.ignore_index,
-                                                 opt.num_threads, part(out.logprob, r0, rows), l,
-                                                 part(out.entropy, r0, rows),
-                                                 part(out.sum_p_squared, r0, rows));
-      backend::cpu::token_logprobs_backward<T, T, A>(
-          m, t, opt.temperature, opt.ignore_index, opt.num_threads, std::span<const A>(l), {},
-          part(d_logprob, r0, rows), {}, m);
-    }
-  }
-};
 
 namespace detail {
 
@@ -180,6 +90,20 @@ void validate_token_logprobs_outputs(
   expect_size_or_empty(out.entropy, rows, where, "outputs.entropy", one_per_row_or_empty);
   expect_size_or_empty(out.sum_p_squared, rows, where, "outputs.sum_p_squared",
                        one_per_row_or_empty);
+}
+
+// The backward inputs: lse and d_logprob [N], d_entropy [N] or empty, entropy [N] with d_entropy.
+// one_per_row names the input whose rows N counts (fused_linear_logprobs: hidden).
+template <class A>
+void validate_token_logprobs_grads(const char* where, index_t rows,
+                                   const token_logprobs_grads<A>& in,
+                                   std::string_view one_per_row = "one per row of logits") {
+  expect_size(in.lse, rows, where, "grads.lse", "the forward's lse, one per row");
+  expect_size(in.d_logprob, rows, where, "grads.d_logprob", one_per_row);
+  expect_size_or_empty(in.d_entropy, rows, where, "grads.d_entropy", "one per row, or empty = 0");
+  if (!in.d_entropy.empty())
+    expect_size(in.entropy, rows, where, "grads.entropy",
+                "the forward's entropy, one per row, required with d_entropy");
 }
 
 // Host only: the targets are in host memory.
@@ -229,7 +153,7 @@ void token_logprobs(Exec exec, matrix_view<TL> logits_in, std::span<const index_
   if constexpr (std::is_same_v<Exec, exec::host>)
     detail::validate_targets(where, targets, logits.cols, options.ignore_index);
   if (n == 0) return;
-  token_logprobs_dispatch<Exec>::forward(exec, logits, targets, out, options);
+  backend::token_logprobs_backend<Exec>::forward(exec, logits, targets, out, options);
 }
 
 // Backward: writes dL/dlogits into d_logits (float, double or bfloat16; may be the logits buffer).
@@ -253,27 +177,37 @@ void token_logprobs_backward(Exec exec, matrix_view<TL> logits_in,
   expect_same_shape(logits, d_logits, where, "logits", "d_logits");
   const index_t n = logits.rows;
   detail::validate_token_logprobs_common(where, n, logits.cols, targets.size(), options);
-  expect_size(in.lse, n, where, "grads.lse", "the forward's lse, one per row");
-  expect_size(in.d_logprob, n, where, "grads.d_logprob", "one per row of logits");
-  expect_size_or_empty(in.d_entropy, n, where, "grads.d_entropy", "one per row, or empty = 0");
-  if (!in.d_entropy.empty())
-    expect_size(in.entropy, n, where, "grads.entropy",
-                "the forward's entropy, one per row, required with d_entropy");
+  detail::validate_token_logprobs_grads(where, n, in);
   detail::validate_aliasing(where, logits, d_logits);
   if constexpr (std::is_same_v<Exec, exec::host>)
     detail::validate_targets(where, targets, logits.cols, options.ignore_index);
   if (d_logits.empty()) return;
-  token_logprobs_dispatch<Exec>::backward(exec, logits, targets, in, d_logits, options);
+  backend::token_logprobs_backend<Exec>::backward(exec, logits, targets, in, d_logits, options);
+}
+
+// Bytes of workspace token_logprobs_fused needs for logits [rows, cols] of T, with or without a
+// caller lse output (without it, the host keeps one block's lse in the workspace).
+template <class T, class Exec>
+  requires execution_tag<Exec>
+std::size_t token_logprobs_fused_workspace_bytes(Exec exec, index_t rows, index_t cols,
+                                                 bool lse_given,
+                                                 const token_logprobs_options& options = {}) {
+  expect(rows >= 0 && cols >= 0, "token_logprobs_fused_workspace_bytes", "negative extents [",
+         rows, ", ", cols, "]");
+  using U = std::remove_cv_t<T>;
+  return backend::token_logprobs_backend<Exec>::template fused_workspace_bytes<U, accum_t<U>>(
+      exec, rows, cols, lse_given, options);
 }
 
 // Fused forward + backward: the forward outputs, and dL/dlogits for the per-token gradient
-// d_logprob [N] written over the logits (in place). No entropy gradient.
+// d_logprob [N] written over the logits (in place). No entropy gradient. Scratch from ws
+// (token_logprobs_fused_workspace_bytes): no allocation on the host.
 template <class Exec, class T>
   requires execution_tag<Exec>
 void token_logprobs_fused(Exec exec, matrix_view<T> logits, std::span<const index_t> targets,
                           std::span<const accum_t<T>> d_logprob,
                           const token_logprobs_outputs<accum_t<T>>& out,
-                          const token_logprobs_options& options = {}) {
+                          const token_logprobs_options& options, workspace ws) {
   static_assert(is_logit_type_for_v<Exec, T> && !std::is_const_v<T>,
                 "token_logprobs_fused: logits must be a mutable view of float, double or "
                 "Eigen::bfloat16 (or Eigen::half on exec::cuda)");
@@ -286,7 +220,23 @@ void token_logprobs_fused(Exec exec, matrix_view<T> logits, std::span<const inde
   if constexpr (std::is_same_v<Exec, exec::host>)
     detail::validate_targets(where, targets, logits.cols, options.ignore_index);
   if (n == 0) return;
-  token_logprobs_dispatch<Exec>::fused(exec, logits, targets, d_logprob, out, options);
+  backend::token_logprobs_backend<Exec>::fused(exec, logits, targets, d_logprob, out, options, ws);
+}
+
+// The same, with scratch allocated for this call (host memory: exec::cuda needs none).
+template <class Exec, class T>
+  requires execution_tag<Exec>
+void token_logprobs_fused(Exec exec, matrix_view<T> logits, std::span<const index_t> targets,
+                          std::span<const accum_t<T>> d_logprob,
+                          const token_logprobs_outputs<accum_t<T>>& out,
+                          const token_logprobs_options& options = {}) {
+  workspace_buffer buffer;
+  const std::size_t bytes =
+      logits.rows > 0 && logits.cols >= 0 && options.num_threads >= 0
+          ? token_logprobs_fused_workspace_bytes<T>(exec, logits.rows, logits.cols,
+                                                    !out.lse.empty(), options)
+          : 0;
+  token_logprobs_fused(exec, logits, targets, d_logprob, out, options, buffer.view(bytes));
 }
 
 // Conveniences: allocate and return the outputs.

@@ -43,6 +43,12 @@
 //   whiten_with_moments(exec, values, mask, const masked_stats& global, out, options)
 //     whiten with caller-supplied statistics: merge() of every micro-batch's / rank's
 //     masked_moments whitens each part exactly as the whole batch would be.
+//   whiten(comm, exec::host, values, mask, [offsets,] out, options)
+//     over the ranks of a dist::communicator: the statistics of every scope merged over ranks
+//     (dist/normalizers.hpp), so R ranks whiten as one process over all the data
+// Every form has an overload taking a trailing `workspace` (whiten_workspace_bytes): no
+// allocation on the host; the others allocate their scratch. The contract (options, presets,
+// coefficients, backend template) is ops/whiten_types.hpp.
 // Device memory (exec::cuda{stream}, with <posttrain/cuda.cuh>; backend/cuda/whiten.cuh): every
 // span is device memory (moments too). The front end checks options and sizes and the aliasing
 // of out (pointers only); NOT checked on the device: offsets' contents, mask weights, the finiteness
@@ -56,136 +62,33 @@
 #include <cmath>
 #include <span>
 #include <string>
-#include <vector>
+#include <string_view>
 
+#include "posttrain/backend/cpu/whiten.hpp"
 #include "posttrain/config.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/types.hpp"
 #include "posttrain/core/validate.hpp"
+#include "posttrain/core/workspace.hpp"
+#include "posttrain/dist/communicator.hpp"
+#include "posttrain/dist/normalizers.hpp"
 #include "posttrain/ops/reductions.hpp"
+#include "posttrain/ops/whiten_types.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
 
-enum class whiten_eps_mode {
-  add_inside_sqrt,  // (x − μ)·rsqrt(var + eps)        verl, TRL
-  clamp_min,        // (x − μ)·rsqrt(max(var, eps))    OpenRLHF
-};
-
-enum class whiten_scope {
-  batch,        // one mean/variance over every token
-  per_segment,  // one mean/variance per segment of offsets (OpenRLHF masked_normalize, per row)
-};
-
-enum class degenerate_policy { raise, zero, pass_through };
-
-struct whiten_options {
-  double mean_denominator_eps = 0.0;  // added to Σw in every mean (verl 1e-8)
-  double count_floor = 0.0;           // denominators are at least this (OpenRLHF per-row: 1)
-  variance_kind variance = variance_kind::unbiased;
-  whiten_eps_mode eps_mode = whiten_eps_mode::add_inside_sqrt;
-  double eps = 1e-8;
-  bool shift_mean = true;         // false re-adds μ after scaling
-  bool multiply_by_mask = false;  // OpenRLHF masked_normalize multiplies the result by w
-  whiten_scope scope = whiten_scope::batch;
-  degenerate_policy on_degenerate = degenerate_policy::raise;
-};
-
-namespace whiten_conventions {
-
-// Each preset names only what differs from whiten_options' defaults (TRL's masked_whiten).
-inline constexpr whiten_options verl{.mean_denominator_eps = 1e-8};
-
-inline constexpr whiten_options trl_ppo{};
-
-inline constexpr whiten_options openrlhf_global{.variance = variance_kind::biased,
-                                                .eps_mode = whiten_eps_mode::clamp_min,
-                                                .on_degenerate = degenerate_policy::zero};
-
-inline constexpr whiten_options openrlhf_masked_normalize{
-    .count_floor = 1.0,
-    .variance = variance_kind::biased,
-    .eps_mode = whiten_eps_mode::clamp_min,
-    .multiply_by_mask = true,
-    .scope = whiten_scope::per_segment,
-    .on_degenerate = degenerate_policy::zero};
-
-}  // namespace whiten_conventions
-
-// Per-scope affine map: out = (x − mean)·scale + shift, then · w if multiply_by_mask.
-enum class whiten_state { normal, degenerate };
-
-struct whiten_coefficients {
-  double mean = 0.0;
-  double scale = 1.0;
-  double shift = 0.0;
-  whiten_state state = whiten_state::normal;
-};
-
-// The convention formulas from a scope's moments (host and device).
-POSTTRAIN_HOST_DEVICE inline whiten_coefficients make_whiten_coefficients(const masked_stats& s,
-                                                                          const whiten_options& o) {
-  whiten_coefficients c;
-  const double count = s.count;
-  const bool unbiased = o.variance == variance_kind::unbiased;
-  if (!(count > 0.0) || (unbiased && !(count > 1.0))) {
-    c.state = whiten_state::degenerate;
-    return c;
-  }
-  const double raw = count + o.mean_denominator_eps;
-  const double denom = raw > o.count_floor ? raw : o.count_floor;
-  const double mu = s.sum / denom;
-  // Σw(x − μ)² from the moments about the exact mean: m2 + count·(mean − μ)².
-  const double dm = s.mean - mu;
-  const double var_b = (s.m2 + count * dm * dm) / denom;
-  const double var = unbiased ? var_b * (count / (count - 1.0)) : var_b;
-  const double v = o.eps_mode == whiten_eps_mode::add_inside_sqrt ? var + o.eps
-                                                                  : (var > o.eps ? var : o.eps);
-  if (v == 0.0) {  // NaN (a NaN value with w != 0) propagates instead
-    c.state = whiten_state::degenerate;
-    return c;
-  }
-  c.mean = mu;
-  c.scale = 1.0 / std::sqrt(v);
-  c.shift = o.shift_mean ? 0.0 : mu;
-  return c;
-}
-
-// What a degenerate scope writes under the zero / pass_through policies.
-POSTTRAIN_HOST_DEVICE constexpr whiten_coefficients degenerate_whiten_coefficients(
-    degenerate_policy policy) {
-  whiten_coefficients c;
-  c.mean = 0.0;
-  c.scale = policy == degenerate_policy::pass_through ? 1.0 : 0.0;
-  c.shift = 0.0;
-  c.state = whiten_state::degenerate;
-  return c;
-}
-
-// The affine part of one token, in double (host and device).
-POSTTRAIN_HOST_DEVICE POSTTRAIN_FORCEINLINE double whiten_affine(double x,
-                                                                 const whiten_coefficients& c) {
-  return (x - c.mean) * c.scale + c.shift;
-}
-
-// One token (host and device): x is not used when w == 0 (the value computed from it is
-// discarded by a select, so NaN there cannot leak); a zero scale (the zero policy) gives 0.
-template <class T>
-POSTTRAIN_HOST_DEVICE POSTTRAIN_FORCEINLINE T whiten_value(T x, float w,
-                                                           const whiten_coefficients& c,
-                                                           bool multiply_by_mask) {
-  const double y = whiten_affine(static_cast<double>(x), c);
-  const double r = multiply_by_mask ? y * static_cast<double>(w) : y;
-  return (w != 0.0f && c.scale != 0.0) ? static_cast<T>(r) : T(0);
-}
-
 namespace detail {
 
-template <class Exec>
-struct whiten_backend {
-  static_assert(always_false_v<Exec>,
-                "posttrain::whiten: no backend for this execution tag. exec::cuda needs the CUDA "
-                "backend (link posttrain::cuda and include <posttrain/cuda.cuh>).");
-};
+// Scopes of a call, for sizing its workspace (before validation: offsets may still be invalid).
+inline index_t whiten_scope_count(const whiten_options& options, std::span<const index_t> offsets) {
+  return options.scope == whiten_scope::per_segment && !offsets.empty() ? ssize(offsets) - 1
+                                                                         : index_t(1);
+}
+
+inline bool finite_moments(const masked_stats& m) {
+  return std::isfinite(m.count) && m.count >= 0.0 && std::isfinite(m.sum) && std::isfinite(m.mean) &&
+         std::isfinite(m.m2) && m.m2 >= 0.0;
+}
 
 inline void validate_whiten_options(const whiten_options& o) {
   constexpr std::string_view where = "whiten";
@@ -231,65 +134,45 @@ std::span<const index_t> validate_whiten_inputs(std::span<const T> values,
   return std::span<const index_t>(whole);
 }
 
-// Coefficients per scope (raising before any write if the policy says so), then the write pass.
-template <class Exec, class T>
-index_t whiten_finish(Exec exec, std::span<const T> values, std::span<const float> mask,
-                      std::span<const index_t> scopes, std::span<const masked_stats> stats,
-                      std::span<T> out, const whiten_options& options) {
-  const index_t segments = ssize(scopes) - 1;
-  std::vector<whiten_coefficients> coefficients(static_cast<std::size_t>(segments));
-  index_t degenerate = 0;
-  for (index_t s = 0; s < segments; ++s) {
-    const masked_stats& st = stats[static_cast<std::size_t>(s)];
-    whiten_coefficients c = make_whiten_coefficients(st, options);
-    if (c.state == whiten_state::degenerate) {
-      if (options.on_degenerate == degenerate_policy::raise)
-        fail("whiten",
-             options.scope == whiten_scope::batch ? std::string("the batch")
-                                                  : "segment " + std::to_string(s),
-             " is degenerate: mask weight sum ", st.count,
-             options.variance == variance_kind::unbiased ? " (the unbiased variance needs > 1)"
-                                                         : " (needs > 0)",
-             " or variance + eps == 0; options.on_degenerate = zero or pass_through accepts it");
-      c = degenerate_whiten_coefficients(options.on_degenerate);
-      ++degenerate;
-    }
-    coefficients[static_cast<std::size_t>(s)] = c;
-  }
-  whiten_backend<Exec>::apply(exec, values, mask, scopes,
-                              std::span<const whiten_coefficients>(coefficients),
-                              options.multiply_by_mask, out);
-  return degenerate;
-}
-
 }  // namespace detail
+
+// Bytes of workspace a whiten call needs for `scopes` scopes (1 for scope::batch, S for
+// per_segment); with_moments: the whiten_with_moments form (statistics supplied by the caller).
+template <execution_tag Exec>
+std::size_t whiten_workspace_bytes(Exec exec, index_t scopes, bool with_moments = false) {
+  expect(scopes >= 0, "whiten_workspace_bytes", "scopes is ", scopes, ", expected >= 0");
+  return backend::whiten_backend<Exec>::workspace_bytes(exec, scopes, with_moments);
+}
 
 // Whitens values into out with statistics computed here. offsets delimit the segments for
 // scope::per_segment; with scope::batch they may be empty (if given they are validated and
 // otherwise ignored). Returns the number of degenerate scopes handled by zero / pass_through.
+// Scratch comes from ws (whiten_workspace_bytes): no allocation on the host.
 template <execution_tag Exec, detail::token_values V>
 index_t whiten(Exec exec, const V& values_in, std::span<const float> mask,
                std::span<const index_t> offsets, std::span<detail::value_t<V>> out,
-               const whiten_options& options) {
+               const whiten_options& options, workspace ws) {
   using T = detail::value_t<V>;
   const std::span<const T> values(values_in);
   const index_t whole[2] = {0, ssize(values)};
-  const std::span<const index_t> scopes = detail::validate_whiten_inputs(
-      values, mask, offsets, std::span<const T>(out), options, whole, detail::on_host_v<Exec>);
-  if constexpr (!detail::on_host_v<Exec>) {
-    return detail::whiten_backend<Exec>::whiten(
-        exec, values, mask,
-        options.scope == whiten_scope::per_segment ? offsets : std::span<const index_t>(),
-        nullptr, out, options);
-  } else {
-    std::vector<masked_stats> stats(scopes.size() - 1);
-    // The mask weights are checked during this pass, before anything is written.
-    if (!detail::reductions_backend<Exec>::segment_moments(exec, values, mask, scopes,
-                                                           std::span<masked_stats>(stats)))
-      detail::fail_mask(mask, "whiten");
-    return detail::whiten_finish(exec, values, mask, scopes, std::span<const masked_stats>(stats),
-                                 out, options);
-  }
+  detail::validate_whiten_inputs(values, mask, offsets, std::span<const T>(out), options, whole,
+                                 detail::on_host_v<Exec>);
+  // The mask weights are checked by the backend's reduction pass, before anything is written.
+  return backend::whiten_backend<Exec>::whiten(
+      exec, values, mask,
+      options.scope == whiten_scope::per_segment ? offsets : std::span<const index_t>(), nullptr,
+      out, options, ws);
+}
+
+// The same, with scratch allocated for this call.
+template <execution_tag Exec, detail::token_values V>
+index_t whiten(Exec exec, const V& values, std::span<const float> mask,
+               std::span<const index_t> offsets, std::span<detail::value_t<V>> out,
+               const whiten_options& options) {
+  workspace_buffer buffer;
+  const index_t scopes = detail::whiten_scope_count(options, offsets);
+  return whiten(exec, values, mask, offsets, out, options,
+                buffer.view(whiten_workspace_bytes(exec, scopes)));
 }
 
 // Batch scope without offsets.
@@ -299,15 +182,23 @@ index_t whiten(Exec exec, const V& values, std::span<const float> mask,
   return whiten(exec, values, mask, std::span<const index_t>(), out, options);
 }
 
+template <execution_tag Exec, detail::token_values V>
+index_t whiten(Exec exec, const V& values, std::span<const float> mask,
+               std::span<detail::value_t<V>> out, const whiten_options& options, workspace ws) {
+  return whiten(exec, values, mask, std::span<const index_t>(), out, options, ws);
+}
+
 // Whitens with statistics supplied by the caller: one masked_stats per scope (1 for
 // scope::batch, S for per_segment), e.g. the merge() of every micro-batch's or rank's
 // masked_moments, so that each part is whitened with the global mean and variance exactly as the
 // whole batch would be (OpenRLHF normalises over all experiences; verl over the global batch).
+// The moments are in Exec's memory.
 template <execution_tag Exec, detail::token_values V>
 index_t whiten_with_moments(Exec exec, const V& values_in, std::span<const float> mask,
                             std::span<const index_t> offsets,
                             std::span<const masked_stats> moments,
-                            std::span<detail::value_t<V>> out, const whiten_options& options) {
+                            std::span<detail::value_t<V>> out, const whiten_options& options,
+                            workspace ws) {
   using T = detail::value_t<V>;
   constexpr std::string_view where = "whiten";
   const std::span<const T> values(values_in);
@@ -316,29 +207,38 @@ index_t whiten_with_moments(Exec exec, const V& values_in, std::span<const float
       values, mask, offsets, std::span<const T>(out), options, whole, detail::on_host_v<Exec>);
   expect_size(moments, ssize(scopes) - 1, where, "moments",
               "one per scope: 1 for scope::batch, S for per_segment");
-  if constexpr (!detail::on_host_v<Exec>) {
-    return detail::whiten_backend<Exec>::whiten(
-        exec, values, mask,
-        options.scope == whiten_scope::per_segment ? offsets : std::span<const index_t>(),
-        moments.data(), out, options);
-  } else {
-    for (std::size_t s = 0; s < moments.size(); ++s) {
-      const masked_stats& m = moments[s];
-      expect(std::isfinite(m.count) && m.count >= 0.0 && std::isfinite(m.sum) &&
-                 std::isfinite(m.mean) && std::isfinite(m.m2) && m.m2 >= 0.0,
-             where, "moments[", s, "] is not finite with count >= 0 and m2 >= 0");
-    }
-    expect_mask(mask, where, "mask");
-    return detail::whiten_finish(exec, values, mask, scopes, moments, out, options);
+  if constexpr (detail::on_host_v<Exec>) {
+    for (std::size_t s = 0; s < moments.size(); ++s)
+      expect(detail::finite_moments(moments[s]), where, "moments[", s,
+             "] is not finite with count >= 0 and m2 >= 0");
+    expect_mask(mask, where, "mask");  // no reduction pass reads the mask here
   }
+  return backend::whiten_backend<Exec>::whiten(
+      exec, values, mask,
+      options.scope == whiten_scope::per_segment ? offsets : std::span<const index_t>(),
+      moments.data(), out, options, ws);
 }
 
 template <execution_tag Exec, detail::token_values V>
 index_t whiten_with_moments(Exec exec, const V& values, std::span<const float> mask,
+                            std::span<const index_t> offsets,
+                            std::span<const masked_stats> moments,
+                            std::span<detail::value_t<V>> out, const whiten_options& options) {
+  workspace_buffer buffer;
+  return whiten_with_moments(exec, values, mask, offsets, moments, out, options,
+                             buffer.view(whiten_workspace_bytes(exec, ssize(moments), true)));
+}
+
+// Batch scope with one set of statistics held on the host (on exec::cuda it is copied into the
+// stream first).
+template <execution_tag Exec, detail::token_values V>
+index_t whiten_with_moments(Exec exec, const V& values, std::span<const float> mask,
                             const masked_stats& moments, std::span<detail::value_t<V>> out,
-                            const whiten_options& options) {
-  // `moments` is a host value on every backend (the device one copies it into the stream).
-  if constexpr (!detail::on_host_v<Exec>) {
+                            const whiten_options& options, workspace ws) {
+  if constexpr (detail::on_host_v<Exec>) {
+    return whiten_with_moments(exec, values, mask, std::span<const index_t>(),
+                               std::span<const masked_stats>(&moments, 1), out, options, ws);
+  } else {
     using T = detail::value_t<V>;
     const std::span<const T> v(values);
     const index_t whole[2] = {0, ssize(v)};
@@ -346,16 +246,89 @@ index_t whiten_with_moments(Exec exec, const V& values, std::span<const float> m
     batch.scope = whiten_scope::batch;
     detail::validate_whiten_inputs(v, mask, std::span<const index_t>(), std::span<const T>(out),
                                    batch, whole, false);
-    expect(std::isfinite(moments.count) && moments.count >= 0.0 && std::isfinite(moments.sum) &&
-               std::isfinite(moments.mean) && std::isfinite(moments.m2) && moments.m2 >= 0.0,
-           "whiten", "moments is not finite with count >= 0 and m2 >= 0");
-    return detail::whiten_backend<Exec>::whiten_host_moments(exec, v, mask, moments, out, batch);
-  } else {
-    return whiten_with_moments(exec, values, mask, std::span<const index_t>(),
-                               std::span<const masked_stats>(&moments, 1), out, options);
+    expect(detail::finite_moments(moments), "whiten",
+           "moments is not finite with count >= 0 and m2 >= 0");
+    return backend::whiten_backend<Exec>::whiten_host_moments(exec, v, mask, moments, out, batch,
+                                                              ws);
   }
 }
 
-POSTTRAIN_NAMESPACE_END
+template <execution_tag Exec, detail::token_values V>
+index_t whiten_with_moments(Exec exec, const V& values, std::span<const float> mask,
+                            const masked_stats& moments, std::span<detail::value_t<V>> out,
+                            const whiten_options& options) {
+  workspace_buffer buffer;
+  return whiten_with_moments(exec, values, mask, moments, out, options,
+                             buffer.view(whiten_workspace_bytes(exec, 1, true)));
+}
 
-#include "posttrain/backend/cpu/whiten.hpp"
+// Over the ranks of `comm` (dist/communicator.hpp; host communicators and exec::host): every
+// scope's statistics are merged over the ranks (dist/normalizers.hpp) before the write pass, so
+// each rank's tokens are whitened exactly as one process whitening all ranks' data would (up to
+// the rounding of the merge). scope::batch: one global batch. scope::per_segment: segment s of
+// every rank is a part of the same global segment s (e.g. group s with its samples spread over
+// ranks), so every rank passes the same S. Two collectives per call (a small header, then 4·S·R
+// doubles); every rank must call it, and when one rank's input is rejected every rank throws.
+template <class C, execution_tag Exec>
+  requires dist::communicator<C>
+std::size_t whiten_workspace_bytes(C& comm, Exec exec, index_t scopes) {
+  return workspace_size().add<masked_stats>(static_cast<std::size_t>(scopes)).bytes() +
+         dist::all_reduce_moments_workspace_bytes(comm, scopes) +
+         whiten_workspace_bytes(exec, scopes, true);
+}
+
+template <class C, execution_tag Exec, detail::token_values V>
+  requires dist::communicator<C>
+index_t whiten(C& comm, Exec exec, const V& values_in, std::span<const float> mask,
+               std::span<const index_t> offsets, std::span<detail::value_t<V>> out,
+               const whiten_options& options, workspace ws) {
+  using T = detail::value_t<V>;
+  static_assert(detail::on_host_v<Exec>,
+                "posttrain::whiten over a communicator runs on exec::host (the merged statistics "
+                "are host values; on the device, reduce masked_moments and call "
+                "whiten_with_moments)");
+  dist::detail::require_host_communicator<C>();
+  constexpr std::string_view where = "whiten";
+  const std::span<const T> values(values_in);
+  std::string failure;
+  std::span<masked_stats> stats;
+  std::span<const index_t> scopes;
+  const index_t whole[2] = {0, ssize(values)};
+  try {
+    scopes = detail::validate_whiten_inputs(values, mask, offsets, std::span<const T>(out),
+                                            options, whole);
+    stats = ws.take<masked_stats>(scopes.size() - 1, where);
+    // The mask weights are checked in this pass, before anything is written.
+    if (!backend::reductions_backend<Exec>::segment_moments(exec, values, mask, scopes, stats))
+      detail::fail_mask(mask, where);
+  } catch (const error& e) {
+    failure = e.what();
+    stats = {};
+  }
+  dist::detail::merge_moments_over_ranks(comm, stats, ws, failure, where);
+  return backend::whiten_backend<Exec>::whiten(
+      exec, values, mask,
+      options.scope == whiten_scope::per_segment ? offsets : std::span<const index_t>(),
+      stats.data(), out, options, ws);
+}
+
+template <class C, execution_tag Exec, detail::token_values V>
+  requires dist::communicator<C>
+index_t whiten(C& comm, Exec exec, const V& values, std::span<const float> mask,
+               std::span<const index_t> offsets, std::span<detail::value_t<V>> out,
+               const whiten_options& options) {
+  workspace_buffer buffer;
+  const index_t scopes = detail::whiten_scope_count(options, offsets);
+  return whiten(comm, exec, values, mask, offsets, out, options,
+                buffer.view(whiten_workspace_bytes(comm, exec, scopes)));
+}
+
+// Batch scope without offsets, over the ranks of comm.
+template <class C, execution_tag Exec, detail::token_values V>
+  requires dist::communicator<C>
+index_t whiten(C& comm, Exec exec, const V& values, std::span<const float> mask,
+               std::span<detail::value_t<V>> out, const whiten_options& options) {
+  return whiten(comm, exec, values, mask, std::span<const index_t>(), out, options);
+}
+
+POSTTRAIN_NAMESPACE_END

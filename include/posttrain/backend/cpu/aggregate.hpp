@@ -1,5 +1,6 @@
 #pragma once
-// CPU backend of posttrain::aggregate_loss (ops/aggregate.hpp): the two passes of a masked,
+// CPU backend of posttrain::aggregate_loss (ops/aggregate.hpp): backend::aggregate_backend<exec::host>
+// (the contract is in ops/aggregate_types.hpp), built from the two passes of a masked,
 // optionally per-sequence, weighted sum.
 //
 //   pass 1  token_sums: Σ_t m·L and Σ_t m over all tokens, or
@@ -18,7 +19,10 @@
 #include <span>
 
 #include "posttrain/config.hpp"
+#include "posttrain/core/exec.hpp"
 #include "posttrain/core/types.hpp"
+#include "posttrain/core/workspace.hpp"
+#include "posttrain/ops/aggregate_types.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
 
@@ -185,5 +189,74 @@ class ordered_sum {
 };
 
 }  // namespace backend::cpu
+
+namespace backend {
+
+template <>
+struct aggregate_backend<exec::host> {
+  // The per-row weights of the gradient pass (per-sequence modes with a gradient only).
+  template <class Mode>
+  static std::size_t workspace_bytes(exec::host, index_t rows, bool with_grad) {
+    if (!Mode::per_sequence || !with_grad) return 0;
+    return workspace_size().add<double>(static_cast<std::size_t>(rows));
+  }
+
+  template <class Mode, class T>
+  static agg_result run(exec::host, std::span<const T> loss, std::span<const float> mask,
+                        std::span<const index_t> seq_offsets, const agg_normalizer& normalizer,
+                        std::span<T> grad, const agg_options& options, workspace ws) {
+    agg_result result;
+    if constexpr (Mode::per_sequence) {
+      const std::size_t rows = seq_offsets.size() - 1;
+      const std::span<double> row_scale =
+          ws.take<double>(grad.empty() ? 0 : rows, "aggregate_loss");
+      const auto weight = [&options](double length) { return Mode::row_weight(length, options); };
+      const auto s = cpu::row_sums(loss, mask, seq_offsets, weight, row_scale);
+      const double local_sequences = options.include_empty_sequences
+                                         ? static_cast<double>(rows)
+                                         : static_cast<double>(s.nonempty_rows);
+      result.divisor = ::posttrain::detail::agg_divisor<Mode>(normalizer, s.tokens,
+                                                              local_sequences);
+      if (result.divisor == 0.0) {
+        cpu::fill_zero(grad);
+        return result;
+      }
+      result.loss = s.weighted_sum / result.divisor;
+      if (!grad.empty())
+        cpu::row_grad(grad, mask, seq_offsets, std::span<const double>(row_scale),
+                      1.0 / result.divisor);
+    } else {
+      const auto s = cpu::token_sums(loss, mask);
+      result.divisor = ::posttrain::detail::agg_divisor<Mode>(normalizer, s.tokens, 0.0);
+      if (result.divisor == 0.0) {
+        cpu::fill_zero(grad);
+        return result;
+      }
+      result.loss = s.weighted_sum / result.divisor;
+      if (!grad.empty()) cpu::token_grad(grad, mask, 1.0 / result.divisor);
+    }
+    return result;
+  }
+
+  static agg_counts counts(exec::host, std::span<const float> mask,
+                           std::span<const index_t> seq_offsets, const agg_options& options) {
+    const std::size_t rows = seq_offsets.size() - 1;
+    agg_counts c;
+    for (std::size_t i = 0; i < rows; ++i) {
+      double w = 0.0;
+      if (mask.empty()) {
+        w = static_cast<double>(seq_offsets[i + 1] - seq_offsets[i]);
+      } else {
+        for (auto t = seq_offsets[i]; t < seq_offsets[i + 1]; ++t)
+          w += static_cast<double>(mask[static_cast<std::size_t>(t)]);
+      }
+      c.tokens += w;
+      if (w > 0.0 || options.include_empty_sequences) c.sequences += 1.0;
+    }
+    return c;
+  }
+};
+
+}  // namespace backend
 
 POSTTRAIN_NAMESPACE_END

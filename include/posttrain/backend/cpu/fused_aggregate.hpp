@@ -20,7 +20,8 @@
 #include "posttrain/backend/cpu/aggregate.hpp"
 #include "posttrain/config.hpp"
 #include "posttrain/core/types.hpp"
-#include "posttrain/ops/aggregate.hpp"
+#include "posttrain/core/workspace.hpp"
+#include "posttrain/ops/aggregate_types.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
 
@@ -29,40 +30,41 @@ namespace backend::cpu {
 template <class Mode>
 class fused_aggregate {
  public:
-  // n = number of tokens (seq_offsets may be empty for the token-level modes).
+  // Scratch of the per-sequence modes: three doubles per row (B = seq_offsets.size() - 1).
+  static std::size_t workspace_bytes(std::size_t rows) {
+    if constexpr (!Mode::per_sequence) return 0;
+    return workspace_size().add<double>(rows).add<double>(rows).add<double>(rows);
+  }
+
+  // n = number of tokens (seq_offsets may be empty for the token-level modes). Allocates the
+  // per-row scratch of the per-sequence modes.
   fused_aggregate(std::span<const float> mask, std::span<const index_t> seq_offsets,
                   std::size_t n, const agg_normalizer& normalizer, const agg_options& options) {
     if constexpr (Mode::per_sequence) {
       const std::size_t rows = seq_offsets.size() - 1;
-      row_length_.resize(rows);
-      row_weight_.resize(rows);
-      row_scale_.resize(rows);
-      double tokens = 0.0, nonempty = 0.0;
-      for (std::size_t i = 0; i < rows; ++i) {
-        const double len = mask_sum(mask, static_cast<std::size_t>(seq_offsets[i]),
-                                    static_cast<std::size_t>(seq_offsets[i + 1]));
-        row_length_[i] = len;
-        row_weight_[i] = len > 0.0 ? Mode::row_weight(len, options) : 0.0;
-        if (len > 0.0) nonempty += 1.0;
-        tokens += len;
-      }
-      const double local_sequences =
-          options.include_empty_sequences ? static_cast<double>(rows) : nonempty;
-      divisor_ = posttrain::detail::agg_divisor<Mode>(normalizer, tokens, local_sequences);
-      if (divisor_ != 0.0) {
-        const double inv = 1.0 / divisor_;
-        for (std::size_t i = 0; i < rows; ++i) row_scale_[i] = row_weight_[i] * inv;
-      }
+      owned_.resize(3 * rows);
+      const std::span<double> all(owned_);
+      init(mask, seq_offsets, n, normalizer, options, all.subspan(0, rows),
+           all.subspan(rows, rows), all.subspan(2 * rows, rows));
     } else {
-      // Σ m only when the divisor is the local token count
-      const bool local_tokens =
-          Mode::divisor == agg::divisor_kind::tokens && !normalizer.tokens.has_value();
-      divisor_ = posttrain::detail::agg_divisor<Mode>(
-          normalizer, local_tokens ? mask_sum(mask, 0, n) : 0.0, 0.0);
-      if (divisor_ != 0.0) token_scale_ = 1.0 / divisor_;
-      sum_.reset(0, n);
+      init(mask, seq_offsets, n, normalizer, options, {}, {}, {});
     }
   }
+
+  // The same with the scratch taken from ws (workspace_bytes(rows)): no allocation.
+  fused_aggregate(std::span<const float> mask, std::span<const index_t> seq_offsets,
+                  std::size_t n, const agg_normalizer& normalizer, const agg_options& options,
+                  workspace ws) {
+    const std::size_t rows = Mode::per_sequence ? seq_offsets.size() - 1 : 0;
+    const auto a = ws.take<double>(rows, "fused_aggregate");
+    const auto b = ws.take<double>(rows, "fused_aggregate");
+    const auto c = ws.take<double>(rows, "fused_aggregate");
+    init(mask, seq_offsets, n, normalizer, options, a, b, c);
+  }
+
+  // The row spans may point into owned_: not copyable or movable.
+  fused_aggregate(const fused_aggregate&) = delete;
+  fused_aggregate& operator=(const fused_aggregate&) = delete;
 
   double divisor() const { return divisor_; }
 
@@ -95,10 +97,47 @@ class fused_aggregate {
   }
 
  private:
+  void init(std::span<const float> mask, std::span<const index_t> seq_offsets, std::size_t n,
+            const agg_normalizer& normalizer, const agg_options& options,
+            std::span<double> row_length, std::span<double> row_weight,
+            std::span<double> row_scale) {
+    row_length_ = row_length;
+    row_weight_ = row_weight;
+    row_scale_ = row_scale;
+    if constexpr (Mode::per_sequence) {
+      const std::size_t rows = seq_offsets.size() - 1;
+      double tokens = 0.0, nonempty = 0.0;
+      for (std::size_t i = 0; i < rows; ++i) {
+        const double len = mask_sum(mask, static_cast<std::size_t>(seq_offsets[i]),
+                                    static_cast<std::size_t>(seq_offsets[i + 1]));
+        row_length_[i] = len;
+        row_weight_[i] = len > 0.0 ? Mode::row_weight(len, options) : 0.0;
+        if (len > 0.0) nonempty += 1.0;
+        tokens += len;
+      }
+      const double local_sequences =
+          options.include_empty_sequences ? static_cast<double>(rows) : nonempty;
+      divisor_ = posttrain::detail::agg_divisor<Mode>(normalizer, tokens, local_sequences);
+      // Every row scale is written (0 when D = 0): workspace memory starts uninitialised.
+      const double inv = divisor_ != 0.0 ? 1.0 / divisor_ : 0.0;
+      for (std::size_t i = 0; i < rows; ++i)
+        row_scale_[i] = divisor_ != 0.0 ? row_weight_[i] * inv : 0.0;
+    } else {
+      // Σ m only when the divisor is the local token count
+      const bool local_tokens =
+          Mode::divisor == agg::divisor_kind::tokens && !normalizer.tokens.has_value();
+      divisor_ = posttrain::detail::agg_divisor<Mode>(
+          normalizer, local_tokens ? mask_sum(mask, 0, n) : 0.0, 0.0);
+      if (divisor_ != 0.0) token_scale_ = 1.0 / divisor_;
+      sum_.reset(0, n);
+    }
+  }
+
   double divisor_ = 0.0;
   double token_scale_ = 0.0;
   double weighted_sum_ = 0.0;
-  std::vector<double> row_length_, row_weight_, row_scale_;
+  std::vector<double> owned_;
+  std::span<double> row_length_, row_weight_, row_scale_;
   ordered_sum sum_;
 };
 

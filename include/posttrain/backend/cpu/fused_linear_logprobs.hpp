@@ -27,13 +27,12 @@
 
 #include "posttrain/backend/cpu/token_logprobs.hpp"
 #include "posttrain/config.hpp"
+#include "posttrain/core/exec.hpp"
 #include "posttrain/core/types.hpp"
 #include "posttrain/core/views.hpp"
+#include "posttrain/ops/fused_linear_logprobs_types.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
-
-// Which pass a workspace is sized for.
-enum class fused_linear_pass { forward, backward, forward_backward };
 
 namespace backend::cpu {
 
@@ -298,5 +297,49 @@ void fused_linear_logprobs_forward_backward(
 }
 
 }  // namespace backend::cpu
+
+namespace backend {
+
+template <>
+struct fused_linear_logprobs_backend<exec::host> {
+  template <class T>
+  static std::size_t workspace_bytes(index_t chunk, index_t h, index_t v, fused_linear_pass pass) {
+    return cpu::fused_linear_workspace_bytes<T>(chunk, h, v, pass);
+  }
+  template <class T, class A>
+  static void forward(exec::host, std::span<std::byte> ws, matrix_view<const T> hidden,
+                      matrix_view<const T> weight, std::span<const index_t> targets,
+                      const token_logprobs_outputs<A>& out, index_t chunk,
+                      const fused_linear_logprobs_options& o) {
+    cpu::fused_linear_logprobs_forward<T>(ws, hidden, weight, targets, chunk,
+                                                   o.temperature, o.ignore_index, o.num_threads,
+                                                   out.logprob, out.lse, out.entropy,
+                                                   out.sum_p_squared);
+  }
+  template <class T, class G, class A>
+  static void backward(exec::host, std::span<std::byte> ws, matrix_view<const T> hidden,
+                       matrix_view<const T> weight, std::span<const index_t> targets,
+                       const token_logprobs_grads<A>& in, matrix_view<G> d_hidden,
+                       matrix_view<A> d_weight, index_t chunk,
+                       const fused_linear_logprobs_options& o) {
+    cpu::fused_linear_logprobs_backward<T, G>(
+        ws, hidden, weight, targets, chunk, o.temperature, o.ignore_index, o.num_threads, in.lse,
+        in.entropy, in.d_logprob, in.d_entropy, d_hidden, d_weight, o.accumulate_d_weight);
+  }
+  template <class T, class G, class A>
+  static void forward_backward(exec::host, std::span<std::byte> ws, matrix_view<const T> hidden,
+                               matrix_view<const T> weight, std::span<const index_t> targets,
+                               std::span<const A> d_logprob, std::span<const A> d_entropy,
+                               const token_logprobs_outputs<A>& out, matrix_view<G> d_hidden,
+                               matrix_view<A> d_weight, index_t chunk,
+                               const fused_linear_logprobs_options& o) {
+    cpu::fused_linear_logprobs_forward_backward<T, G>(
+        ws, hidden, weight, targets, chunk, o.temperature, o.ignore_index, o.num_threads,
+        d_logprob, d_entropy, out.logprob, out.lse, out.entropy, out.sum_p_squared, d_hidden,
+        d_weight, o.accumulate_d_weight);
+  }
+};
+
+}  // namespace backend
 
 POSTTRAIN_NAMESPACE_END

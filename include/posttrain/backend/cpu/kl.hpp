@@ -1,5 +1,6 @@
 #pragma once
-// CPU backend of posttrain::kl_divergence (ops/kl.hpp): one sequential pass over the N tokens,
+// CPU backend of posttrain::kl_divergence (ops/kl.hpp; contract in ops/kl_types.hpp): one
+// sequential pass over the N tokens,
 //   d = logprob[i] - ref_logprob[i];  value[i] = element.value(d)  or
 //                                     element.value_and_grad(d, value[i], grad[i])
 // `element` is the front end's per-token formula (estimator + clamps). The loop is specialised on
@@ -28,6 +29,9 @@
 #include <Eigen/Core>
 
 #include "posttrain/config.hpp"
+#include "posttrain/core/exec.hpp"
+#include "posttrain/core/types.hpp"
+#include "posttrain/ops/kl_types.hpp"
 
 // GCC 12.1/12.2 warn "__Y may be used uninitialized" inside their own AVX-512 intrinsics when
 // Eigen's packet exp is inlined here (GCC bug 105593, fixed in 12.3; as in backend/cpu/reward_model.hpp).
@@ -165,6 +169,20 @@ void kl_divergence(std::span<const T> logprob, std::span<const T> ref_logprob, s
 }
 
 }  // namespace backend::cpu
+
+namespace backend {
+
+template <>
+struct kl_divergence_backend<exec::host> {
+  template <class E, class T>
+  static void run(exec::host, std::span<const T> logprob, std::span<const T> ref_logprob,
+                  const ::posttrain::detail::kl_element<E, T>& element, std::span<T> value,
+                  std::span<T> grad) {
+    cpu::kl_divergence(logprob, ref_logprob, value, grad, element);
+  }
+};
+
+}  // namespace backend
 
 POSTTRAIN_NAMESPACE_END
 

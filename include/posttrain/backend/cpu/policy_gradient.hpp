@@ -36,8 +36,8 @@
 #include "posttrain/core/types.hpp"
 #include "posttrain/loss/policy_gradient/clip.hpp"
 #include "posttrain/loss/policy_gradient_types.hpp"
-#include "posttrain/ops/aggregate.hpp"
-#include "posttrain/ops/kl.hpp"
+#include "posttrain/ops/aggregate_types.hpp"
+#include "posttrain/ops/kl_types.hpp"
 
 // GCC 12.1/12.2 warn "__Y may be used uninitialized" inside their own AVX-512 intrinsics when
 // Eigen's packet exp is inlined here (GCC bug 105593, fixed in 12.3), as in reward_model.hpp.

@@ -16,6 +16,7 @@
 #include <cfloat>
 #include <span>
 #include <type_traits>
+#include <vector>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -24,7 +25,8 @@
 #include "posttrain/config.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/types.hpp"
-#include "posttrain/ops/reductions.hpp"
+#include "posttrain/core/workspace.hpp"
+#include "posttrain/ops/reductions_types.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
 
@@ -265,17 +267,55 @@ bool segment_moments(std::span<const T> values, std::span<const float> mask,
 
 }  // namespace backend::cpu
 
-namespace detail {
+namespace backend {
 
 template <>
 struct reductions_backend<exec::host> {
   template <class T>
   static bool segment_moments(exec::host, std::span<const T> values, std::span<const float> mask,
                               std::span<const index_t> offsets, std::span<masked_stats> out) {
-    return backend::cpu::segment_moments(values, mask, offsets, out);
+    return cpu::segment_moments(values, mask, offsets, out);
+  }
+
+  // The moments of every segment, held until the mask is known to be valid.
+  static std::size_t segment_stats_workspace_bytes(exec::host, index_t segments) {
+    return workspace_size().add<masked_stats>(static_cast<std::size_t>(segments));
+  }
+
+  template <class T>
+  static bool segment_stats(exec::host e, std::span<const T> values, std::span<const float> mask,
+                            std::span<const index_t> offsets, const segment_stats_out& out,
+                            workspace ws) {
+    const std::size_t segments = offsets.size() - 1;
+    const std::span<masked_stats> stats = ws.take<masked_stats>(segments, "segment_stats");
+    if (!segment_moments(e, values, mask, offsets, stats)) return false;
+    for (std::size_t s = 0; s < segments; ++s) {
+      const masked_stats& st = stats[s];
+      if (!out.sum.empty()) out.sum[s] = st.sum;
+      if (!out.count.empty()) out.count[s] = st.count;
+      if (!out.mean.empty()) out.mean[s] = st.mean;
+      if (!out.var_biased.empty()) out.var_biased[s] = st.var_biased();
+      if (!out.var_unbiased.empty()) out.var_unbiased[s] = st.var_unbiased();
+      if (!out.moments.empty()) out.moments[s] = st;
+    }
+    return true;
+  }
+
+  // offsets empty = one segment over every token. An invalid mask weight throws here (the host
+  // has the mask at hand).
+  template <class T>
+  static std::vector<masked_stats> moments_to_host(exec::host e, std::span<const T> values,
+                                                   std::span<const float> mask,
+                                                   std::span<const index_t> offsets) {
+    const index_t whole[2] = {0, ssize(values)};
+    if (offsets.empty()) offsets = std::span<const index_t>(whole);
+    std::vector<masked_stats> host(offsets.size() - 1);
+    if (!segment_moments(e, values, mask, offsets, std::span<masked_stats>(host)))
+      ::posttrain::detail::fail_mask(mask, "segment_moments");
+    return host;
   }
 };
 
-}  // namespace detail
+}  // namespace backend
 
 POSTTRAIN_NAMESPACE_END

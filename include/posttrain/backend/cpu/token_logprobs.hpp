@@ -1,5 +1,6 @@
 #pragma once
-// CPU kernels of ops/token_logprobs.hpp (called after the front end has validated everything).
+// CPU kernels of ops/token_logprobs.hpp (called after the front end has validated everything), and
+// backend::token_logprobs_backend<exec::host> (the contract is in ops/token_logprobs_types.hpp).
 //
 // Forward, per row, one read of the logits: the row is walked in chunks of `chunk_size` elements
 // (bfloat16 is widened into an L1 buffer first); each chunk takes its max, then sums
@@ -29,8 +30,11 @@
 
 #include "posttrain/config.hpp"
 #include "posttrain/core/types.hpp"
+#include "posttrain/core/exec.hpp"
 #include "posttrain/core/views.hpp"
+#include "posttrain/core/workspace.hpp"
 #include "posttrain/math/logsumexp.hpp"
+#include "posttrain/ops/token_logprobs_types.hpp"
 
 // GCC 12.1/12.2 warn "__Y may be used uninitialized" inside their own AVX-512 intrinsics when
 // they are inlined here (GCC bug 105593, fixed in 12.3); the warning is about the headers.
@@ -422,6 +426,78 @@ void token_logprobs_backward(matrix_view<const T> logits, std::span<const index_
 }
 
 }  // namespace backend::cpu
+
+namespace backend {
+
+template <>
+struct token_logprobs_backend<exec::host> {
+  template <class T, class A>
+  static void forward(exec::host, matrix_view<const T> logits, std::span<const index_t> targets,
+                      const token_logprobs_outputs<A>& out, const token_logprobs_options& opt) {
+    cpu::token_logprobs_forward<T, A>(logits, targets, opt.temperature, opt.ignore_index,
+                                      opt.num_threads, out.logprob, out.lse, out.entropy,
+                                      out.sum_p_squared);
+  }
+  template <class T, class G, class A>
+  static void backward(exec::host, matrix_view<const T> logits, std::span<const index_t> targets,
+                       const token_logprobs_grads<A>& in, matrix_view<G> d_logits,
+                       const token_logprobs_options& opt) {
+    cpu::token_logprobs_backward<T, G, A>(logits, targets, opt.temperature, opt.ignore_index,
+                                          opt.num_threads, in.lse, in.entropy, in.d_logprob,
+                                          in.d_entropy, d_logits);
+  }
+
+  // Rows per block of the fused pass: about 1 MiB of logits per thread, so the block is still in
+  // cache when the backward reads it again.
+  template <class T>
+  static index_t fused_block_rows(index_t cols, const token_logprobs_options& opt) {
+    const index_t row_bytes = std::max<index_t>(1, cols * index_t(sizeof(T)));
+    const index_t threads = std::max(1, opt.num_threads);
+    return std::max<index_t>(1, (index_t(1) << 20) / row_bytes) * threads;
+  }
+
+  // The lse of one block when the caller does not ask for it (the backward needs it).
+  template <class T, class A>
+  static std::size_t fused_workspace_bytes(exec::host, index_t rows, index_t cols,
+                                           bool lse_given, const token_logprobs_options& opt) {
+    if (lse_given || rows <= 0) return 0;
+    const index_t block = std::min(fused_block_rows<T>(cols, opt), rows);
+    return workspace_size().add<A>(static_cast<std::size_t>(block));
+  }
+
+  // Forward, then the backward in place, over blocks of rows small enough to stay in cache.
+  template <class T, class A>
+  static void fused(exec::host, matrix_view<T> logits, std::span<const index_t> targets,
+                    std::span<const A> d_logprob, const token_logprobs_outputs<A>& out,
+                    const token_logprobs_options& opt, workspace ws) {
+    const index_t n = logits.rows;
+    const index_t block = fused_block_rows<T>(logits.cols, opt);
+    const std::span<A> lse_block = ws.take<A>(
+        out.lse.empty() ? static_cast<std::size_t>(std::min(block, n)) : 0,
+        "token_logprobs_fused");
+    auto part = [](auto s, index_t r0, index_t rows) {
+      return s.empty() ? s
+                       : s.subspan(static_cast<std::size_t>(r0), static_cast<std::size_t>(rows));
+    };
+    for (index_t r0 = 0; r0 < n; r0 += block) {
+      const index_t rows = std::min(block, n - r0);
+      const matrix_view<T> m(logits.row_data(r0), rows, logits.cols, logits.ld);
+      const std::span<A> l = out.lse.empty() ? lse_block.first(static_cast<std::size_t>(rows))
+                                             : part(out.lse, r0, rows);
+      const auto t = part(targets, r0, rows);
+      cpu::token_logprobs_forward<T, A>(m, t, opt.temperature, opt.ignore_index, opt.num_threads,
+                                        part(out.logprob, r0, rows), l,
+                                        part(out.entropy, r0, rows),
+                                        part(out.sum_p_squared, r0, rows));
+      cpu::token_logprobs_backward<T, T, A>(m, t, opt.temperature, opt.ignore_index,
+                                            opt.num_threads, std::span<const A>(l), {},
+                                            part(d_logprob, r0, rows), {}, m);
+    }
+  }
+};
+
+}  // namespace backend
+
 
 POSTTRAIN_NAMESPACE_END
 

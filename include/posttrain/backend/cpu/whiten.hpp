@@ -8,12 +8,15 @@
 // default -ftrapping-math) refuses to if-convert floating-point selects, and the bitwise form
 // vectorizes. Same results as whiten_value, bit for bit.
 #include <span>
+#include <string_view>
 
 #include "posttrain/backend/cpu/mask_bits.hpp"
+#include "posttrain/backend/cpu/reductions.hpp"
 #include "posttrain/config.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/types.hpp"
-#include "posttrain/ops/whiten.hpp"
+#include "posttrain/core/workspace.hpp"
+#include "posttrain/ops/whiten_types.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
 
@@ -56,19 +59,54 @@ void whiten_apply(std::span<const T> values, std::span<const float> mask,
 
 }  // namespace backend::cpu
 
-namespace detail {
+namespace backend {
 
 template <>
 struct whiten_backend<exec::host> {
+  // Coefficients per scope, and the moments unless the caller supplies them.
+  static std::size_t workspace_bytes(exec::host, index_t scopes, bool with_moments) {
+    workspace_size size;
+    const auto n = static_cast<std::size_t>(scopes);
+    if (!with_moments) size.add<masked_stats>(n);
+    return size.add<whiten_coefficients>(n);
+  }
+
   template <class T>
-  static void apply(exec::host, std::span<const T> values, std::span<const float> mask,
-                    std::span<const index_t> offsets,
-                    std::span<const whiten_coefficients> coefficients, bool multiply_by_mask,
-                    std::span<T> out) {
-    backend::cpu::whiten_apply(values, mask, offsets, coefficients, multiply_by_mask, out);
+  static index_t whiten(exec::host, std::span<const T> values, std::span<const float> mask,
+                        std::span<const index_t> offsets, const masked_stats* moments,
+                        std::span<T> out, const whiten_options& options, workspace ws) {
+    constexpr std::string_view where = "whiten";
+    const index_t whole[2] = {0, ssize(values)};
+    const std::span<const index_t> scopes =
+        offsets.empty() ? std::span<const index_t>(whole) : offsets;
+    const std::size_t n = scopes.size() - 1;
+    std::span<const masked_stats> stats;
+    if (moments == nullptr) {
+      const std::span<masked_stats> computed = ws.take<masked_stats>(n, where);
+      // The mask weights are checked in this pass, before anything is written.
+      if (!cpu::segment_moments(values, mask, scopes, computed))
+        ::posttrain::detail::fail_mask(mask, where);
+      stats = computed;
+    } else {
+      stats = std::span<const masked_stats>(moments, n);
+    }
+    const std::span<whiten_coefficients> coefficients = ws.take<whiten_coefficients>(n, where);
+    const index_t degenerate =
+        ::posttrain::detail::whiten_coefficients_host(stats, options, coefficients);
+    cpu::whiten_apply(values, mask, scopes, std::span<const whiten_coefficients>(coefficients),
+                      options.multiply_by_mask, out);
+    return degenerate;
+  }
+
+  template <class T>
+  static index_t whiten_host_moments(exec::host e, std::span<const T> values,
+                                     std::span<const float> mask, const masked_stats& moments,
+                                     std::span<T> out, const whiten_options& options,
+                                     workspace ws) {
+    return whiten(e, values, mask, {}, &moments, out, options, ws);
   }
 };
 
-}  // namespace detail
+}  // namespace backend
 
 POSTTRAIN_NAMESPACE_END

@@ -2,13 +2,15 @@
 // CUDA backend of ops/fused_linear_logprobs.hpp: cuBLAS GEMMs per chunk of tokens and the CUDA
 // token log-prob kernels (backend/cuda/token_logprobs.cuh) on the chunk's logits.
 //
-// Including this header specialises fused_linear_logprobs_dispatch<exec::cuda>, so
+// Including this header specialises backend::fused_linear_logprobs_backend<exec::cuda>, so
 //   fused_linear_logprobs(exec::cuda{stream}, workspace, workspace_bytes, hidden, weight, ...)
 //   fused_linear_logprobs_backward(...), fused_linear_logprobs_forward_backward(...)
 // run here. Every view and span (hidden, weight, targets, outputs, grads, d_hidden, d_weight, the
-// workspace) is DEVICE memory; options.blas_handle is the caller's cublasHandle_t (the call sets
-// its stream to exec.stream and its pointer mode to host; cuBLAS's own scratch is the handle's
-// workspace, see cublasSetWorkspace). backend::cuda::cublas_handle below is a small owning
+// workspace) is DEVICE memory; options.blas_handle is the caller's cublasHandle_t (null allowed
+// for N = 0). The call puts the handle on exec.stream and in host pointer mode, changing only
+// what differs: cublasSetStream resets a workspace installed with cublasSetWorkspace, so a caller
+// who needs its own cuBLAS workspace (CUDA graph capture does) binds the handle to exec.stream
+// first, then sets the workspace; it is kept. backend::cuda::cublas_handle below is a small owning
 // wrapper for callers without one. No allocation happens inside these calls (see the caveat on
 // small chunks below), no host synchronisation, no host round trip.
 //
@@ -56,8 +58,7 @@
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/types.hpp"
 #include "posttrain/core/views.hpp"
-#include "posttrain/ops/fused_linear_logprobs.hpp"
-#include "posttrain/ops/token_logprobs.hpp"
+#include "posttrain/ops/fused_linear_logprobs_types.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
 
@@ -151,6 +152,24 @@ void gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, index_t 
                "fused_linear_logprobs (cublasGemmEx)");
 }
 
+// Puts the handle on `stream` with host pointer mode, changing only what differs. cublasSetStream
+// unconditionally resets the handle's workspace to cuBLAS's default pool (cuBLAS documentation,
+// cublasSetStream), discarding a workspace the caller installed with cublasSetWorkspace, which
+// CUDA graph capture needs (cuBLAS must not allocate while a stream is captured). A caller who
+// binds the handle to exec.stream and installs a workspace keeps it across these calls; a handle
+// on another stream is moved to exec.stream (and its workspace reset, cuBLAS's rule).
+inline void bind_handle(cublasHandle_t h, cudaStream_t stream) {
+  cudaStream_t current = nullptr;
+  cublas_check(cublasGetStream(h, &current), "fused_linear_logprobs (cublasGetStream)");
+  if (current != stream)
+    cublas_check(cublasSetStream(h, stream), "fused_linear_logprobs (cublasSetStream)");
+  cublasPointerMode_t mode = CUBLAS_POINTER_MODE_HOST;
+  cublas_check(cublasGetPointerMode(h, &mode), "fused_linear_logprobs (cublasGetPointerMode)");
+  if (mode != CUBLAS_POINTER_MODE_HOST)
+    cublas_check(cublasSetPointerMode(h, CUBLAS_POINTER_MODE_HOST),
+                 "fused_linear_logprobs (cublasSetPointerMode)");
+}
+
 template <class A>
 A* at(std::span<A> s, index_t r0) {
   return s.empty() ? nullptr : s.data() + r0;
@@ -190,9 +209,8 @@ struct call {
     z = reinterpret_cast<D*>(base);
     stats = reinterpret_cast<A*>(base +
                                  aligned(static_cast<std::size_t>(c * v) * sizeof(D)));
-    cublas_check(cublasSetStream(h, stream), "fused_linear_logprobs (cublasSetStream)");
-    cublas_check(cublasSetPointerMode(h, CUBLAS_POINTER_MODE_HOST),
-                 "fused_linear_logprobs (cublasSetPointerMode)");
+    // N = 0 issues no GEMM: the handle (null is allowed then, see the front end) is not touched.
+    if (n > 0) bind_handle(h, stream);
   }
 
   // Z [rows, V] (ld V) = X[r0 : r0 + rows] · Wᵀ.
@@ -228,7 +246,7 @@ struct call {
 }  // namespace backend::cuda
 
 template <>
-struct fused_linear_logprobs_dispatch<exec::cuda> {
+struct backend::fused_linear_logprobs_backend<exec::cuda> {
   template <class T>
   static std::size_t workspace_bytes(index_t chunk, index_t /*h*/, index_t v,
                                      fused_linear_pass pass) {

@@ -46,7 +46,8 @@
 #include "posttrain/core/error.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/types.hpp"
-#include "posttrain/ops/reductions.hpp"
+#include "posttrain/core/workspace.hpp"
+#include "posttrain/ops/reductions_types.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
 
@@ -276,7 +277,7 @@ void segment_stats(const T* values, const float* mask, const index_t* offsets, i
 
 }  // namespace backend::cuda
 
-namespace detail {
+namespace backend {
 
 template <>
 struct reductions_backend<exec::cuda> {
@@ -290,12 +291,17 @@ struct reductions_backend<exec::cuda> {
                                    backend::cuda::stream_of(e));
     return true;
   }
+  // Device scratch (the partials) is still allocated stream-ordered inside the call
+  // (cudaMallocAsync): no caller workspace is taken, and the call stays asynchronous.
+  static std::size_t segment_stats_workspace_bytes(exec::cuda, index_t) { return 0; }
   template <class T>
-  static void segment_stats(exec::cuda e, std::span<const T> values, std::span<const float> mask,
-                            std::span<const index_t> offsets, const segment_stats_out& out) {
+  static bool segment_stats(exec::cuda e, std::span<const T> values, std::span<const float> mask,
+                            std::span<const index_t> offsets, const segment_stats_out& out,
+                            workspace /*ws*/) {
     backend::cuda::segment_stats(values.data(), mask.empty() ? nullptr : mask.data(),
                                  offsets.data(), ssize(offsets) - 1, ssize(values), out,
                                  backend::cuda::stream_of(e));
+    return true;
   }
   // Host copies of the moments for the convenience front ends that return values
   // (segment_moments, masked_moments, masked_sum, ...): they synchronise the stream. offsets is
@@ -320,6 +326,6 @@ struct reductions_backend<exec::cuda> {
   }
 };
 
-}  // namespace detail
+}  // namespace backend
 
 POSTTRAIN_NAMESPACE_END

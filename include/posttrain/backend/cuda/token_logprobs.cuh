@@ -4,7 +4,7 @@
 // Formulas: see ops/token_logprobs.hpp (z = logits / τ, lse, logprob = z_y − lse, entropy,
 // Σ p², dL/dlogits = (1/τ)(g_lp (1[v = y] − p) − g_H p (log p + H))).
 //
-// Including this header specialises token_logprobs_dispatch<exec::cuda>, so
+// Including this header specialises backend::token_logprobs_backend<exec::cuda>, so
 //   token_logprobs(exec::cuda{stream}, logits, targets, outputs, options)
 //   token_logprobs_backward(exec::cuda{stream}, logits, targets, grads, d_logits, options)
 // run here. Every pointer (logits, targets, outputs, grads) is DEVICE memory. Front-end types:
@@ -31,9 +31,9 @@
 //            by index, never re-read).
 //   fused    the forward's pass, a block broadcast of lse, then the backward's pass over the same
 //            row written in place: DRAM traffic 1 read + 1 write when the row is still in L2 for
-//            the second read. The grid is capped so that (rows in flight) × (row bytes) stays
-//            within half of L2 (persistent CTAs looping over rows); otherwise the second read
-//            comes from DRAM (2 reads + 1 write, Liger's traffic).
+//            the second read. Persistent CTAs loop over rows; their number comes from the real
+//            L2 size and the kernel's occupancy (fused_grid below: 2 rows of L2 per CTA, within
+//            half of L2); a row too large for that costs 2 reads + 1 write (Liger's traffic).
 // Ignored rows (target == ignore_index) are never read: forward outputs 0, gradient 0. A target
 // outside [0, V) that is not ignore_index cannot be reported from the device without a host round
 // trip: the row's outputs are NaN (and its gradient row NaN) instead.
@@ -69,7 +69,8 @@
 #include "posttrain/core/validate.hpp"
 #include "posttrain/core/views.hpp"
 #include "posttrain/math/logsumexp.hpp"
-#include "posttrain/ops/token_logprobs.hpp"
+#include "posttrain/core/workspace.hpp"
+#include "posttrain/ops/token_logprobs_types.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
 
@@ -291,6 +292,20 @@ __device__ __forceinline__ math::softmax_stats<A> block_combine(math::softmax_st
   return r;
 }
 
+// log p_y = (z_y − m) − log s, the CPU backend's order (backend/cpu/token_logprobs.hpp). The
+// other order, z_y − (m + log s), rounds m + log s to the precision of the logits first: a float
+// row whose target is the argmax at 1e4 next to a 9990 has log s = 4.54e-5, below half an ulp of
+// 1e4 (4.9e-4), so lse rounds to 1e4 and log p_y to 0 instead of −4.54e-5. With z_y − m exact
+// (0 at the argmax) only log s's own rounding remains. (An all −inf row gives NaN, as on the
+// CPU: z_y − m = −inf − (−inf).)
+// Host and device (tests/cuda/token_logprobs.cu checks the order on the host).
+template <class A>
+POSTTRAIN_HOST_DEVICE POSTTRAIN_FORCEINLINE A logprob_from_stats(A zy,
+                                                                const math::softmax_stats<A>& st) {
+  using std::log;
+  return (zy - st.m) - log(st.s);
+}
+
 // Forward of one row by the whole block; returns (in every thread) the row's lse (natural units;
 // NaN for a bad target, 0 for an ignored row) and writes the per-row outputs from thread 0.
 template <class D, class A, bool Full>
@@ -321,7 +336,7 @@ __device__ __forceinline__ A forward_row(const D* __restrict__ row, index_t v, i
   const A l = bad ? nan : st.lse();
   const A h = bad ? nan : st.entropy();
   if (threadIdx.x == 0) {
-    logprob[r] = bad ? nan : zy - l;
+    logprob[r] = bad ? nan : logprob_from_stats(zy, st);
     if (lse) lse[r] = l;
     if (entropy) entropy[r] = h;
     if (sum_p_squared) sum_p_squared[r] = bad ? nan : st.sum_p_squared();
@@ -387,7 +402,7 @@ __global__ void split_finish_kernel(const D* __restrict__ logits, index_t n, ind
   const bool bad = y < 0 || y >= v;
   const A nan = std::numeric_limits<A>::quiet_NaN();
   const A l = bad ? nan : st.lse();
-  logprob[r] = bad ? nan : to_acc(logits[r * ld + y]) * inv_tau - l;
+  logprob[r] = bad ? nan : logprob_from_stats(to_acc(logits[r * ld + y]) * inv_tau, st);
   if (lse) lse[r] = l;
   if (entropy) entropy[r] = bad ? nan : st.entropy();
   if (sum_p_squared) sum_p_squared[r] = bad ? nan : st.sum_p_squared();
@@ -402,7 +417,10 @@ __device__ __forceinline__ void gradient_row(const D* in, G* out, index_t v, ind
   const int tid = threadIdx.x, nt = blockDim.x;
   const A c_lp = g_lp * inv_tau, c_h = g_h * inv_tau;
   auto grad = [&](A x, index_t col) -> A {
-    const A lp = x * inv_tau - l;  // log p
+    // log p, clamped above at 0 as on the CPU (rounding can push z − lse a hair above 0); a NaN
+    // (bad target: l = NaN) stays NaN.
+    A lp = x * inv_tau - l;
+    lp = lp > A(0) ? A(0) : lp;
     const A p = fast_exp2(lp * C::log2e);
     A g = (col == y ? c_lp : A(0)) - c_lp * p;
     if constexpr (WithEntropy) g -= c_h * p * (lp + h);
@@ -524,6 +542,46 @@ inline device_info query_device() {
   return d;
 }
 
+// CTAs of `kernel` at `threads` threads that one SM holds at once (registers, shared memory and
+// the thread limit all counted by the runtime; __launch_bounds__(1024, 1) kernels may get 1).
+template <class Kernel>
+inline int resident_ctas_per_sm(Kernel kernel, int threads) {
+  int blocks = 0;
+  cuda_check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, threads, 0),
+             "token_logprobs (cudaOccupancyMaxActiveBlocksPerMultiprocessor)");
+  return blocks < 1 ? 1 : blocks;
+}
+
+// Grid of the fused kernel (persistent CTAs, one row at a time each, grid-stride over rows).
+// Its second read of a row (the gradient pass) is served by L2 only while every row between its
+// two reads is still there. Per CTA, L2 then holds the row being worked on (read, then
+// overwritten in place: the same lines, now dirty) and the previous row's dirty lines, which
+// leave L2 only when evicted (write-back): 2 rows per CTA in flight. Those must fit in half of
+// L2 (the other half absorbs the 2-partition split of Hopper's L2, the targets / per-token
+// outputs, and the imperfect LRU):
+//   l2_ctas = floor(L2 / 2 / (2 · row bytes)),   resident = SMs × occupancy (runtime query)
+//   grid    = min(N, resident, l2_ctas)   when l2_ctas >= SMs / 4
+//           = min(N, resident)            otherwise
+// No floor at the SM count: when fewer rows than SMs fit (bf16 V = 128256: 256 KB rows, 50 MB
+// L2 -> 51 CTAs on an H100) the grid is smaller than the machine rather than spilling. One
+// 1024-thread CTA keeps 64 KB of loads in flight (4 × 16 B per thread), ~90 GB/s at ~0.7 µs
+// DRAM latency, so 33 CTAs (SMs / 4) reach ~3 TB/s: below that, fitting in L2 (1 read + 1 write
+// at < 2/3 of the bandwidth) loses to spilling with every SM busy (2 reads + 1 write at full
+// bandwidth). Expected DRAM traffic: 1 read + 1 write of the logits (bf16: 4 B per element)
+// when l2_ctas >= SMs / 4 (bf16 rows up to V ≈ 200k on an H100, float up to ≈ 100k); otherwise
+// 2 reads + 1 write (Liger's traffic). bench/cuda/token_logprobs.cu measures it (bytes/s of
+// 1 read + 1 write).
+inline unsigned fused_grid(index_t n, index_t v, std::size_t elem_bytes, const device_info& info,
+                           int resident_per_sm) {
+  const double row_bytes = static_cast<double>(v) * static_cast<double>(elem_bytes);
+  const double budget = 0.5 * static_cast<double>(info.l2_bytes);
+  const index_t l2_ctas = static_cast<index_t>(budget / std::max(1.0, 2.0 * row_bytes));
+  const index_t resident = static_cast<index_t>(info.sms) * resident_per_sm;
+  index_t g = std::min(n, resident);
+  if (4 * l2_ctas >= static_cast<index_t>(info.sms)) g = std::min(g, l2_ctas);
+  return static_cast<unsigned>(g < 1 ? 1 : g);
+}
+
 // Rows per grid: one CTA per row up to a cap (a grid-stride loop covers the rest).
 inline unsigned grid_for(index_t n) {
   const index_t cap = index_t(1) << 20;
@@ -620,30 +678,20 @@ void token_logprobs_fused(D* logits, index_t n, index_t v, index_t ld, const ind
   const A inv_tau = static_cast<A>(1.0 / temperature);
   const A scale = static_cast<A>(1.4426950408889634 / temperature);
   const int threads = d::threads_for<D>(v);
-  // Keep the rows in flight within half of L2 so the gradient pass re-reads the row from L2.
-  const d::device_info info = d::query_device();
-  const double row_bytes = static_cast<double>(v) * sizeof(D);
-  const int per_sm = std::max(1, 2048 / threads);
-  index_t in_flight = static_cast<index_t>(info.sms) * per_sm;
-  const index_t l2_rows = static_cast<index_t>(0.5 * info.l2_bytes / std::max(1.0, row_bytes));
-  in_flight = std::min(in_flight, std::max<index_t>(info.sms, l2_rows));
-  const unsigned grid = static_cast<unsigned>(std::min<index_t>(n, in_flight));
-  if (entropy != nullptr || sum_p_squared != nullptr)
-    d::fused_kernel<D, A, true><<<grid, threads, 0, stream>>>(
-        logits, n, v, ld, targets, d_logprob, scale, inv_tau, ignore_index, logprob, lse,
-        entropy, sum_p_squared);
-  else
-    d::fused_kernel<D, A, false><<<grid, threads, 0, stream>>>(
-        logits, n, v, ld, targets, d_logprob, scale, inv_tau, ignore_index, logprob, lse,
-        entropy, sum_p_squared);
+  const bool full = entropy != nullptr || sum_p_squared != nullptr;
+  const auto kernel = full ? d::fused_kernel<D, A, true> : d::fused_kernel<D, A, false>;
+  const unsigned grid = d::fused_grid(n, v, sizeof(D), d::query_device(),
+                                      d::resident_ctas_per_sm(kernel, threads));
+  kernel<<<grid, threads, 0, stream>>>(logits, n, v, ld, targets, d_logprob, scale, inv_tau,
+                                       ignore_index, logprob, lse, entropy, sum_p_squared);
   cuda_check(cudaGetLastError(), "token_logprobs_fused (kernel launch)");
 }
 
 }  // namespace backend::cuda
 
-// Front-end dispatch for exec::cuda (device memory).
+// The family backend for exec::cuda (device memory; contract in ops/token_logprobs_types.hpp).
 template <>
-struct token_logprobs_dispatch<exec::cuda> {
+struct backend::token_logprobs_backend<exec::cuda> {
   template <class T, class A>
   static void forward(exec::cuda exec, matrix_view<const T> logits,
                       std::span<const index_t> targets, const token_logprobs_outputs<A>& out,
@@ -671,10 +719,16 @@ struct token_logprobs_dispatch<exec::cuda> {
   }
   // Fused forward + backward in place (the front end is token_logprobs_fused in
   // ops/token_logprobs.hpp): 1 read + 1 write of the logits when the row stays in L2.
+  // No caller workspace: the split partials stay stream-ordered allocations.
+  template <class T, class A>
+  static std::size_t fused_workspace_bytes(exec::cuda, index_t, index_t, bool,
+                                           const token_logprobs_options&) {
+    return 0;
+  }
   template <class T, class A>
   static void fused(exec::cuda exec, matrix_view<T> logits, std::span<const index_t> targets,
                     std::span<const A> d_logprob, const token_logprobs_outputs<A>& out,
-                    const token_logprobs_options& opt) {
+                    const token_logprobs_options& opt, workspace /*ws*/) {
     using D = backend::cuda::token_logprobs_detail::device_t<T>;
     auto ptr = [](std::span<A> s) { return s.empty() ? nullptr : s.data(); };
     backend::cuda::token_logprobs_fused<D, A>(

@@ -42,7 +42,8 @@
 #include "posttrain/core/error.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/types.hpp"
-#include "posttrain/ops/whiten.hpp"
+#include "posttrain/core/workspace.hpp"
+#include "posttrain/ops/whiten_types.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
 
@@ -183,16 +184,19 @@ void whiten(const T* values, const float* mask, const index_t* offsets, index_t 
 
 }  // namespace backend::cuda
 
-namespace detail {
+namespace backend {
 
 template <>
 struct whiten_backend<exec::cuda> {
+  // Device scratch (statistics, coefficients) is still allocated stream-ordered inside the call
+  // (cudaMallocAsync): no caller workspace is taken.
+  static std::size_t workspace_bytes(exec::cuda, index_t, bool) { return 0; }
   // moments: device statistics (nullptr: computed here). Returns -1 (the degenerate count is not
   // brought to the host); raise is honoured with one synchronisation before the write pass.
   template <class T>
   static index_t whiten(exec::cuda e, std::span<const T> values, std::span<const float> mask,
                         std::span<const index_t> offsets, const masked_stats* moments,
-                        std::span<T> out, const whiten_options& options) {
+                        std::span<T> out, const whiten_options& options, workspace /*ws*/) {
     const bool raise = options.on_degenerate == degenerate_policy::raise;
     const float* m = mask.empty() ? nullptr : mask.data();
     const index_t segments = offsets.empty() ? 0 : ssize(offsets) - 1;
@@ -209,14 +213,15 @@ struct whiten_backend<exec::cuda> {
   template <class T>
   static index_t whiten_host_moments(exec::cuda e, std::span<const T> values,
                                      std::span<const float> mask, const masked_stats& moments,
-                                     std::span<T> out, const whiten_options& options) {
+                                     std::span<T> out, const whiten_options& options,
+                                     workspace ws) {
     const cudaStream_t stream = backend::cuda::stream_of(e);
     backend::cuda::device_buffer<masked_stats> d(1, stream);
     d.copy_from_host(std::span<const masked_stats>(&moments, 1));
-    return whiten(e, values, mask, {}, d.data(), out, options);
+    return whiten(e, values, mask, {}, d.data(), out, options, ws);
   }
 };
 
-}  // namespace detail
+}  // namespace backend
 
 POSTTRAIN_NAMESPACE_END
