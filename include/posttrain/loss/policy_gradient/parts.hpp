@@ -26,8 +26,8 @@
 #include "posttrain/core/types.hpp"
 #include "posttrain/core/validate.hpp"
 #include "posttrain/math/stable.hpp"
-#include "posttrain/ops/aggregate.hpp"
-#include "posttrain/ops/kl.hpp"
+#include "posttrain/ops/aggregate_types.hpp"
+#include "posttrain/ops/kl_types.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
 
