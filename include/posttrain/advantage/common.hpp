@@ -143,7 +143,7 @@ inline void check_mask(std::span<const float> mask, std::string_view where) {
   const float* m = mask.data();
   const std::size_t n = mask.size();
   unsigned bad = 0;
-  for (std::size_t i = 0; i < n; ++i) bad |= (m[i] >= 0.0f) & (m[i] <= 3.402823466e38f) ? 0u : 1u;
+  for (std::size_t i = 0; i < n; ++i) bad |= ((m[i] >= 0.0f) & (m[i] <= 3.402823466e38f)) ? 0u : 1u;
   if (bad) expect_mask(mask, where, "mask");
 }
 

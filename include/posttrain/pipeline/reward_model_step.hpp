@@ -118,8 +118,10 @@ reward_model_metrics reward_model_step(M& model, O& optimizer, const reward_mode
   for (const auto& [p0, p1] : micro_batches(pairs, options.micro_batch)) {
     const index_t np = p1 - p0;
     owned_sequences all;
+    // Copies of the bindings: clang before 16 cannot capture structured bindings in a lambda.
+    const index_t first = p0, last = p1;
     auto add = [&](const token_sequences& s) {
-      for (index_t b = p0; b < p1; ++b)
+      for (index_t b = first; b < last; ++b)
         all.append(s.tokens.subspan(s.seq_offsets[b], s.seq_offsets[b + 1] - s.seq_offsets[b]));
     };
     add(data.chosen);
