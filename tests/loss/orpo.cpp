@@ -160,7 +160,8 @@ TEST(Orpo, MicroBatchInvariance) {
   for (float w : d.chosen.mask) tokens += w;
   double sum = 0;
   std::vector<double> pc(gc.size()), pr(gr.size());
-  for (auto [b, e] : {std::pair<int, int>{0, 2}, {2, 6}}) {
+  for (const auto& range : {std::pair<int, int>{0, 2}, {2, 6}}) {
+    const int b = range.first, e = range.second;  // not a structured binding: captured below
     auto slice = [&](const side& s, std::vector<index_t>& off) {
       for (int i = b; i <= e; ++i) off.push_back(s.offsets[i] - s.offsets[b]);
       return std::pair<index_t, index_t>{s.offsets[b], s.offsets[e] - s.offsets[b]};
