@@ -188,7 +188,8 @@ TEST(RewardModel, EmptyBatchAndMicroBatchInvariance) {
   const auto full = bt::compute(d.in(), {0.03}, {gc, gr, ge});
   double sum = 0;
   std::vector<double> pc(10), pr(10), pe(10);
-  for (auto [b, n] : {std::pair<int, int>{0, 4}, {4, 0}, {4, 6}}) {
+  for (const auto& range : {std::pair<int, int>{0, 4}, {4, 0}, {4, 6}}) {
+    const int b = range.first, n = range.second;  // not a structured binding: captured below
     auto sub = [&](const std::vector<double>& v) {
       return v.empty() ? std::span<const double>() : std::span<const double>(v).subspan(b, n);
     };
