@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <array>
 #include <vector>
 
 #include "posttrain/algo.hpp"
@@ -245,6 +246,144 @@ TEST(MpiPipeline, ReinforcePpWithWhiteningOnRanksEqualsOneProcess) {
                                                       pp::rl_batch{{mine, moff}, {}}, o, comm);
   EXPECT_NEAR(ma.loss, mb.loss, 1e-12);
   expect_near(a.grads, b.grads, 1e-12);
+}
+
+TEST(MpiPipeline, ReinforcePpBaselineWhitensOverAllRanks) {
+  // REINFORCE++-baseline whitens R − mean(group) over the whole batch: on ranks with the moments
+  // merged over ranks. Whitening per rank gives each rank's tokens unit variance on its own and
+  // a different gradient (this test fails then).
+  pt::dist::mpi_communicator comm;
+  const int r = comm.rank(), n = comm.size();
+  const std::vector<pt::index_t> prompts{0, 1, 3, 4}, poff{0, 1, 2, 3, 4};
+  const pt::index_t per = 4 / n, g = 4;
+  std::vector<pt::index_t> mine(prompts.begin() + r * per, prompts.begin() + (r + 1) * per), moff{0};
+  for (pt::index_t i = 1; i <= per; ++i) moff.push_back(i);
+  // Rewards whose groups differ in spread, so the ranks' local moments differ.
+  auto reward_fn = [](std::span<const pt::index_t> p, std::span<const pt::index_t> c,
+                      const pp::example_info&) {
+    return c[0] == (p[0] + 2) % V ? 1.0 + 0.5 * static_cast<double>(p[0]) : 0.25 * static_cast<double>(c[0]);
+  };
+  bigram_policy<double> p_rank(V, 3), p_one(V, 3);
+  pp::reference::none<double> none;
+  pp::generate::from_policy<bigram_policy<double>> gen_rank(p_rank), gen_one(p_one);
+  pp::reward::callable reward{reward_fn};
+  capture_optimizer a, b;
+  auto o = pp::rl_options_from<pt::algo::reinforce_pp_baseline>(
+      pt::algo::reinforce_pp_baseline::defaults());
+  o.samples_per_prompt = g;
+  o.sampling.max_new_tokens = 2;
+  o.seed = 21;
+  const auto mb = pp::rl_step<pt::algo::reinforce_pp_baseline>(
+      p_one, gen_one, none, reward, b, pp::rl_batch{{prompts, poff}, {}}, o);
+  o.first_sample_index = static_cast<std::uint64_t>(r * per * g);
+  const auto ma = pp::rl_step<pt::algo::reinforce_pp_baseline>(
+      p_rank, gen_rank, none, reward, a, pp::rl_batch{{mine, moff}, {}}, o, comm);
+  EXPECT_NEAR(ma.loss, mb.loss, 1e-12);
+  expect_near(a.grads, b.grads, 1e-12);
+}
+
+namespace {
+// The prompts [p0, p1) of this rank when 8 prompts are split 3 : 5 over 2 ranks (all on 1 rank).
+std::array<pt::index_t, 2> uneven_share(int rank, int size) {
+  if (size == 1) return {0, 8};
+  return rank == 0 ? std::array<pt::index_t, 2>{0, 3} : std::array<pt::index_t, 2>{3, 8};
+}
+const std::vector<pt::index_t> eight_prompts{0, 1, 3, 4, 5, 2, 0, 3};
+
+// Records the sum of every step's gradient (parameters unchanged).
+struct summing_optimizer {
+  std::vector<double> grads;
+  int steps = 0;
+  template <class S>
+  void step(std::span<S>, std::span<const S> g) {
+    grads.resize(g.size(), 0.0);
+    for (std::size_t i = 0; i < g.size(); ++i) grads[i] += static_cast<double>(g[i]);
+    ++steps;
+  }
+};
+
+template <class Recipe, bool WithReference>
+void expect_uneven_ranks_equal_one_process(pp::rl_options<Recipe> o) {
+  pt::dist::mpi_communicator comm;
+  const int r = comm.rank(), n = comm.size();
+  if (n > 2) GTEST_SKIP() << "written for 1 or 2 ranks";
+  const auto [p0, p1] = uneven_share(r, n);
+  const pt::index_t g = o.samples_per_prompt;
+  std::vector<pt::index_t> mine(eight_prompts.begin() + p0, eight_prompts.begin() + p1), moff{0},
+      aoff{0};
+  for (pt::index_t i = 1; i <= p1 - p0; ++i) moff.push_back(i);
+  for (pt::index_t i = 1; i <= 8; ++i) aoff.push_back(i);
+  auto reward_fn = [](std::span<const pt::index_t> p, std::span<const pt::index_t> c,
+                      const pp::example_info&) {
+    return c[0] == (p[0] + 2) % V ? 1.0 : 0.1 * static_cast<double>(c.back());
+  };
+  bigram_policy<double> p_rank(V, 3), p_one(V, 3);
+  pp::reference::frozen<bigram_policy<double>> ref_rank(bigram_policy<double>(V, 9)),
+      ref_one(bigram_policy<double>(V, 9));
+  pp::reference::none<double> none;
+  pp::generate::from_policy<bigram_policy<double>> gen_rank(p_rank), gen_one(p_one);
+  pp::reward::callable reward{reward_fn};
+  summing_optimizer a, b;
+  auto full = o;
+  full.mini_batch = 0;  // one process, one update over all 8 prompts
+  pp::rl_metrics mb, ma;
+  if constexpr (WithReference) {
+    mb = pp::rl_step<Recipe>(p_one, gen_one, ref_one, reward, b, pp::rl_batch{{eight_prompts, aoff}, {}}, full);
+    o.first_sample_index = static_cast<std::uint64_t>(p0 * g);
+    ma = pp::rl_step<Recipe>(p_rank, gen_rank, ref_rank, reward, a, pp::rl_batch{{mine, moff}, {}}, o, comm);
+  } else {
+    mb = pp::rl_step<Recipe>(p_one, gen_one, none, reward, b, pp::rl_batch{{eight_prompts, aoff}, {}}, full);
+    o.first_sample_index = static_cast<std::uint64_t>(p0 * g);
+    ma = pp::rl_step<Recipe>(p_rank, gen_rank, none, reward, a, pp::rl_batch{{mine, moff}, {}}, o, comm);
+  }
+  EXPECT_NEAR(ma.reward_mean, mb.reward_mean, 1e-15);
+  EXPECT_EQ(ma.completion_tokens, mb.completion_tokens);
+  // Every rank ran the same number of updates: the most any rank needed.
+  const pt::index_t per_rank = (p1 - p0) * g;
+  const pt::index_t most = o.mini_batch > 0 ? (n == 2 ? (5 * g + o.mini_batch - 1) / o.mini_batch
+                                                      : (per_rank + o.mini_batch - 1) / o.mini_batch)
+                                            : 1;
+  EXPECT_EQ(ma.updates, most);
+  EXPECT_EQ(a.steps, most);
+  if (o.mini_batch == 0) {
+    EXPECT_NEAR(ma.loss, mb.loss, 1e-12);
+  }
+  expect_near(a.grads, b.grads, 1e-12);
+}
+}  // namespace
+
+TEST(MpiPipeline, UnequalPromptCountsGrpoWithKlEqualsOneProcess) {
+  // 3 prompts on rank 0, 5 on rank 1 (× G = 4 samples): one update with the global normalisers.
+  auto o = pp::rl_options_from<pt::algo::grpo>(pt::algo::grpo::defaults());
+  o.samples_per_prompt = 4;
+  o.sampling.max_new_tokens = 2;
+  o.loss.policy.kl_coef = 0.1;
+  o.seed = 31;
+  expect_uneven_ranks_equal_one_process<pt::algo::grpo, true>(o);
+}
+
+TEST(MpiPipeline, UnequalPromptCountsReinforcePpBaselineEqualsOneProcess) {
+  // Global whitening with 12 sequences on one rank and 20 on the other.
+  auto o = pp::rl_options_from<pt::algo::reinforce_pp_baseline>(
+      pt::algo::reinforce_pp_baseline::defaults());
+  o.samples_per_prompt = 4;
+  o.sampling.max_new_tokens = 2;
+  o.seed = 32;
+  expect_uneven_ranks_equal_one_process<pt::algo::reinforce_pp_baseline, false>(o);
+}
+
+TEST(MpiPipeline, UnequalMiniBatchCountsRunTheSameUpdatesEverywhere) {
+  // mini_batch = 8 sequences: rank 0 has 12 (2 mini-batches), rank 1 has 20 (3); both run 3
+  // updates, rank 0's last one empty. With a constant divisor (Dr.GRPO) and the parameters left
+  // unchanged, the updates' gradients add up to the one-process full-batch gradient: every
+  // sequence counted once, none dropped, none doubled.
+  auto o = pp::rl_options_from<pt::algo::dr_grpo>(pt::algo::dr_grpo::defaults());
+  o.samples_per_prompt = 4;
+  o.sampling.max_new_tokens = 2;
+  o.normalizer_constant = 7.0;
+  o.mini_batch = 8;
+  o.seed = 33;
+  expect_uneven_ranks_equal_one_process<pt::algo::dr_grpo, false>(o);
 }
 
 int main(int argc, char** argv) {

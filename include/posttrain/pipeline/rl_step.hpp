@@ -22,8 +22,9 @@
 //
 // Loss: a loss_model over loss::policy_gradient_inputs (algo::ppo, grpo, dr_grpo, dapo, gspo,
 // cispo, ...). Token-aligned arrays over prompt ++ completion; the loss mask is 1 on completion
-// tokens, 0 on the prompt. Every rank must pass the same number of prompts (the mini-batch loop is
-// collective). Validated before anything is written (posttrain::error, parameters untouched):
+// tokens, 0 on the prompt. Ranks may pass different numbers of prompts: the mini-batch loop is
+// collective, so the ranks agree on the largest number of mini-batches (one small all-reduce) and a
+// rank that runs out contributes empty mini-batches (zero gradient, zero counts). Validated before anything is written (posttrain::error, parameters untouched):
 // empty batch, empty prompts, generator output, NaN rewards, options.
 //
 // Entropy bonus (options.loss.policy.entropy_coef ≠ 0): the forward also computes each token's
@@ -49,6 +50,8 @@
 #include <vector>
 
 #include "posttrain/advantage/estimator.hpp"
+#include "posttrain/advantage/group.hpp"
+#include "posttrain/backend/cpu/advantage.hpp"
 #include "posttrain/advantage/shaping.hpp"
 #include "posttrain/config.hpp"
 #include "posttrain/dist/communicator.hpp"
@@ -438,34 +441,37 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
                 }) {
     // GAE and REINFORCE++ whiten their advantages over the batch (after the returns are taken);
     // on several ranks the batch is every rank's tokens: compute the advantages unwhitened, then
-    // whiten with the global masked moments (two all-reduces: Σw and Σw·A give the mean, then
-    // Σw·(A − mean)² — no cancellation), as advantage/gae.hpp says.
+    // whiten over the communicator (ops/whiten.hpp: the masked moments merged over ranks by
+    // dist/normalizers.hpp), as advantage/gae.hpp says.
     if (comm.size() > 1 && options.estimator.whiten) {
       expect(options.estimator.whitening.scope == whiten_scope::batch, where,
              "per-segment whitening across ranks is not supported (use whiten_scope::batch)");
       auto raw = options.estimator;
       raw.whiten = false;
       E::compute(exec::host{}, ein, advantage::estimator_outputs<S>{all.adv, all.returns}, raw);
-      std::array<double, 2> cs{0, 0};
-      for (index_t t = 0; t < n; ++t) {
-        cs[0] += all.mask[t];
-        cs[1] += all.mask[t] == 0 ? 0.0 : static_cast<double>(all.mask[t]) * static_cast<double>(all.adv[t]);
-      }
-      all_reduce(comm, cs);
-      masked_stats global;
-      global.count = cs[0];
-      global.sum = cs[1];
-      global.mean = cs[0] > 0 ? cs[1] / cs[0] : 0.0;
-      std::array<double, 1> m2{0};
-      for (index_t t = 0; t < n; ++t)
-        if (all.mask[t] != 0) {
-          const double d = static_cast<double>(all.adv[t]) - global.mean;
-          m2[0] += static_cast<double>(all.mask[t]) * d * d;
-        }
-      all_reduce(comm, m2);
-      global.m2 = m2[0];
-      whiten_with_moments(exec::host{}, std::span<const S>(all.adv), std::span<const float>(all.mask),
-                          global, std::span<S>(all.adv), options.estimator.whitening);
+      whiten(comm, exec::host{}, std::span<const S>(all.adv), std::span<const float>(all.mask),
+             std::span<S>(all.adv), options.estimator.whitening);
+    } else {
+      E::compute(exec::host{}, ein, advantage::estimator_outputs<S>{all.adv, all.returns},
+                 options.estimator);
+    }
+  } else if constexpr (std::is_same_v<E, estimator::reinforce_pp_baseline>) {
+    // REINFORCE++-baseline: R − mean of its group (groups stay on one rank), broadcast to the
+    // tokens, then whitened over the whole batch — on several ranks with the moments merged over
+    // ranks (the same path as GAE's whitening above).
+    if (comm.size() > 1) {
+      expect(options.estimator.whitening.scope == whiten_scope::batch, where,
+             "per-segment whitening across ranks is not supported (use whiten_scope::batch)");
+      std::vector<S> centred(static_cast<std::size_t>(b), S(0));
+      advantage::group_advantages(exec::host{}, std::span<const S>(seq_rewards),
+                                  std::span<const index_t>(groups), std::span<S>(centred),
+                                  advantage::group_options{.scale = advantage::group_scale::none,
+                                                           .singleton = options.estimator.singleton});
+      backend::cpu::broadcast(std::span<const S>(centred), offsets, std::span<const float>(all.mask),
+                              std::span<S>(all.adv));
+      whiten(comm, exec::host{}, std::span<const S>(all.adv), std::span<const float>(all.mask),
+             std::span<S>(all.adv), options.estimator.whitening);
+      all.returns = all.adv;
     } else {
       E::compute(exec::host{}, ein, advantage::estimator_outputs<S>{all.adv, all.returns},
                  options.estimator);
@@ -491,9 +497,17 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
     m.truncated_fraction = s[2] / s[3];
   }
   std::array<double, 6> stat_sums{};  // Σ over updates of loss, pg, kl, -, -, value loss
+  // The update loop is collective (counts, statistics and gradients are all-reduced per
+  // mini-batch), so every rank runs the same number of mini-batches: the most any rank has. A rank
+  // with fewer prompts runs its last ones with no sequences (zero gradient, zero counts), so ranks
+  // may pass different numbers of prompts and the normalisers stay the global sums.
+  const index_t local_minis = ssize(micro_batches(b, options.mini_batch));
+  const index_t minis = all_reduce_max(comm, local_minis);
   for (index_t epoch = 0; epoch < options.epochs; ++epoch) {
     const auto perm = epoch_permutation(b, options.seed, epoch);
-    for (const auto& [m0, m1] : micro_batches(b, options.mini_batch)) {
+    auto ranges = micro_batches(b, options.mini_batch);
+    ranges.resize(static_cast<std::size_t>(minis), std::array<index_t, 2>{b, b});
+    for (const auto& [m0, m1] : ranges) {
       const auto mb = all.gather(std::span<const index_t>(perm).subspan(m0, m1 - m0));
       const token_sequences mseq = mb.seqs.view();
       std::array<double, 2> counts{0, 0};

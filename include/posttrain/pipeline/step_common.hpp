@@ -6,6 +6,7 @@
 // summed over micro-batches and ranks) to every loss call, so each rank's accumulated gradient is
 // its share of the full-batch gradient and the full gradient is their plain sum: one
 // all_reduce_sum over one packed double buffer per step (not a mean).
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <limits>
@@ -53,6 +54,20 @@ inline std::vector<std::array<index_t, 2>> micro_batches(index_t count, index_t 
 template <dist::communicator C>
 void all_reduce(C& comm, std::span<double> values) {
   if (comm.size() > 1) comm.all_reduce_sum(values);
+}
+
+// The largest of the ranks' counts (an all-gather built from all_reduce_sum: each rank writes its
+// slot of a zero buffer, so the sum is exact). Lets ranks with fewer sequences agree on the number
+// of collective iterations of a step.
+template <dist::communicator C>
+index_t all_reduce_max(C& comm, index_t local) {
+  if (comm.size() <= 1) return local;
+  std::vector<double> slots(static_cast<std::size_t>(comm.size()), 0.0);
+  slots[static_cast<std::size_t>(comm.rank())] = static_cast<double>(local);
+  comm.all_reduce_sum(std::span<double>(slots));
+  double mx = 0;
+  for (double x : slots) mx = std::max(mx, x);
+  return static_cast<index_t>(mx);
 }
 
 // Sums a flat gradient view over ranks through one packed double buffer.
