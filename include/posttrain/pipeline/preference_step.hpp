@@ -96,13 +96,13 @@ preference_metrics preference_step(P& policy, R& reference, O& optimizer,
   all_reduce(comm, counts);
   loss::preference_normalizer norm{counts[0], counts[1]};
 
-  policy.zero_grad();
   preference_metrics m;
   m.pairs = counts[0];
   m.chosen_tokens = counts[1];
-  std::array<double, 7> sums{};  // loss, pref, nll, Σ chosen reward, Σ rejected, Σ margin, Σ acc
   forward_state<S> st;
-  for (const auto& [p0, p1] : micro_batches(pairs, options.micro_batch)) {
+  // sums: loss, pref, nll, Σ chosen reward, Σ rejected, Σ margin, Σ acc
+  const auto t = run_micro_batches<7>(policy, optimizer, comm, options, pairs,
+                                      [&](index_t p0, index_t p1, std::array<double, 7>& sums) {
     const sequence_slice cs = make_slice(data.chosen, p0, p1), rs = make_slice(data.rejected, p0, p1);
     const index_t nc = cs.token_end - cs.token_begin, nr = rs.token_end - rs.token_begin;
     // [chosen pairs; rejected pairs] as one packed batch.
@@ -147,9 +147,10 @@ preference_metrics preference_step(P& policy, R& reference, O& optimizer,
     sums[5] += r.reward_margin * n;
     sums[6] += r.reward_accuracy * n;
     policy_backward(policy, view, st, std::span<const S>(grad), options.temperature);
-    ++m.micro_batches;
-  }
-  all_reduce(comm, sums);
+  });
+  const auto& sums = t.sums;
+  m.micro_batches = t.micro_batches;
+  m.grad_norm = t.grad_norm;
   m.loss = sums[0];
   m.preference_loss = sums[1];
   m.nll = sums[2];
@@ -157,7 +158,6 @@ preference_metrics preference_step(P& policy, R& reference, O& optimizer,
   m.rejected_reward = sums[4] / m.pairs;
   m.reward_margin = sums[5] / m.pairs;
   m.reward_accuracy = sums[6] / m.pairs;
-  m.grad_norm = apply_gradients(policy, optimizer, comm, options.max_grad_norm);
   return m;
 }
 

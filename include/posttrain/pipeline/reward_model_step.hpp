@@ -111,17 +111,15 @@ reward_model_metrics reward_model_step(M& model, O& optimizer, const reward_mode
   std::array<double, 1> global{static_cast<double>(pairs)};
   all_reduce(comm, global);
   const loss::reward_model_normalizer norm{global[0]};
-  model.zero_grad();
   reward_model_metrics m;
   m.pairs = global[0];
-  std::array<double, 3> sums{};  // loss, Σ accuracy, Σ margin
-  for (const auto& [p0, p1] : micro_batches(pairs, options.micro_batch)) {
+  // sums: loss, Σ accuracy, Σ margin
+  const auto t = run_micro_batches<3>(model, optimizer, comm, options, pairs,
+                                      [&](index_t p0, index_t p1, std::array<double, 3>& sums) {
     const index_t np = p1 - p0;
     owned_sequences all;
-    // Copies of the bindings: clang before 16 cannot capture structured bindings in a lambda.
-    const index_t first = p0, last = p1;
     auto add = [&](const token_sequences& s) {
-      for (index_t b = first; b < last; ++b)
+      for (index_t b = p0; b < p1; ++b)
         all.append(s.tokens.subspan(s.seq_offsets[b], s.seq_offsets[b + 1] - s.seq_offsets[b]));
     };
     add(data.chosen);
@@ -152,13 +150,12 @@ reward_model_metrics reward_model_step(M& model, O& optimizer, const reward_mode
     sums[1] += r.accuracy * static_cast<double>(np);
     sums[2] += r.margin * static_cast<double>(np);
     model.backward(std::span<const S>(grad));
-    ++m.micro_batches;
-  }
-  all_reduce(comm, sums);
-  m.loss = sums[0];
-  m.accuracy = sums[1] / m.pairs;
-  m.margin = sums[2] / m.pairs;
-  m.grad_norm = apply_gradients(model, optimizer, comm, options.max_grad_norm);
+  });
+  m.micro_batches = t.micro_batches;
+  m.grad_norm = t.grad_norm;
+  m.loss = t.sums[0];
+  m.accuracy = t.sums[1] / m.pairs;
+  m.margin = t.sums[2] / m.pairs;
   return m;
 }
 

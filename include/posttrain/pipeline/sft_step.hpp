@@ -84,13 +84,13 @@ sft_metrics sft_step(P& policy, O& optimizer, const sft_batch& batch,
   norm.sequences = counts[1];
   norm.constant = options.normalizer_constant;
 
-  policy.zero_grad();
   sft_metrics m;
   m.tokens = counts[0];
   m.sequences = counts[1];
   forward_state<S> st;
   std::vector<S> lp, grad;
-  for (const auto& [b0, b1] : micro_batches(s.num_sequences(), options.micro_batch)) {
+  const auto t = run_micro_batches<1>(policy, optimizer, comm, options, s.num_sequences(),
+                                      [&](index_t b0, index_t b1, std::array<double, 1>& sums) {
     const sequence_slice sl = make_slice(s, b0, b1);
     const token_sequences mb = sl.view_of(s, b0, b1);
     const auto mask = batch.loss_mask.subspan(sl.token_begin, sl.token_end - sl.token_begin);
@@ -99,14 +99,12 @@ sft_metrics sft_step(P& policy, O& optimizer, const sft_batch& batch,
     policy_logprobs(policy, mb, std::span<S>(lp), st, options.temperature);
     const loss::sft_inputs<S> in{lp, token_batch{sl.offsets, mask}};
     const auto r = Loss::compute(exec::host{}, in, options.loss, loss::sft_outputs<S>{grad}, norm);
-    m.loss += r.loss;
+    sums[0] += r.loss;
     policy_backward(policy, mb, st, std::span<const S>(grad), options.temperature);
-    ++m.micro_batches;
-  }
-  std::array<double, 1> total{m.loss};
-  all_reduce(comm, total);
-  m.loss = total[0];
-  m.grad_norm = apply_gradients(policy, optimizer, comm, options.max_grad_norm);
+  });
+  m.loss = t.sums[0];
+  m.micro_batches = t.micro_batches;
+  m.grad_norm = t.grad_norm;
   return m;
 }
 

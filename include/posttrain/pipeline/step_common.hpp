@@ -107,6 +107,31 @@ double apply_gradients(P& policy, O& opt, C& comm, double max_grad_norm) {
   return norm;
 }
 
+// The frame of every offline step (sft, preference, KTO, reward model): zero the gradients, run
+// micro(b0, b1, sums) over the micro-batches of `count` items (it adds its loss statistics into
+// sums and its gradients into the model), sum `sums` over ranks, then all-reduce the gradients,
+// clip and step. Everything that can fail validation must be checked before calling it.
+template <std::size_t K>
+struct step_totals {
+  std::array<double, K> sums{};
+  double grad_norm = 0;
+  index_t micro_batches = 0;
+};
+
+template <std::size_t K, class M, class O, dist::communicator C, class F>
+step_totals<K> run_micro_batches(M& model, O& optimizer, C& comm, const step_options& options,
+                                 index_t count, F&& micro) {
+  model.zero_grad();
+  step_totals<K> t;
+  for (const auto& range : micro_batches(count, options.micro_batch)) {
+    micro(range[0], range[1], t.sums);
+    ++t.micro_batches;
+  }
+  all_reduce(comm, std::span<double>(t.sums));
+  t.grad_norm = apply_gradients(model, optimizer, comm, options.max_grad_norm);
+  return t;
+}
+
 }  // namespace pipeline
 
 POSTTRAIN_NAMESPACE_END
