@@ -25,16 +25,11 @@ POSTTRAIN_NAMESPACE_BEGIN
 namespace pipeline {
 
 template <class C>
-concept critic_model = requires {
-  { C::enabled } -> std::convertible_to<bool>;
-  typename C::scalar_type;
-} && requires(C& c, const token_sequences& s, std::span<typename C::scalar_type> v,
-              std::span<const typename C::scalar_type> d) {
+concept critic_model = model_detail::switchable<C> && model_detail::flat_views<C> &&
+    requires(C& c, const token_sequences& s, std::span<typename C::scalar_type> v,
+             std::span<const typename C::scalar_type> d) {
   c.values(s, v);
   c.backward(d);
-  { c.parameters() } -> std::same_as<std::span<typename C::scalar_type>>;
-  { c.gradients() } -> std::same_as<std::span<typename C::scalar_type>>;
-  c.zero_grad();
 };
 
 template <class C>
@@ -51,11 +46,7 @@ constexpr bool check_critic() {
     static_assert(requires(C& c, std::span<const typename C::scalar_type> d) { c.backward(d); },
                   "a critic needs `backward(std::span<const scalar_type> d_values)` adding the "
                   "parameter gradients of the last values() call");
-    static_assert(requires(C& c) {
-      { c.parameters() } -> std::same_as<std::span<typename C::scalar_type>>;
-      { c.gradients() } -> std::same_as<std::span<typename C::scalar_type>>;
-      c.zero_grad();
-    }, "a critic needs `std::span<scalar_type> parameters()`, `gradients()` and `zero_grad()`");
+    static_assert(model_detail::flat_views<C>, "a critic needs `std::span<scalar_type> parameters()`, `gradients()` and `zero_grad()`");
   }
   return critic_model<C>;
 }
@@ -64,11 +55,9 @@ namespace critic {
 
 // No critic (GRPO, RLOO, REINFORCE++): rl_step trains none and the estimator reads no values.
 template <class S>
-struct none {
-  static constexpr bool enabled = false;
-  using scalar_type = S;
+struct none : model_detail::disabled<S> {
   void values(const token_sequences&, std::span<S>) {
-    posttrain::detail::fail("critic::none::values", "called on critic::none (enabled = false)");
+    model_detail::disabled<S>::refuse("critic::none::values", "critic::none");
   }
   void backward(std::span<const S>) {}
   std::span<S> parameters() { return {}; }

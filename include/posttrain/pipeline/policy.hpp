@@ -77,11 +77,7 @@ concept hidden_backward = has_scalar<P> &&
     requires(P& p, matrix_view<const typename P::scalar_type> d) { p.backward(d, d); };
 
 template <class P>
-concept flat_views = has_scalar<P> && requires(P& p) {
-  { p.parameters() } -> std::same_as<std::span<typename P::scalar_type>>;
-  { p.gradients() } -> std::same_as<std::span<typename P::scalar_type>>;
-  p.zero_grad();
-};
+concept flat_views = has_scalar<P> && model_detail::flat_views<P>;
 
 }  // namespace policy_detail
 

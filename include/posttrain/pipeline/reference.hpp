@@ -38,10 +38,8 @@ POSTTRAIN_NAMESPACE_BEGIN
 namespace pipeline {
 
 template <class R>
-concept reference_model = requires {
-  { R::enabled } -> std::convertible_to<bool>;
-  typename R::scalar_type;
-} && requires(R& r, const token_sequences& s, std::span<typename R::scalar_type> lp) {
+concept reference_model = model_detail::switchable<R> &&
+    requires(R& r, const token_sequences& s, std::span<typename R::scalar_type> lp) {
   r.logprobs(s, lp);
 };
 
@@ -107,12 +105,9 @@ class frozen {
 };
 
 template <class S>
-struct none {
-  static constexpr bool enabled = false;
-  using scalar_type = S;
+struct none : model_detail::disabled<S> {
   void logprobs(const token_sequences&, std::span<S>) {
-    posttrain::detail::fail("reference::none::logprobs", "called on the reference::none model, which has "
-                 "no log-probs (the step should not ask: enabled = false)");
+    model_detail::disabled<S>::refuse("reference::none::logprobs", "reference::none");
   }
 };
 

@@ -34,13 +34,10 @@ POSTTRAIN_NAMESPACE_BEGIN
 namespace pipeline {
 
 template <class M>
-concept reward_model = requires { typename M::scalar_type; } &&
+concept reward_model = model_detail::flat_views<M> &&
     requires(M& m, const token_sequences& s, std::span<const typename M::scalar_type> d) {
       { m.forward(s) } -> std::same_as<std::span<const typename M::scalar_type>>;
       m.backward(d);
-      { m.parameters() } -> std::same_as<std::span<typename M::scalar_type>>;
-      { m.gradients() } -> std::same_as<std::span<typename M::scalar_type>>;
-      m.zero_grad();
     };
 
 template <class M>
@@ -56,11 +53,7 @@ constexpr bool check_reward_model() {
     static_assert(requires(M& m, std::span<const S> d) { m.backward(d); },
                   "a reward model needs `backward(std::span<const scalar_type> d_scores)` adding "
                   "the parameter gradients of the last forward");
-    static_assert(requires(M& m) {
-      { m.parameters() } -> std::same_as<std::span<S>>;
-      { m.gradients() } -> std::same_as<std::span<S>>;
-      m.zero_grad();
-    }, "a reward model needs `std::span<scalar_type> parameters()`, `gradients()` and `zero_grad()`");
+    static_assert(model_detail::flat_views<M>, "a reward model needs `std::span<scalar_type> parameters()`, `gradients()` and `zero_grad()`");
   }
   return reward_model<M>;
 }

@@ -10,6 +10,7 @@
 // produces in logits row t − 1 (next-token prediction). The first token of a sequence has no
 // log-prob: its value is 0 and every mask must be 0 there (checked). Loss masks are therefore
 // simple: 0 on prompt and format tokens, 1 on the tokens that are trained.
+#include <concepts>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -89,6 +90,39 @@ inline void expect_token_aligned_mask(std::span<const float> mask, const token_s
 }
 
 }  // namespace detail
+
+// What the model concepts share (policy.hpp, reference.hpp, critic.hpp, reward_model_step.hpp).
+namespace model_detail {
+
+// `static constexpr bool enabled` and `scalar_type`: the optional models a step may skip
+// (ReferenceModel, Critic).
+template <class M>
+concept switchable = requires {
+  { M::enabled } -> std::convertible_to<bool>;
+  typename M::scalar_type;
+};
+
+// Flat parameter and gradient views and zero_grad (Policy, Critic, RewardModel).
+template <class M>
+concept flat_views = requires { typename M::scalar_type; } && requires(M& m) {
+  { m.parameters() } -> std::same_as<std::span<typename M::scalar_type>>;
+  { m.gradients() } -> std::same_as<std::span<typename M::scalar_type>>;
+  m.zero_grad();
+};
+
+// The base of the `none` models (reference::none, critic::none): disabled, so the steps never
+// call them; a call is an error naming the model.
+template <class S>
+struct disabled {
+  static constexpr bool enabled = false;
+  using scalar_type = S;
+  [[noreturn]] static void refuse(const char* where, const char* what) {
+    posttrain::detail::fail(where, "called on ", what, ", which is disabled (enabled = false): "
+                            "the step should not ask");
+  }
+};
+
+}  // namespace model_detail
 
 }  // namespace pipeline
 
