@@ -48,6 +48,21 @@ const std::vector<pt::index_t> tok{0, 1, 2, 3, 4, 1, 5, 5, 2, 0, 3, 3, 1, 2, 4, 
 const std::vector<pt::index_t> off{0, 3, 6, 9, 12, 15, 18, 21, 24};
 const std::vector<float> msk{0, 1, 1, 0, 0, 1, 0, 1, 1, 0, 1, 1, 0, 0, 1, 0, 1, 0.5f, 0, 1, 1, 0, 1, 1};
 
+// The prompts {0, 1, 3, 4} of the RL tests, and this rank's `per` of them (with their offsets).
+struct prompt_share {
+  std::vector<pt::index_t> prompts{0, 1, 3, 4}, poff{0, 1, 2, 3, 4}, mine, moff{0};
+  prompt_share(int rank, pt::index_t per) {
+    mine.assign(prompts.begin() + rank * per, prompts.begin() + (rank + 1) * per);
+    for (pt::index_t i = 1; i <= per; ++i) moff.push_back(i);
+  }
+};
+
+// The bandit reward: 1 when the first completion token is (prompt + 2) mod V.
+double bandit_reward(std::span<const pt::index_t> p, std::span<const pt::index_t> c,
+                     const pp::example_info&) {
+  return c[0] == (p[0] + 2) % V ? 1.0 : 0.0;
+}
+
 }  // namespace
 
 TEST(MpiPipeline, SftStepOnRanksEqualsOneProcess) {
@@ -94,16 +109,13 @@ TEST(MpiPipeline, PreferenceStepOnRanksEqualsOneProcess) {
 TEST(MpiPipeline, RlStepOnRanksEqualsOneProcess) {
   pt::dist::mpi_communicator comm;
   const int r = comm.rank(), n = comm.size();
-  const std::vector<pt::index_t> prompts{0, 1, 3, 4}, poff{0, 1, 2, 3, 4};
   const pt::index_t per = 4 / n, g = 4;
-  std::vector<pt::index_t> mine(prompts.begin() + r * per, prompts.begin() + (r + 1) * per), moff{0};
-  for (pt::index_t i = 1; i <= per; ++i) moff.push_back(i);
-  auto reward_fn = [](std::span<const pt::index_t> p, std::span<const pt::index_t> c,
-                      const pp::example_info&) { return c[0] == (p[0] + 2) % V ? 1.0 : 0.0; };
+  const prompt_share share(r, per);
+  const auto& [prompts, poff, mine, moff] = share;
   bigram_policy<double> p_rank(V, 3), p_one(V, 3);
   pp::reference::frozen<bigram_policy<double>> ref_rank(p_rank), ref_one(p_one);
   pp::generate::from_policy<bigram_policy<double>> gen_rank(p_rank), gen_one(p_one);
-  pp::reward::callable reward{reward_fn};
+  pp::reward::callable reward{&bandit_reward};
   capture_optimizer a, b;
   pp::rl_step_options<pt::algo::grpo, pt::estimator::grpo> o;
   o.samples_per_prompt = g;
@@ -120,28 +132,6 @@ TEST(MpiPipeline, RlStepOnRanksEqualsOneProcess) {
   expect_near(a.grads, b.grads, 1e-12);
 }
 
-namespace {
-struct bag_scorer {  // score = Σ_t w[token_t]
-  using scalar_type = double;
-  std::vector<double> w{0.1, -0.2, 0.3, 0.05, -0.1, 0.2}, g = std::vector<double>(6, 0.0), s;
-  std::vector<pt::index_t> toks, offs;
-  std::span<const double> forward(const pp::token_sequences& q) {
-    toks.assign(q.tokens.begin(), q.tokens.end());
-    offs.assign(q.seq_offsets.begin(), q.seq_offsets.end());
-    s.assign(static_cast<std::size_t>(q.num_sequences()), 0.0);
-    for (std::size_t b = 0; b + 1 < offs.size(); ++b)
-      for (auto t = offs[b]; t < offs[b + 1]; ++t) s[b] += w[toks[t]];
-    return s;
-  }
-  void backward(std::span<const double> d) {
-    for (std::size_t b = 0; b + 1 < offs.size(); ++b)
-      for (auto t = offs[b]; t < offs[b + 1]; ++t) g[toks[t]] += d[b];
-  }
-  std::span<double> parameters() { return w; }
-  std::span<double> gradients() { return g; }
-  void zero_grad() { std::fill(g.begin(), g.end(), 0.0); }
-};
-}  // namespace
 
 TEST(MpiPipeline, RewardModelStepOnRanksEqualsOneProcess) {
   pt::dist::mpi_communicator comm;
@@ -151,7 +141,8 @@ TEST(MpiPipeline, RewardModelStepOnRanksEqualsOneProcess) {
   const part r_mine = take(tok, off, msk, 4 + r * per, 4 + (r + 1) * per);
   const part c_all = take(tok, off, msk, 0, 4), r_all = take(tok, off, msk, 4, 8);
   const std::vector<double> margin{0.5, 0.0, 1.0, 0.25};
-  bag_scorer m_rank, m_one;
+  const std::vector<double> w{0.1, -0.2, 0.3, 0.05, -0.1, 0.2};
+  bag_scorer m_rank(w), m_one(w);
   capture_optimizer a, b;
   const auto ma = pp::reward_model_step<pt::algo::bradley_terry>(
       m_rank, a, {{c_mine.tokens, c_mine.offsets}, {r_mine.tokens, r_mine.offsets}, {},
@@ -163,45 +154,20 @@ TEST(MpiPipeline, RewardModelStepOnRanksEqualsOneProcess) {
   expect_near(a.grads, b.grads, 1e-12);
 }
 
-namespace {
-struct table_critic {  // v[t] = c[tokens[t − 1]]
-  static constexpr bool enabled = true;
-  using scalar_type = double;
-  std::vector<double> c{0.1, 0.2, -0.1, 0.3, 0.0, 0.05}, g = std::vector<double>(6, 0.0);
-  std::vector<pt::index_t> toks, offs;
-  void values(const pp::token_sequences& s, std::span<double> v) {
-    toks.assign(s.tokens.begin(), s.tokens.end());
-    offs.assign(s.seq_offsets.begin(), s.seq_offsets.end());
-    for (std::size_t b = 0; b + 1 < offs.size(); ++b) {
-      if (offs[b] < offs[b + 1]) v[offs[b]] = 0;
-      for (auto t = offs[b] + 1; t < offs[b + 1]; ++t) v[t] = c[toks[t - 1]];
-    }
-  }
-  void backward(std::span<const double> d) {
-    for (std::size_t b = 0; b + 1 < offs.size(); ++b)
-      for (auto t = offs[b] + 1; t < offs[b + 1]; ++t) g[toks[t - 1]] += d[t];
-  }
-  std::span<double> parameters() { return c; }
-  std::span<double> gradients() { return g; }
-  void zero_grad() { std::fill(g.begin(), g.end(), 0.0); }
-};
-}  // namespace
 
 TEST(MpiPipeline, PpoWithWhitenedGaeAndCriticOnRanksEqualsOneProcess) {
   // GAE whitens over the whole batch: on ranks with the global moments.
   pt::dist::mpi_communicator comm;
   const int r = comm.rank(), n = comm.size();
-  const std::vector<pt::index_t> prompts{0, 1, 3, 4}, poff{0, 1, 2, 3, 4};
   const pt::index_t per = 4 / n, g = 4;
-  std::vector<pt::index_t> mine(prompts.begin() + r * per, prompts.begin() + (r + 1) * per), moff{0};
-  for (pt::index_t i = 1; i <= per; ++i) moff.push_back(i);
-  auto reward_fn = [](std::span<const pt::index_t> p, std::span<const pt::index_t> c,
-                      const pp::example_info&) { return c[0] == (p[0] + 2) % V ? 1.0 : 0.0; };
+  const prompt_share share(r, per);
+  const auto& [prompts, poff, mine, moff] = share;
   bigram_policy<double> p_rank(V, 3), p_one(V, 3);
   pp::reference::none<double> none;
   pp::generate::from_policy<bigram_policy<double>> gen_rank(p_rank), gen_one(p_one);
-  pp::reward::callable reward{reward_fn};
-  table_critic c_rank, c_one;
+  pp::reward::callable reward{&bandit_reward};
+  const std::vector<double> c0{0.1, 0.2, -0.1, 0.3, 0.0, 0.05};
+  table_critic c_rank(c0), c_one(c0);
   capture_optimizer a, b, ca, cb;
   pp::rl_step_options<pt::algo::ppo, pt::estimator::gae> o;
   o.samples_per_prompt = g;
@@ -223,16 +189,13 @@ TEST(MpiPipeline, PpoWithWhitenedGaeAndCriticOnRanksEqualsOneProcess) {
 TEST(MpiPipeline, ReinforcePpWithWhiteningOnRanksEqualsOneProcess) {
   pt::dist::mpi_communicator comm;
   const int r = comm.rank(), n = comm.size();
-  const std::vector<pt::index_t> prompts{0, 1, 3, 4}, poff{0, 1, 2, 3, 4};
   const pt::index_t per = 4 / n, g = 4;
-  std::vector<pt::index_t> mine(prompts.begin() + r * per, prompts.begin() + (r + 1) * per), moff{0};
-  for (pt::index_t i = 1; i <= per; ++i) moff.push_back(i);
-  auto reward_fn = [](std::span<const pt::index_t> p, std::span<const pt::index_t> c,
-                      const pp::example_info&) { return c[0] == (p[0] + 2) % V ? 1.0 : 0.0; };
+  const prompt_share share(r, per);
+  const auto& [prompts, poff, mine, moff] = share;
   bigram_policy<double> p_rank(V, 3), p_one(V, 3);
   pp::reference::none<double> none;
   pp::generate::from_policy<bigram_policy<double>> gen_rank(p_rank), gen_one(p_one);
-  pp::reward::callable reward{reward_fn};
+  pp::reward::callable reward{&bandit_reward};
   capture_optimizer a, b;
   auto o = pp::rl_options_from<pt::algo::reinforce_pp>(pt::algo::reinforce_pp::defaults());
   o.samples_per_prompt = g;
@@ -254,10 +217,9 @@ TEST(MpiPipeline, ReinforcePpBaselineWhitensOverAllRanks) {
   // a different gradient (this test fails then).
   pt::dist::mpi_communicator comm;
   const int r = comm.rank(), n = comm.size();
-  const std::vector<pt::index_t> prompts{0, 1, 3, 4}, poff{0, 1, 2, 3, 4};
   const pt::index_t per = 4 / n, g = 4;
-  std::vector<pt::index_t> mine(prompts.begin() + r * per, prompts.begin() + (r + 1) * per), moff{0};
-  for (pt::index_t i = 1; i <= per; ++i) moff.push_back(i);
+  const prompt_share share(r, per);
+  const auto& [prompts, poff, mine, moff] = share;
   // Rewards whose groups differ in spread, so the ranks' local moments differ.
   auto reward_fn = [](std::span<const pt::index_t> p, std::span<const pt::index_t> c,
                       const pp::example_info&) {

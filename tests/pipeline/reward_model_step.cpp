@@ -19,28 +19,8 @@ namespace {
 
 constexpr pt::index_t V = 5;
 
-struct bag_scorer {
-  using scalar_type = double;
-  std::vector<double> w, g;
-  std::vector<double> scores;
-  std::vector<pt::index_t> toks, offs;
-  bag_scorer() : w{0.1, -0.2, 0.3, 0.05, -0.1}, g(5, 0.0) {}
-  std::span<const double> forward(const pp::token_sequences& s) {
-    toks.assign(s.tokens.begin(), s.tokens.end());
-    offs.assign(s.seq_offsets.begin(), s.seq_offsets.end());
-    scores.assign(static_cast<std::size_t>(s.num_sequences()), 0.0);
-    for (pt::index_t b = 0; b < s.num_sequences(); ++b)
-      for (auto t = offs[b]; t < offs[b + 1]; ++t) scores[b] += w[toks[t]];
-    return scores;
-  }
-  void backward(std::span<const double> d) {
-    for (std::size_t b = 0; b + 1 < offs.size(); ++b)
-      for (auto t = offs[b]; t < offs[b + 1]; ++t) g[toks[t]] += d[b];
-  }
-  std::span<double> parameters() { return w; }
-  std::span<double> gradients() { return g; }
-  void zero_grad() { std::fill(g.begin(), g.end(), 0.0); }
-};
+// The scorer's weights over the V = 5 tokens of these tests.
+bag_scorer scorer() { return bag_scorer({0.1, -0.2, 0.3, 0.05, -0.1}); }
 static_assert(pp::check_reward_model<bag_scorer>());
 
 struct data {
@@ -68,7 +48,7 @@ double dnls(double x) { return -1.0 / (1.0 + std::exp(x)); }  // d/dx
 
 TEST(RewardModelStep, BradleyTerryWithMarginAndRankingMatchesFloat64Reference) {
   data d;
-  bag_scorer model;
+  bag_scorer model = scorer();
   capture_optimizer cap;
   pp::reward_model_data rd{{d.c, d.co}, {d.r, d.ro}, {d.e, d.eo}, d.margin, d.emask};
   const auto m = pp::reward_model_step<pt::algo::bradley_terry>(model, cap, rd);
@@ -94,7 +74,7 @@ TEST(RewardModelStep, BradleyTerryWithMarginAndRankingMatchesFloat64Reference) {
 
 TEST(RewardModelStep, MicroBatchesEqualTheFullBatch) {
   data d;
-  bag_scorer a_m, b_m;
+  bag_scorer a_m = scorer(), b_m = scorer();
   capture_optimizer a, b;
   pp::reward_model_data rd{{d.c, d.co}, {d.r, d.ro}, {d.e, d.eo}, d.margin, d.emask};
   pp::reward_model_step_options<pt::algo::bradley_terry> o;
@@ -109,7 +89,7 @@ TEST(RewardModelStep, MicroBatchesEqualTheFullBatch) {
 
 TEST(RewardModelStep, TrainingRaisesAccuracyAndLearnedSourceScores) {
   data d;
-  bag_scorer model;
+  bag_scorer model = scorer();
   pt::optim::adamw opt({0.05, 0.9, 0.999, 1e-8, 0.0});
   pp::reward_model_data rd{{d.c, d.co}, {d.r, d.ro}, {}, {}, {}};
   const double first = pp::reward_model_step<pt::algo::bradley_terry>(model, opt, rd).loss;
@@ -128,7 +108,7 @@ TEST(RewardModelStep, TrainingRaisesAccuracyAndLearnedSourceScores) {
 
 TEST(RewardModelStep, BadInputThrowsAndLeavesParametersUntouched) {
   data d;
-  bag_scorer model;
+  bag_scorer model = scorer();
   pt::optim::adamw opt;
   const auto before = model.w;
   std::vector<double> short_margin{1.0};

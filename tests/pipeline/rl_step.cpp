@@ -473,31 +473,7 @@ TEST(RlStep, RecipesFromPeerPresetsRaiseExpectedReward) {
   expect_recipe_learns<pt::algo::cispo>(pp::rl_options_from<pt::algo::cispo>(pt::algo::cispo::defaults()));
 }
 
-namespace {
-// A table critic: v[t] = c[tokens[t − 1]] (the value of the state that emits tokens[t]).
-struct table_critic {
-  static constexpr bool enabled = true;
-  using scalar_type = double;
-  std::vector<double> c = std::vector<double>(V, 0.0), g = std::vector<double>(V, 0.0);
-  std::vector<pt::index_t> toks, offs;
-  void values(const pp::token_sequences& s, std::span<double> v) {
-    toks.assign(s.tokens.begin(), s.tokens.end());
-    offs.assign(s.seq_offsets.begin(), s.seq_offsets.end());
-    for (std::size_t b = 0; b + 1 < offs.size(); ++b) {
-      if (offs[b] < offs[b + 1]) v[offs[b]] = 0;
-      for (auto t = offs[b] + 1; t < offs[b + 1]; ++t) v[t] = c[toks[t - 1]];
-    }
-  }
-  void backward(std::span<const double> d) {
-    for (std::size_t b = 0; b + 1 < offs.size(); ++b)
-      for (auto t = offs[b] + 1; t < offs[b + 1]; ++t) g[toks[t - 1]] += d[t];
-  }
-  std::span<double> parameters() { return c; }
-  std::span<double> gradients() { return g; }
-  void zero_grad() { std::fill(g.begin(), g.end(), 0.0); }
-};
 static_assert(pp::check_critic<table_critic>());
-}  // namespace
 
 TEST(RlStep, PpoWithGaeAndCriticRaisesRewardAndFitsValues) {
   bandit task;
@@ -505,7 +481,7 @@ TEST(RlStep, PpoWithGaeAndCriticRaisesRewardAndFitsValues) {
   pp::reference::none<double> none;
   pp::generate::from_policy<bigram_policy<double>> gen(policy);
   pp::reward::callable reward{&bandit::reward};
-  table_critic critic;
+  table_critic critic(std::vector<double>(V, 0.0));
   pt::optim::adamw opt({0.1, 0.9, 0.999, 1e-8, 0.0}), critic_opt({0.1, 0.9, 0.999, 1e-8, 0.0});
   auto o = bandit_options<pt::algo::ppo, pt::estimator::gae>();
   o.estimator.gamma = 1.0;

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include <posttrain/pipeline/policy.hpp>
@@ -98,6 +99,54 @@ static_assert(pp::check_policy<bigram_policy<double>>());
 static_assert(pp::check_policy<bigram_policy<float>>());
 static_assert(pp::check_policy<hidden_bigram<double>>());
 
+// A reward model for the tests: score = Σ_t w[tokens[t]] (a bag of token weights).
+struct bag_scorer {
+  using scalar_type = double;
+  std::vector<double> w, g;
+  std::vector<double> scores;
+  std::vector<pt::index_t> toks, offs;
+  explicit bag_scorer(std::vector<double> weights) : w(std::move(weights)), g(w.size(), 0.0) {}
+  std::span<const double> forward(const pp::token_sequences& s) {
+    toks.assign(s.tokens.begin(), s.tokens.end());
+    offs.assign(s.seq_offsets.begin(), s.seq_offsets.end());
+    scores.assign(static_cast<std::size_t>(s.num_sequences()), 0.0);
+    for (pt::index_t b = 0; b < s.num_sequences(); ++b)
+      for (auto t = offs[b]; t < offs[b + 1]; ++t) scores[b] += w[toks[t]];
+    return scores;
+  }
+  void backward(std::span<const double> d) {
+    for (std::size_t b = 0; b + 1 < offs.size(); ++b)
+      for (auto t = offs[b]; t < offs[b + 1]; ++t) g[toks[t]] += d[b];
+  }
+  std::span<double> parameters() { return w; }
+  std::span<double> gradients() { return g; }
+  void zero_grad() { std::fill(g.begin(), g.end(), 0.0); }
+};
+
+// A table critic: v[t] = c[tokens[t − 1]] (the value of the state that emits tokens[t]).
+struct table_critic {
+  static constexpr bool enabled = true;
+  using scalar_type = double;
+  std::vector<double> c, g;
+  std::vector<pt::index_t> toks, offs;
+  explicit table_critic(std::vector<double> init) : c(std::move(init)), g(c.size(), 0.0) {}
+  void values(const pp::token_sequences& s, std::span<double> v) {
+    toks.assign(s.tokens.begin(), s.tokens.end());
+    offs.assign(s.seq_offsets.begin(), s.seq_offsets.end());
+    for (std::size_t b = 0; b + 1 < offs.size(); ++b) {
+      if (offs[b] < offs[b + 1]) v[offs[b]] = 0;
+      for (auto t = offs[b] + 1; t < offs[b + 1]; ++t) v[t] = c[toks[t - 1]];
+    }
+  }
+  void backward(std::span<const double> d) {
+    for (std::size_t b = 0; b + 1 < offs.size(); ++b)
+      for (auto t = offs[b] + 1; t < offs[b + 1]; ++t) g[toks[t - 1]] += d[t];
+  }
+  std::span<double> parameters() { return c; }
+  std::span<double> gradients() { return g; }
+  void zero_grad() { std::fill(g.begin(), g.end(), 0.0); }
+};
+
 // log softmax(W[a])[y] of a bigram table in double (the independent reference).
 template <class S>
 double ref_logprob(const std::vector<S>& w, pt::index_t v, pt::index_t a, pt::index_t y) {
@@ -106,6 +155,25 @@ double ref_logprob(const std::vector<S>& w, pt::index_t v, pt::index_t a, pt::in
   double z = 0;
   for (pt::index_t j = 0; j < v; ++j) z += std::exp(static_cast<double>(w[a * v + j]) - mx);
   return static_cast<double>(w[a * v + y]) - mx - std::log(z);
+}
+
+// Σ_t m_t·log p(tokens[t] | tokens[t−1]) of packed sequence b under a bigram table w [V, V] in
+// double, and (grad non-null) its gradient dW scaled by `coef` added into *grad: the test's own
+// bigram backward, d log p(y | a) / dW[a, j] = δ_{jy} − p_j.
+template <class S>
+double bigram_seq_logprob(const std::vector<S>& w, pt::index_t v, const std::vector<pt::index_t>& tok,
+                          const std::vector<pt::index_t>& off, const std::vector<float>& mask,
+                          std::size_t b, double coef = 0.0, std::vector<double>* grad = nullptr) {
+  double s = 0;
+  for (auto t = off[b] + 1; t < off[b + 1]; ++t) {
+    if (mask[t] == 0) continue;
+    const auto a = tok[t - 1], y = tok[t];
+    s += mask[t] * ref_logprob(w, v, a, y);
+    if (grad)
+      for (pt::index_t j = 0; j < v; ++j)
+        (*grad)[a * v + j] += coef * mask[t] * ((j == y) - std::exp(ref_logprob(w, v, a, j)));
+  }
+  return s;
 }
 
 }  // namespace pt_test
