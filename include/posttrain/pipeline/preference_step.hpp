@@ -55,16 +55,33 @@ struct preference_metrics {
   index_t micro_batches = 0;
 };
 
+namespace preference_detail {
+// Whether a preference loss subtracts reference scores: its own uses_reference, or that of the
+// loss::preference composition it wraps (loss::alphapo: reference-free, with reward shaping).
+template <class Loss>
+constexpr bool uses_reference() {
+  if constexpr (requires { Loss::uses_reference; })
+    return Loss::uses_reference;
+  else if constexpr (requires { typename Loss::composition; })
+    return Loss::composition::uses_reference;
+  else
+    static_assert(sizeof(Loss) == 0,
+                  "pipeline::preference_step<Loss>: Loss must say whether it uses reference scores "
+                  "(static constexpr bool uses_reference, or a loss::preference `composition`)");
+}
+}  // namespace preference_detail
+
 template <class Loss, policy P, reference_model R, class O, dist::communicator C>
 preference_metrics preference_step(P& policy, R& reference, O& optimizer,
                                    const preference_data& data,
                                    const preference_step_options<Loss>& options, C& comm) {
   using S = typename P::scalar_type;
+  constexpr bool uses_reference = preference_detail::uses_reference<Loss>();
   static_assert(check_loss_model<Loss>());
   static_assert(std::is_same_v<typename Loss::template inputs<S>, loss::preference_inputs<S>>,
                 "pipeline::preference_step<Loss>: Loss must take loss::preference_inputs (a "
                 "loss::preference<...> composition: algo::dpo, ipo, simpo, dpo_nll, ...)");
-  static_assert(!Loss::uses_reference || R::enabled,
+  static_assert(!uses_reference || R::enabled,
                 "pipeline::preference_step: this loss subtracts reference scores, so the reference "
                 "model cannot be reference::none (use reference::frozen or reference::precomputed)");
   static_assert(std::is_same_v<typename R::scalar_type, S>,
@@ -84,7 +101,7 @@ preference_metrics preference_step(P& policy, R& reference, O& optimizer,
 
   // Reference token log-probs of the whole batch (no gradient), before any update.
   std::vector<S> ref_c, ref_r;
-  if constexpr (Loss::uses_reference) {
+  if constexpr (uses_reference) {
     ref_c.assign(data.chosen.tokens.size(), S(0));
     ref_r.assign(data.rejected.tokens.size(), S(0));
     reference.logprobs(data.chosen, std::span<S>(ref_c));
@@ -121,7 +138,7 @@ preference_metrics preference_step(P& policy, R& reference, O& optimizer,
     const auto rmask = data.rejected_mask.subspan(rs.token_begin, nr);
     const preference_batch pb{token_batch{cs.offsets, cmask}, token_batch{rs.offsets, rmask}};
     std::vector<S> rho_c, rho_r;
-    if constexpr (Loss::uses_reference) {
+    if constexpr (uses_reference) {
       rho_c.assign(static_cast<std::size_t>(p1 - p0), S(0));
       rho_r.assign(static_cast<std::size_t>(p1 - p0), S(0));
       Loss::reference_scores(pb, std::span<const S>(ref_c).subspan(cs.token_begin, nc),
