@@ -52,6 +52,17 @@ TEST(Jsonl, ReadsSftPreferenceAndRlvrRows) {
   ASSERT_EQ(rl.size(), 2u);
   EXPECT_EQ(rl[0].ground_truth, "4");
   EXPECT_EQ(rl[1].verifier, "math");
+
+  const auto kto = pp::read_kto_jsonl(write("kto.jsonl",
+      R"({"prompt": "q", "completion": "good", "label": true})" "\n"
+      R"({"prompt": [{"role": "user", "content": "q2"}], "completion": "bad", "label": false})"));
+  ASSERT_EQ(kto.size(), 2u);
+  EXPECT_EQ(kto[0].prompt[0].role, "user");
+  EXPECT_EQ(kto[0].completion[0].role, "assistant");
+  EXPECT_EQ(kto[0].completion[0].content, "good");
+  EXPECT_TRUE(kto[0].desirable);
+  EXPECT_FALSE(kto[1].desirable);
+  EXPECT_EQ(kto[1].prompt[0].content, "q2");
 }
 
 TEST(Jsonl, BadRowsNameFileLineAndField) {
@@ -74,5 +85,11 @@ TEST(Jsonl, BadRowsNameFileLineAndField) {
   const auto p5 = write("bad5.jsonl", R"({"messages": [{"role": "robot", "content": "x"}]})");
   EXPECT_NE(error_of([&] { pp::read_sft_jsonl(p5); }).find("robot"), std::string::npos);
   EXPECT_THROW(pp::read_sft_jsonl("/nonexistent/x.jsonl"), pt::error);
-  for (auto p : {p1, p2, p3, p4, p5}) std::remove(p.c_str());
+  const auto p6 = write("bad6.jsonl", R"({"prompt": "q", "completion": "c", "label": 1})");
+  EXPECT_NE(error_of([&] { pp::read_kto_jsonl(p6); }).find("\"label\" is not a boolean"), std::string::npos);
+  const auto p7 = write("bad7.jsonl", "\n" R"({"prompt": "q", "completion": "c"})");
+  const std::string e7 = error_of([&] { pp::read_kto_jsonl(p7); });
+  EXPECT_NE(e7.find(":2"), std::string::npos) << e7;
+  EXPECT_NE(e7.find("\"label\" is missing"), std::string::npos) << e7;
+  for (auto p : {p1, p2, p3, p4, p5, p6, p7}) std::remove(p.c_str());
 }

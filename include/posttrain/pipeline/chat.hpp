@@ -66,6 +66,12 @@ struct preference_example {
   std::optional<double> margin;
 };
 
+// Unpaired (KTO) data: TRL's {"prompt", "completion", "label"} rows.
+struct kto_example {
+  std::vector<message> prompt, completion;
+  bool desirable = true;  // TRL's label: true = desirable
+};
+
 struct rlvr_example {
   std::vector<message> messages;
   std::string ground_truth;
@@ -147,6 +153,40 @@ packed_pairs pack_preference(const Tok& tok, std::span<const preference_example>
   for (const auto& e : examples) {
     add(e.prompt, e.chosen, p.chosen, p.chosen_mask);
     add(e.prompt, e.rejected, p.rejected, p.rejected_mask);
+  }
+  return p;
+}
+
+// Packed unpaired (KTO) data: example i = prompt_i ++ completion_i, and its mismatched pair for
+// the KL reference point, prompt_i ++ completion_{i−1 mod B} (TRL's KL_completion_ids: the
+// completions rotated by one within the batch; pass one step's rows of one rank, as TRL builds
+// them per device batch). Masks on the completions (without format tokens when
+// mask_format_tokens); desirable[i] = the row's label. A batch of one pairs an example with itself
+// (TRL requires per-device batches > 1 for a meaningful KL estimate).
+struct packed_kto {
+  owned_sequences examples, kl_examples;
+  std::vector<float> mask, kl_mask;
+  std::vector<std::uint8_t> desirable;
+};
+
+template <tokenizer Tok>
+packed_kto pack_kto(const Tok& tok, std::span<const kto_example> examples, const chat_format& f = {},
+                    bool mask_format_tokens = true) {
+  packed_kto p;
+  auto add = [&](const std::vector<message>& prompt, const std::vector<message>& completion,
+                 owned_sequences& seqs, std::vector<float>& mask) {
+    std::vector<message> all = prompt;
+    all.insert(all.end(), completion.begin(), completion.end());
+    const rendered_chat r = render_chat(tok, std::span<const message>(all), f);
+    seqs.append(r.tokens);
+    const auto m = r.loss_mask(!mask_format_tokens);
+    mask.insert(mask.end(), m.begin(), m.end());
+  };
+  const std::size_t n = examples.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    add(examples[i].prompt, examples[i].completion, p.examples, p.mask);
+    add(examples[i].prompt, examples[(i + n - 1) % n].completion, p.kl_examples, p.kl_mask);
+    p.desirable.push_back(examples[i].desirable ? 1 : 0);
   }
   return p;
 }

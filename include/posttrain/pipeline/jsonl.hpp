@@ -1,5 +1,5 @@
 #pragma once
-// JSONL readers for the three kinds of post-training data (needs nlohmann_json: link
+// JSONL readers for the four kinds of post-training data (needs nlohmann_json: link
 // nlohmann_json::nlohmann_json; not included by <posttrain/pipeline.hpp>).
 //
 //   read_sft_jsonl          {"messages": [{"role": ..., "content": ...}, ...]}     (TRL, Tülu 3)
@@ -8,6 +8,9 @@
 //                            "margin"?: number}                         (TRL, Llama 3 editing)
 //                           A string prompt is one user message; a string response one
 //                           assistant message.
+//   read_kto_jsonl          {"prompt": str | messages, "completion": str | messages,
+//                            "label": bool}                    (TRL unpaired preference / KTO;
+//                            label true = desirable)
 //   read_rlvr_jsonl         {"messages": [...], "ground_truth": str | [str], "dataset": str |
 //                            [str]}                                      (open-instruct RLVR;
 //                            "dataset" is the verifier name)
@@ -125,6 +128,18 @@ inline std::vector<preference_example> read_preference_jsonl(const std::string& 
       if (!j["margin"].is_number()) c.fail("margin", "is not a number");
       e.margin = j["margin"].get<double>();
     }
+    return e;
+  });
+}
+
+inline std::vector<kto_example> read_kto_jsonl(const std::string& path) {
+  return jsonl_detail::read_rows(path, [](const nlohmann::json& j, const jsonl_detail::line_context& c) {
+    kto_example e;
+    e.prompt = jsonl_detail::text_or_messages(j, "prompt", "user", c);
+    e.completion = jsonl_detail::text_or_messages(j, "completion", "assistant", c);
+    if (!j.contains("label")) c.fail("label", "is missing");
+    if (!j["label"].is_boolean()) c.fail("label", "is not a boolean (true = desirable)");
+    e.desirable = j["label"].get<bool>();
     return e;
   });
 }
