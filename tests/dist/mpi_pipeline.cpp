@@ -83,6 +83,27 @@ TEST(MpiPipeline, SftStepOnRanksEqualsOneProcess) {
   expect_near(a.grads, b.grads, 1e-12);
 }
 
+TEST(MpiPipeline, SftStepWithUnequalShares) {
+  // The offline steps have no collective inside their micro-batch loops: 3 sequences on rank 0
+  // and 5 on rank 1 (micro-batches of 2: 2 and 3 of them) equal one process over the 8.
+  pt::dist::mpi_communicator comm;
+  const int r = comm.rank(), n = comm.size();
+  if (n > 2) GTEST_SKIP() << "written for 1 or 2 ranks";
+  const part mine = n == 1 ? take(tok, off, msk, 0, 8) : r == 0 ? take(tok, off, msk, 0, 3)
+                                                               : take(tok, off, msk, 3, 8);
+  const part all = take(tok, off, msk, 0, 8);
+  bigram_policy<double> p_rank(V, 3), p_one(V, 3);
+  capture_optimizer a, b;
+  pp::sft_step_options<pt::algo::sft> o;
+  o.micro_batch = 2;
+  const auto ma = pp::sft_step<pt::algo::sft>(p_rank, a, {{mine.tokens, mine.offsets}, mine.mask}, o, comm);
+  o.micro_batch = 0;
+  const auto mb = pp::sft_step<pt::algo::sft>(p_one, b, {{all.tokens, all.offsets}, all.mask}, o);
+  EXPECT_NEAR(ma.loss, mb.loss, 1e-12);
+  EXPECT_EQ(ma.tokens, mb.tokens);
+  expect_near(a.grads, b.grads, 1e-12);
+}
+
 TEST(MpiPipeline, PreferenceStepOnRanksEqualsOneProcess) {
   pt::dist::mpi_communicator comm;
   const int r = comm.rank(), n = comm.size();
@@ -103,6 +124,36 @@ TEST(MpiPipeline, PreferenceStepOnRanksEqualsOneProcess) {
       {{c_all.tokens, c_all.offsets}, {r_all.tokens, r_all.offsets}, c_all.mask, r_all.mask});
   EXPECT_NEAR(ma.loss, mb.loss, 1e-12);
   EXPECT_NEAR(ma.reward_accuracy, mb.reward_accuracy, 1e-15);
+  expect_near(a.grads, b.grads, 1e-12);
+}
+
+TEST(MpiPipeline, KtoStepOnRanksEqualsOneProcess) {
+  // Examples = sequences 0..3 of the table, their mismatched pairs = sequences 4..7; z0 is the
+  // mean over every rank's pairs (one all-reduce), so the ranks' update is the one-process update.
+  pt::dist::mpi_communicator comm;
+  const int r = comm.rank(), n = comm.size();
+  const pt::index_t per = 4 / n;
+  const part e_mine = take(tok, off, msk, r * per, (r + 1) * per);
+  const part k_mine = take(tok, off, msk, 4 + r * per, 4 + (r + 1) * per);
+  const part e_all = take(tok, off, msk, 0, 4), k_all = take(tok, off, msk, 4, 8);
+  const std::vector<std::uint8_t> labels{1, 0, 0, 1};
+  bigram_policy<double> p_rank(V, 3), p_one(V, 3), ref(V, 7, 2.0);  // z0 > 0 (not clamped)
+  pp::reference::frozen<bigram_policy<double>> reference(ref);
+  capture_optimizer a, b;
+  pp::kto_step_options<pt::algo::kto> o;
+  o.loss.beta = 0.5;
+  const auto ma = pp::kto_step<pt::algo::kto>(
+      p_rank, reference, a,
+      {{e_mine.tokens, e_mine.offsets}, e_mine.mask,
+       std::span<const std::uint8_t>(labels).subspan(r * per, per), {k_mine.tokens, k_mine.offsets},
+       k_mine.mask}, o, comm);
+  const auto mb = pp::kto_step<pt::algo::kto>(
+      p_one, reference, b,
+      {{e_all.tokens, e_all.offsets}, e_all.mask, labels, {k_all.tokens, k_all.offsets}, k_all.mask}, o);
+  EXPECT_GT(mb.kl_reference, 0.0);
+  EXPECT_NEAR(ma.kl_reference, mb.kl_reference, 1e-14);
+  EXPECT_NEAR(ma.loss, mb.loss, 1e-12);
+  EXPECT_NEAR(ma.desirable_reward, mb.desirable_reward, 1e-12);
   expect_near(a.grads, b.grads, 1e-12);
 }
 
