@@ -92,7 +92,7 @@ struct ratio_block {
     r = lr.exp();
     unsigned in_range = 1;  // branch-free, vectorised; NaN fails both compares
     for (Eigen::Index j = 0; j < n; ++j)
-      in_range &= static_cast<unsigned>((lr[j] >= lo) & (lr[j] <= hi));
+      in_range &= static_cast<unsigned>(::posttrain::detail::all_of_branchless(lr[j] >= lo, lr[j] <= hi));
     if (in_range != 0) return;
     for (Eigen::Index j = 0; j < n; ++j)
       if (!(lr[j] >= lo && lr[j] <= hi))
