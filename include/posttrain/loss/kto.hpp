@@ -147,14 +147,43 @@ struct kto : loss_interface<kto_options, kto_inputs, kto_outputs, kto_normalizer
     return compute(exec::host{}, in, o, out, norm);
   }
 
+  // Device memory (backend/cuda/kto.cuh, include <posttrain/cuda.cuh>): the sizes, options and
+  // normaliser are checked on the host before any work; the offsets, labels, reference scores and
+  // z0's finiteness in device memory are not read by the check. Synchronises the stream once (the
+  // result is a host value).
   template <class T>
-  static kto_result compute(exec::cuda, const kto_inputs<T>&, const kto_options& = {},
-                            const kto_outputs<T>& = {}, const kto_normalizer& = {}) {
-    static_assert(kto_backend<exec::cuda>::available && sizeof(T) > 0,
-                  "loss::kto has no CUDA backend yet (no loss::kto_backend<exec::cuda> "
-                  "specialisation, loss/kto_types.hpp): call compute(exec::host{}, ...) with host "
-                  "memory");
-    return {};
+  static kto_result compute(exec::cuda e, const kto_inputs<T>& in, const kto_options& o = {},
+                            const kto_outputs<T>& out = {}, const kto_normalizer& norm = {}) {
+    using device_backend = kto_backend<std::enable_if_t<sizeof(T) != 0, exec::cuda>>;
+    static_assert(device_backend::available,
+                  "loss::kto has no CUDA backend here (no loss::kto_backend<exec::cuda> "
+                  "specialisation, loss/kto_types.hpp): include <posttrain/cuda.cuh>, or call "
+                  "compute(exec::host{}, ...) with host memory");
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                  "loss::kto::compute accepts float or double log-probs");
+    validate_sizes(in, o, out, norm);
+    const double divisor = norm.examples > 0 ? norm.examples
+                                             : static_cast<double>(ssize(in.batch.seq_offsets) - 1);
+    return device_backend::template run<Link, SeqReduce>(e, in, o, out, divisor);
+  }
+
+  // What compute(exec::cuda, ...) can check without reading device memory.
+  template <class T>
+  static void validate_sizes(const kto_inputs<T>& in, const kto_options& o,
+                             const kto_outputs<T>& out, const kto_normalizer& norm) {
+    const std::string where = name();
+    expect(!in.batch.seq_offsets.empty(), where,
+           "batch.seq_offsets is empty, expected B + 1 >= 1 offsets");
+    const index_t b = ssize(in.batch.seq_offsets) - 1, n = ssize(in.logprobs);
+    expect_size_or_empty(in.batch.mask, n, where, "batch.mask", "one weight per log-prob");
+    expect_size(in.reference, b, where, "reference", "one reference score per completion");
+    expect_size(in.desirable, b, where, "desirable", "one label per completion");
+    expect_finite(in.kl_reference, where, "kl_reference");
+    detail::validate_kto_options(o, where);
+    expect_non_negative(norm.examples, where, "normalizer.examples");
+    expect_size_or_empty(out.grad, n, where, "grad", "one per token");
+    expect_size_or_empty(out.example_losses, b, where, "example_losses", "one per completion");
+    expect_size_or_empty(out.rewards, b, where, "rewards", "one per completion");
   }
 };
 
