@@ -132,6 +132,14 @@ void check(int examples, index_t max_len, double global, unsigned seed, const st
   for (std::size_t t = 0; t < n; ++t)
     if (m[t] == 0.0f) ASSERT_EQ(grad[t], T(0)) << what << " masked grad " << t;
 
+  // The host backend on the same inputs agrees to rounding (its 8-lane sums differ in order).
+  std::vector<T> host_grad(n);
+  const pt::loss::kto_inputs<T> host_in{pt::token_batch{off, m}, lp, ref, des, z0};
+  const pt::loss::kto_result host =
+      L::compute(pt::exec::host{}, host_in, o, {std::span<T>(host_grad)}, norm);
+  EXPECT_NEAR(got.loss, host.loss, tol * (1 + std::fabs(host.loss))) << what << " vs host";
+  expect_close(grad, host_grad, tol, what + " grad vs host");
+
   // Without the optional outputs (scratch on the device) the loss is the same.
   const pt::loss::kto_result bare = L::compute(s.exec(), in, o, {}, norm);
   EXPECT_EQ(bare.loss, got.loss) << what;
