@@ -17,6 +17,7 @@
 //                                     forward+backward over large vocabularies (ops/token_logprobs.hpp)
 //   backend/cuda/fused_linear_logprobs.cuh  hidden × lm_headᵀ → log-probs chunked over tokens with
 //                                     cuBLAS, and the backward (ops/fused_linear_logprobs.hpp)
+//   backend/cuda/kto.cuh              loss::kto forward + backward (loss/kto.hpp on the device)
 #if !defined(__CUDACC__)
 #error "<posttrain/cuda.cuh> is compiled by nvcc only; include <posttrain/posttrain.hpp> from C++"
 #endif
@@ -32,4 +33,5 @@
 #include "posttrain/backend/cuda/group_advantage.cuh"
 #include "posttrain/backend/cuda/token_logprobs.cuh"
 #include "posttrain/backend/cuda/fused_linear_logprobs.cuh"
+#include "posttrain/backend/cuda/kto.cuh"
 #include "posttrain/posttrain.hpp"

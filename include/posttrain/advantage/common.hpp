@@ -123,6 +123,20 @@ inline void validate_groups(std::span<const index_t> group_offsets, index_t sequ
 }
 
 // Weight 1 for scorable rewards, 0 for NaN; empty when every reward is scorable.
+// The same into caller memory buf[B]: returns buf when a reward is NaN (1 scorable, 0 not),
+// otherwise an empty span (every reward scorable) without touching buf.
+template <class T>
+std::span<const float> scorable_mask(std::span<const T> rewards, std::span<float> buf) {
+  for (std::size_t i = 0; i < rewards.size(); ++i)
+    if (std::isnan(static_cast<double>(rewards[i]))) {
+      for (std::size_t j = 0; j < i; ++j) buf[j] = 1.0f;
+      for (std::size_t j = i; j < rewards.size(); ++j)
+        buf[j] = std::isnan(static_cast<double>(rewards[j])) ? 0.0f : 1.0f;
+      return buf;
+    }
+  return {};
+}
+
 template <class T>
 std::vector<float> scorable_mask(std::span<const T> rewards) {
   std::vector<float> mask;

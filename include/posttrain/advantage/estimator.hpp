@@ -76,6 +76,8 @@
 #include "posttrain/core/ragged.hpp"
 #include "posttrain/core/types.hpp"
 #include "posttrain/core/validate.hpp"
+#include "posttrain/core/workspace.hpp"
+#include "posttrain/ops/reductions.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
 
@@ -198,36 +200,53 @@ std::vector<T> outcome_rewards(Exec exec, const estimator_inputs<T>& in, std::st
   return r;
 }
 
-// Writes A[B] to the outputs: sequence_advantages, A_b·m_t per token, returns = advantages.
-template <class Exec, class T>
-void write_outcome(Exec exec, const std::vector<T>& a, const estimator_inputs<T>& in,
-                   const estimator_outputs<T>& out) {
-  if (!out.sequence_advantages.empty())
-    std::copy(a.begin(), a.end(), out.sequence_advantages.begin());
-  broadcast_to_tokens(exec, std::span<const T>(a), in.seq_offsets, in.mask, out.advantages);
-  if (!out.returns.empty())
-    std::copy(out.advantages.begin(), out.advantages.end(), out.returns.begin());
+// Bytes of run_outcome's own scratch on the host (R[B], A[B], the lengths when computed, the
+// per-sequence moments when R is summed from token rewards), before the wrapped function's.
+template <class T>
+workspace_size outcome_workspace_size(const estimator_contract& c, const estimator_inputs<T>& in) {
+  const std::size_t b = in.seq_offsets.empty() ? 0 : in.seq_offsets.size() - 1;
+  workspace_size size;
+  size.add<T>(b);
+  size.add<T>(b);
+  if (c.lengths && in.lengths.empty()) size.add<double>(b);
+  if (in.rewards.empty()) size.add<masked_stats>(b);
+  return size;
 }
 
-// The common body of the outcome models: fn(R, A, groups, lengths) computes A[B] over
-// contiguous groups (validating first). With inputs.group_ids instead of group_offsets, R (and
-// the lengths) are taken into grouped order (group_by_ids: stable), fn runs there, and A is
-// scattered back: the same arithmetic on the same values, so bit for bit the contiguous call.
-template <class Exec, class T, class Fn>
-void run_outcome(Exec exec, const estimator_contract& c, const estimator_inputs<T>& in,
-                 const estimator_outputs<T>& out, std::string_view where, Fn&& fn) {
+// run_outcome on the host with caller scratch: R, A (and the lengths) come from ws, and fn gets
+// the rest of ws for the wrapped function; bit for bit the allocating form. With
+// inputs.group_ids the grouping (group_by_ids) is still allocated.
+template <class T, class Fn>
+void run_outcome(exec::host exec, const estimator_contract& c, const estimator_inputs<T>& in,
+                 const estimator_outputs<T>& out, std::string_view where, workspace ws, Fn&& fn) {
   validate_estimator_io(c, in, out, where);
-  const std::vector<T> r = outcome_rewards(exec, in, where);
-  std::vector<T> a(r.size());
-  std::vector<double> computed;  // lengths from the mask when the estimator reads lengths[B]
+  const index_t b = ssize(in.seq_offsets) - 1;
+  const std::size_t nb = static_cast<std::size_t>(b);
+  const std::span<T> r = ws.take<T>(nb, where);
+  const std::span<T> a = ws.take<T>(nb, where);
+  const std::span<double> computed =
+      ws.take<double>(c.lengths && in.lengths.empty() ? nb : 0, where);
+  const std::span<masked_stats> sums = ws.take<masked_stats>(in.rewards.empty() ? nb : 0, where);
+  if (!in.rewards.empty()) {
+    expect_size(in.rewards, b, where, "inputs.rewards", "one outcome reward per sequence");
+    std::copy(in.rewards.begin(), in.rewards.end(), r.begin());
+  } else if (b > 0) {
+    // sequence_rewards' arithmetic (the sums of segment_moments) into the workspace.
+    constexpr std::string_view sr = "advantage::sequence_rewards";
+    expect_offsets(in.seq_offsets, ssize(in.token_rewards), sr, "seq_offsets");
+    expect_size_or_empty(in.mask, ssize(in.token_rewards), sr, "mask", "one weight per token");
+    if (!backend::reductions_backend<exec::host>::segment_moments(exec, in.token_rewards, in.mask,
+                                                                 in.seq_offsets, sums))
+      ::posttrain::detail::fail_mask(in.mask, "segment_moments");
+    for (std::size_t k = 0; k < nb; ++k) r[k] = static_cast<T>(sums[k].sum);
+  }
   std::span<const double> lengths = in.lengths;
   if (c.lengths && lengths.empty()) {
-    computed.resize(r.size());
-    sequence_lengths(exec, in.mask, in.seq_offsets, std::span<double>(computed));
+    sequence_lengths(exec, in.mask, in.seq_offsets, computed);
     lengths = computed;
   }
   if (!c.groups || !in.group_offsets.empty()) {
-    fn(std::span<const T>(r), std::span<T>(a), in.group_offsets, lengths);
+    fn(std::span<const T>(r), a, in.group_offsets, lengths, ws);
   } else {
     if (c.lengths)
       expect_size(lengths, ssize(r), where, "inputs.lengths", "one length per sequence");
@@ -240,10 +259,29 @@ void run_outcome(Exec exec, const estimator_contract& c, const estimator_inputs<
       if (!lengths.empty()) lg[k] = lengths[i];
     }
     fn(std::span<const T>(rg), std::span<T>(ag), std::span<const index_t>(g.group_offsets),
-       std::span<const double>(lg));
+       std::span<const double>(lg), ws);
     for (std::size_t k = 0; k < r.size(); ++k) a[static_cast<std::size_t>(g.order[k])] = ag[k];
   }
-  write_outcome(exec, a, in, out);
+  if (!out.sequence_advantages.empty()) std::copy(a.begin(), a.end(), out.sequence_advantages.begin());
+  broadcast_to_tokens(exec, std::span<const T>(a), in.seq_offsets, in.mask, out.advantages);
+  if (!out.returns.empty())
+    std::copy(out.advantages.begin(), out.advantages.end(), out.returns.begin());
+}
+
+// The common body of the outcome models: fn(R, A, groups, lengths) computes A[B] over
+// contiguous groups (validating first). With inputs.group_ids instead of group_offsets, R (and
+// the lengths) are taken into grouped order (group_by_ids: stable), fn runs there, and A is
+// scattered back: the same arithmetic on the same values, so bit for bit the contiguous call.
+// This form allocates its scratch (R, A, lengths) for the call; the workspace form is above.
+template <class Exec, class T, class Fn>
+void run_outcome(Exec, const estimator_contract& c, const estimator_inputs<T>& in,
+                 const estimator_outputs<T>& out, std::string_view where, Fn&& fn) {
+  static_assert(detail::on_host_v<Exec>,
+                "the outcome estimators run on the host (exec::host) today");
+  workspace_buffer buffer;
+  run_outcome(exec::host{}, c, in, out, where, buffer.view(outcome_workspace_size(c, in)),
+              [&](std::span<const T> r, std::span<T> a, std::span<const index_t> groups,
+                  std::span<const double> lengths, workspace) { fn(r, a, groups, lengths); });
 }
 
 }  // namespace detail
@@ -325,19 +363,58 @@ struct group_outcome {
           Fn{}(exec, r, groups, a, o);
         });
   }
+
+  // Bytes of the workspace compute(exec::host, in, out, o, ws) needs for these inputs. Only
+  // estimators whose advantage function takes a workspace (Fn::takes_workspace: grpo, dr_grpo)
+  // are then free of allocations; the others allocate inside their function.
+  template <class T>
+  static std::size_t workspace_bytes(exec::host exec, const estimator_inputs<T>& in,
+                                     const options_type& o = defaults) {
+    std::size_t bytes = advantage::detail::outcome_workspace_size(contract, in);
+    if constexpr (Fn::takes_workspace) {
+      const index_t b = in.seq_offsets.empty() ? 0 : ssize(in.seq_offsets) - 1;
+      const index_t g = in.group_offsets.empty() ? b : ssize(in.group_offsets) - 1;
+      bytes += Fn::workspace_bytes(exec, b, g, o);
+    }
+    return bytes;
+  }
+
+  // Caller scratch (workspace_bytes(exec, in, o) bytes): with contiguous group_offsets and
+  // Fn::takes_workspace no allocation; bit for bit the allocating form.
+  template <class T>
+  static void compute(exec::host exec, const estimator_inputs<T>& in,
+                      const estimator_outputs<T>& out, const options_type& o, workspace ws) {
+    advantage::detail::run_outcome(
+        exec, contract, in, out, std::string("estimator::") + name, ws,
+        [&](std::span<const T> r, std::span<T> a, std::span<const index_t> groups, auto,
+            workspace rest) {
+          if constexpr (Fn::takes_workspace)
+            Fn{}(exec, r, groups, a, o, rest);
+          else
+            Fn{}(exec, r, groups, a, o);
+        });
+  }
 };
 
 namespace detail {
 struct group_fn {
+  static constexpr bool takes_workspace = true;
+  static std::size_t workspace_bytes(exec::host e, index_t members, index_t groups,
+                                     const advantage::group_options& o) {
+    return advantage::group_advantages_workspace_bytes(e, members, groups, o);
+  }
   void operator()(auto&&... a) const { advantage::group_advantages(a...); }
 };
 struct rloo_fn {
+  static constexpr bool takes_workspace = false;
   void operator()(auto&&... a) const { advantage::rloo_advantages(a...); }
 };
 struct gpg_fn {
+  static constexpr bool takes_workspace = false;
   void operator()(auto&&... a) const { advantage::gpg_advantages(a...); }
 };
 struct passk_fn {
+  static constexpr bool takes_workspace = false;
   void operator()(auto&&... a) const { advantage::passk_advantages(a...); }
 };
 }  // namespace detail
@@ -356,6 +433,20 @@ struct gae {
     advantage::gae(exec, in.token_rewards, in.values, in.mask, in.seq_offsets, out.advantages,
                    out.returns, o);
   }
+
+  // The whitening's scratch (advantage::gae_workspace_bytes): no allocation.
+  template <class T>
+  static std::size_t workspace_bytes(exec::host exec, const estimator_inputs<T>& in,
+                                     const options_type& o = defaults) {
+    return advantage::gae_workspace_bytes(exec, in.seq_offsets, o);
+  }
+  template <class T>
+  static void compute(exec::host exec, const estimator_inputs<T>& in,
+                      const estimator_outputs<T>& out, const options_type& o, workspace ws) {
+    advantage::detail::validate_estimator_io(contract, in, out, "estimator::gae");
+    advantage::gae(exec, in.token_rewards, in.values, in.mask, in.seq_offsets, out.advantages,
+                   out.returns, o, ws);
+  }
 };
 
 // GRPO (Shao et al. 2024) with any std / ε / singleton convention (verl `grpo`).
@@ -371,6 +462,16 @@ struct dr_grpo : grpo {
   static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
                       const options_type& o = defaults) {
     grpo::compute(exec, in, out, o);
+  }
+  template <class T>
+  static void compute(exec::host exec, const estimator_inputs<T>& in,
+                      const estimator_outputs<T>& out, const options_type& o, workspace ws) {
+    grpo::compute(exec, in, out, o, ws);
+  }
+  template <class T>
+  static std::size_t workspace_bytes(exec::host exec, const estimator_inputs<T>& in,
+                                     const options_type& o = defaults) {
+    return grpo::workspace_bytes(exec, in, o);
   }
 };
 

@@ -258,12 +258,23 @@ inline void validate_mask_for_whitening(std::span<const float> mask,
 
 }  // namespace detail
 
-// GAE advantages (and returns) into caller spans; see the header comment.
+// Bytes of the workspace gae(..., ws) needs: the whitening's scratch (options.whiten) over the
+// B sequences of seq_offsets (whiten_workspace_bytes), 0 without whitening.
+template <execution_tag Exec>
+std::size_t gae_workspace_bytes(Exec exec, std::span<const index_t> seq_offsets,
+                                const gae_options& options = {}) {
+  if (!options.whiten) return 0;
+  return whiten_workspace_bytes(exec,
+                                ::posttrain::detail::whiten_scope_count(options.whitening, seq_offsets));
+}
+
+// GAE advantages (and returns) into caller spans; see the header comment. The whitening's
+// scratch comes from ws (gae_workspace_bytes): no allocation on the host.
 template <execution_tag Exec, detail::values V>
 void gae(Exec exec, const V& rewards_in, std::span<const detail::value_t<V>> values,
          std::span<const float> mask, std::span<const index_t> seq_offsets,
          std::span<detail::value_t<V>> advantages, std::span<detail::value_t<V>> returns,
-         const gae_options& options = {}) {
+         const gae_options& options, workspace ws) {
   using T = detail::value_t<V>;
   constexpr std::string_view where = "advantage::gae";
   const std::span<const T> rewards(rewards_in);
@@ -288,6 +299,10 @@ void gae(Exec exec, const V& rewards_in, std::span<const detail::value_t<V>> val
          where,
          "an output partially overlaps an input or the other output (in place is allowed "
          "only index for index)");
+  // The whitening takes its scratch after the advantages are written: check its size first.
+  const std::size_t needed = gae_workspace_bytes(exec, seq_offsets, options);
+  expect(needed == 0 || ws.size() >= needed, where, "workspace of ", ws.size(),
+         " bytes is too small (", needed, " needed): size it with gae_workspace_bytes");
   if constexpr (!detail::on_host_v<Exec>) {
     detail::advantage_backend<Exec>::gae(exec, rewards, values, mask, seq_offsets, advantages,
                                          returns, options);
@@ -303,7 +318,19 @@ void gae(Exec exec, const V& rewards_in, std::span<const detail::value_t<V>> val
                            advantages, returns);
   }
   if (options.whiten)
-    whiten(exec, std::span<const T>(advantages), mask, seq_offsets, advantages, options.whitening);
+    whiten(exec, std::span<const T>(advantages), mask, seq_offsets, advantages, options.whitening,
+           ws);
+}
+
+// The same, with the whitening's scratch allocated for this call.
+template <execution_tag Exec, detail::values V>
+void gae(Exec exec, const V& rewards, std::span<const detail::value_t<V>> values,
+         std::span<const float> mask, std::span<const index_t> seq_offsets,
+         std::span<detail::value_t<V>> advantages, std::span<detail::value_t<V>> returns,
+         const gae_options& options = {}) {
+  workspace_buffer buffer;
+  gae(exec, rewards, values, mask, seq_offsets, advantages, returns, options,
+      buffer.view(gae_workspace_bytes(exec, seq_offsets, options)));
 }
 
 }  // namespace advantage

@@ -63,6 +63,7 @@
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/types.hpp"
 #include "posttrain/core/validate.hpp"
+#include "posttrain/core/workspace.hpp"
 #include "posttrain/ops/reductions.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
@@ -237,32 +238,81 @@ std::vector<masked_stats> checked_group_moments(Exec exec, std::span<const T> re
 
 }  // namespace detail
 
-// GRPO-family advantages A[B]; see the header comment.
+// Bytes of the workspace group_advantages(exec::host, ..., ws) needs for B = `members` rewards in
+// G = `groups` groups (the scorable mask with nan_policy::ignore, the moments and the
+// coefficients of every group).
+inline std::size_t group_advantages_workspace_bytes(exec::host, index_t members, index_t groups,
+                                                    const group_options& options = {}) {
+  constexpr std::string_view where = "advantage::group_advantages_workspace_bytes";
+  expect(members >= 0, where, "members is ", members, ", expected >= 0");
+  expect(groups >= 0, where, "groups is ", groups, ", expected >= 0");
+  return workspace_size()
+      .add<float>(options.nan == nan_policy::ignore ? static_cast<std::size_t>(members) : 0)
+      .add<masked_stats>(static_cast<std::size_t>(groups))
+      .add<group_coefficients>(static_cast<std::size_t>(groups));
+}
+
+// GRPO-family advantages A[B] on the host with caller scratch (group_advantages_workspace_bytes):
+// no allocation. The same arithmetic as the allocating form below, bit for bit.
+template <detail::values V>
+void group_advantages(exec::host exec, const V& rewards_in, std::span<const index_t> group_offsets,
+                      std::span<detail::value_t<V>> out, const group_options& options,
+                      workspace ws) {
+  using T = detail::value_t<V>;
+  constexpr std::string_view where = "advantage::group_advantages";
+  const std::span<const T> rewards(rewards_in);
+  detail::validate_group_options(options, where);
+  detail::validate_groups(group_offsets, ssize(rewards), where);
+  expect_size(out, ssize(rewards), where, "out", "one advantage per reward");
+  expect(detail::disjoint_or_same(out, rewards), where,
+         "out partially overlaps rewards (in place needs out == rewards)");
+  detail::validate_rewards(rewards, options.nan, where, "rewards");
+  const std::size_t groups = group_offsets.size() - 1;
+  const std::span<float> scorable_buf =
+      ws.take<float>(options.nan == nan_policy::ignore ? rewards.size() : 0, where);
+  const std::span<masked_stats> stats = ws.take<masked_stats>(groups, where);
+  const std::span<group_coefficients> coefficients = ws.take<group_coefficients>(groups, where);
+  const std::span<const float> scorable =
+      options.nan == nan_policy::ignore ? detail::scorable_mask(rewards, scorable_buf)
+                                        : std::span<const float>();
+  if (!backend::reductions_backend<exec::host>::segment_moments(exec, rewards, scorable,
+                                                               group_offsets, stats))
+    ::posttrain::detail::fail_mask(scorable, "segment_moments");
+  if (options.singleton == singleton_policy::raise)
+    detail::reject_singletons(stats, group_offsets, where, "options.singleton = raise");
+  double batch_denominator = 1.0;
+  if (options.scale == group_scale::batch) {
+    const masked_stats all = merge(std::span<const masked_stats>(stats));
+    batch_denominator = group_std_denominator(all.variance(options.std_kind), options);
+  }
+  for (std::size_t g = 0; g < groups; ++g)
+    coefficients[g] = make_group_coefficients(stats[g], options, batch_denominator);
+  detail::advantage_backend<exec::host>::for_each_member(
+      exec, group_offsets, [&](index_t g, index_t i) {
+        out[i] = static_cast<T>(group_advantage(static_cast<double>(rewards[i]),
+                                                coefficients[static_cast<std::size_t>(g)]));
+      });
+}
+
+// GRPO-family advantages A[B]; see the header comment. On the host the scratch is allocated for
+// this call (the workspace form above without a caller buffer).
 template <execution_tag Exec, detail::values V>
 void group_advantages(Exec exec, const V& rewards_in, std::span<const index_t> group_offsets,
                       std::span<detail::value_t<V>> out, const group_options& options = {}) {
   using T = detail::value_t<V>;
   constexpr std::string_view where = "advantage::group_advantages";
   const std::span<const T> rewards(rewards_in);
-  detail::validate_group_options(options, where);
   if constexpr (!detail::on_host_v<Exec>) {
+    detail::validate_group_options(options, where);
     detail::validate_outcome_sizes(rewards, group_offsets, out, where);
     detail::advantage_backend<Exec>::group_advantages(exec, rewards, group_offsets, out, options);
   } else {
-    const std::vector<masked_stats> stats = detail::checked_group_moments(
-        exec, rewards, group_offsets, out, options.nan, options.singleton, where);
-    double batch_denominator = 1.0;
-    if (options.scale == group_scale::batch) {
-      const masked_stats all = merge(std::span<const masked_stats>(stats));
-      batch_denominator = group_std_denominator(all.variance(options.std_kind), options);
-    }
-    std::vector<group_coefficients> coefficients(stats.size());
-    for (std::size_t g = 0; g < stats.size(); ++g)
-      coefficients[g] = make_group_coefficients(stats[g], options, batch_denominator);
-    detail::advantage_backend<Exec>::for_each_member(exec, group_offsets, [&](index_t g, index_t i) {
-      out[i] = static_cast<T>(group_advantage(static_cast<double>(rewards[i]),
-                                              coefficients[static_cast<std::size_t>(g)]));
-    });
+    detail::validate_group_options(options, where);
+    detail::validate_groups(group_offsets, ssize(rewards), where);
+    workspace_buffer buffer;
+    group_advantages(exec, rewards, group_offsets, out, options,
+                     buffer.view(group_advantages_workspace_bytes(
+                         exec, ssize(rewards), ssize(group_offsets) - 1, options)));
   }
 }
 

@@ -16,4 +16,19 @@ using index_t = std::int64_t;
 template <class T>
 using accum_t = std::conditional_t<std::is_same_v<std::remove_cv_t<T>, double>, double, float>;
 
+namespace detail {
+
+// Non-short-circuit `and` / `or` of conditions: every operand is evaluated, so a loop of them has no
+// branch per element and vectorises (`&&` / `||` would branch). Same truth table as the logical form.
+template <class... B>
+POSTTRAIN_HOST_DEVICE constexpr bool all_of_branchless(B... conditions) noexcept {
+  return (static_cast<unsigned>(static_cast<bool>(conditions)) & ...) != 0u;
+}
+template <class... B>
+POSTTRAIN_HOST_DEVICE constexpr bool any_of_branchless(B... conditions) noexcept {
+  return (static_cast<unsigned>(static_cast<bool>(conditions)) | ...) != 0u;
+}
+
+}  // namespace detail
+
 POSTTRAIN_NAMESPACE_END

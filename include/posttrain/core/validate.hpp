@@ -123,7 +123,7 @@ inline void expect_mask(std::span<T, E> mask, std::string_view where, std::strin
     constexpr V largest = std::numeric_limits<V>::max();
     unsigned all_valid = 1;
     for (std::size_t i = 0; i < mask.size(); ++i)
-      all_valid &= static_cast<unsigned>((mask[i] >= V(0)) & (mask[i] <= largest));
+      all_valid &= static_cast<unsigned>(detail::all_of_branchless(mask[i] >= V(0), mask[i] <= largest));
     if (all_valid != 0) return;
   }
   for (std::size_t i = 0; i < mask.size(); ++i) {

@@ -79,6 +79,19 @@ inline double mask_at(const S& mask, std::size_t t) {
   return mask.empty() ? 1.0 : static_cast<double>(mask[t]);
 }
 
+// Writes the 0/1 weight of one token and accounts its mask weight m, so that kept_fraction is the
+// masked mean of the written weights (Σ m·keep / Σ m, summed in token order).
+struct keep_counter {
+  double sum_m = 0.0, sum_kept = 0.0;
+  template <class T>
+  void write(T& weight, double m, bool keep) {
+    weight = keep ? T(1) : T(0);
+    sum_m += m;
+    sum_kept += keep ? m : 0.0;
+  }
+  double kept_fraction() const { return sum_m > 0.0 ? sum_kept / sum_m : 0.0; }
+};
+
 }  // namespace selection_detail
 
 // ---------------------------------------------------------------- linear_quantile
@@ -138,7 +151,7 @@ selection_result off_policy_sequence_mask(exec::host, const policy_gradient_inpu
   expect_size(weights, n, where, "weights", "one per token of logprobs");
 
   selection_result r;
-  double sum_m = 0.0, sum_kept = 0.0;
+  selection_detail::keep_counter kept;
   for (std::size_t i = 0; i + 1 < in.seq_offsets.size(); ++i) {
     const auto b = static_cast<std::size_t>(in.seq_offsets[i]);
     const auto e = static_cast<std::size_t>(in.seq_offsets[i + 1]);
@@ -158,14 +171,12 @@ selection_result off_policy_sequence_mask(exec::host, const policy_gradient_inpu
         continue;
       }
       const bool keep = static_cast<double>(in.advantages[t]) >= 0.0 || low_kl;
-      weights[t] = keep ? T(1) : T(0);
-      sum_m += m;
-      sum_kept += keep ? m : 0.0;
+      kept.write(weights[t], m, keep);
       dropped = dropped || !keep;
     }
     r.dropped_rows += dropped ? 1 : 0;
   }
-  if (sum_m > 0.0) r.kept_fraction = sum_kept / sum_m;
+  r.kept_fraction = kept.kept_fraction();
   return r;
 }
 
@@ -211,15 +222,12 @@ selection_result high_entropy_mask(exec::host, const policy_gradient_inputs<T>& 
   const double theta =
       o.threshold ? *o.threshold : linear_quantile(std::span<const T>(valid), 1.0 - o.top_quantile);
   r.threshold = theta;
-  double sum_m = 0.0, sum_kept = 0.0;
+  selection_detail::keep_counter kept;
   for (std::size_t t = 0; t < in.entropy.size(); ++t) {
     const double m = selection_detail::mask_at(in.mask, t);
-    const bool keep = m != 0.0 && static_cast<double>(in.entropy[t]) >= theta;
-    weights[t] = keep ? T(1) : T(0);
-    sum_m += m;
-    sum_kept += keep ? m : 0.0;
+    kept.write(weights[t], m, m != 0.0 && static_cast<double>(in.entropy[t]) >= theta);
   }
-  if (sum_m > 0.0) r.kept_fraction = sum_kept / sum_m;
+  r.kept_fraction = kept.kept_fraction();
   return r;
 }
 

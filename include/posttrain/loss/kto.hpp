@@ -37,12 +37,14 @@
 #include <string>
 #include <type_traits>
 
-#include "posttrain/backend/cpu/preference.hpp"
+#include "posttrain/backend/cpu/kto.hpp"
 #include "posttrain/config.hpp"
 #include "posttrain/core/batch.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/validate.hpp"
 #include "posttrain/loss/concept.hpp"
+#include "posttrain/loss/kto_links.hpp"
+#include "posttrain/loss/kto_types.hpp"
 #include "posttrain/loss/preference.hpp"
 #include "posttrain/loss/sequence_reduce.hpp"
 #include "posttrain/math/stable.hpp"
@@ -50,78 +52,6 @@
 POSTTRAIN_NAMESPACE_BEGIN
 
 namespace loss {
-
-struct kto_options {
-  double beta = 0.1;
-  double desirable_weight = 1.0;
-  double undesirable_weight = 1.0;
-};
-
-}  // namespace loss
-
-namespace unpaired {
-
-// L(Δ) and dL/dΔ for one example (before the λ weight).
-template <class T>
-struct example_value {
-  T loss;
-  T slope;
-};
-
-struct kto {
-  static constexpr const char* name = "kto";
-  template <class T>
-  POSTTRAIN_HOST_DEVICE static example_value<T> evaluate(T delta, T z0, bool desirable, T beta) {
-    const T x = desirable ? beta * (delta - z0) : beta * (z0 - delta);
-    const T s = math::sigmoid(x) * math::sigmoid(-x);
-    return {math::sigmoid(-x), desirable ? -beta * s : beta * s};  // 1 − σ(x) = σ(−x)
-  }
-};
-
-struct apo_zero {
-  static constexpr const char* name = "apo_zero_unpaired";
-  template <class T>
-  POSTTRAIN_HOST_DEVICE static example_value<T> evaluate(T delta, T /*z0*/, bool desirable,
-                                                         T beta) {
-    const T x = beta * delta;
-    const T s = math::sigmoid(x) * math::sigmoid(-x);
-    return desirable ? example_value<T>{math::sigmoid(-x), -beta * s}
-                     : example_value<T>{math::sigmoid(x), beta * s};
-  }
-};
-
-}  // namespace unpaired
-
-namespace loss {
-
-template <class T>
-struct kto_inputs {
-  token_batch batch{};                        // B completions
-  std::span<const T> logprobs{};              // [N] policy token log-probs
-  std::span<const T> reference{};             // [B] reference scores ρ (same reduction as π)
-  std::span<const std::uint8_t> desirable{};  // [B] 1 desirable, 0 undesirable
-  double kl_reference = 0.0;                  // z0 (detached); ignored by apo_zero_unpaired
-};
-
-template <class T>
-struct kto_outputs {
-  std::span<T> grad{};                 // [N] ∂loss/∂ℓ (0 where m = 0)
-  std::span<double> example_losses{};  // [B] λ·L_b
-  std::span<double> rewards{};         // [B] β·Δ_b
-};
-
-struct kto_normalizer {
-  double examples = 0;  // divisor of Σ_b λ·L_b; 0 = local B
-};
-
-struct kto_result {
-  double loss = 0;
-  double desirable_reward = 0;    // local mean β·Δ over desirable examples (0 if none)
-  double undesirable_reward = 0;  // local mean β·Δ over undesirable examples (0 if none)
-  double desirable_count = 0;
-  double undesirable_count = 0;
-  double kl_reference = 0;  // the z0 used
-};
 
 namespace detail {
 inline void validate_kto_options(const kto_options& o, std::string_view where) {
@@ -206,34 +136,9 @@ struct kto : loss_interface<kto_options, kto_inputs, kto_outputs, kto_normalizer
     static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                   "loss::kto::compute accepts float or double log-probs");
     validate(in, o, out, norm);
-    using backend::cpu::masked_sum;
-    using backend::cpu::write_masked;
-    const index_t b = in.batch.num_sequences();
-    const double divisor = norm.examples > 0 ? norm.examples : static_cast<double>(b);
-    const double inv = divisor > 0 ? 1.0 / divisor : 0.0;
-    kto_result r;
-    r.kl_reference = in.kl_reference;
-    double total = 0, rd = 0, ru = 0;
-    for (index_t i = 0; i < b; ++i) {
-      const index_t t0 = in.batch.seq_offsets[i], t1 = in.batch.seq_offsets[i + 1];
-      const auto s = masked_sum(in.logprobs, in.batch.mask, t0, t1);
-      const double delta = SeqReduce::score(s.sum, s.weight) - static_cast<double>(in.reference[i]);
-      const bool want = in.desirable[i] != 0;
-      const auto v = Link::evaluate(delta, in.kl_reference, want, o.beta);
-      const double w = want ? o.desirable_weight : o.undesirable_weight;
-      total += w * v.loss;
-      (want ? rd : ru) += o.beta * delta;
-      (want ? r.desirable_count : r.undesirable_count) += 1.0;
-      if (!out.example_losses.empty()) out.example_losses[i] = w * v.loss;
-      if (!out.rewards.empty()) out.rewards[i] = o.beta * delta;
-      if (!out.grad.empty())
-        write_masked(out.grad, in.batch.mask, t0, t1,
-                     w * v.slope * inv * SeqReduce::token_scale(s.weight));
-    }
-    r.loss = total * inv;
-    if (r.desirable_count > 0) r.desirable_reward = rd / r.desirable_count;
-    if (r.undesirable_count > 0) r.undesirable_reward = ru / r.undesirable_count;
-    return r;
+    const double divisor =
+        norm.examples > 0 ? norm.examples : static_cast<double>(in.batch.num_sequences());
+    return kto_backend<exec::host>::run<Link, SeqReduce>(exec::host{}, in, o, out, divisor);
   }
 
   template <class T>
@@ -242,30 +147,44 @@ struct kto : loss_interface<kto_options, kto_inputs, kto_outputs, kto_normalizer
     return compute(exec::host{}, in, o, out, norm);
   }
 
+  // Device memory (backend/cuda/kto.cuh, include <posttrain/cuda.cuh>): the sizes, options and
+  // normaliser are checked on the host before any work; the offsets, labels, reference scores and
+  // z0's finiteness in device memory are not read by the check. Synchronises the stream once (the
+  // result is a host value).
   template <class T>
-  static kto_result compute(exec::cuda, const kto_inputs<T>&, const kto_options& = {},
-                            const kto_outputs<T>& = {}, const kto_normalizer& = {}) {
-    static_assert(sizeof(T) == 0,
-                  "loss::kto has no CUDA backend yet: call compute(exec::host{}, ...) with host "
-                  "memory");
-    return {};
+  static kto_result compute(exec::cuda e, const kto_inputs<T>& in, const kto_options& o = {},
+                            const kto_outputs<T>& out = {}, const kto_normalizer& norm = {}) {
+    using device_backend = kto_backend<std::enable_if_t<sizeof(T) != 0, exec::cuda>>;
+    static_assert(device_backend::available,
+                  "loss::kto has no CUDA backend here (no loss::kto_backend<exec::cuda> "
+                  "specialisation, loss/kto_types.hpp): include <posttrain/cuda.cuh>, or call "
+                  "compute(exec::host{}, ...) with host memory");
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                  "loss::kto::compute accepts float or double log-probs");
+    validate_sizes(in, o, out, norm);
+    const double divisor = norm.examples > 0 ? norm.examples
+                                             : static_cast<double>(ssize(in.batch.seq_offsets) - 1);
+    return device_backend::template run<Link, SeqReduce>(e, in, o, out, divisor);
   }
-};
 
-// OpenRLHF VanillaKTOLoss options: β, and optional global means of Δc / Δr (all-reduced by the
-// caller for multi-rank use; unset = this call's means). Both are clamped at 0 and detached.
-struct kto_vanilla_options {
-  double beta = 0.1;
-  std::optional<double> mean_delta_chosen = std::nullopt;
-  std::optional<double> mean_delta_rejected = std::nullopt;
-};
-
-struct kto_vanilla_result {
-  double loss = 0;
-  double kl_chosen = 0;        // KL_c used
-  double kl_rejected = 0;      // KL_r used
-  double chosen_reward = 0;    // local mean β·Δc
-  double rejected_reward = 0;  // local mean β·Δr
+  // What compute(exec::cuda, ...) can check without reading device memory.
+  template <class T>
+  static void validate_sizes(const kto_inputs<T>& in, const kto_options& o,
+                             const kto_outputs<T>& out, const kto_normalizer& norm) {
+    const std::string where = name();
+    expect(!in.batch.seq_offsets.empty(), where,
+           "batch.seq_offsets is empty, expected B + 1 >= 1 offsets");
+    const index_t b = ssize(in.batch.seq_offsets) - 1, n = ssize(in.logprobs);
+    expect_size_or_empty(in.batch.mask, n, where, "batch.mask", "one weight per log-prob");
+    expect_size(in.reference, b, where, "reference", "one reference score per completion");
+    expect_size(in.desirable, b, where, "desirable", "one label per completion");
+    expect_finite(in.kl_reference, where, "kl_reference");
+    detail::validate_kto_options(o, where);
+    expect_non_negative(norm.examples, where, "normalizer.examples");
+    expect_size_or_empty(out.grad, n, where, "grad", "one per token");
+    expect_size_or_empty(out.example_losses, b, where, "example_losses", "one per completion");
+    expect_size_or_empty(out.rewards, b, where, "rewards", "one per completion");
+  }
 };
 
 struct kto_vanilla_paired
@@ -297,52 +216,23 @@ struct kto_vanilla_paired
     expect_positive(o.beta, where, "options.beta");
     if (o.mean_delta_chosen) expect_finite(*o.mean_delta_chosen, where, "mean_delta_chosen");
     if (o.mean_delta_rejected) expect_finite(*o.mean_delta_rejected, where, "mean_delta_rejected");
-    using backend::cpu::masked_sum;
-    using backend::cpu::write_masked;
-    const token_batch& c = in.batch.chosen;
-    const token_batch& rj = in.batch.rejected;
-    const index_t pairs = in.batch.num_pairs();
-    auto delta = [&](index_t p, bool chosen_side) {
-      const token_batch& s = chosen_side ? c : rj;
-      const auto m = masked_sum(chosen_side ? in.chosen_logprobs : in.rejected_logprobs, s.mask,
-                                s.seq_offsets[p], s.seq_offsets[p + 1]);
-      return m.sum -
-             static_cast<double>(chosen_side ? in.reference_chosen[p] : in.reference_rejected[p]);
-    };
-    double sum_c = 0, sum_r = 0;
-    for (index_t p = 0; p < pairs; ++p) {
-      sum_c += delta(p, true);
-      sum_r += delta(p, false);
-    }
-    const double n = static_cast<double>(pairs);
-    kto_vanilla_result r;
-    r.kl_chosen = std::max(o.mean_delta_chosen.value_or(pairs ? sum_c / n : 0.0), 0.0);
-    r.kl_rejected = std::max(o.mean_delta_rejected.value_or(pairs ? sum_r / n : 0.0), 0.0);
-    const double divisor = 2.0 * (norm.pairs > 0 ? norm.pairs : n);
-    const double inv = divisor > 0 ? 1.0 / divisor : 0.0;
-    double total = 0;
-    for (index_t p = 0; p < pairs; ++p) {
-      const double dc = delta(p, true), dr = delta(p, false);
-      // L_c = 1 − σ(β(Δc − KL_r)) (desirable with z0 = KL_r); L_r = 1 − σ(β(KL_c − Δr)).
-      const auto vc = ::posttrain::unpaired::kto::evaluate(dc, r.kl_rejected, true, o.beta);
-      const auto vr = ::posttrain::unpaired::kto::evaluate(dr, r.kl_chosen, false, o.beta);
-      total += vc.loss + vr.loss;
-      if (!out.pair_losses.empty()) out.pair_losses[p] = vc.loss + vr.loss;
-      if (!out.chosen_rewards.empty()) out.chosen_rewards[p] = o.beta * dc;
-      if (!out.rejected_rewards.empty()) out.rejected_rewards[p] = o.beta * dr;
-      if (!out.chosen_grad.empty())
-        write_masked(out.chosen_grad, c.mask, c.seq_offsets[p], c.seq_offsets[p + 1],
-                     vc.slope * inv);
-      if (!out.rejected_grad.empty())
-        write_masked(out.rejected_grad, rj.mask, rj.seq_offsets[p], rj.seq_offsets[p + 1],
-                     vr.slope * inv);
-    }
-    r.loss = total * inv;
-    if (pairs > 0) {
-      r.chosen_reward = o.beta * sum_c / n;
-      r.rejected_reward = o.beta * sum_r / n;
-    }
-    return r;
+    const double pairs_divisor =
+        norm.pairs > 0 ? norm.pairs : static_cast<double>(in.batch.num_pairs());
+    return kto_backend<exec::host>::run_vanilla_paired(exec::host{}, in, o, out, pairs_divisor);
+  }
+
+  template <class T>
+  static kto_vanilla_result compute(exec::cuda, const preference_inputs<T>&,
+                                    const kto_vanilla_options& = {},
+                                    const preference_outputs<T>& = {},
+                                    const preference_normalizer& = {}) {
+    // (backend/cuda/kto.cuh ports loss::kto only: its kto_backend<exec::cuda> has no
+    // run_vanilla_paired.)
+    static_assert(sizeof(T) == 0,
+                  "loss::kto_vanilla_paired has no CUDA backend yet (kto_backend<exec::cuda> has "
+                  "no run_vanilla_paired, loss/kto_types.hpp): call compute(exec::host{}, ...) "
+                  "with host memory");
+    return {};
   }
 };
 

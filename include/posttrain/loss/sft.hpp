@@ -20,34 +20,19 @@
 #include <string>
 #include <type_traits>
 
+#include "posttrain/backend/cpu/sft.hpp"
 #include "posttrain/config.hpp"
 #include "posttrain/core/batch.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/validate.hpp"
+#include "posttrain/core/workspace.hpp"
 #include "posttrain/loss/concept.hpp"
+#include "posttrain/loss/sft_types.hpp"
 #include "posttrain/ops/aggregate.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
 
 namespace loss {
-
-// The Loss-concept bundles of loss::sft (compute(exec, sft_inputs, sft_options, sft_outputs,
-// agg_normalizer)); the positional form compute(exec, logprobs, batch, grad, norm, agg) is the same
-// call.
-template <class T>
-struct sft_inputs {
-  std::span<const T> logprobs{};  // ℓ[N] target-token log-probs
-  token_batch batch{};            // seq_offsets[B+1], mask[N] (empty = all ones)
-};
-
-template <class T>
-struct sft_outputs {
-  std::span<T> grad{};  // dLoss/dℓ[N], or empty
-};
-
-struct sft_options {
-  agg_options aggregation{};  // conventions of the row divisors (ops/aggregate.hpp)
-};
 
 template <class Mode>
 struct sft : loss_interface<sft_options, sft_inputs, sft_outputs, agg_normalizer, agg_result> {
@@ -62,24 +47,52 @@ struct sft : loss_interface<sft_options, sft_inputs, sft_outputs, agg_normalizer
     return compute(exec::host{}, in.logprobs, in.batch, out.grad, normalizer, options.aggregation);
   }
 
+  // Bytes of the workspace compute(..., ws) needs for B = rows sequences (0 for the token-level
+  // modes and without grad).
+  static std::size_t workspace_bytes(exec::host, index_t rows, bool with_grad = true) {
+    expect(rows >= 0, "loss::sft::workspace_bytes", "rows is ", rows, ", expected >= 0");
+    return sft_backend<exec::host>::workspace_bytes<Mode>(exec::host{}, rows, with_grad);
+  }
+
+  // Caller scratch (workspace_bytes(exec, B, !grad.empty()) bytes): no allocation.
+  template <class T>
+  static agg_result compute(exec::host, std::span<const T> token_logprobs, const token_batch& batch,
+                            std::span<T> grad, const agg_normalizer& normalizer,
+                            const agg_options& options, workspace ws) {
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                  "loss::sft::compute accepts float or double log-probs");
+    validate(token_logprobs, batch, grad, normalizer, options);
+    return sft_backend<exec::host>::run<Mode, T>(exec::host{}, token_logprobs, batch, grad,
+                                                 normalizer, options, ws);
+  }
+
+  // The same, allocating its scratch (per-sequence modes with grad: B doubles).
   template <class T>
   static agg_result compute(exec::host, std::span<const T> token_logprobs, const token_batch& batch,
                             std::span<T> grad = {}, const agg_normalizer& normalizer = {},
                             const agg_options& options = {}) {
     static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                   "loss::sft::compute accepts float or double log-probs");
+    validate(token_logprobs, batch, grad, normalizer, options);
+    workspace_buffer buffer;
+    const auto ws = buffer.view(sft_backend<exec::host>::workspace_bytes<Mode>(
+        exec::host{}, batch.seq_offsets.empty() ? 0 : batch.num_sequences(), !grad.empty()));
+    return sft_backend<exec::host>::run<Mode, T>(exec::host{}, token_logprobs, batch, grad,
+                                                 normalizer, options, ws);
+  }
+
+  // Every argument, before anything is written: the batch and the sizes here, the normaliser and
+  // options as aggregate_loss checks them (its messages).
+  template <class T>
+  static void validate(std::span<const T> token_logprobs, const token_batch& batch,
+                       std::span<T> grad, const agg_normalizer& normalizer,
+                       const agg_options& options) {
     constexpr const char* where = "loss::sft";
     batch.validate(where);
     expect_size(token_logprobs, batch.num_tokens(), where, "token_logprobs", "one per token");
     expect_size_or_empty(grad, batch.num_tokens(), where, "grad", "one per token");
-    // The aggregation is linear and negation exact: aggregate ℓ itself, then negate the loss and
-    // the gradient (no temporary −ℓ array). aggregate_loss validates the normaliser/options
-    // before writing grad.
-    agg_result r = aggregate_loss<Mode>(exec::host{}, token_logprobs, batch.mask, batch.seq_offsets,
-                                        normalizer, grad, options);
-    r.loss = 0.0 - r.loss;                        // +0, never −0, for an empty batch
-    for (T& g : grad) g = g == T(0) ? T(0) : -g;  // no −0 where the mask is 0
-    return r;
+    posttrain::detail::validate_aggregate_loss<Mode>(token_logprobs, batch.mask,
+                                                     batch.seq_offsets, normalizer, grad, options);
   }
 
   template <class T>
@@ -92,8 +105,9 @@ struct sft : loss_interface<sft_options, sft_inputs, sft_outputs, agg_normalizer
   template <class T>
   static agg_result compute(exec::cuda, std::span<const T>, const token_batch&, std::span<T> = {},
                             const agg_normalizer& = {}, const agg_options& = {}) {
-    static_assert(sizeof(T) == 0,
-                  "loss::sft has no CUDA backend yet: call compute(exec::host{}, ...) with host "
+    static_assert(sft_backend<exec::cuda>::available && sizeof(T) > 0,
+                  "loss::sft has no CUDA backend yet (no loss::sft_backend<exec::cuda> "
+                  "specialisation, loss/sft_types.hpp): call compute(exec::host{}, ...) with host "
                   "memory");
     return {};
   }

@@ -17,52 +17,16 @@
 #include <string>
 #include <type_traits>
 
-#include "posttrain/backend/cpu/fused_aggregate.hpp"
+#include "posttrain/backend/cpu/value.hpp"
 #include "posttrain/config.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/validate.hpp"
+#include "posttrain/core/workspace.hpp"
 #include "posttrain/loss/concept.hpp"
+#include "posttrain/loss/value_types.hpp"
 #include "posttrain/ops/aggregate.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
-
-struct value_options {
-  double clip = 0.5;  // c; infinity = no clipping
-  double coef = 1.0;  // scales loss and gradient (TRL vf_coef)
-};
-
-namespace value_conventions {
-inline constexpr value_options verl{0.5, 1.0};
-inline constexpr value_options trl{0.2, 0.1};
-inline constexpr value_options openrlhf{0.5, 1.0};
-}  // namespace value_conventions
-
-template <class T>
-struct value_inputs {
-  std::span<const T> values;
-  std::span<const T> old_values;
-  std::span<const T> returns;
-  std::span<const float> mask;
-  std::span<const index_t> seq_offsets;
-};
-
-struct value_result {
-  double loss = 0.0;
-  double divisor = 0.0;
-  double clip_fraction = 0.0;
-};
-
-// The Loss-concept bundles of loss::value_clipped (compute(exec, value_inputs, value_loss_options,
-// value_outputs, agg_normalizer)); the positional form is the same call.
-template <class T>
-struct value_outputs {
-  std::span<T> grad{};  // dLoss/dv[N], or empty
-};
-
-struct value_loss_options {
-  value_options value{};
-  agg_options aggregation{};
-};
 
 namespace loss {
 
@@ -111,48 +75,26 @@ struct value_clipped : loss_interface<value_loss_options, value_inputs, value_ou
     static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                   "loss::value_clipped::compute accepts float or double values");
     validate(in, o, grad, norm, agg_opts);
-    // One fused pass per row (backend/cpu/fused_aggregate.hpp): dLoss/dL_t = m_t·scale_i is
-    // known from the mask, so L_t is aggregated and dloss/dv written as it is computed; bit for
-    // bit the per-token loss array followed by aggregate_loss.
-    const std::size_t n = in.values.size();
-    backend::cpu::fused_aggregate<Aggregation> agg(in.mask, in.seq_offsets, n, norm, agg_opts);
-    const bool write_grad = !grad.empty();
-    double sum_m = 0.0, sum_clip = 0.0;
-    const auto segment = [&](std::size_t i, std::size_t b, std::size_t e) {
-      const double scale = agg.scale(i);
-      agg.begin_row(b, e);
-      for (std::size_t t = b; t < e; ++t) {
-        const double m = in.mask.empty() ? 1.0 : static_cast<double>(in.mask[t]);
-        double dl = 0.0;
-        if (m != 0.0) {
-          const double v = in.values[t], vo = in.old_values[t], r = in.returns[t];
-          const bool inside = !(v < vo - o.clip) && !(vo + o.clip < v);
-          const double vc = inside ? v : (v < vo - o.clip ? vo - o.clip : vo + o.clip);
-          const double a = (v - r) * (v - r), b2 = (vc - r) * (vc - r);
-          double l;
-          if (b2 > a) {
-            l = 0.5 * b2;
-            dl = inside ? vc - r : 0.0;
-            sum_clip += m;
-          } else {
-            l = 0.5 * a;
-            dl = v - r;
-          }
-          sum_m += m;
-          agg.add(t, m * l);
-        }
-        if (write_grad) grad[t] = static_cast<T>(o.coef * (m * scale) * dl);
-      }
-      agg.end_row(i);
-    };
-    if constexpr (Aggregation::per_sequence) {
-      for (std::size_t i = 0; i + 1 < in.seq_offsets.size(); ++i)
-        segment(i, static_cast<std::size_t>(in.seq_offsets[i]),
-                static_cast<std::size_t>(in.seq_offsets[i + 1]));
-    } else {
-      segment(0, 0, n);
-    }
-    return {o.coef * agg.loss(), agg.divisor(), sum_m > 0 ? sum_clip / sum_m : 0.0};
+    return value_backend<exec::host>::run<Aggregation>(exec::host{}, in, o, grad, norm, agg_opts);
+  }
+
+  // Bytes of the workspace compute(..., ws) needs for B = rows sequences (0 for token-level
+  // aggregations).
+  static std::size_t workspace_bytes(exec::host, index_t rows) {
+    expect(rows >= 0, "loss::value_clipped::workspace_bytes", "rows is ", rows, ", expected >= 0");
+    return value_backend<exec::host>::workspace_bytes<Aggregation>(exec::host{}, rows);
+  }
+
+  // Caller scratch (workspace_bytes(exec, B) bytes): no allocation.
+  template <class T>
+  static value_result compute(exec::host, const value_inputs<T>& in, const value_options& o,
+                              std::span<T> grad, const agg_normalizer& norm,
+                              const agg_options& agg_opts, workspace ws) {
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                  "loss::value_clipped::compute accepts float or double values");
+    validate(in, o, grad, norm, agg_opts);
+    return value_backend<exec::host>::run<Aggregation>(exec::host{}, in, o, grad, norm, agg_opts,
+                                                       ws);
   }
 
   template <class T>
@@ -160,6 +102,17 @@ struct value_clipped : loss_interface<value_loss_options, value_inputs, value_ou
                               std::span<T> grad = {}, const agg_normalizer& norm = {},
                               const agg_options& agg_opts = {}) {
     return compute(exec::host{}, in, o, grad, norm, agg_opts);
+  }
+
+  template <class T>
+  static value_result compute(exec::cuda, const value_inputs<T>&, const value_options& = {},
+                              std::span<T> = {}, const agg_normalizer& = {},
+                              const agg_options& = {}) {
+    static_assert(value_backend<exec::cuda>::available && sizeof(T) > 0,
+                  "loss::value_clipped has no CUDA backend yet (no loss::value_backend<exec::cuda> "
+                  "specialisation, loss/value_types.hpp): call compute(exec::host{}, ...) with "
+                  "host memory");
+    return {};
   }
 };
 

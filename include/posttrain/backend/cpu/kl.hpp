@@ -99,7 +99,8 @@ POSTTRAIN_FORCEINLINE void k3_block(const Element& element, const Eigen::Array<T
     g = rawc.template cast<T>();
     // 0 where a clamp is active (kl_element::value_and_grad); one select per type width.
     for (Eigen::Index k = 0; k < kBlock; ++k) {
-      const bool clamped = (d[k] < in_lo) | (in_hi < d[k]) | (raw[k] < out_lo) | (out_hi < raw[k]);
+      const bool clamped =
+          ::posttrain::detail::any_of_branchless(d[k] < in_lo, in_hi < d[k], raw[k] < out_lo, out_hi < raw[k]);
       g[k] = clamped ? T(0) : g[k];
     }
   }

@@ -22,6 +22,10 @@
 // last bits and FMA contraction (tests/loss/policy_gradient_fused.cpp). Sequential, sums in
 // double: deterministic. Only the block exp and block k3 read ℓ, ℓold, ℓref at tokens with m = 0
 // (never used).
+// The pieces of steps 1 and 3 and the statistics are small functions of `detail` (the per-row
+// loops sequence_row_statistic, kl_sequence_ratio, write_row_terms; pg_statistics): the row pass
+// of step 2 stays one loop, where the mode flags are compile-time traits of the composition
+// (sequence level, sequence gradient, weight use, given ratio, block k3) or per-call inputs.
 #include <algorithm>
 #include <cmath>
 #include <span>
@@ -92,7 +96,7 @@ struct ratio_block {
     r = lr.exp();
     unsigned in_range = 1;  // branch-free, vectorised; NaN fails both compares
     for (Eigen::Index j = 0; j < n; ++j)
-      in_range &= static_cast<unsigned>((lr[j] >= lo) & (lr[j] <= hi));
+      in_range &= static_cast<unsigned>(::posttrain::detail::all_of_branchless(lr[j] >= lo, lr[j] <= hi));
     if (in_range != 0) return;
     for (Eigen::Index j = 0; j < n; ++j)
       if (!(lr[j] >= lo && lr[j] <= hi))
@@ -125,6 +129,133 @@ template <class S>
 constexpr pg_weight_use pg_weight_use_of() {
   return S::importance_weight_use;
 }
+
+// m_t (1 when the mask is empty) and the capped IS weight min(w_t, C).
+inline double mask_weight(std::span<const float> mask, std::size_t t) {
+  return mask.empty() ? 1.0 : static_cast<double>(mask[t]);
+}
+template <class T>
+double capped_weight(std::span<const T> weights, std::size_t t, double cap) {
+  const double w = static_cast<double>(weights[t]);
+  return w > cap ? cap : w;
+}
+
+// The row statistic of a sequence-level surrogate: log s_i = Σ m·term / D_i (every token then
+// sees log s_i), 1/D_i, and the geometric-mean IS weight of the row (sequence_geo_mean). Fills
+// the per-token slopes (when the gradient is written) and clip flags of the row.
+struct pg_row_statistic {
+  double log_ratio = 0.0, inv_len = 0.0, weight = 1.0;
+};
+
+template <class Surrogate, class T>
+pg_row_statistic sequence_row_statistic(const policy_gradient_inputs<T>& in,
+                                        const policy_gradient_options& o,
+                                        const agg_options& agg_opts, std::size_t b, std::size_t e,
+                                        bool write_grad, std::span<double> tok_slope,
+                                        std::span<unsigned char> tok_flags) {
+  constexpr pg_weight_use weight_use = pg_weight_use_of<Surrogate>();
+  const bool has_w = !in.importance_weights.empty();
+  double s = 0.0, len = 0.0, log_w = 0.0;
+  for (std::size_t t = b; t < e; ++t) {
+    const double m = mask_weight(in.mask, t);
+    if (m == 0.0) continue;
+    // the row statistic in double, as every reduction over tokens
+    const pg_seq_token<double> q = Surrogate::token_log_ratio(
+        static_cast<double>(in.logprobs[t]) - static_cast<double>(in.old_logprobs[t]),
+        static_cast<double>(in.advantages[t]), o);
+    s += m * q.log_ratio;
+    len += m;
+    if constexpr (pg_sequence_gradient<Surrogate>())
+      if (write_grad) tok_slope[t - b] = q.slope;
+    tok_flags[t - b] = static_cast<unsigned char>((q.clipped ? 1 : 0) | (q.clipped_lower ? 2 : 0));
+    if constexpr (weight_use == pg_weight_use::log_ratio_sum)
+      if (has_w)
+        s += Surrogate::importance_log_term(
+            capped_weight(in.importance_weights, t, o.importance_weight_cap));
+    if constexpr (weight_use == pg_weight_use::sequence_geo_mean)
+      if (has_w)
+        log_w += m * std::log(capped_weight(in.importance_weights, t, o.importance_weight_cap) +
+                              1e-10);
+  }
+  pg_row_statistic r;
+  const double d = Surrogate::length_divisor(len, agg_opts);
+  r.inv_len = d > 0.0 ? 1.0 / d : 0.0;
+  r.log_ratio = s * r.inv_len;
+  if constexpr (weight_use == pg_weight_use::sequence_geo_mean)
+    if (has_w) r.weight = std::exp(log_w * r.inv_len);
+  return r;
+}
+
+// The IS-corrected KL's sequence ratio ρ_i = e^{clamp(Σ m·logr / max(Σ m, 1))} and its slope
+// dρ_i/dℓ_u / m_u (0 where the clamp is active).
+struct kl_row_ratio {
+  double ratio = 1.0, slope = 0.0;
+};
+
+template <class T>
+kl_row_ratio kl_sequence_ratio(const policy_gradient_inputs<T>& in,
+                               const policy_gradient_options& o, std::size_t b, std::size_t e) {
+  double s = 0.0, len = 0.0;
+  for (std::size_t t = b; t < e; ++t) {
+    const double m = mask_weight(in.mask, t);
+    if (m == 0.0) continue;
+    s += m * (static_cast<double>(in.logprobs[t]) - static_cast<double>(in.old_logprobs[t]));
+    len += m;
+  }
+  const double inv = 1.0 / (len > 1.0 ? len : 1.0);
+  const double lr = s * inv;
+  const bool clamped = lr < o.log_ratio_min || o.log_ratio_max < lr;
+  kl_row_ratio r;
+  r.ratio = std::exp(clamped ? (lr < o.log_ratio_min ? o.log_ratio_min : o.log_ratio_max) : lr);
+  r.slope = clamped ? 0.0 : r.ratio * inv;
+  return r;
+}
+
+// The statistics of the result: masked token means over the call, each sum in token order.
+struct pg_statistics {
+  double sum_m = 0, sum_clip = 0, sum_clip_lower = 0, sum_kl = 0, sum_ratio = 0;
+  double sum_kl_unclamped = 0;
+
+  void add(double m, bool clipped, bool clipped_lower, double clamped_log_ratio,
+           double log_ratio, double ratio) {
+    sum_m += m;
+    sum_clip += clipped ? m : 0.0;
+    sum_clip_lower += clipped_lower ? m : 0.0;
+    sum_kl -= m * clamped_log_ratio;
+    sum_kl_unclamped -= m * log_ratio;
+    sum_ratio += m * ratio;
+  }
+  void finish(policy_gradient_result& r) const {
+    if (sum_m > 0) {
+      r.clip_fraction = sum_clip / sum_m;
+      r.clip_fraction_lower = sum_clip_lower / sum_m;
+      r.approx_kl = sum_kl / sum_m;
+      r.approx_kl_unclamped = sum_kl_unclamped / sum_m;
+      r.mean_ratio = sum_ratio / sum_m;
+    }
+  }
+};
+
+// The row-level gradient terms, once the row's sums are known: a sequence-level surrogate's
+// m_t·g_seq·slope_t (plus the token KL part kept in tok_part), or tok_part alone, plus the
+// sequence-ratio KL's m_t·g_kl.
+template <bool SeqGrad, bool HasKl, class T>
+void write_row_terms(std::span<T> grad, std::span<const float> mask, std::size_t b, std::size_t e,
+                     double g_seq, std::span<const double> tok_slope,
+                     std::span<const double> tok_part, bool kl_seq_is, double g_kl) {
+  for (std::size_t t = b; t < e; ++t) {
+    const double m = mask_weight(mask, t);
+    double g = 0.0;
+    if constexpr (SeqGrad) {
+      if (m != 0.0) g = m * g_seq * tok_slope[t - b];
+      if constexpr (HasKl) g += tok_part[t - b];
+    } else {
+      g = tok_part[t - b];
+    }
+    if (kl_seq_is && m != 0.0) g += m * g_kl;
+    grad[t] = static_cast<T>(g);
+  }
+}
 }  // namespace detail
 
 template <class Surrogate, class Kl, class Agg, class T>
@@ -149,12 +280,9 @@ policy_gradient_result policy_gradient(const policy_gradient_inputs<T>& in,
   const bool kl_seq_is = has_kl && o.kl_correction == kl_is_correction::sequence;
   const bool write_grad = !out.grad.empty();
   const bool write_entropy_grad = !out.entropy_grad.empty();
-  const auto mask_at = [&](std::size_t t) {
-    return in.mask.empty() ? 1.0 : static_cast<double>(in.mask[t]);
-  };
+  const auto mask_at = [&](std::size_t t) { return detail::mask_weight(in.mask, t); };
   const auto weight_at = [&](std::size_t t) {
-    const double w = static_cast<double>(in.importance_weights[t]);
-    return w > o.importance_weight_cap ? o.importance_weight_cap : w;
+    return detail::capped_weight(in.importance_weights, t, o.importance_weight_cap);
   };
   const auto entropy_mask_at = [&](std::size_t t) {
     return has_entropy_mask ? static_cast<double>(in.entropy_mask[t]) : 1.0;
@@ -199,8 +327,7 @@ policy_gradient_result policy_gradient(const policy_gradient_inputs<T>& in,
   [[maybe_unused]] detail::k3_block_values<T> k3s;
 
   // Sums in double, each in token order (the unfused composition's order), kept in locals.
-  double sum_m = 0, sum_clip = 0, sum_clip_lower = 0, sum_kl = 0, sum_ratio = 0;
-  double sum_kl_unclamped = 0;
+  detail::pg_statistics stats;
   double pg_loss = 0, kl_loss = 0, entropy = 0;
   double entropy_sum = 0;  // token_mean: Σ m·e·H
   const T* const logprobs = in.logprobs.data();
@@ -219,49 +346,18 @@ policy_gradient_result policy_gradient(const policy_gradient_inputs<T>& in,
     // Sequence-level surrogates: log s_i = Σ m·term / D_i; every token then sees log s_i.
     double seq_log_ratio = 0.0, seq_inv_len = 0.0, seq_weight = 1.0;
     if constexpr (seq_level) {
-      double s = 0.0, len = 0.0, log_w = 0.0;
-      for (std::size_t t = b; t < e; ++t) {
-        const double m = mask_at(t);
-        if (m == 0.0) continue;
-        // the row statistic in double, as every reduction over tokens
-        const pg_seq_token<double> q = Surrogate::token_log_ratio(
-            static_cast<double>(logprobs[t]) - static_cast<double>(old_logprobs[t]),
-            static_cast<double>(advantages[t]), o);
-        s += m * q.log_ratio;
-        len += m;
-        if constexpr (seq_grad)
-          if (write_grad) tok_slope[t - b] = q.slope;
-        tok_flags[t - b] =
-            static_cast<unsigned char>((q.clipped ? 1 : 0) | (q.clipped_lower ? 2 : 0));
-        if constexpr (weight_use == pg_weight_use::log_ratio_sum)
-          if (has_w) s += Surrogate::importance_log_term(weight_at(t));
-        if constexpr (weight_use == pg_weight_use::sequence_geo_mean)
-          if (has_w) log_w += m * std::log(weight_at(t) + 1e-10);
-      }
-      const double d = Surrogate::length_divisor(len, agg_opts);
-      seq_inv_len = d > 0.0 ? 1.0 / d : 0.0;
-      seq_log_ratio = s * seq_inv_len;
-      if constexpr (weight_use == pg_weight_use::sequence_geo_mean)
-        if (has_w) seq_weight = std::exp(log_w * seq_inv_len);
+      const detail::pg_row_statistic st = detail::sequence_row_statistic<Surrogate>(
+          in, o, agg_opts, b, e, write_grad, std::span<double>(tok_slope),
+          std::span<unsigned char>(tok_flags));
+      seq_log_ratio = st.log_ratio;
+      seq_inv_len = st.inv_len;
+      seq_weight = st.weight;
     }
 
     // IS-corrected KL with the sequence ratio: ρ_i = e^{clamp(Σ m·logr / max(Σ m, 1))}.
-    double kl_seq_ratio = 1.0, kl_seq_slope = 0.0;
-    if (kl_seq_is) {
-      double s = 0.0, len = 0.0;
-      for (std::size_t t = b; t < e; ++t) {
-        const double m = mask_at(t);
-        if (m == 0.0) continue;
-        s += m * (static_cast<double>(logprobs[t]) - static_cast<double>(old_logprobs[t]));
-        len += m;
-      }
-      const double inv = 1.0 / (len > 1.0 ? len : 1.0);
-      const double lr = s * inv;
-      const bool clamped = lr < o.log_ratio_min || o.log_ratio_max < lr;
-      kl_seq_ratio = std::exp(clamped ? (lr < o.log_ratio_min ? o.log_ratio_min : o.log_ratio_max)
-                                      : lr);
-      kl_seq_slope = clamped ? 0.0 : kl_seq_ratio * inv;
-    }
+    detail::kl_row_ratio kl_row;
+    if (kl_seq_is) kl_row = detail::kl_sequence_ratio(in, o, b, e);
+    const double kl_seq_ratio = kl_row.ratio, kl_seq_slope = kl_row.slope;
 
     [[maybe_unused]] T row_ratio = T(1);
     if constexpr (ratio_given && seq_level)
@@ -373,12 +469,8 @@ policy_gradient_result policy_gradient(const policy_gradient_inputs<T>& in,
         clipped = clipped || (tok_flags[t - b] & 1) != 0;
         clipped_lower = clipped_lower || (tok_flags[t - b] & 2) != 0;
       }
-      sum_m += m;
-      sum_clip += clipped ? m : 0.0;
-      sum_clip_lower += clipped_lower ? m : 0.0;
-      sum_kl -= m * static_cast<double>(math::clamp(logr, lr_lo, lr_hi));
-      sum_kl_unclamped -= m * static_cast<double>(logr);
-      sum_ratio += m * static_cast<double>(q.ratio);
+      stats.add(m, clipped, clipped_lower, static_cast<double>(math::clamp(logr, lr_lo, lr_hi)),
+                static_cast<double>(logr), static_cast<double>(q.ratio));
       if (a != 0.0) {
         pg_loss += a * pg_value;
         if constexpr (has_kl) kl_loss += a * kl_value;
@@ -402,22 +494,10 @@ policy_gradient_result policy_gradient(const policy_gradient_inputs<T>& in,
     agg.end_row(i);
 
     // The row-level terms, now that the row's sums are known.
-    if (row_term) {
-      const double g_seq = seq_sum * seq_inv_len;
-      const double g_kl = kl_seq_sum * kl_seq_slope;
-      for (std::size_t t = b; t < e; ++t) {
-        const double m = mask_at(t);
-        double g = 0.0;
-        if constexpr (seq_grad) {
-          if (m != 0.0) g = m * g_seq * tok_slope[t - b];
-          if constexpr (has_kl) g += tok_part[t - b];
-        } else {
-          g = tok_part[t - b];
-        }
-        if (kl_seq_is && m != 0.0) g += m * g_kl;
-        grad[t] = static_cast<T>(g);
-      }
-    }
+    if (row_term)
+      detail::write_row_terms<seq_grad, has_kl>(
+          out.grad, in.mask, b, e, seq_sum * seq_inv_len, std::span<const double>(tok_slope),
+          std::span<const double>(tok_part), kl_seq_is, kl_seq_sum * kl_seq_slope);
   }
 
   policy_gradient_result r;
@@ -430,13 +510,7 @@ policy_gradient_result policy_gradient(const policy_gradient_inputs<T>& in,
     r.loss -= o.entropy_coef * r.entropy;
   }
   r.divisor = agg.divisor();
-  if (sum_m > 0) {
-    r.clip_fraction = sum_clip / sum_m;
-    r.clip_fraction_lower = sum_clip_lower / sum_m;
-    r.approx_kl = sum_kl / sum_m;
-    r.approx_kl_unclamped = sum_kl_unclamped / sum_m;
-    r.mean_ratio = sum_ratio / sum_m;
-  }
+  stats.finish(r);
   return r;
 }
 

@@ -1,0 +1,199 @@
+// The workspace overloads of the advantage estimators (estimator::grpo, dr_grpo, gae) and of the
+// losses with per-row scratch (loss::sft, loss::value_clipped): the same bits as the allocating
+// overloads, no allocation in the call (counted through a replaced global operator new), and a
+// too-small workspace throws before any output is written.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <limits>
+#include <cstddef>
+#include <cstdlib>
+#include <new>
+#include <random>
+#include <span>
+#include <vector>
+
+#include "posttrain/advantage/estimator.hpp"
+#include "posttrain/core/workspace.hpp"
+#include "posttrain/loss/sft.hpp"
+#include "posttrain/loss/value.hpp"
+
+namespace {
+std::atomic<long> allocations{0};
+[[gnu::noinline]] void release(void* p) noexcept { std::free(p); }
+}  // namespace
+
+void* operator new(std::size_t size) {
+  allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t size) { return ::operator new(size); }
+void operator delete(void* p) noexcept { release(p); }
+void operator delete(void* p, std::size_t) noexcept { release(p); }
+void operator delete[](void* p) noexcept { release(p); }
+void operator delete[](void* p, std::size_t) noexcept { release(p); }
+
+namespace pt = posttrain;
+
+namespace {
+
+template <class F>
+long count_allocations(F&& f) {
+  const long before = allocations.load();
+  f();
+  return allocations.load() - before;
+}
+
+// B sequences in groups of `per_group`, random lengths (some empty), a 0/1 mask.
+struct rollout {
+  std::vector<pt::index_t> seq_offsets{0};
+  std::vector<pt::index_t> group_offsets{0};
+  std::vector<float> mask;
+  std::vector<double> token_rewards, values, old_values, returns, logprobs;
+  std::vector<double> rewards;
+};
+
+rollout make_rollout(int groups, int per_group, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> len(0, 24);
+  std::normal_distribution<double> x(0.0, 1.0);
+  std::bernoulli_distribution keep(0.85), win(0.4);
+  rollout r;
+  for (int g = 0; g < groups; ++g) {
+    for (int k = 0; k < per_group; ++k) {
+      const int n = len(rng);
+      for (int t = 0; t < n; ++t) {
+        r.mask.push_back(keep(rng) ? 1.0f : 0.0f);
+        r.token_rewards.push_back(t + 1 == n ? (win(rng) ? 1.0 : 0.0) : 0.0);
+        r.values.push_back(x(rng));
+        r.old_values.push_back(x(rng));
+        r.returns.push_back(x(rng));
+        r.logprobs.push_back(-std::abs(x(rng)));
+      }
+      r.seq_offsets.push_back(static_cast<pt::index_t>(r.mask.size()));
+      r.rewards.push_back(win(rng) ? 1.0 : 0.0);
+    }
+    r.group_offsets.push_back(r.group_offsets.back() + per_group);
+  }
+  return r;
+}
+
+template <class E>
+void expect_estimator_workspace(const pt::advantage::estimator_inputs<double>& in,
+                                const typename E::options_type& o) {
+  const pt::exec::host host;
+  const std::size_t n = static_cast<std::size_t>(in.seq_offsets.back());
+  std::vector<double> want(n), want_ret(n), got(n, -7.0), got_ret(n, -7.0);
+  E::compute(host, in, {.advantages = want, .returns = want_ret}, o);
+  const std::size_t bytes = E::workspace_bytes(host, in, o);
+  std::vector<std::byte> storage(bytes + 64);
+  for (std::size_t offset : {0u, 5u, 40u}) {
+    pt::workspace ws(storage.data() + offset, bytes);
+    const long made = count_allocations([&] {
+      E::compute(host, in, {.advantages = got, .returns = got_ret}, o, ws);
+    });
+    EXPECT_EQ(made, 0) << E::name;
+    EXPECT_EQ(got, want) << E::name;
+    EXPECT_EQ(got_ret, want_ret) << E::name;
+  }
+  if (bytes > 0) {  // too small: throws, nothing written
+    std::vector<double> untouched(n, -3.0);
+    pt::workspace small(storage.data(), bytes / 2);
+    EXPECT_THROW(E::compute(host, in, {.advantages = untouched}, o, small), pt::error);
+    for (double v : untouched) EXPECT_EQ(v, -3.0);
+  }
+}
+
+}  // namespace
+
+TEST(HotCallAllocations, GrpoAndDrGrpoFromOutcomeRewards) {
+  const rollout r = make_rollout(6, 4, 11);
+  pt::advantage::estimator_inputs<double> in{.rewards = r.rewards, .mask = r.mask,
+                                             .seq_offsets = r.seq_offsets,
+                                             .group_offsets = r.group_offsets};
+  expect_estimator_workspace<pt::estimator::grpo>(in, pt::estimator::grpo::defaults);
+  expect_estimator_workspace<pt::estimator::grpo>(in, pt::advantage::group_conventions::trl);
+  expect_estimator_workspace<pt::estimator::grpo>(in, pt::advantage::group_conventions::trl_batch);
+  expect_estimator_workspace<pt::estimator::dr_grpo>(in, pt::estimator::dr_grpo::defaults);
+}
+
+TEST(HotCallAllocations, GrpoFromTokenRewards) {
+  const rollout r = make_rollout(5, 3, 12);
+  pt::advantage::estimator_inputs<double> in{.token_rewards = r.token_rewards, .mask = r.mask,
+                                             .seq_offsets = r.seq_offsets,
+                                             .group_offsets = r.group_offsets};
+  expect_estimator_workspace<pt::estimator::grpo>(in, pt::estimator::grpo::defaults);
+}
+
+TEST(HotCallAllocations, GrpoWithNanRewardsIgnored) {
+  rollout r = make_rollout(4, 4, 13);
+  r.rewards[1] = std::numeric_limits<double>::quiet_NaN();
+  r.rewards[6] = std::numeric_limits<double>::quiet_NaN();
+  pt::advantage::estimator_inputs<double> in{.rewards = r.rewards, .mask = r.mask,
+                                             .seq_offsets = r.seq_offsets,
+                                             .group_offsets = r.group_offsets};
+  expect_estimator_workspace<pt::estimator::grpo>(in, pt::advantage::group_conventions::trl);
+}
+
+TEST(HotCallAllocations, Gae) {
+  const rollout r = make_rollout(3, 4, 14);
+  pt::advantage::estimator_inputs<double> in{.token_rewards = r.token_rewards, .values = r.values,
+                                             .mask = r.mask, .seq_offsets = r.seq_offsets};
+  expect_estimator_workspace<pt::estimator::gae>(in, pt::estimator::gae::defaults);
+}
+
+template <class Mode>
+void expect_sft_workspace(const rollout& r) {
+  using L = pt::loss::sft<Mode>;
+  const pt::exec::host host;
+  const pt::token_batch batch{r.seq_offsets, r.mask};
+  const std::span<const double> lp(r.logprobs);
+  std::vector<double> want(lp.size()), got(lp.size(), -7.0);
+  const auto a = L::compute(host, lp, batch, std::span<double>(want));
+  const std::size_t bytes = L::workspace_bytes(host, pt::ssize(std::span(r.seq_offsets)) - 1);
+  std::vector<std::byte> storage(bytes + 64);
+  pt::workspace ws(storage.data() + 3, bytes);
+  pt::agg_result b;
+  EXPECT_EQ(count_allocations([&] {
+              b = L::compute(host, lp, batch, std::span<double>(got), {}, {}, ws);
+            }),
+            0);
+  EXPECT_EQ(a.loss, b.loss);
+  EXPECT_EQ(a.divisor, b.divisor);
+  EXPECT_EQ(got, want);
+}
+
+TEST(HotCallAllocations, Sft) {
+  const rollout r = make_rollout(4, 3, 15);
+  expect_sft_workspace<pt::agg::token_mean>(r);
+  expect_sft_workspace<pt::agg::seq_mean_token_mean>(r);
+}
+
+template <class Mode>
+void expect_value_workspace(const rollout& r) {
+  using L = pt::loss::value_clipped<Mode>;
+  const pt::exec::host host;
+  const pt::value_inputs<double> in{r.values, r.old_values, r.returns, r.mask, r.seq_offsets};
+  const pt::value_options o{.clip = 0.3, .coef = 0.5};
+  std::vector<double> want(r.values.size()), got(r.values.size(), -7.0);
+  const auto a = L::compute(host, in, o, std::span<double>(want));
+  const std::size_t bytes = L::workspace_bytes(host, pt::ssize(std::span(r.seq_offsets)) - 1);
+  std::vector<std::byte> storage(bytes + 64);
+  pt::workspace ws(storage.data() + 9, bytes);
+  pt::value_result b;
+  EXPECT_EQ(count_allocations([&] {
+              b = L::compute(host, in, o, std::span<double>(got), {}, {}, ws);
+            }),
+            0);
+  EXPECT_EQ(a.loss, b.loss);
+  EXPECT_EQ(a.clip_fraction, b.clip_fraction);
+  EXPECT_EQ(got, want);
+}
+
+TEST(HotCallAllocations, ValueClipped) {
+  const rollout r = make_rollout(4, 3, 16);
+  expect_value_workspace<pt::agg::token_mean>(r);
+  expect_value_workspace<pt::agg::seq_mean_token_mean>(r);
+}
