@@ -9,10 +9,11 @@
 //     then read it back with pipeline's JSONL readers (so the files are the interface)
 //   3 a fresh model (random init, seeded) — the "pre-trained checkpoint" comes from stage pretrain
 //   4 held-out accuracy (greedy decoding, gsm8k verifier on the decoded text) before any stage
-//   5 each stage: pretrain / sft (pipeline::sft_step) / rl (pipeline::rl_step with the named
-//     algorithm and conventions) / dpo (online DPO: pipeline::online_preference_pairs +
-//     preference_step); metrics JSONL per step; checkpoint (HF layout, atomic) after the stage;
-//     held-out accuracy after the stage
+//   5 each stage (stages/*.hpp, one per kind): pretrain / sft (pipeline::sft_step) / rs_sft
+//     (rejection_sampling + sft_step) / reward_model (reward_model_step on verifier-ranked
+//     samples) / rl (pipeline::rl_step with the named algorithm and conventions) / dpo (online or
+//     offline pairs + preference_step) / round (Llama 3: pipeline::iterative_round); metrics JSONL
+//     per step; checkpoint (HF layout, atomic) after the stage; held-out accuracy after the stage
 //   6 the summary table
 // Errors (bad flag, missing file, bad JSONL row, unknown algorithm, wrong-typed recipe field) are
 // one line on stderr and exit code 2; nothing in OUT is overwritten before the inputs are read.
@@ -44,7 +45,9 @@
 #include "stages/common.hpp"
 #include "stages/dpo.hpp"
 #include "stages/pretrain.hpp"
+#include "stages/reward_model.hpp"
 #include "stages/rl.hpp"
+#include "stages/round.hpp"
 #include "stages/rs_sft.hpp"
 #include "stages/sft.hpp"
 
@@ -121,6 +124,7 @@ const std::map<std::string, stage_fn>& offline_algorithms() {
       {"simpo", &run_dpo<algo::simpo>},
       {"dpo_nll", &run_dpo<algo::dpo_nll>},
       {"dpo_length_normalized", &run_dpo<algo::dpo_length_normalized>},
+      {"orpo", &run_dpo<algo::orpo>},
   };
   return m;
 }
@@ -134,10 +138,13 @@ std::string names_of(const std::map<std::string, stage_fn>& m) {
 // ------------------------------------------------------------------------------------ checkpoints
 // HF layout (config.json + model.safetensors) written into a temporary directory that is renamed
 // into place: a reader never sees half a checkpoint directory.
-void save_stage_checkpoint(const rt::policy<S>& p, const fs::path& dir, const nlohmann::json& state) {
+// A reward_model stage's directory also holds its reward model in reward_model/.
+void save_stage_checkpoint(const rt::policy<S>& p, const fs::path& dir, const nlohmann::json& state,
+                           rt::reward_model<S>* reward_model = nullptr) {
   const fs::path tmp = dir.string() + ".tmp";
   fs::remove_all(tmp);
   rt::rm::save_checkpoint(p.model(), tmp);
+  if (reward_model != nullptr) save_reward_model(*reward_model, tmp / "reward_model");
   {
     std::ofstream out(tmp / "trainer_state.json");
     out << state.dump(2) << '\n';
@@ -259,6 +266,8 @@ int run(int argc, char** argv) {
                       "; offline: " + names_of(offline_algorithms()));
   bool applied = false;
   for (auto& s : recipe.stages) {
+    if (s.stage == "round" && s.algo != "dpo_nll")
+      throw usage_error("stage round runs algorithm dpo_nll (Llama 3), not \"" + s.algo + "\", in " + recipe.file);
     if (s.stage != "rl" && s.stage != "dpo") continue;
     if ((s.stage == "rl" && algo_online) || (s.stage == "dpo" && algo_offline)) {
       s.algo = args.algo;
@@ -273,6 +282,14 @@ int run(int argc, char** argv) {
       if ((have + " ").find(" " + conventions + " ") == std::string::npos)
         throw usage_error("algorithm " + s.algo + " has no " + conventions + " conventions; it has:" + have);
     }
+  }
+  bool have_reward_model = false;
+  for (std::size_t i = 0; i < recipe.stages.size(); ++i) {
+    const rt::stage_options& s = recipe.stages[i];
+    if (s.uses_reward_model() && !have_reward_model)
+      throw usage_error("stage " + std::to_string(i + 1) + " (" + s.stage + ") of " + recipe.file +
+                        " scores with the reward model, but no reward_model stage comes before it");
+    have_reward_model = have_reward_model || s.stage == "reward_model";
   }
   if (!args.algo.empty() && !applied)
     throw usage_error("--algo " + args.algo + " is an " + (algo_online ? "online" : "offline") +
@@ -344,6 +361,7 @@ int run(int argc, char** argv) {
   struct row {
     std::string stage;
     double accuracy, seconds;
+    std::string note;
   };
   std::vector<row> table;
   const auto t_start = std::chrono::steady_clock::now();
@@ -358,24 +376,34 @@ int run(int argc, char** argv) {
     for (char& ch : l)
       if (ch == '\n') ch = ' ';
     rep.log(l);
-    table.push_back({name, e.accuracy, secs});
+    table.push_back({name, e.accuracy, secs, ""});
   };
   eval_and_record(args.resume ? "resumed" : "init", resume_after, 0.0);
   if (args.resume) rep.log("resumed from " + resume_dir.string());
 
   // 5 stages
-  context ctx{recipe, data, policy, rep, 0, conventions};
+  context ctx{recipe, data, policy, rep, 0, conventions, out, nullptr, ""};
+  // A resumed run gets back the reward model of the last reward_model stage it completed.
+  for (std::size_t i = resume_after; i-- > 0;)
+    if (recipe.stages[i].stage == "reward_model") {
+      const fs::path d = out / "checkpoints" / ("stage" + std::to_string(i + 1) + "_reward_model");
+      ctx.reward_model = load_reward_model(d / "reward_model");
+      break;
+    }
   for (std::size_t i = resume_after; i < recipe.stages.size(); ++i) {
     const rt::stage_options& s = recipe.stages[i];
     ctx.stage_index = i + 1;
     const std::string name = s.stage == "rl" || s.stage == "dpo" ? s.stage + ":" + s.algo : s.stage;
-    rep.stage_start(name, s.steps);
+    rep.stage_start(name, s.stage == "round" ? 1 : s.steps);
+    ctx.note.clear();
     try {
       if (s.stage == "pretrain") run_pretrain(ctx, s);
       else if (s.stage == "sft" && s.loss == "sum") run_sft<posttrain::algo::sft_sum>(ctx, s);
       else if (s.stage == "sft") run_sft<posttrain::algo::sft>(ctx, s);
       else if (s.stage == "rs_sft" && s.loss == "sum") run_rs_sft<posttrain::algo::sft_sum>(ctx, s);
       else if (s.stage == "rs_sft") run_rs_sft<posttrain::algo::sft>(ctx, s);
+      else if (s.stage == "reward_model") run_reward_model(ctx, s);
+      else if (s.stage == "round") run_round(ctx, s);
       else if (s.stage == "rl") online_algorithms().at(s.algo)(ctx, s);
       else offline_algorithms().at(s.algo)(ctx, s);
     } catch (const std::runtime_error& e) {
@@ -390,10 +418,20 @@ int run(int argc, char** argv) {
     const double secs = rep.seconds();
     rep.end_bar();
     const fs::path dir = out / "checkpoints" / ("stage" + std::to_string(i + 1) + "_" + s.stage);
+    const bool rm_stage = s.stage == "reward_model";
     save_stage_checkpoint(policy, dir, {{"recipe", recipe.file}, {"stage_index", i + 1},
-                                        {"stage", name}, {"steps", s.steps}});
+                                        {"stage", name}, {"steps", s.steps}},
+                          rm_stage ? ctx.reward_model.get() : nullptr);
     rep.log("saved " + dir.string());
-    eval_and_record(name, i + 1, secs);
+    if (rm_stage) {
+      // The policy did not change: its accuracy is the previous row's; the stage's number is the
+      // reward model's pairwise accuracy on held-out pairs.
+      table.push_back({name, table.back().accuracy, secs, ctx.note});
+      rep.log("reward_model: " + ctx.note);
+    } else {
+      eval_and_record(name, i + 1, secs);
+      table.back().note = ctx.note;
+    }
   }
 
   // 6 summary
@@ -401,8 +439,8 @@ int run(int argc, char** argv) {
   std::string summary = "stage            held-out acc   stage time\n";
   for (const row& r : table) {
     char line[128];
-    std::snprintf(line, sizeof line, "%-16s %12.3f %11.1fs\n", r.stage.c_str(), r.accuracy, r.seconds);
-    summary += line;
+    std::snprintf(line, sizeof line, "%-16s %12.3f %11.1fs", r.stage.c_str(), r.accuracy, r.seconds);
+    summary += line + (r.note.empty() ? "" : "   " + r.note) + "\n";
   }
   char tail[96];
   std::snprintf(tail, sizeof tail, "total %.1fs (including evaluation)\n", total);

@@ -116,7 +116,7 @@ struct prompt_set {
   std::vector<rt::pp::example_info> examples;
 };
 
-prompt_set render_prompts(const std::vector<rt::pp::rlvr_example>& rows, std::span<const std::size_t> pick) {
+inline prompt_set render_prompts(const std::vector<rt::pp::rlvr_example>& rows, std::span<const std::size_t> pick) {
   const byte_tokenizer tok;
   prompt_set p;
   for (std::size_t i : pick) {
@@ -130,7 +130,7 @@ prompt_set render_prompts(const std::vector<rt::pp::rlvr_example>& rows, std::sp
 
 // Seeded choice of `n` row indices for step `step` of stage `stage`: a function of (seed, stage,
 // step) only, so a run's batches do not depend on how it was split into invocations.
-std::vector<std::size_t> batch_rows(std::uint64_t seed, std::size_t stage, long step, long n,
+inline std::vector<std::size_t> batch_rows(std::uint64_t seed, std::size_t stage, long step, long n,
                                     std::size_t rows) {
   rt::pp::generate::sample_rng rng(rt::pp::sample_seed(seed ^ (0xba7c400ull + stage), static_cast<std::uint64_t>(step)));
   std::vector<std::size_t> out;
@@ -148,15 +148,65 @@ struct context {
   reporter& out;
   std::size_t stage_index = 0;
   std::string conventions;
+  fs::path out_dir;                                   // OUT (stage data files go to OUT/data)
+  std::shared_ptr<rt::reward_model<S>> reward_model;  // the last reward_model stage's; or null
+  std::string note;                                   // the stage's extra summary column
 };
 
-void check_interrupt(context& c, long step) {
+// A stage's reward (its `reward` field): the gsm8k verifier, the reward model (reward::learned),
+// or their weighted sum (DeepSeek-V3's rule-based + model-based reward; reward::weighted).
+struct stage_reward {
+  rt::reward_model<S>* model = nullptr;  // null: the verifier alone
+  double verifier_weight = 1.0, model_weight = 0.0;
+
+  void score(const rt::pp::reward_query& q, std::span<double> out) {
+    if (model == nullptr) {
+      reward_t{}.score(q, out);
+      return;
+    }
+    rt::pp::reward::weighted<reward_t, rt::pp::reward::learned<rt::reward_model<S>>> w{
+        {reward_t{}, {model}}, {verifier_weight, model_weight}};
+    w.score(q, out);
+  }
+};
+static_assert(rt::pp::check_reward_source<stage_reward>());
+
+inline stage_reward reward_of(const context& c, const rt::stage_options& s) {
+  if (s.reward == "verifier" && s.stage != "round") return {};
+  if (!c.reward_model)
+    throw std::runtime_error("stage " + std::to_string(c.stage_index) + " (" + s.stage +
+                             ") scores with the reward model, but no reward_model stage ran before it");
+  if (s.reward == "verifier+rm") return {c.reward_model.get(), 1.0, s.rm_weight};
+  return {c.reward_model.get(), 0.0, 1.0};
+}
+
+// The sampling request of `s` for prompts `p` at step `step` (seeded by recipe seed, stage, step).
+inline rt::pp::sampling_request make_request(const context& c, const rt::stage_options& s,
+                                             const prompt_set& p, long step) {
+  rt::pp::sampling_request req;
+  req.prompts = p.prompts.view();
+  req.examples = p.examples;
+  req.samples_per_prompt = s.samples;
+  req.sampling.temperature = s.temperature;
+  req.sampling.max_new_tokens = s.max_new_tokens;
+  req.sampling.stop_tokens = {byte_tokenizer::end_of_turn};
+  req.seed = rt::pp::sample_seed(c.recipe.seed + c.stage_index, static_cast<std::uint64_t>(step));
+  return req;
+}
+
+inline double mean_of(std::span<const double> v) {
+  double m = 0;
+  for (double x : v) m += x;
+  return v.empty() ? 0.0 : m / static_cast<double>(v.size());
+}
+
+inline void check_interrupt(context& c, long step) {
   if (!g_interrupted) return;
   throw std::runtime_error("interrupted at step " + std::to_string(step) + " of stage " +
                            std::to_string(c.stage_index));
 }
 
-rt::pt::optim::adamw make_optimizer(const rt::stage_options& s) {
+inline rt::pt::optim::adamw make_optimizer(const rt::stage_options& s) {
   return rt::pt::optim::adamw({.lr = s.lr, .weight_decay = s.weight_decay});
 }
 

@@ -1,5 +1,12 @@
 #pragma once
-// rl: online RL through pipeline::rl_step.
+// rl: online RL through pipeline::rl_step with the named algorithm and conventions preset.
+//   reward   the stage's reward: verifier, rm, or verifier + rm_weight · RM (DeepSeek-V3)
+//   order    "reward_variance" (Qwen2.5): before the first step the stage's steps × prompts prompts
+//            are sampled N times each under the stage's reward and taken in the order of
+//            pipeline::order_by_reward_variance (high-variance prompts first); "random": a seeded
+//            draw per step
+//   critic   (PPO) from the last reward_model stage's model when there is one (Tülu 3: the value
+//            model starts as the reward model), else from the policy's trunk
 #include "common.hpp"
 
 namespace reference_trainer::stages {
@@ -47,7 +54,7 @@ void run_rl(context& c, const rt::stage_options& s) {
   auto opt = make_optimizer(s);
   rt::pp::reference::frozen<rt::policy<S>> reference(c.policy);  // KL anchor: the policy now
   rt::generator<S> gen(c.policy);
-  reward_t reward{};
+  stage_reward reward = reward_of(c, s);
   rt::pp::rl_step_options<R, E> o;
   o.loss = preset.loss;
   o.estimator = preset.advantage;
@@ -63,17 +70,39 @@ void run_rl(context& c, const rt::stage_options& s) {
   o.temperature = s.temperature;
   // Constant-divisor aggregations (Dr. GRPO, TRL's dr_grpo) divide by the generation budget.
   o.normalizer_constant = static_cast<double>(s.max_new_tokens);
-  // PPO's GAE reads values: a critic, initialised from the policy's trunk (Tülu 3 initialises it
-  // from the reward model; the trunk is the nearest thing this recipe has).
+  // PPO's GAE reads values: a critic, from the reward model (Tülu 3) or the policy's trunk.
   std::optional<rt::critic<S>> critic;
   std::optional<rt::pt::optim::adamw> critic_opt;
   if constexpr (E::contract.values) {
-    critic.emplace(c.policy.model());
+    if (c.reward_model) {
+      critic.emplace(c.reward_model->trunk(), c.reward_model->head());
+      c.out.log("rl: the critic starts from the reward model of the last reward_model stage");
+    } else {
+      critic.emplace(c.policy.model());
+    }
     critic_opt.emplace(make_optimizer(s));
+  }
+  std::vector<std::size_t> ordered;  // order "reward_variance": every step's prompts, in order
+  if (s.order == "reward_variance") {
+    for (long step = 1; step <= s.steps; ++step) {
+      const auto r = batch_rows(c.recipe.seed, c.stage_index, step, s.prompts, c.data.rl.size());
+      ordered.insert(ordered.end(), r.begin(), r.end());
+    }
+    rt::generator<S> scout(c.policy);
+    const prompt_set pool = render_prompts(c.data.rl, ordered);
+    const auto scored = rt::pp::sample_and_score(scout, reward, make_request(c, s, pool, 0),
+                                                 c.policy.vocab_size());
+    const auto order = rt::pp::order_by_reward_variance(scored.rewards, s.samples);
+    std::vector<std::size_t> sorted;
+    for (index_t i : order) sorted.push_back(ordered[static_cast<std::size_t>(i)]);
+    ordered = std::move(sorted);
+    c.out.log("rl: " + std::to_string(ordered.size()) + " prompts ordered by reward variance");
   }
   for (long step = 1; step <= s.steps; ++step) {
     check_interrupt(c, step);
-    const auto rows = batch_rows(c.recipe.seed, c.stage_index, step, s.prompts, c.data.rl.size());
+    auto rows = batch_rows(c.recipe.seed, c.stage_index, step, s.prompts, c.data.rl.size());
+    if (!ordered.empty())
+      rows.assign(ordered.begin() + (step - 1) * s.prompts, ordered.begin() + step * s.prompts);
     const prompt_set p = render_prompts(c.data.rl, rows);
     o.seed = rt::pp::sample_seed(c.recipe.seed + c.stage_index, static_cast<std::uint64_t>(step));
     const rt::pp::rl_batch batch{p.prompts.view(), p.examples};
