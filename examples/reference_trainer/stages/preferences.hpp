@@ -46,25 +46,33 @@ sampled_preferences sample_preferences(const context& c, const rt::stage_options
                                        const std::vector<rt::pp::rlvr_example>& rows,
                                        std::span<const std::size_t> pick, long seed_step,
                                        bool with_edit) {
-  const prompt_set p = render_prompts(rows, pick);
-  reward_t verifier{};
-  const auto scored = rt::pp::sample_and_score(gen, verifier, make_request(c, s, p, seed_step),
-                                               c.policy.vocab_size());
-  const auto completions = scored.out.completions.view();
-  auto text_of = [&](std::size_t b) {
-    const auto o = completions.seq_offsets;
-    return response_text(completions.tokens.subspan(o[b], o[b + 1] - o[b]));
-  };
-  sampled_preferences out;
-  out.mean_reward = mean_of(scored.rewards);
-  out.samples = static_cast<long>(scored.rewards.size());
+  // Drawn `chunk` prompts at a time (bounded memory); sample seeds by global sample index.
+  constexpr std::size_t chunk = 32;
   const std::size_t n = static_cast<std::size_t>(s.samples);
+  reward_t verifier{};
+  std::vector<double> rewards;
+  std::vector<std::string> texts;
+  for (std::size_t b0 = 0; b0 < pick.size(); b0 += chunk) {
+    const prompt_set p = render_prompts(rows, pick.subspan(b0, std::min(chunk, pick.size() - b0)));
+    auto req = make_request(c, s, p, seed_step);
+    req.first_sample_index = b0 * n;
+    const auto scored = rt::pp::sample_and_score(gen, verifier, req, c.policy.vocab_size());
+    const auto completions = scored.out.completions.view();
+    const auto o = completions.seq_offsets;
+    for (index_t b = 0; b < completions.num_sequences(); ++b)
+      texts.push_back(response_text(completions.tokens.subspan(o[b], o[b + 1] - o[b])));
+    rewards.insert(rewards.end(), scored.rewards.begin(), scored.rewards.end());
+  }
+  auto text_of = [&](std::size_t b) { return texts[b]; };
+  sampled_preferences out;
+  out.mean_reward = mean_of(rewards);
+  out.samples = static_cast<long>(rewards.size());
   for (std::size_t i = 0; i < pick.size(); ++i) {
     std::optional<std::size_t> good, bad;
     for (std::size_t k = 0; k < n; ++k) {
       const std::size_t b = i * n + k;
-      if (scored.rewards[b] > 0 && !good) good = b;
-      if (!(scored.rewards[b] > 0) && !bad) bad = b;
+      if (rewards[b] > 0 && !good) good = b;
+      if (!(rewards[b] > 0) && !bad) bad = b;
     }
     if (!bad) continue;
     const auto& row = rows[pick[i]];

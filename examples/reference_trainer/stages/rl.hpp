@@ -88,11 +88,19 @@ void run_rl(context& c, const rt::stage_options& s) {
       const auto r = batch_rows(c.recipe.seed, c.stage_index, step, s.prompts, c.data.rl.size());
       ordered.insert(ordered.end(), r.begin(), r.end());
     }
+    // Scored `prompts` prompts at a time (bounded memory); sample seeds by global sample index,
+    // as one request over the whole pool would draw them.
     rt::generator<S> scout(c.policy);
-    const prompt_set pool = render_prompts(c.data.rl, ordered);
-    const auto scored = rt::pp::sample_and_score(scout, reward, make_request(c, s, pool, 0),
-                                                 c.policy.vocab_size());
-    const auto order = rt::pp::order_by_reward_variance(scored.rewards, s.samples);
+    std::vector<double> rewards;
+    for (std::size_t b0 = 0; b0 < ordered.size(); b0 += static_cast<std::size_t>(s.prompts)) {
+      const std::size_t b1 = std::min(ordered.size(), b0 + static_cast<std::size_t>(s.prompts));
+      const prompt_set chunk = render_prompts(c.data.rl, std::span<const std::size_t>(ordered).subspan(b0, b1 - b0));
+      auto req = make_request(c, s, chunk, 0);
+      req.first_sample_index = b0 * static_cast<std::size_t>(s.samples);
+      const auto scored = rt::pp::sample_and_score(scout, reward, req, c.policy.vocab_size());
+      rewards.insert(rewards.end(), scored.rewards.begin(), scored.rewards.end());
+    }
+    const auto order = rt::pp::order_by_reward_variance(rewards, s.samples);
     std::vector<std::size_t> sorted;
     for (index_t i : order) sorted.push_back(ordered[static_cast<std::size_t>(i)]);
     ordered = std::move(sorted);
