@@ -12,7 +12,11 @@
 //                   seeded by the request) on the policy's current weights.
 //   critic<S>       Critic: its own trunk + a scalar value head (PPO); token-aligned values
 //                   v[t] = head(hidden[t − 1]) (the state that produced tokens[t]), 0 on first
-//                   tokens; may be initialised from any transformer (Tülu 3: the reward model).
+//                   tokens; may be initialised from any transformer, or from a reward model's
+//                   trunk and score head (Tülu 3: the value model starts as the reward model).
+//   reward_model<S> RewardModel: its own trunk + a scalar score head (HF's
+//                   *ForSequenceClassification "score.weight", no bias); one score per sequence,
+//                   the head on the hidden state of its last token.
 #include <algorithm>
 #include <span>
 #include <utility>
@@ -111,6 +115,11 @@ class critic {
     grads_.assign(params_.size(), S(0));
     pack();
   }
+  // From a reward model (Tülu 3): its trunk, and its score head as the value head (bias 0).
+  critic(rm::transformer<S> trunk, const rm::scalar_head<S>& score) : critic(std::move(trunk)) {
+    head_.weight = score.weight;
+    pack();
+  }
 
   void values(const pp::token_sequences& s, std::span<S> v) {
     unpack();
@@ -170,9 +179,88 @@ class critic {
   std::vector<S> params_, grads_;
 };
 
+template <class S>
+class reward_model {
+ public:
+  using scalar_type = S;
+
+  // The head starts at zero: every score 0 before training.
+  explicit reward_model(rm::transformer<S> trunk)
+      : trunk_(std::move(trunk)), head_(trunk_.config().hidden_size, false) {
+    params_.resize(trunk_.parameters().size() + head_.weight.size());
+    grads_.assign(params_.size(), S(0));
+    pack();
+  }
+
+  std::span<const S> forward(const pp::token_sequences& s) {
+    unpack();
+    const rm::matrix<S>& h = trunk_.forward(s.tokens, s.seq_offsets, act_);
+    hidden_ = h;
+    const rm::vector<S> out = head_.forward(h);
+    offsets_.assign(s.seq_offsets.begin(), s.seq_offsets.end());
+    scores_.assign(static_cast<std::size_t>(s.num_sequences()), S(0));
+    for (index_t b = 0; b < s.num_sequences(); ++b)
+      if (s.seq_offsets[b + 1] > s.seq_offsets[b]) scores_[b] = out(s.seq_offsets[b + 1] - 1);
+    return scores_;
+  }
+
+  void backward(std::span<const S> d_scores) {
+    const index_t n = hidden_.rows();
+    std::vector<S> d_rows(static_cast<std::size_t>(n), S(0));
+    for (std::size_t b = 0; b + 1 < offsets_.size(); ++b)
+      if (offsets_[b + 1] > offsets_[b]) d_rows[offsets_[b + 1] - 1] = d_scores[b];
+    rm::matrix<S> dh = rm::matrix<S>::Zero(n, hidden_.cols());
+    head_.d_weight.setZero();
+    head_.backward(hidden_, d_rows, dh);
+    trunk_.zero_grad();
+    trunk_.backward(act_, dh);
+    const auto tg = trunk_.gradients();
+    for (std::size_t i = 0; i < tg.size(); ++i) grads_[i] += tg[i];
+    for (index_t i = 0; i < head_.d_weight.size(); ++i) grads_[tg.size() + i] += head_.d_weight(i);
+  }
+
+  std::span<S> parameters() { return params_; }
+  std::span<S> gradients() { return grads_; }
+  void zero_grad() { std::fill(grads_.begin(), grads_.end(), S(0)); }
+
+  // The trained trunk and head (for checkpoints and for a critic initialised from this model).
+  const rm::transformer<S>& trunk() {
+    unpack();
+    return trunk_;
+  }
+  const rm::scalar_head<S>& head() {
+    unpack();
+    return head_;
+  }
+  void set_head(std::span<const S> w) {
+    for (index_t i = 0; i < head_.weight.size(); ++i) head_.weight(i) = w[static_cast<std::size_t>(i)];
+    pack();
+  }
+
+ private:
+  void pack() {
+    const auto tp = trunk_.parameters();
+    std::copy(tp.begin(), tp.end(), params_.begin());
+    for (index_t i = 0; i < head_.weight.size(); ++i) params_[tp.size() + i] = head_.weight(i);
+  }
+  void unpack() {
+    auto tp = trunk_.parameters();
+    std::copy(params_.begin(), params_.begin() + static_cast<std::ptrdiff_t>(tp.size()), tp.begin());
+    for (index_t i = 0; i < head_.weight.size(); ++i) head_.weight(i) = params_[tp.size() + i];
+  }
+
+  rm::transformer<S> trunk_;
+  rm::scalar_head<S> head_;
+  rm::activations<S> act_;
+  rm::matrix<S> hidden_;
+  std::vector<index_t> offsets_;
+  std::vector<S> scores_, params_, grads_;
+};
+
 static_assert(pp::check_policy<policy<float>>());
 static_assert(pp::check_generator<generator<float>>());
 static_assert(pp::check_reference_model<pp::reference::frozen<policy<float>>>());
 static_assert(pp::check_critic<critic<float>>());
+static_assert(pp::check_reward_model<reward_model<float>>());
 
 }  // namespace reference_trainer

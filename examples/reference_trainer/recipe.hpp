@@ -30,12 +30,29 @@ struct model_options {
 //   rs_sft          (rejection-sampling SFT, Llama 3 / DeepSeek-V3) steps, prompts, samples, lr:
 //                   best of `samples` by the verifier per prompt, SFT on the correct ones
 //   sft, rs_sft     loss: "token_mean" (default) or "sum" (Tülu 3)
+//   reward_model    a scalar-head copy of the policy trained on preference rows from its own
+//                   samples (`prompts` prompts × `samples`, verifier-ranked, Llama 3's edited >
+//                   chosen > rejected); steps, batch (rows per step), lr; held-out pairs from
+//                   `held_out` eval prompts
+//   round           one Llama 3 round (pipeline::iterative_round): best of `samples` by the reward
+//                   model for `prompts` prompts → `steps` SFT passes → pairs → `runs` DPO runs of
+//                   `steps` passes (algo, beta; format tokens masked) averaged
+//   dpo             pairs: "online" (new pairs every step) or "offline" (generated once from
+//                   `prompts` prompts before the stage, stored as JSONL, `batch` pairs a step);
+//                   mask_format: Llama 3's format-token masking
+//   rl              order: "random" or "reward_variance" (Qwen2.5: the stage's prompts scored
+//                   first and taken high-variance first)
+//   rl, dpo, rs_sft reward: "verifier" (default), "rm" (the last reward_model stage's model) or
+//                   "verifier+rm" (verifier + rm_weight · RM score, DeepSeek-V3)
 struct stage_options {
   std::string stage, algo, loss = "token_mean";
+  std::string reward = "verifier", pairs = "online", order = "random";
   long steps = 10, batch = 16, prompts = 8, samples = 8, epochs = 1, mini_batch = 0;
-  long max_new_tokens = 16;
+  long max_new_tokens = 16, runs = 1, held_out = 32;
   double lr = 1e-3, temperature = 1.0, kl_coef = 0.0, beta = 0.1, max_grad_norm = 1.0;
-  double weight_decay = 0.0;
+  double weight_decay = 0.0, rm_weight = 1.0;
+  bool mask_format = false;
+  bool uses_reward_model() const { return stage == "round" || reward != "verifier"; }
 };
 
 struct recipe {
@@ -166,12 +183,15 @@ inline recipe read_recipe(const std::string& path) {
     rd.known(s, p.substr(0, p.size() - 1),
              {"stage", "algo", "loss", "steps", "batch", "prompts", "samples", "epochs", "mini_batch",
               "max_new_tokens", "lr", "temperature", "kl_coef", "beta", "max_grad_norm",
-              "weight_decay"});
+              "weight_decay", "reward", "rm_weight", "pairs", "order", "runs", "held_out",
+              "mask_format"});
     stage_options st;
     rd.get(s, p, "stage", st.stage);
-    if (st.stage != "pretrain" && st.stage != "sft" && st.stage != "rs_sft" && st.stage != "rl" &&
-        st.stage != "dpo")
-      rd.fail(p + "stage", "is \"" + st.stage + "\", expected one of: pretrain, sft, rs_sft, rl, dpo");
+    static const std::set<std::string> kinds{"pretrain", "sft", "rs_sft", "rl", "dpo",
+                                             "reward_model", "round"};
+    if (!kinds.count(st.stage))
+      rd.fail(p + "stage", "is \"" + st.stage +
+                               "\", expected one of: pretrain, sft, rs_sft, reward_model, rl, dpo, round");
     rd.get(s, p, "algo", st.algo);
     rd.get(s, p, "loss", st.loss);
     if (st.loss != "token_mean" && st.loss != "sum")
@@ -189,6 +209,23 @@ inline recipe read_recipe(const std::string& path) {
     rd.get(s, p, "beta", st.beta);
     rd.get(s, p, "max_grad_norm", st.max_grad_norm);
     rd.get(s, p, "weight_decay", st.weight_decay);
+    rd.get(s, p, "reward", st.reward);
+    rd.get(s, p, "rm_weight", st.rm_weight);
+    rd.get(s, p, "pairs", st.pairs);
+    rd.get(s, p, "order", st.order);
+    rd.get(s, p, "runs", st.runs);
+    rd.get(s, p, "held_out", st.held_out);
+    rd.get(s, p, "mask_format", st.mask_format);
+    auto one_of = [&](const char* key, const std::string& v, const std::set<std::string>& ok) {
+      if (ok.count(v)) return;
+      std::string list;
+      for (const auto& k : ok) list += (list.empty() ? "\"" : ", \"") + k + "\"";
+      rd.fail(p + key, "is \"" + v + "\", expected one of: " + list);
+    };
+    one_of("reward", st.reward, {"verifier", "rm", "verifier+rm"});
+    one_of("pairs", st.pairs, {"online", "offline"});
+    one_of("order", st.order, {"random", "reward_variance"});
+    if (st.runs < 1 || st.held_out < 1) rd.fail(p + "runs", "and held_out must be >= 1");
     if (st.steps < 0 || st.batch < 1 || st.prompts < 1 || st.samples < 1 || st.epochs < 1 ||
         st.mini_batch < 0 || st.max_new_tokens < 1)
       rd.fail(p.substr(0, p.size() - 1), "has a count out of range (steps >= 0; batch, prompts, "
@@ -196,6 +233,7 @@ inline recipe read_recipe(const std::string& path) {
     if (!(st.lr > 0)) rd.fail(p + "lr", "must be > 0");
     if (st.stage == "rl" && st.algo.empty()) st.algo = "grpo";
     if (st.stage == "dpo" && st.algo.empty()) st.algo = "dpo";
+    if (st.stage == "round" && st.algo.empty()) st.algo = "dpo_nll";
     r.stages.push_back(st);
   }
   return r;

@@ -9,10 +9,11 @@
 //     then read it back with pipeline's JSONL readers (so the files are the interface)
 //   3 a fresh model (random init, seeded) — the "pre-trained checkpoint" comes from stage pretrain
 //   4 held-out accuracy (greedy decoding, gsm8k verifier on the decoded text) before any stage
-//   5 each stage: pretrain / sft (pipeline::sft_step) / rl (pipeline::rl_step with the named
-//     algorithm and conventions) / dpo (online DPO: pipeline::online_preference_pairs +
-//     preference_step); metrics JSONL per step; checkpoint (HF layout, atomic) after the stage;
-//     held-out accuracy after the stage
+//   5 each stage (stages/*.hpp, one per kind): pretrain / sft (pipeline::sft_step) / rs_sft
+//     (rejection_sampling + sft_step) / reward_model (reward_model_step on verifier-ranked
+//     samples) / rl (pipeline::rl_step with the named algorithm and conventions) / dpo (online or
+//     offline pairs + preference_step) / round (Llama 3: pipeline::iterative_round); metrics JSONL
+//     per step; checkpoint (HF layout, atomic) after the stage; held-out accuracy after the stage
 //   6 the summary table
 // Errors (bad flag, missing file, bad JSONL row, unknown algorithm, wrong-typed recipe field) are
 // one line on stderr and exit code 2; nothing in OUT is overwritten before the inputs are read.
@@ -41,121 +42,22 @@
 
 #include "adapters.hpp"
 #include "recipe.hpp"
-#include "task.hpp"
+#include "stages/common.hpp"
+#include "stages/dpo.hpp"
+#include "stages/pretrain.hpp"
+#include "stages/reward_model.hpp"
+#include "stages/rl.hpp"
+#include "stages/round.hpp"
+#include "stages/rs_sft.hpp"
+#include "stages/sft.hpp"
 
 namespace rt = reference_trainer;
 namespace fs = std::filesystem;
-using S = float;
-using rt::index_t;
-using rt::pp::byte_tokenizer;
+using namespace reference_trainer::stages;
 
 namespace {
 
-std::atomic<bool> g_interrupted{false};
 extern "C" void on_sigint(int) { g_interrupted = true; }
-
-// A user error: printed as one line, exit code 2.
-struct usage_error : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-// ------------------------------------------------------------------------------------ output
-// Progress on a terminal (one rewritten line), plain lines otherwise, nothing with --quiet. The
-// metrics JSONL gets every step regardless.
-class reporter {
- public:
-  // append: a resumed run continues the metrics of the run it resumes.
-  reporter(bool quiet, const fs::path& metrics, bool append)
-      : quiet_(quiet), tty_(::isatty(STDERR_FILENO) == 1),
-        metrics_(metrics, append ? std::ios::app : std::ios::trunc) {
-    if (!metrics_) throw usage_error("cannot write " + metrics.string());
-  }
-  void log(const std::string& line) {
-    if (quiet_) return;
-    end_bar();
-    std::fprintf(stderr, "%s\n", line.c_str());
-  }
-  void record(const nlohmann::json& j) { metrics_ << j.dump() << '\n' << std::flush; }
-  void stage_start(const std::string& name, long total) {
-    stage_ = name;
-    total_ = total;
-    t0_ = clock::now();
-    tokens_ = 0;
-  }
-  // One step done: show step/total, ETA, tokens/s and the live numbers.
-  void step(long done, double tokens, const std::string& live) {
-    tokens_ += tokens;
-    if (quiet_) return;
-    const double el = seconds();
-    const double eta = done > 0 ? el / static_cast<double>(done) * static_cast<double>(total_ - done) : 0;
-    char head[160];
-    std::snprintf(head, sizeof head, "[%s] %ld/%ld  %4.0fs elapsed, ETA %4.0fs  %6.0f tok/s  ",
-                  stage_.c_str(), done, total_, el, eta, el > 0 ? tokens_ / el : 0.0);
-    if (tty_) {
-      const int width = 20;
-      const int fill = total_ > 0 ? static_cast<int>(width * done / total_) : width;
-      std::string bar(static_cast<std::size_t>(fill), '#');
-      bar.resize(width, '.');
-      std::fprintf(stderr, "\r\033[K%s|%s| %s", head, bar.c_str(), live.c_str());
-      bar_open_ = true;
-    } else {
-      const long every = std::max(1L, total_ / 10);
-      if (done % every == 0 || done == total_) std::fprintf(stderr, "%s%s\n", head, live.c_str());
-    }
-  }
-  void end_bar() {
-    if (bar_open_) std::fprintf(stderr, "\n");
-    bar_open_ = false;
-  }
-  double seconds() const { return std::chrono::duration<double>(clock::now() - t0_).count(); }
-  bool quiet() const { return quiet_; }
-
- private:
-  using clock = std::chrono::steady_clock;
-  bool quiet_, tty_, bar_open_ = false;
-  std::ofstream metrics_;
-  std::string stage_;
-  long total_ = 0;
-  double tokens_ = 0;
-  clock::time_point t0_ = clock::now();
-};
-
-// ------------------------------------------------------------------------------------ data
-struct dataset {
-  std::vector<std::string> pretrain;
-  std::vector<rt::pp::sft_example> sft;
-  std::vector<rt::pp::rlvr_example> rl, eval;
-};
-
-// Renders an RLVR row as the prompt the model answers: the chat up to the assistant header.
-struct prompt_set {
-  rt::pp::owned_sequences prompts;
-  std::vector<rt::pp::example_info> examples;
-};
-
-prompt_set render_prompts(const std::vector<rt::pp::rlvr_example>& rows, std::span<const std::size_t> pick) {
-  const byte_tokenizer tok;
-  prompt_set p;
-  for (std::size_t i : pick) {
-    const auto r = rt::pp::render_chat(tok, std::span<const rt::pp::message>(rows[i].messages), {}, true);
-    p.prompts.append(r.tokens);
-    p.prompts.ids.push_back(i);
-    p.examples.push_back({i, rows[i].ground_truth, rows[i].verifier});
-  }
-  return p;
-}
-
-// Seeded choice of `n` row indices for step `step` of stage `stage`: a function of (seed, stage,
-// step) only, so a run's batches do not depend on how it was split into invocations.
-std::vector<std::size_t> batch_rows(std::uint64_t seed, std::size_t stage, long step, long n,
-                                    std::size_t rows) {
-  rt::pp::generate::sample_rng rng(rt::pp::sample_seed(seed ^ (0xba7c400ull + stage), static_cast<std::uint64_t>(step)));
-  std::vector<std::size_t> out;
-  for (long i = 0; i < n; ++i) out.push_back(static_cast<std::size_t>(rng.next() % rows));
-  return out;
-}
-
-using reward_t = rt::pp::reward::verifiers<byte_tokenizer, posttrain::reward::gsm8k_verifier>;
 
 // ------------------------------------------------------------------------------------ eval
 struct eval_result {
@@ -188,276 +90,6 @@ eval_result evaluate(const rt::policy<S>& policy, const dataset& d, long max_new
   return r;
 }
 
-// ------------------------------------------------------------------------------------ stages
-struct context {
-  const rt::recipe& recipe;
-  const dataset& data;
-  rt::policy<S>& policy;
-  reporter& out;
-  std::size_t stage_index = 0;
-  std::string conventions;
-};
-
-void check_interrupt(context& c, long step) {
-  if (!g_interrupted) return;
-  throw std::runtime_error("interrupted at step " + std::to_string(step) + " of stage " +
-                           std::to_string(c.stage_index));
-}
-
-rt::pt::optim::adamw make_optimizer(const rt::stage_options& s) {
-  return rt::pt::optim::adamw({.lr = s.lr, .weight_decay = s.weight_decay});
-}
-
-// pretrain: next-token prediction on the plain-text corpus (every token but the first trained).
-void run_pretrain(context& c, const rt::stage_options& s) {
-  auto opt = make_optimizer(s);
-  const byte_tokenizer tok;
-  rt::pp::sft_step_options<rt::pt::algo::sft> o;
-  o.max_grad_norm = s.max_grad_norm;
-  for (long step = 1; step <= s.steps; ++step) {
-    check_interrupt(c, step);
-    rt::pp::owned_sequences seqs;
-    std::vector<float> mask;
-    for (std::size_t i : batch_rows(c.recipe.seed, c.stage_index, step, s.batch, c.data.pretrain.size())) {
-      std::vector<index_t> ids{byte_tokenizer::bos};
-      const auto body = tok.encode(c.data.pretrain[i]);
-      ids.insert(ids.end(), body.begin(), body.end());
-      ids.push_back(byte_tokenizer::eos);
-      seqs.append(ids);
-      mask.push_back(0.0f);
-      mask.insert(mask.end(), ids.size() - 1, 1.0f);
-    }
-    const auto m = rt::pp::sft_step<rt::pt::algo::sft>(c.policy, opt, {seqs.view(), mask}, o);
-    c.out.record({{"stage", "pretrain"}, {"stage_index", c.stage_index}, {"step", step},
-                  {"loss", m.loss}, {"grad_norm", m.grad_norm}, {"tokens", m.tokens},
-                  {"time_s", c.out.seconds()}});
-    char live[64];
-    std::snprintf(live, sizeof live, "loss %.4f", m.loss);
-    c.out.step(step, static_cast<double>(seqs.tokens.size()), live);
-  }
-}
-
-// sft: chat-formatted prompt/answer pairs, prompt tokens masked (Llama 3); Loss = algo::sft
-// (token mean) or algo::sft_sum (Tülu 3's sum loss).
-template <class Loss>
-void run_sft(context& c, const rt::stage_options& s) {
-  auto opt = make_optimizer(s);
-  const byte_tokenizer tok;
-  rt::pp::sft_step_options<Loss> o;
-  o.max_grad_norm = s.max_grad_norm;
-  for (long step = 1; step <= s.steps; ++step) {
-    check_interrupt(c, step);
-    std::vector<rt::pp::sft_example> batch;
-    for (std::size_t i : batch_rows(c.recipe.seed, c.stage_index, step, s.batch, c.data.sft.size()))
-      batch.push_back(c.data.sft[i]);
-    const auto packed = rt::pp::pack_sft(tok, std::span<const rt::pp::sft_example>(batch));
-    const auto m = rt::pp::sft_step<Loss>(c.policy, opt, {packed.sequences.view(), packed.loss_mask}, o);
-    c.out.record({{"stage", "sft"}, {"stage_index", c.stage_index}, {"step", step},
-                  {"loss", m.loss}, {"grad_norm", m.grad_norm}, {"tokens", m.tokens},
-                  {"time_s", c.out.seconds()}});
-    char live[64];
-    std::snprintf(live, sizeof live, "loss %.4f", m.loss);
-    c.out.step(step, static_cast<double>(packed.sequences.tokens.size()), live);
-  }
-}
-
-// rs_sft: rejection sampling (pipeline::rejection_sampling: best of N per prompt by the
-// verifier, first argmax) from the current policy, then one SFT step on the kept samples that the
-// verifier accepts (DeepSeek-V3's "SFT data filtered by rejection sampling", Llama 3's RS).
-template <class Loss>
-void run_rs_sft(context& c, const rt::stage_options& s) {
-  auto opt = make_optimizer(s);
-  rt::generator<S> gen(c.policy);
-  reward_t reward{};
-  rt::pp::sft_step_options<Loss> o;
-  o.max_grad_norm = s.max_grad_norm;
-  for (long step = 1; step <= s.steps; ++step) {
-    check_interrupt(c, step);
-    const auto rows = batch_rows(c.recipe.seed, c.stage_index, step, s.prompts, c.data.rl.size());
-    const prompt_set p = render_prompts(c.data.rl, rows);
-    rt::pp::sampling_request req;
-    req.prompts = p.prompts.view();
-    req.examples = p.examples;
-    req.samples_per_prompt = s.samples;
-    req.sampling.temperature = s.temperature;
-    req.sampling.max_new_tokens = s.max_new_tokens;
-    req.sampling.stop_tokens = {byte_tokenizer::end_of_turn};
-    req.seed = rt::pp::sample_seed(c.recipe.seed + c.stage_index, static_cast<std::uint64_t>(step));
-    const auto best = rt::pp::rejection_sampling(gen, reward, req, c.policy.vocab_size());
-    // Keep only accepted samples (reward > 0): a wrong best-of-N is not SFT data.
-    rt::pp::owned_sequences kept;
-    std::vector<float> mask;
-    const auto all = best.sequences.view();
-    for (std::size_t i = 0; i < best.best_reward.size(); ++i) {
-      if (!(best.best_reward[i] > 0)) continue;
-      const auto b0 = all.seq_offsets[i], b1 = all.seq_offsets[i + 1];
-      kept.append(all.tokens.subspan(b0, b1 - b0));
-      mask.insert(mask.end(), best.loss_mask.begin() + b0, best.loss_mask.begin() + b1);
-    }
-    double mean_reward = 0;
-    for (double r : best.samples.rewards) mean_reward += r;
-    mean_reward /= static_cast<double>(best.samples.rewards.size());
-    nlohmann::json rec{{"stage", "rs_sft"}, {"stage_index", c.stage_index}, {"step", step},
-                       {"reward", mean_reward}, {"kept", kept.num_sequences()},
-                       {"time_s", c.out.seconds()}};
-    char live[96];
-    std::snprintf(live, sizeof live, "reward %.3f  kept %ld/%ld", mean_reward,
-                  static_cast<long>(kept.num_sequences()), s.prompts);
-    if (kept.num_sequences() > 0) {
-      const auto m = rt::pp::sft_step<Loss>(c.policy, opt, {kept.view(), mask}, o);
-      rec["loss"] = m.loss;
-      rec["grad_norm"] = m.grad_norm;
-    }
-    c.out.record(rec);
-    c.out.step(step, static_cast<double>(best.samples.out.completions.tokens.size()), live);
-  }
-}
-
-// The preset of recipe R under the named conventions; an algorithm a peer does not have is an
-// error naming the conventions it does have.
-template <class R>
-typename R::preset_type preset_for(const std::string& conv, const std::string& algo) {
-  std::string have;
-  if constexpr (requires { R::trl(); }) {
-    if (conv == "trl") return R::trl();
-    have += " trl";
-  }
-  if constexpr (requires { R::verl(); }) {
-    if (conv == "verl") return R::verl();
-    have += " verl";
-  }
-  if constexpr (requires { R::openrlhf(); }) {
-    if (conv == "openrlhf") return R::openrlhf();
-    have += " openrlhf";
-  }
-  if constexpr (requires { R::open_instruct(); }) {
-    if (conv == "open_instruct") return R::open_instruct();
-    have += " open_instruct";
-  }
-  throw usage_error("algorithm " + algo + " has no " + conv + " conventions; it has:" + have);
-}
-
-// The conventions recipe R has presets for, e.g. "trl verl".
-template <class R>
-std::string conventions_of() {
-  std::string have;
-  if constexpr (requires { R::trl(); }) have += " trl";
-  if constexpr (requires { R::verl(); }) have += " verl";
-  if constexpr (requires { R::openrlhf(); }) have += " openrlhf";
-  if constexpr (requires { R::open_instruct(); }) have += " open_instruct";
-  return have;
-}
-
-// rl: pipeline::rl_step with recipe R (its loss, its estimator, the conventions' preset).
-template <class R>
-void run_rl(context& c, const rt::stage_options& s) {
-  using E = typename R::advantage;
-  auto preset = preset_for<R>(c.conventions, s.algo);
-  auto opt = make_optimizer(s);
-  rt::pp::reference::frozen<rt::policy<S>> reference(c.policy);  // KL anchor: the policy now
-  rt::generator<S> gen(c.policy);
-  reward_t reward{};
-  rt::pp::rl_step_options<R, E> o;
-  o.loss = preset.loss;
-  o.estimator = preset.advantage;
-  if constexpr (requires { o.loss.policy.kl_coef; })
-    if (s.kl_coef > 0) o.loss.policy.kl_coef = s.kl_coef;
-  o.samples_per_prompt = s.samples;
-  o.epochs = s.epochs;
-  o.mini_batch = s.mini_batch;
-  o.max_grad_norm = s.max_grad_norm;
-  o.sampling.temperature = s.temperature;
-  o.sampling.max_new_tokens = s.max_new_tokens;
-  o.sampling.stop_tokens = {byte_tokenizer::end_of_turn};
-  o.temperature = s.temperature;
-  // Constant-divisor aggregations (Dr. GRPO, TRL's dr_grpo) divide by the generation budget.
-  o.normalizer_constant = static_cast<double>(s.max_new_tokens);
-  // PPO's GAE reads values: a critic, initialised from the policy's trunk (Tülu 3 initialises it
-  // from the reward model; the trunk is the nearest thing this recipe has).
-  std::optional<rt::critic<S>> critic;
-  std::optional<rt::pt::optim::adamw> critic_opt;
-  if constexpr (E::contract.values) {
-    critic.emplace(c.policy.model());
-    critic_opt.emplace(make_optimizer(s));
-  }
-  for (long step = 1; step <= s.steps; ++step) {
-    check_interrupt(c, step);
-    const auto rows = batch_rows(c.recipe.seed, c.stage_index, step, s.prompts, c.data.rl.size());
-    const prompt_set p = render_prompts(c.data.rl, rows);
-    o.seed = rt::pp::sample_seed(c.recipe.seed + c.stage_index, static_cast<std::uint64_t>(step));
-    const rt::pp::rl_batch batch{p.prompts.view(), p.examples};
-    rt::pp::rl_metrics m;
-    if constexpr (E::contract.values) {
-      posttrain::dist::single_process_communicator comm;
-      m = rt::pp::rl_step<R, E>(c.policy, gen, reference, reward, opt, *critic, *critic_opt, batch,
-                                o, comm);
-    }
-    else
-      m = rt::pp::rl_step<R, E>(c.policy, gen, reference, reward, opt, batch, o);
-    c.out.record({{"stage", "rl"}, {"algo", s.algo}, {"stage_index", c.stage_index}, {"step", step},
-                  {"reward", m.reward_mean}, {"loss", m.loss}, {"kl", m.kl_loss},
-                  {"approx_kl", m.approx_kl}, {"clip_fraction", m.clip_fraction},
-                  {"value_loss", m.value_loss}, {"grad_norm", m.grad_norm},
-                  {"completion_tokens", m.completion_tokens},
-                  {"response_length", m.completion_tokens / static_cast<double>(s.prompts * s.samples)},
-                  {"truncated", m.truncated_fraction}, {"time_s", c.out.seconds()}});
-    char live[96];
-    std::snprintf(live, sizeof live, "reward %.3f  loss %+.4f  kl(ref) %.4f", m.reward_mean, m.loss,
-                  m.kl_loss);
-    c.out.step(step, static_cast<double>(p.prompts.tokens.size()) + m.completion_tokens, live);
-  }
-}
-
-// dpo: online DPO (Qwen 2): N samples per prompt from the current policy, the verifier picks the
-// best and worst (all-equal groups dropped), one preference_step<R> on those pairs.
-template <class R>
-void run_dpo(context& c, const rt::stage_options& s) {
-  auto opt = make_optimizer(s);
-  rt::pp::reference::frozen<rt::policy<S>> reference(c.policy);
-  rt::generator<S> gen(c.policy);
-  reward_t reward{};
-  rt::pp::preference_step_options<R> o;
-  if constexpr (requires { R::defaults(); }) o.loss = R::defaults().loss;
-  if constexpr (requires { o.loss.beta; }) o.loss.beta = s.beta;
-  o.max_grad_norm = s.max_grad_norm;
-  for (long step = 1; step <= s.steps; ++step) {
-    check_interrupt(c, step);
-    const auto rows = batch_rows(c.recipe.seed, c.stage_index, step, s.prompts, c.data.rl.size());
-    const prompt_set p = render_prompts(c.data.rl, rows);
-    rt::pp::sampling_request req;
-    req.prompts = p.prompts.view();
-    req.examples = p.examples;
-    req.samples_per_prompt = s.samples;
-    req.sampling.temperature = s.temperature;
-    req.sampling.max_new_tokens = s.max_new_tokens;
-    req.sampling.stop_tokens = {byte_tokenizer::end_of_turn};
-    req.seed = rt::pp::sample_seed(c.recipe.seed + c.stage_index, static_cast<std::uint64_t>(step));
-    const auto pairs = rt::pp::online_preference_pairs(gen, reward, req, c.policy.vocab_size());
-    double mean_reward = 0;
-    for (double r : pairs.samples.rewards) mean_reward += r;
-    mean_reward /= static_cast<double>(pairs.samples.rewards.size());
-    nlohmann::json rec{{"stage", "dpo"}, {"algo", s.algo}, {"stage_index", c.stage_index},
-                       {"step", step}, {"reward", mean_reward}, {"pairs", pairs.prompt.size()},
-                       {"time_s", c.out.seconds()}};
-    char live[96];
-    if (pairs.prompt.empty()) {
-      // Every group all-correct or all-wrong: no preference signal this step.
-      std::snprintf(live, sizeof live, "reward %.3f  no pairs", mean_reward);
-    } else {
-      const auto m = rt::pp::preference_step<R>(
-          c.policy, reference, opt,
-          {pairs.chosen.view(), pairs.rejected.view(), pairs.chosen_mask, pairs.rejected_mask}, o);
-      rec["loss"] = m.loss;
-      rec["reward_margin"] = m.reward_margin;
-      rec["reward_accuracy"] = m.reward_accuracy;
-      rec["grad_norm"] = m.grad_norm;
-      std::snprintf(live, sizeof live, "reward %.3f  pairs %zu  loss %.4f", mean_reward,
-                    pairs.prompt.size(), m.loss);
-    }
-    c.out.record(rec);
-    c.out.step(step, static_cast<double>(pairs.samples.out.completions.tokens.size()), live);
-  }
-}
 
 using stage_fn = void (*)(context&, const rt::stage_options&);
 
@@ -492,6 +124,7 @@ const std::map<std::string, stage_fn>& offline_algorithms() {
       {"simpo", &run_dpo<algo::simpo>},
       {"dpo_nll", &run_dpo<algo::dpo_nll>},
       {"dpo_length_normalized", &run_dpo<algo::dpo_length_normalized>},
+      {"orpo", &run_dpo<algo::orpo>},
   };
   return m;
 }
@@ -505,10 +138,13 @@ std::string names_of(const std::map<std::string, stage_fn>& m) {
 // ------------------------------------------------------------------------------------ checkpoints
 // HF layout (config.json + model.safetensors) written into a temporary directory that is renamed
 // into place: a reader never sees half a checkpoint directory.
-void save_stage_checkpoint(const rt::policy<S>& p, const fs::path& dir, const nlohmann::json& state) {
+// A reward_model stage's directory also holds its reward model in reward_model/.
+void save_stage_checkpoint(const rt::policy<S>& p, const fs::path& dir, const nlohmann::json& state,
+                           rt::reward_model<S>* reward_model = nullptr) {
   const fs::path tmp = dir.string() + ".tmp";
   fs::remove_all(tmp);
   rt::rm::save_checkpoint(p.model(), tmp);
+  if (reward_model != nullptr) save_reward_model(*reward_model, tmp / "reward_model");
   {
     std::ofstream out(tmp / "trainer_state.json");
     out << state.dump(2) << '\n';
@@ -630,6 +266,8 @@ int run(int argc, char** argv) {
                       "; offline: " + names_of(offline_algorithms()));
   bool applied = false;
   for (auto& s : recipe.stages) {
+    if (s.stage == "round" && s.algo != "dpo_nll")
+      throw usage_error("stage round runs algorithm dpo_nll (Llama 3), not \"" + s.algo + "\", in " + recipe.file);
     if (s.stage != "rl" && s.stage != "dpo") continue;
     if ((s.stage == "rl" && algo_online) || (s.stage == "dpo" && algo_offline)) {
       s.algo = args.algo;
@@ -644,6 +282,14 @@ int run(int argc, char** argv) {
       if ((have + " ").find(" " + conventions + " ") == std::string::npos)
         throw usage_error("algorithm " + s.algo + " has no " + conventions + " conventions; it has:" + have);
     }
+  }
+  bool have_reward_model = false;
+  for (std::size_t i = 0; i < recipe.stages.size(); ++i) {
+    const rt::stage_options& s = recipe.stages[i];
+    if (s.uses_reward_model() && !have_reward_model)
+      throw usage_error("stage " + std::to_string(i + 1) + " (" + s.stage + ") of " + recipe.file +
+                        " scores with the reward model, but no reward_model stage comes before it");
+    have_reward_model = have_reward_model || s.stage == "reward_model";
   }
   if (!args.algo.empty() && !applied)
     throw usage_error("--algo " + args.algo + " is an " + (algo_online ? "online" : "offline") +
@@ -715,6 +361,7 @@ int run(int argc, char** argv) {
   struct row {
     std::string stage;
     double accuracy, seconds;
+    std::string note;
   };
   std::vector<row> table;
   const auto t_start = std::chrono::steady_clock::now();
@@ -729,24 +376,34 @@ int run(int argc, char** argv) {
     for (char& ch : l)
       if (ch == '\n') ch = ' ';
     rep.log(l);
-    table.push_back({name, e.accuracy, secs});
+    table.push_back({name, e.accuracy, secs, ""});
   };
   eval_and_record(args.resume ? "resumed" : "init", resume_after, 0.0);
   if (args.resume) rep.log("resumed from " + resume_dir.string());
 
   // 5 stages
-  context ctx{recipe, data, policy, rep, 0, conventions};
+  context ctx{recipe, data, policy, rep, 0, conventions, out, nullptr, ""};
+  // A resumed run gets back the reward model of the last reward_model stage it completed.
+  for (std::size_t i = resume_after; i-- > 0;)
+    if (recipe.stages[i].stage == "reward_model") {
+      const fs::path d = out / "checkpoints" / ("stage" + std::to_string(i + 1) + "_reward_model");
+      ctx.reward_model = load_reward_model(d / "reward_model");
+      break;
+    }
   for (std::size_t i = resume_after; i < recipe.stages.size(); ++i) {
     const rt::stage_options& s = recipe.stages[i];
     ctx.stage_index = i + 1;
     const std::string name = s.stage == "rl" || s.stage == "dpo" ? s.stage + ":" + s.algo : s.stage;
-    rep.stage_start(name, s.steps);
+    rep.stage_start(name, s.stage == "round" ? 1 : s.steps);
+    ctx.note.clear();
     try {
       if (s.stage == "pretrain") run_pretrain(ctx, s);
       else if (s.stage == "sft" && s.loss == "sum") run_sft<posttrain::algo::sft_sum>(ctx, s);
       else if (s.stage == "sft") run_sft<posttrain::algo::sft>(ctx, s);
       else if (s.stage == "rs_sft" && s.loss == "sum") run_rs_sft<posttrain::algo::sft_sum>(ctx, s);
       else if (s.stage == "rs_sft") run_rs_sft<posttrain::algo::sft>(ctx, s);
+      else if (s.stage == "reward_model") run_reward_model(ctx, s);
+      else if (s.stage == "round") run_round(ctx, s);
       else if (s.stage == "rl") online_algorithms().at(s.algo)(ctx, s);
       else offline_algorithms().at(s.algo)(ctx, s);
     } catch (const std::runtime_error& e) {
@@ -761,10 +418,20 @@ int run(int argc, char** argv) {
     const double secs = rep.seconds();
     rep.end_bar();
     const fs::path dir = out / "checkpoints" / ("stage" + std::to_string(i + 1) + "_" + s.stage);
+    const bool rm_stage = s.stage == "reward_model";
     save_stage_checkpoint(policy, dir, {{"recipe", recipe.file}, {"stage_index", i + 1},
-                                        {"stage", name}, {"steps", s.steps}});
+                                        {"stage", name}, {"steps", s.steps}},
+                          rm_stage ? ctx.reward_model.get() : nullptr);
     rep.log("saved " + dir.string());
-    eval_and_record(name, i + 1, secs);
+    if (rm_stage) {
+      // The policy did not change: its accuracy is the previous row's; the stage's number is the
+      // reward model's pairwise accuracy on held-out pairs.
+      table.push_back({name, table.back().accuracy, secs, ctx.note});
+      rep.log("reward_model: " + ctx.note);
+    } else {
+      eval_and_record(name, i + 1, secs);
+      table.back().note = ctx.note;
+    }
   }
 
   // 6 summary
@@ -772,8 +439,8 @@ int run(int argc, char** argv) {
   std::string summary = "stage            held-out acc   stage time\n";
   for (const row& r : table) {
     char line[128];
-    std::snprintf(line, sizeof line, "%-16s %12.3f %11.1fs\n", r.stage.c_str(), r.accuracy, r.seconds);
-    summary += line;
+    std::snprintf(line, sizeof line, "%-16s %12.3f %11.1fs", r.stage.c_str(), r.accuracy, r.seconds);
+    summary += line + (r.note.empty() ? "" : "   " + r.note) + "\n";
   }
   char tail[96];
   std::snprintf(tail, sizeof tail, "total %.1fs (including evaluation)\n", total);

@@ -60,3 +60,47 @@ TEST(IterativeRound, FullAveragingWithStartRestoresIt) {
   o.average_with_start = 1.5;
   EXPECT_THROW(pp::iterative_round(policy, gen, reward, sft_opt, dpo_opt, o), pt::error);
 }
+
+// dpo_runs = 2: two DPO runs from the SFT model (pairs of draws seed + 1 and seed + 2, each with a
+// fresh copy of the optimizer), averaged — the mean of two one-run rounds with those draws.
+TEST(IterativeRound, DpoRunsAreAveraged) {
+  const std::vector<pt::index_t> prompts{0, 1, 2, 3}, off{0, 1, 2, 3, 4};
+  auto one_round = [&](std::uint64_t seed, pt::index_t runs) {
+    bigram_policy<double> policy(V, 21);
+    pp::generate::from_policy<bigram_policy<double>> gen(policy);
+    pp::reward::callable reward{&reward_fn};
+    pt::optim::adamw sft_opt({0.05, 0.9, 0.999, 1e-8, 0.0}), dpo_opt({0.05, 0.9, 0.999, 1e-8, 0.0});
+    options_t o;
+    o.sampling = {{prompts, off}, {}, 8, {}, seed};
+    o.sampling.sampling.max_new_tokens = 1;
+    o.sft_epochs = 0;  // the SFT model is the start, whatever the best-of-N draw
+    o.dpo_epochs = 3;
+    o.dpo_runs = runs;
+    const auto m = pp::iterative_round(policy, gen, reward, sft_opt, dpo_opt, o);
+    EXPECT_GT(m.pairs, 0);
+    return policy.w;
+  };
+  const auto a = one_round(3, 1), b = one_round(4, 1), avg = one_round(3, 2);
+  ASSERT_EQ(avg.size(), a.size());
+  EXPECT_NE(a, b);
+  for (std::size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(avg[i], 0.5 * (a[i] + b[i]), 1e-12) << i;
+}
+
+TEST(IterativeRound, MaskFormatZeroesFormatTokens) {
+  const pp::chat_format f{};
+  pp::preference_pairs pairs;
+  pairs.chosen.append(std::vector<pt::index_t>{f.bos, 65, f.start_header, 66, f.end_of_turn});
+  pairs.rejected.append(std::vector<pt::index_t>{67, f.end_header, 68});
+  pairs.chosen_mask = {1, 1, 1, 1, 1};
+  pairs.rejected_mask = {1, 1, 1};
+  pp::mask_format(pairs, f);
+  EXPECT_EQ(pairs.chosen_mask, (std::vector<float>{0, 1, 0, 1, 0}));
+  EXPECT_EQ(pairs.rejected_mask, (std::vector<float>{1, 0, 1}));
+  options_t o;
+  o.dpo_runs = 0;
+  bigram_policy<double> policy(V, 21);
+  pp::generate::from_policy<bigram_policy<double>> gen(policy);
+  pp::reward::callable reward{&reward_fn};
+  pt::optim::adamw sft_opt, dpo_opt;
+  EXPECT_THROW(pp::iterative_round(policy, gen, reward, sft_opt, dpo_opt, o), pt::error);
+}

@@ -1,0 +1,103 @@
+#pragma once
+// dpo: preference optimisation (algo R: dpo, ipo, simpo, dpo_nll, dpo_length_normalized, orpo) on
+// pairs of the policy's own samples, one preference_step<R> per step.
+//   pairs "online"  (Qwen 2's online DPO) every step: N samples per prompt from the current
+//                   policy, the stage's reward (verifier or reward model) picks the best and the
+//                   worst (pipeline::online_preference_pairs; all-equal groups dropped)
+//   pairs "offline" (Qwen2.5's offline DPO) before the first step: `prompts` prompts × N samples,
+//                   verifier-checked pairs (stages/preferences.hpp: a correct sample, or a
+//                   corrected wrong one, over a wrong one) stored in
+//                   OUT/data/stageK_pairs.jsonl and read back; each step `batch` of those pairs
+// mask_format: Llama 3's format-token masking (headers, end-of-turn out of both log-probs).
+// Reference-free losses (simpo, orpo) get reference::none: no reference forward at all.
+#include "preferences.hpp"
+
+namespace reference_trainer::stages {
+
+template <class R>
+auto make_reference(rt::policy<S>& p) {
+  if constexpr (R::uses_reference)
+    return rt::pp::reference::frozen<rt::policy<S>>(p);
+  else
+    return rt::pp::reference::none<S>{};
+}
+
+template <class R>
+void run_dpo(context& c, const rt::stage_options& s) {
+  auto opt = make_optimizer(s);
+  auto reference = make_reference<R>(c.policy);
+  rt::generator<S> gen(c.policy);
+  stage_reward reward = reward_of(c, s);
+  rt::pp::preference_step_options<R> o;
+  if constexpr (requires { R::defaults(); }) o.loss = R::defaults().loss;
+  if constexpr (requires { o.loss.beta; }) o.loss.beta = s.beta;
+  o.max_grad_norm = s.max_grad_norm;
+  const byte_tokenizer tok;
+  std::vector<rt::pp::preference_example> offline;
+  if (s.pairs == "offline") {
+    const auto pick = batch_rows(c.recipe.seed, c.stage_index, 0, s.prompts, c.data.rl.size());
+    const auto sampled = sample_preferences(c, s, gen, c.data.rl, pick, 0, false);
+    offline = store_preferences(sampled.rows, c.out_dir / "data" /
+                                                  ("stage" + std::to_string(c.stage_index) + "_pairs.jsonl"));
+    if (offline.empty())
+      throw std::runtime_error("stage " + std::to_string(c.stage_index) +
+                               " (dpo, offline pairs): every sample was correct, no pair to learn "
+                               "from; raise prompts, samples or temperature");
+    c.out.log("dpo: " + std::to_string(offline.size()) + " offline pairs from " +
+              std::to_string(sampled.samples) + " samples (reward " +
+              std::to_string(sampled.mean_reward).substr(0, 5) + ")");
+  }
+  for (long step = 1; step <= s.steps; ++step) {
+    check_interrupt(c, step);
+    rt::pp::owned_sequences chosen, rejected;
+    std::vector<float> chosen_mask, rejected_mask;
+    nlohmann::json rec{{"stage", "dpo"}, {"algo", s.algo}, {"stage_index", c.stage_index},
+                       {"step", step}};
+    double generated = 0, mean_reward = 0;
+    if (s.pairs == "offline") {
+      std::vector<rt::pp::preference_example> batch;
+      for (std::size_t i : batch_rows(c.recipe.seed, c.stage_index, step, s.batch, offline.size()))
+        batch.push_back(offline[i]);
+      auto packed = rt::pp::pack_preference(tok, std::span<const rt::pp::preference_example>(batch), {},
+                                            s.mask_format);
+      chosen = std::move(packed.chosen);
+      rejected = std::move(packed.rejected);
+      chosen_mask = std::move(packed.chosen_mask);
+      rejected_mask = std::move(packed.rejected_mask);
+    } else {
+      const auto rows = batch_rows(c.recipe.seed, c.stage_index, step, s.prompts, c.data.rl.size());
+      const prompt_set p = render_prompts(c.data.rl, rows);
+      auto pairs = rt::pp::online_preference_pairs(gen, reward, make_request(c, s, p, step),
+                                                   c.policy.vocab_size());
+      if (s.mask_format) rt::pp::mask_format(pairs, {});
+      mean_reward = mean_of(pairs.samples.rewards);
+      generated = static_cast<double>(pairs.samples.out.completions.tokens.size());
+      rec["reward"] = mean_reward;
+      chosen = std::move(pairs.chosen);
+      rejected = std::move(pairs.rejected);
+      chosen_mask = std::move(pairs.chosen_mask);
+      rejected_mask = std::move(pairs.rejected_mask);
+    }
+    const auto n_pairs = static_cast<std::size_t>(chosen.num_sequences());
+    rec["pairs"] = n_pairs;
+    rec["time_s"] = c.out.seconds();
+    char live[96];
+    if (n_pairs == 0) {
+      // Every group all-correct or all-wrong: no preference signal this step.
+      std::snprintf(live, sizeof live, "reward %.3f  no pairs", mean_reward);
+    } else {
+      const auto m = rt::pp::preference_step<R>(
+          c.policy, reference, opt, {chosen.view(), rejected.view(), chosen_mask, rejected_mask}, o);
+      rec["loss"] = m.loss;
+      rec["reward_margin"] = m.reward_margin;
+      rec["reward_accuracy"] = m.reward_accuracy;
+      rec["grad_norm"] = m.grad_norm;
+      std::snprintf(live, sizeof live, "reward %.3f  pairs %zu  loss %.4f", mean_reward, n_pairs,
+                    m.loss);
+    }
+    c.out.record(rec);
+    c.out.step(step, generated + static_cast<double>(chosen.tokens.size() + rejected.tokens.size()), live);
+  }
+}
+
+}  // namespace reference_trainer::stages
