@@ -11,7 +11,13 @@
 //                              reference log-probs precomputed (no reference forward)
 //   BM_RlStepDapo              pipeline::rl_step<algo::dapo> (GRPO estimator) over 16 prompts × 4
 //                              samples of 128 + 384 tokens from a replaying generator: ℓold
-//                              forward, advantages, one update (forward + backward), SGD
+//                              forward, advantages, one update (forward + backward), SGD.
+//                              /0: as the step decides (on-policy: ℓold from the update's
+//                              forward); /1: force_old_logprob_pass (the separate ℓold forward)
+//   BM_RlStepGrpoBeta0         pipeline::rl_step<algo::grpo> (k3 in the loss) at β = 0 with a
+//                              frozen reference (a copy of the policy), same batch: /0 skips the
+//                              reference and the ℓold forward; /1 forces both (the step before
+//                              they were skipped)
 // Overhead = BM_SftStep − BM_PolicyForwardBackward (items/s = tokens/s).
 #include <benchmark/benchmark.h>
 
@@ -140,8 +146,32 @@ void BM_RlStepDapo(benchmark::State& state) {
   pp::rl_step_options<pt::algo::dapo, pt::estimator::grpo> o;
   o.samples_per_prompt = 4;
   o.sampling.max_new_tokens = 3 * T / 4;
+  o.force_old_logprob_pass = state.range(0) != 0;
   for (auto _ : state) {
     const auto m = pp::rl_step<pt::algo::dapo>(policy, gen, none, reward, opt,
+                                               pp::rl_batch{prompts.view(), {}}, o);
+    benchmark::DoNotOptimize(m.loss);
+  }
+  state.SetItemsProcessed(state.iterations() * B * T);
+}
+
+void BM_RlStepGrpoBeta0(benchmark::State& state) {
+  const batch prompts_src(16);
+  pp::owned_sequences prompts;
+  for (pt::index_t p = 0; p < 16; ++p)
+    prompts.append(std::span<const pt::index_t>(prompts_src.tokens).subspan(p * T, T / 4));
+  replay_generator gen{std::vector<pt::index_t>(prompts_src.tokens.begin(), prompts_src.tokens.begin() + 3 * T / 4)};
+  pt_test::bigram_policy<float> policy(V);
+  pp::reference::frozen<pt_test::bigram_policy<float>> reference(policy);
+  pp::reward::callable reward{[](std::span<const pt::index_t> p, std::span<const pt::index_t>,
+                                 const pp::example_info&) { return static_cast<double>(p[0] % 3); }};
+  pt::optim::sgd opt{1e-6};
+  auto o = pp::rl_options_from<pt::algo::grpo>(pt::algo::grpo::trl(0.0));
+  o.samples_per_prompt = 4;
+  o.sampling.max_new_tokens = 3 * T / 4;
+  o.force_reference_pass = o.force_old_logprob_pass = state.range(0) != 0;
+  for (auto _ : state) {
+    const auto m = pp::rl_step<pt::algo::grpo>(policy, gen, reference, reward, opt,
                                                pp::rl_batch{prompts.view(), {}}, o);
     benchmark::DoNotOptimize(m.loss);
   }
@@ -154,4 +184,5 @@ BENCHMARK(BM_PolicyForwardBackward)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_TokenLogprobsForwardBackward)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_SftStep)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_PreferenceStep)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_RlStepDapo)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_RlStepDapo)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_RlStepGrpoBeta0)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);

@@ -184,6 +184,47 @@ TEST(MpiPipeline, RlStepOnRanksEqualsOneProcess) {
 }
 
 
+TEST(MpiPipeline, RlStepSkippedPassesOnRanksEqualOneProcessWithThePasses) {
+  // GRPO at β = 0, one epoch, one mini-batch: on the ranks neither the reference nor the ℓold
+  // forward runs (each rank decides from the all-reduced mini-batch count); one process with both
+  // passes forced gives the same loss and gradient.
+  pt::dist::mpi_communicator comm;
+  const int r = comm.rank(), n = comm.size();
+  const pt::index_t per = 4 / n, g = 4;
+  const prompt_share share(r, per);
+  const auto& prompts = share.prompts;
+  const auto& poff = share.poff;
+  const auto& mine = share.mine;
+  const auto& moff = share.moff;
+  bigram_policy<double> p_rank(V, 3), p_one(V, 3), ref_model(V, 3);
+  ref_model.w[5] += 0.3;
+  pp::reference::frozen<bigram_policy<double>> ref_rank(ref_model), ref_one(ref_model);
+  pp::generate::from_policy<bigram_policy<double>> gen_rank(p_rank), gen_one(p_one);
+  pp::reward::callable reward{&bandit_reward};
+  capture_optimizer a, b;
+  pp::rl_step_options<pt::algo::grpo, pt::estimator::grpo> o;
+  o.samples_per_prompt = g;
+  o.sampling.max_new_tokens = 1;
+  o.loss.policy.kl_coef = 0;
+  o.micro_batch = 3;
+  o.seed = 5;
+  o.force_reference_pass = o.force_old_logprob_pass = true;
+  const auto mb = pp::rl_step<pt::algo::grpo, pt::estimator::grpo>(
+      p_one, gen_one, ref_one, reward, b, pp::rl_batch{{prompts, poff}, {}}, o);
+  o.force_reference_pass = o.force_old_logprob_pass = false;
+  o.first_sample_index = static_cast<std::uint64_t>(r * per * g);
+  const auto ma = pp::rl_step<pt::algo::grpo, pt::estimator::grpo>(
+      p_rank, gen_rank, ref_rank, reward, a, pp::rl_batch{{mine, moff}, {}}, o, comm);
+  EXPECT_TRUE(mb.reference_pass && mb.old_logprob_pass);
+  EXPECT_FALSE(ma.reference_pass || ma.old_logprob_pass);
+  EXPECT_EQ(ma.kl_loss, 0.0);
+  double norm = 0;
+  for (double x : b.grads) norm += x * x;
+  EXPECT_GT(norm, 0.0);  // some group has unequal rewards: the update is not trivially 0
+  EXPECT_NEAR(ma.loss, mb.loss, 1e-12);
+  expect_near(a.grads, b.grads, 1e-12);
+}
+
 TEST(MpiPipeline, RewardModelStepOnRanksEqualsOneProcess) {
   pt::dist::mpi_communicator comm;
   const int r = comm.rank(), n = comm.size();

@@ -579,3 +579,293 @@ TEST(RlStep, SamplesDoNotDependOnBatchComposition) {
   EXPECT_TRUE(std::equal(one.completions.tokens.begin(), one.completions.tokens.end(),
                          all.completions.tokens.begin() + all.completions.seq_offsets[2]));
 }
+
+// ---- The passes rl_step skips (docs/pipeline.md "Passes rl_step skips"): the reference when the
+// loss's KL weight is 0 and the reward has no KL term; the separate ℓold forward when the step is
+// on-policy (one epoch, one mini-batch) and nothing reads ℓold before the update. Each skipped run
+// is compared with the same run forced to take the pass (force_* options): same gradient and
+// parameters; and counting models prove which passes ran.
+namespace {
+
+// The generator samples from a copy of the policy, so only the step's own forwards count.
+struct counting_policy : bigram_policy<double> {
+  int forwards = 0;
+  using bigram_policy<double>::bigram_policy;
+  pt::matrix_view<const double> forward(const pp::token_sequences& s) {
+    ++forwards;
+    return bigram_policy<double>::forward(s);
+  }
+};
+static_assert(pp::check_policy<counting_policy>());
+
+struct counting_reference {
+  static constexpr bool enabled = true;
+  using scalar_type = double;
+  pp::reference::frozen<bigram_policy<double>> inner;
+  int calls = 0;
+  void logprobs(const pp::token_sequences& s, std::span<double> lp) {
+    ++calls;
+    inner.logprobs(s, lp);
+  }
+};
+static_assert(pp::check_reference_model<counting_reference>());
+
+// SGD that also records the gradient it was given.
+struct recording_sgd {
+  std::vector<double> grads;
+  int steps = 0;
+  template <class S>
+  void step(std::span<S> p, std::span<const S> g) {
+    grads.assign(g.begin(), g.end());
+    for (std::size_t i = 0; i < p.size(); ++i) p[i] -= S(0.5) * g[i];
+    ++steps;
+  }
+};
+
+struct counted_step {
+  pp::rl_metrics m;
+  int policy_forwards = 0, reference_calls = 0, updates = 0;
+  std::vector<double> params, grads, critic;
+};
+
+// One step on the bandit (12 sequences) with micro-batches of 5 (3 micro-batches per mini-batch).
+template <bool with_critic = false, class Loss, class Est>
+counted_step counted(pp::rl_step_options<Loss, Est> o) {
+  bandit task;
+  counting_policy policy(V, 3);
+  bigram_policy<double> sampler = policy, ref_model = policy;
+  ref_model.w[5] += 0.3;  // the reference differs from the policy: a real KL to it is not 0
+  counting_reference reference{pp::reference::frozen<bigram_policy<double>>(ref_model)};
+  pp::generate::from_policy<bigram_policy<double>> gen(sampler);
+  pp::reward::callable reward{&bandit::reward};
+  recording_sgd opt, critic_opt;
+  table_critic critic(std::vector<double>(V, 0.25));
+  pt::dist::single_process_communicator comm;
+  counted_step r;
+  if constexpr (with_critic) {
+    r.m = pp::rl_step<Loss, Est>(policy, gen, reference, reward, opt, critic, critic_opt,
+                                 task.batch(), o, comm);
+    r.critic = critic.c;
+  } else {
+    r.m = pp::rl_step<Loss, Est>(policy, gen, reference, reward, opt, task.batch(), o, comm);
+  }
+  r.policy_forwards = policy.forwards;
+  r.reference_calls = reference.calls;
+  r.updates = opt.steps;
+  r.params = policy.w;
+  r.grads = opt.grads;
+  return r;
+}
+
+template <class Loss, class Est>
+pp::rl_step_options<Loss, Est> pass_options() {
+  auto o = bandit_options<Loss, Est>(4);
+  o.micro_batch = 5;
+  o.sampling.temperature = 0.9;  // rollout log-probs differ from ℓold (rollout correction)
+  return o;
+}
+
+// Bit for bit: the bigram log-softmax of a row does not depend on the batch it is computed in,
+// and β·KL with β = 0 adds exactly 0.
+void expect_same_step(const counted_step& a, const counted_step& b) {
+  ASSERT_EQ(a.grads.size(), b.grads.size());
+  double norm = 0;
+  for (double g : a.grads) norm += g * g;
+  EXPECT_GT(norm, 1e-6);  // the update is not trivially 0
+  for (std::size_t i = 0; i < a.grads.size(); ++i) EXPECT_EQ(a.grads[i], b.grads[i]) << i;
+  for (std::size_t i = 0; i < a.params.size(); ++i) EXPECT_EQ(a.params[i], b.params[i]) << i;
+  for (std::size_t i = 0; i < a.critic.size(); ++i) EXPECT_EQ(a.critic[i], b.critic[i]) << i;
+  EXPECT_EQ(a.m.loss, b.m.loss);
+  EXPECT_EQ(a.m.pg_loss, b.m.pg_loss);
+  EXPECT_EQ(a.m.value_loss, b.m.value_loss);
+}
+
+}  // namespace
+
+TEST(RlStepPasses, ReferenceSkippedAtZeroKlCoefSameStep) {
+  // GRPO's loss has a k3 term (uses_reference), but at kl_coef = 0 it is ×0: no reference pass,
+  // kl_loss = 0 (not computed); forced, the pass runs, kl_loss is the KL to the reference, and the
+  // step is the same. The old-log-prob pass is forced on both sides so only the reference differs.
+  auto o = pass_options<pt::algo::grpo, pt::estimator::grpo>();
+  o.loss.policy.kl_coef = 0;
+  o.force_old_logprob_pass = true;
+  const auto skip = counted(o);
+  o.force_reference_pass = true;
+  const auto keep = counted(o);
+  EXPECT_EQ(skip.reference_calls, 0);
+  EXPECT_FALSE(skip.m.reference_pass);
+  EXPECT_EQ(skip.m.kl_loss, 0.0);
+  EXPECT_EQ(keep.reference_calls, 1);
+  EXPECT_TRUE(keep.m.reference_pass);
+  EXPECT_GT(std::abs(keep.m.kl_loss), 1e-4);
+  EXPECT_EQ(skip.policy_forwards, 1 + 3);
+  EXPECT_EQ(keep.policy_forwards, 1 + 3);
+  expect_same_step(skip, keep);
+}
+
+TEST(RlStepPasses, ReferenceKeptWhenAnythingReadsIt) {
+  using L = pt::algo::grpo;
+  using E = pt::estimator::grpo;
+  {
+    auto o = pass_options<L, E>();
+    o.loss.policy.kl_coef = 0.05;  // the in-loss KL is on
+    const auto r = counted(o);
+    EXPECT_EQ(r.reference_calls, 1);
+    EXPECT_TRUE(r.m.reference_pass);
+    EXPECT_GT(std::abs(r.m.kl_loss), 1e-4);
+  }
+  {
+    auto o = pass_options<L, E>();
+    o.loss.policy.kl_coef = 0;
+    o.kl_in_reward = 0.1;  // KL in the reward reads ℓref before the advantages
+    const auto r = counted(o);
+    EXPECT_EQ(r.reference_calls, 1);
+    EXPECT_TRUE(r.m.reference_pass);
+  }
+  {
+    // A loss without a KL estimator never reads it, forced or not (as before).
+    auto o = pass_options<pt::algo::dapo, E>();
+    o.force_reference_pass = true;
+    const auto r = counted(o);
+    EXPECT_EQ(r.reference_calls, 0);
+    EXPECT_FALSE(r.m.reference_pass);
+  }
+}
+
+TEST(RlStepPasses, ReferenceNoneAcceptedOnlyAtZeroKlCoef) {
+  // As TRL's GRPO at β = 0 (no reference model loaded): reference::none with a k3 loss is the same
+  // step as a frozen reference; at β ≠ 0 it is refused before anything changes.
+  bandit task;
+  auto o = pass_options<pt::algo::grpo, pt::estimator::grpo>();
+  o.loss.policy.kl_coef = 0;
+  const auto with_ref = counted(o);
+  counting_policy policy(V, 3);
+  bigram_policy<double> sampler = policy;
+  pp::reference::none<double> none;
+  pp::generate::from_policy<bigram_policy<double>> gen(sampler);
+  pp::reward::callable reward{&bandit::reward};
+  recording_sgd opt;
+  const auto m = pp::rl_step<pt::algo::grpo, pt::estimator::grpo>(policy, gen, none, reward, opt,
+                                                                 task.batch(), o);
+  counted_step r{m, policy.forwards, 0, opt.steps, policy.w, opt.grads, {}};
+  expect_same_step(with_ref, r);
+  EXPECT_EQ(m.kl_loss, 0.0);
+  o.loss.policy.kl_coef = 0.05;
+  const auto before = policy.w;
+  EXPECT_THROW((pp::rl_step<pt::algo::grpo, pt::estimator::grpo>(policy, gen, none, reward, opt,
+                                                                  task.batch(), o)),
+               pt::error);
+  EXPECT_EQ(policy.w, before);
+}
+
+TEST(RlStepPasses, OldLogprobsFromTheUpdateWhenOnPolicySameStep) {
+  // One epoch, one mini-batch (3 micro-batches): ℓold is each micro-batch's own forward, detached —
+  // 3 policy forwards instead of 4, and the same step as the separate pass (with β ≠ 0, so the
+  // reference runs on both sides, and an entropy bonus).
+  auto o = pass_options<pt::algo::grpo, pt::estimator::grpo>();
+  o.loss.policy.kl_coef = 0.05;
+  o.loss.policy.entropy_coef = 0.01;
+  const auto fused = counted(o);
+  o.force_old_logprob_pass = true;
+  const auto separate = counted(o);
+  EXPECT_EQ(fused.policy_forwards, 3);
+  EXPECT_FALSE(fused.m.old_logprob_pass);
+  EXPECT_EQ(separate.policy_forwards, 1 + 3);
+  EXPECT_TRUE(separate.m.old_logprob_pass);
+  EXPECT_EQ(fused.reference_calls, 1);
+  expect_same_step(fused, separate);
+  EXPECT_EQ(fused.m.approx_kl, 0.0);  // ℓ − ℓold = 0 exactly
+  // mini_batch ≥ B is still one mini-batch.
+  o.force_old_logprob_pass = false;
+  o.mini_batch = 12;
+  EXPECT_EQ(counted(o).policy_forwards, 3);
+}
+
+TEST(RlStepPasses, OldLogprobsFromTheUpdateWithACritic) {
+  // PPO + GAE + a table critic: the value loss reads the critic's own values and the returns,
+  // nothing of the ℓold pass, so the pass is skipped; policy and critic steps are the same.
+  auto o = pass_options<pt::algo::ppo, pt::estimator::gae>();
+  o.estimator.gamma = 1.0;
+  o.estimator.lambda = 0.95;
+  const auto fused = counted<true>(o);
+  o.force_old_logprob_pass = true;
+  const auto separate = counted<true>(o);
+  EXPECT_EQ(fused.policy_forwards, 3);
+  EXPECT_EQ(separate.policy_forwards, 1 + 3);
+  EXPECT_FALSE(fused.critic.empty());
+  expect_same_step(fused, separate);
+  EXPECT_GT(fused.m.value_loss, 0.0);
+}
+
+TEST(RlStepPasses, OldLogprobPassKeptWhenAnyConditionSaysKeep) {
+  using L = pt::algo::grpo;
+  using E = pt::estimator::grpo;
+  auto base = pass_options<L, E>();
+  base.loss.policy.kl_coef = 0.05;
+  {
+    auto o = base;
+    o.epochs = 2;  // two updates: the second needs the pre-update ℓold
+    const auto r = counted(o);
+    EXPECT_EQ(r.updates, 2);
+    EXPECT_EQ(r.policy_forwards, 1 + 2 * 3);
+    EXPECT_TRUE(r.m.old_logprob_pass);
+  }
+  {
+    auto o = base;
+    o.mini_batch = 4;  // three mini-batches, one micro-batch each
+    const auto r = counted(o);
+    EXPECT_EQ(r.updates, 3);
+    EXPECT_EQ(r.policy_forwards, 1 + 3);
+    EXPECT_TRUE(r.m.old_logprob_pass);
+  }
+  {
+    auto o = base;
+    o.rollout_correction = true;  // TIS weights exp(ℓold − ℓrollout) before the update
+    const auto r = counted(o);
+    EXPECT_EQ(r.policy_forwards, 1 + 3);
+    EXPECT_TRUE(r.m.old_logprob_pass);
+  }
+  {
+    auto o = base;
+    o.kl_in_reward = 0.1;  // k1 = ℓold − ℓref before the advantages
+    const auto r = counted(o);
+    EXPECT_EQ(r.policy_forwards, 1 + 3);
+    EXPECT_TRUE(r.m.old_logprob_pass);
+  }
+  {
+    auto o = base;
+    o.force_old_logprob_pass = true;
+    EXPECT_EQ(counted(o).policy_forwards, 1 + 3);
+  }
+  {
+    auto o = base;
+    o.old_logprobs = pp::old_logprob_source::rollout;  // the generator's: no pass at all
+    const auto r = counted(o);
+    EXPECT_EQ(r.policy_forwards, 3);
+    EXPECT_FALSE(r.m.old_logprob_pass);
+  }
+  {
+    // An estimator that reads ℓold (and Σp²) before the update.
+    auto o = pass_options<pt::algo::ppo, pt::estimator::optimal_token_baseline>();
+    const auto r = counted(o);
+    EXPECT_EQ(r.policy_forwards, 1 + 3);
+    EXPECT_TRUE(r.m.old_logprob_pass);
+  }
+}
+
+TEST(RlStepPasses, BothSkippedAtTrlDefaults) {
+  // TRL's GRPO defaults (β = 0, num_iterations = 1): the step runs only the update's forwards —
+  // and equals the step with both passes forced.
+  auto o = pass_options<pt::algo::grpo, pt::estimator::grpo>();
+  const auto trl = pt::algo::grpo::trl(0.0);
+  o.loss = trl.loss;
+  o.estimator = trl.advantage;
+  const auto lean = counted(o);
+  o.force_reference_pass = o.force_old_logprob_pass = true;
+  const auto full = counted(o);
+  EXPECT_EQ(lean.policy_forwards, 3);
+  EXPECT_EQ(lean.reference_calls, 0);
+  EXPECT_EQ(full.policy_forwards, 1 + 3);
+  EXPECT_EQ(full.reference_calls, 1);
+  expect_same_step(lean, full);
+}

@@ -25,6 +25,14 @@
 //     return L::compute(exec::host{}, in, typename L::options_type{}, {}, {});
 //   }
 //
+// Optional hooks (not part of the concept; pipeline/ reads them when present):
+//   L::uses_reference            static constexpr bool: compute reads reference log-probs / scores
+//   L::reference_needed(options) bool: whether, under these run-time options, the result depends
+//                                on the reference at all (loss::policy_gradient: a KL estimator
+//                                and kl_coef ≠ 0). loss_reference_needed<L>(options) answers it,
+//                                falling back on L::uses_reference, and on true (keep the
+//                                reference) for a loss that says neither.
+//
 // static_assert(check_loss_model<L>()) names what is missing, one sentence per member
 // (tests/compile_fail/loss_model_*.cpp). Every algo:: name is checked in algo.hpp.
 //
@@ -139,6 +147,21 @@ struct loss_interface {
   using normalizer_type = Normalizer;
   using result = Result;
 };
+
+// Whether L's result depends on the reference under options o (the hooks above).
+template <class L>
+constexpr bool loss_reference_needed(const typename L::options_type& o) {
+  if constexpr (requires {
+                  { L::reference_needed(o) } -> std::convertible_to<bool>;
+                })
+    return static_cast<bool>(L::reference_needed(o));
+  else if constexpr (requires {
+                       { L::uses_reference } -> std::convertible_to<bool>;
+                     })
+    return static_cast<bool>(L::uses_reference);
+  else
+    return true;
+}
 
 template <class L, class... Inputs>
 concept loss_for = requires(const Inputs&... inputs) {

@@ -138,6 +138,13 @@ struct policy_gradient
   using aggregation = Aggregation;
   static constexpr bool uses_reference = !std::is_same_v<KlEstimator, kl::none>;
 
+  // The run-time answer (loss/concept.hpp loss_reference_needed): the reference enters only as
+  // β·KL, so with β = kl_coef = 0 the KL term is ×0 and compute's loss and gradient do not depend
+  // on ref_logprobs (any finite values; pipeline::rl_step then skips the reference forward).
+  static constexpr bool reference_needed(const policy_gradient_loss_options& o) {
+    return uses_reference && o.policy.kl_coef != 0.0;
+  }
+
   static std::string name() {
     return std::string("loss::policy_gradient<") + Surrogate::name + ">";
   }

@@ -7,8 +7,14 @@
 //                does not depend on the batch or rank layout; the output is validated
 //                (validate_generation: no more tokens than asked, ids in range, sizes)
 //   2 score      reward.score(prompt, completion, example) → R[B]; every R finite
-//   3 log-probs  reference (Loss::uses_reference) and old (policy forward, no gradient; or the
-//                generator's own with options.old_logprobs = rollout) on prompt ++ completion;
+//   3 log-probs  reference and old (policy forward, no gradient; or the generator's own with
+//                options.old_logprobs = rollout) on prompt ++ completion, each only when read:
+//                the reference when the loss's run-time KL weight is nonzero
+//                (loss_reference_needed: kl_coef ≠ 0) or options.kl_in_reward > 0; the separate
+//                ℓold forward unless the step is on-policy (one epoch, one mini-batch, so ℓold = ℓ
+//                of the update's own forward, taken detached from it) and nothing reads ℓold
+//                before the update (rollout correction, KL in the reward, behaviour-statistics
+//                estimators) — docs/pipeline.md "Passes rl_step skips"; force_* options keep them.
 //                options.rollout_correction: detached IS weights exp(ℓold − ℓrollout) on the
 //                surrogate (TIS; the loss's importance_weight_cap truncates them)
 //   4 advantages Estimator::compute (advantage/estimator.hpp) over the groups of G samples, with
@@ -93,6 +99,11 @@ struct rl_step_options : step_options {
   bool dynamic_sampling = false;      // DAPO: re-draw all-equal groups, then mask those left
   index_t max_resample_rounds = 3;
   std::optional<double> normalizer_constant{};  // C of constant-divisor aggregations (Dr.GRPO)
+  // The passes the step skips when nothing reads them (docs/pipeline.md); these keep them:
+  bool force_reference_pass = false;    // run the reference (a loss with a KL estimator) even at
+                                        // kl_coef = 0: kl_loss then reports the KL to it
+  bool force_old_logprob_pass = false;  // a separate no-grad forward for ℓold even on-policy (a
+                                        // policy whose forward is not deterministic: dropout)
 };
 
 // The options of an algo:: recipe (its loss and its estimator), optionally from one of its peer
@@ -123,6 +134,9 @@ struct rl_metrics {
   double truncated_fraction = 0;    // global
   double resampled_groups = 0;      // global: group re-draws of dynamic sampling
   double filtered_groups = 0;       // global: groups still all-equal, masked out
+  bool reference_pass = false;      // the reference forward ran (if not, kl_loss = 0: not computed)
+  bool old_logprob_pass = false;    // a separate policy forward gave ℓold (if not: the rollout's,
+                                    // or the update's own forward, detached)
   index_t updates = 0;
   generation rollout;               // this rank's completions (for logging / inspection)
   std::vector<double> rewards;      // this rank's R[B]
@@ -205,12 +219,16 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
   static_assert(check_advantage_estimator<E>());
   static_assert(!E::contract.values || Cr::enabled,
                 "pipeline::rl_step: this estimator reads critic values (GAE): pass a critic");
-  static_assert(!Loss::uses_reference || R::enabled,
-                "pipeline::rl_step: this loss has an in-loss KL to the reference, so the reference "
-                "model cannot be reference::none");
   static_assert(std::is_same_v<typename R::scalar_type, S> && std::is_same_v<typename Cr::scalar_type, S>,
                 "pipeline::rl_step: the reference and critic scalar_type must be the policy's");
   constexpr const char* where = "pipeline::rl_step";
+  // Whether the loss reads ref_logprobs at all (a loss that does not say: assume it does).
+  constexpr bool loss_reads_reference = [] {
+    if constexpr (requires { Loss::uses_reference; })
+      return static_cast<bool>(Loss::uses_reference);
+    else
+      return true;
+  }();
 
   // ---- validation (nothing written before it passes)
   const index_t v = policy.vocab_size();
@@ -235,6 +253,11 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
          "options.kl_in_reward = ", options.kl_in_reward, ", expected finite and >= 0 (0 = off)");
   expect(options.kl_in_reward == 0 || R::enabled, where,
          "options.kl_in_reward is set, so the reference model cannot be reference::none");
+  // A loss with a KL estimator reads the reference only at kl_coef ≠ 0 (TRL's GRPO at β = 0 loads
+  // no reference model): reference::none is accepted then.
+  expect(R::enabled || !loss_reference_needed<Loss>(options.loss), where,
+         "the loss's in-loss KL is on (options.loss.policy.kl_coef != 0), so the reference model "
+         "cannot be reference::none");
 
   // ---- 1 generate
   const index_t g = options.samples_per_prompt, b = prompts * g;
@@ -348,16 +371,33 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
   const token_sequences full = all.seqs.view();
   const index_t n = full.num_tokens();
   const auto offsets = std::span<const index_t>(all.seqs.seq_offsets);
-  if constexpr (R::enabled) {
-    if (Loss::uses_reference || options.kl_in_reward > 0) {
-      all.ref_lp.assign(static_cast<std::size_t>(n), S(0));
-      reference.logprobs(full, std::span<S>(all.ref_lp));
-    }
+  // The number of mini-batches of every epoch: the most any rank has (collective, so the ranks
+  // agree on it and on the passes below).
+  const index_t minis = all_reduce_max(comm, ssize(micro_batches(b, options.mini_batch)));
+  // Which passes are read (docs/pipeline.md "Passes rl_step skips"). The reference: when the
+  // loss's result depends on it at these options (β = kl_coef ≠ 0) or the reward has a KL term.
+  bool run_reference = false;
+  if constexpr (R::enabled)
+    run_reference = loss_reference_needed<Loss>(options.loss) || options.kl_in_reward > 0 ||
+                    (loss_reads_reference && options.force_reference_pass);
+  // ℓold from the update's own forward (detached): with one optimizer update in the step the
+  // policy has not changed since the rollout's ℓold forward would have run, so the two are equal
+  // (the ratio is exactly 1, as TRL's num_iterations = 1). Kept separate when something reads
+  // ℓold before the update, or when there is more than one update.
+  const bool old_from_update = options.old_logprobs == old_logprob_source::policy &&
+                               options.epochs == 1 && minis == 1 && !options.rollout_correction &&
+                               options.kl_in_reward == 0 && !E::contract.behaviour_stats &&
+                               !options.force_old_logprob_pass;
+  if (run_reference) {
+    all.ref_lp.assign(static_cast<std::size_t>(n), S(0));
+    reference.logprobs(full, std::span<S>(all.ref_lp));
   }
   forward_state<S> st;
   // The optimal token baseline also reads Σ_v p_v² of the behaviour distribution per token.
   std::vector<S> sum_p2(E::contract.behaviour_stats ? static_cast<std::size_t>(n) : 0, S(0));
-  if (options.old_logprobs == old_logprob_source::rollout) {
+  if (old_from_update) {
+    // ℓold is filled per micro-batch in the update loop
+  } else if (options.old_logprobs == old_logprob_source::rollout) {
     all.old_lp = rollout_lp;
     if (!sum_p2.empty()) {
       std::vector<S> scratch(static_cast<std::size_t>(n), S(0));
@@ -501,8 +541,6 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
   // mini-batch), so every rank runs the same number of mini-batches: the most any rank has. A rank
   // with fewer prompts runs its last ones with no sequences (zero gradient, zero counts), so ranks
   // may pass different numbers of prompts and the normalisers stay the global sums.
-  const index_t local_minis = ssize(micro_batches(b, options.mini_batch));
-  const index_t minis = all_reduce_max(comm, local_minis);
   for (index_t epoch = 0; epoch < options.epochs; ++epoch) {
     const auto perm = epoch_permutation(b, options.seed, epoch);
     auto ranges = micro_batches(b, options.mini_batch);
@@ -537,9 +575,13 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
         policy_logprobs(policy, micro, std::span<S>(lp), st, options.temperature, std::span<S>(ent));
         policy_gradient_inputs<S> in;
         in.logprobs = lp;
-        in.old_logprobs = rl_detail::sub(mb.old_lp, t0, nt);
+        // On-policy: ℓold = this forward's ℓ, detached (the loss never differentiates ℓold).
+        in.old_logprobs = old_from_update ? std::span<const S>(lp) : rl_detail::sub(mb.old_lp, t0, nt);
         in.advantages = rl_detail::sub(mb.adv, t0, nt);
-        in.ref_logprobs = rl_detail::sub(mb.ref_lp, t0, nt);
+        // Without the reference pass the loss's KL weight is 0 (above): any finite ℓref gives the
+        // same loss and gradient; ℓref = ℓ makes the estimate itself 0 (k1, k2, k3 at d = 0).
+        in.ref_logprobs = loss_reads_reference && !run_reference ? std::span<const S>(lp)
+                                                                 : rl_detail::sub(mb.ref_lp, t0, nt);
         in.mask = rl_detail::sub(mb.mask, t0, nt);
         in.seq_offsets = sl.offsets;
         in.importance_weights = rl_detail::sub(mb.is_weights, t0, nt);
@@ -548,7 +590,7 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
                                      policy_gradient_outputs<S>{grad, ent_grad}, norm);
         upd[0] += r.loss;
         upd[1] += r.pg_loss;
-        upd[2] += r.kl_loss;
+        if (run_reference) upd[2] += r.kl_loss;  // else 0: not computed
         // token-mean statistics weighted by this micro-batch's Σ m (combined below)
         double wm = 0;
         for (float x : in.mask) wm += x;
@@ -587,6 +629,8 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
   m.rollout = std::move(out);
   m.rewards = std::move(rewards);
   m.greedy_rewards = std::move(greedy_rewards);
+  m.reference_pass = run_reference;
+  m.old_logprob_pass = options.old_logprobs == old_logprob_source::policy && !old_from_update;
   return m;
 }
 
