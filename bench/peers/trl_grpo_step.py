@@ -154,6 +154,10 @@ def main():
                       bos_token_id=256, eos_token_id=260, pad_token_id=257, **CONFIGS[args.config])
     model = LlamaForCausalLM(cfg).float()
     params = sum(p.numel() for p in model.parameters())
+    # TRL loads the reference model (beta > 0) from the policy's name_or_path: give it one.
+    ckpt = tempfile.TemporaryDirectory()
+    model.save_pretrained(ckpt.name)
+    model = LlamaForCausalLM.from_pretrained(ckpt.name, dtype=torch.float32)
     rows = prompts(args.prompts)
     ds = datasets.Dataset.from_list(rows)
     prompt_tokens = statistics.mean(len(tok(r["prompt"])["input_ids"]) for r in rows)
@@ -172,6 +176,7 @@ def main():
         )
         trainer = GRPOTrainer(model=model, reward_funcs=[exact_answer], args=gc, train_dataset=ds,
                               processing_class=tok)
+        assert (trainer.ref_model is not None) == (args.beta > 0)
         steps, rollouts, gens = StepTimer(), [], []
         trainer.add_callback(steps)
         timed(trainer, "_generate_and_score_completions", rollouts)
@@ -187,7 +192,7 @@ def main():
           f"threads {torch.get_num_threads()}, attn {model.config._attn_implementation}")
     print(f"config {args.config}: {params} parameters, {args.prompts} prompts x {args.samples} samples x "
           f"{args.new_tokens} new tokens, mean prompt {prompt_tokens:.1f} tokens, beta {args.beta}")
-    print(f"load average {os.getloadavg()}")
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     for i, (a, c) in enumerate(zip(wall, cpu)):
         print(f"step {i}: wall {a * 1e3:8.1f} ms  cpu {c * 1e3:8.1f} ms  rollout wall {ro[i][0] * 1e3:8.1f} ms "
               f"(generate() {ge[i][0] * 1e3:8.1f} ms)  update wall {(a - ro[i][0]) * 1e3:8.1f} ms")
