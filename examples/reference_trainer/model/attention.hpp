@@ -42,7 +42,9 @@ struct attention_cache {
   // Softmax per (sequence, head) block sh = s·nh + h: a row-major [T_s, T_s] matrix at
   // p_data[p_offset[sh]]. One flat buffer whose capacity is kept between batches (a batch of other
   // sequence lengths does not free and reallocate — and page-fault — thousands of blocks).
-  std::vector<S> p_data;
+  // Eigen-aligned storage: the rows' alignment (and so Eigen's packet / scalar split, hence the
+  // rounding) depends only on the offsets, never on where malloc put the buffer.
+  std::vector<S, Eigen::aligned_allocator<S>> p_data;
   std::vector<std::size_t> p_offset;  // [blocks + 1]
   Eigen::Map<matrix<S>> p(index_t sh, index_t t) {
     return {p_data.data() + p_offset[static_cast<std::size_t>(sh)], t, t};
