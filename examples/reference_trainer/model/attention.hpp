@@ -39,7 +39,19 @@ template <class S>
 struct attention_cache {
   matrix<S> q, k, v;           // after RoPE: [N, nh·D], [N, nkv·D], [N, nkv·D]
   matrix<S> o;                 // heads concatenated, before o_proj: [N, nh·D]
-  std::vector<matrix<S>> p;    // softmax per (sequence, head), index s·nh + h
+  // Softmax per (sequence, head) block sh = s·nh + h: a row-major [T_s, T_s] matrix at
+  // p_data[p_offset[sh]]. One flat buffer whose capacity is kept between batches (a batch of other
+  // sequence lengths does not free and reallocate — and page-fault — thousands of blocks).
+  // Eigen-aligned storage: the rows' alignment (and so Eigen's packet / scalar split, hence the
+  // rounding) depends only on the offsets, never on where malloc put the buffer.
+  std::vector<S, Eigen::aligned_allocator<S>> p_data;
+  std::vector<std::size_t> p_offset;  // [blocks + 1]
+  Eigen::Map<matrix<S>> p(index_t sh, index_t t) {
+    return {p_data.data() + p_offset[static_cast<std::size_t>(sh)], t, t};
+  }
+  Eigen::Map<const matrix<S>> p(index_t sh, index_t t) const {
+    return {p_data.data() + p_offset[static_cast<std::size_t>(sh)], t, t};
+  }
 };
 
 struct attention_shape {
@@ -47,19 +59,27 @@ struct attention_shape {
 };
 
 // Causal softmax attention of one (sequence, head) block: z = q kᵀ·scale, masked, row softmax.
-template <class S, class Q, class K>
-void causal_softmax(const Q& q, const K& k, S scale, matrix<S>& p) {
+// P is row-major: each row's unmasked head is contiguous, so max / exp / sum / scale run as
+// vectorised array operations (Eigen's packet exp) in one pass over the row.
+template <class S, class Q, class K, class P>
+void causal_softmax(const Q& q, const K& k, S scale, P&& p) {
   const index_t t = q.rows();
   p.noalias() = (q * k.transpose()) * scale;
   for (index_t i = 0; i < t; ++i) {
-    const S m = p.row(i).head(i + 1).maxCoeff();
-    S sum = 0;
-    for (index_t j = 0; j <= i; ++j) sum += (p(i, j) = std::exp(p(i, j) - m));
-    const S inv = S(1) / sum;
-    p.row(i).head(i + 1) *= inv;
+    auto r = p.row(i).head(i + 1).array();
+    const S m = r.maxCoeff();
+    r = (r - m).exp();
+    r *= S(1) / r.sum();
     p.row(i).tail(t - i - 1).setZero();
   }
 }
+
+// Scratch of attention_backward, kept between calls so the [N, ·] gradients are not reallocated
+// (and page-faulted) every step; every element is overwritten before it is read.
+template <class S>
+struct attention_scratch {
+  matrix<S> d_o, dq, dk, dv;
+};
 
 template <class S, class X, class Y>
 void attention_forward(const layer_view<S>& w, const attention_shape& a, const rope_table<S>& rope,
@@ -77,7 +97,15 @@ void attention_forward(const layer_view<S>& w, const attention_shape& a, const r
   const S scale = S(1) / std::sqrt(S(d));
   const index_t nseq = static_cast<index_t>(seq_offsets.size()) - 1;
   c.o.resize(n, a.heads * d);
-  c.p.resize(static_cast<std::size_t>(nseq * a.heads));
+  c.p_offset.resize(static_cast<std::size_t>(nseq * a.heads) + 1);
+  c.p_offset[0] = 0;
+  for (index_t sh = 0; sh < nseq * a.heads; ++sh) {
+    const index_t s = sh / a.heads;
+    const auto t = static_cast<std::size_t>(seq_offsets[s + 1] - seq_offsets[s]);
+    const auto i = static_cast<std::size_t>(sh);
+    c.p_offset[i + 1] = c.p_offset[i] + t * t;
+  }
+  c.p_data.resize(c.p_offset.back());  // keeps its capacity when the batch shrinks
   {
     serial_eigen_scope serial;
     const index_t blocks = nseq * a.heads;
@@ -86,9 +114,8 @@ void attention_forward(const layer_view<S>& w, const attention_shape& a, const r
     for (index_t sh = 0; sh < blocks; ++sh) {
       const index_t s = sh / a.heads, h = sh % a.heads, g = h / group;
       const index_t o0 = seq_offsets[s], t = seq_offsets[s + 1] - o0;
-      matrix<S>& p = c.p[static_cast<std::size_t>(sh)];
-      p.resize(t, t);
       if (t == 0) continue;
+      auto p = c.p(sh, t);
       causal_softmax<S>(c.q.block(o0, h * d, t, d), c.k.block(o0, g * d, t, d), scale, p);
       c.o.block(o0, h * d, t, d).noalias() = p * c.v.block(o0, g * d, t, d);
     }
@@ -97,40 +124,58 @@ void attention_forward(const layer_view<S>& w, const attention_shape& a, const r
   linear_forward<S>(c.o, w.wo, w.bo, y);
 }
 
-// dx is ADDED to; parameter gradients accumulate into dw.
+// dx is ADDED to; parameter gradients accumulate into dw. `scratch` holds the intermediate
+// gradients (resized here, fully overwritten: every row belongs to exactly one sequence).
 template <class S, class X, class DY, class DX>
 void attention_backward(const layer_view<S>& w, layer_view<S>& dw, const attention_shape& a,
                         const rope_table<S>& rope, const X& x, std::span<const index_t> seq_offsets,
                         std::span<const index_t> positions, const attention_cache<S>& c,
-                        const DY& dy, DX& dx) {
+                        const DY& dy, DX& dx, attention_scratch<S>& scratch) {
   const index_t n = x.rows(), d = a.head_dim, group = a.heads / a.kv_heads;
-  matrix<S> d_o(n, a.heads * d);
+  matrix<S>& d_o = scratch.d_o;
+  matrix<S>& dq = scratch.dq;
+  matrix<S>& dk = scratch.dk;
+  matrix<S>& dv = scratch.dv;
+  d_o.resize(n, a.heads * d);
   linear_backward<S>(c.o, w.wo, dy, d_o, grad_mode::overwrite, dw.wo, dw.bo);
-  matrix<S> dq = matrix<S>::Zero(n, a.heads * d), dk = matrix<S>::Zero(n, a.kv_heads * d),
-            dv = matrix<S>::Zero(n, a.kv_heads * d);
+  dq.resize(n, a.heads * d);
+  dk.resize(n, a.kv_heads * d);
+  dv.resize(n, a.kv_heads * d);
   const S scale = S(1) / std::sqrt(S(d));
   const index_t nseq = static_cast<index_t>(seq_offsets.size()) - 1;
   {
     serial_eigen_scope serial;
     // One task per (sequence, KV head): the query heads of a group add into the same dk, dv
-    // blocks, so they stay in one task (no two tasks write the same rows and columns).
+    // blocks, so they stay in one task (no two tasks write the same rows and columns). The
+    // group's first head assigns dk, dv (no zero fill); the others add.
     const index_t blocks = nseq * a.kv_heads;
 #pragma omp parallel for schedule(dynamic) num_threads(serial.threads()) if (serial.threads() > 1)
     for (index_t sg = 0; sg < blocks; ++sg) {
       const index_t s = sg / a.kv_heads, g = sg % a.kv_heads;
       const index_t o0 = seq_offsets[s], t = seq_offsets[s + 1] - o0;
       if (t == 0) continue;
-      matrix<S> dp;
+      matrix<S> dp(t, t);
+      vector<S> rs(t);
       for (index_t h = g * group; h < (g + 1) * group; ++h) {
-        const matrix<S>& p = c.p[static_cast<std::size_t>(s * a.heads + h)];
+        const bool first = h == g * group;
+        const auto p = c.p(s * a.heads + h, t);
         const auto doh = d_o.block(o0, h * d, t, d);
+        auto dvb = dv.block(o0, g * d, t, d);
+        auto dkb = dk.block(o0, g * d, t, d);
         dp.noalias() = doh * c.v.block(o0, g * d, t, d).transpose();
-        dv.block(o0, g * d, t, d).noalias() += p.transpose() * doh;
+        if (first)
+          dvb.noalias() = p.transpose() * doh;
+        else
+          dvb.noalias() += p.transpose() * doh;
         // dZ = P ⊙ (dP − rowsum(P ⊙ dP)), scaled once here for both dq and dk.
-        const vector<S> rs = p.cwiseProduct(dp).rowwise().sum();
-        dp = (p.cwiseProduct(dp - rs.replicate(1, t))) * scale;
-        dq.block(o0, h * d, t, d).noalias() += dp * c.k.block(o0, g * d, t, d);
-        dk.block(o0, g * d, t, d).noalias() += dp.transpose() * c.q.block(o0, h * d, t, d);
+        rs.noalias() = p.cwiseProduct(dp).rowwise().sum();
+        for (index_t i = 0; i < t; ++i)
+          dp.row(i) = (p.row(i).array() * (dp.row(i).array() - rs(i))) * scale;
+        dq.block(o0, h * d, t, d).noalias() = dp * c.k.block(o0, g * d, t, d);
+        if (first)
+          dkb.noalias() = dp.transpose() * c.q.block(o0, h * d, t, d);
+        else
+          dkb.noalias() += dp.transpose() * c.q.block(o0, h * d, t, d);
       }
     }
   }
@@ -139,6 +184,16 @@ void attention_backward(const layer_view<S>& w, layer_view<S>& dw, const attenti
   linear_backward<S>(x, w.wq, dq, dx, grad_mode::accumulate, dw.wq, dw.bq);
   linear_backward<S>(x, w.wk, dk, dx, grad_mode::accumulate, dw.wk, dw.bk);
   linear_backward<S>(x, w.wv, dv, dx, grad_mode::accumulate, dw.wv, dw.bv);
+}
+
+// Without caller-held scratch (tests): allocates it for this call.
+template <class S, class X, class DY, class DX>
+void attention_backward(const layer_view<S>& w, layer_view<S>& dw, const attention_shape& a,
+                        const rope_table<S>& rope, const X& x, std::span<const index_t> seq_offsets,
+                        std::span<const index_t> positions, const attention_cache<S>& c,
+                        const DY& dy, DX& dx) {
+  attention_scratch<S> scratch;
+  attention_backward<S>(w, dw, a, rope, x, seq_offsets, positions, c, dy, dx, scratch);
 }
 
 }  // namespace reference_model

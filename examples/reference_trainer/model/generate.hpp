@@ -104,7 +104,8 @@ std::vector<completion> generate(const transformer<S>& model, std::span<const in
 
   // Decode: every live sequence advances by one token per step.
   const S scale = S(1) / std::sqrt(S(d));
-  matrix<S> x, xn, q, k, v, o, y, scores;
+  matrix<S> x, xn, q, k, v, o, y, scores, logits;
+  std::vector<index_t> still;
   vector<S> r;
   mlp_cache<S> mc;
   std::vector<index_t> pos;
@@ -133,14 +134,19 @@ std::vector<completion> generate(const transformer<S>& model, std::span<const in
         const index_t s = live[i], row = base[s] + pos[i], t = pos[i] + 1;
         kc[l].row(row) = k.row(i);
         vc[l].row(row) = v.row(i);
-        for (index_t h = 0; h < nh; ++h) {
-          const index_t g = h / group;
-          scores.noalias() = (q.block(i, h * d, 1, d) *
-                              kc[l].block(base[s], g * d, t, d).transpose()) * scale;
-          const S m = scores.maxCoeff();
-          scores = (scores.array() - m).exp();
-          scores /= scores.sum();
-          o.block(i, h * d, 1, d).noalias() = scores * vc[l].block(base[s], g * d, t, d);
+        // The `group` query heads of KV head g are contiguous in q's row: one [group, D] block
+        // against the cached keys / values (one pass over them per KV head, not per query head).
+        for (index_t g = 0; g < cfg.num_key_value_heads; ++g) {
+          const Eigen::Map<const matrix<S>> qg(q.row(i).data() + g * group * d, group, d);
+          Eigen::Map<matrix<S>> og(o.row(i).data() + g * group * d, group, d);
+          scores.noalias() = (qg * kc[l].block(base[s], g * d, t, d).transpose()) * scale;
+          for (index_t r = 0; r < group; ++r) {
+            auto sr = scores.row(r).array();
+            const S m = sr.maxCoeff();
+            sr = (sr - m).exp();
+            sr /= sr.sum();
+          }
+          og.noalias() = scores * vc[l].block(base[s], g * d, t, d);
         }
       }
       linear_forward<S>(o, lw.wo, lw.bo, y);
@@ -150,8 +156,9 @@ std::vector<completion> generate(const transformer<S>& model, std::span<const in
       x += y;
     }
     rmsnorm_forward<S>(x, w.norm, cfg.rms_norm_eps, xn, r);
-    const matrix<S> logits = model.logits(xn);
-    std::vector<index_t> still;
+    logits.resize(n, cfg.vocab_size);
+    logits.noalias() = xn * w.lm_head.transpose();
+    still.clear();
     for (index_t i = 0; i < n; ++i) {
       const index_t s = live[i];
       const sampled_token t = sample_token<S>(

@@ -55,11 +55,16 @@ sampled_token sample_token(std::span<const S> logits, const sampling_options& o,
                            std::mt19937_64& rng) {
   const index_t v = static_cast<index_t>(logits.size());
   const double tau = o.temperature > 0 ? o.temperature : 1.0;
-  std::vector<double> z(static_cast<std::size_t>(v));
+  // Per-thread scratch (no allocation per token): z = logits / τ, e = exp(z − max).
+  thread_local std::vector<double> z_buf, e_buf;
+  z_buf.resize(static_cast<std::size_t>(v));
+  e_buf.resize(static_cast<std::size_t>(v));
+  std::vector<double>& z = z_buf;
+  double* e = e_buf.data();
   double m = -INFINITY;
   for (index_t i = 0; i < v; ++i) m = std::max(m, z[i] = double(logits[i]) / tau);
   double sum = 0;
-  for (index_t i = 0; i < v; ++i) sum += std::exp(z[i] - m);
+  for (index_t i = 0; i < v; ++i) sum += (e[i] = std::exp(z[i] - m));
   const double lse = m + std::log(sum);
   // The uniform is drawn every step, greedy or not, so a sample's stream of draws depends only on
   // its own seed and step.
@@ -74,7 +79,7 @@ sampled_token sample_token(std::span<const S> logits, const sampling_options& o,
     double acc = 0;
     index_t chosen = v - 1;
     for (index_t i = 0; i < v; ++i) {
-      acc += std::exp(z[i] - m);
+      acc += e[i];  // the same exp(z_i − m) as in `sum`: one exp per id, same rounding
       if (target < acc) {
         chosen = i;
         break;

@@ -51,6 +51,9 @@ struct activations {
   matrix<S> h;     // last layer's output [N, H]
   vector<S> rf;    // final norm's reciprocal RMS
   matrix<S> out;   // final normed hidden states [N, H]
+  matrix<S> y;     // scratch: a branch's output before the residual add
+  // Every buffer above is resized in place by forward(): kept in the same activations object,
+  // a batch of the same shape reuses the previous batch's memory (no allocation, no page faults).
 };
 
 // Throws posttrain::error unless seq_offsets delimits `n` tokens (0 = o_0 <= ... <= o_B = n) and
@@ -148,23 +151,33 @@ class transformer {
     for (std::size_t s = 0; s + 1 < seq_offsets.size(); ++s)
       for (index_t i = seq_offsets[s]; i < seq_offsets[s + 1]; ++i)
         act.positions[static_cast<std::size_t>(i)] = i - seq_offsets[s];
-    matrix<S> h(n, hd);
-    for (index_t i = 0; i < n; ++i) h.row(i) = w_->embed.row(tokens[i]);
-    act.layers.resize(w_->layers.size());
+    const std::size_t layers = w_->layers.size();
+    act.layers.resize(layers);
+    // Layer l's output is written straight into layer l+1's input buffer (the last one's into
+    // act.h): no per-layer temporaries.
+    auto layer_input = [&](std::size_t l) -> matrix<S>& {
+      return l < layers ? act.layers[l].x : act.h;
+    };
+    {
+      matrix<S>& h = layer_input(0);
+      h.resize(n, hd);
+      for (index_t i = 0; i < n; ++i) h.row(i) = w_->embed.row(tokens[i]);
+    }
     const attention_shape shape = attn_shape();
-    matrix<S> y;
-    for (std::size_t l = 0; l < w_->layers.size(); ++l) {
+    matrix<S>& y = act.y;
+    for (std::size_t l = 0; l < layers; ++l) {
       const layer_view<S>& w = w_->layers[l];
       layer_cache<S>& c = act.layers[l];
-      c.x = std::move(h);
       rmsnorm_forward<S>(c.x, w.ln1, config_.rms_norm_eps, c.xn1, c.r1);
       attention_forward<S>(w, shape, rope_, c.xn1, act.seq_offsets, act.positions, c.attn, y);
-      c.h1 = c.x + y;
+      c.h1.resize(n, hd);
+      c.h1.noalias() = c.x + y;
       rmsnorm_forward<S>(c.h1, w.ln2, config_.rms_norm_eps, c.xn2, c.r2);
       mlp_forward<S>(w, c.xn2, c.mlp, y);
-      h = c.h1 + y;
+      matrix<S>& h = layer_input(l + 1);
+      h.resize(n, hd);
+      h.noalias() = c.h1 + y;
     }
-    act.h = std::move(h);
     rmsnorm_forward<S>(act.h, w_->norm, config_.rms_norm_eps, act.out, act.rf);
     return act.out;
   }
@@ -178,22 +191,23 @@ class transformer {
                       "reference_model::transformer::backward", "d_out is [", d_out.rows(), ", ",
                       d_out.cols(), "], expected [", n, ", ", config_.hidden_size,
                       "] (the forward's hidden states)");
-    matrix<S> dh = matrix<S>::Zero(n, config_.hidden_size);
+    matrix<S>& dh = scratch_.dh;
+    matrix<S>& dxn = scratch_.dxn;
+    dh.setZero(n, config_.hidden_size);
     rmsnorm_backward<S>(act.h, w_->norm, act.rf, d_out, dh, g_->norm);
     const attention_shape shape = attn_shape();
-    matrix<S> dy;
     for (std::size_t l = w_->layers.size(); l-- > 0;) {
       const layer_view<S>& w = w_->layers[l];
       layer_view<S>& gw = g_->layers[l];
       const layer_cache<S>& c = act.layers[l];
       // h = h1 + MLP(norm2(h1)): dh1 = dh + norm2ᵀ(MLPᵀ(dh)).
-      matrix<S> dxn = matrix<S>::Zero(n, config_.hidden_size);
-      mlp_backward<S>(w, gw, c.xn2, c.mlp, dh, dxn);
+      dxn.setZero(n, config_.hidden_size);
+      mlp_backward<S>(w, gw, c.xn2, c.mlp, dh, dxn, scratch_.mlp);
       rmsnorm_backward<S>(c.h1, w.ln2, c.r2, dxn, dh, gw.ln2);
       // h1 = x + Attn(norm1(x)): dx = dh1 + norm1ᵀ(Attnᵀ(dh1)).
       dxn.setZero();
       attention_backward<S>(w, gw, shape, rope_, c.xn1, act.seq_offsets, act.positions, c.attn,
-                            dh, dxn);
+                            dh, dxn, scratch_.attn);
       rmsnorm_backward<S>(c.x, w.ln1, c.r1, dxn, dh, gw.ln1);
     }
     for (index_t i = 0; i < n; ++i) g_->embed.row(act.tokens[static_cast<std::size_t>(i)]) += dh.row(i);
@@ -218,6 +232,12 @@ class transformer {
   std::vector<S> params_, grads_;
   rope_table<S> rope_;
   std::optional<model_view<S>> w_, g_;
+  // backward()'s gradient buffers, kept between steps (never copied: a copy starts empty).
+  struct backward_scratch {
+    matrix<S> dh, dxn;
+    attention_scratch<S> attn;
+    mlp_scratch<S> mlp;
+  } scratch_;
 };
 
 }  // namespace reference_model
