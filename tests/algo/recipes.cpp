@@ -15,6 +15,75 @@
 namespace pt = posttrain;
 namespace algo = pt::algo;
 
+// Every named loss models the Loss concept (loss/concept.hpp): the one interface pipeline/ uses.
+// (Checked here rather than in algo.hpp: 63 concept checks at namespace scope cost every
+// includer of the umbrella; docs/architecture.md, "Include cost".)
+namespace posttrain {
+static_assert(check_loss_model<algo::dpo>());
+static_assert(check_loss_model<algo::cdpo>());
+static_assert(check_loss_model<algo::robust_dpo>());
+static_assert(check_loss_model<algo::ipo>());
+static_assert(check_loss_model<algo::ipo_sum>());
+static_assert(check_loss_model<algo::dpo_length_normalized>());
+static_assert(check_loss_model<algo::simpo>());
+static_assert(check_loss_model<algo::dpo_nll>());
+static_assert(check_loss_model<algo::dpo_nll_sequence_mean>());
+static_assert(check_loss_model<algo::hinge>());
+static_assert(check_loss_model<algo::exo_pair>());
+static_assert(check_loss_model<algo::nca_pair>());
+static_assert(check_loss_model<algo::bco_pair>());
+static_assert(check_loss_model<algo::sppo_hard>());
+static_assert(check_loss_model<algo::apo_zero>());
+static_assert(check_loss_model<algo::apo_down>());
+static_assert(check_loss_model<algo::discopop>());
+static_assert(check_loss_model<algo::aot>());
+static_assert(check_loss_model<algo::aot_unpaired>());
+static_assert(check_loss_model<algo::f_dpo_forward_kl>());
+static_assert(check_loss_model<algo::f_dpo_js>());
+static_assert(check_loss_model<algo::f_dpo_alpha>());
+static_assert(check_loss_model<algo::ld_dpo>());
+static_assert(check_loss_model<algo::ld_dpo_policy_only>());
+static_assert(check_loss_model<algo::wpo>());
+static_assert(check_loss_model<algo::tr_dpo>());
+static_assert(check_loss_model<algo::mpo>());
+static_assert(check_loss_model<algo::rpo>());
+static_assert(check_loss_model<algo::bco_pair_running_mean>());
+static_assert(check_loss_model<algo::orpo>());
+static_assert(check_loss_model<algo::cpo>());
+static_assert(check_loss_model<algo::cpo_hinge>());
+static_assert(check_loss_model<algo::cpo_ipo>());
+static_assert(check_loss_model<algo::cpo_simpo>());
+static_assert(check_loss_model<algo::alphapo>());
+static_assert(check_loss_model<algo::alphapo_simpo>());
+static_assert(check_loss_model<algo::kto>());
+static_assert(check_loss_model<algo::kto_apo_zero_unpaired>());
+static_assert(check_loss_model<algo::kto_vanilla_paired>());
+static_assert(check_loss_model<algo::bradley_terry>());
+static_assert(check_loss_model<algo::reward_log_exp>());
+static_assert(check_loss_model<algo::sft>());
+static_assert(check_loss_model<algo::sft_sum>());
+static_assert(check_loss_model<algo::sft_sample_mean>());
+static_assert(check_loss_model<algo::ppo>());
+static_assert(check_loss_model<algo::grpo>());
+static_assert(check_loss_model<algo::dr_grpo>());
+static_assert(check_loss_model<algo::dapo>());
+static_assert(check_loss_model<algo::gspo>());
+static_assert(check_loss_model<algo::gspo_token>());
+static_assert(check_loss_model<algo::cispo>());
+static_assert(check_loss_model<algo::gpg>());
+static_assert(check_loss_model<algo::sapo>());
+static_assert(check_loss_model<algo::gmpo>());
+static_assert(check_loss_model<algo::vespo>());
+static_assert(check_loss_model<algo::rloo_sequence_ppo>());
+static_assert(check_loss_model<algo::luspo>());
+static_assert(check_loss_model<algo::clip_cov>());
+static_assert(check_loss_model<algo::kl_cov>());
+static_assert(check_loss_model<algo::ipo_f_divergence<divergence::js_divergence>>());
+static_assert(check_loss_model<algo::dpo_length_normalized_f_divergence<divergence::forward_kl>>());
+static_assert(check_loss_model<loss::value_clipped<agg::token_mean>>());
+static_assert(check_loss_model<algo::rloo::loss>() && check_loss_model<algo::ppo_gae::value_loss>());
+}  // namespace posttrain
+
 // Every name models the recipe concept and the Loss concept.
 template <class... R>
 constexpr bool all_recipes() {

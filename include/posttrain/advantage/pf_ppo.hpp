@@ -32,7 +32,6 @@
 #include <concepts>
 #include <cstdint>
 #include <limits>
-#include <random>
 #include <span>
 #include <string_view>
 #include <type_traits>
@@ -41,6 +40,7 @@
 #include "posttrain/advantage/common.hpp"
 #include "posttrain/config.hpp"
 #include "posttrain/core/exec.hpp"
+#include "posttrain/core/random.hpp"
 #include "posttrain/core/types.hpp"
 #include "posttrain/core/validate.hpp"
 
@@ -134,7 +134,7 @@ void pf_ppo_weights(Exec, const V& scores_in, std::span<double> weights,
 }
 
 template <class URBG>
-requires std::uniform_random_bit_generator<std::remove_reference_t<URBG>>
+requires uniform_random_bit_generator<std::remove_reference_t<URBG>>
 void pf_ppo_resample(std::span<const double> weights, URBG&& rng, std::span<index_t> indices) {
   using G = std::remove_reference_t<URBG>;
   static_assert(detail::full_range_generator_v<G>,
@@ -162,7 +162,7 @@ void pf_ppo_resample(std::span<const double> weights, URBG&& rng, std::span<inde
 }
 
 template <execution_tag Exec, detail::values V, class URBG>
-requires std::uniform_random_bit_generator<std::remove_reference_t<URBG>>
+requires uniform_random_bit_generator<std::remove_reference_t<URBG>>
 void pf_ppo_resample_indices(Exec exec, const V& scores, URBG&& rng, std::span<index_t> indices,
                              const pf_ppo_options& options = pf_ppo_conventions::verl) {
   const std::span<const detail::value_t<V>> s(scores);

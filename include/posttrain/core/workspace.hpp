@@ -23,7 +23,6 @@
 //   posttrain::whiten(exec::host{}, values, mask, offsets, out, options, ws);
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -31,6 +30,16 @@
 
 #include "posttrain/config.hpp"
 #include "posttrain/core/error.hpp"
+
+// std::unique_ptr and std::make_unique_for_overwrite only: libstdc++ 12 and later declare them in
+// <bits/unique_ptr.h>, without the shared_ptr / allocator machinery of <memory> (docs/
+// architecture.md, "Include cost"). Other standard libraries get <memory>.
+#if defined(__GLIBCXX__) && defined(_GLIBCXX_RELEASE) && _GLIBCXX_RELEASE >= 12 && \
+    __has_include(<bits/unique_ptr.h>)
+#include <bits/unique_ptr.h>
+#else
+#include <memory>
+#endif
 
 POSTTRAIN_NAMESPACE_BEGIN
 

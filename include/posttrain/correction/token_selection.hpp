@@ -48,7 +48,6 @@
 #include <limits>
 #include <numeric>
 #include <optional>
-#include <random>
 #include <span>
 #include <string>
 #include <string_view>
@@ -57,6 +56,7 @@
 
 #include "posttrain/config.hpp"
 #include "posttrain/core/exec.hpp"
+#include "posttrain/core/random.hpp"
 #include "posttrain/core/types.hpp"
 #include "posttrain/core/validate.hpp"
 #include "posttrain/loss/policy_gradient/clip.hpp"
@@ -310,7 +310,7 @@ selection_result clip_cov_weights(exec::host, const policy_gradient_inputs<T>& i
 // validation only). Use a standard engine (std::mt19937_64) for results that match across
 // platforms.
 template <class T, class URBG>
-requires std::uniform_random_bit_generator<std::remove_reference_t<URBG>> selection_result
+requires uniform_random_bit_generator<std::remove_reference_t<URBG>> selection_result
 clip_cov_weights(exec::host, const policy_gradient_inputs<T>& in, const clip_cov_options& o,
                  const policy_gradient_options& pg, URBG&& g, std::span<T> weights) {
   // Validate with placeholder keys first so a bad call consumes no randomness.

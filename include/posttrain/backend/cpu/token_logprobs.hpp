@@ -24,7 +24,6 @@
 #include <cstdint>
 #include <limits>
 #include <span>
-#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -35,6 +34,15 @@
 #include "posttrain/core/workspace.hpp"
 #include "posttrain/math/logsumexp.hpp"
 #include "posttrain/ops/token_logprobs_types.hpp"
+
+// std::thread only: libstdc++ (11 and later) declares it in <bits/std_thread.h>, which <thread>
+// includes along with jthread, stop_token and the semaphores (~4% of the umbrella's parse time;
+// docs/architecture.md, "Include cost"). Other standard libraries get <thread>.
+#if defined(__GLIBCXX__) && __has_include(<bits/std_thread.h>)
+#include <bits/std_thread.h>
+#else
+#include <thread>
+#endif
 
 // GCC 12.1/12.2 warn "__Y may be used uninitialized" inside their own AVX-512 intrinsics when
 // they are inlined here (GCC bug 105593, fixed in 12.3); the warning is about the headers.
