@@ -3,6 +3,7 @@
 // Every field is checked for its type and every object for unknown keys (a typo is an error, not a
 // silently ignored setting); the message names the file and the field path, e.g.
 //   recipes/quick.json: field "stages[1].lr" is a string, expected a number
+#include <algorithm>
 #include <cstdint>
 #include <fstream>
 #include <set>
@@ -36,6 +37,7 @@ struct stage_options {
   long max_new_tokens = 16;
   double lr = 1e-3, temperature = 1.0, kl_coef = 0.0, beta = 0.1, max_grad_norm = 1.0;
   double weight_decay = 0.0;
+  long checkpoint_every = -1;  // mid-stage checkpoint every K steps; -1 = the recipe's; 0 = none
 };
 
 struct recipe {
@@ -45,6 +47,7 @@ struct recipe {
   long eval_max_new_tokens = 16;
   std::string data;  // a directory of pretrain/sft/rl/eval .jsonl; empty = generate them
   long train_size = 2000, eval_size = 100;
+  long checkpoint_every = 0;  // default of the stages' checkpoint_every (checkpoint.hpp)
   task_options task;
   model_options model;
   std::vector<stage_options> stages;
@@ -117,7 +120,10 @@ inline recipe read_recipe(const std::string& path) {
   recipe r;
   r.file = path;
   const recipe_detail::reader rd{path};
-  rd.known(j, "", {"name", "seed", "threads", "conventions", "data", "task", "model", "eval", "stages"});
+  rd.known(j, "", {"name", "seed", "threads", "conventions", "data", "task", "model", "eval", "stages",
+                   "checkpoint_every"});
+  rd.get(j, "", "checkpoint_every", r.checkpoint_every);
+  if (r.checkpoint_every < 0) rd.fail("checkpoint_every", "is negative, expected 0 (off) or K >= 1");
   rd.get(j, "", "name", r.name);
   long seed = static_cast<long>(r.seed);
   rd.get(j, "", "seed", seed);
@@ -128,7 +134,32 @@ inline recipe read_recipe(const std::string& path) {
   rd.get(j, "", "data", r.data);
   if (j.contains("task")) {
     const auto& t = j["task"];
-    rd.known(t, "task", {"train", "eval", "max_operand", "multiply"});
+    rd.known(t, "task", {"train", "eval", "max_operand", "multiply", "kind"});
+    // kind: "gsm8k" or a list of kinds to mix, e.g. ["gsm8k", "math", "ifeval"].
+    if (t.contains("kind")) {
+      const auto& k = t["kind"];
+      std::vector<std::string> kinds;
+      if (k.is_string()) {
+        kinds.push_back(k.get<std::string>());
+      } else if (k.is_array() && !k.empty()) {
+        for (std::size_t i = 0; i < k.size(); ++i) {
+          if (!k[i].is_string())
+            rd.fail("task.kind[" + std::to_string(i) + "]", "is " + recipe_detail::reader::kind(k[i]) + ", expected a string");
+          kinds.push_back(k[i].get<std::string>());
+        }
+      } else {
+        rd.fail("task.kind", "is " + recipe_detail::reader::kind(k) + ", expected a task name or a non-empty array of them");
+      }
+      std::string valid;
+      for (const auto& n : task_kinds()) valid += (valid.empty() ? "" : ", ") + n;
+      std::set<std::string> seen;
+      for (const auto& n : kinds) {
+        if (std::find(task_kinds().begin(), task_kinds().end(), n) == task_kinds().end())
+          rd.fail("task.kind", "names unknown task \"" + n + "\"; known: " + valid);
+        if (!seen.insert(n).second) rd.fail("task.kind", "names \"" + n + "\" twice");
+      }
+      r.task.kinds = kinds;
+    }
     rd.get(t, "task.", "train", r.train_size);
     rd.get(t, "task.", "eval", r.eval_size);
     long mo = r.task.max_operand;
@@ -166,7 +197,7 @@ inline recipe read_recipe(const std::string& path) {
     rd.known(s, p.substr(0, p.size() - 1),
              {"stage", "algo", "loss", "steps", "batch", "prompts", "samples", "epochs", "mini_batch",
               "max_new_tokens", "lr", "temperature", "kl_coef", "beta", "max_grad_norm",
-              "weight_decay"});
+              "weight_decay", "checkpoint_every"});
     stage_options st;
     rd.get(s, p, "stage", st.stage);
     if (st.stage != "pretrain" && st.stage != "sft" && st.stage != "rs_sft" && st.stage != "rl" &&
@@ -189,6 +220,9 @@ inline recipe read_recipe(const std::string& path) {
     rd.get(s, p, "beta", st.beta);
     rd.get(s, p, "max_grad_norm", st.max_grad_norm);
     rd.get(s, p, "weight_decay", st.weight_decay);
+    rd.get(s, p, "checkpoint_every", st.checkpoint_every);
+    if (s.contains("checkpoint_every") && st.checkpoint_every < 0)
+      rd.fail(p + "checkpoint_every", "is negative, expected 0 (off) or K >= 1");
     if (st.steps < 0 || st.batch < 1 || st.prompts < 1 || st.samples < 1 || st.epochs < 1 ||
         st.mini_batch < 0 || st.max_new_tokens < 1)
       rd.fail(p.substr(0, p.size() - 1), "has a count out of range (steps >= 0; batch, prompts, "
@@ -196,6 +230,7 @@ inline recipe read_recipe(const std::string& path) {
     if (!(st.lr > 0)) rd.fail(p + "lr", "must be > 0");
     if (st.stage == "rl" && st.algo.empty()) st.algo = "grpo";
     if (st.stage == "dpo" && st.algo.empty()) st.algo = "dpo";
+    if (st.checkpoint_every < 0) st.checkpoint_every = r.checkpoint_every;
     r.stages.push_back(st);
   }
   return r;

@@ -40,6 +40,7 @@
 #include <posttrain/reward.hpp>
 
 #include "adapters.hpp"
+#include "checkpoint.hpp"
 #include "recipe.hpp"
 #include "task.hpp"
 
@@ -155,15 +156,19 @@ std::vector<std::size_t> batch_rows(std::uint64_t seed, std::size_t stage, long 
   return out;
 }
 
-using reward_t = rt::pp::reward::verifiers<byte_tokenizer, posttrain::reward::gsm8k_verifier>;
+// Every task kind's verifier; each sample is scored by the one its row names (task.hpp).
+using reward_t = rt::pp::reward::verifiers<byte_tokenizer, posttrain::reward::gsm8k_verifier,
+                                           posttrain::reward::math_verifier, rt::tasks::ifeval_en_verifier>;
 
 // ------------------------------------------------------------------------------------ eval
 struct eval_result {
   double accuracy = 0, mean_length = 0;
+  std::map<std::string, double> by_task;  // mean score per task kind (verifier)
   std::string sample;  // the first completion, for the log
 };
 
-// Greedy decoding of every held-out prompt, scored by the gsm8k verifier on the decoded text.
+// Greedy decoding of every held-out prompt, scored by the verifier its row names (gsm8k, math,
+// ifeval) on the decoded text; accuracy = mean score, overall and per task kind.
 eval_result evaluate(const rt::policy<S>& policy, const dataset& d, long max_new_tokens) {
   std::vector<std::size_t> all(d.eval.size());
   std::iota(all.begin(), all.end(), std::size_t{0});
@@ -175,14 +180,18 @@ eval_result evaluate(const rt::policy<S>& policy, const dataset& d, long max_new
   const std::vector<std::uint64_t> seeds(all.size(), 0);
   const auto out = rt::rm::generate(policy.model(), p.prompts.tokens, p.prompts.seq_offsets, seeds, o);
   const byte_tokenizer tok;
-  const posttrain::reward::gsm8k_verifier verify;
   eval_result r;
+  std::map<std::string, double> count;
   for (std::size_t i = 0; i < out.size(); ++i) {
     const std::string text = tok.decode(out[i].tokens);
-    r.accuracy += verify.score(text, d.eval[i].ground_truth);
+    const double score = rt::verify(d.eval[i].verifier, text, d.eval[i].ground_truth);
+    r.accuracy += score;
+    r.by_task[d.eval[i].verifier] += score;
+    count[d.eval[i].verifier] += 1;
     r.mean_length += static_cast<double>(out[i].tokens.size());
     if (i == 0) r.sample = text;
   }
+  for (auto& [k, v] : r.by_task) v /= count[k];
   r.accuracy /= static_cast<double>(out.size());
   r.mean_length /= static_cast<double>(out.size());
   return r;
@@ -196,13 +205,11 @@ struct context {
   reporter& out;
   std::size_t stage_index = 0;
   std::string conventions;
+  rt::stage_checkpointer* ckpt = nullptr;  // checkpoint.hpp: begin / after_step hooks of each loop
 };
 
-void check_interrupt(context& c, long step) {
-  if (!g_interrupted) return;
-  throw std::runtime_error("interrupted at step " + std::to_string(step) + " of stage " +
-                           std::to_string(c.stage_index));
-}
+// Ctrl-C received: the checkpointer saves the steps done and throws rt::interrupted.
+void check_interrupt(context& c, long step) { c.ckpt->before_step(step); }
 
 rt::pt::optim::adamw make_optimizer(const rt::stage_options& s) {
   return rt::pt::optim::adamw({.lr = s.lr, .weight_decay = s.weight_decay});
@@ -214,7 +221,7 @@ void run_pretrain(context& c, const rt::stage_options& s) {
   const byte_tokenizer tok;
   rt::pp::sft_step_options<rt::pt::algo::sft> o;
   o.max_grad_norm = s.max_grad_norm;
-  for (long step = 1; step <= s.steps; ++step) {
+  for (long step = c.ckpt->begin({{c.policy.parameters(), &opt}}); step <= s.steps; ++step) {
     check_interrupt(c, step);
     rt::pp::owned_sequences seqs;
     std::vector<float> mask;
@@ -234,6 +241,7 @@ void run_pretrain(context& c, const rt::stage_options& s) {
     char live[64];
     std::snprintf(live, sizeof live, "loss %.4f", m.loss);
     c.out.step(step, static_cast<double>(seqs.tokens.size()), live);
+    c.ckpt->after_step(step);
   }
 }
 
@@ -245,7 +253,7 @@ void run_sft(context& c, const rt::stage_options& s) {
   const byte_tokenizer tok;
   rt::pp::sft_step_options<Loss> o;
   o.max_grad_norm = s.max_grad_norm;
-  for (long step = 1; step <= s.steps; ++step) {
+  for (long step = c.ckpt->begin({{c.policy.parameters(), &opt}}); step <= s.steps; ++step) {
     check_interrupt(c, step);
     std::vector<rt::pp::sft_example> batch;
     for (std::size_t i : batch_rows(c.recipe.seed, c.stage_index, step, s.batch, c.data.sft.size()))
@@ -258,6 +266,7 @@ void run_sft(context& c, const rt::stage_options& s) {
     char live[64];
     std::snprintf(live, sizeof live, "loss %.4f", m.loss);
     c.out.step(step, static_cast<double>(packed.sequences.tokens.size()), live);
+    c.ckpt->after_step(step);
   }
 }
 
@@ -271,7 +280,7 @@ void run_rs_sft(context& c, const rt::stage_options& s) {
   reward_t reward{};
   rt::pp::sft_step_options<Loss> o;
   o.max_grad_norm = s.max_grad_norm;
-  for (long step = 1; step <= s.steps; ++step) {
+  for (long step = c.ckpt->begin({{c.policy.parameters(), &opt}}); step <= s.steps; ++step) {
     check_interrupt(c, step);
     const auto rows = batch_rows(c.recipe.seed, c.stage_index, step, s.prompts, c.data.rl.size());
     const prompt_set p = render_prompts(c.data.rl, rows);
@@ -310,6 +319,7 @@ void run_rs_sft(context& c, const rt::stage_options& s) {
     }
     c.out.record(rec);
     c.out.step(step, static_cast<double>(best.samples.out.completions.tokens.size()), live);
+    c.ckpt->after_step(step);
   }
 }
 
@@ -380,7 +390,9 @@ void run_rl(context& c, const rt::stage_options& s) {
     critic.emplace(c.policy.model());
     critic_opt.emplace(make_optimizer(s));
   }
-  for (long step = 1; step <= s.steps; ++step) {
+  std::vector<rt::trainable> trained{{c.policy.parameters(), &opt}};
+  if (critic) trained.push_back({critic->parameters(), &*critic_opt});
+  for (long step = c.ckpt->begin(trained); step <= s.steps; ++step) {
     check_interrupt(c, step);
     const auto rows = batch_rows(c.recipe.seed, c.stage_index, step, s.prompts, c.data.rl.size());
     const prompt_set p = render_prompts(c.data.rl, rows);
@@ -405,6 +417,7 @@ void run_rl(context& c, const rt::stage_options& s) {
     std::snprintf(live, sizeof live, "reward %.3f  loss %+.4f  kl(ref) %.4f", m.reward_mean, m.loss,
                   m.kl_loss);
     c.out.step(step, static_cast<double>(p.prompts.tokens.size()) + m.completion_tokens, live);
+    c.ckpt->after_step(step);
   }
 }
 
@@ -420,7 +433,7 @@ void run_dpo(context& c, const rt::stage_options& s) {
   if constexpr (requires { R::defaults(); }) o.loss = R::defaults().loss;
   if constexpr (requires { o.loss.beta; }) o.loss.beta = s.beta;
   o.max_grad_norm = s.max_grad_norm;
-  for (long step = 1; step <= s.steps; ++step) {
+  for (long step = c.ckpt->begin({{c.policy.parameters(), &opt}}); step <= s.steps; ++step) {
     check_interrupt(c, step);
     const auto rows = batch_rows(c.recipe.seed, c.stage_index, step, s.prompts, c.data.rl.size());
     const prompt_set p = render_prompts(c.data.rl, rows);
@@ -456,6 +469,7 @@ void run_dpo(context& c, const rt::stage_options& s) {
     }
     c.out.record(rec);
     c.out.step(step, static_cast<double>(pairs.samples.out.completions.tokens.size()), live);
+    c.ckpt->after_step(step);
   }
 }
 
@@ -515,6 +529,11 @@ void save_stage_checkpoint(const rt::policy<S>& p, const fs::path& dir, const nl
   }
   fs::remove_all(dir);
   fs::rename(tmp, dir);
+}
+
+// The mid-stage checkpoint directory of stage K (checkpoint.hpp).
+std::string mid_dir_name(std::size_t k, const std::string& stage) {
+  return "midstage" + std::to_string(k) + "_" + stage;
 }
 
 // ------------------------------------------------------------------------------------ CLI
@@ -590,8 +609,8 @@ dataset load_data(const fs::path& dir) {
   nonempty(d.eval.size(), "eval.jsonl");
   for (const auto* rows : {&d.rl, &d.eval})
     for (const auto& r : *rows)
-      if (r.verifier != posttrain::reward::gsm8k_verifier::name())
-        throw usage_error("data row names verifier \"" + r.verifier + "\"; this trainer scores with: gsm8k");
+      if (std::find(rt::task_kinds().begin(), rt::task_kinds().end(), r.verifier) == rt::task_kinds().end())
+        throw usage_error("data row names verifier \"" + r.verifier + "\"; this trainer scores with: gsm8k, ifeval, math");
   return d;
 }
 
@@ -660,7 +679,7 @@ int run(int argc, char** argv) {
   // --resume: the last stage whose checkpoint (with trainer_state.json) is complete. The stage
   // directories are renamed into place whole, so a present one is a complete one.
   std::size_t resume_after = 0;
-  fs::path resume_dir;
+  fs::path resume_dir, resume_mid;
   if (args.resume) {
     if (!fs::is_directory(out / "checkpoints"))
       throw usage_error("--resume: " + (out / "checkpoints").string() + " does not exist (nothing to resume)");
@@ -670,7 +689,12 @@ int run(int argc, char** argv) {
       resume_after = i + 1;
       resume_dir = d;
     }
-    if (resume_after == 0)
+    // A mid-stage checkpoint of the next stage (checkpoint.hpp) continues inside that stage.
+    if (resume_after < recipe.stages.size()) {
+      const fs::path m = out / "checkpoints" / mid_dir_name(resume_after + 1, recipe.stages[resume_after].stage);
+      if (fs::exists(m / "trainer_state.json")) resume_mid = m;
+    }
+    if (resume_after == 0 && resume_mid.empty())
       throw usage_error("--resume: no completed stage checkpoint of this recipe in " + (out / "checkpoints").string());
   }
 
@@ -688,11 +712,22 @@ int run(int argc, char** argv) {
     data = load_data(out / "data");
   }
   fs::create_directories(out / "checkpoints");
+  std::optional<rt::mid_state> mid;
+  if (!resume_mid.empty()) mid = rt::read_mid_state(resume_mid);
+  // A resumed run drops the metrics lines of the steps it runs again.
+  if (args.resume) rt::trim_metrics(out / "metrics.jsonl", resume_after + 1, mid ? mid->step : 0);
   reporter rep(args.quiet, out / "metrics.jsonl", args.resume);
 
   // 3 model
   rt::rm::transformer<S> model(model_config_of(recipe));
-  if (args.resume) {
+  if (!resume_mid.empty()) {
+    // The stage restarts from its start parameters; begin() restores the rest (checkpoint.hpp).
+    model = rt::rm::load_checkpoint<S>(resume_mid);
+    auto p = model.parameters();
+    if (mid->stage_start.size() != p.size())
+      throw usage_error(resume_mid.string() + ": state.bin does not match its model");
+    std::copy(mid->stage_start.begin(), mid->stage_start.end(), p.begin());
+  } else if (args.resume) {
     model = rt::rm::load_checkpoint<S>(resume_dir);
   } else if (!args.init.empty()) {
     if (!fs::exists(fs::path(args.init) / "config.json"))
@@ -715,13 +750,15 @@ int run(int argc, char** argv) {
   struct row {
     std::string stage;
     double accuracy, seconds;
+    std::map<std::string, double> by_task;
   };
   std::vector<row> table;
   const auto t_start = std::chrono::steady_clock::now();
   auto eval_and_record = [&](const std::string& name, std::size_t index, double secs) {
     const eval_result e = evaluate(policy, data, recipe.eval_max_new_tokens);
     rep.record({{"event", "eval"}, {"stage", name}, {"stage_index", index},
-                {"heldout_accuracy", e.accuracy}, {"response_length", e.mean_length}});
+                {"heldout_accuracy", e.accuracy}, {"heldout_accuracy_by_task", e.by_task},
+                {"response_length", e.mean_length}});
     char line[256];
     std::snprintf(line, sizeof line, "eval after %-10s held-out accuracy %.3f  (sample: \"%s\")",
                   name.c_str(), e.accuracy, e.sample.substr(0, 40).c_str());
@@ -729,10 +766,10 @@ int run(int argc, char** argv) {
     for (char& ch : l)
       if (ch == '\n') ch = ' ';
     rep.log(l);
-    table.push_back({name, e.accuracy, secs});
+    table.push_back({name, e.accuracy, secs, e.by_task});
   };
   eval_and_record(args.resume ? "resumed" : "init", resume_after, 0.0);
-  if (args.resume) rep.log("resumed from " + resume_dir.string());
+  if (args.resume) rep.log("resumed from " + (mid ? resume_mid.string() + " (after step " + std::to_string(mid->step) + ")" : resume_dir.string()));
 
   // 5 stages
   context ctx{recipe, data, policy, rep, 0, conventions};
@@ -741,6 +778,13 @@ int run(int argc, char** argv) {
     ctx.stage_index = i + 1;
     const std::string name = s.stage == "rl" || s.stage == "dpo" ? s.stage + ":" + s.algo : s.stage;
     rep.stage_start(name, s.steps);
+    const fs::path mid_dir = out / "checkpoints" / mid_dir_name(i + 1, s.stage);
+    rt::stage_checkpointer ckpt(
+        mid_dir, i + 1, s.checkpoint_every, g_interrupted,
+        [&](const fs::path& d) { rt::rm::save_checkpoint(policy.model(), d); },
+        {{"recipe", recipe.file}, {"stage_index", i + 1}, {"stage", name}, {"steps", s.steps}},
+        i == resume_after ? std::move(mid) : std::nullopt);
+    ctx.ckpt = &ckpt;
     try {
       if (s.stage == "pretrain") run_pretrain(ctx, s);
       else if (s.stage == "sft" && s.loss == "sum") run_sft<posttrain::algo::sft_sum>(ctx, s);
@@ -749,13 +793,10 @@ int run(int argc, char** argv) {
       else if (s.stage == "rs_sft") run_rs_sft<posttrain::algo::sft>(ctx, s);
       else if (s.stage == "rl") online_algorithms().at(s.algo)(ctx, s);
       else offline_algorithms().at(s.algo)(ctx, s);
-    } catch (const std::runtime_error& e) {
-      if (!g_interrupted) throw;
-      // Ctrl-C: keep what was trained so far, then stop.
+    } catch (const rt::interrupted& e) {
+      // Ctrl-C: the checkpointer saved the steps done (parameters, optimizer, position).
       rep.end_bar();
-      const fs::path dir = out / "checkpoints" / ("interrupted_stage" + std::to_string(i + 1));
-      save_stage_checkpoint(policy, dir, {{"recipe", recipe.file}, {"stage_index", i + 1}, {"interrupted", true}});
-      std::fprintf(stderr, "reference_trainer: %s; saved %s\n", e.what(), dir.string().c_str());
+      std::fprintf(stderr, "reference_trainer: %s\n", e.what());
       return 130;
     }
     const double secs = rep.seconds();
@@ -763,6 +804,7 @@ int run(int argc, char** argv) {
     const fs::path dir = out / "checkpoints" / ("stage" + std::to_string(i + 1) + "_" + s.stage);
     save_stage_checkpoint(policy, dir, {{"recipe", recipe.file}, {"stage_index", i + 1},
                                         {"stage", name}, {"steps", s.steps}});
+    fs::remove_all(mid_dir);  // superseded by the stage checkpoint
     rep.log("saved " + dir.string());
     eval_and_record(name, i + 1, secs);
   }
@@ -772,8 +814,15 @@ int run(int argc, char** argv) {
   std::string summary = "stage            held-out acc   stage time\n";
   for (const row& r : table) {
     char line[128];
-    std::snprintf(line, sizeof line, "%-16s %12.3f %11.1fs\n", r.stage.c_str(), r.accuracy, r.seconds);
+    std::snprintf(line, sizeof line, "%-16s %12.3f %11.1fs", r.stage.c_str(), r.accuracy, r.seconds);
     summary += line;
+    // Several task kinds: the accuracy of each after the stage time.
+    if (r.by_task.size() > 1)
+      for (const auto& [kind, acc] : r.by_task) {
+        std::snprintf(line, sizeof line, "  %s %.3f", kind.c_str(), acc);
+        summary += line;
+      }
+    summary += "\n";
   }
   char tail[96];
   std::snprintf(tail, sizeof tail, "total %.1fs (including evaluation)\n", total);
