@@ -138,10 +138,11 @@ class stage_checkpointer {
   stage_checkpointer(std::filesystem::path dir, std::size_t stage_index, long every,
                      const std::atomic<bool>& interrupt_flag,
                      std::function<void(const std::filesystem::path&)> save_model, nlohmann::json meta,
-                     std::optional<mid_state> resume = std::nullopt, bool writer = true)
+                     std::optional<mid_state> resume = std::nullopt, bool writer = true,
+                     std::function<bool(bool)> any_rank = {})
       : dir_(std::move(dir)), stage_index_(stage_index), every_(every), flag_(interrupt_flag),
         save_model_(std::move(save_model)), meta_(std::move(meta)), resume_(std::move(resume)),
-        writer_(writer) {}
+        writer_(writer), any_rank_(std::move(any_rank)) {}
 
   // Registers the trainables (the policy first) and returns the first step to run: 1, or the
   // saved step + 1 after restoring parameters and optimizer states.
@@ -169,7 +170,7 @@ class stage_checkpointer {
 
   // Before step `step`: Ctrl-C already received saves the steps done (step − 1) and stops.
   void before_step(long step) {
-    if (flag_) stop(step - 1);
+    if (interrupt_requested()) stop(step - 1);
   }
 
   // After step `step`: the test hooks, the periodic checkpoint, Ctrl-C.
@@ -178,13 +179,17 @@ class stage_checkpointer {
       std::_Exit(3);
     if (const auto at = checkpoint_detail::env_step("POSTTRAIN_RT_INTERRUPT_AT"); at && at->first == stage_index_ && at->second == step)
       std::raise(SIGINT);
-    if (flag_) stop(step);
+    if (interrupt_requested()) stop(step);
     if (every_ > 0 && step % every_ == 0) save(step, false);
   }
 
   const std::filesystem::path& dir() const { return dir_; }
 
  private:
+  // With several ranks (writer = rank 0, any_rank = an all-reduce): every rank stops at the same
+  // step when any of them received SIGINT.
+  bool interrupt_requested() const { return any_rank_ ? any_rank_(flag_.load()) : flag_.load(); }
+
   [[noreturn]] void stop(long done) {
     save(done, true);
     throw interrupted("interrupted after step " + std::to_string(done) + " of stage " +
@@ -232,6 +237,7 @@ class stage_checkpointer {
   nlohmann::json meta_;
   std::optional<mid_state> resume_;
   bool writer_;
+  std::function<bool(bool)> any_rank_;
   std::vector<trainable> trainables_;
   std::vector<float> stage_start_;
 };

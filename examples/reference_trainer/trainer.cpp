@@ -41,6 +41,8 @@
 
 #include "adapters.hpp"
 #include "checkpoint.hpp"
+#include "distributed.hpp"
+#include "plot.hpp"
 #include "recipe.hpp"
 #include "task.hpp"
 
@@ -53,6 +55,7 @@ using rt::pp::byte_tokenizer;
 namespace {
 
 std::atomic<bool> g_interrupted{false};
+rt::trainer_communicator g_comm;  // set in main(): MPI under a launcher, else one process
 extern "C" void on_sigint(int) { g_interrupted = true; }
 
 // A user error: printed as one line, exit code 2.
@@ -206,6 +209,7 @@ struct context {
   std::size_t stage_index = 0;
   std::string conventions;
   rt::stage_checkpointer* ckpt = nullptr;  // checkpoint.hpp: begin / after_step hooks of each loop
+  rt::trainer_communicator* comm = nullptr;  // distributed.hpp: this rank's share, the all-reduces
 };
 
 // Ctrl-C received: the checkpointer saves the steps done and throws rt::interrupted.
@@ -225,7 +229,7 @@ void run_pretrain(context& c, const rt::stage_options& s) {
     check_interrupt(c, step);
     rt::pp::owned_sequences seqs;
     std::vector<float> mask;
-    for (std::size_t i : batch_rows(c.recipe.seed, c.stage_index, step, s.batch, c.data.pretrain.size())) {
+    for (std::size_t i : c.comm->shard(batch_rows(c.recipe.seed, c.stage_index, step, s.batch, c.data.pretrain.size()))) {
       std::vector<index_t> ids{byte_tokenizer::bos};
       const auto body = tok.encode(c.data.pretrain[i]);
       ids.insert(ids.end(), body.begin(), body.end());
@@ -234,7 +238,7 @@ void run_pretrain(context& c, const rt::stage_options& s) {
       mask.push_back(0.0f);
       mask.insert(mask.end(), ids.size() - 1, 1.0f);
     }
-    const auto m = rt::pp::sft_step<rt::pt::algo::sft>(c.policy, opt, {seqs.view(), mask}, o);
+    const auto m = rt::pp::sft_step<rt::pt::algo::sft>(c.policy, opt, {seqs.view(), mask}, o, *c.comm);
     c.out.record({{"stage", "pretrain"}, {"stage_index", c.stage_index}, {"step", step},
                   {"loss", m.loss}, {"grad_norm", m.grad_norm}, {"tokens", m.tokens},
                   {"time_s", c.out.seconds()}});
@@ -256,10 +260,10 @@ void run_sft(context& c, const rt::stage_options& s) {
   for (long step = c.ckpt->begin({{c.policy.parameters(), &opt}}); step <= s.steps; ++step) {
     check_interrupt(c, step);
     std::vector<rt::pp::sft_example> batch;
-    for (std::size_t i : batch_rows(c.recipe.seed, c.stage_index, step, s.batch, c.data.sft.size()))
+    for (std::size_t i : c.comm->shard(batch_rows(c.recipe.seed, c.stage_index, step, s.batch, c.data.sft.size())))
       batch.push_back(c.data.sft[i]);
     const auto packed = rt::pp::pack_sft(tok, std::span<const rt::pp::sft_example>(batch));
-    const auto m = rt::pp::sft_step<Loss>(c.policy, opt, {packed.sequences.view(), packed.loss_mask}, o);
+    const auto m = rt::pp::sft_step<Loss>(c.policy, opt, {packed.sequences.view(), packed.loss_mask}, o, *c.comm);
     c.out.record({{"stage", "sft"}, {"stage_index", c.stage_index}, {"step", step},
                   {"loss", m.loss}, {"grad_norm", m.grad_norm}, {"tokens", m.tokens},
                   {"time_s", c.out.seconds()}});
@@ -394,18 +398,17 @@ void run_rl(context& c, const rt::stage_options& s) {
   if (critic) trained.push_back({critic->parameters(), &*critic_opt});
   for (long step = c.ckpt->begin(trained); step <= s.steps; ++step) {
     check_interrupt(c, step);
-    const auto rows = batch_rows(c.recipe.seed, c.stage_index, step, s.prompts, c.data.rl.size());
+    const auto rows = c.comm->shard(batch_rows(c.recipe.seed, c.stage_index, step, s.prompts, c.data.rl.size()));
     const prompt_set p = render_prompts(c.data.rl, rows);
     o.seed = rt::pp::sample_seed(c.recipe.seed + c.stage_index, static_cast<std::uint64_t>(step));
+    o.first_sample_index = c.comm->first_row(static_cast<std::size_t>(s.prompts)) * static_cast<std::size_t>(s.samples);
     const rt::pp::rl_batch batch{p.prompts.view(), p.examples};
     rt::pp::rl_metrics m;
-    if constexpr (E::contract.values) {
-      posttrain::dist::single_process_communicator comm;
+    if constexpr (E::contract.values)
       m = rt::pp::rl_step<R, E>(c.policy, gen, reference, reward, opt, *critic, *critic_opt, batch,
-                                o, comm);
-    }
+                                o, *c.comm);
     else
-      m = rt::pp::rl_step<R, E>(c.policy, gen, reference, reward, opt, batch, o);
+      m = rt::pp::rl_step<R, E>(c.policy, gen, reference, reward, opt, batch, o, *c.comm);
     c.out.record({{"stage", "rl"}, {"algo", s.algo}, {"stage_index", c.stage_index}, {"step", step},
                   {"reward", m.reward_mean}, {"loss", m.loss}, {"kl", m.kl_loss},
                   {"approx_kl", m.approx_kl}, {"clip_fraction", m.clip_fraction},
@@ -556,9 +559,23 @@ const char* const usage_text =
     "  --threads      GEMM threads (0 = all cores)\n"
     "  --quiet        no progress output, only the summary table\n"
     "  --check        validate the recipe, algorithm and conventions, then exit (writes nothing)\n"
-    "  --resume       continue the run in --out from its last completed stage checkpoint (stages\n"
-    "                 are deterministic in (seed, stage, step), so the result equals an\n"
-    "                 uninterrupted run)\n";
+    "  --resume       continue the run in --out from its last checkpoint: a completed stage's, or\n"
+    "                 the next stage's mid-stage one (checkpoint_every, Ctrl-C); parameters,\n"
+    "                 AdamW state and data position are restored, so the result equals an\n"
+    "                 uninterrupted run byte for byte\n"
+    "\n"
+    "       reference_trainer plot RUN_DIR [PLOTS_DIR] [--script-only]\n"
+    "  renders RUN_DIR/metrics.jsonl as PNGs with gnuplot (reward, held-out accuracy, KL, loss,\n"
+    "  response length by step; stage boundaries marked) into PLOTS_DIR (default RUN_DIR/plots);\n"
+    "  --script-only writes the data and the gnuplot script without rendering. Exit code 3 when\n"
+    "  gnuplot is not installed (apt-get install gnuplot-nox).\n"
+    "\n"
+    "       reference_trainer compare RUN_A RUN_B [--tolerance T]\n"
+    "  the per-step loss / reward / KL and held-out accuracies of two runs (e.g. one process and\n"
+    "  mpirun -np 2); exit code 1 when one differs by more than T*max(1,|value|) (default 1e-4)\n"
+    "\n"
+    "  Under mpirun / mpiexec (an MPI build) the trainer runs data-parallel: each rank trains on\n"
+    "  its share of every batch; rank 0 writes the outputs.\n";
 
 cli parse_cli(int argc, char** argv) {
   cli c;
@@ -630,7 +647,33 @@ rt::rm::model_config model_config_of(const rt::recipe& r) {
   return c;
 }
 
+// `reference_trainer plot RUN_DIR [PLOTS_DIR] [--script-only]` (plot.hpp).
+int run_plot(int argc, char** argv) {
+  std::vector<std::string> pos;
+  bool script_only = false;
+  for (int i = 2; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--script-only") script_only = true;
+    else if (a == "-h" || a == "--help") {
+      std::fputs(usage_text, stdout);
+      return 0;
+    } else if (!a.empty() && a[0] == '-') throw usage_error("plot: unknown option " + a + " (see --help)");
+    else pos.push_back(a);
+  }
+  if (pos.empty() || pos.size() > 2) throw usage_error("plot: expected RUN_DIR [PLOTS_DIR] (see --help)");
+  if (!fs::exists(fs::path(pos[0]) / "metrics.jsonl"))
+    throw usage_error("plot: no metrics.jsonl in " + pos[0] + " (expected the --out of a trainer run)");
+  return rt::plot::run(pos[0], pos.size() > 1 ? fs::path(pos[1]) : fs::path(), script_only);
+}
+
 int run(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "plot") return run_plot(argc, argv);
+  if (argc > 1 && std::string(argv[1]) == "compare") {
+    // compare RUN_A RUN_B [--tolerance T] (plot.hpp): e.g. one process against mpirun -np 2.
+    if (argc != 4 && !(argc == 6 && std::string(argv[4]) == "--tolerance"))
+      throw usage_error("compare: expected RUN_A RUN_B [--tolerance T]");
+    return rt::plot::compare(argv[2], argv[3], argc == 6 ? std::atof(argv[5]) : 1e-4);
+  }
   // Installed first: a shell starts background jobs with SIGINT ignored, and a signal that arrives
   // before the handler would otherwise be lost. The flag is read between steps.
   std::signal(SIGINT, on_sigint);
@@ -668,8 +711,23 @@ int run(int argc, char** argv) {
     throw usage_error("--algo " + args.algo + " is an " + (algo_online ? "online" : "offline") +
                       " algorithm but " + recipe.file + " has no " + (algo_online ? "rl" : "dpo") +
                       " stage to run it in");
+  // Data parallelism (distributed.hpp): each rank takes an equal share of every batch.
+  if (g_comm.size() > 1)
+    for (std::size_t i = 0; i < recipe.stages.size(); ++i) {
+      const auto& s = recipe.stages[i];
+      const std::string where = "stages[" + std::to_string(i) + "] (" + s.stage + ")";
+      if (s.stage == "rs_sft" || s.stage == "dpo")
+        throw usage_error(where + " does not run data-parallel yet (pretrain, sft and rl do); run it in one process");
+      const long n = s.stage == "rl" ? s.prompts : s.batch;
+      if (n % g_comm.size() != 0)
+        throw usage_error(where + ": " + (s.stage == "rl" ? "prompts " : "batch ") + std::to_string(n) +
+                          " does not divide by the " + std::to_string(g_comm.size()) + " ranks");
+    }
+  if (!rt::built_with_mpi() && rt::launched_by_mpi())
+    std::fprintf(stderr, "reference_trainer: warning: started by an MPI launcher but built without MPI; "
+                         "every process trains alone\n");
   if (args.check) {
-    std::printf("%s: ok (%zu stages)\n", recipe.file.c_str(), recipe.stages.size());
+    if (g_comm.rank() == 0) std::printf("%s: ok (%zu stages)\n", recipe.file.c_str(), recipe.stages.size());
     return 0;
   }
   if (args.threads >= 0) recipe.threads = args.threads;
@@ -706,17 +764,22 @@ int run(int argc, char** argv) {
   } else if (args.resume && fs::exists(out / "data")) {
     data = load_data(out / "data");
   } else {
-    const auto split = rt::make_split(recipe.task, static_cast<std::size_t>(recipe.train_size),
-                                      static_cast<std::size_t>(recipe.eval_size));
-    rt::write_task_files(split, out / "data");
+    // Rank 0 writes the files; every rank reads them back once they are there.
+    if (g_comm.rank() == 0) {
+      const auto split = rt::make_split(recipe.task, static_cast<std::size_t>(recipe.train_size),
+                                        static_cast<std::size_t>(recipe.eval_size));
+      rt::write_task_files(split, out / "data");
+    }
+    g_comm.barrier();
     data = load_data(out / "data");
   }
-  fs::create_directories(out / "checkpoints");
+  const bool writer = g_comm.rank() == 0;  // metrics, checkpoints, summary: rank 0 only
+  if (writer) fs::create_directories(out / "checkpoints");
   std::optional<rt::mid_state> mid;
   if (!resume_mid.empty()) mid = rt::read_mid_state(resume_mid);
   // A resumed run drops the metrics lines of the steps it runs again.
-  if (args.resume) rt::trim_metrics(out / "metrics.jsonl", resume_after + 1, mid ? mid->step : 0);
-  reporter rep(args.quiet, out / "metrics.jsonl", args.resume);
+  if (args.resume && writer) rt::trim_metrics(out / "metrics.jsonl", resume_after + 1, mid ? mid->step : 0);
+  reporter rep(args.quiet || !writer, writer ? out / "metrics.jsonl" : fs::path("/dev/null"), args.resume);
 
   // 3 model
   rt::rm::transformer<S> model(model_config_of(recipe));
@@ -744,7 +807,8 @@ int run(int argc, char** argv) {
           std::to_string(policy.parameters().size()) + " parameters, " +
           std::to_string(data.sft.size()) + " train / " + std::to_string(data.eval.size()) +
           " held-out problems, conventions " + conventions + ", " +
-          std::to_string(rt::rm::num_threads()) + " threads");
+          std::to_string(rt::rm::num_threads()) + " threads" +
+          (g_comm.size() > 1 ? ", " + std::to_string(g_comm.size()) + " MPI ranks (data-parallel)" : ""));
 
   // 4 accuracy before training
   struct row {
@@ -773,6 +837,7 @@ int run(int argc, char** argv) {
 
   // 5 stages
   context ctx{recipe, data, policy, rep, 0, conventions};
+  ctx.comm = &g_comm;
   for (std::size_t i = resume_after; i < recipe.stages.size(); ++i) {
     const rt::stage_options& s = recipe.stages[i];
     ctx.stage_index = i + 1;
@@ -783,7 +848,8 @@ int run(int argc, char** argv) {
         mid_dir, i + 1, s.checkpoint_every, g_interrupted,
         [&](const fs::path& d) { rt::rm::save_checkpoint(policy.model(), d); },
         {{"recipe", recipe.file}, {"stage_index", i + 1}, {"stage", name}, {"steps", s.steps}},
-        i == resume_after ? std::move(mid) : std::nullopt);
+        i == resume_after ? std::move(mid) : std::nullopt, writer,
+        [](bool flag) { return g_comm.any(flag); });
     ctx.ckpt = &ckpt;
     try {
       if (s.stage == "pretrain") run_pretrain(ctx, s);
@@ -802,9 +868,11 @@ int run(int argc, char** argv) {
     const double secs = rep.seconds();
     rep.end_bar();
     const fs::path dir = out / "checkpoints" / ("stage" + std::to_string(i + 1) + "_" + s.stage);
-    save_stage_checkpoint(policy, dir, {{"recipe", recipe.file}, {"stage_index", i + 1},
-                                        {"stage", name}, {"steps", s.steps}});
-    fs::remove_all(mid_dir);  // superseded by the stage checkpoint
+    if (writer) {
+      save_stage_checkpoint(policy, dir, {{"recipe", recipe.file}, {"stage_index", i + 1},
+                                          {"stage", name}, {"steps", s.steps}, {"ranks", g_comm.size()}});
+      fs::remove_all(mid_dir);  // superseded by the stage checkpoint
+    }
     rep.log("saved " + dir.string());
     eval_and_record(name, i + 1, secs);
   }
@@ -827,6 +895,7 @@ int run(int argc, char** argv) {
   char tail[96];
   std::snprintf(tail, sizeof tail, "total %.1fs (including evaluation)\n", total);
   summary += tail;
+  if (!writer) return 0;
   std::fputs(summary.c_str(), stdout);
   std::ofstream(out / "summary.txt") << summary;
   return 0;
@@ -841,6 +910,9 @@ std::string one_line(std::string s) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // MPI_Init under mpirun / mpiexec (an MPI build only); MPI_Finalize when main returns.
+  rt::mpi_session mpi(&argc, &argv);
+  g_comm = mpi.communicator();
   try {
     return run(argc, argv);
   } catch (const usage_error& e) {
