@@ -1,17 +1,23 @@
 // reference_trainer: post-trains the reference transformer on a verifiable task, stage by stage.
 //
 //   reference_trainer --recipe recipes/quick.json [--algo grpo] [--conventions trl] [--out DIR]
-//                     [--data DIR] [--quiet] [--threads N]
+//                     [--data DIR] [--quiet] [--threads N] [--resume]
+//   reference_trainer plot RUN_DIR            PNG plots of metrics.jsonl (plot.hpp, gnuplot)
+//   mpirun -np 2 reference_trainer --recipe   data-parallel (distributed.hpp; an MPI build)
 //
 // What happens, in order (main() at the bottom reads the same way):
 //   1 read the recipe (recipe.hpp: typed fields, unknown keys rejected)
-//   2 data: generate the arithmetic task (task.hpp) into OUT/data/*.jsonl, or take --data DIR;
+//   2 data: generate the recipe's task mix (task.hpp: gsm8k, math, ifeval) into OUT/data/*.jsonl,
+//     or take --data DIR;
 //     then read it back with pipeline's JSONL readers (so the files are the interface)
 //   3 a fresh model (random init, seeded) — the "pre-trained checkpoint" comes from stage pretrain
-//   4 held-out accuracy (greedy decoding, gsm8k verifier on the decoded text) before any stage
+//   4 held-out accuracy (greedy decoding, each row's verifier on the decoded text; overall and
+//     per task kind) before any stage
 //   5 each stage: pretrain / sft (pipeline::sft_step) / rl (pipeline::rl_step with the named
 //     algorithm and conventions) / dpo (online DPO: pipeline::online_preference_pairs +
-//     preference_step); metrics JSONL per step; checkpoint (HF layout, atomic) after the stage;
+//     preference_step); metrics JSONL per step; mid-stage checkpoints with the optimizer state
+//     every checkpoint_every steps and on Ctrl-C (checkpoint.hpp: one begin() before and one
+//     after_step() in each stage's loop); checkpoint (HF layout, atomic) after the stage;
 //     held-out accuracy after the stage
 //   6 the summary table
 // Errors (bad flag, missing file, bad JSONL row, unknown algorithm, wrong-typed recipe field) are
