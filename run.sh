@@ -9,7 +9,8 @@
 #   ./run.sh ci                   test, then sanitize, then clang (what .ci/run runs), timed
 #   ./run.sh demo                 deps + build + the reference trainer's quick recipe (pretrain ->
 #                                 SFT -> GRPO on arithmetic word problems, held-out accuracy after
-#                                 each stage); output in <build dir>/reference_trainer_demo/
+#                                 each stage); output in <build dir>/reference_trainer_demo/,
+#                                 PNG plots of its metrics in .../plots/ (installs gnuplot-nox)
 #   ./run.sh bench [native] [ARGS...]
 #                                 deps + build + run posttrain_bench_cpu with Google Benchmark ARGS
 #                                 ("native" builds the -march=native preset)
@@ -22,6 +23,8 @@ readonly DEB_PACKAGES=(cmake g++ libeigen3-dev googletest libgtest-dev libbenchm
                        nlohmann-json3-dev libopenmpi-dev openmpi-bin python3)
 # clang (with its libFuzzer runtime) for `./run.sh clang`.
 readonly CLANG_PACKAGES=(clang)
+# gnuplot (no X11) for the demo's PNG plots (`posttrain_reference_trainer plot`).
+readonly DEMO_PACKAGES=(gnuplot-nox)
 
 log() { printf 'run.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -82,6 +85,11 @@ demo() {
   "$BUILD_DIR/examples/reference_trainer/posttrain_reference_trainer" \
     --recipe examples/reference_trainer/recipes/quick.json --out "$out" "$@"
   log "demo: metrics in $out/metrics.jsonl, checkpoints in $out/checkpoints/"
+  if command -v gnuplot >/dev/null 2>&1; then
+    "$BUILD_DIR/examples/reference_trainer/posttrain_reference_trainer" plot "$out"
+  else
+    log "demo: no gnuplot, so no plots (apt-get install gnuplot-nox, then: $BUILD_DIR/examples/reference_trainer/posttrain_reference_trainer plot $out)"
+  fi
 }
 
 bench() {
@@ -140,7 +148,7 @@ case $command in
   sanitize) deps; sanitize ;;
   clang) deps "${CLANG_PACKAGES[@]}"; clang_build ;;
   ci) deps "${CLANG_PACKAGES[@]}"; ci ;;
-  demo) deps; select_preset; demo "$@" ;;
+  demo) deps "${DEMO_PACKAGES[@]}"; select_preset; demo "$@" ;;
   bench)
     deps
     if [[ ${1:-} == native ]]; then shift; select_preset native; else select_preset; fi

@@ -3,6 +3,7 @@
 // Every field is checked for its type and every object for unknown keys (a typo is an error, not a
 // silently ignored setting); the message names the file and the field path, e.g.
 //   recipes/quick.json: field "stages[1].lr" is a string, expected a number
+#include <algorithm>
 #include <cstdint>
 #include <fstream>
 #include <set>
@@ -44,6 +45,8 @@ struct model_options {
 //                   first and taken high-variance first)
 //   rl, dpo, rs_sft reward: "verifier" (default), "rm" (the last reward_model stage's model) or
 //                   "verifier+rm" (verifier + rm_weight · RM score, DeepSeek-V3)
+//   every stage     checkpoint_every: mid-stage checkpoint every K steps (default: the recipe's;
+//                   a round is one step)
 struct stage_options {
   std::string stage, algo, loss = "token_mean";
   std::string reward = "verifier", pairs = "online", order = "random";
@@ -52,6 +55,7 @@ struct stage_options {
   double lr = 1e-3, temperature = 1.0, kl_coef = 0.0, beta = 0.1, max_grad_norm = 1.0;
   double weight_decay = 0.0, rm_weight = 1.0;
   bool mask_format = false;
+  long checkpoint_every = -1;  // mid-stage checkpoint every K steps; -1 = the recipe's; 0 = none
   bool uses_reward_model() const { return stage == "round" || reward != "verifier"; }
 };
 
@@ -62,6 +66,7 @@ struct recipe {
   long eval_max_new_tokens = 16;
   std::string data;  // a directory of pretrain/sft/rl/eval .jsonl; empty = generate them
   long train_size = 2000, eval_size = 100;
+  long checkpoint_every = 0;  // default of the stages' checkpoint_every (checkpoint.hpp)
   task_options task;
   model_options model;
   std::vector<stage_options> stages;
@@ -134,7 +139,10 @@ inline recipe read_recipe(const std::string& path) {
   recipe r;
   r.file = path;
   const recipe_detail::reader rd{path};
-  rd.known(j, "", {"name", "seed", "threads", "conventions", "data", "task", "model", "eval", "stages"});
+  rd.known(j, "", {"name", "seed", "threads", "conventions", "data", "task", "model", "eval", "stages",
+                   "checkpoint_every"});
+  rd.get(j, "", "checkpoint_every", r.checkpoint_every);
+  if (r.checkpoint_every < 0) rd.fail("checkpoint_every", "is negative, expected 0 (off) or K >= 1");
   rd.get(j, "", "name", r.name);
   long seed = static_cast<long>(r.seed);
   rd.get(j, "", "seed", seed);
@@ -145,7 +153,32 @@ inline recipe read_recipe(const std::string& path) {
   rd.get(j, "", "data", r.data);
   if (j.contains("task")) {
     const auto& t = j["task"];
-    rd.known(t, "task", {"train", "eval", "max_operand", "multiply"});
+    rd.known(t, "task", {"train", "eval", "max_operand", "multiply", "kind"});
+    // kind: "gsm8k" or a list of kinds to mix, e.g. ["gsm8k", "math", "ifeval"].
+    if (t.contains("kind")) {
+      const auto& k = t["kind"];
+      std::vector<std::string> kinds;
+      if (k.is_string()) {
+        kinds.push_back(k.get<std::string>());
+      } else if (k.is_array() && !k.empty()) {
+        for (std::size_t i = 0; i < k.size(); ++i) {
+          if (!k[i].is_string())
+            rd.fail("task.kind[" + std::to_string(i) + "]", "is " + recipe_detail::reader::kind(k[i]) + ", expected a string");
+          kinds.push_back(k[i].get<std::string>());
+        }
+      } else {
+        rd.fail("task.kind", "is " + recipe_detail::reader::kind(k) + ", expected a task name or a non-empty array of them");
+      }
+      std::string valid;
+      for (const auto& n : task_kinds()) valid += (valid.empty() ? "" : ", ") + n;
+      std::set<std::string> seen;
+      for (const auto& n : kinds) {
+        if (std::find(task_kinds().begin(), task_kinds().end(), n) == task_kinds().end())
+          rd.fail("task.kind", "names unknown task \"" + n + "\"; known: " + valid);
+        if (!seen.insert(n).second) rd.fail("task.kind", "names \"" + n + "\" twice");
+      }
+      r.task.kinds = kinds;
+    }
     rd.get(t, "task.", "train", r.train_size);
     rd.get(t, "task.", "eval", r.eval_size);
     long mo = r.task.max_operand;
@@ -184,7 +217,7 @@ inline recipe read_recipe(const std::string& path) {
              {"stage", "algo", "loss", "steps", "batch", "prompts", "samples", "epochs", "mini_batch",
               "max_new_tokens", "lr", "temperature", "kl_coef", "beta", "max_grad_norm",
               "weight_decay", "reward", "rm_weight", "pairs", "order", "runs", "held_out",
-              "mask_format"});
+              "mask_format", "checkpoint_every"});
     stage_options st;
     rd.get(s, p, "stage", st.stage);
     static const std::set<std::string> kinds{"pretrain", "sft", "rs_sft", "rl", "dpo",
@@ -226,6 +259,9 @@ inline recipe read_recipe(const std::string& path) {
     one_of("pairs", st.pairs, {"online", "offline"});
     one_of("order", st.order, {"random", "reward_variance"});
     if (st.runs < 1 || st.held_out < 1) rd.fail(p + "runs", "and held_out must be >= 1");
+    rd.get(s, p, "checkpoint_every", st.checkpoint_every);
+    if (s.contains("checkpoint_every") && st.checkpoint_every < 0)
+      rd.fail(p + "checkpoint_every", "is negative, expected 0 (off) or K >= 1");
     if (st.steps < 0 || st.batch < 1 || st.prompts < 1 || st.samples < 1 || st.epochs < 1 ||
         st.mini_batch < 0 || st.max_new_tokens < 1)
       rd.fail(p.substr(0, p.size() - 1), "has a count out of range (steps >= 0; batch, prompts, "
@@ -234,6 +270,7 @@ inline recipe read_recipe(const std::string& path) {
     if (st.stage == "rl" && st.algo.empty()) st.algo = "grpo";
     if (st.stage == "dpo" && st.algo.empty()) st.algo = "dpo";
     if (st.stage == "round" && st.algo.empty()) st.algo = "dpo_nll";
+    if (st.checkpoint_every < 0) st.checkpoint_every = r.checkpoint_every;
     r.stages.push_back(st);
   }
   return r;

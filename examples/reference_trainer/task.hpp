@@ -1,6 +1,11 @@
 #pragma once
-// The shipped verifiable task: arithmetic word problems answered GSM8K-style.
+// The shipped verifiable tasks, mixed by the recipe's task.kind (rows alternate between the kinds):
 //
+//   gsm8k   arithmetic word problems answered GSM8K-style (below; verifier gsm8k)
+//   math    fractions and linear equations answered in \boxed{} (tasks/math.hpp; verifier math)
+//   ifeval  "one sentence about X" with IFEval constraints (tasks/ifeval.hpp; verifier ifeval)
+//
+// gsm8k:
 //   prompt    "Ann has 3 pens and gets 5 more. How many pens now?"
 //   solution  "3+5=8\n#### 8"                       (the gsm8k verifier reads the last number)
 //
@@ -23,17 +28,26 @@
 
 #include <nlohmann/json.hpp>
 #include <posttrain/pipeline/generator.hpp>
+#include <posttrain/reward/gsm8k.hpp>
+#include <posttrain/reward/math.hpp>
+
+#include "tasks/common.hpp"
+#include "tasks/ifeval.hpp"
+#include "tasks/math.hpp"
 
 namespace reference_trainer {
 
-struct problem {
-  std::string question, solution, answer;
-};
+// The task kinds a recipe can mix (task.kind), each scored by the verifier of the same name.
+inline const std::vector<std::string>& task_kinds() {
+  static const std::vector<std::string> k{"gsm8k", "ifeval", "math"};
+  return k;
+}
 
 struct task_options {
   std::uint64_t seed = 1;
   int max_operand = 9;
   bool multiply = false;  // adds the "groups of" template (a·b)
+  std::vector<std::string> kinds{"gsm8k"};  // row i is of kind kinds[i % size]
 };
 
 class problem_generator {
@@ -69,6 +83,7 @@ class problem_generator {
     }
     p.answer = std::to_string(c);
     p.solution = std::to_string(a) + op + std::to_string(b) + "=" + p.answer + "\n#### " + p.answer;
+    p.wrong = "#### " + std::to_string(c + 1);
     return p;
   }
 
@@ -84,8 +99,32 @@ struct task_split {
 
 // n_eval held-out problems with distinct prompts, then n_train training problems whose prompts are
 // not held out (duplicates within train are allowed: the prompt space is small by design).
+// One generator per kind, seeded apart (gsm8k keeps the seed itself, so a gsm8k-only recipe draws
+// the problems it always drew); row i comes from kinds[i % size].
+class mixed_generator {
+ public:
+  explicit mixed_generator(const task_options& o)
+      : kinds_(o.kinds), gsm8k_(o), math_(o.seed ^ 0x6d617468ull, o.max_operand),
+        ifeval_(o.seed ^ 0x69666576ull) {
+    posttrain::expect(!kinds_.empty(), "reference_trainer::task", "task.kind is empty");
+  }
+  problem next() {
+    const std::string& k = kinds_[i_++ % kinds_.size()];
+    if (k == "math") return math_.next();
+    if (k == "ifeval") return ifeval_.next();
+    return gsm8k_.next();
+  }
+
+ private:
+  std::vector<std::string> kinds_;
+  std::size_t i_ = 0;
+  problem_generator gsm8k_;
+  tasks::math_generator math_;
+  tasks::ifeval_generator ifeval_;
+};
+
 inline task_split make_split(const task_options& o, std::size_t n_train, std::size_t n_eval) {
-  problem_generator gen(o);
+  mixed_generator gen(o);
   task_split s;
   std::set<std::string> held;
   for (std::size_t tries = 0; s.eval.size() < n_eval; ++tries) {
@@ -121,7 +160,7 @@ inline std::string rlvr_row(const problem& p) {
   nlohmann::json j;
   j["messages"] = nlohmann::json::array({{{"role", "user"}, {"content", p.question}}});
   j["ground_truth"] = p.answer;
-  j["dataset"] = "gsm8k";
+  j["dataset"] = p.verifier;
   return j.dump();
 }
 
@@ -141,6 +180,15 @@ inline void write_task_files(const task_split& s, const std::filesystem::path& d
   write_lines(dir / "sft.jsonl", sft);
   write_lines(dir / "rl.jsonl", rl);
   write_lines(dir / "eval.jsonl", ev);
+}
+
+// The score of `response` by the verifier the row names (the task kind), as the trainer's reward
+// source scores it.
+inline double verify(const std::string& verifier, const std::string& response, const std::string& label) {
+  if (verifier == "gsm8k") return posttrain::reward::gsm8k_verifier{}.score(response, label);
+  if (verifier == "math") return posttrain::reward::math_verifier{}.score(response, label);
+  if (verifier == "ifeval") return tasks::ifeval_en_verifier{}.score(response, label);
+  posttrain::detail::fail("reference_trainer::verify", "unknown verifier \"", verifier, "\"");
 }
 
 // {"text": ...} rows, with the same error discipline as pipeline/jsonl.hpp (file:line: field).

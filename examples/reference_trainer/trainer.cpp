@@ -1,19 +1,26 @@
 // reference_trainer: post-trains the reference transformer on a verifiable task, stage by stage.
 //
 //   reference_trainer --recipe recipes/quick.json [--algo grpo] [--conventions trl] [--out DIR]
-//                     [--data DIR] [--quiet] [--threads N]
+//                     [--data DIR] [--quiet] [--threads N] [--resume]
+//   reference_trainer plot RUN_DIR            PNG plots of metrics.jsonl (plot.hpp, gnuplot)
+//   mpirun -np 2 reference_trainer --recipe   data-parallel (distributed.hpp; an MPI build)
 //
 // What happens, in order (main() at the bottom reads the same way):
 //   1 read the recipe (recipe.hpp: typed fields, unknown keys rejected)
-//   2 data: generate the arithmetic task (task.hpp) into OUT/data/*.jsonl, or take --data DIR;
+//   2 data: generate the recipe's task mix (task.hpp: gsm8k, math, ifeval) into OUT/data/*.jsonl,
+//     or take --data DIR;
 //     then read it back with pipeline's JSONL readers (so the files are the interface)
 //   3 a fresh model (random init, seeded) — the "pre-trained checkpoint" comes from stage pretrain
-//   4 held-out accuracy (greedy decoding, gsm8k verifier on the decoded text) before any stage
+//   4 held-out accuracy (greedy decoding, each row's verifier on the decoded text; overall and
+//     per task kind) before any stage
 //   5 each stage (stages/*.hpp, one per kind): pretrain / sft (pipeline::sft_step) / rs_sft
 //     (rejection_sampling + sft_step) / reward_model (reward_model_step on verifier-ranked
 //     samples) / rl (pipeline::rl_step with the named algorithm and conventions) / dpo (online or
 //     offline pairs + preference_step) / round (Llama 3: pipeline::iterative_round); metrics JSONL
-//     per step; checkpoint (HF layout, atomic) after the stage; held-out accuracy after the stage
+//     per step; mid-stage checkpoints with the optimizer state every checkpoint_every steps and on
+//     Ctrl-C (checkpoint.hpp: one begin() before and one after_step() in each stage's loop; a
+//     round is one indivisible step); checkpoint (HF layout, atomic) after the stage; held-out
+//     accuracy after the stage
 //   6 the summary table
 // Errors (bad flag, missing file, bad JSONL row, unknown algorithm, wrong-typed recipe field) are
 // one line on stderr and exit code 2; nothing in OUT is overwritten before the inputs are read.
@@ -41,6 +48,9 @@
 #include <posttrain/reward.hpp>
 
 #include "adapters.hpp"
+#include "checkpoint.hpp"
+#include "distributed.hpp"
+#include "plot.hpp"
 #include "recipe.hpp"
 #include "stages/common.hpp"
 #include "stages/dpo.hpp"
@@ -57,15 +67,18 @@ using namespace reference_trainer::stages;
 
 namespace {
 
+rt::trainer_communicator g_comm;  // set in main(): MPI under a launcher, else one process
 extern "C" void on_sigint(int) { g_interrupted = true; }
 
 // ------------------------------------------------------------------------------------ eval
 struct eval_result {
   double accuracy = 0, mean_length = 0;
+  std::map<std::string, double> by_task;  // mean score per task kind (verifier)
   std::string sample;  // the first completion, for the log
 };
 
-// Greedy decoding of every held-out prompt, scored by the gsm8k verifier on the decoded text.
+// Greedy decoding of every held-out prompt, scored by the verifier its row names (gsm8k, math,
+// ifeval) on the decoded text; accuracy = mean score, overall and per task kind.
 eval_result evaluate(const rt::policy<S>& policy, const dataset& d, long max_new_tokens) {
   std::vector<std::size_t> all(d.eval.size());
   std::iota(all.begin(), all.end(), std::size_t{0});
@@ -77,14 +90,18 @@ eval_result evaluate(const rt::policy<S>& policy, const dataset& d, long max_new
   const std::vector<std::uint64_t> seeds(all.size(), 0);
   const auto out = rt::rm::generate(policy.model(), p.prompts.tokens, p.prompts.seq_offsets, seeds, o);
   const byte_tokenizer tok;
-  const posttrain::reward::gsm8k_verifier verify;
   eval_result r;
+  std::map<std::string, double> count;
   for (std::size_t i = 0; i < out.size(); ++i) {
     const std::string text = tok.decode(out[i].tokens);
-    r.accuracy += verify.score(text, d.eval[i].ground_truth);
+    const double score = rt::verify(d.eval[i].verifier, text, d.eval[i].ground_truth);
+    r.accuracy += score;
+    r.by_task[d.eval[i].verifier] += score;
+    count[d.eval[i].verifier] += 1;
     r.mean_length += static_cast<double>(out[i].tokens.size());
     if (i == 0) r.sample = text;
   }
+  for (auto& [k, v] : r.by_task) v /= count[k];
   r.accuracy /= static_cast<double>(out.size());
   r.mean_length /= static_cast<double>(out.size());
   return r;
@@ -153,6 +170,11 @@ void save_stage_checkpoint(const rt::policy<S>& p, const fs::path& dir, const nl
   fs::rename(tmp, dir);
 }
 
+// The mid-stage checkpoint directory of stage K (checkpoint.hpp).
+std::string mid_dir_name(std::size_t k, const std::string& stage) {
+  return "midstage" + std::to_string(k) + "_" + stage;
+}
+
 // ------------------------------------------------------------------------------------ CLI
 struct cli {
   std::string recipe, algo, conventions, out = "reference_trainer_out", data, init;
@@ -173,9 +195,23 @@ const char* const usage_text =
     "  --threads      GEMM threads (0 = all cores)\n"
     "  --quiet        no progress output, only the summary table\n"
     "  --check        validate the recipe, algorithm and conventions, then exit (writes nothing)\n"
-    "  --resume       continue the run in --out from its last completed stage checkpoint (stages\n"
-    "                 are deterministic in (seed, stage, step), so the result equals an\n"
-    "                 uninterrupted run)\n";
+    "  --resume       continue the run in --out from its last checkpoint: a completed stage's, or\n"
+    "                 the next stage's mid-stage one (checkpoint_every, Ctrl-C); parameters,\n"
+    "                 AdamW state and data position are restored, so the result equals an\n"
+    "                 uninterrupted run byte for byte\n"
+    "\n"
+    "       reference_trainer plot RUN_DIR [PLOTS_DIR] [--script-only]\n"
+    "  renders RUN_DIR/metrics.jsonl as PNGs with gnuplot (reward, held-out accuracy, KL, loss,\n"
+    "  response length by step; stage boundaries marked) into PLOTS_DIR (default RUN_DIR/plots);\n"
+    "  --script-only writes the data and the gnuplot script without rendering. Exit code 3 when\n"
+    "  gnuplot is not installed (apt-get install gnuplot-nox).\n"
+    "\n"
+    "       reference_trainer compare RUN_A RUN_B [--tolerance T]\n"
+    "  the per-step loss / reward / KL and held-out accuracies of two runs (e.g. one process and\n"
+    "  mpirun -np 2); exit code 1 when one differs by more than T*max(1,|value|) (default 1e-4)\n"
+    "\n"
+    "  Under mpirun / mpiexec (an MPI build) the trainer runs data-parallel: each rank trains on\n"
+    "  its share of every batch; rank 0 writes the outputs.\n";
 
 cli parse_cli(int argc, char** argv) {
   cli c;
@@ -226,8 +262,8 @@ dataset load_data(const fs::path& dir) {
   nonempty(d.eval.size(), "eval.jsonl");
   for (const auto* rows : {&d.rl, &d.eval})
     for (const auto& r : *rows)
-      if (r.verifier != posttrain::reward::gsm8k_verifier::name())
-        throw usage_error("data row names verifier \"" + r.verifier + "\"; this trainer scores with: gsm8k");
+      if (std::find(rt::task_kinds().begin(), rt::task_kinds().end(), r.verifier) == rt::task_kinds().end())
+        throw usage_error("data row names verifier \"" + r.verifier + "\"; this trainer scores with: gsm8k, ifeval, math");
   return d;
 }
 
@@ -247,7 +283,33 @@ rt::rm::model_config model_config_of(const rt::recipe& r) {
   return c;
 }
 
+// `reference_trainer plot RUN_DIR [PLOTS_DIR] [--script-only]` (plot.hpp).
+int run_plot(int argc, char** argv) {
+  std::vector<std::string> pos;
+  bool script_only = false;
+  for (int i = 2; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--script-only") script_only = true;
+    else if (a == "-h" || a == "--help") {
+      std::fputs(usage_text, stdout);
+      return 0;
+    } else if (!a.empty() && a[0] == '-') throw usage_error("plot: unknown option " + a + " (see --help)");
+    else pos.push_back(a);
+  }
+  if (pos.empty() || pos.size() > 2) throw usage_error("plot: expected RUN_DIR [PLOTS_DIR] (see --help)");
+  if (!fs::exists(fs::path(pos[0]) / "metrics.jsonl"))
+    throw usage_error("plot: no metrics.jsonl in " + pos[0] + " (expected the --out of a trainer run)");
+  return rt::plot::run(pos[0], pos.size() > 1 ? fs::path(pos[1]) : fs::path(), script_only);
+}
+
 int run(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "plot") return run_plot(argc, argv);
+  if (argc > 1 && std::string(argv[1]) == "compare") {
+    // compare RUN_A RUN_B [--tolerance T] (plot.hpp): e.g. one process against mpirun -np 2.
+    if (argc != 4 && !(argc == 6 && std::string(argv[4]) == "--tolerance"))
+      throw usage_error("compare: expected RUN_A RUN_B [--tolerance T]");
+    return rt::plot::compare(argv[2], argv[3], argc == 6 ? std::atof(argv[5]) : 1e-4);
+  }
   // Installed first: a shell starts background jobs with SIGINT ignored, and a signal that arrives
   // before the handler would otherwise be lost. The flag is read between steps.
   std::signal(SIGINT, on_sigint);
@@ -295,8 +357,23 @@ int run(int argc, char** argv) {
     throw usage_error("--algo " + args.algo + " is an " + (algo_online ? "online" : "offline") +
                       " algorithm but " + recipe.file + " has no " + (algo_online ? "rl" : "dpo") +
                       " stage to run it in");
+  // Data parallelism (distributed.hpp): each rank takes an equal share of every batch.
+  if (g_comm.size() > 1)
+    for (std::size_t i = 0; i < recipe.stages.size(); ++i) {
+      const auto& s = recipe.stages[i];
+      const std::string where = "stages[" + std::to_string(i) + "] (" + s.stage + ")";
+      if (s.stage == "rs_sft" || s.stage == "dpo" || s.stage == "reward_model" || s.stage == "round")
+        throw usage_error(where + " does not run data-parallel yet (pretrain, sft and rl do); run it in one process");
+      const long n = s.stage == "rl" ? s.prompts : s.batch;
+      if (n % g_comm.size() != 0)
+        throw usage_error(where + ": " + (s.stage == "rl" ? "prompts " : "batch ") + std::to_string(n) +
+                          " does not divide by the " + std::to_string(g_comm.size()) + " ranks");
+    }
+  if (!rt::built_with_mpi() && rt::launched_by_mpi())
+    std::fprintf(stderr, "reference_trainer: warning: started by an MPI launcher but built without MPI; "
+                         "every process trains alone\n");
   if (args.check) {
-    std::printf("%s: ok (%zu stages)\n", recipe.file.c_str(), recipe.stages.size());
+    if (g_comm.rank() == 0) std::printf("%s: ok (%zu stages)\n", recipe.file.c_str(), recipe.stages.size());
     return 0;
   }
   if (args.threads >= 0) recipe.threads = args.threads;
@@ -306,7 +383,7 @@ int run(int argc, char** argv) {
   // --resume: the last stage whose checkpoint (with trainer_state.json) is complete. The stage
   // directories are renamed into place whole, so a present one is a complete one.
   std::size_t resume_after = 0;
-  fs::path resume_dir;
+  fs::path resume_dir, resume_mid;
   if (args.resume) {
     if (!fs::is_directory(out / "checkpoints"))
       throw usage_error("--resume: " + (out / "checkpoints").string() + " does not exist (nothing to resume)");
@@ -316,7 +393,12 @@ int run(int argc, char** argv) {
       resume_after = i + 1;
       resume_dir = d;
     }
-    if (resume_after == 0)
+    // A mid-stage checkpoint of the next stage (checkpoint.hpp) continues inside that stage.
+    if (resume_after < recipe.stages.size()) {
+      const fs::path m = out / "checkpoints" / mid_dir_name(resume_after + 1, recipe.stages[resume_after].stage);
+      if (fs::exists(m / "trainer_state.json")) resume_mid = m;
+    }
+    if (resume_after == 0 && resume_mid.empty())
       throw usage_error("--resume: no completed stage checkpoint of this recipe in " + (out / "checkpoints").string());
   }
 
@@ -328,17 +410,33 @@ int run(int argc, char** argv) {
   } else if (args.resume && fs::exists(out / "data")) {
     data = load_data(out / "data");
   } else {
-    const auto split = rt::make_split(recipe.task, static_cast<std::size_t>(recipe.train_size),
-                                      static_cast<std::size_t>(recipe.eval_size));
-    rt::write_task_files(split, out / "data");
+    // Rank 0 writes the files; every rank reads them back once they are there.
+    if (g_comm.rank() == 0) {
+      const auto split = rt::make_split(recipe.task, static_cast<std::size_t>(recipe.train_size),
+                                        static_cast<std::size_t>(recipe.eval_size));
+      rt::write_task_files(split, out / "data");
+    }
+    g_comm.barrier();
     data = load_data(out / "data");
   }
-  fs::create_directories(out / "checkpoints");
-  reporter rep(args.quiet, out / "metrics.jsonl", args.resume);
+  const bool writer = g_comm.rank() == 0;  // metrics, checkpoints, summary: rank 0 only
+  if (writer) fs::create_directories(out / "checkpoints");
+  std::optional<rt::mid_state> mid;
+  if (!resume_mid.empty()) mid = rt::read_mid_state(resume_mid);
+  // A resumed run drops the metrics lines of the steps it runs again.
+  if (args.resume && writer) rt::trim_metrics(out / "metrics.jsonl", resume_after + 1, mid ? mid->step : 0);
+  reporter rep(args.quiet || !writer, writer ? out / "metrics.jsonl" : fs::path("/dev/null"), args.resume);
 
   // 3 model
   rt::rm::transformer<S> model(model_config_of(recipe));
-  if (args.resume) {
+  if (!resume_mid.empty()) {
+    // The stage restarts from its start parameters; begin() restores the rest (checkpoint.hpp).
+    model = rt::rm::load_checkpoint<S>(resume_mid);
+    auto p = model.parameters();
+    if (mid->stage_start.size() != p.size())
+      throw usage_error(resume_mid.string() + ": state.bin does not match its model");
+    std::copy(mid->stage_start.begin(), mid->stage_start.end(), p.begin());
+  } else if (args.resume) {
     model = rt::rm::load_checkpoint<S>(resume_dir);
   } else if (!args.init.empty()) {
     if (!fs::exists(fs::path(args.init) / "config.json"))
@@ -355,12 +453,14 @@ int run(int argc, char** argv) {
           std::to_string(policy.parameters().size()) + " parameters, " +
           std::to_string(data.sft.size()) + " train / " + std::to_string(data.eval.size()) +
           " held-out problems, conventions " + conventions + ", " +
-          std::to_string(rt::rm::num_threads()) + " threads");
+          std::to_string(rt::rm::num_threads()) + " threads" +
+          (g_comm.size() > 1 ? ", " + std::to_string(g_comm.size()) + " MPI ranks (data-parallel)" : ""));
 
   // 4 accuracy before training
   struct row {
     std::string stage;
     double accuracy, seconds;
+    std::map<std::string, double> by_task;
     std::string note;
   };
   std::vector<row> table;
@@ -368,7 +468,8 @@ int run(int argc, char** argv) {
   auto eval_and_record = [&](const std::string& name, std::size_t index, double secs) {
     const eval_result e = evaluate(policy, data, recipe.eval_max_new_tokens);
     rep.record({{"event", "eval"}, {"stage", name}, {"stage_index", index},
-                {"heldout_accuracy", e.accuracy}, {"response_length", e.mean_length}});
+                {"heldout_accuracy", e.accuracy}, {"heldout_accuracy_by_task", e.by_task},
+                {"response_length", e.mean_length}});
     char line[256];
     std::snprintf(line, sizeof line, "eval after %-10s held-out accuracy %.3f  (sample: \"%s\")",
                   name.c_str(), e.accuracy, e.sample.substr(0, 40).c_str());
@@ -376,10 +477,10 @@ int run(int argc, char** argv) {
     for (char& ch : l)
       if (ch == '\n') ch = ' ';
     rep.log(l);
-    table.push_back({name, e.accuracy, secs, ""});
+    table.push_back({name, e.accuracy, secs, e.by_task, ""});
   };
   eval_and_record(args.resume ? "resumed" : "init", resume_after, 0.0);
-  if (args.resume) rep.log("resumed from " + resume_dir.string());
+  if (args.resume) rep.log("resumed from " + (mid ? resume_mid.string() + " (after step " + std::to_string(mid->step) + ")" : resume_dir.string()));
 
   // 5 stages
   context ctx{recipe, data, policy, rep, 0, conventions, out, nullptr, ""};
@@ -390,12 +491,21 @@ int run(int argc, char** argv) {
       ctx.reward_model = load_reward_model(d / "reward_model");
       break;
     }
+  ctx.comm = &g_comm;
   for (std::size_t i = resume_after; i < recipe.stages.size(); ++i) {
     const rt::stage_options& s = recipe.stages[i];
     ctx.stage_index = i + 1;
     const std::string name = s.stage == "rl" || s.stage == "dpo" ? s.stage + ":" + s.algo : s.stage;
     rep.stage_start(name, s.stage == "round" ? 1 : s.steps);
     ctx.note.clear();
+    const fs::path mid_dir = out / "checkpoints" / mid_dir_name(i + 1, s.stage);
+    rt::stage_checkpointer ckpt(
+        mid_dir, i + 1, s.checkpoint_every, g_interrupted,
+        [&](const fs::path& d) { rt::rm::save_checkpoint(policy.model(), d); },
+        {{"recipe", recipe.file}, {"stage_index", i + 1}, {"stage", name}, {"steps", s.steps}},
+        i == resume_after ? std::move(mid) : std::nullopt, writer,
+        [](bool flag) { return g_comm.any(flag); });
+    ctx.ckpt = &ckpt;
     try {
       if (s.stage == "pretrain") run_pretrain(ctx, s);
       else if (s.stage == "sft" && s.loss == "sum") run_sft<posttrain::algo::sft_sum>(ctx, s);
@@ -406,27 +516,27 @@ int run(int argc, char** argv) {
       else if (s.stage == "round") run_round(ctx, s);
       else if (s.stage == "rl") online_algorithms().at(s.algo)(ctx, s);
       else offline_algorithms().at(s.algo)(ctx, s);
-    } catch (const std::runtime_error& e) {
-      if (!g_interrupted) throw;
-      // Ctrl-C: keep what was trained so far, then stop.
+    } catch (const rt::interrupted& e) {
+      // Ctrl-C: the checkpointer saved the steps done (parameters, optimizer, position).
       rep.end_bar();
-      const fs::path dir = out / "checkpoints" / ("interrupted_stage" + std::to_string(i + 1));
-      save_stage_checkpoint(policy, dir, {{"recipe", recipe.file}, {"stage_index", i + 1}, {"interrupted", true}});
-      std::fprintf(stderr, "reference_trainer: %s; saved %s\n", e.what(), dir.string().c_str());
+      std::fprintf(stderr, "reference_trainer: %s\n", e.what());
       return 130;
     }
     const double secs = rep.seconds();
     rep.end_bar();
     const fs::path dir = out / "checkpoints" / ("stage" + std::to_string(i + 1) + "_" + s.stage);
     const bool rm_stage = s.stage == "reward_model";
-    save_stage_checkpoint(policy, dir, {{"recipe", recipe.file}, {"stage_index", i + 1},
-                                        {"stage", name}, {"steps", s.steps}},
-                          rm_stage ? ctx.reward_model.get() : nullptr);
+    if (writer) {
+      save_stage_checkpoint(policy, dir, {{"recipe", recipe.file}, {"stage_index", i + 1},
+                                          {"stage", name}, {"steps", s.steps}, {"ranks", g_comm.size()}},
+                            rm_stage ? ctx.reward_model.get() : nullptr);
+      fs::remove_all(mid_dir);  // superseded by the stage checkpoint
+    }
     rep.log("saved " + dir.string());
     if (rm_stage) {
       // The policy did not change: its accuracy is the previous row's; the stage's number is the
       // reward model's pairwise accuracy on held-out pairs.
-      table.push_back({name, table.back().accuracy, secs, ctx.note});
+      table.push_back({name, table.back().accuracy, secs, table.back().by_task, ctx.note});
       rep.log("reward_model: " + ctx.note);
     } else {
       eval_and_record(name, i + 1, secs);
@@ -440,11 +550,19 @@ int run(int argc, char** argv) {
   for (const row& r : table) {
     char line[128];
     std::snprintf(line, sizeof line, "%-16s %12.3f %11.1fs", r.stage.c_str(), r.accuracy, r.seconds);
-    summary += line + (r.note.empty() ? "" : "   " + r.note) + "\n";
+    summary += line;
+    // Several task kinds: the accuracy of each after the stage time.
+    if (r.by_task.size() > 1)
+      for (const auto& [kind, acc] : r.by_task) {
+        std::snprintf(line, sizeof line, "  %s %.3f", kind.c_str(), acc);
+        summary += line;
+      }
+    summary += (r.note.empty() ? "" : "   " + r.note) + "\n";
   }
   char tail[96];
   std::snprintf(tail, sizeof tail, "total %.1fs (including evaluation)\n", total);
   summary += tail;
+  if (!writer) return 0;
   std::fputs(summary.c_str(), stdout);
   std::ofstream(out / "summary.txt") << summary;
   return 0;
@@ -459,6 +577,9 @@ std::string one_line(std::string s) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // MPI_Init under mpirun / mpiexec (an MPI build only); MPI_Finalize when main returns.
+  rt::mpi_session mpi(&argc, &argv);
+  g_comm = mpi.communicator();
   try {
     return run(argc, argv);
   } catch (const usage_error& e) {

@@ -86,6 +86,26 @@ TEST(AdamW, BadInputLeavesParametersAndStateUntouched) {
   EXPECT_EQ(opt.steps(), 1);
 }
 
+TEST(AdamW, RestoredStateContinuesBitForBit) {
+  // Two steps, save, restore into a fresh optimizer: its next steps equal the uninterrupted ones.
+  std::vector<float> a{0.5f, -1.0f, 2.0f}, b;
+  const std::vector<float> g1{0.1f, -0.3f, 0.7f}, g2{-0.2f, 0.05f, 0.4f}, g3{0.3f, 0.3f, -0.1f};
+  pt::optim::adamw full({.lr = 0.01, .weight_decay = 0.1});
+  full.step(std::span<float>(a), std::span<const float>(g1));
+  full.step(std::span<float>(a), std::span<const float>(g2));
+  b = a;
+  pt::optim::adamw resumed({.lr = 0.01, .weight_decay = 0.1});
+  const std::vector<double> m(full.first_moment().begin(), full.first_moment().end()),
+      v(full.second_moment().begin(), full.second_moment().end());
+  resumed.restore(m, v, full.steps());
+  full.step(std::span<float>(a), std::span<const float>(g3));
+  resumed.step(std::span<float>(b), std::span<const float>(g3));
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(resumed.steps(), 3);
+  EXPECT_THROW(resumed.restore(m, std::vector<double>{1.0}, 2), pt::error);
+  EXPECT_THROW(resumed.restore({}, {}, 2), pt::error);
+}
+
 TEST(ClipGradNorm, GlobalNormOverViewsMatchesReference) {
   std::vector<double> a{3.0, 4.0}, b{12.0};
   const double norm = pt::optim::clip_grad_norm<double>({std::span<double>(a), std::span<double>(b)}, 6.5);

@@ -23,6 +23,8 @@
 #include <posttrain/reward.hpp>
 
 #include "../adapters.hpp"
+#include "../checkpoint.hpp"
+#include "../distributed.hpp"
 #include "../recipe.hpp"
 #include "../task.hpp"
 
@@ -138,7 +140,9 @@ inline std::vector<std::size_t> batch_rows(std::uint64_t seed, std::size_t stage
   return out;
 }
 
-using reward_t = rt::pp::reward::verifiers<byte_tokenizer, posttrain::reward::gsm8k_verifier>;
+// Every task kind's verifier; each sample is scored by the one its row names (task.hpp).
+using reward_t = rt::pp::reward::verifiers<byte_tokenizer, posttrain::reward::gsm8k_verifier,
+                                           posttrain::reward::math_verifier, rt::tasks::ifeval_en_verifier>;
 
 // ------------------------------------------------------------------------------------ stages
 struct context {
@@ -151,9 +155,11 @@ struct context {
   fs::path out_dir;                                   // OUT (stage data files go to OUT/data)
   std::shared_ptr<rt::reward_model<S>> reward_model;  // the last reward_model stage's; or null
   std::string note;                                   // the stage's extra summary column
+  rt::stage_checkpointer* ckpt = nullptr;  // checkpoint.hpp: begin / after_step hooks of each loop
+  rt::trainer_communicator* comm = nullptr;  // distributed.hpp: this rank's share, the all-reduces
 };
 
-// A stage's reward (its `reward` field): the gsm8k verifier, the reward model (reward::learned),
+// A stage's reward (its `reward` field): the row's verifier (gsm8k, math, ifeval), the reward model (reward::learned),
 // or their weighted sum (DeepSeek-V3's rule-based + model-based reward; reward::weighted).
 struct stage_reward {
   rt::reward_model<S>* model = nullptr;  // null: the verifier alone
@@ -200,11 +206,8 @@ inline double mean_of(std::span<const double> v) {
   return v.empty() ? 0.0 : m / static_cast<double>(v.size());
 }
 
-inline void check_interrupt(context& c, long step) {
-  if (!g_interrupted) return;
-  throw std::runtime_error("interrupted at step " + std::to_string(step) + " of stage " +
-                           std::to_string(c.stage_index));
-}
+// Ctrl-C received: the checkpointer saves the steps done and throws rt::interrupted.
+inline void check_interrupt(context& c, long step) { c.ckpt->before_step(step); }
 
 inline rt::pt::optim::adamw make_optimizer(const rt::stage_options& s) {
   return rt::pt::optim::adamw({.lr = s.lr, .weight_decay = s.weight_decay});

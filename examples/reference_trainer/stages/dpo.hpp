@@ -47,7 +47,7 @@ void run_dpo(context& c, const rt::stage_options& s) {
               std::to_string(sampled.samples) + " samples (reward " +
               std::to_string(sampled.mean_reward).substr(0, 5) + ")");
   }
-  for (long step = 1; step <= s.steps; ++step) {
+  for (long step = c.ckpt->begin({{c.policy.parameters(), &opt}}); step <= s.steps; ++step) {
     check_interrupt(c, step);
     rt::pp::owned_sequences chosen, rejected;
     std::vector<float> chosen_mask, rejected_mask;
@@ -97,6 +97,7 @@ void run_dpo(context& c, const rt::stage_options& s) {
     }
     c.out.record(rec);
     c.out.step(step, generated + static_cast<double>(chosen.tokens.size() + rejected.tokens.size()), live);
+    c.ckpt->after_step(step);
   }
 }
 

@@ -1,5 +1,5 @@
 #pragma once
-// Preference data from the policy's own samples, ranked by the gsm8k verifier, stored as JSONL in
+// Preference data from the policy's own samples, ranked by each row's verifier (gsm8k, math, ifeval), stored as JSONL in
 // the pipeline's preference format (pipeline/jsonl.hpp read_preference_jsonl: prompt / chosen /
 // rejected / optional edited) and read back from the file — the file is the interface, as for
 // the task data.
@@ -27,7 +27,9 @@ inline std::string response_text(std::span<const index_t> completion) {
   return byte_tokenizer{}.decode(bytes);
 }
 
-// A wrong answer with the correct final answer substituted (Llama 3's "edited" response).
+// A wrong answer with the correct final answer substituted (Llama 3's "edited" response). Only
+// gsm8k rows have a "#### answer" line to substitute; math and ifeval rows get no edited response
+// (sample_preferences: such a row needs a correct sample to make a pair).
 inline std::string corrected(const std::string& text, const std::string& truth) {
   const auto at = text.rfind("####");
   if (at == std::string::npos) return text + (text.empty() ? "" : "\n") + "#### " + truth;
@@ -76,6 +78,15 @@ sampled_preferences sample_preferences(const context& c, const rt::stage_options
     }
     if (!bad) continue;
     const auto& row = rows[pick[i]];
+    if (row.verifier != posttrain::reward::gsm8k_verifier::name()) {
+      if (!good) continue;  // no correction for math / ifeval rows: a pair needs a correct sample
+      rt::pp::preference_example e;
+      e.prompt = row.messages;
+      e.rejected = {{"assistant", text_of(*bad)}};
+      e.chosen = {{"assistant", text_of(*good)}};
+      out.rows.push_back(std::move(e));
+      continue;
+    }
     rt::pp::preference_example e;
     e.prompt = row.messages;
     e.rejected = {{"assistant", text_of(*bad)}};

@@ -10,11 +10,11 @@ void run_pretrain(context& c, const rt::stage_options& s) {
   const byte_tokenizer tok;
   rt::pp::sft_step_options<rt::pt::algo::sft> o;
   o.max_grad_norm = s.max_grad_norm;
-  for (long step = 1; step <= s.steps; ++step) {
+  for (long step = c.ckpt->begin({{c.policy.parameters(), &opt}}); step <= s.steps; ++step) {
     check_interrupt(c, step);
     rt::pp::owned_sequences seqs;
     std::vector<float> mask;
-    for (std::size_t i : batch_rows(c.recipe.seed, c.stage_index, step, s.batch, c.data.pretrain.size())) {
+    for (std::size_t i : c.comm->shard(batch_rows(c.recipe.seed, c.stage_index, step, s.batch, c.data.pretrain.size()))) {
       std::vector<index_t> ids{byte_tokenizer::bos};
       const auto body = tok.encode(c.data.pretrain[i]);
       ids.insert(ids.end(), body.begin(), body.end());
@@ -23,13 +23,14 @@ void run_pretrain(context& c, const rt::stage_options& s) {
       mask.push_back(0.0f);
       mask.insert(mask.end(), ids.size() - 1, 1.0f);
     }
-    const auto m = rt::pp::sft_step<rt::pt::algo::sft>(c.policy, opt, {seqs.view(), mask}, o);
+    const auto m = rt::pp::sft_step<rt::pt::algo::sft>(c.policy, opt, {seqs.view(), mask}, o, *c.comm);
     c.out.record({{"stage", "pretrain"}, {"stage_index", c.stage_index}, {"step", step},
                   {"loss", m.loss}, {"grad_norm", m.grad_norm}, {"tokens", m.tokens},
                   {"time_s", c.out.seconds()}});
     char live[64];
     std::snprintf(live, sizeof live, "loss %.4f", m.loss);
     c.out.step(step, static_cast<double>(seqs.tokens.size()), live);
+    c.ckpt->after_step(step);
   }
 }
 

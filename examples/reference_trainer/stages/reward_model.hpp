@@ -56,7 +56,13 @@ inline void run_reward_model(context& c, const rt::stage_options& s) {
   rt::pp::reward_model_step_options<rt::pt::algo::bradley_terry> o;
   o.loss = rt::pt::algo::bradley_terry::defaults().loss;
   o.max_grad_norm = s.max_grad_norm;
-  for (long step = 1; step <= s.steps; ++step) {
+  // Mid-stage checkpoints hold the policy first (it is not trained here: an unused optimizer; the
+  // checkpointer restores the stage's start parameters from it) and the reward model with its AdamW
+  // state. The rows above are sampled from the stage's start policy, so a resumed stage draws the
+  // same ones.
+  auto policy_opt = make_optimizer(s);
+  for (long step = c.ckpt->begin({{c.policy.parameters(), &policy_opt}, {model->parameters(), &opt}});
+       step <= s.steps; ++step) {
     check_interrupt(c, step);
     const auto pick = batch_rows(c.recipe.seed, c.stage_index, step, s.batch, train.size());
     const packed_rm_rows p = pack_rm_rows(train, pick);
@@ -67,6 +73,7 @@ inline void run_reward_model(context& c, const rt::stage_options& s) {
     char live[96];
     std::snprintf(live, sizeof live, "loss %.4f  train acc %.2f", m.loss, m.accuracy);
     c.out.step(step, static_cast<double>(p.chosen.tokens.size() + p.rejected.tokens.size()), live);
+    c.ckpt->after_step(step);
   }
   const double acc = pairwise_accuracy(*model, held);
   c.out.record({{"event", "rm_eval"}, {"stage", "reward_model"}, {"stage_index", c.stage_index},

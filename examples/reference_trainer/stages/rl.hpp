@@ -106,22 +106,24 @@ void run_rl(context& c, const rt::stage_options& s) {
     ordered = std::move(sorted);
     c.out.log("rl: " + std::to_string(ordered.size()) + " prompts ordered by reward variance");
   }
-  for (long step = 1; step <= s.steps; ++step) {
+  std::vector<rt::trainable> trained{{c.policy.parameters(), &opt}};
+  if (critic) trained.push_back({critic->parameters(), &*critic_opt});
+  for (long step = c.ckpt->begin(trained); step <= s.steps; ++step) {
     check_interrupt(c, step);
     auto rows = batch_rows(c.recipe.seed, c.stage_index, step, s.prompts, c.data.rl.size());
     if (!ordered.empty())
       rows.assign(ordered.begin() + (step - 1) * s.prompts, ordered.begin() + step * s.prompts);
+    rows = c.comm->shard(rows);  // this rank's share (distributed.hpp)
     const prompt_set p = render_prompts(c.data.rl, rows);
     o.seed = rt::pp::sample_seed(c.recipe.seed + c.stage_index, static_cast<std::uint64_t>(step));
+    o.first_sample_index = c.comm->first_row(static_cast<std::size_t>(s.prompts)) * static_cast<std::size_t>(s.samples);
     const rt::pp::rl_batch batch{p.prompts.view(), p.examples};
     rt::pp::rl_metrics m;
-    if constexpr (E::contract.values) {
-      posttrain::dist::single_process_communicator comm;
+    if constexpr (E::contract.values)
       m = rt::pp::rl_step<R, E>(c.policy, gen, reference, reward, opt, *critic, *critic_opt, batch,
-                                o, comm);
-    }
+                                o, *c.comm);
     else
-      m = rt::pp::rl_step<R, E>(c.policy, gen, reference, reward, opt, batch, o);
+      m = rt::pp::rl_step<R, E>(c.policy, gen, reference, reward, opt, batch, o, *c.comm);
     c.out.record({{"stage", "rl"}, {"algo", s.algo}, {"stage_index", c.stage_index}, {"step", step},
                   {"reward", m.reward_mean}, {"loss", m.loss}, {"kl", m.kl_loss},
                   {"approx_kl", m.approx_kl}, {"clip_fraction", m.clip_fraction},
@@ -133,6 +135,7 @@ void run_rl(context& c, const rt::stage_options& s) {
     std::snprintf(live, sizeof live, "reward %.3f  loss %+.4f  kl(ref) %.4f", m.reward_mean, m.loss,
                   m.kl_loss);
     c.out.step(step, static_cast<double>(p.prompts.tokens.size()) + m.completion_tokens, live);
+    c.ckpt->after_step(step);
   }
 }
 

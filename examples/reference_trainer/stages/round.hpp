@@ -12,12 +12,18 @@
 
 namespace reference_trainer::stages {
 
+// Checkpoints: the round is one step (pipeline::iterative_round runs its SFT and DPO passes in one
+// call), so it cannot stop or resume part-way. Ctrl-C before it starts saves step 0; Ctrl-C during
+// it is acted on when the round has finished (after_step(1) saves the finished round's policy, and
+// --resume continues with the next stage). Its optimizers live only inside the round, so nothing
+// else needs saving.
 inline void run_round(context& c, const rt::stage_options& s) {
   using sft_loss = rt::pt::algo::sft;
   using dpo_loss = rt::pt::algo::dpo_nll;
-  check_interrupt(c, 0);
   auto sft_opt = make_optimizer(s);
   auto dpo_opt = make_optimizer(s);
+  if (c.ckpt->begin({{c.policy.parameters(), &sft_opt}}) > 1) return;  // saved after the round
+  check_interrupt(c, 1);
   rt::generator<S> gen(c.policy);
   stage_reward reward = reward_of(c, s);
   const auto rows = batch_rows(c.recipe.seed, c.stage_index, 1, s.prompts, c.data.rl.size());
@@ -45,6 +51,7 @@ inline void run_round(context& c, const rt::stage_options& s) {
   char note[96];
   std::snprintf(note, sizeof note, "%ld DPO runs averaged, %ld pairs", s.runs, static_cast<long>(m.pairs));
   c.note = note;
+  c.ckpt->after_step(1);
 }
 
 }  // namespace reference_trainer::stages

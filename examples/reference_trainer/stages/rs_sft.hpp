@@ -16,7 +16,7 @@ void run_rs_sft(context& c, const rt::stage_options& s) {
   const bool verifier_only = reward.model == nullptr;
   rt::pp::sft_step_options<Loss> o;
   o.max_grad_norm = s.max_grad_norm;
-  for (long step = 1; step <= s.steps; ++step) {
+  for (long step = c.ckpt->begin({{c.policy.parameters(), &opt}}); step <= s.steps; ++step) {
     check_interrupt(c, step);
     const auto rows = batch_rows(c.recipe.seed, c.stage_index, step, s.prompts, c.data.rl.size());
     const prompt_set p = render_prompts(c.data.rl, rows);
@@ -46,6 +46,7 @@ void run_rs_sft(context& c, const rt::stage_options& s) {
     }
     c.out.record(rec);
     c.out.step(step, static_cast<double>(best.samples.out.completions.tokens.size()), live);
+    c.ckpt->after_step(step);
   }
 }
 

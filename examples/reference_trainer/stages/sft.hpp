@@ -11,19 +11,20 @@ void run_sft(context& c, const rt::stage_options& s) {
   const byte_tokenizer tok;
   rt::pp::sft_step_options<Loss> o;
   o.max_grad_norm = s.max_grad_norm;
-  for (long step = 1; step <= s.steps; ++step) {
+  for (long step = c.ckpt->begin({{c.policy.parameters(), &opt}}); step <= s.steps; ++step) {
     check_interrupt(c, step);
     std::vector<rt::pp::sft_example> batch;
-    for (std::size_t i : batch_rows(c.recipe.seed, c.stage_index, step, s.batch, c.data.sft.size()))
+    for (std::size_t i : c.comm->shard(batch_rows(c.recipe.seed, c.stage_index, step, s.batch, c.data.sft.size())))
       batch.push_back(c.data.sft[i]);
     const auto packed = rt::pp::pack_sft(tok, std::span<const rt::pp::sft_example>(batch));
-    const auto m = rt::pp::sft_step<Loss>(c.policy, opt, {packed.sequences.view(), packed.loss_mask}, o);
+    const auto m = rt::pp::sft_step<Loss>(c.policy, opt, {packed.sequences.view(), packed.loss_mask}, o, *c.comm);
     c.out.record({{"stage", "sft"}, {"stage_index", c.stage_index}, {"step", step},
                   {"loss", m.loss}, {"grad_norm", m.grad_norm}, {"tokens", m.tokens},
                   {"time_s", c.out.seconds()}});
     char live[64];
     std::snprintf(live, sizeof live, "loss %.4f", m.loss);
     c.out.step(step, static_cast<double>(packed.sequences.tokens.size()), live);
+    c.ckpt->after_step(step);
   }
 }
 

@@ -44,6 +44,20 @@ class adamw {
   std::span<const double> first_moment() const { return m_; }
   std::span<const double> second_moment() const { return v_; }
 
+  // Restores a saved state (first_moment(), second_moment(), steps() of an earlier optimizer, e.g.
+  // from a checkpoint): the next step() continues exactly as that optimizer's would. Empty moments
+  // with steps 0 are the fresh state.
+  void restore(std::span<const double> m, std::span<const double> v, std::int64_t steps) {
+    constexpr const char* where = "optim::adamw::restore";
+    expect(m.size() == v.size(), where, "first moment has ", m.size(), " elements, second moment ",
+           v.size(), ", expected equal");
+    expect(steps >= 0, where, "steps = ", steps, ", expected >= 0");
+    expect(steps == 0 || !m.empty(), where, "steps = ", steps, " with empty moments");
+    m_.assign(m.begin(), m.end());
+    v_.assign(v.begin(), v.end());
+    t_ = steps;
+  }
+
   template <class S>
   void step(std::span<S> params, std::span<const S> grads) {
     constexpr const char* where = "optim::adamw::step";
