@@ -6,20 +6,24 @@
 //     (gsm8k verifier on the byte-decoded text), the TRL preset as in recipes/quick.json:
 //       16 arithmetic prompts (task.hpp's generator, chat-rendered like the trainer's prompts)
 //       × 8 samples, temperature 0.7, 16 new tokens, AdamW lr 5e-5, max grad norm 1.
-//     One iteration = generate 128 completions → decode + verify → reference and old log-probs
-//     (forward passes) → GRPO advantages → loss → backward → AdamW step.
+//     One iteration = generate 128 completions → decode + verify → reference log-probs (at
+//     β ≠ 0 only) → GRPO advantages → loss (forward; on-policy, the old log-probs are its own
+//     detached ones, no separate pass) → backward → AdamW step.
 //     No stop token: every completion is exactly 16 tokens, so the work per step is fixed and
 //     equals the peer's (bench/peers/trl_grpo_step.py forces min_new_tokens = max_new_tokens).
 //     The policy keeps training across iterations (as it would in a run); seeds differ per step.
 //   Configs: 0 = quick (recipes/quick.json: d 64, 2 layers, 4 heads / 2 KV, SwiGLU 192, tied,
 //   V 261); 1 = larger (d 256, 4 layers, 4 heads / 2 KV, SwiGLU 768, tied, V 261).
 //   beta_x1000: the k3 KL coefficient × 1000 (0 = the quick recipe's TRL preset; 40 = β 0.04).
-//   Our rl_step computes the reference log-probs whatever β is (GRPO's loss has a k3 term).
+//   rl_step skips the reference pass at β = 0 and the separate old-log-prob pass on-policy
+//   (docs/pipeline.md "Passes rl_step skips"), as TRL does; at β = 0 the bench fails (SkipWithError)
+//   if either ran.
 //   A warm-up step runs before the timed ones (not counted).
 //   Counters (per step): generate_s / generate_cpu_s (the generator's wall / CPU share),
 //   reference_s (the frozen reference's log-probs), policy_forward_s / policy_backward_s (the
-//   transformer trunk's forward, twice: old log-probs and the loss, and backward; the lm_head +
-//   log-prob op, loss, advantages and AdamW are the rest), prompt_tokens (mean), completion_tokens. 1 GEMM thread (Eigen), as the recipe.
+//   transformer trunk's forward and backward; the lm_head + log-prob op, loss, advantages and
+//   AdamW are the rest), reference_pass / old_logprob_pass (fraction of steps that ran it),
+//   prompt_tokens (mean), completion_tokens. 1 GEMM thread (Eigen), as the recipe.
 #include <benchmark/benchmark.h>
 
 #include <chrono>
@@ -160,7 +164,7 @@ void BM_GrpoStep(benchmark::State& state) {
   // Warm-up step (not timed), as the peer's.
   o.seed = rt::pp::sample_seed(1, ++step);
   rt::pp::rl_step<R, R::advantage>(policy, gen, reference, reward, opt, batch, o);
-  double completion_tokens = 0, reward_sum = 0;
+  double completion_tokens = 0, reward_sum = 0, reference_passes = 0, old_logprob_passes = 0;
   gen.seconds = gen.cpu_seconds = 0;
   policy.forward_s = policy.backward_s = reference.seconds = 0;
   for (auto _ : state) {
@@ -168,13 +172,24 @@ void BM_GrpoStep(benchmark::State& state) {
     const auto m = rt::pp::rl_step<R, R::advantage>(policy, gen, reference, reward, opt, batch, o);
     completion_tokens += m.completion_tokens;
     reward_sum += m.reward_mean;
+    reference_passes += m.reference_pass ? 1 : 0;
+    old_logprob_passes += m.old_logprob_pass ? 1 : 0;
     benchmark::DoNotOptimize(m.loss);
+  }
+  // rl_step skips the reference pass at β = 0 and, on-policy (one update per rollout, as here),
+  // the separate old-log-prob pass (docs/pipeline.md "Passes rl_step skips"): a step that ran
+  // either at β = 0 would time work TRL does not do.
+  if (beta == 0 && (reference_passes != 0 || old_logprob_passes != 0 || reference.seconds != 0)) {
+    state.SkipWithError("beta 0: rl_step ran the reference or the old-log-prob pass");
+    return;
   }
   const double n = static_cast<double>(state.iterations());
   state.counters["generate_s"] = gen.seconds / n;
   state.counters["generate_cpu_s"] = gen.cpu_seconds / n;
   state.counters["reference_s"] = reference.seconds / n;
-  state.counters["policy_forward_s"] = policy.forward_s / n;   // old log-probs + the loss's forward
+  state.counters["reference_pass"] = reference_passes / n;      // 1: ran every step, 0: skipped
+  state.counters["old_logprob_pass"] = old_logprob_passes / n;
+  state.counters["policy_forward_s"] = policy.forward_s / n;   // the loss's forward (+ old log-probs if that pass ran)
   state.counters["policy_backward_s"] = policy.backward_s / n;
   state.counters["prompt_tokens"] = static_cast<double>(prompt_seqs.tokens.size()) / prompts;
   state.counters["completion_tokens"] = completion_tokens / n;
