@@ -102,6 +102,26 @@ class generator {
   const policy<S>* policy_;
 };
 
+// Backward of a trunk + scalar head model (critic, reward model): d_rows (one d per hidden row)
+// through the head and the trunk. The gradients accumulate (across micro-batches) into the flat
+// buffer grads laid out as trunk, head weight, then the head bias when the head has one (a head
+// without a bias, the reward model's, trains none).
+template <class S>
+void trunk_head_backward(rm::transformer<S>& trunk, rm::scalar_head<S>& head,
+                         const rm::activations<S>& act, const rm::matrix<S>& hidden,
+                         const std::vector<S>& d_rows, std::vector<S>& grads) {
+  rm::matrix<S> dh = rm::matrix<S>::Zero(hidden.rows(), hidden.cols());
+  head.d_weight.setZero();
+  if (head.has_bias) head.d_bias = 0;
+  head.backward(hidden, d_rows, dh);
+  trunk.zero_grad();
+  trunk.backward(act, dh);
+  const auto tg = trunk.gradients();
+  for (std::size_t i = 0; i < tg.size(); ++i) grads[i] += tg[i];
+  for (index_t i = 0; i < head.d_weight.size(); ++i) grads[tg.size() + i] += head.d_weight(i);
+  if (head.has_bias) grads.back() += head.d_bias;
+}
+
 template <class S>
 class critic {
  public:
@@ -139,17 +159,7 @@ class critic {
     std::vector<S> d_rows(static_cast<std::size_t>(n), S(0));
     for (std::size_t b = 0; b + 1 < offsets_.size(); ++b)
       for (index_t t = offsets_[b] + 1; t < offsets_[b + 1]; ++t) d_rows[t - 1] = d_values[t];
-    rm::matrix<S> dh = rm::matrix<S>::Zero(n, hidden_.cols());
-    head_.d_weight.setZero();
-    head_.d_bias = 0;
-    head_.backward(hidden_, d_rows, dh);
-    trunk_.zero_grad();
-    trunk_.backward(act_, dh);
-    // Gradients accumulate across micro-batches in the flat buffer.
-    const auto tg = trunk_.gradients();
-    for (std::size_t i = 0; i < tg.size(); ++i) grads_[i] += tg[i];
-    for (index_t i = 0; i < head_.d_weight.size(); ++i) grads_[tg.size() + i] += head_.d_weight(i);
-    grads_.back() += head_.d_bias;
+    trunk_head_backward(trunk_, head_, act_, hidden_, d_rows, grads_);
   }
 
   // Flat views over trunk + head. The optimizer writes params_; values() copies them back in.
@@ -209,14 +219,7 @@ class reward_model {
     std::vector<S> d_rows(static_cast<std::size_t>(n), S(0));
     for (std::size_t b = 0; b + 1 < offsets_.size(); ++b)
       if (offsets_[b + 1] > offsets_[b]) d_rows[offsets_[b + 1] - 1] = d_scores[b];
-    rm::matrix<S> dh = rm::matrix<S>::Zero(n, hidden_.cols());
-    head_.d_weight.setZero();
-    head_.backward(hidden_, d_rows, dh);
-    trunk_.zero_grad();
-    trunk_.backward(act_, dh);
-    const auto tg = trunk_.gradients();
-    for (std::size_t i = 0; i < tg.size(); ++i) grads_[i] += tg[i];
-    for (index_t i = 0; i < head_.d_weight.size(); ++i) grads_[tg.size() + i] += head_.d_weight(i);
+    trunk_head_backward(trunk_, head_, act_, hidden_, d_rows, grads_);
   }
 
   std::span<S> parameters() { return params_; }
