@@ -1,15 +1,12 @@
 # Runs the trainer with ARGS (a ;-list) and checks that it fails the way a user needs:
 # exit code 2, exactly one line on stderr matching EXPECT, and OUT (when given) not created.
 #   cmake -DTRAINER=... -DARGS=... -DEXPECT=regex [-DOUT=dir] -P expect_error.cmake
+include("${CMAKE_CURRENT_LIST_DIR}/common.cmake")
 if(DEFINED OUT)
   file(REMOVE_RECURSE "${OUT}")
 endif()
-execute_process(COMMAND "${TRAINER}" ${ARGS} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-if(NOT rc EQUAL 2)
-  message(FATAL_ERROR "exit code ${rc}, expected 2; stderr: ${err}")
-endif()
-string(REGEX MATCHALL "\n" newlines "${err}")
-list(LENGTH newlines lines)
+run_expect(2 "${TRAINER}" "${TRAINER}" ${ARGS})
+count_matches(lines "\n" "${err}")
 if(NOT lines EQUAL 1)
   message(FATAL_ERROR "stderr has ${lines} lines, expected one: ${err}")
 endif()

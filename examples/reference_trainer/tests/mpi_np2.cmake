@@ -3,18 +3,11 @@
 # held-out accuracies must agree to TOL (relative; see docs/reference_trainer.md), and B's outputs
 # are written once (rank 0).
 #   cmake -DTRAINER=... -DMPIEXEC=... -DRECIPE=... -DWORK=dir -DTOL=1e-4 -P mpi_np2.cmake
+include("${CMAKE_CURRENT_LIST_DIR}/common.cmake")
 file(REMOVE_RECURSE "${WORK}")
-execute_process(COMMAND "${TRAINER}" --recipe "${RECIPE}" --out "${WORK}/np1" --quiet RESULT_VARIABLE rc)
-if(NOT rc EQUAL 0)
-  message(FATAL_ERROR "one process: exit code ${rc}")
-endif()
-execute_process(COMMAND "${MPIEXEC}" -n 2 "${TRAINER}" --recipe "${RECIPE}" --out "${WORK}/np2" --quiet
-                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-if(NOT rc EQUAL 0)
-  message(FATAL_ERROR "mpiexec -n 2: exit code ${rc}: ${out} ${err}")
-endif()
-string(REGEX MATCHALL "rl:grpo +[0-9.]+ +[0-9.]+s" rows "${out}")
-list(LENGTH rows n)
+run_expect(0 "one process" "${TRAINER}" --recipe "${RECIPE}" --out "${WORK}/np1" --quiet)
+run_expect(0 "mpiexec -n 2" "${MPIEXEC}" -n 2 "${TRAINER}" --recipe "${RECIPE}" --out "${WORK}/np2" --quiet)
+count_matches(n "rl:grpo +[0-9.]+ +[0-9.]+s" "${out}")
 if(NOT n EQUAL 1)
   message(FATAL_ERROR "mpiexec -n 2: expected one summary (rank 0's), got ${n}: ${out}")
 endif()

@@ -8,38 +8,16 @@
 #      checkpoint yet, --resume restarts stage 3 from stage 2's checkpoint; E crashes after step 4
 #      of stage 3 with checkpoint_every 3 (the periodic checkpoint of step 3); --resume
 #   cmake -DTRAINER=... -DRECIPE=... -DWORK=dir -P resume_mid.cmake
+include("${CMAKE_CURRENT_LIST_DIR}/common.cmake")
 file(REMOVE_RECURSE "${WORK}")
 set(_stages stage1_sft stage2_rl stage3_rl)
-function(run_trainer out expect_rc)
-  execute_process(COMMAND ${CMAKE_COMMAND} -E env ${ARGN} "${TRAINER}" --recipe "${RECIPE}" --out "${out}" --quiet
-                  RESULT_VARIABLE rc OUTPUT_QUIET ERROR_VARIABLE err)
-  if(NOT rc EQUAL expect_rc)
-    message(FATAL_ERROR "${out}: exit code ${rc}, expected ${expect_rc}: ${err}")
-  endif()
-endfunction()
-function(resume out)
-  execute_process(COMMAND "${TRAINER}" --recipe "${RECIPE}" --out "${out}" --resume --quiet
-                  RESULT_VARIABLE rc OUTPUT_QUIET ERROR_VARIABLE err)
-  if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "${out}: --resume failed (${rc}): ${err}")
-  endif()
-endfunction()
 function(same_as_a out)
+  set(files)
   foreach(s ${_stages})
-    execute_process(COMMAND "${CMAKE_COMMAND}" -E compare_files "${WORK}/a/checkpoints/${s}/model.safetensors"
-                    "${out}/checkpoints/${s}/model.safetensors" RESULT_VARIABLE diff)
-    if(NOT diff EQUAL 0)
-      message(FATAL_ERROR "${out}: ${s} weights differ from the uninterrupted run's")
-    endif()
+    list(APPEND files "${s}/model.safetensors")
   endforeach()
-  # Every step once in metrics.jsonl (the resumed run dropped the lines it ran again).
-  file(STRINGS "${WORK}/a/metrics.jsonl" a_steps REGEX "\"step\"")
-  file(STRINGS "${out}/metrics.jsonl" steps REGEX "\"step\"")
-  list(LENGTH a_steps na)
-  list(LENGTH steps n)
-  if(NOT n EQUAL na)
-    message(FATAL_ERROR "${out}: ${n} step lines in metrics.jsonl, the uninterrupted run has ${na}")
-  endif()
+  expect_same_checkpoints("${out}" ${files})
+  expect_same_step_lines("${out}")
   if(EXISTS "${out}/checkpoints/midstage3_rl")
     message(FATAL_ERROR "${out}: the mid-stage checkpoint was not removed after its stage")
   endif()
