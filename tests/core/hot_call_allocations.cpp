@@ -19,32 +19,11 @@
 #include "posttrain/loss/sft.hpp"
 #include "posttrain/loss/value.hpp"
 
-namespace {
-std::atomic<long> allocations{0};
-[[gnu::noinline]] void release(void* p) noexcept { std::free(p); }
-}  // namespace
-
-void* operator new(std::size_t size) {
-  allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t size) { return ::operator new(size); }
-void operator delete(void* p) noexcept { release(p); }
-void operator delete(void* p, std::size_t) noexcept { release(p); }
-void operator delete[](void* p) noexcept { release(p); }
-void operator delete[](void* p, std::size_t) noexcept { release(p); }
+#include "count_allocations.hpp"
 
 namespace pt = posttrain;
 
 namespace {
-
-template <class F>
-long count_allocations(F&& f) {
-  const long before = allocations.load();
-  f();
-  return allocations.load() - before;
-}
 
 // B sequences in groups of `per_group`, random lengths (some empty), a 0/1 mask.
 struct rollout {

@@ -23,24 +23,7 @@
 #include "posttrain/ops/token_logprobs.hpp"
 #include "posttrain/ops/whiten.hpp"
 
-namespace {
-std::atomic<long> allocations{0};
-// Out of line, so that GCC does not pair an inlined free() with a new-expression and warn.
-[[gnu::noinline]] void release(void* p) noexcept { std::free(p); }
-}  // namespace
-
-// Every allocation of this test binary goes through here; the tests read the counter around the
-// calls under test only.
-void* operator new(std::size_t size) {
-  allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t size) { return ::operator new(size); }
-void operator delete(void* p) noexcept { release(p); }
-void operator delete(void* p, std::size_t) noexcept { release(p); }
-void operator delete[](void* p) noexcept { release(p); }
-void operator delete[](void* p, std::size_t) noexcept { release(p); }
+#include "../core/count_allocations.hpp"
 
 namespace pt = posttrain;
 
@@ -67,14 +50,6 @@ batch make_batch(int rows, unsigned seed) {
     b.offsets.push_back(static_cast<pt::index_t>(b.values.size()));
   }
   return b;
-}
-
-// Runs f with a fresh allocation count and returns how many allocations it made.
-template <class F>
-long count_allocations(F&& f) {
-  const long before = allocations.load();
-  f();
-  return allocations.load() - before;
 }
 
 // A workspace of exactly `bytes` bytes starting `offset` bytes into a larger buffer.
