@@ -48,6 +48,17 @@ const std::vector<pt::index_t> tok{0, 1, 2, 3, 4, 1, 5, 5, 2, 0, 3, 3, 1, 2, 4, 
 const std::vector<pt::index_t> off{0, 3, 6, 9, 12, 15, 18, 21, 24};
 const std::vector<float> msk{0, 1, 1, 0, 0, 1, 0, 1, 1, 0, 1, 1, 0, 0, 1, 0, 1, 0.5f, 0, 1, 1, 0, 1, 1};
 
+// The 4 pairs of the pair tests (first = sequences 0..3, second = sequences 4..7 of the table
+// above): this rank's `per` of them, and all of them (the one-process run).
+struct pair_share {
+  part first_mine, second_mine, first_all, second_all;
+  pair_share(int rank, pt::index_t per)
+      : first_mine(take(tok, off, msk, rank * per, (rank + 1) * per)),
+        second_mine(take(tok, off, msk, 4 + rank * per, 4 + (rank + 1) * per)),
+        first_all(take(tok, off, msk, 0, 4)),
+        second_all(take(tok, off, msk, 4, 8)) {}
+};
+
 // The prompts {0, 1, 3, 4} of the RL tests, and this rank's `per` of them (with their offsets).
 struct prompt_share {
   std::vector<pt::index_t> prompts{0, 1, 3, 4}, poff{0, 1, 2, 3, 4}, mine, moff{0};
@@ -109,9 +120,8 @@ TEST(MpiPipeline, PreferenceStepOnRanksEqualsOneProcess) {
   const int r = comm.rank(), n = comm.size();
   const pt::index_t pairs = 4, per = pairs / n;
   // chosen = sequences 0..3, rejected = sequences 4..7 of the table above.
-  const part c_mine = take(tok, off, msk, r * per, (r + 1) * per);
-  const part r_mine = take(tok, off, msk, 4 + r * per, 4 + (r + 1) * per);
-  const part c_all = take(tok, off, msk, 0, 4), r_all = take(tok, off, msk, 4, 8);
+  const pair_share share(r, per);
+  const auto& [c_mine, r_mine, c_all, r_all] = share;
   bigram_policy<double> p_rank(V, 3), p_one(V, 3), ref(V, 9);
   pp::reference::frozen<bigram_policy<double>> reference(ref);
   capture_optimizer a, b;
@@ -133,9 +143,8 @@ TEST(MpiPipeline, KtoStepOnRanksEqualsOneProcess) {
   pt::dist::mpi_communicator comm;
   const int r = comm.rank(), n = comm.size();
   const pt::index_t per = 4 / n;
-  const part e_mine = take(tok, off, msk, r * per, (r + 1) * per);
-  const part k_mine = take(tok, off, msk, 4 + r * per, 4 + (r + 1) * per);
-  const part e_all = take(tok, off, msk, 0, 4), k_all = take(tok, off, msk, 4, 8);
+  const pair_share share(r, per);
+  const auto& [e_mine, k_mine, e_all, k_all] = share;
   const std::vector<std::uint8_t> labels{1, 0, 0, 1};
   bigram_policy<double> p_rank(V, 3), p_one(V, 3), ref(V, 7, 2.0);  // z0 > 0 (not clamped)
   pp::reference::frozen<bigram_policy<double>> reference(ref);
@@ -192,10 +201,7 @@ TEST(MpiPipeline, RlStepSkippedPassesOnRanksEqualOneProcessWithThePasses) {
   const int r = comm.rank(), n = comm.size();
   const pt::index_t per = 4 / n, g = 4;
   const prompt_share share(r, per);
-  const auto& prompts = share.prompts;
-  const auto& poff = share.poff;
-  const auto& mine = share.mine;
-  const auto& moff = share.moff;
+  const auto& [prompts, poff, mine, moff] = share;
   bigram_policy<double> p_rank(V, 3), p_one(V, 3), ref_model(V, 3);
   ref_model.w[5] += 0.3;
   pp::reference::frozen<bigram_policy<double>> ref_rank(ref_model), ref_one(ref_model);
@@ -229,9 +235,8 @@ TEST(MpiPipeline, RewardModelStepOnRanksEqualsOneProcess) {
   pt::dist::mpi_communicator comm;
   const int r = comm.rank(), n = comm.size();
   const pt::index_t per = 4 / n;
-  const part c_mine = take(tok, off, msk, r * per, (r + 1) * per);
-  const part r_mine = take(tok, off, msk, 4 + r * per, 4 + (r + 1) * per);
-  const part c_all = take(tok, off, msk, 0, 4), r_all = take(tok, off, msk, 4, 8);
+  const pair_share share(r, per);
+  const auto& [c_mine, r_mine, c_all, r_all] = share;
   const std::vector<double> margin{0.5, 0.0, 1.0, 0.25};
   const std::vector<double> w{0.1, -0.2, 0.3, 0.05, -0.1, 0.2};
   bag_scorer m_rank(w), m_one(w);
