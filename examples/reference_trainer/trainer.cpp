@@ -142,6 +142,8 @@ const std::map<std::string, stage_fn>& offline_algorithms() {
       {"dpo_nll", &run_dpo<algo::dpo_nll>},
       {"dpo_length_normalized", &run_dpo<algo::dpo_length_normalized>},
       {"orpo", &run_dpo<algo::orpo>},
+      {"kto", &run_kto<algo::kto>},
+      {"kto_apo_zero_unpaired", &run_kto<algo::kto_apo_zero_unpaired>},
   };
   return m;
 }

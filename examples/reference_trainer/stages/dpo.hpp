@@ -10,6 +10,14 @@
 //                   OUT/data/stageK_pairs.jsonl and read back; each step `batch` of those pairs
 // mask_format: Llama 3's format-token masking (headers, end-of-turn out of both log-probs).
 // Reference-free losses (simpo, orpo) get reference::none: no reference forward at all.
+//
+// kto (algo K: kto, kto_apo_zero_unpaired): unpaired rows through pipeline::kto_step<K> with a
+// frozen reference (the stage's start policy) and the stage's β.
+//   pairs "online"  every step: N samples per prompt from the current policy, each one row,
+//                   labelled by the row's verifier (desirable = score 1, undesirable otherwise)
+//   pairs "offline" the offline pairs above, unpaired (TRL's unpair_preference_dataset: chosen
+//                   desirable, rejected undesirable); each step `batch` pairs = 2·batch rows
+// pack_kto builds the mismatched pairs (completions rotated by one) for KTO's z0.
 #include "preferences.hpp"
 
 namespace reference_trainer::stages {
@@ -97,6 +105,88 @@ void run_dpo(context& c, const rt::stage_options& s) {
     }
     c.out.record(rec);
     c.out.step(step, generated + static_cast<double>(chosen.tokens.size() + rejected.tokens.size()), live);
+    c.ckpt->after_step(step);
+  }
+}
+
+template <class K>
+void run_kto(context& c, const rt::stage_options& s) {
+  auto opt = make_optimizer(s);
+  rt::pp::reference::frozen<rt::policy<S>> reference(c.policy);
+  rt::generator<S> gen(c.policy);
+  rt::pp::kto_step_options<K> o;
+  o.loss = K::defaults().loss;
+  o.loss.beta = s.beta;
+  o.max_grad_norm = s.max_grad_norm;
+  const byte_tokenizer tok;
+  std::vector<rt::pp::preference_example> offline;
+  if (s.pairs == "offline") {
+    const auto pick = batch_rows(c.recipe.seed, c.stage_index, 0, s.prompts, c.data.rl.size());
+    const auto sampled = sample_preferences(c, s, gen, c.data.rl, pick, 0, false);
+    offline = store_preferences(sampled.rows, c.out_dir / "data" /
+                                                  ("stage" + std::to_string(c.stage_index) + "_pairs.jsonl"));
+    if (offline.empty())
+      throw std::runtime_error("stage " + std::to_string(c.stage_index) +
+                               " (dpo, offline pairs): every sample was correct, no pair to learn "
+                               "from; raise prompts, samples or temperature");
+    c.out.log("kto: " + std::to_string(offline.size()) + " offline pairs (unpaired: " +
+              std::to_string(2 * offline.size()) + " rows) from " + std::to_string(sampled.samples) +
+              " samples");
+  }
+  const reward_t verifier{};
+  if (s.pairs != "offline" && s.reward != "verifier")
+    c.out.log("kto: rows labelled by the verifier (the stage's reward \"" + s.reward +
+              "\" is not used)");
+  for (long step = c.ckpt->begin({{c.policy.parameters(), &opt}}); step <= s.steps; ++step) {
+    check_interrupt(c, step);
+    std::vector<rt::pp::kto_example> rows;
+    nlohmann::json rec{{"stage", "dpo"}, {"algo", s.algo}, {"stage_index", c.stage_index},
+                       {"step", step}};
+    double generated = 0, mean_reward = 0;
+    if (s.pairs == "offline") {
+      for (std::size_t i : batch_rows(c.recipe.seed, c.stage_index, step, s.batch, offline.size())) {
+        rows.push_back({offline[i].prompt, offline[i].chosen, true});
+        rows.push_back({offline[i].prompt, offline[i].rejected, false});
+      }
+    } else {
+      const auto pick = batch_rows(c.recipe.seed, c.stage_index, step, s.prompts, c.data.rl.size());
+      const prompt_set p = render_prompts(c.data.rl, pick);
+      auto scorer = verifier;
+      const auto scored = rt::pp::sample_and_score(gen, scorer, make_request(c, s, p, step),
+                                                   c.policy.vocab_size());
+      const auto completions = scored.out.completions.view();
+      const auto off = completions.seq_offsets;
+      const std::size_t n = static_cast<std::size_t>(s.samples);
+      for (index_t b = 0; b < completions.num_sequences(); ++b) {
+        const auto i = static_cast<std::size_t>(b) / n;  // prompt i's samples are i·N … i·N+N−1
+        rows.push_back({c.data.rl[pick[i]].messages,
+                        {{"assistant", response_text(completions.tokens.subspan(off[b], off[b + 1] - off[b]))}},
+                        scored.rewards[static_cast<std::size_t>(b)] >= 1.0});
+      }
+      mean_reward = mean_of(scored.rewards);
+      generated = static_cast<double>(completions.tokens.size());
+      rec["reward"] = mean_reward;
+    }
+    const auto packed = rt::pp::pack_kto(tok, std::span<const rt::pp::kto_example>(rows), {}, s.mask_format);
+    const auto m = rt::pp::kto_step<K>(
+        c.policy, reference, opt,
+        {packed.examples.view(), packed.mask, packed.desirable, packed.kl_examples.view(), packed.kl_mask}, o);
+    const double desirable_fraction = m.examples > 0 ? m.desirable / m.examples : 0.0;
+    rec["examples"] = m.examples;
+    rec["desirable_fraction"] = desirable_fraction;
+    rec["loss"] = m.loss;
+    rec["kl_reference"] = m.kl_reference;
+    rec["desirable_reward"] = m.desirable_reward;
+    rec["undesirable_reward"] = m.undesirable_reward;
+    rec["reward_margin"] = m.desirable_reward - m.undesirable_reward;
+    rec["grad_norm"] = m.grad_norm;
+    rec["time_s"] = c.out.seconds();
+    char live[112];
+    std::snprintf(live, sizeof live, "reward %.3f  desirable %.2f  loss %.4f  z0 %.4f", mean_reward,
+                  desirable_fraction, m.loss, m.kl_reference);
+    c.out.record(rec);
+    c.out.step(step, generated + static_cast<double>(packed.examples.tokens.size() +
+                                                     packed.kl_examples.tokens.size()), live);
     c.ckpt->after_step(step);
   }
 }

@@ -52,7 +52,6 @@ void run_rl(context& c, const rt::stage_options& s) {
   using E = typename R::advantage;
   auto preset = preset_for<R>(c.conventions, s.algo);
   auto opt = make_optimizer(s);
-  rt::pp::reference::frozen<rt::policy<S>> reference(c.policy);  // KL anchor: the policy now
   rt::generator<S> gen(c.policy);
   stage_reward reward = reward_of(c, s);
   rt::pp::rl_step_options<R, E> o;
@@ -71,6 +70,11 @@ void run_rl(context& c, const rt::stage_options& s) {
   // Constant-divisor aggregations (Dr. GRPO, TRL's dr_grpo) divide by the generation budget.
   o.normalizer_constant = static_cast<double>(s.max_new_tokens);
   // PPO's GAE reads values: a critic, from the reward model (Tülu 3) or the policy's trunk.
+  // KL anchor: the policy now (a frozen copy), only when the loss reads it (kl_coef ≠ 0): at β = 0
+  // rl_step skips the reference pass and takes reference::none (no copy of the weights).
+  std::optional<rt::pp::reference::frozen<rt::policy<S>>> frozen;
+  if (rt::pt::loss_reference_needed<R>(o.loss)) frozen.emplace(c.policy);
+  rt::pp::reference::none<S> no_reference;
   std::optional<rt::critic<S>> critic;
   std::optional<rt::pt::optim::adamw> critic_opt;
   if constexpr (E::contract.values) {
@@ -118,12 +122,14 @@ void run_rl(context& c, const rt::stage_options& s) {
     o.seed = rt::pp::sample_seed(c.recipe.seed + c.stage_index, static_cast<std::uint64_t>(step));
     o.first_sample_index = c.comm->first_row(static_cast<std::size_t>(s.prompts)) * static_cast<std::size_t>(s.samples);
     const rt::pp::rl_batch batch{p.prompts.view(), p.examples};
-    rt::pp::rl_metrics m;
-    if constexpr (E::contract.values)
-      m = rt::pp::rl_step<R, E>(c.policy, gen, reference, reward, opt, *critic, *critic_opt, batch,
-                                o, *c.comm);
-    else
-      m = rt::pp::rl_step<R, E>(c.policy, gen, reference, reward, opt, batch, o, *c.comm);
+    auto step_with = [&](auto& reference) {
+      if constexpr (E::contract.values)
+        return rt::pp::rl_step<R, E>(c.policy, gen, reference, reward, opt, *critic, *critic_opt,
+                                     batch, o, *c.comm);
+      else
+        return rt::pp::rl_step<R, E>(c.policy, gen, reference, reward, opt, batch, o, *c.comm);
+    };
+    const rt::pp::rl_metrics m = frozen ? step_with(*frozen) : step_with(no_reference);
     c.out.record({{"stage", "rl"}, {"algo", s.algo}, {"stage_index", c.stage_index}, {"step", step},
                   {"reward", m.reward_mean}, {"loss", m.loss}, {"kl", m.kl_loss},
                   {"approx_kl", m.approx_kl}, {"clip_fraction", m.clip_fraction},
