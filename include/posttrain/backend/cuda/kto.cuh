@@ -81,14 +81,16 @@ __global__ void __launch_bounds__(threads)
 }
 
 // sums[0..4] = Σ λ·L, Σ_D β·Δ, Σ_U β·Δ, n_D, n_U over b = 0..B−1 (one block; each thread a
-// fixed stride, then cub's fixed tree: the same order every run).
+// fixed stride, then cub's fixed tree: the same order every run). A template (on the count type)
+// so that this header-defined kernel has one definition across translation units (ODR).
+template <class Count>
 __global__ void __launch_bounds__(threads)
     sum_kernel(const double* example_loss, const double* reward, const std::uint8_t* desirable,
-               index_t examples, double* sums) {
+               Count examples, double* sums) {
   using reduce = cub::BlockReduce<double, threads>;
   __shared__ typename reduce::TempStorage storage;
   double part[5] = {0.0, 0.0, 0.0, 0.0, 0.0};
-  for (index_t b = threadIdx.x; b < examples; b += threads) {
+  for (Count b = threadIdx.x; b < examples; b += threads) {
     const bool want = desirable[b] != 0;
     part[0] += example_loss[b];
     part[want ? 1 : 2] += reward[b];
