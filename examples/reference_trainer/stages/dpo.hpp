@@ -30,6 +30,22 @@ auto make_reference(rt::policy<S>& p) {
     return rt::pp::reference::none<S>{};
 }
 
+// The offline pairs of a dpo-family stage: sampled once from the stage's prompts before its first
+// step, stored as OUT/data/stageK_pairs.jsonl and read back (the file is the interface).
+template <class Gen>
+sampled_preferences sample_offline_pairs(const context& c, const rt::stage_options& s, Gen& gen,
+                                         std::vector<rt::pp::preference_example>& offline) {
+  const auto pick = batch_rows(c.recipe.seed, c.stage_index, 0, s.prompts, c.data.rl.size());
+  auto sampled = sample_preferences(c, s, gen, c.data.rl, pick, 0, false);
+  offline = store_preferences(sampled.rows, c.out_dir / "data" /
+                                                ("stage" + std::to_string(c.stage_index) + "_pairs.jsonl"));
+  if (offline.empty())
+    throw std::runtime_error("stage " + std::to_string(c.stage_index) +
+                             " (dpo, offline pairs): every sample was correct, no pair to learn "
+                             "from; raise prompts, samples or temperature");
+  return sampled;
+}
+
 template <class R>
 void run_dpo(context& c, const rt::stage_options& s) {
   auto opt = make_optimizer(s);
@@ -43,14 +59,7 @@ void run_dpo(context& c, const rt::stage_options& s) {
   const byte_tokenizer tok;
   std::vector<rt::pp::preference_example> offline;
   if (s.pairs == "offline") {
-    const auto pick = batch_rows(c.recipe.seed, c.stage_index, 0, s.prompts, c.data.rl.size());
-    const auto sampled = sample_preferences(c, s, gen, c.data.rl, pick, 0, false);
-    offline = store_preferences(sampled.rows, c.out_dir / "data" /
-                                                  ("stage" + std::to_string(c.stage_index) + "_pairs.jsonl"));
-    if (offline.empty())
-      throw std::runtime_error("stage " + std::to_string(c.stage_index) +
-                               " (dpo, offline pairs): every sample was correct, no pair to learn "
-                               "from; raise prompts, samples or temperature");
+    const auto sampled = sample_offline_pairs(c, s, gen, offline);
     c.out.log("dpo: " + std::to_string(offline.size()) + " offline pairs from " +
               std::to_string(sampled.samples) + " samples (reward " +
               std::to_string(sampled.mean_reward).substr(0, 5) + ")");
@@ -121,14 +130,7 @@ void run_kto(context& c, const rt::stage_options& s) {
   const byte_tokenizer tok;
   std::vector<rt::pp::preference_example> offline;
   if (s.pairs == "offline") {
-    const auto pick = batch_rows(c.recipe.seed, c.stage_index, 0, s.prompts, c.data.rl.size());
-    const auto sampled = sample_preferences(c, s, gen, c.data.rl, pick, 0, false);
-    offline = store_preferences(sampled.rows, c.out_dir / "data" /
-                                                  ("stage" + std::to_string(c.stage_index) + "_pairs.jsonl"));
-    if (offline.empty())
-      throw std::runtime_error("stage " + std::to_string(c.stage_index) +
-                               " (dpo, offline pairs): every sample was correct, no pair to learn "
-                               "from; raise prompts, samples or temperature");
+    const auto sampled = sample_offline_pairs(c, s, gen, offline);
     c.out.log("kto: " + std::to_string(offline.size()) + " offline pairs (unpaired: " +
               std::to_string(2 * offline.size()) + " rows) from " + std::to_string(sampled.samples) +
               " samples");
