@@ -201,7 +201,9 @@ std::vector<T> outcome_rewards(Exec exec, const estimator_inputs<T>& in, std::st
 }
 
 // Bytes of run_outcome's own scratch on the host (R[B], A[B], the lengths when computed, the
-// per-sequence moments when R is summed from token rewards), before the wrapped function's.
+// per-sequence moments when R is summed from token rewards, and with inputs.group_ids the grouping:
+// order, offsets, group of each sequence, its hash table, R / A / lengths in grouped order),
+// before the wrapped function's.
 template <class T>
 workspace_size outcome_workspace_size(const estimator_contract& c, const estimator_inputs<T>& in) {
   const std::size_t b = in.seq_offsets.empty() ? 0 : in.seq_offsets.size() - 1;
@@ -210,12 +212,41 @@ workspace_size outcome_workspace_size(const estimator_contract& c, const estimat
   size.add<T>(b);
   if (c.lengths && in.lengths.empty()) size.add<double>(b);
   if (in.rewards.empty()) size.add<masked_stats>(b);
+  if (c.groups && in.group_offsets.empty() && !in.group_ids.empty()) {
+    size.add<index_t>(b);      // order
+    size.add<index_t>(b + 1);  // group offsets
+    size.add<index_t>(b);      // group of each sequence
+    size.add<std::byte>(group_by_ids_workspace_bytes(static_cast<index_t>(b)));
+    size.add<T>(b);  // R in grouped order
+    size.add<T>(b);  // A in grouped order
+    size.add<double>(c.lengths ? b : 0);
+  }
   return size;
 }
 
-// run_outcome on the host with caller scratch: R, A (and the lengths) come from ws, and fn gets
-// the rest of ws for the wrapped function; bit for bit the allocating form. With
-// inputs.group_ids the grouping (group_by_ids) is still allocated.
+// R[B] into r: inputs.rewards, or Σ_t m_t·r_t of inputs.token_rewards (sequence_rewards'
+// arithmetic, the sums of segment_moments, with the moments in `sums`[B]).
+template <class T>
+void outcome_rewards_into(exec::host exec, const estimator_inputs<T>& in, std::span<T> r,
+                          std::span<masked_stats> sums, std::string_view where) {
+  const index_t b = ssize(in.seq_offsets) - 1;
+  if (!in.rewards.empty()) {
+    expect_size(in.rewards, b, where, "inputs.rewards", "one outcome reward per sequence");
+    std::copy(in.rewards.begin(), in.rewards.end(), r.begin());
+  } else if (b > 0) {
+    constexpr std::string_view sr = "advantage::sequence_rewards";
+    expect_offsets(in.seq_offsets, ssize(in.token_rewards), sr, "seq_offsets");
+    expect_size_or_empty(in.mask, ssize(in.token_rewards), sr, "mask", "one weight per token");
+    if (!backend::reductions_backend<exec::host>::segment_moments(exec, in.token_rewards, in.mask,
+                                                                 in.seq_offsets, sums))
+      ::posttrain::detail::fail_mask(in.mask, "segment_moments");
+    for (std::size_t k = 0; k < r.size(); ++k) r[k] = static_cast<T>(sums[k].sum);
+  }
+}
+
+// run_outcome on the host with caller scratch: R, A (and the lengths, and the grouping by
+// inputs.group_ids) come from ws, and fn gets the rest of ws for the wrapped function; bit for bit
+// the allocating form, no allocation.
 template <class T, class Fn>
 void run_outcome(exec::host exec, const estimator_contract& c, const estimator_inputs<T>& in,
                  const estimator_outputs<T>& out, std::string_view where, workspace ws, Fn&& fn) {
@@ -227,40 +258,38 @@ void run_outcome(exec::host exec, const estimator_contract& c, const estimator_i
   const std::span<double> computed =
       ws.take<double>(c.lengths && in.lengths.empty() ? nb : 0, where);
   const std::span<masked_stats> sums = ws.take<masked_stats>(in.rewards.empty() ? nb : 0, where);
-  if (!in.rewards.empty()) {
-    expect_size(in.rewards, b, where, "inputs.rewards", "one outcome reward per sequence");
-    std::copy(in.rewards.begin(), in.rewards.end(), r.begin());
-  } else if (b > 0) {
-    // sequence_rewards' arithmetic (the sums of segment_moments) into the workspace.
-    constexpr std::string_view sr = "advantage::sequence_rewards";
-    expect_offsets(in.seq_offsets, ssize(in.token_rewards), sr, "seq_offsets");
-    expect_size_or_empty(in.mask, ssize(in.token_rewards), sr, "mask", "one weight per token");
-    if (!backend::reductions_backend<exec::host>::segment_moments(exec, in.token_rewards, in.mask,
-                                                                 in.seq_offsets, sums))
-      ::posttrain::detail::fail_mask(in.mask, "segment_moments");
-    for (std::size_t k = 0; k < nb; ++k) r[k] = static_cast<T>(sums[k].sum);
-  }
+  const bool by_ids = c.groups && in.group_offsets.empty() && !in.group_ids.empty();
+  const std::size_t ng = by_ids ? nb : 0;
+  const std::span<index_t> order = ws.take<index_t>(ng, where);
+  const std::span<index_t> offsets = ws.take<index_t>(by_ids ? nb + 1 : 0, where);
+  const std::span<index_t> group_of = ws.take<index_t>(ng, where);
+  const std::span<std::byte> table =
+      ws.take<std::byte>(by_ids ? group_by_ids_workspace_bytes(b) : 0, where);
+  const std::span<T> rg = ws.take<T>(ng, where);
+  const std::span<T> ag = ws.take<T>(ng, where);
+  const std::span<double> lg = ws.take<double>(by_ids && c.lengths ? nb : 0, where);
+  outcome_rewards_into(exec, in, r, sums, where);
   std::span<const double> lengths = in.lengths;
   if (c.lengths && lengths.empty()) {
     sequence_lengths(exec, in.mask, in.seq_offsets, computed);
     lengths = computed;
   }
-  if (!c.groups || !in.group_offsets.empty()) {
+  if (!by_ids) {
     fn(std::span<const T>(r), a, in.group_offsets, lengths, ws);
   } else {
     if (c.lengths)
       expect_size(lengths, ssize(r), where, "inputs.lengths", "one length per sequence");
-    const grouping g = group_by_ids(in.group_ids);
-    std::vector<T> rg(r.size()), ag(r.size());
-    std::vector<double> lg(lengths.size());
-    for (std::size_t k = 0; k < r.size(); ++k) {
-      const auto i = static_cast<std::size_t>(g.order[k]);
+    const index_t groups =
+        group_by_ids(in.group_ids, order, offsets, group_of, workspace(table.data(), table.size()));
+    for (std::size_t k = 0; k < nb; ++k) {
+      const auto i = static_cast<std::size_t>(order[k]);
       rg[k] = r[i];
-      if (!lengths.empty()) lg[k] = lengths[i];
+      if (c.lengths) lg[k] = lengths[i];
     }
-    fn(std::span<const T>(rg), std::span<T>(ag), std::span<const index_t>(g.group_offsets),
+    fn(std::span<const T>(rg), ag,
+       std::span<const index_t>(offsets.first(static_cast<std::size_t>(groups) + 1)),
        std::span<const double>(lg), ws);
-    for (std::size_t k = 0; k < r.size(); ++k) a[static_cast<std::size_t>(g.order[k])] = ag[k];
+    for (std::size_t k = 0; k < nb; ++k) a[static_cast<std::size_t>(order[k])] = ag[k];
   }
   if (!out.sequence_advantages.empty()) std::copy(a.begin(), a.end(), out.sequence_advantages.begin());
   broadcast_to_tokens(exec, std::span<const T>(a), in.seq_offsets, in.mask, out.advantages);
@@ -346,9 +375,22 @@ struct estimator_name {
   }
 };
 
+// "estimator::" + name at compile time: error messages without building a std::string (which
+// would allocate in a workspace call for names past the small-string buffer).
+template <std::size_t N>
+struct qualified_estimator_name {
+  char text[N + 11]{};
+  constexpr explicit qualified_estimator_name(const char (&s)[N]) {
+    constexpr char prefix[] = "estimator::";
+    for (std::size_t i = 0; i < 11; ++i) text[i] = prefix[i];
+    for (std::size_t i = 0; i < N; ++i) text[11 + i] = s[i];
+  }
+};
+
 template <estimator_name Name, class Options, Options Defaults, class Fn>
 struct group_outcome {
   static constexpr const char* name = Name.text;
+  static constexpr qualified_estimator_name<sizeof(Name.text)> qualified{Name.text};
   static constexpr estimator_contract contract{
       .rewards = reward_level::outcome, .groups = true, .sequence_output = true};
   using options_type = Options;
@@ -358,47 +400,40 @@ struct group_outcome {
   static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
                       const options_type& o = defaults) {
     advantage::detail::run_outcome(
-        exec, contract, in, out, std::string("estimator::") + name,
+        exec, contract, in, out, std::string_view(qualified.text),
         [&](std::span<const T> r, std::span<T> a, std::span<const index_t> groups, auto) {
           Fn{}(exec, r, groups, a, o);
         });
   }
 
-  // Bytes of the workspace compute(exec::host, in, out, o, ws) needs for these inputs. Only
-  // estimators whose advantage function takes a workspace (Fn::takes_workspace: grpo, dr_grpo)
-  // are then free of allocations; the others allocate inside their function.
+  // Bytes of the workspace compute(exec::host, in, out, o, ws) needs for these inputs (the
+  // outcome scratch of run_outcome and the advantage function's, Fn::workspace_bytes; with
+  // group_ids G is bounded by B).
   template <class T>
   static std::size_t workspace_bytes(exec::host exec, const estimator_inputs<T>& in,
                                      const options_type& o = defaults) {
-    std::size_t bytes = advantage::detail::outcome_workspace_size(contract, in);
-    if constexpr (Fn::takes_workspace) {
-      const index_t b = in.seq_offsets.empty() ? 0 : ssize(in.seq_offsets) - 1;
-      const index_t g = in.group_offsets.empty() ? b : ssize(in.group_offsets) - 1;
-      bytes += Fn::workspace_bytes(exec, b, g, o);
-    }
-    return bytes;
+    const index_t b = in.seq_offsets.empty() ? 0 : ssize(in.seq_offsets) - 1;
+    const index_t g = in.group_offsets.empty() ? b : ssize(in.group_offsets) - 1;
+    return advantage::detail::outcome_workspace_size(contract, in) +
+           Fn::workspace_bytes(exec, b, g, o);
   }
 
-  // Caller scratch (workspace_bytes(exec, in, o) bytes): with contiguous group_offsets and
-  // Fn::takes_workspace no allocation; bit for bit the allocating form.
+  // Caller scratch (workspace_bytes(exec, in, o) bytes): no allocation, with group_offsets or
+  // group_ids; bit for bit the allocating form.
   template <class T>
   static void compute(exec::host exec, const estimator_inputs<T>& in,
                       const estimator_outputs<T>& out, const options_type& o, workspace ws) {
     advantage::detail::run_outcome(
-        exec, contract, in, out, std::string("estimator::") + name, ws,
+        exec, contract, in, out, std::string_view(qualified.text), ws,
         [&](std::span<const T> r, std::span<T> a, std::span<const index_t> groups, auto,
-            workspace rest) {
-          if constexpr (Fn::takes_workspace)
-            Fn{}(exec, r, groups, a, o, rest);
-          else
-            Fn{}(exec, r, groups, a, o);
-        });
+            workspace rest) { Fn{}(exec, r, groups, a, o, rest); });
   }
 };
 
 namespace detail {
+// The advantage function of each group outcome estimator: Fn{}(exec, R, groups, A, options) and
+// its workspace form (trailing ws, Fn::workspace_bytes(exec, B, G, options) bytes).
 struct group_fn {
-  static constexpr bool takes_workspace = true;
   static std::size_t workspace_bytes(exec::host e, index_t members, index_t groups,
                                      const advantage::group_options& o) {
     return advantage::group_advantages_workspace_bytes(e, members, groups, o);
@@ -406,15 +441,24 @@ struct group_fn {
   void operator()(auto&&... a) const { advantage::group_advantages(a...); }
 };
 struct rloo_fn {
-  static constexpr bool takes_workspace = false;
+  static std::size_t workspace_bytes(exec::host e, index_t members, index_t groups,
+                                     const advantage::rloo_options& o) {
+    return advantage::rloo_advantages_workspace_bytes(e, members, groups, o);
+  }
   void operator()(auto&&... a) const { advantage::rloo_advantages(a...); }
 };
 struct gpg_fn {
-  static constexpr bool takes_workspace = false;
+  static std::size_t workspace_bytes(exec::host e, index_t members, index_t groups,
+                                     const advantage::gpg_options& o) {
+    return advantage::gpg_advantages_workspace_bytes(e, members, groups, o);
+  }
   void operator()(auto&&... a) const { advantage::gpg_advantages(a...); }
 };
 struct passk_fn {
-  static constexpr bool takes_workspace = false;
+  static std::size_t workspace_bytes(exec::host e, index_t members, index_t groups,
+                                     const advantage::passk_options& o) {
+    return advantage::passk_advantages_workspace_bytes(e, members, groups, o);
+  }
   void operator()(auto&&... a) const { advantage::passk_advantages(a...); }
 };
 }  // namespace detail
@@ -493,6 +537,20 @@ struct reinforce_pp {
     advantage::reinforce_plus_plus(exec, in.token_rewards, in.mask, in.seq_offsets, out.advantages,
                                    out.returns, o);
   }
+
+  // The whitening's scratch (advantage::reinforce_plus_plus_workspace_bytes): no allocation.
+  template <class T>
+  static std::size_t workspace_bytes(exec::host exec, const estimator_inputs<T>& in,
+                                     const options_type& o = defaults) {
+    return advantage::reinforce_plus_plus_workspace_bytes(exec, in.seq_offsets, o);
+  }
+  template <class T>
+  static void compute(exec::host exec, const estimator_inputs<T>& in,
+                      const estimator_outputs<T>& out, const options_type& o, workspace ws) {
+    advantage::detail::validate_estimator_io(contract, in, out, "estimator::reinforce_pp");
+    advantage::reinforce_plus_plus(exec, in.token_rewards, in.mask, in.seq_offsets, out.advantages,
+                                   out.returns, o, ws);
+  }
 };
 
 // REINFORCE++-baseline (verl `reinforce_plus_plus_baseline`, OpenRLHF `reinforce_baseline`):
@@ -514,6 +572,34 @@ struct reinforce_pp_baseline {
     if (!out.returns.empty())
       std::copy(out.advantages.begin(), out.advantages.end(), out.returns.begin());
   }
+
+  // R[B] (and the per-sequence moments when R is summed from token rewards) and
+  // advantage::reinforce_plus_plus_baseline's scratch: no allocation.
+  template <class T>
+  static std::size_t workspace_bytes(exec::host exec, const estimator_inputs<T>& in,
+                                     const options_type& o = defaults) {
+    const std::size_t b = in.seq_offsets.empty() ? 0 : in.seq_offsets.size() - 1;
+    const index_t g = in.group_offsets.empty() ? 0 : ssize(in.group_offsets) - 1;
+    workspace_size own;
+    own.add<T>(b);
+    own.add<masked_stats>(in.rewards.empty() ? b : 0);
+    return own +
+           advantage::reinforce_plus_plus_baseline_workspace_bytes<T>(exec, in.seq_offsets, g, o);
+  }
+  template <class T>
+  static void compute(exec::host exec, const estimator_inputs<T>& in,
+                      const estimator_outputs<T>& out, const options_type& o, workspace ws) {
+    constexpr std::string_view where = "estimator::reinforce_pp_baseline";
+    advantage::detail::validate_estimator_io(contract, in, out, where);
+    const std::size_t b = in.seq_offsets.size() - 1;
+    const std::span<T> r = ws.take<T>(b, where);
+    const std::span<masked_stats> sums = ws.take<masked_stats>(in.rewards.empty() ? b : 0, where);
+    advantage::detail::outcome_rewards_into(exec, in, r, sums, where);
+    advantage::reinforce_plus_plus_baseline(exec, std::span<const T>(r), in.group_offsets, in.mask,
+                                            in.seq_offsets, out.advantages, o, ws);
+    if (!out.returns.empty())
+      std::copy(out.advantages.begin(), out.advantages.end(), out.returns.begin());
+  }
 };
 
 // ReMax (Li et al. 2023; verl `remax`): reverse cumsum minus the greedy rollout's reward.
@@ -529,6 +615,18 @@ struct remax {
     advantage::detail::validate_estimator_io(contract, in, out, "estimator::remax");
     advantage::remax(exec, in.token_rewards, in.baselines, in.mask, in.seq_offsets, out.advantages,
                      out.returns);
+  }
+
+  // One scan, no scratch: 0 bytes, and the workspace form is the allocation-free call itself.
+  template <class T>
+  static std::size_t workspace_bytes(exec::host, const estimator_inputs<T>&,
+                                     const options_type& = defaults) {
+    return 0;
+  }
+  template <class T>
+  static void compute(exec::host exec, const estimator_inputs<T>& in,
+                      const estimator_outputs<T>& out, const options_type& o, workspace) {
+    compute(exec, in, out, o);
   }
 };
 
@@ -548,6 +646,27 @@ struct opo {
         [&](std::span<const T> r, std::span<T> a, std::span<const index_t> groups,
             std::span<const double> lengths) {
           advantage::opo_advantages(exec, r, lengths, groups, a);
+        });
+  }
+
+  // run_outcome's scratch (R, A, the lengths when computed, the grouping by ids) and one baseline
+  // per group: no allocation.
+  template <class T>
+  static std::size_t workspace_bytes(exec::host exec, const estimator_inputs<T>& in,
+                                     const options_type& = defaults) {
+    const index_t b = in.seq_offsets.empty() ? 0 : ssize(in.seq_offsets) - 1;
+    const index_t g = in.group_offsets.empty() ? b : ssize(in.group_offsets) - 1;
+    return advantage::detail::outcome_workspace_size(contract, in) +
+           advantage::opo_advantages_workspace_bytes(exec, b, g);
+  }
+  template <class T>
+  static void compute(exec::host exec, const estimator_inputs<T>& in,
+                      const estimator_outputs<T>& out, const options_type&, workspace ws) {
+    advantage::detail::run_outcome(
+        exec, contract, in, out, "estimator::opo", ws,
+        [&](std::span<const T> r, std::span<T> a, std::span<const index_t> groups,
+            std::span<const double> lengths, workspace rest) {
+          advantage::opo_advantages(exec, r, lengths, groups, a, rest);
         });
   }
 };
