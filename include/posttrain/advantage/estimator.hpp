@@ -363,6 +363,39 @@ using advantage::estimator_inputs;
 using advantage::estimator_outputs;
 using advantage::reward_level;
 
+namespace detail {
+// The advantage function of each group outcome estimator, Fn{}(exec, R, groups, A, options[, ws]),
+// and the size of its workspace form, chosen by the options type.
+struct group_fn {
+  void operator()(auto&&... a) const { advantage::group_advantages(a...); }
+};
+struct rloo_fn {
+  void operator()(auto&&... a) const { advantage::rloo_advantages(a...); }
+};
+struct gpg_fn {
+  void operator()(auto&&... a) const { advantage::gpg_advantages(a...); }
+};
+struct passk_fn {
+  void operator()(auto&&... a) const { advantage::passk_advantages(a...); }
+};
+inline std::size_t fn_workspace_bytes(exec::host e, index_t b, index_t g,
+                                      const advantage::group_options& o) {
+  return advantage::group_advantages_workspace_bytes(e, b, g, o);
+}
+inline std::size_t fn_workspace_bytes(exec::host e, index_t b, index_t g,
+                                      const advantage::rloo_options& o) {
+  return advantage::rloo_advantages_workspace_bytes(e, b, g, o);
+}
+inline std::size_t fn_workspace_bytes(exec::host e, index_t b, index_t g,
+                                      const advantage::gpg_options& o) {
+  return advantage::gpg_advantages_workspace_bytes(e, b, g, o);
+}
+inline std::size_t fn_workspace_bytes(exec::host e, index_t b, index_t g,
+                                      const advantage::passk_options& o) {
+  return advantage::passk_advantages_workspace_bytes(e, b, g, o);
+}
+}  // namespace detail
+
 // The group outcome estimators (one advantage per sequence from the rewards of its group:
 // grpo, rloo, gpg, grpo_passk) share everything but their name, options and advantage function
 // Fn (a function object: Fn{}(exec, R[B], group_offsets, A[B], options)). Contiguous groups or
@@ -407,7 +440,7 @@ struct group_outcome {
   }
 
   // Bytes of the workspace compute(exec::host, in, out, o, ws) needs for these inputs (the
-  // outcome scratch of run_outcome and the advantage function's, Fn::workspace_bytes; with
+  // outcome scratch of run_outcome and the advantage function's, detail::fn_workspace_bytes; with
   // group_ids G is bounded by B).
   template <class T>
   static std::size_t workspace_bytes(exec::host exec, const estimator_inputs<T>& in,
@@ -415,7 +448,7 @@ struct group_outcome {
     const index_t b = in.seq_offsets.empty() ? 0 : ssize(in.seq_offsets) - 1;
     const index_t g = in.group_offsets.empty() ? b : ssize(in.group_offsets) - 1;
     return advantage::detail::outcome_workspace_size(contract, in) +
-           Fn::workspace_bytes(exec, b, g, o);
+           detail::fn_workspace_bytes(exec, b, g, o);
   }
 
   // Caller scratch (workspace_bytes(exec, in, o) bytes): no allocation, with group_offsets or
@@ -430,128 +463,146 @@ struct group_outcome {
   }
 };
 
-namespace detail {
-// The advantage function of each group outcome estimator: Fn{}(exec, R, groups, A, options) and
-// its workspace form (trailing ws, Fn::workspace_bytes(exec, B, G, options) bytes).
-struct group_fn {
-  static std::size_t workspace_bytes(exec::host e, index_t members, index_t groups,
-                                     const advantage::group_options& o) {
-    return advantage::group_advantages_workspace_bytes(e, members, groups, o);
-  }
-  void operator()(auto&&... a) const { advantage::group_advantages(a...); }
-};
-struct rloo_fn {
-  static std::size_t workspace_bytes(exec::host e, index_t members, index_t groups,
-                                     const advantage::rloo_options& o) {
-    return advantage::rloo_advantages_workspace_bytes(e, members, groups, o);
-  }
-  void operator()(auto&&... a) const { advantage::rloo_advantages(a...); }
-};
-struct gpg_fn {
-  static std::size_t workspace_bytes(exec::host e, index_t members, index_t groups,
-                                     const advantage::gpg_options& o) {
-    return advantage::gpg_advantages_workspace_bytes(e, members, groups, o);
-  }
-  void operator()(auto&&... a) const { advantage::gpg_advantages(a...); }
-};
-struct passk_fn {
-  static std::size_t workspace_bytes(exec::host e, index_t members, index_t groups,
-                                     const advantage::passk_options& o) {
-    return advantage::passk_advantages_workspace_bytes(e, members, groups, o);
-  }
-  void operator()(auto&&... a) const { advantage::passk_advantages(a...); }
-};
-}  // namespace detail
-
-// GAE (Schulman et al. 2016; verl `gae`, TRL PPO, OpenRLHF, open-instruct).
-struct gae {
-  static constexpr const char* name = "gae";
-  static constexpr estimator_contract contract{.rewards = reward_level::token, .values = true};
-  using options_type = advantage::gae_options;
-  static constexpr options_type defaults = advantage::gae_conventions::verl;
+// The token-level models (gae, reinforce_pp, remax, optimal_token_baseline) share everything but
+// their name, the name their errors carry, the contract, the options and the call:
+// Call{}(exec, in, out, options) after validate_estimator_io, and where the call has a workspace
+// form, Call::workspace_bytes(exec::host, in, options) and Call{}(exec::host, in, out, options, ws).
+template <estimator_name Name, estimator_name Where, estimator_contract Contract, class Options,
+          Options Defaults, class Call>
+struct token_level {
+  static constexpr const char* name = Name.text;
+  static constexpr estimator_contract contract = Contract;
+  using options_type = Options;
+  static constexpr options_type defaults = Defaults;
 
   template <execution_tag Exec, class T>
   static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
                       const options_type& o = defaults) {
-    advantage::detail::validate_estimator_io(contract, in, out, "estimator::gae");
-    advantage::gae(exec, in.token_rewards, in.values, in.mask, in.seq_offsets, out.advantages,
-                   out.returns, o);
+    advantage::detail::validate_estimator_io(contract, in, out, std::string_view(Where.text));
+    Call{}(exec, in, out, o);
   }
 
-  // The whitening's scratch (advantage::gae_workspace_bytes): no allocation.
   template <class T>
+    requires(Call::has_workspace)
   static std::size_t workspace_bytes(exec::host exec, const estimator_inputs<T>& in,
                                      const options_type& o = defaults) {
-    return advantage::gae_workspace_bytes(exec, in.seq_offsets, o);
+    return Call::workspace_bytes(exec, in, o);
   }
   template <class T>
+    requires(Call::has_workspace)
   static void compute(exec::host exec, const estimator_inputs<T>& in,
                       const estimator_outputs<T>& out, const options_type& o, workspace ws) {
-    advantage::detail::validate_estimator_io(contract, in, out, "estimator::gae");
-    advantage::gae(exec, in.token_rewards, in.values, in.mask, in.seq_offsets, out.advantages,
-                   out.returns, o, ws);
+    advantage::detail::validate_estimator_io(contract, in, out, std::string_view(Where.text));
+    Call{}(exec, in, out, o, ws);
   }
 };
+
+// A model that is another with a different name and default preset (dr_grpo of grpo, the
+// multi-turn OTB of OTB): the same computation, forms and workspace.
+template <class Base, estimator_name Name, typename Base::options_type Defaults>
+struct preset : Base {
+  static constexpr const char* name = Name.text;
+  static constexpr typename Base::options_type defaults = Defaults;
+
+  template <execution_tag Exec, class T>
+  static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
+                      const typename Base::options_type& o = defaults) {
+    Base::compute(exec, in, out, o);
+  }
+  template <class T>
+    requires requires(const estimator_inputs<T>& in) { Base::workspace_bytes(exec::host{}, in); }
+  static void compute(exec::host exec, const estimator_inputs<T>& in,
+                      const estimator_outputs<T>& out, const typename Base::options_type& o,
+                      workspace ws) {
+    Base::compute(exec, in, out, o, ws);
+  }
+  template <class T>
+    requires requires(const estimator_inputs<T>& in) { Base::workspace_bytes(exec::host{}, in); }
+  static std::size_t workspace_bytes(exec::host exec, const estimator_inputs<T>& in,
+                                     const typename Base::options_type& o = defaults) {
+    return Base::workspace_bytes(exec, in, o);
+  }
+};
+
+namespace detail {
+// The calls of the token-level models.
+struct gae_call {
+  static constexpr bool has_workspace = true;
+  template <class T>
+  static std::size_t workspace_bytes(exec::host exec, const estimator_inputs<T>& in,
+                                     const advantage::gae_options& o) {
+    return advantage::gae_workspace_bytes(exec, in.seq_offsets, o);  // the whitening's
+  }
+  template <class Exec, class T, class... Ws>
+  void operator()(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
+                  const advantage::gae_options& o, Ws... ws) const {
+    advantage::gae(exec, in.token_rewards, in.values, in.mask, in.seq_offsets, out.advantages,
+                   out.returns, o, ws...);
+  }
+};
+struct reinforce_pp_call {
+  static constexpr bool has_workspace = true;
+  template <class T>
+  static std::size_t workspace_bytes(exec::host exec, const estimator_inputs<T>& in,
+                                     const advantage::reinforce_pp_options& o) {
+    return advantage::reinforce_plus_plus_workspace_bytes(exec, in.seq_offsets, o);
+  }
+  template <class Exec, class T, class... Ws>
+  void operator()(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
+                  const advantage::reinforce_pp_options& o, Ws... ws) const {
+    advantage::reinforce_plus_plus(exec, in.token_rewards, in.mask, in.seq_offsets,
+                                   out.advantages, out.returns, o, ws...);
+  }
+};
+struct remax_call {  // one scan, no scratch: the workspace form is the call itself (0 bytes)
+  static constexpr bool has_workspace = true;
+  template <class T>
+  static std::size_t workspace_bytes(exec::host, const estimator_inputs<T>&,
+                                     const advantage::remax_options&) {
+    return 0;
+  }
+  template <class Exec, class T, class... Ws>
+  void operator()(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
+                  const advantage::remax_options&, Ws...) const {
+    advantage::remax(exec, in.token_rewards, in.baselines, in.mask, in.seq_offsets,
+                     out.advantages, out.returns);
+  }
+};
+struct otb_call {  // allocates (backend/cpu/advantage_otb.hpp): no workspace form yet
+  static constexpr bool has_workspace = false;
+  template <class Exec, class T>
+  void operator()(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
+                  const advantage::otb_options& o) const {
+    advantage::optimal_token_baseline(exec, in.token_rewards, in.old_logprobs, in.sum_pi_squared,
+                                      in.is_weights, in.mask, in.seq_offsets, in.group_offsets,
+                                      out.advantages, out.returns, o);
+  }
+};
+}  // namespace detail
+
+// GAE (Schulman et al. 2016; verl `gae`, TRL PPO, OpenRLHF, open-instruct).
+struct gae : token_level<"gae", "estimator::gae",
+                         estimator_contract{.rewards = reward_level::token, .values = true},
+                         advantage::gae_options, advantage::gae_conventions::verl,
+                         detail::gae_call> {};
 
 // GRPO (Shao et al. 2024) with any std / ε / singleton convention (verl `grpo`).
 struct grpo : group_outcome<"grpo", advantage::group_options, advantage::group_conventions::verl,
                             detail::group_fn> {};
 
 // Dr. GRPO (Liu et al. 2025): R − μ_g (verl norm_adv_by_std_in_grpo = False).
-struct dr_grpo : grpo {
-  static constexpr const char* name = "dr_grpo";
-  static constexpr options_type defaults = advantage::group_conventions::dr_grpo;
-
-  template <execution_tag Exec, class T>
-  static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
-                      const options_type& o = defaults) {
-    grpo::compute(exec, in, out, o);
-  }
-  template <class T>
-  static void compute(exec::host exec, const estimator_inputs<T>& in,
-                      const estimator_outputs<T>& out, const options_type& o, workspace ws) {
-    grpo::compute(exec, in, out, o, ws);
-  }
-  template <class T>
-  static std::size_t workspace_bytes(exec::host exec, const estimator_inputs<T>& in,
-                                     const options_type& o = defaults) {
-    return grpo::workspace_bytes(exec, in, o);
-  }
-};
+struct dr_grpo : preset<grpo, "dr_grpo", advantage::group_conventions::dr_grpo> {};
 
 // RLOO (Kool et al. 2019; Ahmadian et al. 2024; verl `rloo`, TRL, OpenRLHF).
 struct rloo : group_outcome<"rloo", advantage::rloo_options, advantage::rloo_conventions::verl,
                             detail::rloo_fn> {};
 
 // REINFORCE++ (Hu 2025; verl `reinforce_plus_plus`, OpenRLHF `reinforce`).
-struct reinforce_pp {
-  static constexpr const char* name = "reinforce_plus_plus";
-  static constexpr estimator_contract contract{.rewards = reward_level::token};
-  using options_type = advantage::reinforce_pp_options;
-  static constexpr options_type defaults = advantage::reinforce_pp_conventions::verl;
-
-  template <execution_tag Exec, class T>
-  static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
-                      const options_type& o = defaults) {
-    advantage::detail::validate_estimator_io(contract, in, out, "estimator::reinforce_pp");
-    advantage::reinforce_plus_plus(exec, in.token_rewards, in.mask, in.seq_offsets, out.advantages,
-                                   out.returns, o);
-  }
-
-  // The whitening's scratch (advantage::reinforce_plus_plus_workspace_bytes): no allocation.
-  template <class T>
-  static std::size_t workspace_bytes(exec::host exec, const estimator_inputs<T>& in,
-                                     const options_type& o = defaults) {
-    return advantage::reinforce_plus_plus_workspace_bytes(exec, in.seq_offsets, o);
-  }
-  template <class T>
-  static void compute(exec::host exec, const estimator_inputs<T>& in,
-                      const estimator_outputs<T>& out, const options_type& o, workspace ws) {
-    advantage::detail::validate_estimator_io(contract, in, out, "estimator::reinforce_pp");
-    advantage::reinforce_plus_plus(exec, in.token_rewards, in.mask, in.seq_offsets, out.advantages,
-                                   out.returns, o, ws);
-  }
-};
+struct reinforce_pp
+    : token_level<"reinforce_plus_plus", "estimator::reinforce_pp",
+                  estimator_contract{.rewards = reward_level::token},
+                  advantage::reinforce_pp_options, advantage::reinforce_pp_conventions::verl,
+                  detail::reinforce_pp_call> {};
 
 // REINFORCE++-baseline (verl `reinforce_plus_plus_baseline`, OpenRLHF `reinforce_baseline`):
 // token-level (whitened over the batch), so no sequence output; returns = advantages (verl).
@@ -603,32 +654,10 @@ struct reinforce_pp_baseline {
 };
 
 // ReMax (Li et al. 2023; verl `remax`): reverse cumsum minus the greedy rollout's reward.
-struct remax {
-  static constexpr const char* name = "remax";
-  static constexpr estimator_contract contract{.rewards = reward_level::token, .baselines = true};
-  using options_type = advantage::remax_options;
-  static constexpr options_type defaults{};
-
-  template <execution_tag Exec, class T>
-  static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
-                      const options_type& = defaults) {
-    advantage::detail::validate_estimator_io(contract, in, out, "estimator::remax");
-    advantage::remax(exec, in.token_rewards, in.baselines, in.mask, in.seq_offsets, out.advantages,
-                     out.returns);
-  }
-
-  // One scan, no scratch: 0 bytes, and the workspace form is the allocation-free call itself.
-  template <class T>
-  static std::size_t workspace_bytes(exec::host, const estimator_inputs<T>&,
-                                     const options_type& = defaults) {
-    return 0;
-  }
-  template <class T>
-  static void compute(exec::host exec, const estimator_inputs<T>& in,
-                      const estimator_outputs<T>& out, const options_type& o, workspace) {
-    compute(exec, in, out, o);
-  }
-};
+struct remax : token_level<"remax", "estimator::remax",
+                           estimator_contract{.rewards = reward_level::token, .baselines = true},
+                           advantage::remax_options, advantage::remax_options{},
+                           detail::remax_call> {};
 
 // OPO (verl `opo`): length-weighted group baseline.
 struct opo {
@@ -680,35 +709,15 @@ struct grpo_passk : group_outcome<"grpo_passk", advantage::passk_options,
                                   advantage::passk_options{}, detail::passk_fn> {};
 
 // Optimal token baseline (verl `optimal_token_baseline`).
-struct optimal_token_baseline {
-  static constexpr const char* name = "optimal_token_baseline";
-  static constexpr estimator_contract contract{
-      .rewards = reward_level::token, .groups = true, .behaviour_stats = true};
-  using options_type = advantage::otb_options;
-  static constexpr options_type defaults = advantage::otb_conventions::verl;
-
-  template <execution_tag Exec, class T>
-  static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
-                      const options_type& o = defaults) {
-    advantage::detail::validate_estimator_io(contract, in, out,
-                                             "estimator::optimal_token_baseline");
-    advantage::optimal_token_baseline(exec, in.token_rewards, in.old_logprobs, in.sum_pi_squared,
-                                      in.is_weights, in.mask, in.seq_offsets, in.group_offsets,
-                                      out.advantages, out.returns, o);
-  }
-};
+struct optimal_token_baseline
+    : token_level<"optimal_token_baseline", "estimator::optimal_token_baseline",
+                  estimator_contract{
+                      .rewards = reward_level::token, .groups = true, .behaviour_stats = true},
+                  advantage::otb_options, advantage::otb_conventions::verl, detail::otb_call> {};
 
 // Multi-turn optimal token baseline (verl `tir_optimal_token_baseline`).
-struct tir_optimal_token_baseline : optimal_token_baseline {
-  static constexpr const char* name = "tir_optimal_token_baseline";
-  static constexpr options_type defaults = advantage::otb_conventions::verl_tir;
-
-  template <execution_tag Exec, class T>
-  static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
-                      const options_type& o = defaults) {
-    optimal_token_baseline::compute(exec, in, out, o);
-  }
-};
+struct tir_optimal_token_baseline : preset<optimal_token_baseline, "tir_optimal_token_baseline",
+                                           advantage::otb_conventions::verl_tir> {};
 
 }  // namespace estimator
 

@@ -57,11 +57,7 @@ void gpg_advantages(exec::host exec, const V& rewards_in, std::span<const index_
   constexpr std::string_view where = "advantage::gpg_advantages";
   const std::span<const T> rewards(rewards_in);
   expect_positive(options.f_norm, where, "options.f_norm");
-  detail::validate_groups(group_offsets, ssize(rewards), where);
-  expect_size(out, ssize(rewards), where, "out", "one advantage per reward");
-  expect(detail::disjoint_or_same(out, rewards), where,
-         "out partially overlaps rewards (in place needs out == rewards)");
-  detail::validate_rewards(rewards, nan_policy::raise, where, "rewards");
+  detail::validate_outcome(rewards, group_offsets, out, nan_policy::raise, where);
   const std::span<masked_stats> stats = ws.take<masked_stats>(group_offsets.size() - 1, where);
   index_t nonzero = 0;
   for (const T r : rewards) nonzero += r != T(0) ? 1 : 0;

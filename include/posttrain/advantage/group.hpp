@@ -186,17 +186,15 @@ inline void validate_group_options(const group_options& o, std::string_view wher
          "options.nan is not a nan_policy");
 }
 
-// Validates the common outcome arguments; returns the scorable mask (empty = all scorable).
+// Validates the common outcome arguments (groups, out's size and aliasing, reward finiteness).
 template <class T>
-std::vector<float> validate_outcome(std::span<const T> rewards,
-                                    std::span<const index_t> group_offsets, std::span<T> out,
-                                    nan_policy nan, std::string_view where) {
+void validate_outcome(std::span<const T> rewards, std::span<const index_t> group_offsets,
+                      std::span<T> out, nan_policy nan, std::string_view where) {
   validate_groups(group_offsets, ssize(rewards), where);
   expect_size(out, ssize(rewards), where, "out", "one advantage per reward");
   expect(disjoint_or_same(out, rewards), where,
          "out partially overlaps rewards (in place needs out == rewards)");
   validate_rewards(rewards, nan, where, "rewards");
-  return nan == nan_policy::ignore ? scorable_mask(rewards) : std::vector<float>{};
 }
 
 // Throws when a non-empty group has fewer than two scorable members.
@@ -221,16 +219,24 @@ void validate_outcome_sizes(std::span<const T> rewards, std::span<const index_t>
 
 // Host: validate_outcome, then the per-group moments of the scorable rewards with the singleton
 // "raise" policy checked before any output is written; shared by GRPO and RLOO (the host twin of
-// backend/cuda's group_detail::checked_group_moments).
-template <class Exec, class T>
-std::vector<masked_stats> checked_group_moments(Exec exec, std::span<const T> rewards,
-                                                std::span<const index_t> group_offsets,
-                                                std::span<T> out, nan_policy nan,
-                                                singleton_policy singleton,
-                                                std::string_view where) {
-  const std::vector<float> scorable = validate_outcome(rewards, group_offsets, out, nan, where);
-  std::vector<masked_stats> stats =
-      segment_moments(exec, rewards, std::span<const float>(scorable), group_offsets);
+// backend/cuda's group_detail::checked_group_moments). The scorable mask (nan_policy::ignore,
+// B floats) and the G moments are taken from ws, in that order.
+template <class T>
+std::span<const masked_stats> checked_group_moments(exec::host exec, std::span<const T> rewards,
+                                                    std::span<const index_t> group_offsets,
+                                                    std::span<T> out, nan_policy nan,
+                                                    singleton_policy singleton,
+                                                    std::string_view where, workspace& ws) {
+  validate_outcome(rewards, group_offsets, out, nan, where);
+  const std::span<float> scorable_buf =
+      ws.take<float>(nan == nan_policy::ignore ? rewards.size() : 0, where);
+  const std::span<masked_stats> stats = ws.take<masked_stats>(group_offsets.size() - 1, where);
+  const std::span<const float> scorable = nan == nan_policy::ignore
+                                              ? scorable_mask(rewards, scorable_buf)
+                                              : std::span<const float>();
+  if (!backend::reductions_backend<exec::host>::segment_moments(exec, rewards, scorable,
+                                                               group_offsets, stats))
+    ::posttrain::detail::fail_mask(scorable, "segment_moments");
   if (singleton == singleton_policy::raise)
     reject_singletons(stats, group_offsets, where, "options.singleton = raise");
   return stats;
@@ -262,24 +268,10 @@ void group_advantages(exec::host exec, const V& rewards_in, std::span<const inde
   constexpr std::string_view where = "advantage::group_advantages";
   const std::span<const T> rewards(rewards_in);
   detail::validate_group_options(options, where);
-  detail::validate_groups(group_offsets, ssize(rewards), where);
-  expect_size(out, ssize(rewards), where, "out", "one advantage per reward");
-  expect(detail::disjoint_or_same(out, rewards), where,
-         "out partially overlaps rewards (in place needs out == rewards)");
-  detail::validate_rewards(rewards, options.nan, where, "rewards");
-  const std::size_t groups = group_offsets.size() - 1;
-  const std::span<float> scorable_buf =
-      ws.take<float>(options.nan == nan_policy::ignore ? rewards.size() : 0, where);
-  const std::span<masked_stats> stats = ws.take<masked_stats>(groups, where);
+  const std::span<const masked_stats> stats = detail::checked_group_moments(
+      exec, rewards, group_offsets, out, options.nan, options.singleton, where, ws);
+  const std::size_t groups = stats.size();
   const std::span<group_coefficients> coefficients = ws.take<group_coefficients>(groups, where);
-  const std::span<const float> scorable =
-      options.nan == nan_policy::ignore ? detail::scorable_mask(rewards, scorable_buf)
-                                        : std::span<const float>();
-  if (!backend::reductions_backend<exec::host>::segment_moments(exec, rewards, scorable,
-                                                               group_offsets, stats))
-    ::posttrain::detail::fail_mask(scorable, "segment_moments");
-  if (options.singleton == singleton_policy::raise)
-    detail::reject_singletons(stats, group_offsets, where, "options.singleton = raise");
   double batch_denominator = 1.0;
   if (options.scale == group_scale::batch) {
     const masked_stats all = merge(std::span<const masked_stats>(stats));
@@ -337,11 +329,7 @@ void passk_advantages(exec::host exec, const V& rewards_in, std::span<const inde
   constexpr std::string_view where = "advantage::passk_advantages";
   const std::span<const T> rewards(rewards_in);
   expect_non_negative(options.epsilon, where, "options.epsilon");
-  detail::validate_groups(group_offsets, ssize(rewards), where);
-  expect_size(out, ssize(rewards), where, "out", "one advantage per reward");
-  expect(detail::disjoint_or_same(out, rewards), where,
-         "out partially overlaps rewards (in place needs out == rewards)");
-  detail::validate_rewards(rewards, nan_policy::raise, where, "rewards");
+  detail::validate_outcome(rewards, group_offsets, out, nan_policy::raise, where);
   for (std::size_t g = 0; g + 1 < group_offsets.size(); ++g)
     expect(group_offsets[g + 1] - group_offsets[g] >= 2, where, "group ", g, " has ",
            group_offsets[g + 1] - group_offsets[g], " member(s), pass@k needs at least 2");

@@ -53,11 +53,7 @@ void opo_advantages(exec::host exec, const V& rewards_in, std::span<const double
   using T = detail::value_t<V>;
   constexpr std::string_view where = "advantage::opo_advantages";
   const std::span<const T> rewards(rewards_in);
-  detail::validate_groups(group_offsets, ssize(rewards), where);
-  expect_size(out, ssize(rewards), where, "out", "one advantage per reward");
-  expect(detail::disjoint_or_same(out, rewards), where,
-         "out partially overlaps rewards (in place needs out == rewards)");
-  detail::validate_rewards(rewards, nan_policy::raise, where, "rewards");
+  detail::validate_outcome(rewards, group_offsets, out, nan_policy::raise, where);
   expect_size(lengths, ssize(rewards), where, "lengths", "one response length per reward");
   for (std::size_t i = 0; i < lengths.size(); ++i)
     expect(std::isfinite(lengths[i]) && lengths[i] >= 0.0, where, "lengths[", i, "] = ", lengths[i],

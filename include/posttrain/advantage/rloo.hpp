@@ -110,25 +110,11 @@ void rloo_advantages(exec::host exec, const V& rewards_in, std::span<const index
   constexpr std::string_view where = "advantage::rloo_advantages";
   const std::span<const T> rewards(rewards_in);
   detail::validate_rloo_options(options, where);
-  detail::validate_groups(group_offsets, ssize(rewards), where);
-  expect_size(out, ssize(rewards), where, "out", "one advantage per reward");
-  expect(detail::disjoint_or_same(out, rewards), where,
-         "out partially overlaps rewards (in place needs out == rewards)");
-  detail::validate_rewards(rewards, options.nan, where, "rewards");
-  const std::size_t b = rewards.size(), groups = group_offsets.size() - 1;
-  const std::span<float> scorable_buf =
-      ws.take<float>(options.nan == nan_policy::ignore ? b : 0, where);
-  const std::span<masked_stats> stats = ws.take<masked_stats>(groups, where);
+  const std::span<const masked_stats> stats = detail::checked_group_moments(
+      exec, rewards, group_offsets, out, options.nan, options.singleton, where, ws);
+  const std::size_t b = rewards.size();
   const std::span<double> a = ws.take<double>(b, where);
   const std::span<float> defined = ws.take<float>(options.normalize ? b : 0, where);
-  const std::span<const float> scorable =
-      options.nan == nan_policy::ignore ? detail::scorable_mask(rewards, scorable_buf)
-                                        : std::span<const float>();
-  if (!backend::reductions_backend<exec::host>::segment_moments(exec, rewards, scorable,
-                                                               group_offsets, stats))
-    ::posttrain::detail::fail_mask(scorable, "segment_moments");
-  if (options.singleton == singleton_policy::raise)
-    detail::reject_singletons(stats, group_offsets, where, "options.singleton = raise");
 
   detail::advantage_backend<exec::host>::for_each_member(
       exec, group_offsets, [&](index_t g, index_t i) {
