@@ -240,6 +240,24 @@ inline bool two_phase_query(void* d_temp, std::size_t& temp_bytes, std::size_t n
   return false;
 }
 
+// A two-phase entry point: the size query, or fn(ws) over the caller's d_temp.
+template <class Fn>
+void two_phase(void* d_temp, std::size_t& temp_bytes, std::size_t needed, const char* where,
+               Fn&& fn) {
+  if (two_phase_query(d_temp, temp_bytes, needed, where)) return;
+  workspace ws(d_temp, temp_bytes);
+  fn(ws);
+}
+
+// Its convenience form: fn(ws) over `bytes` of scratch allocated stream-ordered for the call
+// (nothing is allocated for 0 bytes).
+template <class Fn>
+void with_stream_scratch(std::size_t bytes, cudaStream_t stream, Fn&& fn) {
+  device_buffer<std::byte> temp(bytes, stream);
+  workspace ws(temp.data(), temp.size());
+  fn(ws);
+}
+
 // Number of parts per segment: about 1024 CTAs in all, parts of at least ~2048 tokens. A function
 // of (N, S) only: the reduction order never depends on the device.
 inline index_t split_count(index_t num_tokens, index_t num_segments) {
@@ -322,9 +340,11 @@ template <class T, class Weight>
 void segment_moments_weighted(const T* values, Weight weight, const index_t* offsets,
                               index_t num_segments, index_t num_tokens, masked_stats* out,
                               cudaStream_t stream) {
-  device_buffer<std::byte> temp(segment_moments_scratch(num_segments, num_tokens), stream);
-  workspace ws(temp.data(), temp.size());
-  segment_moments_weighted(values, weight, offsets, num_segments, num_tokens, out, stream, ws);
+  with_stream_scratch(segment_moments_scratch(num_segments, num_tokens), stream,
+                      [&](workspace& ws) {
+                        segment_moments_weighted(values, weight, offsets, num_segments,
+                                                 num_tokens, out, stream, ws);
+                      });
 }
 
 namespace reduce_detail {
@@ -370,12 +390,11 @@ template <class T>
 void segment_moments(void* d_temp, std::size_t& temp_bytes, const T* values, const float* mask,
                      const index_t* offsets, index_t num_segments, index_t num_tokens,
                      masked_stats* out, cudaStream_t stream) {
-  if (two_phase_query(d_temp, temp_bytes, segment_moments_scratch(num_segments, num_tokens),
-                      "segment_moments"))
-    return;
-  workspace ws(d_temp, temp_bytes);
-  reduce_detail::moments_dispatch(values, mask, offsets, num_segments, num_tokens, out, stream,
-                                  ws);
+  two_phase(d_temp, temp_bytes, segment_moments_scratch(num_segments, num_tokens),
+            "segment_moments", [&](workspace& ws) {
+              reduce_detail::moments_dispatch(values, mask, offsets, num_segments, num_tokens, out,
+                                              stream, ws);
+            });
 }
 
 // The same with its scratch allocated stream-ordered for the call.
@@ -383,10 +402,11 @@ template <class T>
 void segment_moments(const T* values, const float* mask, const index_t* offsets,
                      index_t num_segments, index_t num_tokens, masked_stats* out,
                      cudaStream_t stream) {
-  device_buffer<std::byte> temp(segment_moments_scratch(num_segments, num_tokens), stream);
-  workspace ws(temp.data(), temp.size());
-  reduce_detail::moments_dispatch(values, mask, offsets, num_segments, num_tokens, out, stream,
-                                  ws);
+  with_stream_scratch(segment_moments_scratch(num_segments, num_tokens), stream,
+                      [&](workspace& ws) {
+                        reduce_detail::moments_dispatch(values, mask, offsets, num_segments,
+                                                        num_tokens, out, stream, ws);
+                      });
 }
 
 // The requested outputs of ops/reductions.hpp's segment_stats (device spans, empty = not wanted).
@@ -396,22 +416,23 @@ template <class T>
 void segment_stats(void* d_temp, std::size_t& temp_bytes, const T* values, const float* mask,
                    const index_t* offsets, index_t num_segments, index_t num_tokens,
                    const segment_stats_out& out, cudaStream_t stream) {
-  if (two_phase_query(d_temp, temp_bytes,
-                      segment_stats_scratch(num_segments, num_tokens, !out.moments.empty()),
-                      "segment_stats"))
-    return;
-  workspace ws(d_temp, temp_bytes);
-  reduce_detail::stats_into(values, mask, offsets, num_segments, num_tokens, out, stream, ws);
+  two_phase(d_temp, temp_bytes,
+            segment_stats_scratch(num_segments, num_tokens, !out.moments.empty()),
+            "segment_stats", [&](workspace& ws) {
+              reduce_detail::stats_into(values, mask, offsets, num_segments, num_tokens, out,
+                                        stream, ws);
+            });
 }
 
 // The same with its scratch allocated stream-ordered for the call.
 template <class T>
 void segment_stats(const T* values, const float* mask, const index_t* offsets, index_t num_segments,
                    index_t num_tokens, const segment_stats_out& out, cudaStream_t stream) {
-  device_buffer<std::byte> temp(
-      segment_stats_scratch(num_segments, num_tokens, !out.moments.empty()), stream);
-  workspace ws(temp.data(), temp.size());
-  reduce_detail::stats_into(values, mask, offsets, num_segments, num_tokens, out, stream, ws);
+  with_stream_scratch(segment_stats_scratch(num_segments, num_tokens, !out.moments.empty()),
+                      stream, [&](workspace& ws) {
+                        reduce_detail::stats_into(values, mask, offsets, num_segments, num_tokens,
+                                                  out, stream, ws);
+                      });
 }
 
 }  // namespace backend::cuda

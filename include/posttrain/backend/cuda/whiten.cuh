@@ -187,34 +187,25 @@ inline const index_t* scope_offsets_into(const index_t* offsets, index_t num_tok
   return whole;
 }
 
-template <class T>
-void with_moments_into(const T* values, const float* mask, const index_t* offsets,
-                       index_t num_segments, index_t num_tokens, const masked_stats* moments,
-                       T* out, const whiten_options& options, cudaStream_t stream,
-                       index_t* degenerate, bool raise_on_degenerate, workspace& ws) {
-  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
-                "backend::cuda::whiten: values must be float or double");
-  const index_t scopes = scope_count(options, num_segments);
-  if (scopes <= 0) return;
-  const index_t* scope_offsets = scope_offsets_into(offsets, num_tokens, options, stream, ws);
-  apply_into(values, mask, scope_offsets, scopes, num_tokens, moments, out, options, stream,
-             degenerate, raise_on_degenerate, ws);
-}
-
+// Statistics (when moments is nullptr: computed into ws) and the apply passes.
 template <class T>
 void whiten_into(const T* values, const float* mask, const index_t* offsets, index_t num_segments,
-                 index_t num_tokens, T* out, const whiten_options& options, cudaStream_t stream,
-                 index_t* degenerate, bool raise_on_degenerate, workspace& ws) {
+                 index_t num_tokens, const masked_stats* moments, T* out,
+                 const whiten_options& options, cudaStream_t stream, index_t* degenerate,
+                 bool raise_on_degenerate, workspace& ws) {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                 "backend::cuda::whiten: values must be float or double");
   const index_t scopes = scope_count(options, num_segments);
   if (scopes <= 0) return;
   const index_t* scope_offsets = scope_offsets_into(offsets, num_tokens, options, stream, ws);
-  masked_stats* stats =
-      ws.take<masked_stats>(static_cast<std::size_t>(scopes), "backend::cuda::whiten").data();
-  reduce_detail::moments_dispatch(values, mask, scope_offsets, scopes, num_tokens, stats, stream,
-                                  ws);
-  apply_into(values, mask, scope_offsets, scopes, num_tokens, stats, out, options, stream,
+  if (moments == nullptr) {
+    masked_stats* stats =
+        ws.take<masked_stats>(static_cast<std::size_t>(scopes), "backend::cuda::whiten").data();
+    reduce_detail::moments_dispatch(values, mask, scope_offsets, scopes, num_tokens, stats,
+                                    stream, ws);
+    moments = stats;
+  }
+  apply_into(values, mask, scope_offsets, scopes, num_tokens, moments, out, options, stream,
              degenerate, raise_on_degenerate, ws);
 }
 
@@ -271,14 +262,14 @@ void whiten_with_moments(void* d_temp, std::size_t& temp_bytes, const T* values,
                          index_t num_tokens, const masked_stats* moments, T* out,
                          const whiten_options& options, cudaStream_t stream,
                          index_t* degenerate = nullptr, bool raise_on_degenerate = false) {
-  if (two_phase_query(d_temp, temp_bytes,
-                      whiten_with_moments_scratch(num_segments, num_tokens, options, degenerate,
-                                                  raise_on_degenerate),
-                      "whiten_with_moments"))
-    return;
-  workspace ws(d_temp, temp_bytes);
-  whiten_detail::with_moments_into(values, mask, offsets, num_segments, num_tokens, moments, out,
-                                   options, stream, degenerate, raise_on_degenerate, ws);
+  two_phase(d_temp, temp_bytes,
+            whiten_with_moments_scratch(num_segments, num_tokens, options, degenerate,
+                                        raise_on_degenerate),
+            "whiten_with_moments", [&](workspace& ws) {
+              whiten_detail::whiten_into(values, mask, offsets, num_segments, num_tokens, moments,
+                                         out, options, stream, degenerate, raise_on_degenerate,
+                                         ws);
+            });
 }
 
 // The same with its scratch allocated stream-ordered for the call.
@@ -287,12 +278,13 @@ void whiten_with_moments(const T* values, const float* mask, const index_t* offs
                          index_t num_segments, index_t num_tokens, const masked_stats* moments,
                          T* out, const whiten_options& options, cudaStream_t stream,
                          index_t* degenerate = nullptr, bool raise_on_degenerate = false) {
-  device_buffer<std::byte> temp(whiten_with_moments_scratch(num_segments, num_tokens, options,
-                                                            degenerate, raise_on_degenerate),
-                                stream);
-  workspace ws(temp.data(), temp.size());
-  whiten_detail::with_moments_into(values, mask, offsets, num_segments, num_tokens, moments, out,
-                                   options, stream, degenerate, raise_on_degenerate, ws);
+  with_stream_scratch(whiten_with_moments_scratch(num_segments, num_tokens, options, degenerate,
+                                                  raise_on_degenerate),
+                      stream, [&](workspace& ws) {
+                        whiten_detail::whiten_into(values, mask, offsets, num_segments,
+                                                   num_tokens, moments, out, options, stream,
+                                                   degenerate, raise_on_degenerate, ws);
+                      });
 }
 
 // Statistics and whitening on the device; see the header comment. Two-phase: d_temp == nullptr
@@ -302,14 +294,13 @@ void whiten(void* d_temp, std::size_t& temp_bytes, const T* values, const float*
             const index_t* offsets, index_t num_segments, index_t num_tokens, T* out,
             const whiten_options& options, cudaStream_t stream, index_t* degenerate = nullptr,
             bool raise_on_degenerate = false) {
-  if (two_phase_query(
-          d_temp, temp_bytes,
-          whiten_scratch(num_segments, num_tokens, options, degenerate, raise_on_degenerate),
-          "whiten"))
-    return;
-  workspace ws(d_temp, temp_bytes);
-  whiten_detail::whiten_into(values, mask, offsets, num_segments, num_tokens, out, options, stream,
-                             degenerate, raise_on_degenerate, ws);
+  two_phase(d_temp, temp_bytes,
+            whiten_scratch(num_segments, num_tokens, options, degenerate, raise_on_degenerate),
+            "whiten", [&](workspace& ws) {
+              whiten_detail::whiten_into(values, mask, offsets, num_segments, num_tokens,
+                                         static_cast<const masked_stats*>(nullptr), out, options,
+                                         stream, degenerate, raise_on_degenerate, ws);
+            });
 }
 
 // The same with its scratch allocated stream-ordered for the call.
@@ -317,11 +308,13 @@ template <class T>
 void whiten(const T* values, const float* mask, const index_t* offsets, index_t num_segments,
             index_t num_tokens, T* out, const whiten_options& options, cudaStream_t stream,
             index_t* degenerate = nullptr, bool raise_on_degenerate = false) {
-  device_buffer<std::byte> temp(
-      whiten_scratch(num_segments, num_tokens, options, degenerate, raise_on_degenerate), stream);
-  workspace ws(temp.data(), temp.size());
-  whiten_detail::whiten_into(values, mask, offsets, num_segments, num_tokens, out, options, stream,
-                             degenerate, raise_on_degenerate, ws);
+  with_stream_scratch(
+      whiten_scratch(num_segments, num_tokens, options, degenerate, raise_on_degenerate), stream,
+      [&](workspace& ws) {
+        whiten_detail::whiten_into(values, mask, offsets, num_segments, num_tokens,
+                                   static_cast<const masked_stats*>(nullptr), out, options,
+                                   stream, degenerate, raise_on_degenerate, ws);
+      });
 }
 
 }  // namespace backend::cuda
