@@ -331,3 +331,28 @@ TEST(HotCallAllocations, GroupByIds) {
     }
   }
 }
+
+TEST(HotCallAllocations, SequenceRewards) {
+  const rollout r = make_rollout(3, 5, 27);
+  const pt::exec::host host;
+  const std::size_t b = r.rewards.size();
+  std::vector<double> want(b), got(b, -7.0);
+  pt::advantage::sequence_rewards(host, std::span<const double>(r.token_rewards), r.mask,
+                                  r.seq_offsets, std::span<double>(want));
+  const std::size_t bytes =
+      pt::advantage::sequence_rewards_workspace_bytes(host, static_cast<pt::index_t>(b));
+  std::vector<std::byte> storage(bytes + 64);
+  EXPECT_EQ(count_allocations([&] {
+              pt::advantage::sequence_rewards(host, std::span<const double>(r.token_rewards),
+                                              r.mask, r.seq_offsets, std::span<double>(got),
+                                              pt::workspace(storage.data() + 7, bytes));
+            }),
+            0);
+  EXPECT_EQ(got, want);
+  std::vector<double> untouched(b, -3.0);
+  EXPECT_THROW(pt::advantage::sequence_rewards(host, std::span<const double>(r.token_rewards),
+                                               r.mask, r.seq_offsets, std::span<double>(untouched),
+                                               pt::workspace(storage.data(), bytes / 2)),
+               pt::error);
+  for (double v : untouched) EXPECT_EQ(v, -3.0);
+}

@@ -225,7 +225,7 @@ workspace_size outcome_workspace_size(const estimator_contract& c, const estimat
 }
 
 // R[B] into r: inputs.rewards, or Σ_t m_t·r_t of inputs.token_rewards (sequence_rewards'
-// arithmetic, the sums of segment_moments, with the moments in `sums`[B]).
+// workspace form, with the moments in `sums`[B], a piece taken from a workspace).
 template <class T>
 void outcome_rewards_into(exec::host exec, const estimator_inputs<T>& in, std::span<T> r,
                           std::span<masked_stats> sums, std::string_view where) {
@@ -234,13 +234,10 @@ void outcome_rewards_into(exec::host exec, const estimator_inputs<T>& in, std::s
     expect_size(in.rewards, b, where, "inputs.rewards", "one outcome reward per sequence");
     std::copy(in.rewards.begin(), in.rewards.end(), r.begin());
   } else if (b > 0) {
-    constexpr std::string_view sr = "advantage::sequence_rewards";
-    expect_offsets(in.seq_offsets, ssize(in.token_rewards), sr, "seq_offsets");
-    expect_size_or_empty(in.mask, ssize(in.token_rewards), sr, "mask", "one weight per token");
-    if (!backend::reductions_backend<exec::host>::segment_moments(exec, in.token_rewards, in.mask,
-                                                                 in.seq_offsets, sums))
-      ::posttrain::detail::fail_mask(in.mask, "segment_moments");
-    for (std::size_t k = 0; k < r.size(); ++k) r[k] = static_cast<T>(sums[k].sum);
+    // sums was taken whole pieces at a time: its rounded size is the caller's.
+    sequence_rewards(exec, in.token_rewards, in.mask, in.seq_offsets, r,
+                     workspace(sums.data(), ::posttrain::detail::workspace_round_up(
+                                                sums.size_bytes())));
   }
 }
 
