@@ -1,10 +1,13 @@
-// The workspace overloads of the advantage estimators (estimator::grpo, dr_grpo, gae) and of the
-// losses with per-row scratch (loss::sft, loss::value_clipped): the same bits as the allocating
-// overloads, no allocation in the call (counted through a replaced global operator new), and a
-// too-small workspace throws before any output is written.
+// The workspace overloads of the advantage estimators (estimator::grpo, dr_grpo, rloo, gpg,
+// grpo_passk, opo, gae, reinforce_pp, reinforce_pp_baseline, remax; contiguous group_offsets or
+// group_ids), of group_by_ids and of the losses with per-row scratch (loss::sft,
+// loss::value_clipped): the same bits as the allocating overloads, no allocation in the call
+// (counted through a replaced global operator new), and a too-small workspace throws before any
+// output is written.
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <cstddef>
@@ -15,6 +18,7 @@
 #include <vector>
 
 #include "posttrain/advantage/estimator.hpp"
+#include "posttrain/core/ragged.hpp"
 #include "posttrain/core/workspace.hpp"
 #include "posttrain/loss/sft.hpp"
 #include "posttrain/loss/value.hpp"
@@ -32,6 +36,8 @@ struct rollout {
   std::vector<float> mask;
   std::vector<double> token_rewards, values, old_values, returns, logprobs;
   std::vector<double> rewards;
+  std::vector<double> baselines;          // greedy-rollout rewards (remax)
+  std::vector<pt::index_t> group_ids;     // the group of every sequence (contiguous here)
 };
 
 rollout make_rollout(int groups, int per_group, unsigned seed) {
@@ -53,6 +59,8 @@ rollout make_rollout(int groups, int per_group, unsigned seed) {
       }
       r.seq_offsets.push_back(static_cast<pt::index_t>(r.mask.size()));
       r.rewards.push_back(win(rng) ? 1.0 : 0.0);
+      r.baselines.push_back(win(rng) ? 1.0 : 0.0);
+      r.group_ids.push_back(100 + 7 * g);
     }
     r.group_offsets.push_back(r.group_offsets.back() + per_group);
   }
@@ -175,4 +183,176 @@ TEST(HotCallAllocations, ValueClipped) {
   const rollout r = make_rollout(4, 3, 16);
   expect_value_workspace<pt::agg::token_mean>(r);
   expect_value_workspace<pt::agg::seq_mean_token_mean>(r);
+}
+
+// Sequences of the rollout reordered (a fixed shuffle) with their group ids: the estimators that
+// take inputs.group_ids group them back (group_by_ids' workspace form inside the call).
+struct shuffled {
+  std::vector<pt::index_t> seq_offsets{0}, group_ids;
+  std::vector<float> mask;
+  std::vector<double> rewards, token_rewards;
+  std::vector<std::size_t> perm;  // sequence k of the shuffle is sequence perm[k] of the rollout
+};
+
+shuffled shuffle(const rollout& r, unsigned seed) {
+  const std::size_t b = r.rewards.size();
+  std::vector<std::size_t> perm(b);
+  for (std::size_t i = 0; i < b; ++i) perm[i] = i;
+  std::shuffle(perm.begin(), perm.end(), std::mt19937(seed));
+  shuffled s;
+  for (std::size_t i : perm) {
+    for (auto t = r.seq_offsets[i]; t < r.seq_offsets[i + 1]; ++t) {
+      s.mask.push_back(r.mask[static_cast<std::size_t>(t)]);
+      s.token_rewards.push_back(r.token_rewards[static_cast<std::size_t>(t)]);
+    }
+    s.seq_offsets.push_back(static_cast<pt::index_t>(s.mask.size()));
+    s.group_ids.push_back(r.group_ids[i]);
+    s.rewards.push_back(r.rewards[i]);
+  }
+  s.perm = perm;
+  return s;
+}
+
+TEST(HotCallAllocations, GroupOutcomeEstimatorsContiguous) {
+  const rollout r = make_rollout(6, 4, 21);
+  pt::advantage::estimator_inputs<double> in{.rewards = r.rewards, .mask = r.mask,
+                                             .seq_offsets = r.seq_offsets,
+                                             .group_offsets = r.group_offsets};
+  expect_estimator_workspace<pt::estimator::rloo>(in, pt::estimator::rloo::defaults);
+  expect_estimator_workspace<pt::estimator::rloo>(in, pt::advantage::rloo_conventions::trl);
+  expect_estimator_workspace<pt::estimator::rloo>(in,
+                                                  pt::advantage::rloo_conventions::trl_normalized);
+  expect_estimator_workspace<pt::estimator::rloo>(in, pt::advantage::rloo_conventions::openrlhf);
+  expect_estimator_workspace<pt::estimator::gpg>(in, pt::estimator::gpg::defaults);
+  expect_estimator_workspace<pt::estimator::grpo_passk>(in, pt::estimator::grpo_passk::defaults);
+  expect_estimator_workspace<pt::estimator::opo>(in, pt::estimator::opo::defaults);
+  expect_estimator_workspace<pt::estimator::reinforce_pp_baseline>(
+      in, pt::estimator::reinforce_pp_baseline::defaults);
+}
+
+TEST(HotCallAllocations, RlooWithNanRewardsAndTokenRewards) {
+  rollout r = make_rollout(4, 4, 22);
+  r.rewards[2] = std::numeric_limits<double>::quiet_NaN();
+  pt::advantage::estimator_inputs<double> in{.rewards = r.rewards, .mask = r.mask,
+                                             .seq_offsets = r.seq_offsets,
+                                             .group_offsets = r.group_offsets};
+  expect_estimator_workspace<pt::estimator::rloo>(in,
+                                                  pt::advantage::rloo_conventions::trl_normalized);
+  pt::advantage::estimator_inputs<double> tok{.token_rewards = r.token_rewards, .mask = r.mask,
+                                              .seq_offsets = r.seq_offsets,
+                                              .group_offsets = r.group_offsets};
+  expect_estimator_workspace<pt::estimator::rloo>(tok, pt::estimator::rloo::defaults);
+  expect_estimator_workspace<pt::estimator::opo>(tok, pt::estimator::opo::defaults);
+  expect_estimator_workspace<pt::estimator::reinforce_pp_baseline>(
+      tok, pt::estimator::reinforce_pp_baseline::defaults);
+}
+
+TEST(HotCallAllocations, GroupOutcomeEstimatorsByGroupIds) {
+  const rollout r = make_rollout(5, 4, 23);
+  const shuffled s = shuffle(r, 5);
+  pt::advantage::estimator_inputs<double> in{.rewards = s.rewards, .mask = s.mask,
+                                             .seq_offsets = s.seq_offsets,
+                                             .group_ids = s.group_ids};
+  expect_estimator_workspace<pt::estimator::grpo>(in, pt::estimator::grpo::defaults);
+  expect_estimator_workspace<pt::estimator::grpo>(in, pt::advantage::group_conventions::trl_batch);
+  expect_estimator_workspace<pt::estimator::dr_grpo>(in, pt::estimator::dr_grpo::defaults);
+  expect_estimator_workspace<pt::estimator::rloo>(in, pt::estimator::rloo::defaults);
+  expect_estimator_workspace<pt::estimator::gpg>(in, pt::estimator::gpg::defaults);
+  expect_estimator_workspace<pt::estimator::grpo_passk>(in, pt::estimator::grpo_passk::defaults);
+  expect_estimator_workspace<pt::estimator::opo>(in, pt::estimator::opo::defaults);
+  pt::advantage::estimator_inputs<double> tok{.token_rewards = s.token_rewards, .mask = s.mask,
+                                              .seq_offsets = s.seq_offsets,
+                                              .group_ids = s.group_ids};
+  expect_estimator_workspace<pt::estimator::opo>(tok, pt::estimator::opo::defaults);
+}
+
+TEST(HotCallAllocations, GroupIdsWorkspaceSameBitsAsContiguousGroups) {
+  // The grouped-by-ids call equals the contiguous call on the unshuffled rollout, per sequence.
+  const rollout r = make_rollout(5, 3, 24);
+  const shuffled s = shuffle(r, 9);
+  pt::advantage::estimator_inputs<double> by_ids{.rewards = s.rewards, .mask = s.mask,
+                                                 .seq_offsets = s.seq_offsets,
+                                                 .group_ids = s.group_ids};
+  pt::advantage::estimator_inputs<double> contiguous{.rewards = r.rewards, .mask = r.mask,
+                                                     .seq_offsets = r.seq_offsets,
+                                                     .group_offsets = r.group_offsets};
+  const pt::exec::host host;
+  std::vector<double> seq_a(r.rewards.size()), seq_b(r.rewards.size());
+  std::vector<double> tok_a(r.mask.size()), tok_b(r.mask.size());
+  pt::workspace_buffer buffer;
+  pt::estimator::rloo::compute(host, by_ids, {.advantages = tok_a, .sequence_advantages = seq_a},
+                               pt::estimator::rloo::defaults,
+                               buffer.view(pt::estimator::rloo::workspace_bytes(host, by_ids)));
+  pt::estimator::rloo::compute(host, contiguous,
+                               {.advantages = tok_b, .sequence_advantages = seq_b});
+  // 0/1 rewards: every sum is exact, so the member order inside a group does not matter.
+  for (std::size_t k = 0; k < s.rewards.size(); ++k) EXPECT_EQ(seq_a[k], seq_b[s.perm[k]]) << k;
+}
+
+TEST(HotCallAllocations, TokenEstimators) {
+  const rollout r = make_rollout(4, 3, 25);
+  pt::advantage::estimator_inputs<double> in{.token_rewards = r.token_rewards, .mask = r.mask,
+                                             .seq_offsets = r.seq_offsets,
+                                             .baselines = r.baselines};
+  expect_estimator_workspace<pt::estimator::reinforce_pp>(in, pt::estimator::reinforce_pp::defaults);
+  pt::advantage::reinforce_pp_options no_whiten = pt::estimator::reinforce_pp::defaults;
+  no_whiten.whiten = false;
+  expect_estimator_workspace<pt::estimator::reinforce_pp>(in, no_whiten);
+  expect_estimator_workspace<pt::estimator::remax>(in, pt::estimator::remax::defaults);
+}
+
+TEST(HotCallAllocations, GroupByIds) {
+  std::mt19937 rng(26);
+  std::uniform_int_distribution<pt::index_t> id(-5, 40);
+  for (std::size_t n : {0u, 1u, 7u, 64u, 300u}) {
+    std::vector<pt::index_t> ids(n);
+    for (auto& x : ids) x = id(rng) * 1000003;
+    const pt::grouping want = pt::group_by_ids(ids);
+    const std::size_t bytes = pt::group_by_ids_workspace_bytes(pt::ssize(std::span(ids)));
+    std::vector<std::byte> storage(bytes + 64);
+    std::vector<pt::index_t> order(n, -9), offsets(n + 1, -9), group_of(n, -9);
+    pt::index_t groups = -1;
+    EXPECT_EQ(count_allocations([&] {
+                groups = pt::group_by_ids(std::span<const pt::index_t>(ids), order, offsets,
+                                          group_of, pt::workspace(storage.data() + 5, bytes));
+              }),
+              0);
+    EXPECT_EQ(groups, want.num_groups());
+    EXPECT_EQ(order, want.order);
+    EXPECT_EQ(std::vector<pt::index_t>(offsets.begin(), offsets.begin() + groups + 1),
+              want.group_offsets);
+    EXPECT_EQ(group_of, want.group_of);
+    if (bytes > 0) {
+      std::vector<pt::index_t> untouched(n + 1, -3);
+      EXPECT_THROW(pt::group_by_ids(std::span<const pt::index_t>(ids), order, untouched, group_of,
+                                    pt::workspace(storage.data(), bytes / 2)),
+                   pt::error);
+      for (auto v : untouched) EXPECT_EQ(v, -3);
+    }
+  }
+}
+
+TEST(HotCallAllocations, SequenceRewards) {
+  const rollout r = make_rollout(3, 5, 27);
+  const pt::exec::host host;
+  const std::size_t b = r.rewards.size();
+  std::vector<double> want(b), got(b, -7.0);
+  pt::advantage::sequence_rewards(host, std::span<const double>(r.token_rewards), r.mask,
+                                  r.seq_offsets, std::span<double>(want));
+  const std::size_t bytes =
+      pt::advantage::sequence_rewards_workspace_bytes(host, static_cast<pt::index_t>(b));
+  std::vector<std::byte> storage(bytes + 64);
+  EXPECT_EQ(count_allocations([&] {
+              pt::advantage::sequence_rewards(host, std::span<const double>(r.token_rewards),
+                                              r.mask, r.seq_offsets, std::span<double>(got),
+                                              pt::workspace(storage.data() + 7, bytes));
+            }),
+            0);
+  EXPECT_EQ(got, want);
+  std::vector<double> untouched(b, -3.0);
+  EXPECT_THROW(pt::advantage::sequence_rewards(host, std::span<const double>(r.token_rewards),
+                                               r.mask, r.seq_offsets, std::span<double>(untouched),
+                                               pt::workspace(storage.data(), bytes / 2)),
+               pt::error);
+  for (double v : untouched) EXPECT_EQ(v, -3.0);
 }

@@ -26,6 +26,7 @@
 // weights (finite, >= 0), reward finiteness. On the device broadcast_to_tokens and
 // sequence_lengths take N from out.size() / mask.size() instead of seq_offsets.back().
 #include <cmath>
+#include <cstddef>
 #include <span>
 #include <string_view>
 #include <type_traits>
@@ -36,6 +37,7 @@
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/types.hpp"
 #include "posttrain/core/validate.hpp"
+#include "posttrain/core/workspace.hpp"
 #include "posttrain/ops/reductions.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
@@ -221,6 +223,34 @@ void sequence_rewards(Exec exec, const V& token_rewards_in, std::span<const floa
     const std::vector<masked_stats> s = segment_moments(exec, token_rewards, mask, seq_offsets);
     for (std::size_t b = 0; b < s.size(); ++b) out[b] = static_cast<T>(s[b].sum);
   }
+}
+
+// Bytes of the workspace sequence_rewards(exec::host, ..., ws) needs for B sequences (their
+// moments).
+inline std::size_t sequence_rewards_workspace_bytes(exec::host, index_t sequences) {
+  expect(sequences >= 0, "advantage::sequence_rewards_workspace_bytes", "sequences is ", sequences,
+         ", expected >= 0");
+  return workspace_size().add<masked_stats>(static_cast<std::size_t>(sequences));
+}
+
+// The same on the host with the per-sequence moments in caller scratch: no allocation, the same
+// sums.
+template <detail::values V>
+void sequence_rewards(exec::host exec, const V& token_rewards_in, std::span<const float> mask,
+                      std::span<const index_t> seq_offsets, std::span<detail::value_t<V>> out,
+                      workspace ws) {
+  using T = detail::value_t<V>;
+  constexpr std::string_view where = "advantage::sequence_rewards";
+  const std::span<const T> token_rewards(token_rewards_in);
+  expect(!seq_offsets.empty(), where, "seq_offsets is empty, expected B + 1 >= 1 elements");
+  expect_offsets(seq_offsets, ssize(token_rewards), where, "seq_offsets");
+  expect_size_or_empty(mask, ssize(token_rewards), where, "mask", "one weight per token");
+  expect_size(out, ssize(seq_offsets) - 1, where, "out", "one per sequence");
+  const std::span<masked_stats> s = ws.take<masked_stats>(out.size(), where);
+  if (!backend::reductions_backend<exec::host>::segment_moments(exec, token_rewards, mask,
+                                                               seq_offsets, s))
+    ::posttrain::detail::fail_mask(mask, "segment_moments");
+  for (std::size_t b = 0; b < s.size(); ++b) out[b] = static_cast<T>(s[b].sum);
 }
 
 // |o_b| = Σ_t m_t (the token count of each sequence when the mask is 0/1).

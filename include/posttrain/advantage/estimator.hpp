@@ -201,7 +201,9 @@ std::vector<T> outcome_rewards(Exec exec, const estimator_inputs<T>& in, std::st
 }
 
 // Bytes of run_outcome's own scratch on the host (R[B], A[B], the lengths when computed, the
-// per-sequence moments when R is summed from token rewards), before the wrapped function's.
+// per-sequence moments when R is summed from token rewards, and with inputs.group_ids the grouping:
+// order, offsets, group of each sequence, its hash table, R / A / lengths in grouped order),
+// before the wrapped function's.
 template <class T>
 workspace_size outcome_workspace_size(const estimator_contract& c, const estimator_inputs<T>& in) {
   const std::size_t b = in.seq_offsets.empty() ? 0 : in.seq_offsets.size() - 1;
@@ -210,12 +212,38 @@ workspace_size outcome_workspace_size(const estimator_contract& c, const estimat
   size.add<T>(b);
   if (c.lengths && in.lengths.empty()) size.add<double>(b);
   if (in.rewards.empty()) size.add<masked_stats>(b);
+  if (c.groups && in.group_offsets.empty() && !in.group_ids.empty()) {
+    size.add<index_t>(b);      // order
+    size.add<index_t>(b + 1);  // group offsets
+    size.add<index_t>(b);      // group of each sequence
+    size.add<std::byte>(group_by_ids_workspace_bytes(static_cast<index_t>(b)));
+    size.add<T>(b);  // R in grouped order
+    size.add<T>(b);  // A in grouped order
+    size.add<double>(c.lengths ? b : 0);
+  }
   return size;
 }
 
-// run_outcome on the host with caller scratch: R, A (and the lengths) come from ws, and fn gets
-// the rest of ws for the wrapped function; bit for bit the allocating form. With
-// inputs.group_ids the grouping (group_by_ids) is still allocated.
+// R[B] into r: inputs.rewards, or Σ_t m_t·r_t of inputs.token_rewards (sequence_rewards'
+// workspace form, with the moments in `sums`[B], a piece taken from a workspace).
+template <class T>
+void outcome_rewards_into(exec::host exec, const estimator_inputs<T>& in, std::span<T> r,
+                          std::span<masked_stats> sums, std::string_view where) {
+  const index_t b = ssize(in.seq_offsets) - 1;
+  if (!in.rewards.empty()) {
+    expect_size(in.rewards, b, where, "inputs.rewards", "one outcome reward per sequence");
+    std::copy(in.rewards.begin(), in.rewards.end(), r.begin());
+  } else if (b > 0) {
+    // sums was taken whole pieces at a time: its rounded size is the caller's.
+    sequence_rewards(exec, in.token_rewards, in.mask, in.seq_offsets, r,
+                     workspace(sums.data(), ::posttrain::detail::workspace_round_up(
+                                                sums.size_bytes())));
+  }
+}
+
+// run_outcome on the host with caller scratch: R, A (and the lengths, and the grouping by
+// inputs.group_ids) come from ws, and fn gets the rest of ws for the wrapped function; bit for bit
+// the allocating form, no allocation.
 template <class T, class Fn>
 void run_outcome(exec::host exec, const estimator_contract& c, const estimator_inputs<T>& in,
                  const estimator_outputs<T>& out, std::string_view where, workspace ws, Fn&& fn) {
@@ -227,40 +255,38 @@ void run_outcome(exec::host exec, const estimator_contract& c, const estimator_i
   const std::span<double> computed =
       ws.take<double>(c.lengths && in.lengths.empty() ? nb : 0, where);
   const std::span<masked_stats> sums = ws.take<masked_stats>(in.rewards.empty() ? nb : 0, where);
-  if (!in.rewards.empty()) {
-    expect_size(in.rewards, b, where, "inputs.rewards", "one outcome reward per sequence");
-    std::copy(in.rewards.begin(), in.rewards.end(), r.begin());
-  } else if (b > 0) {
-    // sequence_rewards' arithmetic (the sums of segment_moments) into the workspace.
-    constexpr std::string_view sr = "advantage::sequence_rewards";
-    expect_offsets(in.seq_offsets, ssize(in.token_rewards), sr, "seq_offsets");
-    expect_size_or_empty(in.mask, ssize(in.token_rewards), sr, "mask", "one weight per token");
-    if (!backend::reductions_backend<exec::host>::segment_moments(exec, in.token_rewards, in.mask,
-                                                                 in.seq_offsets, sums))
-      ::posttrain::detail::fail_mask(in.mask, "segment_moments");
-    for (std::size_t k = 0; k < nb; ++k) r[k] = static_cast<T>(sums[k].sum);
-  }
+  const bool by_ids = c.groups && in.group_offsets.empty() && !in.group_ids.empty();
+  const std::size_t ng = by_ids ? nb : 0;
+  const std::span<index_t> order = ws.take<index_t>(ng, where);
+  const std::span<index_t> offsets = ws.take<index_t>(by_ids ? nb + 1 : 0, where);
+  const std::span<index_t> group_of = ws.take<index_t>(ng, where);
+  const std::span<std::byte> table =
+      ws.take<std::byte>(by_ids ? group_by_ids_workspace_bytes(b) : 0, where);
+  const std::span<T> rg = ws.take<T>(ng, where);
+  const std::span<T> ag = ws.take<T>(ng, where);
+  const std::span<double> lg = ws.take<double>(by_ids && c.lengths ? nb : 0, where);
+  outcome_rewards_into(exec, in, r, sums, where);
   std::span<const double> lengths = in.lengths;
   if (c.lengths && lengths.empty()) {
     sequence_lengths(exec, in.mask, in.seq_offsets, computed);
     lengths = computed;
   }
-  if (!c.groups || !in.group_offsets.empty()) {
+  if (!by_ids) {
     fn(std::span<const T>(r), a, in.group_offsets, lengths, ws);
   } else {
     if (c.lengths)
       expect_size(lengths, ssize(r), where, "inputs.lengths", "one length per sequence");
-    const grouping g = group_by_ids(in.group_ids);
-    std::vector<T> rg(r.size()), ag(r.size());
-    std::vector<double> lg(lengths.size());
-    for (std::size_t k = 0; k < r.size(); ++k) {
-      const auto i = static_cast<std::size_t>(g.order[k]);
+    const index_t groups =
+        group_by_ids(in.group_ids, order, offsets, group_of, workspace(table.data(), table.size()));
+    for (std::size_t k = 0; k < nb; ++k) {
+      const auto i = static_cast<std::size_t>(order[k]);
       rg[k] = r[i];
-      if (!lengths.empty()) lg[k] = lengths[i];
+      if (c.lengths) lg[k] = lengths[i];
     }
-    fn(std::span<const T>(rg), std::span<T>(ag), std::span<const index_t>(g.group_offsets),
+    fn(std::span<const T>(rg), ag,
+       std::span<const index_t>(offsets.first(static_cast<std::size_t>(groups) + 1)),
        std::span<const double>(lg), ws);
-    for (std::size_t k = 0; k < r.size(); ++k) a[static_cast<std::size_t>(g.order[k])] = ag[k];
+    for (std::size_t k = 0; k < nb; ++k) a[static_cast<std::size_t>(order[k])] = ag[k];
   }
   if (!out.sequence_advantages.empty()) std::copy(a.begin(), a.end(), out.sequence_advantages.begin());
   broadcast_to_tokens(exec, std::span<const T>(a), in.seq_offsets, in.mask, out.advantages);
@@ -334,6 +360,39 @@ using advantage::estimator_inputs;
 using advantage::estimator_outputs;
 using advantage::reward_level;
 
+namespace detail {
+// The advantage function of each group outcome estimator, Fn{}(exec, R, groups, A, options[, ws]),
+// and the size of its workspace form, chosen by the options type.
+struct group_fn {
+  void operator()(auto&&... a) const { advantage::group_advantages(a...); }
+};
+struct rloo_fn {
+  void operator()(auto&&... a) const { advantage::rloo_advantages(a...); }
+};
+struct gpg_fn {
+  void operator()(auto&&... a) const { advantage::gpg_advantages(a...); }
+};
+struct passk_fn {
+  void operator()(auto&&... a) const { advantage::passk_advantages(a...); }
+};
+inline std::size_t fn_workspace_bytes(exec::host e, index_t b, index_t g,
+                                      const advantage::group_options& o) {
+  return advantage::group_advantages_workspace_bytes(e, b, g, o);
+}
+inline std::size_t fn_workspace_bytes(exec::host e, index_t b, index_t g,
+                                      const advantage::rloo_options& o) {
+  return advantage::rloo_advantages_workspace_bytes(e, b, g, o);
+}
+inline std::size_t fn_workspace_bytes(exec::host e, index_t b, index_t g,
+                                      const advantage::gpg_options& o) {
+  return advantage::gpg_advantages_workspace_bytes(e, b, g, o);
+}
+inline std::size_t fn_workspace_bytes(exec::host e, index_t b, index_t g,
+                                      const advantage::passk_options& o) {
+  return advantage::passk_advantages_workspace_bytes(e, b, g, o);
+}
+}  // namespace detail
+
 // The group outcome estimators (one advantage per sequence from the rewards of its group:
 // grpo, rloo, gpg, grpo_passk) share everything but their name, options and advantage function
 // Fn (a function object: Fn{}(exec, R[B], group_offsets, A[B], options)). Contiguous groups or
@@ -346,9 +405,22 @@ struct estimator_name {
   }
 };
 
+// "estimator::" + name at compile time: error messages without building a std::string (which
+// would allocate in a workspace call for names past the small-string buffer).
+template <std::size_t N>
+struct qualified_estimator_name {
+  char text[N + 11]{};
+  constexpr explicit qualified_estimator_name(const char (&s)[N]) {
+    constexpr char prefix[] = "estimator::";
+    for (std::size_t i = 0; i < 11; ++i) text[i] = prefix[i];
+    for (std::size_t i = 0; i < N; ++i) text[11 + i] = s[i];
+  }
+};
+
 template <estimator_name Name, class Options, Options Defaults, class Fn>
 struct group_outcome {
   static constexpr const char* name = Name.text;
+  static constexpr qualified_estimator_name<sizeof(Name.text)> qualified{Name.text};
   static constexpr estimator_contract contract{
       .rewards = reward_level::outcome, .groups = true, .sequence_output = true};
   using options_type = Options;
@@ -358,142 +430,176 @@ struct group_outcome {
   static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
                       const options_type& o = defaults) {
     advantage::detail::run_outcome(
-        exec, contract, in, out, std::string("estimator::") + name,
+        exec, contract, in, out, std::string_view(qualified.text),
         [&](std::span<const T> r, std::span<T> a, std::span<const index_t> groups, auto) {
           Fn{}(exec, r, groups, a, o);
         });
   }
 
-  // Bytes of the workspace compute(exec::host, in, out, o, ws) needs for these inputs. Only
-  // estimators whose advantage function takes a workspace (Fn::takes_workspace: grpo, dr_grpo)
-  // are then free of allocations; the others allocate inside their function.
+  // Bytes of the workspace compute(exec::host, in, out, o, ws) needs for these inputs (the
+  // outcome scratch of run_outcome and the advantage function's, detail::fn_workspace_bytes; with
+  // group_ids G is bounded by B).
   template <class T>
   static std::size_t workspace_bytes(exec::host exec, const estimator_inputs<T>& in,
                                      const options_type& o = defaults) {
-    std::size_t bytes = advantage::detail::outcome_workspace_size(contract, in);
-    if constexpr (Fn::takes_workspace) {
-      const index_t b = in.seq_offsets.empty() ? 0 : ssize(in.seq_offsets) - 1;
-      const index_t g = in.group_offsets.empty() ? b : ssize(in.group_offsets) - 1;
-      bytes += Fn::workspace_bytes(exec, b, g, o);
-    }
-    return bytes;
+    const index_t b = in.seq_offsets.empty() ? 0 : ssize(in.seq_offsets) - 1;
+    const index_t g = in.group_offsets.empty() ? b : ssize(in.group_offsets) - 1;
+    return advantage::detail::outcome_workspace_size(contract, in) +
+           detail::fn_workspace_bytes(exec, b, g, o);
   }
 
-  // Caller scratch (workspace_bytes(exec, in, o) bytes): with contiguous group_offsets and
-  // Fn::takes_workspace no allocation; bit for bit the allocating form.
+  // Caller scratch (workspace_bytes(exec, in, o) bytes): no allocation, with group_offsets or
+  // group_ids; bit for bit the allocating form.
   template <class T>
   static void compute(exec::host exec, const estimator_inputs<T>& in,
                       const estimator_outputs<T>& out, const options_type& o, workspace ws) {
     advantage::detail::run_outcome(
-        exec, contract, in, out, std::string("estimator::") + name, ws,
+        exec, contract, in, out, std::string_view(qualified.text), ws,
         [&](std::span<const T> r, std::span<T> a, std::span<const index_t> groups, auto,
-            workspace rest) {
-          if constexpr (Fn::takes_workspace)
-            Fn{}(exec, r, groups, a, o, rest);
-          else
-            Fn{}(exec, r, groups, a, o);
-        });
+            workspace rest) { Fn{}(exec, r, groups, a, o, rest); });
   }
 };
 
-namespace detail {
-struct group_fn {
-  static constexpr bool takes_workspace = true;
-  static std::size_t workspace_bytes(exec::host e, index_t members, index_t groups,
-                                     const advantage::group_options& o) {
-    return advantage::group_advantages_workspace_bytes(e, members, groups, o);
-  }
-  void operator()(auto&&... a) const { advantage::group_advantages(a...); }
-};
-struct rloo_fn {
-  static constexpr bool takes_workspace = false;
-  void operator()(auto&&... a) const { advantage::rloo_advantages(a...); }
-};
-struct gpg_fn {
-  static constexpr bool takes_workspace = false;
-  void operator()(auto&&... a) const { advantage::gpg_advantages(a...); }
-};
-struct passk_fn {
-  static constexpr bool takes_workspace = false;
-  void operator()(auto&&... a) const { advantage::passk_advantages(a...); }
-};
-}  // namespace detail
-
-// GAE (Schulman et al. 2016; verl `gae`, TRL PPO, OpenRLHF, open-instruct).
-struct gae {
-  static constexpr const char* name = "gae";
-  static constexpr estimator_contract contract{.rewards = reward_level::token, .values = true};
-  using options_type = advantage::gae_options;
-  static constexpr options_type defaults = advantage::gae_conventions::verl;
+// The token-level models (gae, reinforce_pp, remax, optimal_token_baseline) share everything but
+// their name, the name their errors carry, the contract, the options and the call:
+// Call{}(exec, in, out, options) after validate_estimator_io, and where the call has a workspace
+// form, Call::workspace_bytes(exec::host, in, options) and Call{}(exec::host, in, out, options, ws).
+template <estimator_name Name, estimator_name Where, estimator_contract Contract, class Options,
+          Options Defaults, class Call>
+struct token_level {
+  static constexpr const char* name = Name.text;
+  static constexpr estimator_contract contract = Contract;
+  using options_type = Options;
+  static constexpr options_type defaults = Defaults;
 
   template <execution_tag Exec, class T>
   static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
                       const options_type& o = defaults) {
-    advantage::detail::validate_estimator_io(contract, in, out, "estimator::gae");
-    advantage::gae(exec, in.token_rewards, in.values, in.mask, in.seq_offsets, out.advantages,
-                   out.returns, o);
+    advantage::detail::validate_estimator_io(contract, in, out, std::string_view(Where.text));
+    Call{}(exec, in, out, o);
   }
 
-  // The whitening's scratch (advantage::gae_workspace_bytes): no allocation.
   template <class T>
+    requires(Call::has_workspace)
   static std::size_t workspace_bytes(exec::host exec, const estimator_inputs<T>& in,
                                      const options_type& o = defaults) {
-    return advantage::gae_workspace_bytes(exec, in.seq_offsets, o);
+    return Call::workspace_bytes(exec, in, o);
   }
   template <class T>
+    requires(Call::has_workspace)
   static void compute(exec::host exec, const estimator_inputs<T>& in,
                       const estimator_outputs<T>& out, const options_type& o, workspace ws) {
-    advantage::detail::validate_estimator_io(contract, in, out, "estimator::gae");
-    advantage::gae(exec, in.token_rewards, in.values, in.mask, in.seq_offsets, out.advantages,
-                   out.returns, o, ws);
+    advantage::detail::validate_estimator_io(contract, in, out, std::string_view(Where.text));
+    Call{}(exec, in, out, o, ws);
   }
 };
+
+// A model that is another with a different name and default preset (dr_grpo of grpo, the
+// multi-turn OTB of OTB): the same computation, forms and workspace.
+template <class Base, estimator_name Name, typename Base::options_type Defaults>
+struct preset : Base {
+  static constexpr const char* name = Name.text;
+  static constexpr typename Base::options_type defaults = Defaults;
+
+  template <execution_tag Exec, class T>
+  static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
+                      const typename Base::options_type& o = defaults) {
+    Base::compute(exec, in, out, o);
+  }
+  template <class T>
+    requires requires(const estimator_inputs<T>& in) { Base::workspace_bytes(exec::host{}, in); }
+  static void compute(exec::host exec, const estimator_inputs<T>& in,
+                      const estimator_outputs<T>& out, const typename Base::options_type& o,
+                      workspace ws) {
+    Base::compute(exec, in, out, o, ws);
+  }
+  template <class T>
+    requires requires(const estimator_inputs<T>& in) { Base::workspace_bytes(exec::host{}, in); }
+  static std::size_t workspace_bytes(exec::host exec, const estimator_inputs<T>& in,
+                                     const typename Base::options_type& o = defaults) {
+    return Base::workspace_bytes(exec, in, o);
+  }
+};
+
+namespace detail {
+// The calls of the token-level models.
+struct gae_call {
+  static constexpr bool has_workspace = true;
+  template <class T>
+  static std::size_t workspace_bytes(exec::host exec, const estimator_inputs<T>& in,
+                                     const advantage::gae_options& o) {
+    return advantage::gae_workspace_bytes(exec, in.seq_offsets, o);  // the whitening's
+  }
+  template <class Exec, class T, class... Ws>
+  void operator()(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
+                  const advantage::gae_options& o, Ws... ws) const {
+    advantage::gae(exec, in.token_rewards, in.values, in.mask, in.seq_offsets, out.advantages,
+                   out.returns, o, ws...);
+  }
+};
+struct reinforce_pp_call {
+  static constexpr bool has_workspace = true;
+  template <class T>
+  static std::size_t workspace_bytes(exec::host exec, const estimator_inputs<T>& in,
+                                     const advantage::reinforce_pp_options& o) {
+    return advantage::reinforce_plus_plus_workspace_bytes(exec, in.seq_offsets, o);
+  }
+  template <class Exec, class T, class... Ws>
+  void operator()(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
+                  const advantage::reinforce_pp_options& o, Ws... ws) const {
+    advantage::reinforce_plus_plus(exec, in.token_rewards, in.mask, in.seq_offsets,
+                                   out.advantages, out.returns, o, ws...);
+  }
+};
+struct remax_call {  // one scan, no scratch: the workspace form is the call itself (0 bytes)
+  static constexpr bool has_workspace = true;
+  template <class T>
+  static std::size_t workspace_bytes(exec::host, const estimator_inputs<T>&,
+                                     const advantage::remax_options&) {
+    return 0;
+  }
+  template <class Exec, class T, class... Ws>
+  void operator()(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
+                  const advantage::remax_options&, Ws...) const {
+    advantage::remax(exec, in.token_rewards, in.baselines, in.mask, in.seq_offsets,
+                     out.advantages, out.returns);
+  }
+};
+struct otb_call {  // allocates (backend/cpu/advantage_otb.hpp): no workspace form yet
+  static constexpr bool has_workspace = false;
+  template <class Exec, class T>
+  void operator()(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
+                  const advantage::otb_options& o) const {
+    advantage::optimal_token_baseline(exec, in.token_rewards, in.old_logprobs, in.sum_pi_squared,
+                                      in.is_weights, in.mask, in.seq_offsets, in.group_offsets,
+                                      out.advantages, out.returns, o);
+  }
+};
+}  // namespace detail
+
+// GAE (Schulman et al. 2016; verl `gae`, TRL PPO, OpenRLHF, open-instruct).
+struct gae : token_level<"gae", "estimator::gae",
+                         estimator_contract{.rewards = reward_level::token, .values = true},
+                         advantage::gae_options, advantage::gae_conventions::verl,
+                         detail::gae_call> {};
 
 // GRPO (Shao et al. 2024) with any std / ε / singleton convention (verl `grpo`).
 struct grpo : group_outcome<"grpo", advantage::group_options, advantage::group_conventions::verl,
                             detail::group_fn> {};
 
 // Dr. GRPO (Liu et al. 2025): R − μ_g (verl norm_adv_by_std_in_grpo = False).
-struct dr_grpo : grpo {
-  static constexpr const char* name = "dr_grpo";
-  static constexpr options_type defaults = advantage::group_conventions::dr_grpo;
-
-  template <execution_tag Exec, class T>
-  static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
-                      const options_type& o = defaults) {
-    grpo::compute(exec, in, out, o);
-  }
-  template <class T>
-  static void compute(exec::host exec, const estimator_inputs<T>& in,
-                      const estimator_outputs<T>& out, const options_type& o, workspace ws) {
-    grpo::compute(exec, in, out, o, ws);
-  }
-  template <class T>
-  static std::size_t workspace_bytes(exec::host exec, const estimator_inputs<T>& in,
-                                     const options_type& o = defaults) {
-    return grpo::workspace_bytes(exec, in, o);
-  }
-};
+struct dr_grpo : preset<grpo, "dr_grpo", advantage::group_conventions::dr_grpo> {};
 
 // RLOO (Kool et al. 2019; Ahmadian et al. 2024; verl `rloo`, TRL, OpenRLHF).
 struct rloo : group_outcome<"rloo", advantage::rloo_options, advantage::rloo_conventions::verl,
                             detail::rloo_fn> {};
 
 // REINFORCE++ (Hu 2025; verl `reinforce_plus_plus`, OpenRLHF `reinforce`).
-struct reinforce_pp {
-  static constexpr const char* name = "reinforce_plus_plus";
-  static constexpr estimator_contract contract{.rewards = reward_level::token};
-  using options_type = advantage::reinforce_pp_options;
-  static constexpr options_type defaults = advantage::reinforce_pp_conventions::verl;
-
-  template <execution_tag Exec, class T>
-  static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
-                      const options_type& o = defaults) {
-    advantage::detail::validate_estimator_io(contract, in, out, "estimator::reinforce_pp");
-    advantage::reinforce_plus_plus(exec, in.token_rewards, in.mask, in.seq_offsets, out.advantages,
-                                   out.returns, o);
-  }
-};
+struct reinforce_pp
+    : token_level<"reinforce_plus_plus", "estimator::reinforce_pp",
+                  estimator_contract{.rewards = reward_level::token},
+                  advantage::reinforce_pp_options, advantage::reinforce_pp_conventions::verl,
+                  detail::reinforce_pp_call> {};
 
 // REINFORCE++-baseline (verl `reinforce_plus_plus_baseline`, OpenRLHF `reinforce_baseline`):
 // token-level (whitened over the batch), so no sequence output; returns = advantages (verl).
@@ -514,23 +620,41 @@ struct reinforce_pp_baseline {
     if (!out.returns.empty())
       std::copy(out.advantages.begin(), out.advantages.end(), out.returns.begin());
   }
+
+  // R[B] (and the per-sequence moments when R is summed from token rewards) and
+  // advantage::reinforce_plus_plus_baseline's scratch: no allocation.
+  template <class T>
+  static std::size_t workspace_bytes(exec::host exec, const estimator_inputs<T>& in,
+                                     const options_type& o = defaults) {
+    const std::size_t b = in.seq_offsets.empty() ? 0 : in.seq_offsets.size() - 1;
+    const index_t g = in.group_offsets.empty() ? 0 : ssize(in.group_offsets) - 1;
+    workspace_size own;
+    own.add<T>(b);
+    own.add<masked_stats>(in.rewards.empty() ? b : 0);
+    return own +
+           advantage::reinforce_plus_plus_baseline_workspace_bytes<T>(exec, in.seq_offsets, g, o);
+  }
+  template <class T>
+  static void compute(exec::host exec, const estimator_inputs<T>& in,
+                      const estimator_outputs<T>& out, const options_type& o, workspace ws) {
+    constexpr std::string_view where = "estimator::reinforce_pp_baseline";
+    advantage::detail::validate_estimator_io(contract, in, out, where);
+    const std::size_t b = in.seq_offsets.size() - 1;
+    const std::span<T> r = ws.take<T>(b, where);
+    const std::span<masked_stats> sums = ws.take<masked_stats>(in.rewards.empty() ? b : 0, where);
+    advantage::detail::outcome_rewards_into(exec, in, r, sums, where);
+    advantage::reinforce_plus_plus_baseline(exec, std::span<const T>(r), in.group_offsets, in.mask,
+                                            in.seq_offsets, out.advantages, o, ws);
+    if (!out.returns.empty())
+      std::copy(out.advantages.begin(), out.advantages.end(), out.returns.begin());
+  }
 };
 
 // ReMax (Li et al. 2023; verl `remax`): reverse cumsum minus the greedy rollout's reward.
-struct remax {
-  static constexpr const char* name = "remax";
-  static constexpr estimator_contract contract{.rewards = reward_level::token, .baselines = true};
-  using options_type = advantage::remax_options;
-  static constexpr options_type defaults{};
-
-  template <execution_tag Exec, class T>
-  static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
-                      const options_type& = defaults) {
-    advantage::detail::validate_estimator_io(contract, in, out, "estimator::remax");
-    advantage::remax(exec, in.token_rewards, in.baselines, in.mask, in.seq_offsets, out.advantages,
-                     out.returns);
-  }
-};
+struct remax : token_level<"remax", "estimator::remax",
+                           estimator_contract{.rewards = reward_level::token, .baselines = true},
+                           advantage::remax_options, advantage::remax_options{},
+                           detail::remax_call> {};
 
 // OPO (verl `opo`): length-weighted group baseline.
 struct opo {
@@ -550,6 +674,27 @@ struct opo {
           advantage::opo_advantages(exec, r, lengths, groups, a);
         });
   }
+
+  // run_outcome's scratch (R, A, the lengths when computed, the grouping by ids) and one baseline
+  // per group: no allocation.
+  template <class T>
+  static std::size_t workspace_bytes(exec::host exec, const estimator_inputs<T>& in,
+                                     const options_type& = defaults) {
+    const index_t b = in.seq_offsets.empty() ? 0 : ssize(in.seq_offsets) - 1;
+    const index_t g = in.group_offsets.empty() ? b : ssize(in.group_offsets) - 1;
+    return advantage::detail::outcome_workspace_size(contract, in) +
+           advantage::opo_advantages_workspace_bytes(exec, b, g);
+  }
+  template <class T>
+  static void compute(exec::host exec, const estimator_inputs<T>& in,
+                      const estimator_outputs<T>& out, const options_type&, workspace ws) {
+    advantage::detail::run_outcome(
+        exec, contract, in, out, "estimator::opo", ws,
+        [&](std::span<const T> r, std::span<T> a, std::span<const index_t> groups,
+            std::span<const double> lengths, workspace rest) {
+          advantage::opo_advantages(exec, r, lengths, groups, a, rest);
+        });
+  }
 };
 
 // GPG (Chu et al. 2025; verl `gpg`).
@@ -561,35 +706,15 @@ struct grpo_passk : group_outcome<"grpo_passk", advantage::passk_options,
                                   advantage::passk_options{}, detail::passk_fn> {};
 
 // Optimal token baseline (verl `optimal_token_baseline`).
-struct optimal_token_baseline {
-  static constexpr const char* name = "optimal_token_baseline";
-  static constexpr estimator_contract contract{
-      .rewards = reward_level::token, .groups = true, .behaviour_stats = true};
-  using options_type = advantage::otb_options;
-  static constexpr options_type defaults = advantage::otb_conventions::verl;
-
-  template <execution_tag Exec, class T>
-  static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
-                      const options_type& o = defaults) {
-    advantage::detail::validate_estimator_io(contract, in, out,
-                                             "estimator::optimal_token_baseline");
-    advantage::optimal_token_baseline(exec, in.token_rewards, in.old_logprobs, in.sum_pi_squared,
-                                      in.is_weights, in.mask, in.seq_offsets, in.group_offsets,
-                                      out.advantages, out.returns, o);
-  }
-};
+struct optimal_token_baseline
+    : token_level<"optimal_token_baseline", "estimator::optimal_token_baseline",
+                  estimator_contract{
+                      .rewards = reward_level::token, .groups = true, .behaviour_stats = true},
+                  advantage::otb_options, advantage::otb_conventions::verl, detail::otb_call> {};
 
 // Multi-turn optimal token baseline (verl `tir_optimal_token_baseline`).
-struct tir_optimal_token_baseline : optimal_token_baseline {
-  static constexpr const char* name = "tir_optimal_token_baseline";
-  static constexpr options_type defaults = advantage::otb_conventions::verl_tir;
-
-  template <execution_tag Exec, class T>
-  static void compute(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
-                      const options_type& o = defaults) {
-    optimal_token_baseline::compute(exec, in, out, o);
-  }
-};
+struct tir_optimal_token_baseline : preset<optimal_token_baseline, "tir_optimal_token_baseline",
+                                           advantage::otb_conventions::verl_tir> {};
 
 }  // namespace estimator
 

@@ -301,7 +301,8 @@ void gae(Exec exec, const V& rewards_in, std::span<const detail::value_t<V>> val
          "only index for index)");
   // The whitening takes its scratch after the advantages are written: check its size first.
   const std::size_t needed = gae_workspace_bytes(exec, seq_offsets, options);
-  expect(needed == 0 || ws.size() >= needed, where, "workspace of ", ws.size(),
+  expect(needed == 0 || ws.size() >= needed || (!detail::on_host_v<Exec> && ws.data() == nullptr),
+         where, "workspace of ", ws.size(),
          " bytes is too small (", needed, " needed): size it with gae_workspace_bytes");
   if constexpr (!detail::on_host_v<Exec>) {
     detail::advantage_backend<Exec>::gae(exec, rewards, values, mask, seq_offsets, advantages,
@@ -330,7 +331,8 @@ void gae(Exec exec, const V& rewards, std::span<const detail::value_t<V>> values
          const gae_options& options = {}) {
   workspace_buffer buffer;
   gae(exec, rewards, values, mask, seq_offsets, advantages, returns, options,
-      buffer.view(gae_workspace_bytes(exec, seq_offsets, options)));
+      ::posttrain::detail::scratch_view(exec, buffer,
+                                        gae_workspace_bytes(exec, seq_offsets, options)));
 }
 
 }  // namespace advantage

@@ -186,17 +186,15 @@ inline void validate_group_options(const group_options& o, std::string_view wher
          "options.nan is not a nan_policy");
 }
 
-// Validates the common outcome arguments; returns the scorable mask (empty = all scorable).
+// Validates the common outcome arguments (groups, out's size and aliasing, reward finiteness).
 template <class T>
-std::vector<float> validate_outcome(std::span<const T> rewards,
-                                    std::span<const index_t> group_offsets, std::span<T> out,
-                                    nan_policy nan, std::string_view where) {
+void validate_outcome(std::span<const T> rewards, std::span<const index_t> group_offsets,
+                      std::span<T> out, nan_policy nan, std::string_view where) {
   validate_groups(group_offsets, ssize(rewards), where);
   expect_size(out, ssize(rewards), where, "out", "one advantage per reward");
   expect(disjoint_or_same(out, rewards), where,
          "out partially overlaps rewards (in place needs out == rewards)");
   validate_rewards(rewards, nan, where, "rewards");
-  return nan == nan_policy::ignore ? scorable_mask(rewards) : std::vector<float>{};
 }
 
 // Throws when a non-empty group has fewer than two scorable members.
@@ -221,16 +219,24 @@ void validate_outcome_sizes(std::span<const T> rewards, std::span<const index_t>
 
 // Host: validate_outcome, then the per-group moments of the scorable rewards with the singleton
 // "raise" policy checked before any output is written; shared by GRPO and RLOO (the host twin of
-// backend/cuda's group_detail::checked_group_moments).
-template <class Exec, class T>
-std::vector<masked_stats> checked_group_moments(Exec exec, std::span<const T> rewards,
-                                                std::span<const index_t> group_offsets,
-                                                std::span<T> out, nan_policy nan,
-                                                singleton_policy singleton,
-                                                std::string_view where) {
-  const std::vector<float> scorable = validate_outcome(rewards, group_offsets, out, nan, where);
-  std::vector<masked_stats> stats =
-      segment_moments(exec, rewards, std::span<const float>(scorable), group_offsets);
+// backend/cuda's group_detail::checked_group_moments). The scorable mask (nan_policy::ignore,
+// B floats) and the G moments are taken from ws, in that order.
+template <class T>
+std::span<const masked_stats> checked_group_moments(exec::host exec, std::span<const T> rewards,
+                                                    std::span<const index_t> group_offsets,
+                                                    std::span<T> out, nan_policy nan,
+                                                    singleton_policy singleton,
+                                                    std::string_view where, workspace& ws) {
+  validate_outcome(rewards, group_offsets, out, nan, where);
+  const std::span<float> scorable_buf =
+      ws.take<float>(nan == nan_policy::ignore ? rewards.size() : 0, where);
+  const std::span<masked_stats> stats = ws.take<masked_stats>(group_offsets.size() - 1, where);
+  const std::span<const float> scorable = nan == nan_policy::ignore
+                                              ? scorable_mask(rewards, scorable_buf)
+                                              : std::span<const float>();
+  if (!backend::reductions_backend<exec::host>::segment_moments(exec, rewards, scorable,
+                                                               group_offsets, stats))
+    ::posttrain::detail::fail_mask(scorable, "segment_moments");
   if (singleton == singleton_policy::raise)
     reject_singletons(stats, group_offsets, where, "options.singleton = raise");
   return stats;
@@ -262,24 +268,10 @@ void group_advantages(exec::host exec, const V& rewards_in, std::span<const inde
   constexpr std::string_view where = "advantage::group_advantages";
   const std::span<const T> rewards(rewards_in);
   detail::validate_group_options(options, where);
-  detail::validate_groups(group_offsets, ssize(rewards), where);
-  expect_size(out, ssize(rewards), where, "out", "one advantage per reward");
-  expect(detail::disjoint_or_same(out, rewards), where,
-         "out partially overlaps rewards (in place needs out == rewards)");
-  detail::validate_rewards(rewards, options.nan, where, "rewards");
-  const std::size_t groups = group_offsets.size() - 1;
-  const std::span<float> scorable_buf =
-      ws.take<float>(options.nan == nan_policy::ignore ? rewards.size() : 0, where);
-  const std::span<masked_stats> stats = ws.take<masked_stats>(groups, where);
+  const std::span<const masked_stats> stats = detail::checked_group_moments(
+      exec, rewards, group_offsets, out, options.nan, options.singleton, where, ws);
+  const std::size_t groups = stats.size();
   const std::span<group_coefficients> coefficients = ws.take<group_coefficients>(groups, where);
-  const std::span<const float> scorable =
-      options.nan == nan_policy::ignore ? detail::scorable_mask(rewards, scorable_buf)
-                                        : std::span<const float>();
-  if (!backend::reductions_backend<exec::host>::segment_moments(exec, rewards, scorable,
-                                                               group_offsets, stats))
-    ::posttrain::detail::fail_mask(scorable, "segment_moments");
-  if (options.singleton == singleton_policy::raise)
-    detail::reject_singletons(stats, group_offsets, where, "options.singleton = raise");
   double batch_denominator = 1.0;
   if (options.scale == group_scale::batch) {
     const masked_stats all = merge(std::span<const masked_stats>(stats));
@@ -316,13 +308,24 @@ void group_advantages(Exec exec, const V& rewards_in, std::span<const index_t> g
   }
 }
 
-// GRPO pass@k advantages (verl grpo_passk); see the header comment.
-template <execution_tag Exec, detail::values V>
-void passk_advantages(Exec exec, const V& rewards_in, std::span<const index_t> group_offsets,
-                      std::span<detail::value_t<V>> out, const passk_options& options = {}) {
+// Bytes of the workspace passk_advantages(exec::host, ..., ws) needs for G = `groups` groups (the
+// group moments, the arg-max and the gain of every group).
+inline std::size_t passk_advantages_workspace_bytes(exec::host, index_t members, index_t groups,
+                                                    const passk_options& = {}) {
+  constexpr std::string_view where = "advantage::passk_advantages_workspace_bytes";
+  expect(members >= 0, where, "members is ", members, ", expected >= 0");
+  expect(groups >= 0, where, "groups is ", groups, ", expected >= 0");
+  const auto g = static_cast<std::size_t>(groups);
+  return workspace_size().add<masked_stats>(g).add<index_t>(g).add<double>(g);
+}
+
+// GRPO pass@k advantages on the host with caller scratch (passk_advantages_workspace_bytes): no
+// allocation; bit for bit the allocating form.
+template <detail::values V>
+void passk_advantages(exec::host exec, const V& rewards_in, std::span<const index_t> group_offsets,
+                      std::span<detail::value_t<V>> out, const passk_options& options,
+                      workspace ws) {
   using T = detail::value_t<V>;
-  static_assert(detail::host_only_exec_v<Exec>,
-                "advantage::passk_advantages has no device path yet: call it with exec::host");
   constexpr std::string_view where = "advantage::passk_advantages";
   const std::span<const T> rewards(rewards_in);
   expect_non_negative(options.epsilon, where, "options.epsilon");
@@ -330,12 +333,14 @@ void passk_advantages(Exec exec, const V& rewards_in, std::span<const index_t> g
   for (std::size_t g = 0; g + 1 < group_offsets.size(); ++g)
     expect(group_offsets[g + 1] - group_offsets[g] >= 2, where, "group ", g, " has ",
            group_offsets[g + 1] - group_offsets[g], " member(s), pass@k needs at least 2");
-  const std::vector<masked_stats> stats =
-      segment_moments(exec, rewards, std::span<const float>(), group_offsets);
+  const std::size_t groups = group_offsets.size() - 1;
+  const std::span<masked_stats> stats = ws.take<masked_stats>(groups, where);
+  const std::span<index_t> best = ws.take<index_t>(groups, where);
+  const std::span<double> gain = ws.take<double>(groups, where);
+  if (!backend::reductions_backend<exec::host>::segment_moments(
+          exec, rewards, std::span<const float>(), group_offsets, stats))
+    ::posttrain::detail::fail_mask(std::span<const float>(), "segment_moments");
   // Per group: the arg-max (first index wins ties) and the advantage it receives.
-  const std::size_t groups = stats.size();
-  std::vector<index_t> best(groups);
-  std::vector<double> gain(groups);
   for (std::size_t g = 0; g < groups; ++g) {
     index_t arg = group_offsets[g];
     for (index_t i = group_offsets[g] + 1; i < group_offsets[g + 1]; ++i)
@@ -349,10 +354,29 @@ void passk_advantages(Exec exec, const V& rewards_in, std::span<const index_t> g
     best[g] = arg;
     gain[g] = a;
   }
-  detail::advantage_backend<Exec>::for_each_member(exec, group_offsets, [&](index_t g, index_t i) {
-    const auto k = static_cast<std::size_t>(g);
-    out[i] = static_cast<T>(i == best[k] ? gain[k] : 0.0);
-  });
+  detail::advantage_backend<exec::host>::for_each_member(
+      exec, group_offsets, [&](index_t g, index_t i) {
+        const auto k = static_cast<std::size_t>(g);
+        out[i] = static_cast<T>(i == best[k] ? gain[k] : 0.0);
+      });
+}
+
+// GRPO pass@k advantages (verl grpo_passk); see the header comment. The scratch is allocated for
+// this call (the workspace form above without a caller buffer).
+template <execution_tag Exec, detail::values V>
+void passk_advantages(Exec exec, const V& rewards_in, std::span<const index_t> group_offsets,
+                      std::span<detail::value_t<V>> out, const passk_options& options = {}) {
+  using T = detail::value_t<V>;
+  static_assert(detail::host_only_exec_v<Exec>,
+                "advantage::passk_advantages has no device path yet: call it with exec::host");
+  const std::span<const T> rewards(rewards_in);
+  constexpr std::string_view where = "advantage::passk_advantages";
+  expect_non_negative(options.epsilon, where, "options.epsilon");
+  detail::validate_groups(group_offsets, ssize(rewards), where);
+  workspace_buffer buffer;
+  passk_advantages(exec, rewards, group_offsets, out, options,
+                   buffer.view(passk_advantages_workspace_bytes(
+                       exec, ssize(rewards), ssize(group_offsets) - 1, options)));
 }
 
 }  // namespace advantage

@@ -47,6 +47,7 @@
 // Validation as for GAE (advantage/gae.hpp): γ finite in [0, 1], sizes, offsets, mask weights,
 // and with whitening on_degenerate = raise the batch must have enough weight (checked first).
 #include <array>
+#include <cstddef>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -58,6 +59,7 @@
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/types.hpp"
 #include "posttrain/core/validate.hpp"
+#include "posttrain/core/workspace.hpp"
 #include "posttrain/ops/whiten.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
@@ -263,13 +265,25 @@ void reverse_cumsum(Exec exec, const V& values_in, std::span<const float> mask,
                       {.gamma = 1.0, .convention = return_convention::mask_rewards});
 }
 
-// REINFORCE++: advantages[N] (whitened returns) and returns[N] (optional, unwhitened).
+// Bytes of the workspace reinforce_plus_plus(..., ws) needs: the whitening's scratch
+// (options.whiten) over the B sequences of seq_offsets (whiten_workspace_bytes), else 0.
+template <execution_tag Exec>
+std::size_t reinforce_plus_plus_workspace_bytes(Exec exec, std::span<const index_t> seq_offsets,
+                                                const reinforce_pp_options& options = {}) {
+  if (!options.whiten) return 0;
+  return whiten_workspace_bytes(
+      exec, ::posttrain::detail::whiten_scope_count(options.whitening, seq_offsets));
+}
+
+// REINFORCE++: advantages[N] (whitened returns) and returns[N] (optional, unwhitened). The
+// whitening's scratch comes from ws (reinforce_plus_plus_workspace_bytes): no allocation on the
+// host.
 template <execution_tag Exec, detail::values V>
 void reinforce_plus_plus(Exec exec, const V& rewards_in, std::span<const float> mask,
                          std::span<const index_t> seq_offsets,
                          std::span<detail::value_t<V>> advantages,
                          std::span<detail::value_t<V>> returns,
-                         const reinforce_pp_options& options = {}) {
+                         const reinforce_pp_options& options, workspace ws) {
   using T = detail::value_t<V>;
   constexpr std::string_view where = "advantage::reinforce_plus_plus";
   const std::span<const T> rewards(rewards_in);
@@ -286,13 +300,20 @@ void reinforce_plus_plus(Exec exec, const V& rewards_in, std::span<const float> 
                              detail::disjoint_or_same(returns, rewards)),
          where, "returns overlaps advantages or partially overlaps rewards");
   if (options.whiten) ::posttrain::detail::validate_whiten_options(options.whitening);
+  // The whitening takes its scratch after the advantages are written: check its size first (an
+  // empty workspace on the device lets the whitening allocate stream-ordered).
+  const std::size_t needed = reinforce_plus_plus_workspace_bytes(exec, seq_offsets, options);
+  expect(needed == 0 || ws.size() >= needed || (!detail::on_host_v<Exec> && ws.data() == nullptr),
+         where, "workspace of ", ws.size(), " bytes is too small (", needed,
+         " needed): size it with reinforce_plus_plus_workspace_bytes");
   if constexpr (!detail::on_host_v<Exec>) {
     // Returns into `returns` when requested, then whitened from there into advantages (no copy).
     const std::span<T> target = returns.empty() ? advantages : returns;
     detail::run_returns(exec, rewards, mask, seq_offsets, target,
                         {.gamma = options.gamma, .convention = options.convention});
     if (options.whiten)
-      whiten(exec, std::span<const T>(target), mask, seq_offsets, advantages, options.whitening);
+      whiten(exec, std::span<const T>(target), mask, seq_offsets, advantages, options.whitening,
+             ws);
     else if (!returns.empty())
       detail::run_returns(exec, rewards, mask, seq_offsets, advantages,
                           {.gamma = options.gamma, .convention = options.convention});
@@ -304,21 +325,48 @@ void reinforce_plus_plus(Exec exec, const V& rewards_in, std::span<const float> 
     if (!returns.empty()) std::copy(advantages.begin(), advantages.end(), returns.begin());
     if (options.whiten)
       whiten(exec, std::span<const T>(advantages), mask, seq_offsets, advantages,
-             options.whitening);
+             options.whitening, ws);
   }
 }
 
-// REINFORCE++-baseline: outcome rewards R[B] with groups, token advantages[N].
+// The same, with the whitening's scratch allocated for this call (on the device: stream-ordered).
 template <execution_tag Exec, detail::values V>
-void reinforce_plus_plus_baseline(Exec exec, const V& rewards_in,
+void reinforce_plus_plus(Exec exec, const V& rewards, std::span<const float> mask,
+                         std::span<const index_t> seq_offsets,
+                         std::span<detail::value_t<V>> advantages,
+                         std::span<detail::value_t<V>> returns,
+                         const reinforce_pp_options& options = {}) {
+  workspace_buffer buffer;
+  reinforce_plus_plus(exec, rewards, mask, seq_offsets, advantages, returns, options,
+                      ::posttrain::detail::scratch_view(
+                          exec, buffer, reinforce_plus_plus_workspace_bytes(exec, seq_offsets,
+                                                                            options)));
+}
+
+// Bytes of the workspace reinforce_plus_plus_baseline(exec::host, ..., ws) needs for B sequences
+// in G groups: R − μ_g [B] of T, group_advantages' scratch (centring only) and the whitening's.
+template <class T>
+std::size_t reinforce_plus_plus_baseline_workspace_bytes(
+    exec::host exec, std::span<const index_t> seq_offsets, index_t groups,
+    const reinforce_pp_baseline_options& options = {}) {
+  const index_t b = seq_offsets.empty() ? 0 : ssize(seq_offsets) - 1;
+  return workspace_size().add<T>(static_cast<std::size_t>(b)) +
+         group_advantages_workspace_bytes(
+             exec, b, groups,
+             group_options{.scale = group_scale::none, .singleton = options.singleton}) +
+         whiten_workspace_bytes(
+             exec, ::posttrain::detail::whiten_scope_count(options.whitening, seq_offsets));
+}
+
+// REINFORCE++-baseline: outcome rewards R[B] with groups, token advantages[N]. Scratch from ws
+// (reinforce_plus_plus_baseline_workspace_bytes<T>): no allocation.
+template <detail::values V>
+void reinforce_plus_plus_baseline(exec::host exec, const V& rewards_in,
                                   std::span<const index_t> group_offsets,
                                   std::span<const float> mask, std::span<const index_t> seq_offsets,
                                   std::span<detail::value_t<V>> advantages,
-                                  const reinforce_pp_baseline_options& options = {}) {
+                                  const reinforce_pp_baseline_options& options, workspace ws) {
   using T = detail::value_t<V>;
-  static_assert(detail::host_only_exec_v<Exec>,
-                "advantage::reinforce_plus_plus_baseline has no device path yet: call it with "
-                "exec::host");
   constexpr std::string_view where = "advantage::reinforce_plus_plus_baseline";
   const std::span<const T> rewards(rewards_in);
   expect(!seq_offsets.empty(), where, "seq_offsets is empty, expected B + 1 >= 1 elements");
@@ -330,13 +378,44 @@ void reinforce_plus_plus_baseline(Exec exec, const V& rewards_in,
   detail::validate_rewards(rewards, nan_policy::raise, where, "rewards");
   ::posttrain::detail::validate_whiten_options(options.whitening);
   detail::validate_mask_for_whitening(mask, seq_offsets, true, options.whitening, where);
+  // Everything is taken before anything is written: the whitening's share is checked here.
+  const std::size_t needed =
+      reinforce_plus_plus_baseline_workspace_bytes<T>(exec, seq_offsets,
+                                                      ssize(group_offsets) - 1, options);
+  expect(ws.size() >= needed || needed == 0, where, "workspace of ", ws.size(),
+         " bytes is too small (", needed,
+         " needed): size it with reinforce_plus_plus_baseline_workspace_bytes");
+  const std::span<T> centred = ws.take<T>(rewards.size(), where);
+  const group_options centring{.scale = group_scale::none, .singleton = options.singleton};
+  const std::span<std::byte> group_scratch = ws.take<std::byte>(
+      group_advantages_workspace_bytes(exec, ssize(rewards), ssize(group_offsets) - 1, centring),
+      where);
   // R − μ_g with the requested singleton policy (raises before anything is written).
-  std::vector<T> centred(rewards.size());
-  group_advantages(exec, rewards, group_offsets, std::span<T>(centred),
-                   group_options{.scale = group_scale::none, .singleton = options.singleton});
-  detail::advantage_backend<Exec>::broadcast(exec, std::span<const T>(centred), seq_offsets, mask,
-                                             advantages);
-  whiten(exec, std::span<const T>(advantages), mask, seq_offsets, advantages, options.whitening);
+  group_advantages(exec, std::span<const T>(rewards), group_offsets, centred, centring,
+                   workspace(group_scratch.data(), group_scratch.size()));
+  detail::advantage_backend<exec::host>::broadcast(exec, std::span<const T>(centred), seq_offsets,
+                                                   mask, advantages);
+  whiten(exec, std::span<const T>(advantages), mask, seq_offsets, advantages, options.whitening,
+         ws);
+}
+
+// The same, with the scratch allocated for this call.
+template <execution_tag Exec, detail::values V>
+void reinforce_plus_plus_baseline(Exec exec, const V& rewards_in,
+                                  std::span<const index_t> group_offsets,
+                                  std::span<const float> mask, std::span<const index_t> seq_offsets,
+                                  std::span<detail::value_t<V>> advantages,
+                                  const reinforce_pp_baseline_options& options = {}) {
+  using T = detail::value_t<V>;
+  static_assert(detail::host_only_exec_v<Exec>,
+                "advantage::reinforce_plus_plus_baseline has no device path yet: call it with "
+                "exec::host");
+  const index_t groups = group_offsets.empty() ? 0 : ssize(group_offsets) - 1;
+  workspace_buffer buffer;
+  reinforce_plus_plus_baseline(exec, std::span<const T>(rewards_in), group_offsets, mask,
+                               seq_offsets, advantages, options,
+                               buffer.view(reinforce_plus_plus_baseline_workspace_bytes<T>(
+                                   exec, seq_offsets, groups, options)));
 }
 
 // ReMax: advantages[N] = reverse_cumsum(r·m) − b_i·m, returns[N] (optional) = reverse_cumsum.

@@ -27,6 +27,7 @@
 // are checked on the host, reward finiteness and offsets are not (advantage/common.hpp);
 // singleton raise costs one stream synchronisation.
 #include <cmath>
+#include <cstddef>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -37,6 +38,7 @@
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/types.hpp"
 #include "posttrain/core/validate.hpp"
+#include "posttrain/core/workspace.hpp"
 #include "posttrain/ops/reductions.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
@@ -70,12 +72,8 @@ POSTTRAIN_HOST_DEVICE inline double rloo_advantage(double r, double group_sum, d
   return singleton == singleton_policy::unit_stats ? r : NAN;
 }
 
-template <execution_tag Exec, detail::values V>
-void rloo_advantages(Exec exec, const V& rewards_in, std::span<const index_t> group_offsets,
-                     std::span<detail::value_t<V>> out, const rloo_options& options = {}) {
-  using T = detail::value_t<V>;
-  constexpr std::string_view where = "advantage::rloo_advantages";
-  const std::span<const T> rewards(rewards_in);
+namespace detail {
+inline void validate_rloo_options(const rloo_options& options, std::string_view where) {
   expect(options.singleton == singleton_policy::unit_stats ||
              options.singleton == singleton_policy::zero ||
              options.singleton == singleton_policy::raise,
@@ -83,29 +81,75 @@ void rloo_advantages(Exec exec, const V& rewards_in, std::span<const index_t> gr
   expect(options.nan == nan_policy::raise || options.nan == nan_policy::ignore, where,
          "options.nan is not a nan_policy");
   expect_non_negative(options.normalize_epsilon, where, "options.normalize_epsilon");
+}
+}  // namespace detail
+
+// Bytes of the workspace rloo_advantages(exec::host, ..., ws) needs for B = `members` rewards in
+// G = `groups` groups: the scorable mask (nan_policy::ignore), the group moments, A[B] in double
+// and, with normalize, the defined-row weights.
+inline std::size_t rloo_advantages_workspace_bytes(exec::host, index_t members, index_t groups,
+                                                   const rloo_options& options = {}) {
+  constexpr std::string_view where = "advantage::rloo_advantages_workspace_bytes";
+  expect(members >= 0, where, "members is ", members, ", expected >= 0");
+  expect(groups >= 0, where, "groups is ", groups, ", expected >= 0");
+  const auto b = static_cast<std::size_t>(members);
+  return workspace_size()
+      .add<float>(options.nan == nan_policy::ignore ? b : 0)
+      .add<masked_stats>(static_cast<std::size_t>(groups))
+      .add<double>(b)
+      .add<float>(options.normalize ? b : 0);
+}
+
+// RLOO advantages A[B] on the host with caller scratch (rloo_advantages_workspace_bytes): no
+// allocation; the same arithmetic as the allocating form, bit for bit.
+template <detail::values V>
+void rloo_advantages(exec::host exec, const V& rewards_in, std::span<const index_t> group_offsets,
+                     std::span<detail::value_t<V>> out, const rloo_options& options,
+                     workspace ws) {
+  using T = detail::value_t<V>;
+  constexpr std::string_view where = "advantage::rloo_advantages";
+  const std::span<const T> rewards(rewards_in);
+  detail::validate_rloo_options(options, where);
+  const std::span<const masked_stats> stats = detail::checked_group_moments(
+      exec, rewards, group_offsets, out, options.nan, options.singleton, where, ws);
+  const std::size_t b = rewards.size();
+  const std::span<double> a = ws.take<double>(b, where);
+  const std::span<float> defined = ws.take<float>(options.normalize ? b : 0, where);
+
+  detail::advantage_backend<exec::host>::for_each_member(
+      exec, group_offsets, [&](index_t g, index_t i) {
+        const masked_stats& s = stats[static_cast<std::size_t>(g)];
+        a[static_cast<std::size_t>(i)] =
+            rloo_advantage(static_cast<double>(rewards[i]), s.sum, s.count, options.singleton);
+      });
+  if (options.normalize) {
+    for (std::size_t i = 0; i < b; ++i) defined[i] = std::isnan(a[i]) ? 0.0f : 1.0f;
+    const masked_stats s = masked_moments(exec::host{}, std::span<const double>(a),
+                                          std::span<const float>(defined));
+    const double d = std::sqrt(s.var_unbiased()) + options.normalize_epsilon;
+    for (double& x : a) x = d != 0.0 ? (x - s.mean) / d : 0.0;
+  }
+  for (std::size_t i = 0; i < b; ++i) out[i] = std::isnan(a[i]) ? T(0) : static_cast<T>(a[i]);
+}
+
+// RLOO advantages A[B]; see the header comment. On the host the scratch is allocated for this
+// call (the workspace form above without a caller buffer).
+template <execution_tag Exec, detail::values V>
+void rloo_advantages(Exec exec, const V& rewards_in, std::span<const index_t> group_offsets,
+                     std::span<detail::value_t<V>> out, const rloo_options& options = {}) {
+  using T = detail::value_t<V>;
+  constexpr std::string_view where = "advantage::rloo_advantages";
+  const std::span<const T> rewards(rewards_in);
+  detail::validate_rloo_options(options, where);
   if constexpr (!detail::on_host_v<Exec>) {
     detail::validate_outcome_sizes(rewards, group_offsets, out, where);
     detail::advantage_backend<Exec>::rloo_advantages(exec, rewards, group_offsets, out, options);
   } else {
-    const std::vector<masked_stats> stats = detail::checked_group_moments(
-        exec, rewards, group_offsets, out, options.nan, options.singleton, where);
-
-    std::vector<double> a(rewards.size());
-    detail::advantage_backend<Exec>::for_each_member(exec, group_offsets, [&](index_t g, index_t i) {
-      const masked_stats& s = stats[static_cast<std::size_t>(g)];
-      a[static_cast<std::size_t>(i)] =
-          rloo_advantage(static_cast<double>(rewards[i]), s.sum, s.count, options.singleton);
-    });
-    if (options.normalize) {
-      std::vector<float> defined(a.size());
-      for (std::size_t i = 0; i < a.size(); ++i) defined[i] = std::isnan(a[i]) ? 0.0f : 1.0f;
-      const masked_stats s =
-          masked_moments(exec::host{}, std::span<const double>(a), std::span<const float>(defined));
-      const double d = std::sqrt(s.var_unbiased()) + options.normalize_epsilon;
-      for (double& x : a) x = d != 0.0 ? (x - s.mean) / d : 0.0;
-    }
-    for (std::size_t i = 0; i < a.size(); ++i)
-      out[i] = std::isnan(a[i]) ? T(0) : static_cast<T>(a[i]);
+    detail::validate_groups(group_offsets, ssize(rewards), where);
+    workspace_buffer buffer;
+    rloo_advantages(exec, rewards, group_offsets, out, options,
+                    buffer.view(rloo_advantages_workspace_bytes(
+                        exec, ssize(rewards), ssize(group_offsets) - 1, options)));
   }
 }
 

@@ -9,15 +9,21 @@
 //   Groups (G prompts with several samples each) are contiguous runs of sequences delimited by
 //   group_offsets[G + 1] over sequence indices. group_by_ids() turns arbitrary ids (verl's uid
 //   array, which need not be contiguous) into a permutation that makes groups contiguous, the
-//   offsets of those groups, and the group of every original position.
+//   offsets of those groups, and the group of every original position. For integer ids it also
+//   has a form that writes into caller spans and takes its hash table from a `workspace`
+//   (group_by_ids_workspace_bytes): no allocation, the same grouping.
 #include <algorithm>
+#include <cstddef>
+#include <cstdint>
 #include <span>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include "posttrain/config.hpp"
 #include "posttrain/core/types.hpp"
 #include "posttrain/core/validate.hpp"
+#include "posttrain/core/workspace.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
 
@@ -97,6 +103,70 @@ grouping group_by_ids(std::span<const Id> ids) {
 template <class Id>
 grouping group_by_ids(const std::vector<Id>& ids) {
   return group_by_ids(std::span<const Id>(ids));
+}
+
+// Bytes of the hash table group_by_ids(ids, order, group_offsets, group_of, ws) needs for n ids
+// (open addressing, a power of two >= 2n slots, plus the first member of every group).
+inline std::size_t group_by_ids_workspace_bytes(index_t n) {
+  expect(n >= 0, "group_by_ids_workspace_bytes", "n is ", n, ", expected >= 0");
+  if (n == 0) return 0;
+  std::size_t slots = 1;
+  while (slots < 2 * static_cast<std::size_t>(n)) slots *= 2;
+  return workspace_size().add<index_t>(slots).add<index_t>(static_cast<std::size_t>(n));
+}
+
+// group_by_ids for integer ids into caller memory: order[n], group_offsets[>= n + 1] (the first
+// G + 1 are written), group_of[n]; the hash table comes from ws (group_by_ids_workspace_bytes(n)).
+// Returns G. The same grouping as the allocating form (groups in order of first appearance,
+// members in their original order), without allocating. Sizes are checked and the workspace taken
+// before anything is written.
+inline index_t group_by_ids(std::span<const index_t> ids, std::span<index_t> order,
+                            std::span<index_t> group_offsets, std::span<index_t> group_of,
+                            workspace ws) {
+  constexpr std::string_view where = "group_by_ids";
+  const std::size_t n = ids.size();
+  expect(order.size() == n, where, "order has ", order.size(), " elements, expected ", n,
+         " (one per id)");
+  expect(group_of.size() == n, where, "group_of has ", group_of.size(), " elements, expected ",
+         n, " (one per id)");
+  expect(group_offsets.size() >= n + 1, where, "group_offsets has ", group_offsets.size(),
+         " elements, expected at least ", n + 1, " (ids + 1)");
+  std::size_t slots = n == 0 ? 0 : 1;
+  while (slots < 2 * n) slots *= 2;
+  const std::span<index_t> table = ws.take<index_t>(slots, where);
+  const std::span<index_t> first = ws.take<index_t>(n, where);
+  std::fill(table.begin(), table.end(), index_t(-1));
+  const std::size_t mask = slots - 1;
+  index_t groups = 0;
+  group_offsets[0] = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    // splitmix64's finaliser spreads consecutive ids over the table.
+    std::uint64_t h = static_cast<std::uint64_t>(ids[i]);
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+    h ^= h >> 31;
+    std::size_t slot = static_cast<std::size_t>(h) & mask;
+    while (table[slot] >= 0 && ids[static_cast<std::size_t>(first[static_cast<std::size_t>(
+                                   table[slot])])] != ids[i])
+      slot = (slot + 1) & mask;
+    if (table[slot] < 0) {
+      table[slot] = groups;
+      first[static_cast<std::size_t>(groups)] = static_cast<index_t>(i);
+      group_offsets[static_cast<std::size_t>(groups) + 1] = 0;
+      ++groups;
+    }
+    const index_t g = table[slot];
+    group_of[i] = g;
+    ++group_offsets[static_cast<std::size_t>(g) + 1];
+  }
+  for (std::size_t g = 1; g <= static_cast<std::size_t>(groups); ++g)
+    group_offsets[g] += group_offsets[g - 1];
+  // The cursor of every group (its next slot in grouped order), in `first`'s memory.
+  for (std::size_t g = 0; g < static_cast<std::size_t>(groups); ++g) first[g] = group_offsets[g];
+  for (std::size_t i = 0; i < n; ++i)
+    order[static_cast<std::size_t>(first[static_cast<std::size_t>(group_of[i])]++)] =
+        static_cast<index_t>(i);
+  return groups;
 }
 
 POSTTRAIN_NAMESPACE_END

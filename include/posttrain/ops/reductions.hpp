@@ -110,7 +110,7 @@ void segment_stats(Exec exec, const V& values, std::span<const float> mask,
   workspace_buffer buffer;
   const std::size_t bytes = segment_stats_workspace_bytes(
       exec, offsets.empty() ? index_t(0) : ssize(offsets) - 1);
-  segment_stats(exec, values, mask, offsets, out, buffer.view(bytes));
+  segment_stats(exec, values, mask, offsets, out, detail::scratch_view(exec, buffer, bytes));
 }
 
 // Per-segment mergeable statistics, allocated (on exec::cuda: copied to the host, synchronising).

@@ -17,6 +17,7 @@
 //       host copies of the moments (offsets empty = one segment over every token); on the device
 //       this synchronises the stream
 // T is float or double.
+#include <cstddef>
 #include <span>
 #include <string_view>
 #include <type_traits>
@@ -25,6 +26,7 @@
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/types.hpp"
 #include "posttrain/core/validate.hpp"
+#include "posttrain/core/workspace.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
 
@@ -105,6 +107,17 @@ template <class T>
 inline void validate_masked_values(std::span<const T> values, std::span<const float> mask,
                                    std::string_view where) {
   expect_size_or_empty(mask, ssize(values), where, "mask", "one weight per token of values");
+}
+
+// The scratch of an allocating front end: host memory from `buffer` (grown to `bytes`) on
+// exec::host; on a device an empty workspace, with which the device backend allocates its scratch
+// stream-ordered itself (a host buffer is not device memory).
+template <class Exec>
+workspace scratch_view(Exec, workspace_buffer& buffer, std::size_t bytes) {
+  if constexpr (on_host_v<Exec>)
+    return buffer.view(bytes);
+  else
+    return workspace{};
 }
 
 // Called by backends that report an invalid weight found while reducing: rescans for the message.

@@ -172,7 +172,7 @@ index_t whiten(Exec exec, const V& values, std::span<const float> mask,
   workspace_buffer buffer;
   const index_t scopes = detail::whiten_scope_count(options, offsets);
   return whiten(exec, values, mask, offsets, out, options,
-                buffer.view(whiten_workspace_bytes(exec, scopes)));
+                detail::scratch_view(exec, buffer, whiten_workspace_bytes(exec, scopes)));
 }
 
 // Batch scope without offsets.
@@ -226,7 +226,8 @@ index_t whiten_with_moments(Exec exec, const V& values, std::span<const float> m
                             std::span<detail::value_t<V>> out, const whiten_options& options) {
   workspace_buffer buffer;
   return whiten_with_moments(exec, values, mask, offsets, moments, out, options,
-                             buffer.view(whiten_workspace_bytes(exec, ssize(moments), true)));
+                             detail::scratch_view(exec, buffer,
+                                                  whiten_workspace_bytes(exec, ssize(moments), true)));
 }
 
 // Batch scope with one set of statistics held on the host (on exec::cuda it is copied into the
@@ -259,7 +260,7 @@ index_t whiten_with_moments(Exec exec, const V& values, std::span<const float> m
                             const whiten_options& options) {
   workspace_buffer buffer;
   return whiten_with_moments(exec, values, mask, moments, out, options,
-                             buffer.view(whiten_workspace_bytes(exec, 1, true)));
+                             detail::scratch_view(exec, buffer, whiten_workspace_bytes(exec, 1, true)));
 }
 
 // Over the ranks of `comm` (dist/communicator.hpp; host communicators and exec::host): every

@@ -26,9 +26,22 @@
 // No atomics, no host synchronisation; launch errors through cuda_check(cudaGetLastError()).
 // The results differ from the CPU backend only by rounding (~1e-15 relative in double).
 //
-// Temporary storage: the partials ([S·K] masked_stats when K > 1) are allocated stream-ordered
-// (device_buffer, cudaMallocAsync). The reductions_backend<exec::cuda> specialisation at the end
-// is what ops/reductions.hpp's front ends dispatch to for exec::cuda{stream}.
+// Temporary storage (the partials, [S·K] masked_stats when K > 1; segment_stats' S moments when
+// out.moments is not given), CUB's two-phase contract:
+//
+//   std::size_t bytes = 0;
+//   backend::cuda::segment_moments(nullptr, bytes, values, mask, offsets, S, N, out, stream);
+//   // bytes is set (>= 1, a function of S and N only); nothing else happens, no CUDA call
+//   backend::cuda::segment_moments(d_temp, bytes, values, mask, offsets, S, N, out, stream);
+//
+// d_temp is device memory of `bytes` bytes (any alignment); a smaller size throws posttrain::error
+// before anything is launched. The forms without (d_temp, bytes) allocate the same scratch
+// stream-ordered (device_buffer, cudaMallocAsync; nothing when none is needed) and run the same
+// code. segment_stats_scratch_bound(S) bounds the scratch for every N (what
+// segment_stats_workspace_bytes(exec::cuda, S) returns for the front end's workspace). The
+// reductions_backend<exec::cuda> specialisation at the end is what ops/reductions.hpp's front ends
+// dispatch to for exec::cuda{stream}: with a caller workspace (device memory) it allocates
+// nothing; with an empty one it allocates as the convenience forms do.
 #if !defined(__CUDACC__)
 #error "<posttrain/backend/cuda/reductions.cuh> is compiled by nvcc only"
 #endif
@@ -36,7 +49,9 @@
 #include <cuda_runtime.h>
 
 #include <cub/block/block_reduce.cuh>
+#include <cstddef>
 #include <span>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -194,12 +209,53 @@ __global__ void whole_offsets_kernel(index_t* offsets, index_t n) {
 
 }  // namespace reduce_detail
 
-// Device offsets {0, n}: one segment over every token (batch scope), without a host copy.
+// Device offsets {0, n} into o[2] (device memory): one segment over every token (batch scope),
+// without a host copy.
+inline void whole_offsets_into(index_t* o, index_t n, cudaStream_t stream) {
+  reduce_detail::whole_offsets_kernel<><<<1, 1, 0, stream>>>(o, n);
+  cuda_check(cudaGetLastError(), "backend::cuda::whole_offsets (kernel launch)");
+}
+
+// The same into a new stream-ordered buffer.
 inline device_buffer<index_t> whole_offsets(index_t n, cudaStream_t stream) {
   device_buffer<index_t> o(2, stream);
-  reduce_detail::whole_offsets_kernel<><<<1, 1, 0, stream>>>(o.data(), n);
-  cuda_check(cudaGetLastError(), "backend::cuda::whole_offsets (kernel launch)");
+  whole_offsets_into(o.data(), n, stream);
   return o;
+}
+
+// CUB's two-phase contract, shared by the device ops with scratch: with d_temp == nullptr store
+// the size (at least 1 byte, so that the second call's pointer is never null) and return true (a
+// query: the caller returns); otherwise check that temp_bytes covers `needed` (posttrain::error
+// naming the call before anything is launched) and return false (run).
+inline bool two_phase_query(void* d_temp, std::size_t& temp_bytes, std::size_t needed,
+                            const char* where) {
+  if (d_temp == nullptr) {
+    temp_bytes = needed > 0 ? needed : 1;
+    return true;
+  }
+  if (temp_bytes < needed)
+    throw error(std::string("posttrain::backend::cuda::") + where + ": temporary storage of " +
+                std::to_string(temp_bytes) + " bytes is too small (" + std::to_string(needed) +
+                " needed): ask with d_temp = nullptr first");
+  return false;
+}
+
+// A two-phase entry point: the size query, or fn(ws) over the caller's d_temp.
+template <class Fn>
+void two_phase(void* d_temp, std::size_t& temp_bytes, std::size_t needed, const char* where,
+               Fn&& fn) {
+  if (two_phase_query(d_temp, temp_bytes, needed, where)) return;
+  workspace ws(d_temp, temp_bytes);
+  fn(ws);
+}
+
+// Its convenience form: fn(ws) over `bytes` of scratch allocated stream-ordered for the call
+// (nothing is allocated for 0 bytes).
+template <class Fn>
+void with_stream_scratch(std::size_t bytes, cudaStream_t stream, Fn&& fn) {
+  device_buffer<std::byte> temp(bytes, stream);
+  workspace ws(temp.data(), temp.size());
+  fn(ws);
 }
 
 // Number of parts per segment: about 1024 CTAs in all, parts of at least ~2048 tokens. A function
@@ -213,11 +269,49 @@ inline index_t split_count(index_t num_tokens, index_t num_segments) {
   return k < 1 ? 1 : (k > 1024 ? 1024 : k);
 }
 
-// Moments with an explicit weight policy (the device-side building block of every statistic).
+// Scratch of segment_moments for S segments over N tokens: the partials when a segment is split.
+inline workspace_size segment_moments_scratch(index_t num_segments, index_t num_tokens) {
+  workspace_size size;
+  if (num_segments <= 0) return size;
+  const index_t splits = split_count(num_tokens, num_segments);
+  if (splits > 1) size.add<masked_stats>(static_cast<std::size_t>(num_segments * splits));
+  return size;
+}
+
+// An upper bound of segment_moments_scratch(S, N) over every N: K <= ceil(1024 / S), so
+// S·K < S + 1024.
+inline workspace_size segment_moments_scratch_bound(index_t num_segments) {
+  workspace_size size;
+  if (num_segments > 0) size.add<masked_stats>(static_cast<std::size_t>(num_segments) + 1023);
+  return size;
+}
+
+// Scratch of segment_stats: S moments when out.moments is not given, then segment_moments'.
+inline workspace_size segment_stats_scratch(index_t num_segments, index_t num_tokens,
+                                            bool with_moments_out) {
+  workspace_size size;
+  if (num_segments <= 0) return size;
+  if (!with_moments_out) size.add<masked_stats>(static_cast<std::size_t>(num_segments));
+  const index_t splits = split_count(num_tokens, num_segments);
+  if (splits > 1) size.add<masked_stats>(static_cast<std::size_t>(num_segments * splits));
+  return size;
+}
+
+// Its bound over every N and either out.moments (segment_stats_workspace_bytes(exec::cuda, S)).
+inline workspace_size segment_stats_scratch_bound(index_t num_segments) {
+  workspace_size size;
+  if (num_segments <= 0) return size;
+  size.add<masked_stats>(static_cast<std::size_t>(num_segments));
+  size.add<masked_stats>(static_cast<std::size_t>(num_segments) + 1023);
+  return size;
+}
+
+// Moments with an explicit weight policy (the device-side building block of every statistic),
+// the partials taken from ws (segment_moments_scratch(S, N) bytes; device memory).
 template <class T, class Weight>
 void segment_moments_weighted(const T* values, Weight weight, const index_t* offsets,
                               index_t num_segments, index_t num_tokens, masked_stats* out,
-                              cudaStream_t stream) {
+                              cudaStream_t stream, workspace& ws) {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                 "backend::cuda::segment_moments: values must be float or double");
   if (num_segments < 0) throw error("posttrain::backend::cuda::segment_moments: negative count");
@@ -228,7 +322,8 @@ void segment_moments_weighted(const T* values, Weight weight, const index_t* off
                                             reduction_block, 0, stream>>>(values, weight, offsets,
                                                                           1, out);
   } else {
-    device_buffer<masked_stats> partials(static_cast<std::size_t>(num_segments * splits), stream);
+    const std::span<masked_stats> partials = ws.take<masked_stats>(
+        static_cast<std::size_t>(num_segments * splits), "backend::cuda::segment_moments");
     reduce_detail::partial_moments_kernel<<<dim3(static_cast<unsigned>(num_segments),
                                                  static_cast<unsigned>(splits)),
                                             reduction_block, 0, stream>>>(values, weight, offsets,
@@ -240,39 +335,104 @@ void segment_moments_weighted(const T* values, Weight weight, const index_t* off
   cuda_check(cudaGetLastError(), "backend::cuda::segment_moments (kernel launch)");
 }
 
-// out[s] = moments of segment s (device memory everywhere; mask may be nullptr).
-template <class T>
-void segment_moments(const T* values, const float* mask, const index_t* offsets,
-                     index_t num_segments, index_t num_tokens, masked_stats* out,
-                     cudaStream_t stream) {
-  if (mask != nullptr)
-    segment_moments_weighted(values, reduce_detail::mask_weight{mask}, offsets, num_segments,
-                             num_tokens, out, stream);
-  else
-    segment_moments_weighted(values, reduce_detail::unit_weight{}, offsets, num_segments,
-                             num_tokens, out, stream);
+// The same with the partials allocated stream-ordered for the call (none when K = 1).
+template <class T, class Weight>
+void segment_moments_weighted(const T* values, Weight weight, const index_t* offsets,
+                              index_t num_segments, index_t num_tokens, masked_stats* out,
+                              cudaStream_t stream) {
+  with_stream_scratch(segment_moments_scratch(num_segments, num_tokens), stream,
+                      [&](workspace& ws) {
+                        segment_moments_weighted(values, weight, offsets, num_segments,
+                                                 num_tokens, out, stream, ws);
+                      });
 }
 
-// The requested outputs of ops/reductions.hpp's segment_stats (device spans, empty = not wanted).
+namespace reduce_detail {
+
 template <class T>
-void segment_stats(const T* values, const float* mask, const index_t* offsets, index_t num_segments,
-                   index_t num_tokens, const segment_stats_out& out, cudaStream_t stream) {
+void moments_dispatch(const T* values, const float* mask, const index_t* offsets,
+                      index_t num_segments, index_t num_tokens, masked_stats* out,
+                      cudaStream_t stream, workspace& ws) {
+  if (mask != nullptr)
+    segment_moments_weighted(values, mask_weight{mask}, offsets, num_segments, num_tokens, out,
+                             stream, ws);
+  else
+    segment_moments_weighted(values, unit_weight{}, offsets, num_segments, num_tokens, out, stream,
+                             ws);
+}
+
+template <class T>
+void stats_into(const T* values, const float* mask, const index_t* offsets, index_t num_segments,
+                index_t num_tokens, const segment_stats_out& out, cudaStream_t stream,
+                workspace& ws) {
   if (num_segments <= 0) return;
-  device_buffer<masked_stats> scratch;
   masked_stats* stats = out.moments.data();
-  if (out.moments.empty()) {
-    scratch = device_buffer<masked_stats>(static_cast<std::size_t>(num_segments), stream);
-    stats = scratch.data();
-  }
-  segment_moments(values, mask, offsets, num_segments, num_tokens, stats, stream);
+  if (out.moments.empty())
+    stats = ws.take<masked_stats>(static_cast<std::size_t>(num_segments),
+                                  "backend::cuda::segment_stats")
+                .data();
+  moments_dispatch(values, mask, offsets, num_segments, num_tokens, stats, stream, ws);
   if (out.sum.empty() && out.count.empty() && out.mean.empty() && out.var_biased.empty() &&
       out.var_unbiased.empty())
     return;
   const unsigned grid = static_cast<unsigned>((num_segments + 255) / 256);
-  reduce_detail::stats_outputs_kernel<>
-      <<<grid, 256, 0, stream>>>(stats, num_segments, out.sum.data(), out.count.data(),
-                                 out.mean.data(), out.var_biased.data(), out.var_unbiased.data());
+  stats_outputs_kernel<><<<grid, 256, 0, stream>>>(stats, num_segments, out.sum.data(),
+                                                   out.count.data(), out.mean.data(),
+                                                   out.var_biased.data(), out.var_unbiased.data());
   cuda_check(cudaGetLastError(), "backend::cuda::segment_stats (kernel launch)");
+}
+
+}  // namespace reduce_detail
+
+// out[s] = moments of segment s (device memory everywhere; mask may be nullptr). Two-phase:
+// d_temp == nullptr sets temp_bytes (segment_moments_scratch(S, N), at least 1) and returns.
+template <class T>
+void segment_moments(void* d_temp, std::size_t& temp_bytes, const T* values, const float* mask,
+                     const index_t* offsets, index_t num_segments, index_t num_tokens,
+                     masked_stats* out, cudaStream_t stream) {
+  two_phase(d_temp, temp_bytes, segment_moments_scratch(num_segments, num_tokens),
+            "segment_moments", [&](workspace& ws) {
+              reduce_detail::moments_dispatch(values, mask, offsets, num_segments, num_tokens, out,
+                                              stream, ws);
+            });
+}
+
+// The same with its scratch allocated stream-ordered for the call.
+template <class T>
+void segment_moments(const T* values, const float* mask, const index_t* offsets,
+                     index_t num_segments, index_t num_tokens, masked_stats* out,
+                     cudaStream_t stream) {
+  with_stream_scratch(segment_moments_scratch(num_segments, num_tokens), stream,
+                      [&](workspace& ws) {
+                        reduce_detail::moments_dispatch(values, mask, offsets, num_segments,
+                                                        num_tokens, out, stream, ws);
+                      });
+}
+
+// The requested outputs of ops/reductions.hpp's segment_stats (device spans, empty = not wanted).
+// Two-phase: d_temp == nullptr sets temp_bytes (segment_stats_scratch(S, N, !out.moments.empty()),
+// at least 1) and returns.
+template <class T>
+void segment_stats(void* d_temp, std::size_t& temp_bytes, const T* values, const float* mask,
+                   const index_t* offsets, index_t num_segments, index_t num_tokens,
+                   const segment_stats_out& out, cudaStream_t stream) {
+  two_phase(d_temp, temp_bytes,
+            segment_stats_scratch(num_segments, num_tokens, !out.moments.empty()),
+            "segment_stats", [&](workspace& ws) {
+              reduce_detail::stats_into(values, mask, offsets, num_segments, num_tokens, out,
+                                        stream, ws);
+            });
+}
+
+// The same with its scratch allocated stream-ordered for the call.
+template <class T>
+void segment_stats(const T* values, const float* mask, const index_t* offsets, index_t num_segments,
+                   index_t num_tokens, const segment_stats_out& out, cudaStream_t stream) {
+  with_stream_scratch(segment_stats_scratch(num_segments, num_tokens, !out.moments.empty()),
+                      stream, [&](workspace& ws) {
+                        reduce_detail::stats_into(values, mask, offsets, num_segments, num_tokens,
+                                                  out, stream, ws);
+                      });
 }
 
 }  // namespace backend::cuda
@@ -291,16 +451,27 @@ struct reductions_backend<exec::cuda> {
                                    backend::cuda::stream_of(e));
     return true;
   }
-  // Device scratch (the partials) is still allocated stream-ordered inside the call
-  // (cudaMallocAsync): no caller workspace is taken, and the call stays asynchronous.
-  static std::size_t segment_stats_workspace_bytes(exec::cuda, index_t) { return 0; }
+  // The caller workspace is device memory: segment_stats_scratch_bound(S) bytes cover every N
+  // (the partials and S moments). An empty workspace (the allocating front end) makes the call
+  // allocate its scratch stream-ordered; a non-empty one that is too small throws before anything
+  // is launched.
+  static std::size_t segment_stats_workspace_bytes(exec::cuda, index_t segments) {
+    return backend::cuda::segment_stats_scratch_bound(segments);
+  }
   template <class T>
   static bool segment_stats(exec::cuda e, std::span<const T> values, std::span<const float> mask,
                             std::span<const index_t> offsets, const segment_stats_out& out,
-                            workspace /*ws*/) {
-    backend::cuda::segment_stats(values.data(), mask.empty() ? nullptr : mask.data(),
-                                 offsets.data(), ssize(offsets) - 1, ssize(values), out,
-                                 backend::cuda::stream_of(e));
+                            workspace ws) {
+    const float* m = mask.empty() ? nullptr : mask.data();
+    const index_t segments = ssize(offsets) - 1;
+    if (ws.data() == nullptr) {
+      backend::cuda::segment_stats(values.data(), m, offsets.data(), segments, ssize(values), out,
+                                   backend::cuda::stream_of(e));
+    } else {
+      std::size_t bytes = ws.size() - ws.used();
+      backend::cuda::segment_stats(ws.data() + ws.used(), bytes, values.data(), m, offsets.data(),
+                                   segments, ssize(values), out, backend::cuda::stream_of(e));
+    }
     return true;
   }
   // Host copies of the moments for the convenience front ends that return values
