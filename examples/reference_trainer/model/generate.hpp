@@ -223,14 +223,16 @@ std::vector<completion> generate(const transformer<S>& model, std::span<const in
           const Eigen::Map<const matrix<S>> qg(q.row(i).data() + g * group * d, group, d);
           Eigen::Map<matrix<S>> og(o.row(i).data() + g * group * d, group, d);
           Eigen::Map<matrix<S>> scores(score_buf.data(), group, t);
-          scores.noalias() = (qg * kc[l].block(base[s], g * d, t, d).transpose()) * scale;
+          // Coefficient-based products: [group, D] × [D, t] and [group, t] × [t, D] are too small
+          // for a GEMM call (packing, blocking) to pay off; one dot product / axpy per entry.
+          scores.noalias() = qg.lazyProduct(kc[l].block(base[s], g * d, t, d).transpose()) * scale;
           for (index_t r = 0; r < group; ++r) {
             auto sr = scores.row(r).array();
             const S m = sr.maxCoeff();
             sr = (sr - m).exp();
             sr /= sr.sum();
           }
-          og.noalias() = scores * vc[l].block(base[s], g * d, t, d);
+          og.noalias() = scores.lazyProduct(vc[l].block(base[s], g * d, t, d));
         }
       }
       linear_forward<S>(o, lw.wo, lw.bo, y);
