@@ -1,7 +1,8 @@
 #pragma once
 // Batched generation with a KV cache:
-//   prefill   one packed forward over all prompts (transformer::forward), whose post-RoPE keys
-//             and values become the cache; each prompt's last hidden state gives its first token;
+//   prefill   one packed forward over the distinct prompts (transformer::forward; see
+//             "Shared-prompt prefill" below), whose post-RoPE keys and values become the cache;
+//             each prompt's last hidden state gives its rows' first tokens;
 //   decode    one token per step for every live sequence at once: [B_live, H] through the layers,
 //             each query attending to its own sequence's cached keys (positions 0..p).
 // A sequence stops at a stop token (kept, reason stop) or after max_new_tokens (reason length).
