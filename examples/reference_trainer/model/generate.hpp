@@ -1,23 +1,77 @@
 #pragma once
 // Batched generation with a KV cache:
-//   prefill   one packed forward over all prompts (transformer::forward), whose post-RoPE keys
-//             and values become the cache; each prompt's last hidden state gives its first token;
+//   prefill   one packed forward over the distinct prompts (transformer::forward; see
+//             "Shared-prompt prefill" below), whose post-RoPE keys and values become the cache;
+//             each prompt's last hidden state gives its rows' first tokens;
 //   decode    one token per step for every live sequence at once: [B_live, H] through the layers,
 //             each query attending to its own sequence's cached keys (positions 0..p).
 // A sequence stops at a stop token (kept, reason stop) or after max_new_tokens (reason length).
 // Sample b draws from its own std::mt19937_64(seeds[b]), one uniform per step, so its completion
 // does not depend on which other prompts share the batch (up to float rounding of the batched
 // GEMMs).
+//
+// Shared-prompt prefill (options.share_prompt_prefill, on by default): rows whose prompt tokens
+// are equal (GRPO's G samples of one prompt; found by comparing the tokens, wherever the rows
+// sit in the batch) are prefilled once: the packed forward runs over the distinct prompts only,
+// every row of a group gets a copy of that prompt's keys / values in its own cache rows and
+// samples its first token from the prompt's last logits row with its own generator. The decode
+// is then the same code on the same cache contents, and the draws are untouched (one uniform per
+// row and step from the row's own stream), so the tokens equal the unshared path's; the logits
+// differ at most by the rounding of the prefill GEMMs over fewer rows (in practice not at all:
+// each output element is the same dot product in the same order).
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <random>
 #include <span>
+#include <unordered_map>
 #include <vector>
 
 #include "sampling.hpp"
 #include "transformer.hpp"
 
 namespace reference_model {
+
+// Rows of a packed prompt batch grouped by equal prompt tokens.
+struct prompt_groups {
+  std::vector<index_t> first;  // [U] the first row of each distinct prompt, in row order
+  std::vector<index_t> of;     // [B] the distinct prompt (index into `first`) of each row
+};
+
+// share = false: every row is its own group (U = B).
+inline prompt_groups group_prompts(std::span<const index_t> tokens,
+                                   std::span<const index_t> offsets, bool share) {
+  const index_t b = static_cast<index_t>(offsets.size()) - 1;
+  prompt_groups g;
+  g.of.resize(static_cast<std::size_t>(b));
+  auto row = [&](index_t s) {
+    return tokens.subspan(static_cast<std::size_t>(offsets[s]),
+                          static_cast<std::size_t>(offsets[s + 1] - offsets[s]));
+  };
+  std::unordered_map<std::uint64_t, std::vector<index_t>> by_hash;  // hash → distinct prompts
+  for (index_t s = 0; s < b; ++s) {
+    const auto p = row(s);
+    if (share) {
+      std::uint64_t h = 1469598103934665603ull ^ p.size();  // FNV-1a over the ids
+      for (index_t t : p) h = (h ^ static_cast<std::uint64_t>(t)) * 1099511628211ull;
+      std::vector<index_t>& cands = by_hash[h];
+      bool found = false;
+      for (index_t u : cands) {
+        const auto q = row(g.first[u]);
+        if (q.size() == p.size() && std::equal(q.begin(), q.end(), p.begin())) {
+          g.of[s] = u;
+          found = true;
+          break;
+        }
+      }
+      if (found) continue;
+      cands.push_back(static_cast<index_t>(g.first.size()));
+    }
+    g.of[s] = static_cast<index_t>(g.first.size());
+    g.first.push_back(s);
+  }
+  return g;
+}
 
 enum class stop_reason { stop_token, length };
 
@@ -59,28 +113,51 @@ std::vector<completion> generate(const transformer<S>& model, std::span<const in
     base[s + 1] = base[s] + len[s] + options.max_new_tokens;
   }
   std::vector<matrix<S>> kc(static_cast<std::size_t>(layers)), vc(static_cast<std::size_t>(layers));
+  for (completion& c : out) {
+    c.tokens.reserve(static_cast<std::size_t>(options.max_new_tokens));
+    c.sampling_logprobs.reserve(static_cast<std::size_t>(options.max_new_tokens));
+    c.model_logprobs.reserve(static_cast<std::size_t>(options.max_new_tokens));
+  }
 
-  // Prefill.
+  // Prefill, once per distinct prompt (all rows when sharing is off or every prompt differs).
+  const prompt_groups groups = group_prompts(prompt_tokens, prompt_offsets,
+                                             options.share_prompt_prefill);
+  const index_t u_count = static_cast<index_t>(groups.first.size());
+  std::vector<index_t> u_tokens, u_offsets;
+  std::span<const index_t> pre_tokens = prompt_tokens, pre_offsets = prompt_offsets;
+  if (u_count < b) {
+    u_offsets.push_back(0);
+    for (index_t s : groups.first) {
+      u_tokens.insert(u_tokens.end(), prompt_tokens.begin() + prompt_offsets[s],
+                      prompt_tokens.begin() + prompt_offsets[s + 1]);
+      u_offsets.push_back(static_cast<index_t>(u_tokens.size()));
+    }
+    pre_tokens = u_tokens;
+    pre_offsets = u_offsets;
+  }
   std::vector<std::mt19937_64> rng;
+  rng.reserve(static_cast<std::size_t>(b));
   for (index_t s = 0; s < b; ++s) rng.emplace_back(seeds[s]);
   std::vector<index_t> next(static_cast<std::size_t>(b));
   {
     activations<S> act;
-    const matrix<S>& h = model.forward(prompt_tokens, prompt_offsets, act);
+    const matrix<S>& h = model.forward(pre_tokens, pre_offsets, act);
     for (index_t l = 0; l < layers; ++l) {
       kc[l].resize(base[b], kvd);
       vc[l].resize(base[b], kvd);
       for (index_t s = 0; s < b; ++s) {
-        kc[l].middleRows(base[s], len[s]) = act.layers[l].attn.k.middleRows(prompt_offsets[s], len[s]);
-        vc[l].middleRows(base[s], len[s]) = act.layers[l].attn.v.middleRows(prompt_offsets[s], len[s]);
+        const index_t src = pre_offsets[groups.of[s]];
+        kc[l].middleRows(base[s], len[s]) = act.layers[l].attn.k.middleRows(src, len[s]);
+        vc[l].middleRows(base[s], len[s]) = act.layers[l].attn.v.middleRows(src, len[s]);
       }
     }
-    matrix<S> last(b, hd);
-    for (index_t s = 0; s < b; ++s) last.row(s) = h.row(prompt_offsets[s + 1] - 1);
+    matrix<S> last(u_count, hd);
+    for (index_t u = 0; u < u_count; ++u) last.row(u) = h.row(pre_offsets[u + 1] - 1);
     const matrix<S> logits = model.logits(last);
     for (index_t s = 0; s < b; ++s) {
       const sampled_token t = sample_token<S>(
-          std::span<const S>(logits.row(s).data(), static_cast<std::size_t>(cfg.vocab_size)),
+          std::span<const S>(logits.row(groups.of[s]).data(),
+                             static_cast<std::size_t>(cfg.vocab_size)),
           options, rng[s]);
       completion& c = out[s];
       c.tokens.push_back(t.token);
@@ -102,13 +179,20 @@ std::vector<completion> generate(const transformer<S>& model, std::span<const in
   for (index_t s = 0; s < b; ++s)
     if (!finished(s)) live.push_back(s);
 
-  // Decode: every live sequence advances by one token per step.
+  // Decode: every live sequence advances by one token per step. The buffers below keep their
+  // memory across steps (they are reallocated only when the live count changes); the attention
+  // scores live in one buffer sized for the longest sequence.
   const S scale = S(1) / std::sqrt(S(d));
-  matrix<S> x, xn, q, k, v, o, y, scores, logits;
+  matrix<S> x, xn, q, k, v, o, y, logits;
+  index_t max_t = 0;
+  for (index_t s = 0; s < b; ++s) max_t = std::max(max_t, len[s] + options.max_new_tokens);
+  std::vector<S> score_buf(static_cast<std::size_t>(group * max_t));
   std::vector<index_t> still;
+  still.reserve(live.size());
   vector<S> r;
   mlp_cache<S> mc;
   std::vector<index_t> pos;
+  pos.reserve(live.size());
   while (!live.empty()) {
     const index_t n = static_cast<index_t>(live.size());
     pos.resize(static_cast<std::size_t>(n));
@@ -139,14 +223,17 @@ std::vector<completion> generate(const transformer<S>& model, std::span<const in
         for (index_t g = 0; g < cfg.num_key_value_heads; ++g) {
           const Eigen::Map<const matrix<S>> qg(q.row(i).data() + g * group * d, group, d);
           Eigen::Map<matrix<S>> og(o.row(i).data() + g * group * d, group, d);
-          scores.noalias() = (qg * kc[l].block(base[s], g * d, t, d).transpose()) * scale;
+          Eigen::Map<matrix<S>> scores(score_buf.data(), group, t);
+          // Coefficient-based products: [group, D] × [D, t] and [group, t] × [t, D] are too small
+          // for a GEMM call (packing, blocking) to pay off; one dot product / axpy per entry.
+          scores.noalias() = qg.lazyProduct(kc[l].block(base[s], g * d, t, d).transpose()) * scale;
           for (index_t r = 0; r < group; ++r) {
             auto sr = scores.row(r).array();
             const S m = sr.maxCoeff();
             sr = (sr - m).exp();
             sr /= sr.sum();
           }
-          og.noalias() = scores * vc[l].block(base[s], g * d, t, d);
+          og.noalias() = scores.lazyProduct(vc[l].block(base[s], g * d, t, d));
         }
       }
       linear_forward<S>(o, lw.wo, lw.bo, y);

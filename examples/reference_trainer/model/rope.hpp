@@ -44,8 +44,11 @@ class rope_table {
     if (x.rows() == 0) return;
     const index_t d = 2 * half_;
     const index_t max_pos = *std::max_element(positions.begin(), positions.begin() + x.rows());
-    std::vector<S> cs(static_cast<std::size_t>((max_pos + 1) * half_)), sn(cs.size());
-    std::vector<S> c, s;
+    // Per-thread scratch: no allocation per call once grown (generation calls this twice per
+    // layer and decode step).
+    thread_local std::vector<S> cs, sn, c, s;
+    cs.resize(static_cast<std::size_t>((max_pos + 1) * half_));
+    sn.resize(cs.size());
     for (index_t p = 0; p <= max_pos; ++p) {
       angles(p, c, s);
       std::copy(c.begin(), c.end(), cs.begin() + p * half_);

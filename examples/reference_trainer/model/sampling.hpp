@@ -29,6 +29,9 @@ struct sampling_options {
   double top_p = 1.0;        // in (0, 1]; 1 = no top-p
   index_t max_new_tokens = 16;
   std::vector<index_t> stop_tokens;  // a sampled stop token ends its sequence (and is kept)
+  // generate() only: rows with identical prompt tokens share one prefill (generate.hpp,
+  // "Shared-prompt prefill"); same draws either way. false = prefill every row (tests, A/B).
+  bool share_prompt_prefill = true;
 };
 
 inline void validate(const sampling_options& o, index_t vocab) {
