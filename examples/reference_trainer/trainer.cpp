@@ -144,6 +144,7 @@ const std::map<std::string, stage_fn>& offline_algorithms() {
       {"orpo", &run_dpo<algo::orpo>},
       {"kto", &run_kto<algo::kto>},
       {"kto_apo_zero_unpaired", &run_kto<algo::kto_apo_zero_unpaired>},
+      {"kto_vanilla_paired", &run_dpo<algo::kto_vanilla_paired>},
   };
   return m;
 }
@@ -332,6 +333,12 @@ int run(int argc, char** argv) {
   for (auto& s : recipe.stages) {
     if (s.stage == "round" && s.algo != "dpo_nll")
       throw usage_error("stage round runs algorithm dpo_nll (Llama 3), not \"" + s.algo + "\", in " + recipe.file);
+    // A round is one indivisible step (stages/round.hpp): a checkpoint inside it cannot be asked for.
+    if (s.stage == "round" && s.checkpoint_every > 0)
+      throw usage_error("stage round in " + recipe.file + " has checkpoint_every " +
+                        std::to_string(s.checkpoint_every) + ", but a round is one indivisible step "
+                        "(no checkpoint inside it; its stage checkpoint is written when it ends): "
+                        "remove the field");
     if (s.stage != "rl" && s.stage != "dpo") continue;
     if ((s.stage == "rl" && algo_online) || (s.stage == "dpo" && algo_offline)) {
       s.algo = args.algo;
@@ -364,11 +371,19 @@ int run(int argc, char** argv) {
     for (std::size_t i = 0; i < recipe.stages.size(); ++i) {
       const auto& s = recipe.stages[i];
       const std::string where = "stages[" + std::to_string(i) + "] (" + s.stage + ")";
-      if (s.stage == "rs_sft" || s.stage == "dpo" || s.stage == "reward_model" || s.stage == "round")
-        throw usage_error(where + " does not run data-parallel yet (pretrain, sft and rl do); run it in one process");
-      const long n = s.stage == "rl" ? s.prompts : s.batch;
+      if (s.stage == "round")
+        throw usage_error(where + " does not run data-parallel yet (pretrain, sft, rs_sft, rl, "
+                          "reward_model and offline dpo do); run it in one process");
+      if (s.stage == "dpo" && s.pairs != "offline")
+        throw usage_error(where + ": online pairs do not run data-parallel yet (offline pairs do); "
+                          "run it in one process");
+      if (s.stage == "dpo" && (s.algo == "kto" || s.algo == "kto_apo_zero_unpaired"))
+        throw usage_error(where + ": algorithm " + s.algo + " does not run data-parallel yet (its "
+                          "mismatched KL pairs are per-rank); run it in one process");
+      const bool by_prompts = s.stage == "rl" || s.stage == "rs_sft";
+      const long n = by_prompts ? s.prompts : s.batch;
       if (n % g_comm.size() != 0)
-        throw usage_error(where + ": " + (s.stage == "rl" ? "prompts " : "batch ") + std::to_string(n) +
+        throw usage_error(where + ": " + (by_prompts ? "prompts " : "batch ") + std::to_string(n) +
                           " does not divide by the " + std::to_string(g_comm.size()) + " ranks");
     }
   if (!rt::built_with_mpi() && rt::launched_by_mpi())
@@ -548,10 +563,15 @@ int run(int argc, char** argv) {
 
   // 6 summary
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-  std::string summary = "stage            held-out acc   stage time\n";
+  // The stage column fits the longest name (dpo:kto_vanilla_paired), at least 16 wide.
+  int width = 16;
+  for (const row& r : table) width = std::max(width, static_cast<int>(r.stage.size()));
+  std::string summary = "stage";
+  summary.append(static_cast<std::size_t>(width - 5), ' ');
+  summary += " held-out acc   stage time\n";
   for (const row& r : table) {
-    char line[128];
-    std::snprintf(line, sizeof line, "%-16s %12.3f %11.1fs", r.stage.c_str(), r.accuracy, r.seconds);
+    char line[160];
+    std::snprintf(line, sizeof line, "%-*s %12.3f %11.1fs", width, r.stage.c_str(), r.accuracy, r.seconds);
     summary += line;
     // Several task kinds: the accuracy of each after the stage time.
     if (r.by_task.size() > 1)

@@ -11,6 +11,14 @@
 // mask_format: Llama 3's format-token masking (headers, end-of-turn out of both log-probs).
 // Reference-free losses (simpo, orpo) get reference::none: no reference forward at all.
 //
+// kto_vanilla_paired (algo::kto_vanilla_paired, OpenRLHF's VanillaKTOLoss): the pairs above
+// (online or offline), each pair's chosen desirable and its rejected undesirable, with the
+// cross reference points KL_c / KL_r of the whole batch (kto_paired.hpp: the pipeline has no
+// paired KTO step).
+//
+// Data-parallel (mpirun, distributed.hpp): offline pairs only. Every rank samples and holds every
+// pair (rank 0 writes the file), then trains on its share of each step's `batch`.
+//
 // kto (algo K: kto, kto_apo_zero_unpaired): unpaired rows through pipeline::kto_step<K> with a
 // frozen reference (the stage's start policy) and the stage's β.
 //   pairs "online"  every step: N samples per prompt from the current policy, each one row,
@@ -18,13 +26,26 @@
 //   pairs "offline" the offline pairs above, unpaired (TRL's unpair_preference_dataset: chosen
 //                   desirable, rejected undesirable); each step `batch` pairs = 2·batch rows
 // pack_kto builds the mismatched pairs (completions rotated by one) for KTO's z0.
+#include "kto_paired.hpp"
 #include "preferences.hpp"
 
 namespace reference_trainer::stages {
 
+// algo::kto_vanilla_paired: paired KTO (kto_paired.hpp's step; the pairs are run_dpo's).
+template <class R>
+inline constexpr bool paired_kto = std::is_same_v<R, rt::pt::algo::kto_vanilla_paired>;
+
+template <class R>
+constexpr bool uses_reference() {
+  if constexpr (paired_kto<R>)
+    return true;
+  else
+    return R::uses_reference;
+}
+
 template <class R>
 auto make_reference(rt::policy<S>& p) {
-  if constexpr (R::uses_reference)
+  if constexpr (uses_reference<R>())
     return rt::pp::reference::frozen<rt::policy<S>>(p);
   else
     return rt::pp::reference::none<S>{};
@@ -38,7 +59,8 @@ sampled_preferences sample_offline_pairs(const context& c, const rt::stage_optio
   const auto pick = batch_rows(c.recipe.seed, c.stage_index, 0, s.prompts, c.data.rl.size());
   auto sampled = sample_preferences(c, s, gen, c.data.rl, pick, 0, false);
   offline = store_preferences(sampled.rows, c.out_dir / "data" /
-                                                ("stage" + std::to_string(c.stage_index) + "_pairs.jsonl"));
+                                                ("stage" + std::to_string(c.stage_index) + "_pairs.jsonl"),
+                              c.comm);
   if (offline.empty())
     throw std::runtime_error("stage " + std::to_string(c.stage_index) +
                              " (dpo, offline pairs): every sample was correct, no pair to learn "
@@ -73,7 +95,8 @@ void run_dpo(context& c, const rt::stage_options& s) {
     double generated = 0, mean_reward = 0;
     if (s.pairs == "offline") {
       std::vector<rt::pp::preference_example> batch;
-      for (std::size_t i : batch_rows(c.recipe.seed, c.stage_index, step, s.batch, offline.size()))
+      // This rank's share of the step's pairs (distributed.hpp; every rank holds every pair).
+      for (std::size_t i : c.comm->shard(batch_rows(c.recipe.seed, c.stage_index, step, s.batch, offline.size())))
         batch.push_back(offline[i]);
       auto packed = rt::pp::pack_preference(tok, std::span<const rt::pp::preference_example>(batch), {},
                                             s.mask_format);
@@ -95,16 +118,32 @@ void run_dpo(context& c, const rt::stage_options& s) {
       chosen_mask = std::move(pairs.chosen_mask);
       rejected_mask = std::move(pairs.rejected_mask);
     }
-    const auto n_pairs = static_cast<std::size_t>(chosen.num_sequences());
+    double global_pairs = static_cast<double>(chosen.num_sequences());
+    c.comm->all_reduce_sum(std::span<double>(&global_pairs, 1));
+    const auto n_pairs = static_cast<std::size_t>(global_pairs);
     rec["pairs"] = n_pairs;
     rec["time_s"] = c.out.seconds();
-    char live[96];
+    char live[128];
     if (n_pairs == 0) {
       // Every group all-correct or all-wrong: no preference signal this step.
       std::snprintf(live, sizeof live, "reward %.3f  no pairs", mean_reward);
+    } else if constexpr (paired_kto<R>) {
+      const auto m = kto_paired_step(c.policy, reference, opt,
+                                     {chosen.view(), rejected.view(), chosen_mask, rejected_mask}, o, *c.comm);
+      rec["loss"] = m.loss;
+      rec["kl_chosen"] = m.kl_chosen;
+      rec["kl_rejected"] = m.kl_rejected;
+      rec["chosen_reward"] = m.chosen_reward;
+      rec["rejected_reward"] = m.rejected_reward;
+      rec["reward_margin"] = m.reward_margin;
+      rec["reward_accuracy"] = m.reward_accuracy;
+      rec["grad_norm"] = m.grad_norm;
+      std::snprintf(live, sizeof live, "reward %.3f  pairs %zu  loss %.4f  KL_c %.4f  KL_r %.4f",
+                    mean_reward, n_pairs, m.loss, m.kl_chosen, m.kl_rejected);
     } else {
       const auto m = rt::pp::preference_step<R>(
-          c.policy, reference, opt, {chosen.view(), rejected.view(), chosen_mask, rejected_mask}, o);
+          c.policy, reference, opt, {chosen.view(), rejected.view(), chosen_mask, rejected_mask}, o,
+          *c.comm);
       rec["loss"] = m.loss;
       rec["reward_margin"] = m.reward_margin;
       rec["reward_accuracy"] = m.reward_accuracy;

@@ -16,7 +16,8 @@ namespace reference_trainer::stages {
 // call), so it cannot stop or resume part-way. Ctrl-C before it starts saves step 0; Ctrl-C during
 // it is acted on when the round has finished (after_step(1) saves the finished round's policy, and
 // --resume continues with the next stage). Its optimizers live only inside the round, so nothing
-// else needs saving.
+// else needs saving. A recipe-level checkpoint_every does not reach inside the round (it logs so
+// when the round starts); a stage-level one on a round stage is an error (trainer.cpp).
 inline void run_round(context& c, const rt::stage_options& s) {
   using sft_loss = rt::pt::algo::sft;
   using dpo_loss = rt::pt::algo::dpo_nll;
@@ -24,6 +25,9 @@ inline void run_round(context& c, const rt::stage_options& s) {
   auto dpo_opt = make_optimizer(s);
   if (c.ckpt->begin({{c.policy.parameters(), &sft_opt}}) > 1) return;  // saved after the round
   check_interrupt(c, 1);
+  c.out.log("round: one indivisible step (sampling, " + std::to_string(s.steps) + " SFT passes, " +
+            std::to_string(s.runs) + " DPO runs): no checkpoint inside it; Ctrl-C stops after it, "
+            "and after a crash --resume redoes the whole round");
   rt::generator<S> gen(c.policy);
   stage_reward reward = reward_of(c, s);
   const auto rows = batch_rows(c.recipe.seed, c.stage_index, 1, s.prompts, c.data.rl.size());
