@@ -16,10 +16,10 @@
 //   5 each stage (stages/*.hpp, one per kind): pretrain / sft (pipeline::sft_step) / rs_sft
 //     (rejection_sampling + sft_step) / reward_model (reward_model_step on verifier-ranked
 //     samples) / rl (pipeline::rl_step with the named algorithm and conventions) / dpo (online or
-//     offline pairs + preference_step) / round (Llama 3: pipeline::iterative_round); metrics JSONL
-//     per step; mid-stage checkpoints with the optimizer state every checkpoint_every steps and on
-//     Ctrl-C (checkpoint.hpp: one begin() before and one after_step() in each stage's loop; a
-//     round is one indivisible step); checkpoint (HF layout, atomic) after the stage; held-out
+//     offline pairs + preference_step or paired KTO) / round (Llama 3: iterative_round's phases,
+//     one step per SFT / DPO pass); metrics JSONL per step; mid-stage checkpoints with the
+//     optimizer state every checkpoint_every steps and on Ctrl-C (checkpoint.hpp: one begin()
+//     before and one after_step() in each stage's loop); checkpoint (HF layout, atomic) after the stage; held-out
 //     accuracy after the stage
 //   6 the summary table
 // Errors (bad flag, missing file, bad JSONL row, unknown algorithm, wrong-typed recipe field) are
@@ -333,12 +333,6 @@ int run(int argc, char** argv) {
   for (auto& s : recipe.stages) {
     if (s.stage == "round" && s.algo != "dpo_nll")
       throw usage_error("stage round runs algorithm dpo_nll (Llama 3), not \"" + s.algo + "\", in " + recipe.file);
-    // A round is one indivisible step (stages/round.hpp): a checkpoint inside it cannot be asked for.
-    if (s.stage == "round" && s.checkpoint_every > 0)
-      throw usage_error("stage round in " + recipe.file + " has checkpoint_every " +
-                        std::to_string(s.checkpoint_every) + ", but a round is one indivisible step "
-                        "(no checkpoint inside it; its stage checkpoint is written when it ends): "
-                        "remove the field");
     if (s.stage != "rl" && s.stage != "dpo") continue;
     if ((s.stage == "rl" && algo_online) || (s.stage == "dpo" && algo_offline)) {
       s.algo = args.algo;
@@ -513,7 +507,8 @@ int run(int argc, char** argv) {
     const rt::stage_options& s = recipe.stages[i];
     ctx.stage_index = i + 1;
     const std::string name = s.stage == "rl" || s.stage == "dpo" ? s.stage + ":" + s.algo : s.stage;
-    rep.stage_start(name, s.stage == "round" ? 1 : s.steps);
+    // A round's steps: its SFT passes, then each DPO run's passes (stages/round.hpp).
+    rep.stage_start(name, s.stage == "round" ? s.steps * (1 + s.runs) : s.steps);
     ctx.note.clear();
     const fs::path mid_dir = out / "checkpoints" / mid_dir_name(i + 1, s.stage);
     rt::stage_checkpointer ckpt(
