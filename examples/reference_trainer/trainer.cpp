@@ -368,13 +368,12 @@ int run(int argc, char** argv) {
       if (s.stage == "round")
         throw usage_error(where + " does not run data-parallel yet (pretrain, sft, rs_sft, rl, "
                           "reward_model and offline dpo do); run it in one process");
-      if (s.stage == "dpo" && s.pairs != "offline")
-        throw usage_error(where + ": online pairs do not run data-parallel yet (offline pairs do); "
-                          "run it in one process");
-      if (s.stage == "dpo" && (s.algo == "kto" || s.algo == "kto_apo_zero_unpaired"))
-        throw usage_error(where + ": algorithm " + s.algo + " does not run data-parallel yet (its "
-                          "mismatched KL pairs are per-rank); run it in one process");
-      const bool by_prompts = s.stage == "rl" || s.stage == "rs_sft";
+      const bool unpaired_kto = s.algo == "kto" || s.algo == "kto_apo_zero_unpaired";
+      if (s.stage == "dpo" && s.pairs != "offline" && !unpaired_kto)
+        throw usage_error(where + ": online pairs do not run data-parallel yet (offline pairs, and "
+                          "kto's online rows, do); run it in one process");
+      const bool by_prompts = s.stage == "rl" || s.stage == "rs_sft" ||
+                              (s.stage == "dpo" && s.pairs != "offline");
       const long n = by_prompts ? s.prompts : s.batch;
       if (n % g_comm.size() != 0)
         throw usage_error(where + ": " + (by_prompts ? "prompts " : "batch ") + std::to_string(n) +

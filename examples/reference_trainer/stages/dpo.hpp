@@ -16,8 +16,10 @@
 // cross reference points KL_c / KL_r of the whole batch (kto_paired.hpp: the pipeline has no
 // paired KTO step).
 //
-// Data-parallel (mpirun, distributed.hpp): offline pairs only. Every rank samples and holds every
-// pair (rank 0 writes the file), then trains on its share of each step's `batch`.
+// Data-parallel (mpirun, distributed.hpp), DPO and paired KTO: offline pairs only. Every rank
+// samples and holds every pair (rank 0 writes the file), then trains on its share of each step's
+// `batch`. Unpaired KTO: offline and online; every rank draws the whole step's rows (online: the
+// same samples, redundantly), packs them with their mismatched pairs, and trains on its share.
 //
 // kto (algo K: kto, kto_apo_zero_unpaired): unpaired rows through pipeline::kto_step<K> with a
 // frozen reference (the stage's start policy) and the stage's β.
@@ -208,10 +210,28 @@ void run_kto(context& c, const rt::stage_options& s) {
       generated = static_cast<double>(completions.tokens.size());
       rec["reward"] = mean_reward;
     }
+    // Packed over the whole step's rows (the mismatched KL pairs rotate completions within the
+    // global batch, as in one process), then this rank's contiguous share of examples and KL pairs:
+    // kto_step all-reduces z0's partial sums and the normaliser, so R ranks give one process's update.
     const auto packed = rt::pp::pack_kto(tok, std::span<const rt::pp::kto_example>(rows), {}, s.mask_format);
-    const auto m = rt::pp::kto_step<K>(
-        c.policy, reference, opt,
-        {packed.examples.view(), packed.mask, packed.desirable, packed.kl_examples.view(), packed.kl_mask}, o);
+    const auto all_examples = packed.examples.view(), all_kl = packed.kl_examples.view();
+    const index_t share = all_examples.num_sequences() / c.comm->size();
+    const index_t b0 = share * c.comm->rank(), b1 = b0 + share;
+    const auto ex = rt::pp::make_slice(all_examples, b0, b1);
+    rt::pp::kto_data data{ex.view_of(all_examples, b0, b1),
+                          std::span<const float>(packed.mask).subspan(static_cast<std::size_t>(ex.token_begin),
+                                                                      static_cast<std::size_t>(ex.token_end - ex.token_begin)),
+                          std::span<const std::uint8_t>(packed.desirable).subspan(static_cast<std::size_t>(b0),
+                                                                                  static_cast<std::size_t>(share)),
+                          {}, {}};
+    rt::pp::sequence_slice kl;
+    if (!all_kl.seq_offsets.empty()) {
+      kl = rt::pp::make_slice(all_kl, b0, b1);
+      data.kl_examples = kl.view_of(all_kl, b0, b1);
+      data.kl_mask = std::span<const float>(packed.kl_mask).subspan(static_cast<std::size_t>(kl.token_begin),
+                                                                    static_cast<std::size_t>(kl.token_end - kl.token_begin));
+    }
+    const auto m = rt::pp::kto_step<K>(c.policy, reference, opt, data, o, *c.comm);
     const double desirable_fraction = m.examples > 0 ? m.desirable / m.examples : 0.0;
     rec["examples"] = m.examples;
     rec["desirable_fraction"] = desirable_fraction;
