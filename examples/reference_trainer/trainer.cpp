@@ -366,12 +366,11 @@ int run(int argc, char** argv) {
       const auto& s = recipe.stages[i];
       const std::string where = "stages[" + std::to_string(i) + "] (" + s.stage + ")";
       if (s.stage == "round")
-        throw usage_error(where + " does not run data-parallel yet (pretrain, sft, rs_sft, rl, "
-                          "reward_model and offline dpo do); run it in one process");
+        throw usage_error(where + " does not run data-parallel yet (every other stage kind does); "
+                          "run it in one process");
       const bool unpaired_kto = s.algo == "kto" || s.algo == "kto_apo_zero_unpaired";
-      if (s.stage == "dpo" && s.pairs != "offline" && !unpaired_kto)
-        throw usage_error(where + ": online pairs do not run data-parallel yet (offline pairs, and "
-                          "kto's online rows, do); run it in one process");
+      // Online pairs: every rank draws them all and takes a share of any size (stages/dpo.hpp).
+      if (s.stage == "dpo" && s.pairs != "offline" && !unpaired_kto) continue;
       const bool by_prompts = s.stage == "rl" || s.stage == "rs_sft" ||
                               (s.stage == "dpo" && s.pairs != "offline");
       const long n = by_prompts ? s.prompts : s.batch;

@@ -16,9 +16,9 @@
 // cross reference points KL_c / KL_r of the whole batch (kto_paired.hpp: the pipeline has no
 // paired KTO step).
 //
-// Data-parallel (mpirun, distributed.hpp), DPO and paired KTO: offline pairs only. Every rank
-// samples and holds every pair (rank 0 writes the file), then trains on its share of each step's
-// `batch`. Unpaired KTO: offline and online; every rank draws the whole step's rows (online: the
+// Data-parallel (mpirun, distributed.hpp), DPO and paired KTO: every rank samples and holds every
+// pair (offline: rank 0 writes the file; online: each step's pairs drawn redundantly), then trains
+// on its contiguous share of the step's pairs. Unpaired KTO: offline and online; every rank draws the whole step's rows (online: the
 // same samples, redundantly), packs them with their mismatched pairs, and trains on its share.
 //
 // kto (algo K: kto, kto_apo_zero_unpaired): unpaired rows through pipeline::kto_step<K> with a
@@ -70,6 +70,20 @@ sampled_preferences sample_offline_pairs(const context& c, const rt::stage_optio
   return sampled;
 }
 
+// Keeps sequences [b0, b1) of s (and their mask).
+inline void keep_sequences(rt::pp::owned_sequences& s, std::vector<float>& mask, index_t b0, index_t b1) {
+  rt::pp::owned_sequences out;
+  std::vector<float> m;
+  const auto v = s.view();
+  for (index_t b = b0; b < b1; ++b) {
+    const auto t0 = v.seq_offsets[b], t1 = v.seq_offsets[b + 1];
+    out.append(v.tokens.subspan(t0, t1 - t0));
+    m.insert(m.end(), mask.begin() + t0, mask.begin() + t1);
+  }
+  s = std::move(out);
+  mask = std::move(m);
+}
+
 template <class R>
 void run_dpo(context& c, const rt::stage_options& s) {
   auto opt = make_optimizer(s);
@@ -88,8 +102,10 @@ void run_dpo(context& c, const rt::stage_options& s) {
               std::to_string(sampled.samples) + " samples (reward " +
               std::to_string(sampled.mean_reward).substr(0, 5) + ")");
   }
+  rt::trainer_communicator alone = rt::trainer_communicator::single();
   for (long step = c.ckpt->begin({{c.policy.parameters(), &opt}}); step <= s.steps; ++step) {
     check_interrupt(c, step);
+    rt::trainer_communicator* comm = c.comm;  // the step's: all ranks, or this one alone
     rt::pp::owned_sequences chosen, rejected;
     std::vector<float> chosen_mask, rejected_mask;
     nlohmann::json rec{{"stage", "dpo"}, {"algo", s.algo}, {"stage_index", c.stage_index},
@@ -119,9 +135,19 @@ void run_dpo(context& c, const rt::stage_options& s) {
       rejected = std::move(pairs.rejected);
       chosen_mask = std::move(pairs.chosen_mask);
       rejected_mask = std::move(pairs.rejected_mask);
+      // Every rank drew the same pairs; this rank trains on its contiguous share (uneven when the
+      // ranks do not divide the pair count). Fewer pairs than ranks: every rank runs the whole,
+      // identical step alone (no rank may join a step with no pair).
+      const index_t all = chosen.num_sequences(), ranks = c.comm->size(), r = c.comm->rank();
+      if (ranks > 1 && all >= ranks) {
+        keep_sequences(chosen, chosen_mask, all * r / ranks, all * (r + 1) / ranks);
+        keep_sequences(rejected, rejected_mask, all * r / ranks, all * (r + 1) / ranks);
+      } else if (ranks > 1) {
+        comm = &alone;
+      }
     }
     double global_pairs = static_cast<double>(chosen.num_sequences());
-    c.comm->all_reduce_sum(std::span<double>(&global_pairs, 1));
+    comm->all_reduce_sum(std::span<double>(&global_pairs, 1));
     const auto n_pairs = static_cast<std::size_t>(global_pairs);
     rec["pairs"] = n_pairs;
     rec["time_s"] = c.out.seconds();
@@ -131,7 +157,7 @@ void run_dpo(context& c, const rt::stage_options& s) {
       std::snprintf(live, sizeof live, "reward %.3f  no pairs", mean_reward);
     } else if constexpr (paired_kto<R>) {
       const auto m = kto_paired_step(c.policy, reference, opt,
-                                     {chosen.view(), rejected.view(), chosen_mask, rejected_mask}, o, *c.comm);
+                                     {chosen.view(), rejected.view(), chosen_mask, rejected_mask}, o, *comm);
       rec["loss"] = m.loss;
       rec["kl_chosen"] = m.kl_chosen;
       rec["kl_rejected"] = m.kl_rejected;
@@ -145,7 +171,7 @@ void run_dpo(context& c, const rt::stage_options& s) {
     } else {
       const auto m = rt::pp::preference_step<R>(
           c.policy, reference, opt, {chosen.view(), rejected.view(), chosen_mask, rejected_mask}, o,
-          *c.comm);
+          *comm);
       rec["loss"] = m.loss;
       rec["reward_margin"] = m.reward_margin;
       rec["reward_accuracy"] = m.reward_accuracy;
