@@ -365,9 +365,9 @@ int run(int argc, char** argv) {
     for (std::size_t i = 0; i < recipe.stages.size(); ++i) {
       const auto& s = recipe.stages[i];
       const std::string where = "stages[" + std::to_string(i) + "] (" + s.stage + ")";
-      if (s.stage == "round")
-        throw usage_error(where + " does not run data-parallel yet (every other stage kind does); "
-                          "run it in one process");
+      // round and online pairs: every rank draws them all and takes a share of any size
+      // (stages/common.hpp take_share).
+      if (s.stage == "round") continue;
       const bool unpaired_kto = s.algo == "kto" || s.algo == "kto_apo_zero_unpaired";
       // Online pairs: every rank draws them all and takes a share of any size (stages/dpo.hpp).
       if (s.stage == "dpo" && s.pairs != "offline" && !unpaired_kto) continue;

@@ -70,20 +70,6 @@ sampled_preferences sample_offline_pairs(const context& c, const rt::stage_optio
   return sampled;
 }
 
-// Keeps sequences [b0, b1) of s (and their mask).
-inline void keep_sequences(rt::pp::owned_sequences& s, std::vector<float>& mask, index_t b0, index_t b1) {
-  rt::pp::owned_sequences out;
-  std::vector<float> m;
-  const auto v = s.view();
-  for (index_t b = b0; b < b1; ++b) {
-    const auto t0 = v.seq_offsets[b], t1 = v.seq_offsets[b + 1];
-    out.append(v.tokens.subspan(t0, t1 - t0));
-    m.insert(m.end(), mask.begin() + t0, mask.begin() + t1);
-  }
-  s = std::move(out);
-  mask = std::move(m);
-}
-
 template <class R>
 void run_dpo(context& c, const rt::stage_options& s) {
   auto opt = make_optimizer(s);

@@ -38,6 +38,14 @@ inline void run_round(context& c, const rt::stage_options& s) {
   // Best of N from the stage's start policy (before begin(): a resumed stage starts from it too).
   const auto best = rt::pp::rejection_sampling(gen, reward, request, c.policy.vocab_size());
   const double best_of_n_reward = mean_of(best.best_reward);
+  // Data-parallel (mpirun): every rank draws the same best-of-N rows and pairs (redundantly) and
+  // trains on its contiguous share (take_share); the averaging is the same on every rank.
+  rt::trainer_communicator alone = rt::trainer_communicator::single();
+  rt::pp::owned_sequences sft_rows = best.sequences;
+  std::vector<float> sft_mask = best.loss_mask;
+  rt::trainer_communicator* sft_comm = take_share(c, alone, sft_rows, sft_mask);
+  rt::trainer_communicator* pairs_comm = c.comm;
+  index_t pairs_all = 0;
 
   const auto theta = c.policy.parameters();
   const std::size_t n = theta.size();
@@ -75,7 +83,7 @@ inline void run_round(context& c, const rt::stage_options& s) {
     char live[128];
     double tokens = 0;
     if (step <= E) {
-      const auto m = rt::pp::sft_step<sft_loss>(c.policy, opt, {best.sequences.view(), best.loss_mask}, so);
+      const auto m = rt::pp::sft_step<sft_loss>(c.policy, opt, {sft_rows.view(), sft_mask}, so, *sft_comm);
       if (step == E) std::copy(theta.begin(), theta.end(), sft_model.begin());
       stats[0] = static_cast<float>(m.loss);
       rec["phase"] = "sft";
@@ -99,8 +107,11 @@ inline void run_round(context& c, const rt::stage_options& s) {
           rt::pp::mask_format(pairs, {});
         });
         pairs_run = k;
+        pairs_all = pairs.chosen.num_sequences();
+        pairs_comm = take_share(c, alone, pairs.chosen, pairs.chosen_mask);
+        take_share(c, alone, pairs.rejected, pairs.rejected_mask);
       }
-      const auto np = pairs.chosen.num_sequences();
+      const auto np = pairs_all;
       const auto ks = static_cast<std::size_t>(k);
       stats[1 + 3 * ks] = static_cast<float>(np);
       rec["phase"] = "dpo";
@@ -109,7 +120,8 @@ inline void run_round(context& c, const rt::stage_options& s) {
       if (np > 0) {  // all groups tied: the run trains nothing (its result is the SFT model)
         const auto m = rt::pp::preference_step<dpo_loss>(
             c.policy, *reference, opt,
-            {pairs.chosen.view(), pairs.rejected.view(), pairs.chosen_mask, pairs.rejected_mask}, dpo);
+            {pairs.chosen.view(), pairs.rejected.view(), pairs.chosen_mask, pairs.rejected_mask}, dpo,
+            *pairs_comm);
         stats[2 + 3 * ks] = static_cast<float>(m.loss);
         stats[3 + 3 * ks] = static_cast<float>(m.reward_accuracy);
         rec["loss"] = m.loss;
