@@ -7,7 +7,9 @@
 // build without MPI, and a plain run of an MPI build, never touch MPI).
 //
 // Every rank draws the same global batch (batch_rows is a function of (seed, stage, step)) and
-// takes its contiguous share (shard()): batch / prompts must divide by the rank count. The
+// takes its contiguous share (shard()): batch / prompts must divide by the rank count. Stages whose
+// rows come out of sampling in varying numbers (online pairs, a round's rows and pairs) draw them
+// on every rank and take a share of any size (stages/common.hpp take_share). The
 // pipeline steps all-reduce the gradients and the global normalisers, so the update equals the
 // single-process one up to the order of the floating-point sums; sample k of the global batch
 // draws with the same seed on any layout (first_sample_index). Rank 0 writes the data files,

@@ -15,10 +15,13 @@
 // the command exits with code 3 (CTest's SKIP_RETURN_CODE for the rendering test).
 #include <algorithm>
 #include <cmath>
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
@@ -200,9 +203,23 @@ inline std::string script(const metrics& m) {
   };
   for (const auto& p : plots) {
     if (!any(p.field)) continue;
-    g << "set output \"" << p.file << "\"\nset title \"" << p.title << "\"\n"
-      << "plot \"steps.dat\" using 1:" << p.column << " with lines linewidth 2 title \"" << p.name
+    // A constant series (e.g. KL at β 0: all zeros) has an empty autoscaled y range, which gnuplot
+    // warns about ("empty y range"): give it one, centred on the value.
+    double lo = std::numeric_limits<double>::infinity(), hi = -lo;
+    for (const auto& s : m.steps)
+      if ((s.*p.field).has_value() && std::isfinite(*(s.*p.field))) {
+        lo = std::min(lo, *(s.*p.field));
+        hi = std::max(hi, *(s.*p.field));
+      }
+    const bool constant = lo <= hi && hi - lo <= 1e-12 * std::max(1.0, std::abs(lo));
+    g << "set output \"" << p.file << "\"\nset title \"" << p.title << "\"\n";
+    if (constant) {
+      const double pad = std::max(1.0, std::abs(lo) * 0.1);
+      g << "set yrange [" << lo - pad << ":" << hi + pad << "]\n";
+    }
+    g << "plot \"steps.dat\" using 1:" << p.column << " with lines linewidth 2 title \"" << p.name
       << "\"\n";
+    if (constant) g << "set autoscale y\n";
   }
   if (!m.evals.empty()) {
     g << "set output \"heldout_accuracy.png\"\nset title \"held-out accuracy (greedy, after each stage)\"\n"
@@ -275,10 +292,10 @@ inline int run(const std::filesystem::path& run_dir, std::filesystem::path dir, 
   return 0;
 }
 
-// `reference_trainer compare RUN_A RUN_B [--tolerance T]`: the per-step loss, reward and KL and
-// the held-out accuracies of two runs (e.g. one process and `mpirun -np 2`), matched by (stage,
-// step). Prints the largest difference; exit code 1 when a value differs by more than
-// T·max(1, |value|) or a step is missing from one run.
+// `reference_trainer compare RUN_A RUN_B [--tolerance T]`: the per-step loss, reward, KL and
+// kept count (rs_sft) and the held-out accuracies (the policy's, the reward model's) of two runs
+// (e.g. one process and `mpirun -np 2`), matched by (stage, step). Prints the largest difference;
+// exit code 1 when a value differs by more than T·max(1, |value|) or a step is missing from one run.
 inline int compare(const std::filesystem::path& a_dir, const std::filesystem::path& b_dir, double tol) {
   auto load = [](const std::filesystem::path& d) {
     std::map<std::string, double> v;
@@ -291,7 +308,7 @@ inline int compare(const std::filesystem::path& a_dir, const std::filesystem::pa
       if (j.is_discarded() || !j.is_object()) continue;
       const std::string at = "stage " + std::to_string(j.value("stage_index", 0)) +
                              (j.contains("event") ? " eval " + j.value("stage", std::string()) : " step " + std::to_string(j.value("step", 0L)));
-      for (const char* key : {"loss", "reward", "kl", "heldout_accuracy"})
+      for (const char* key : {"loss", "reward", "kl", "heldout_accuracy", "rm_heldout_accuracy", "kept"})
         if (j.contains(key) && j[key].is_number()) v[at + " " + key] = j[key].get<double>();
     }
     return v;

@@ -35,7 +35,7 @@ struct model_options {
 //                   samples (`prompts` prompts × `samples`, verifier-ranked, Llama 3's edited >
 //                   chosen > rejected); steps, batch (rows per step), lr; held-out pairs from
 //                   `held_out` eval prompts
-//   round           one Llama 3 round (pipeline::iterative_round): best of `samples` by the reward
+//   round           one Llama 3 round (iterative_round's phases, stages/round.hpp): best of `samples` by the reward
 //                   model for `prompts` prompts → `steps` SFT passes → pairs → `runs` DPO runs of
 //                   `steps` passes (algo, beta; format tokens masked) averaged
 //   dpo             pairs: "online" (new pairs every step) or "offline" (generated once from
@@ -46,7 +46,7 @@ struct model_options {
 //   rl, dpo, rs_sft reward: "verifier" (default), "rm" (the last reward_model stage's model) or
 //                   "verifier+rm" (verifier + rm_weight · RM score, DeepSeek-V3)
 //   every stage     checkpoint_every: mid-stage checkpoint every K steps (default: the recipe's;
-//                   a round is one step)
+//                   a round's steps are its SFT passes, then each DPO run's passes)
 struct stage_options {
   std::string stage, algo, loss = "token_mean";
   std::string reward = "verifier", pairs = "online", order = "random";
@@ -259,6 +259,8 @@ inline recipe read_recipe(const std::string& path) {
     one_of("pairs", st.pairs, {"online", "offline"});
     one_of("order", st.order, {"random", "reward_variance"});
     if (st.runs < 1 || st.held_out < 1) rd.fail(p + "runs", "and held_out must be >= 1");
+    if (st.stage == "round" && st.runs > 12)
+      rd.fail(p + "runs", "is " + std::to_string(st.runs) + ", at most 12 (a round's checkpoint holds every run's result)");
     rd.get(s, p, "checkpoint_every", st.checkpoint_every);
     if (s.contains("checkpoint_every") && st.checkpoint_every < 0)
       rd.fail(p + "checkpoint_every", "is negative, expected 0 (off) or K >= 1");

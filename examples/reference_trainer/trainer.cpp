@@ -16,10 +16,10 @@
 //   5 each stage (stages/*.hpp, one per kind): pretrain / sft (pipeline::sft_step) / rs_sft
 //     (rejection_sampling + sft_step) / reward_model (reward_model_step on verifier-ranked
 //     samples) / rl (pipeline::rl_step with the named algorithm and conventions) / dpo (online or
-//     offline pairs + preference_step) / round (Llama 3: pipeline::iterative_round); metrics JSONL
-//     per step; mid-stage checkpoints with the optimizer state every checkpoint_every steps and on
-//     Ctrl-C (checkpoint.hpp: one begin() before and one after_step() in each stage's loop; a
-//     round is one indivisible step); checkpoint (HF layout, atomic) after the stage; held-out
+//     offline pairs + preference_step or paired KTO) / round (Llama 3: iterative_round's phases,
+//     one step per SFT / DPO pass); metrics JSONL per step; mid-stage checkpoints with the
+//     optimizer state every checkpoint_every steps and on Ctrl-C (checkpoint.hpp: one begin()
+//     before and one after_step() in each stage's loop); checkpoint (HF layout, atomic) after the stage; held-out
 //     accuracy after the stage
 //   6 the summary table
 // Errors (bad flag, missing file, bad JSONL row, unknown algorithm, wrong-typed recipe field) are
@@ -144,6 +144,7 @@ const std::map<std::string, stage_fn>& offline_algorithms() {
       {"orpo", &run_dpo<algo::orpo>},
       {"kto", &run_kto<algo::kto>},
       {"kto_apo_zero_unpaired", &run_kto<algo::kto_apo_zero_unpaired>},
+      {"kto_vanilla_paired", &run_dpo<algo::kto_vanilla_paired>},
   };
   return m;
 }
@@ -364,11 +365,17 @@ int run(int argc, char** argv) {
     for (std::size_t i = 0; i < recipe.stages.size(); ++i) {
       const auto& s = recipe.stages[i];
       const std::string where = "stages[" + std::to_string(i) + "] (" + s.stage + ")";
-      if (s.stage == "rs_sft" || s.stage == "dpo" || s.stage == "reward_model" || s.stage == "round")
-        throw usage_error(where + " does not run data-parallel yet (pretrain, sft and rl do); run it in one process");
-      const long n = s.stage == "rl" ? s.prompts : s.batch;
+      // round and online pairs: every rank draws them all and takes a share of any size
+      // (stages/common.hpp take_share).
+      if (s.stage == "round") continue;
+      const bool unpaired_kto = s.algo == "kto" || s.algo == "kto_apo_zero_unpaired";
+      // Online pairs: every rank draws them all and takes a share of any size (stages/dpo.hpp).
+      if (s.stage == "dpo" && s.pairs != "offline" && !unpaired_kto) continue;
+      const bool by_prompts = s.stage == "rl" || s.stage == "rs_sft" ||
+                              (s.stage == "dpo" && s.pairs != "offline");
+      const long n = by_prompts ? s.prompts : s.batch;
       if (n % g_comm.size() != 0)
-        throw usage_error(where + ": " + (s.stage == "rl" ? "prompts " : "batch ") + std::to_string(n) +
+        throw usage_error(where + ": " + (by_prompts ? "prompts " : "batch ") + std::to_string(n) +
                           " does not divide by the " + std::to_string(g_comm.size()) + " ranks");
     }
   if (!rt::built_with_mpi() && rt::launched_by_mpi())
@@ -498,7 +505,8 @@ int run(int argc, char** argv) {
     const rt::stage_options& s = recipe.stages[i];
     ctx.stage_index = i + 1;
     const std::string name = s.stage == "rl" || s.stage == "dpo" ? s.stage + ":" + s.algo : s.stage;
-    rep.stage_start(name, s.stage == "round" ? 1 : s.steps);
+    // A round's steps: its SFT passes, then each DPO run's passes (stages/round.hpp).
+    rep.stage_start(name, s.stage == "round" ? s.steps * (1 + s.runs) : s.steps);
     ctx.note.clear();
     const fs::path mid_dir = out / "checkpoints" / mid_dir_name(i + 1, s.stage);
     rt::stage_checkpointer ckpt(
@@ -548,10 +556,15 @@ int run(int argc, char** argv) {
 
   // 6 summary
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-  std::string summary = "stage            held-out acc   stage time\n";
+  // The stage column fits the longest name (dpo:kto_vanilla_paired), at least 16 wide.
+  int width = 16;
+  for (const row& r : table) width = std::max(width, static_cast<int>(r.stage.size()));
+  std::string summary = "stage";
+  summary.append(static_cast<std::size_t>(width - 5), ' ');
+  summary += " held-out acc   stage time\n";
   for (const row& r : table) {
-    char line[128];
-    std::snprintf(line, sizeof line, "%-16s %12.3f %11.1fs", r.stage.c_str(), r.accuracy, r.seconds);
+    char line[160];
+    std::snprintf(line, sizeof line, "%-*s %12.3f %11.1fs", width, r.stage.c_str(), r.accuracy, r.seconds);
     summary += line;
     // Several task kinds: the accuracy of each after the stage time.
     if (r.by_task.size() > 1)

@@ -209,6 +209,32 @@ inline double mean_of(std::span<const double> v) {
 // Ctrl-C received: the checkpointer saves the steps done and throws rt::interrupted.
 inline void check_interrupt(context& c, long step) { c.ckpt->before_step(step); }
 
+// Keeps sequences [b0, b1) of s (and their mask).
+inline void keep_sequences(rt::pp::owned_sequences& s, std::vector<float>& mask, index_t b0, index_t b1) {
+  rt::pp::owned_sequences out;
+  std::vector<float> m;
+  const auto v = s.view();
+  for (index_t b = b0; b < b1; ++b) {
+    const auto t0 = v.seq_offsets[b], t1 = v.seq_offsets[b + 1];
+    out.append(v.tokens.subspan(t0, t1 - t0));
+    m.insert(m.end(), mask.begin() + t0, mask.begin() + t1);
+  }
+  s = std::move(out);
+  mask = std::move(m);
+}
+
+// Sequences every rank holds, this rank's contiguous share of them (uneven when the ranks do not
+// divide the count): keeps its [b0, b1) and returns the step's communicator; with fewer sequences
+// than ranks every rank keeps them all and runs the whole, identical step alone (`alone`).
+inline rt::trainer_communicator* take_share(const context& c, rt::trainer_communicator& alone,
+                                            rt::pp::owned_sequences& s, std::vector<float>& mask) {
+  const index_t all = s.num_sequences(), ranks = c.comm->size(), r = c.comm->rank();
+  if (ranks == 1) return c.comm;
+  if (all < ranks) return &alone;
+  keep_sequences(s, mask, all * r / ranks, all * (r + 1) / ranks);
+  return c.comm;
+}
+
 inline rt::pt::optim::adamw make_optimizer(const rt::stage_options& s) {
   return rt::pt::optim::adamw({.lr = s.lr, .weight_decay = s.weight_decay});
 }

@@ -11,6 +11,16 @@
 // mask_format: Llama 3's format-token masking (headers, end-of-turn out of both log-probs).
 // Reference-free losses (simpo, orpo) get reference::none: no reference forward at all.
 //
+// kto_vanilla_paired (algo::kto_vanilla_paired, OpenRLHF's VanillaKTOLoss): the pairs above
+// (online or offline), each pair's chosen desirable and its rejected undesirable, with the
+// cross reference points KL_c / KL_r of the whole batch (kto_paired.hpp: the pipeline has no
+// paired KTO step).
+//
+// Data-parallel (mpirun, distributed.hpp), DPO and paired KTO: every rank samples and holds every
+// pair (offline: rank 0 writes the file; online: each step's pairs drawn redundantly), then trains
+// on its contiguous share of the step's pairs. Unpaired KTO: offline and online; every rank draws the whole step's rows (online: the
+// same samples, redundantly), packs them with their mismatched pairs, and trains on its share.
+//
 // kto (algo K: kto, kto_apo_zero_unpaired): unpaired rows through pipeline::kto_step<K> with a
 // frozen reference (the stage's start policy) and the stage's β.
 //   pairs "online"  every step: N samples per prompt from the current policy, each one row,
@@ -18,13 +28,26 @@
 //   pairs "offline" the offline pairs above, unpaired (TRL's unpair_preference_dataset: chosen
 //                   desirable, rejected undesirable); each step `batch` pairs = 2·batch rows
 // pack_kto builds the mismatched pairs (completions rotated by one) for KTO's z0.
+#include "kto_paired.hpp"
 #include "preferences.hpp"
 
 namespace reference_trainer::stages {
 
+// algo::kto_vanilla_paired: paired KTO (kto_paired.hpp's step; the pairs are run_dpo's).
+template <class R>
+inline constexpr bool paired_kto = std::is_same_v<R, rt::pt::algo::kto_vanilla_paired>;
+
+template <class R>
+constexpr bool uses_reference() {
+  if constexpr (paired_kto<R>)
+    return true;
+  else
+    return R::uses_reference;
+}
+
 template <class R>
 auto make_reference(rt::policy<S>& p) {
-  if constexpr (R::uses_reference)
+  if constexpr (uses_reference<R>())
     return rt::pp::reference::frozen<rt::policy<S>>(p);
   else
     return rt::pp::reference::none<S>{};
@@ -38,7 +61,8 @@ sampled_preferences sample_offline_pairs(const context& c, const rt::stage_optio
   const auto pick = batch_rows(c.recipe.seed, c.stage_index, 0, s.prompts, c.data.rl.size());
   auto sampled = sample_preferences(c, s, gen, c.data.rl, pick, 0, false);
   offline = store_preferences(sampled.rows, c.out_dir / "data" /
-                                                ("stage" + std::to_string(c.stage_index) + "_pairs.jsonl"));
+                                                ("stage" + std::to_string(c.stage_index) + "_pairs.jsonl"),
+                              c.comm);
   if (offline.empty())
     throw std::runtime_error("stage " + std::to_string(c.stage_index) +
                              " (dpo, offline pairs): every sample was correct, no pair to learn "
@@ -64,8 +88,10 @@ void run_dpo(context& c, const rt::stage_options& s) {
               std::to_string(sampled.samples) + " samples (reward " +
               std::to_string(sampled.mean_reward).substr(0, 5) + ")");
   }
+  rt::trainer_communicator alone = rt::trainer_communicator::single();
   for (long step = c.ckpt->begin({{c.policy.parameters(), &opt}}); step <= s.steps; ++step) {
     check_interrupt(c, step);
+    rt::trainer_communicator* comm = c.comm;  // the step's: all ranks, or this one alone
     rt::pp::owned_sequences chosen, rejected;
     std::vector<float> chosen_mask, rejected_mask;
     nlohmann::json rec{{"stage", "dpo"}, {"algo", s.algo}, {"stage_index", c.stage_index},
@@ -73,7 +99,8 @@ void run_dpo(context& c, const rt::stage_options& s) {
     double generated = 0, mean_reward = 0;
     if (s.pairs == "offline") {
       std::vector<rt::pp::preference_example> batch;
-      for (std::size_t i : batch_rows(c.recipe.seed, c.stage_index, step, s.batch, offline.size()))
+      // This rank's share of the step's pairs (distributed.hpp; every rank holds every pair).
+      for (std::size_t i : c.comm->shard(batch_rows(c.recipe.seed, c.stage_index, step, s.batch, offline.size())))
         batch.push_back(offline[i]);
       auto packed = rt::pp::pack_preference(tok, std::span<const rt::pp::preference_example>(batch), {},
                                             s.mask_format);
@@ -94,17 +121,43 @@ void run_dpo(context& c, const rt::stage_options& s) {
       rejected = std::move(pairs.rejected);
       chosen_mask = std::move(pairs.chosen_mask);
       rejected_mask = std::move(pairs.rejected_mask);
+      // Every rank drew the same pairs; this rank trains on its contiguous share (uneven when the
+      // ranks do not divide the pair count). Fewer pairs than ranks: every rank runs the whole,
+      // identical step alone (no rank may join a step with no pair).
+      const index_t all = chosen.num_sequences(), ranks = c.comm->size(), r = c.comm->rank();
+      if (ranks > 1 && all >= ranks) {
+        keep_sequences(chosen, chosen_mask, all * r / ranks, all * (r + 1) / ranks);
+        keep_sequences(rejected, rejected_mask, all * r / ranks, all * (r + 1) / ranks);
+      } else if (ranks > 1) {
+        comm = &alone;
+      }
     }
-    const auto n_pairs = static_cast<std::size_t>(chosen.num_sequences());
+    double global_pairs = static_cast<double>(chosen.num_sequences());
+    comm->all_reduce_sum(std::span<double>(&global_pairs, 1));
+    const auto n_pairs = static_cast<std::size_t>(global_pairs);
     rec["pairs"] = n_pairs;
     rec["time_s"] = c.out.seconds();
-    char live[96];
+    char live[128];
     if (n_pairs == 0) {
       // Every group all-correct or all-wrong: no preference signal this step.
       std::snprintf(live, sizeof live, "reward %.3f  no pairs", mean_reward);
+    } else if constexpr (paired_kto<R>) {
+      const auto m = kto_paired_step(c.policy, reference, opt,
+                                     {chosen.view(), rejected.view(), chosen_mask, rejected_mask}, o, *comm);
+      rec["loss"] = m.loss;
+      rec["kl_chosen"] = m.kl_chosen;
+      rec["kl_rejected"] = m.kl_rejected;
+      rec["chosen_reward"] = m.chosen_reward;
+      rec["rejected_reward"] = m.rejected_reward;
+      rec["reward_margin"] = m.reward_margin;
+      rec["reward_accuracy"] = m.reward_accuracy;
+      rec["grad_norm"] = m.grad_norm;
+      std::snprintf(live, sizeof live, "reward %.3f  pairs %zu  loss %.4f  KL_c %.4f  KL_r %.4f",
+                    mean_reward, n_pairs, m.loss, m.kl_chosen, m.kl_rejected);
     } else {
       const auto m = rt::pp::preference_step<R>(
-          c.policy, reference, opt, {chosen.view(), rejected.view(), chosen_mask, rejected_mask}, o);
+          c.policy, reference, opt, {chosen.view(), rejected.view(), chosen_mask, rejected_mask}, o,
+          *comm);
       rec["loss"] = m.loss;
       rec["reward_margin"] = m.reward_margin;
       rec["reward_accuracy"] = m.reward_accuracy;
@@ -169,10 +222,28 @@ void run_kto(context& c, const rt::stage_options& s) {
       generated = static_cast<double>(completions.tokens.size());
       rec["reward"] = mean_reward;
     }
+    // Packed over the whole step's rows (the mismatched KL pairs rotate completions within the
+    // global batch, as in one process), then this rank's contiguous share of examples and KL pairs:
+    // kto_step all-reduces z0's partial sums and the normaliser, so R ranks give one process's update.
     const auto packed = rt::pp::pack_kto(tok, std::span<const rt::pp::kto_example>(rows), {}, s.mask_format);
-    const auto m = rt::pp::kto_step<K>(
-        c.policy, reference, opt,
-        {packed.examples.view(), packed.mask, packed.desirable, packed.kl_examples.view(), packed.kl_mask}, o);
+    const auto all_examples = packed.examples.view(), all_kl = packed.kl_examples.view();
+    const index_t share = all_examples.num_sequences() / c.comm->size();
+    const index_t b0 = share * c.comm->rank(), b1 = b0 + share;
+    const auto ex = rt::pp::make_slice(all_examples, b0, b1);
+    rt::pp::kto_data data{ex.view_of(all_examples, b0, b1),
+                          std::span<const float>(packed.mask).subspan(static_cast<std::size_t>(ex.token_begin),
+                                                                      static_cast<std::size_t>(ex.token_end - ex.token_begin)),
+                          std::span<const std::uint8_t>(packed.desirable).subspan(static_cast<std::size_t>(b0),
+                                                                                  static_cast<std::size_t>(share)),
+                          {}, {}};
+    rt::pp::sequence_slice kl;
+    if (!all_kl.seq_offsets.empty()) {
+      kl = rt::pp::make_slice(all_kl, b0, b1);
+      data.kl_examples = kl.view_of(all_kl, b0, b1);
+      data.kl_mask = std::span<const float>(packed.kl_mask).subspan(static_cast<std::size_t>(kl.token_begin),
+                                                                    static_cast<std::size_t>(kl.token_end - kl.token_begin));
+    }
+    const auto m = rt::pp::kto_step<K>(c.policy, reference, opt, data, o, *c.comm);
     const double desirable_fraction = m.examples > 0 ? m.desirable / m.examples : 0.0;
     rec["examples"] = m.examples;
     rec["desirable_fraction"] = desirable_fraction;

@@ -114,8 +114,15 @@ inline nlohmann::json messages_json(const std::vector<rt::pp::message>& m) {
 
 // Writes the rows as preference JSONL (atomically), then reads them back with the pipeline reader:
 // the stage trains on what the file holds.
+// Under MPI (comm with several ranks) every rank holds the same rows: rank 0 writes, all read.
 inline std::vector<rt::pp::preference_example> store_preferences(
-    const std::vector<rt::pp::preference_example>& rows, const fs::path& path) {
+    const std::vector<rt::pp::preference_example>& rows, const fs::path& path,
+    const rt::trainer_communicator* comm = nullptr) {
+  if (comm != nullptr && comm->size() > 1) {
+    if (comm->rank() == 0) store_preferences(rows, path);
+    comm->barrier();
+    return rt::pp::read_preference_jsonl(path.string());
+  }
   fs::create_directories(path.parent_path());
   const fs::path tmp = path.string() + ".tmp";
   {

@@ -7,6 +7,8 @@
 // is the stage's metric. The trained model becomes the context's reward model (later stages:
 // reward "rm" / "verifier+rm", the round's ranking, PPO's critic) and is saved with the stage's
 // checkpoint (save_reward_model).
+// Data-parallel (mpirun, distributed.hpp): every rank samples the same rows (rank 0 writes the
+// files) and trains on its share of each step's `batch`; the step all-reduces the gradients.
 #include "preferences.hpp"
 
 namespace reference_trainer::stages {
@@ -36,10 +38,10 @@ inline void run_reward_model(context& c, const rt::stage_options& s) {
   std::vector<std::size_t> held_pick(std::min<std::size_t>(static_cast<std::size_t>(s.held_out), c.data.eval.size()));
   std::iota(held_pick.begin(), held_pick.end(), std::size_t{0});
   const auto sampled = sample_preferences(c, s, gen, c.data.rl, train_pick, 0, true);
-  const auto train = store_preferences(sampled.rows, c.out_dir / "data" / (prefix + "train.jsonl"));
+  const auto train = store_preferences(sampled.rows, c.out_dir / "data" / (prefix + "train.jsonl"), c.comm);
   const auto held = store_preferences(
       sample_preferences(c, s, gen, c.data.eval, held_pick, s.steps + 1, true).rows,
-      c.out_dir / "data" / (prefix + "heldout.jsonl"));
+      c.out_dir / "data" / (prefix + "heldout.jsonl"), c.comm);
   if (train.empty())
     throw std::runtime_error("stage " + std::to_string(c.stage_index) +
                              " (reward_model): no preference rows (every sample of every prompt "
@@ -64,9 +66,10 @@ inline void run_reward_model(context& c, const rt::stage_options& s) {
   for (long step = c.ckpt->begin({{c.policy.parameters(), &policy_opt}, {model->parameters(), &opt}});
        step <= s.steps; ++step) {
     check_interrupt(c, step);
-    const auto pick = batch_rows(c.recipe.seed, c.stage_index, step, s.batch, train.size());
+    // This rank's share of the step's rows (every rank sampled and holds all of them).
+    const auto pick = c.comm->shard(batch_rows(c.recipe.seed, c.stage_index, step, s.batch, train.size()));
     const packed_rm_rows p = pack_rm_rows(train, pick);
-    const auto m = rt::pp::reward_model_step<rt::pt::algo::bradley_terry>(*model, opt, p.data(), o);
+    const auto m = rt::pp::reward_model_step<rt::pt::algo::bradley_terry>(*model, opt, p.data(), o, *c.comm);
     c.out.record({{"stage", "reward_model"}, {"stage_index", c.stage_index}, {"step", step},
                   {"loss", m.loss}, {"accuracy", m.accuracy}, {"margin", m.margin},
                   {"grad_norm", m.grad_norm}, {"time_s", c.out.seconds()}});

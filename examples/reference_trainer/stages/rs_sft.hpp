@@ -8,6 +8,8 @@ namespace reference_trainer::stages {
 // reward, first argmax) from the current policy, then one SFT step on the kept samples: those the
 // verifier accepts (DeepSeek-V3's "SFT data filtered by rejection sampling"), or every best-of-N
 // when the reward model ranks them (Llama 3's RS).
+// Data-parallel (mpirun): each rank samples its share of the prompts; the kept counts differ per
+// rank, so a rank that kept none trains on one fully masked sample (a no-op) to join the step.
 template <class Loss>
 void run_rs_sft(context& c, const rt::stage_options& s) {
   auto opt = make_optimizer(s);
@@ -18,9 +20,12 @@ void run_rs_sft(context& c, const rt::stage_options& s) {
   o.max_grad_norm = s.max_grad_norm;
   for (long step = c.ckpt->begin({{c.policy.parameters(), &opt}}); step <= s.steps; ++step) {
     check_interrupt(c, step);
-    const auto rows = batch_rows(c.recipe.seed, c.stage_index, step, s.prompts, c.data.rl.size());
+    // This rank's share of the prompts; sample k of the global batch draws with the same seed on
+    // any layout (distributed.hpp).
+    const auto rows = c.comm->shard(batch_rows(c.recipe.seed, c.stage_index, step, s.prompts, c.data.rl.size()));
     const prompt_set p = render_prompts(c.data.rl, rows);
-    const auto req = make_request(c, s, p, step);
+    auto req = make_request(c, s, p, step);
+    req.first_sample_index = c.comm->first_row(static_cast<std::size_t>(s.prompts)) * static_cast<std::size_t>(s.samples);
     const auto best = rt::pp::rejection_sampling(gen, reward, req, c.policy.vocab_size());
     // Verifier rewards: keep only accepted samples (reward > 0): a wrong best-of-N is not SFT data.
     rt::pp::owned_sequences kept;
@@ -32,15 +37,26 @@ void run_rs_sft(context& c, const rt::stage_options& s) {
       kept.append(all.tokens.subspan(b0, b1 - b0));
       mask.insert(mask.end(), best.loss_mask.begin() + b0, best.loss_mask.begin() + b1);
     }
-    const double mean_reward = mean_of(best.samples.rewards);
+    // Global: Σ rewards, samples, kept (over the ranks).
+    std::array<double, 3> global{0, static_cast<double>(best.samples.rewards.size()),
+                                 static_cast<double>(kept.num_sequences())};
+    for (double r : best.samples.rewards) global[0] += r;
+    c.comm->all_reduce_sum(std::span<double>(global));
+    const double mean_reward = global[1] > 0 ? global[0] / global[1] : 0.0;
+    const auto n_kept = static_cast<long>(global[2]);
     nlohmann::json rec{{"stage", "rs_sft"}, {"stage_index", c.stage_index}, {"step", step},
-                       {"reward", mean_reward}, {"kept", kept.num_sequences()},
-                       {"time_s", c.out.seconds()}};
+                       {"reward", mean_reward}, {"kept", n_kept}, {"time_s", c.out.seconds()}};
     char live[96];
-    std::snprintf(live, sizeof live, "reward %.3f  kept %ld/%ld", mean_reward,
-                  static_cast<long>(kept.num_sequences()), s.prompts);
-    if (kept.num_sequences() > 0) {
-      const auto m = rt::pp::sft_step<Loss>(c.policy, opt, {kept.view(), mask}, o);
+    std::snprintf(live, sizeof live, "reward %.3f  kept %ld/%ld", mean_reward, n_kept, s.prompts);
+    if (n_kept > 0) {
+      // A rank that kept nothing joins the step with one sample whose loss mask is all 0: no
+      // loss, no gradient, no token in the normaliser (the step all-reduces on every rank).
+      if (kept.num_sequences() == 0) {
+        const auto b1 = all.seq_offsets[1];
+        kept.append(all.tokens.subspan(0, b1));
+        mask.assign(static_cast<std::size_t>(b1), 0.0f);
+      }
+      const auto m = rt::pp::sft_step<Loss>(c.policy, opt, {kept.view(), mask}, o, *c.comm);
       rec["loss"] = m.loss;
       rec["grad_norm"] = m.grad_norm;
     }

@@ -2,6 +2,8 @@
 // boundaries marked; with gnuplot installed, valid PNGs (skipped, visibly, without it).
 #include <gtest/gtest.h>
 
+#include <cstdio>
+
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -84,5 +86,45 @@ TEST(Plot, RendersPngsWithGnuplot) {
   const auto dir = write_run("png");
   ASSERT_EQ(plot::run(dir, {}, false), 0);
   for (const char* png : {"reward.png", "kl.png", "loss.png", "response_length.png", "heldout_accuracy.png"})
+    EXPECT_TRUE(plot::is_png(dir / "plots" / png)) << png;
+}
+
+// KL at β 0 is 0 at every step: the script gives that plot a y range (gnuplot would otherwise
+// warn "empty y range"), and gnuplot renders every plot without a warning.
+fs::path write_constant_kl_run(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / ("posttrain_rt_plot_" + name);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::ofstream o(dir / "metrics.jsonl");
+  for (int s = 1; s <= 3; ++s)
+    o << R"({"stage":"rl","algo":"grpo","stage_index":1,"step":)" << s << R"(,"loss":0.)" << s
+      << R"(,"reward":0.5,"kl":0.0,"response_length":4})" "\n";
+  return dir;
+}
+
+TEST(Plot, ConstantSeriesGetAYRange) {
+  const auto m = plot::read_metrics(write_constant_kl_run("constant_script") / "metrics.jsonl");
+  const std::string gp = plot::script(m);
+  EXPECT_NE(gp.find("set title \"KL to the reference (k3, per token)\"\nset yrange [-1:1]\nplot"),
+            std::string::npos) << gp;
+  EXPECT_NE(gp.find("set yrange [-0.5:1.5]\nplot \"steps.dat\" using 1:2"), std::string::npos) << gp;  // reward 0.5
+  EXPECT_NE(gp.find("set yrange [3:5]\nplot \"steps.dat\" using 1:5"), std::string::npos) << gp;  // length 4
+  // The loss varies: autoscaled (no range right before its plot).
+  EXPECT_NE(gp.find("set title \"loss\"\nplot"), std::string::npos) << gp;
+}
+
+TEST(Plot, GnuplotPrintsNoWarningOnConstantSeries) {
+  if (!plot::gnuplot_available()) GTEST_SKIP() << "gnuplot is not installed (apt-get install gnuplot-nox)";
+  const auto dir = write_constant_kl_run("constant_png");
+  ASSERT_EQ(plot::run(dir, {}, /*script_only=*/true), 0);
+  const std::string cmd = "cd '" + (dir / "plots").string() + "' && gnuplot plot.gp 2>&1";
+  FILE* f = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(f, nullptr);
+  std::string out;
+  char buf[256];
+  while (std::fgets(buf, sizeof buf, f) != nullptr) out += buf;
+  EXPECT_EQ(::pclose(f), 0) << out;
+  EXPECT_EQ(out, "") << "gnuplot printed: " << out;
+  for (const char* png : {"reward.png", "kl.png", "loss.png", "response_length.png"})
     EXPECT_TRUE(plot::is_png(dir / "plots" / png)) << png;
 }
