@@ -70,10 +70,14 @@ std::vector<completion> generate(const transformer<S>& model, std::span<const in
     for (index_t l = 0; l < layers; ++l) {
       kc[l].resize(base[b], kvd);
       vc[l].resize(base[b], kvd);
-      for (index_t s = 0; s < b; ++s) {
-        kc[l].middleRows(base[s], len[s]) = act.layers[l].attn.k.middleRows(prompt_offsets[s], len[s]);
-        vc[l].middleRows(base[s], len[s]) = act.layers[l].attn.v.middleRows(prompt_offsets[s], len[s]);
-      }
+      // The forward's K/V rows are the deduplicated ones (prefix_sharing.hpp): row_of maps.
+      const std::vector<index_t>& row_of = act.layout.row_of;
+      for (index_t s = 0; s < b; ++s)
+        for (index_t j = 0; j < len[s]; ++j) {
+          const index_t r = row_of[static_cast<std::size_t>(prompt_offsets[s] + j)];
+          kc[l].row(base[s] + j) = act.layers[l].attn.k.row(r);
+          vc[l].row(base[s] + j) = act.layers[l].attn.v.row(r);
+        }
     }
     matrix<S> last(b, hd);
     for (index_t s = 0; s < b; ++s) last.row(s) = h.row(prompt_offsets[s + 1] - 1);
