@@ -6,10 +6,14 @@
 //   y = o W_oᵀ + b_o
 // A token attends only to earlier tokens of its own sequence: the blocks never span two sequences,
 // so packing costs no padding work and cannot leak across samples.
+// The blocks are segments (prefix_sharing.hpp): a segment may also read a context, the shared
+// prefix of its group, whose keys every query sees: P = softmax([q k_ctxᵀ | q k_ownᵀ] / √D, own
+// keys causal) [T, C + T], o = P [v_ctx; v_own]. A plain sequence is a segment without context.
 // Backward per (s, h):
 //   dP = do_h v_gᵀ,  dv_g += Pᵀ do_h,  dZ = P ⊙ (dP − rowsum(P ⊙ dP)),
-//   dq_h = dZ k_g / √D,  dk_g += dZᵀ q_h / √D;  then the inverse rotation on dq, dk and the
-//   projections' backward. P is kept from the forward (Σ_s T_s² · nh per layer).
+//   dq_h = dZ k_g / √D,  dk_g += dZᵀ q_h / √D  (k, v including the context: its dk, dv add up over
+//   every segment of the group); then the inverse rotation on dq, dk and the projections'
+//   backward. P is kept from the forward (Σ_s T_s (C_s + T_s) · nh per layer).
 #include <cmath>
 #include <limits>
 #include <span>
