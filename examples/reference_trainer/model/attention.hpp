@@ -19,7 +19,6 @@
 #include <span>
 #include <vector>
 
-#include "buffer.hpp"
 #include "linear.hpp"
 #include "prefix_sharing.hpp"
 #include "rope.hpp"
@@ -43,8 +42,8 @@ class serial_eigen_scope {
 
 template <class S>
 struct attention_cache {
-  buffer<S> q, k, v;           // after RoPE: [N, nh·D], [N, nkv·D], [N, nkv·D]
-  buffer<S> o;                 // heads concatenated, before o_proj: [N, nh·D]
+  matrix<S> q, k, v;           // after RoPE: [N, nh·D], [N, nkv·D], [N, nkv·D]
+  matrix<S> o;                 // heads concatenated, before o_proj: [N, nh·D]
   // Softmax per (segment, head) block sh = s·nh + h: a row-major [T_s, C_s + T_s] matrix (C_s the
   // segment's shared-prefix context, 0 for an ordinary sequence) at p_data[p_offset[sh]]. One flat
   // buffer whose capacity is kept between batches (a batch of other sequence lengths does not free
@@ -94,7 +93,7 @@ void causal_softmax(const Q& q, const K& k, S scale, P&& p) {
 // (and page-faulted) every step; every element is overwritten before it is read.
 template <class S>
 struct attention_scratch {
-  buffer<S> d_o, dq, dk, dv;
+  matrix<S> d_o, dq, dk, dv;
 };
 
 // One segment per sequence of a packed batch (no sharing).
@@ -172,10 +171,10 @@ void attention_backward(const layer_view<S>& w, layer_view<S>& dw, const attenti
                         std::span<const index_t> positions, const attention_cache<S>& c,
                         const DY& dy, DX& dx, attention_scratch<S>& scratch) {
   const index_t n = x.rows(), d = a.head_dim, group = a.heads / a.kv_heads;
-  buffer<S>& d_o = scratch.d_o;
-  buffer<S>& dq = scratch.dq;
-  buffer<S>& dk = scratch.dk;
-  buffer<S>& dv = scratch.dv;
+  matrix<S>& d_o = scratch.d_o;
+  matrix<S>& dq = scratch.dq;
+  matrix<S>& dk = scratch.dk;
+  matrix<S>& dv = scratch.dv;
   d_o.resize(n, a.heads * d);
   linear_backward<S>(c.o, w.wo, dy, d_o, grad_mode::overwrite, dw.wo, dw.bo);
   dq.resize(n, a.heads * d);

@@ -8,15 +8,14 @@
 //   dx += dg W_gate + du W_up,  dW_gate += dgᵀ x,  dW_up += duᵀ x
 #include <cmath>
 
-#include "buffer.hpp"
 #include "linear.hpp"
 
 namespace reference_model {
 
 template <class S>
 struct mlp_cache {
-  buffer<S> gu;  // [N, 2I]: g = x W_gateᵀ in columns [0, I), u = x W_upᵀ in [I, 2I)
-  buffer<S> a;   // [N, I]
+  matrix<S> gu;  // [N, 2I]: g = x W_gateᵀ in columns [0, I), u = x W_upᵀ in [I, 2I)
+  matrix<S> a;   // [N, I]
 };
 
 template <class S>
@@ -60,8 +59,8 @@ void mlp_forward(const layer_view<S>& w, const X& x, mlp_cache<S>& c, Y& y) {
 // Scratch of mlp_backward, kept between calls (every element is overwritten before it is read).
 template <class S>
 struct mlp_scratch {
-  buffer<S> da;   // [N, I]
-  buffer<S> dgu;  // [N, 2I]: dg | du
+  matrix<S> da;   // [N, I]
+  matrix<S> dgu;  // [N, 2I]: dg | du
 };
 
 // dx is ADDED to.
@@ -70,8 +69,8 @@ void mlp_backward(const layer_view<S>& w, layer_view<S>& dw, const X& x, const m
                   const DY& dy, DX& dx, mlp_scratch<S>& scratch) {
   vector_map<S> none{nullptr, 0};
   const index_t n = x.rows(), i_dim = w.w_gate.rows();
-  buffer<S>& da = scratch.da;
-  buffer<S>& dgu = scratch.dgu;
+  matrix<S>& da = scratch.da;
+  matrix<S>& dgu = scratch.dgu;
   da.resize(n, i_dim);
   linear_backward<S>(c.a, w.w_down, dy, da, grad_mode::overwrite, dw.w_down, none);
   dgu.resize(n, 2 * i_dim);

@@ -12,8 +12,8 @@
 
 namespace reference_model {
 
-template <class S, class X, class W, class Y>
-void rmsnorm_forward(const X& x, const W& w, double eps, Y& y, vector<S>& rstd) {
+template <class S, class X, class W>
+void rmsnorm_forward(const X& x, const W& w, double eps, matrix<S>& y, vector<S>& rstd) {
   const index_t n = x.rows(), h = x.cols();
   y.resize(n, h);
   rstd.resize(n);

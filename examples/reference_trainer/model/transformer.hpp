@@ -29,7 +29,6 @@
 #include <posttrain/core/views.hpp>
 
 #include "attention.hpp"
-#include "buffer.hpp"
 #include "config.hpp"
 #include "mlp.hpp"
 #include "parameters.hpp"
@@ -41,10 +40,10 @@ namespace reference_model {
 
 template <class S>
 struct layer_cache {
-  buffer<S> x;          // layer input h [N, H]
+  matrix<S> x;          // layer input h [N, H]
   vector<S> r1, r2;     // RMSNorm reciprocal RMS per row
-  buffer<S> xn1, xn2;   // normed inputs of attention and MLP
-  buffer<S> h1;         // after the attention residual
+  matrix<S> xn1, xn2;   // normed inputs of attention and MLP
+  matrix<S> h1;         // after the attention residual
   attention_cache<S> attn;
   mlp_cache<S> mlp;
 };
@@ -54,15 +53,13 @@ struct activations {
   std::vector<index_t> tokens, seq_offsets;  // the packed batch as given [N], [B + 1]
   shared_prefix_layout layout;  // the M deduplicated rows the trunk runs on (all [·] below are M)
   std::vector<layer_cache<S>> layers;
-  buffer<S> h;     // last layer's output [M, H]
+  matrix<S> h;     // last layer's output [M, H]
   vector<S> rf;    // final norm's reciprocal RMS
   matrix<S> out;   // final normed hidden states [M, H]
   matrix<S> packed_out;  // ... gathered to the packed rows [N, H] (only when something is shared)
-  buffer<S> y;     // scratch: a branch's output before the residual add
-  // Every buffer above is resized in place by forward(): kept in the same activations object, a
-  // later batch reuses the previous batches' memory (buffer.hpp: the [M, ·] buffers only grow, so
-  // no allocation and no page faults once the largest batch has been seen; out and packed_out
-  // are the plain matrices forward() returns).
+  matrix<S> y;     // scratch: a branch's output before the residual add
+  // Every buffer above is resized in place by forward(): kept in the same activations object,
+  // a batch of the same shape reuses the previous batch's memory (no allocation, no page faults).
 };
 
 // Throws posttrain::error unless seq_offsets delimits `n` tokens (0 = o_0 <= ... <= o_B = n) and
@@ -169,16 +166,16 @@ class transformer {
     act.layers.resize(layers);
     // Layer l's output is written straight into layer l+1's input buffer (the last one's into
     // act.h): no per-layer temporaries.
-    auto layer_input = [&](std::size_t l) -> buffer<S>& {
+    auto layer_input = [&](std::size_t l) -> matrix<S>& {
       return l < layers ? act.layers[l].x : act.h;
     };
     {
-      buffer<S>& h = layer_input(0);
+      matrix<S>& h = layer_input(0);
       h.resize(n, hd);
       for (index_t i = 0; i < n; ++i) h.row(i) = w_->embed.row(lay.tokens[static_cast<std::size_t>(i)]);
     }
     const attention_shape shape = attn_shape();
-    buffer<S>& y = act.y;
+    matrix<S>& y = act.y;
     for (std::size_t l = 0; l < layers; ++l) {
       const layer_view<S>& w = w_->layers[l];
       layer_cache<S>& c = act.layers[l];
@@ -189,7 +186,7 @@ class transformer {
       c.h1.noalias() = c.x + y;
       rmsnorm_forward<S>(c.h1, w.ln2, config_.rms_norm_eps, c.xn2, c.r2);
       mlp_forward<S>(w, c.xn2, c.mlp, y);
-      buffer<S>& h = layer_input(l + 1);
+      matrix<S>& h = layer_input(l + 1);
       h.resize(n, hd);
       h.noalias() = c.h1 + y;
     }
@@ -214,14 +211,14 @@ class transformer {
                       d_out.cols(), "], expected [", np, ", ", config_.hidden_size,
                       "] (the forward's hidden states)");
     const index_t n = lay.rows();
-    buffer<S>& dh = scratch_.dh;
-    buffer<S>& dxn = scratch_.dxn;
+    matrix<S>& dh = scratch_.dh;
+    matrix<S>& dxn = scratch_.dxn;
     dh.setZero(n, config_.hidden_size);
     if (lay.identity) {
       rmsnorm_backward<S>(act.h, w_->norm, act.rf, d_out, dh, g_->norm);
     } else {
       // The forward copied each trunk row to its packed rows: their gradients add up.
-      buffer<S>& d_shared = scratch_.d_shared;
+      matrix<S>& d_shared = scratch_.d_shared;
       d_shared.setZero(n, config_.hidden_size);
       for (index_t t = 0; t < np; ++t)
         d_shared.row(lay.row_of[static_cast<std::size_t>(t)]) += d_out.row(t);
@@ -268,7 +265,7 @@ class transformer {
   bool share_prefixes_ = true;
   // backward()'s gradient buffers, kept between steps (never copied: a copy starts empty).
   struct backward_scratch {
-    buffer<S> dh, dxn, d_shared;
+    matrix<S> dh, dxn, d_shared;
     attention_scratch<S> attn;
     mlp_scratch<S> mlp;
   } scratch_;
