@@ -1,6 +1,7 @@
 // pipeline/policy.hpp: policy_logprobs / policy_backward on both paths against finite differences
 // of L = Σ_t a_t·ℓ_t + b_t·H_t (token-aligned log-probs and entropies), and the token alignment
-// (first tokens 0, row t − 1 predicts token t); bad policy outputs are reported.
+// (first tokens 0, row t − 1 predicts token t); the lm_head on the `needed` rows only equals every
+// row there; bad policy outputs are reported.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -94,4 +95,29 @@ TEST(PolicyLogprobs, WrongLogitShapeOrMissingEntropyIsAnError) {
   EXPECT_THROW(pp::policy_backward(q, {toks, offs}, st, std::span<const double>(d), 1.0,
                                    std::span<const double>(d)),
                pt::error);
+}
+
+// `needed` (hidden path): the lm_head op on the needed rows only gives the same ℓ and entropy
+// there (0 elsewhere) and, with d_lp 0 off the mask, the same gradient as every row.
+TEST(PolicyLogprobs, NeededRowsOnlyEqualsEveryRowOnThem) {
+  hidden_bigram<double> p(5, 3);
+  const std::vector<float> needed{0, 1, 0, 1, 0, 1, 0, 1, 1};
+  auto a = coef(1.0), b = coef(0.5);
+  for (std::size_t t = 0; t < needed.size(); ++t)
+    if (needed[t] == 0) a[t] = b[t] = 0;
+  std::vector<double> lp(toks.size()), h(toks.size()), lp2(toks.size(), 7.0), h2(toks.size(), 7.0);
+  pp::forward_state<double> st, st2;
+  pp::policy_logprobs(p, {toks, offs}, std::span<double>(lp), st, 0.8, std::span<double>(h));
+  p.zero_grad();
+  pp::policy_backward(p, {toks, offs}, st, std::span<const double>(a), 0.8, std::span<const double>(b));
+  const std::vector<double> g(p.gradients().begin(), p.gradients().end());
+  pp::policy_logprobs(p, {toks, offs}, std::span<double>(lp2), st2, 0.8, std::span<double>(h2), {},
+                      std::span<const float>(needed));
+  p.zero_grad();
+  pp::policy_backward(p, {toks, offs}, st2, std::span<const double>(a), 0.8, std::span<const double>(b));
+  for (std::size_t t = 0; t < toks.size(); ++t) {
+    EXPECT_NEAR(lp2[t], needed[t] > 0 ? lp[t] : 0.0, 1e-14) << t;
+    EXPECT_NEAR(h2[t], needed[t] > 0 ? h[t] : 0.0, 1e-14) << t;
+  }
+  for (std::size_t i = 0; i < g.size(); ++i) EXPECT_NEAR(p.gradients()[i], g[i], 1e-13) << i;
 }

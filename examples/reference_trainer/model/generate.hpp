@@ -145,10 +145,16 @@ std::vector<completion> generate(const transformer<S>& model, std::span<const in
     for (index_t l = 0; l < layers; ++l) {
       kc[l].resize(base[b], kvd);
       vc[l].resize(base[b], kvd);
+      // The forward's K/V rows are the deduplicated ones (prefix_sharing.hpp: distinct prompts
+      // may still share a leading run of tokens): row_of maps a packed prompt token to its row.
+      const std::vector<index_t>& row_of = act.layout.row_of;
       for (index_t s = 0; s < b; ++s) {
         const index_t src = pre_offsets[groups.of[s]];
-        kc[l].middleRows(base[s], len[s]) = act.layers[l].attn.k.middleRows(src, len[s]);
-        vc[l].middleRows(base[s], len[s]) = act.layers[l].attn.v.middleRows(src, len[s]);
+        for (index_t j = 0; j < len[s]; ++j) {
+          const index_t r = row_of[static_cast<std::size_t>(src + j)];
+          kc[l].row(base[s] + j) = act.layers[l].attn.k.row(r);
+          vc[l].row(base[s] + j) = act.layers[l].attn.v.row(r);
+        }
       }
     }
     matrix<S> last(u_count, hd);

@@ -14,7 +14,10 @@
 // logits() is the plain path for tests and generation.
 //
 // The batch is packed: tokens [N] of B sequences delimited by seq_offsets [B+1] (0 = o_0 <= ... <=
-// o_B = N); positions restart at 0 in every sequence. Parameters and gradients are flat buffers in
+// o_B = N); positions restart at 0 in every sequence. Rows that begin with the same tokens (GRPO's
+// samples of one prompt) run those tokens through the trunk once (prefix_sharing.hpp: exact up to
+// rounding; set_prefix_sharing(false) turns it off): the trunk works on the M <= N deduplicated
+// tokens, forward() gathers its output back to [N, H] and backward() scatter-adds d(out) onto them. Parameters and gradients are flat buffers in
 // the Hugging Face order (parameters.hpp). S is float for real use; tests instantiate double.
 #include <algorithm>
 #include <optional>
@@ -29,6 +32,7 @@
 #include "config.hpp"
 #include "mlp.hpp"
 #include "parameters.hpp"
+#include "prefix_sharing.hpp"
 #include "rmsnorm.hpp"
 #include "rope.hpp"
 
@@ -46,11 +50,13 @@ struct layer_cache {
 
 template <class S>
 struct activations {
-  std::vector<index_t> tokens, seq_offsets, positions;
+  std::vector<index_t> tokens, seq_offsets;  // the packed batch as given [N], [B + 1]
+  shared_prefix_layout layout;  // the M deduplicated rows the trunk runs on (all [·] below are M)
   std::vector<layer_cache<S>> layers;
-  matrix<S> h;     // last layer's output [N, H]
+  matrix<S> h;     // last layer's output [M, H]
   vector<S> rf;    // final norm's reciprocal RMS
-  matrix<S> out;   // final normed hidden states [N, H]
+  matrix<S> out;   // final normed hidden states [M, H]
+  matrix<S> packed_out;  // ... gathered to the packed rows [N, H] (only when something is shared)
   matrix<S> y;     // scratch: a branch's output before the residual add
   // Every buffer above is resized in place by forward(): kept in the same activations object,
   // a batch of the same shape reuses the previous batch's memory (no allocation, no page faults).
@@ -88,7 +94,7 @@ class transformer {
   }
   transformer(const transformer& other)
       : config_(other.config_), layout_(other.layout_), params_(other.params_),
-        grads_(other.grads_), rope_(other.rope_) {
+        grads_(other.grads_), rope_(other.rope_), share_prefixes_(other.share_prefixes_) {
     rebind_views();
   }
   transformer& operator=(const transformer& other) {
@@ -98,6 +104,7 @@ class transformer {
       params_ = other.params_;
       grads_ = other.grads_;
       rope_ = other.rope_;
+      share_prefixes_ = other.share_prefixes_;
       rebind_views();
     }
     return *this;
@@ -114,6 +121,11 @@ class transformer {
   model_view<S>& grad_views() { return *g_; }
   const rope_table<S>& rope() const { return rope_; }
   void zero_grad() { std::fill(grads_.begin(), grads_.end(), S(0)); }
+
+  // Shared-prefix passes (prefix_sharing.hpp), on by default. Off: every row runs alone (the
+  // unshared computation; tests compare the two, benches time them).
+  void set_prefix_sharing(bool on) { share_prefixes_ = on; }
+  bool prefix_sharing() const { return share_prefixes_; }
 
   // The output projection [V, H] as a library view (for posttrain::fused_linear_logprobs), and
   // its gradient (same region of the gradient buffer: with tie_word_embeddings the embedding's,
@@ -144,13 +156,12 @@ class transformer {
                            activations<S>& act) const {
     validate_batch("reference_model::transformer::forward", tokens, seq_offsets,
                    config_.vocab_size);
-    const index_t n = static_cast<index_t>(tokens.size()), hd = config_.hidden_size;
+    const index_t hd = config_.hidden_size;
     act.tokens.assign(tokens.begin(), tokens.end());
     act.seq_offsets.assign(seq_offsets.begin(), seq_offsets.end());
-    act.positions.resize(static_cast<std::size_t>(n));
-    for (std::size_t s = 0; s + 1 < seq_offsets.size(); ++s)
-      for (index_t i = seq_offsets[s]; i < seq_offsets[s + 1]; ++i)
-        act.positions[static_cast<std::size_t>(i)] = i - seq_offsets[s];
+    build_shared_prefix_layout(tokens, seq_offsets, share_prefixes_, act.layout);
+    const shared_prefix_layout& lay = act.layout;
+    const index_t n = lay.rows();  // the trunk's rows: M deduplicated tokens
     const std::size_t layers = w_->layers.size();
     act.layers.resize(layers);
     // Layer l's output is written straight into layer l+1's input buffer (the last one's into
@@ -161,7 +172,7 @@ class transformer {
     {
       matrix<S>& h = layer_input(0);
       h.resize(n, hd);
-      for (index_t i = 0; i < n; ++i) h.row(i) = w_->embed.row(tokens[i]);
+      for (index_t i = 0; i < n; ++i) h.row(i) = w_->embed.row(lay.tokens[static_cast<std::size_t>(i)]);
     }
     const attention_shape shape = attn_shape();
     matrix<S>& y = act.y;
@@ -169,7 +180,8 @@ class transformer {
       const layer_view<S>& w = w_->layers[l];
       layer_cache<S>& c = act.layers[l];
       rmsnorm_forward<S>(c.x, w.ln1, config_.rms_norm_eps, c.xn1, c.r1);
-      attention_forward<S>(w, shape, rope_, c.xn1, act.seq_offsets, act.positions, c.attn, y);
+      attention_forward<S>(w, shape, rope_, c.xn1, std::span<const attention_segment>(lay.segments),
+                           lay.positions, c.attn, y);
       c.h1.resize(n, hd);
       c.h1.noalias() = c.x + y;
       rmsnorm_forward<S>(c.h1, w.ln2, config_.rms_norm_eps, c.xn2, c.r2);
@@ -179,22 +191,39 @@ class transformer {
       h.noalias() = c.h1 + y;
     }
     rmsnorm_forward<S>(act.h, w_->norm, config_.rms_norm_eps, act.out, act.rf);
-    return act.out;
+    if (lay.identity) return act.out;
+    // One row per packed token again (a shared prefix row is copied to each of its rows).
+    const index_t np = lay.packed_rows();
+    act.packed_out.resize(np, hd);
+    for (index_t t = 0; t < np; ++t)
+      act.packed_out.row(t) = act.out.row(lay.row_of[static_cast<std::size_t>(t)]);
+    return act.packed_out;
   }
 
   // Backward from d(out) [N, H]; every parameter gradient is ADDED to gradients() (zero_grad()
   // between optimizer steps; micro-batches accumulate). The lm_head's own gradient is the
   // caller's (lm_head_grad()), since the caller owns the projection to log-probs.
   void backward(const activations<S>& act, const matrix<S>& d_out) {
-    const index_t n = static_cast<index_t>(act.tokens.size());
-    posttrain::expect(d_out.rows() == n && d_out.cols() == config_.hidden_size,
+    const shared_prefix_layout& lay = act.layout;
+    const index_t np = static_cast<index_t>(act.tokens.size());
+    posttrain::expect(d_out.rows() == np && d_out.cols() == config_.hidden_size,
                       "reference_model::transformer::backward", "d_out is [", d_out.rows(), ", ",
-                      d_out.cols(), "], expected [", n, ", ", config_.hidden_size,
+                      d_out.cols(), "], expected [", np, ", ", config_.hidden_size,
                       "] (the forward's hidden states)");
+    const index_t n = lay.rows();
     matrix<S>& dh = scratch_.dh;
     matrix<S>& dxn = scratch_.dxn;
     dh.setZero(n, config_.hidden_size);
-    rmsnorm_backward<S>(act.h, w_->norm, act.rf, d_out, dh, g_->norm);
+    if (lay.identity) {
+      rmsnorm_backward<S>(act.h, w_->norm, act.rf, d_out, dh, g_->norm);
+    } else {
+      // The forward copied each trunk row to its packed rows: their gradients add up.
+      matrix<S>& d_shared = scratch_.d_shared;
+      d_shared.setZero(n, config_.hidden_size);
+      for (index_t t = 0; t < np; ++t)
+        d_shared.row(lay.row_of[static_cast<std::size_t>(t)]) += d_out.row(t);
+      rmsnorm_backward<S>(act.h, w_->norm, act.rf, d_shared, dh, g_->norm);
+    }
     const attention_shape shape = attn_shape();
     for (std::size_t l = w_->layers.size(); l-- > 0;) {
       const layer_view<S>& w = w_->layers[l];
@@ -206,11 +235,12 @@ class transformer {
       rmsnorm_backward<S>(c.h1, w.ln2, c.r2, dxn, dh, gw.ln2);
       // h1 = x + Attn(norm1(x)): dx = dh1 + norm1ᵀ(Attnᵀ(dh1)).
       dxn.setZero();
-      attention_backward<S>(w, gw, shape, rope_, c.xn1, act.seq_offsets, act.positions, c.attn,
-                            dh, dxn, scratch_.attn);
+      attention_backward<S>(w, gw, shape, rope_, c.xn1,
+                            std::span<const attention_segment>(lay.segments), lay.positions,
+                            c.attn, dh, dxn, scratch_.attn);
       rmsnorm_backward<S>(c.x, w.ln1, c.r1, dxn, dh, gw.ln1);
     }
-    for (index_t i = 0; i < n; ++i) g_->embed.row(act.tokens[static_cast<std::size_t>(i)]) += dh.row(i);
+    for (index_t i = 0; i < n; ++i) g_->embed.row(lay.tokens[static_cast<std::size_t>(i)]) += dh.row(i);
   }
 
   // Plain logits [N, V] of hidden states (tests, generation).
@@ -232,9 +262,10 @@ class transformer {
   std::vector<S> params_, grads_;
   rope_table<S> rope_;
   std::optional<model_view<S>> w_, g_;
+  bool share_prefixes_ = true;
   // backward()'s gradient buffers, kept between steps (never copied: a copy starts empty).
   struct backward_scratch {
-    matrix<S> dh, dxn;
+    matrix<S> dh, dxn, d_shared;
     attention_scratch<S> attn;
     mlp_scratch<S> mlp;
   } scratch_;

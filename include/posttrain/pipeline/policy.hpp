@@ -123,6 +123,11 @@ struct forward_state {
   policy_hidden<S> hidden{};      // hidden path
   std::vector<index_t> targets;   // row t -> tokens[t + 1], or ignore_index at sequence ends
   std::vector<S> row_logprob, row_lse, row_entropy, row_sum_p2;  // the last two: only when asked
+  // With a `needed` mask (hidden path): the rows the lm_head ran on, ascending, and their hidden
+  // states gathered [rows, H]; empty = every row.
+  bool compact = false;
+  std::vector<index_t> rows;
+  std::vector<S> rows_hidden;
   // The backward's scratch, kept between calls so that a step's micro-batches reuse one [N, V]
   // (or [N, H] + [V, H]) buffer instead of allocating and zeroing it each time.
   mutable std::vector<S> d_logits, d_hidden, d_head, d_row, d_row_h;
@@ -142,18 +147,27 @@ inline void next_token_targets(const token_sequences& s, std::vector<index_t>& t
 // entropy[t] = H of the distribution that predicts tokens[t] (row t − 1), 0 on first tokens;
 // sum_p_squared (optional, [N]) likewise Σ_v p_v² of that distribution (the optimal token
 // baseline's behaviour statistic; no gradient).
+// needed (optional, [N], token-aligned like lp): on the hidden path the lm_head + log-prob op runs
+// only on the rows whose token has needed[t] > 0 (e.g. the loss mask: response tokens); lp,
+// entropy and sum_p_squared are 0 elsewhere, and policy_backward ignores d_lp there (the caller
+// promises it is 0). The prompt rows of an RL batch are most of its rows, so this saves most of
+// the op's 2·N·H·V (forward) + 6·N·H·V (backward) FLOP. The logits path computes every row.
 template <policy P>
 void policy_logprobs(P& p, const token_sequences& s, std::span<typename P::scalar_type> lp,
                      forward_state<typename P::scalar_type>& st, double temperature = 1.0,
                      std::span<typename P::scalar_type> entropy = {},
-                     std::span<typename P::scalar_type> sum_p_squared = {}) {
+                     std::span<typename P::scalar_type> sum_p_squared = {},
+                     std::span<const float> needed = {}) {
   using S = typename P::scalar_type;
   constexpr const char* where = "pipeline::policy_logprobs";
   const index_t n = s.num_tokens();
   expect_size(lp, n, where, "logprobs", "one per token");
   expect_size_or_empty(entropy, n, where, "entropy", "one per token, or empty");
   expect_size_or_empty(sum_p_squared, n, where, "sum_p_squared", "one per token, or empty");
+  expect_size_or_empty(needed, n, where, "needed", "one per token, or empty");
   next_token_targets(s, st.targets);
+  st.rows.clear();
+  st.compact = false;
   st.row_logprob.assign(static_cast<std::size_t>(n), S(0));
   st.row_lse.assign(static_cast<std::size_t>(n), S(0));
   st.row_entropy.assign(entropy.empty() ? 0 : static_cast<std::size_t>(n), S(0));
@@ -179,9 +193,39 @@ void policy_logprobs(P& p, const token_sequences& s, std::span<typename P::scala
     fused_linear_logprobs_options o;
     o.temperature = temperature;
     o.ignore_index = ignore_target;
-    fused_linear_logprobs(exec::host{}, st.hidden.hidden, st.hidden.lm_head,
-                          std::span<const index_t>(st.targets),
-                          token_logprobs_outputs<S>{st.row_logprob, st.row_lse, st.row_entropy, st.row_sum_p2}, o);
+    if (needed.empty()) {
+      fused_linear_logprobs(exec::host{}, st.hidden.hidden, st.hidden.lm_head,
+                            std::span<const index_t>(st.targets),
+                            token_logprobs_outputs<S>{st.row_logprob, st.row_lse, st.row_entropy, st.row_sum_p2}, o);
+    } else {
+      // Row t − 1 produces lp[t]: gather the needed rows, run the op on them, scatter back.
+      st.compact = true;
+      for (index_t b = 0; b < s.num_sequences(); ++b)
+        for (index_t t = s.seq_offsets[b] + 1; t < s.seq_offsets[b + 1]; ++t)
+          if (needed[t] > 0) st.rows.push_back(t - 1);
+      const index_t nr = static_cast<index_t>(st.rows.size()), h = st.hidden.hidden.cols;
+      st.rows_hidden.resize(static_cast<std::size_t>(nr * h));
+      std::vector<index_t> tg(static_cast<std::size_t>(nr));
+      std::vector<S> lpr(tg.size()), lser(tg.size()), entr(st.row_entropy.empty() ? 0 : tg.size()),
+          p2r(st.row_sum_p2.empty() ? 0 : tg.size());
+      for (index_t i = 0; i < nr; ++i) {
+        const index_t r = st.rows[static_cast<std::size_t>(i)];
+        for (index_t j = 0; j < h; ++j) st.rows_hidden[static_cast<std::size_t>(i * h + j)] = st.hidden.hidden(r, j);
+        tg[static_cast<std::size_t>(i)] = st.targets[static_cast<std::size_t>(r)];
+      }
+      if (nr > 0)
+        fused_linear_logprobs(exec::host{}, matrix_view<const S>(st.rows_hidden.data(), nr, h),
+                              st.hidden.lm_head, std::span<const index_t>(tg),
+                              token_logprobs_outputs<S>{lpr, lser, entr, p2r}, o);
+      for (index_t i = 0; i < nr; ++i) {
+        const auto r = static_cast<std::size_t>(st.rows[static_cast<std::size_t>(i)]);
+        const auto k = static_cast<std::size_t>(i);
+        st.row_logprob[r] = lpr[k];
+        st.row_lse[r] = lser[k];
+        if (!entr.empty()) st.row_entropy[r] = entr[k];
+        if (!p2r.empty()) st.row_sum_p2[r] = p2r[k];
+      }
+    }
   }
   for (index_t b = 0; b < s.num_sequences(); ++b) {
     const index_t b0 = s.seq_offsets[b], b1 = s.seq_offsets[b + 1];
@@ -243,9 +287,38 @@ void policy_backward(P& p, const token_sequences& s,
     fused_linear_logprobs_options o;
     o.temperature = temperature;
     o.ignore_index = ignore_target;
-    fused_linear_logprobs_backward(exec::host{}, st.hidden.hidden, st.hidden.lm_head,
-                                   std::span<const index_t>(st.targets),
-                                   token_logprobs_grads<S>{st.row_lse, ent, d_row, d_row_h}, dh, dw, o);
+    if (!st.compact) {
+      fused_linear_logprobs_backward(exec::host{}, st.hidden.hidden, st.hidden.lm_head,
+                                     std::span<const index_t>(st.targets),
+                                     token_logprobs_grads<S>{st.row_lse, ent, d_row, d_row_h}, dh, dw, o);
+    } else {
+      // The forward's needed rows only: d_hidden is 0 on every other row.
+      const index_t nr = static_cast<index_t>(st.rows.size());
+      std::vector<index_t> tg(static_cast<std::size_t>(nr));
+      std::vector<S> lser(tg.size()), dr(tg.size()), entr(ent.empty() ? 0 : tg.size()),
+          drh(d_row_h.empty() ? 0 : tg.size()), dhr(static_cast<std::size_t>(nr * h));
+      for (index_t i = 0; i < nr; ++i) {
+        const auto r = static_cast<std::size_t>(st.rows[static_cast<std::size_t>(i)]);
+        const auto k = static_cast<std::size_t>(i);
+        tg[k] = st.targets[r];
+        lser[k] = st.row_lse[r];
+        dr[k] = d_row[r];
+        if (!entr.empty()) entr[k] = ent[r];
+        if (!drh.empty()) drh[k] = d_row_h[r];
+      }
+      std::fill(st.d_hidden.begin(), st.d_hidden.end(), S(0));
+      if (nr > 0) {
+        fused_linear_logprobs_backward(
+            exec::host{}, matrix_view<const S>(st.rows_hidden.data(), nr, h), st.hidden.lm_head,
+            std::span<const index_t>(tg), token_logprobs_grads<S>{lser, entr, dr, drh},
+            matrix_view<S>(dhr.data(), nr, h), dw, o);
+      } else {
+        std::fill(st.d_head.begin(), st.d_head.end(), S(0));
+      }
+      for (index_t i = 0; i < nr; ++i)
+        for (index_t j = 0; j < h; ++j)
+          dh(st.rows[static_cast<std::size_t>(i)], j) = dhr[static_cast<std::size_t>(i * h + j)];
+    }
     if constexpr (policy_detail::hidden_backward<P>)
       p.backward(matrix_view<const S>(dh), matrix_view<const S>(dw));
   }

@@ -572,7 +572,13 @@ rl_metrics rl_step(P& policy, G& gen, R& reference, W& reward, O& optimizer, Cr&
         grad.assign(static_cast<std::size_t>(nt), S(0));
         ent.assign(with_entropy ? static_cast<std::size_t>(nt) : 0, S(0));
         ent_grad.assign(ent.size(), S(0));
-        policy_logprobs(policy, micro, std::span<S>(lp), st, options.temperature, std::span<S>(ent));
+        // The lm_head + log-prob op only on the loss's tokens (the mask; the prompts are most of
+        // the rows) when ℓold and ℓref are this ℓ itself: then ℓ = 0 off the mask enters every
+        // term as ℓ − ℓ = 0 (ratio 1, no KL), and the loss's gradient is 0 off the mask.
+        // Otherwise a real ℓold / ℓref against ℓ = 0 could overflow exp() on masked tokens.
+        const bool lm_head_on_mask = old_from_update && !run_reference;
+        policy_logprobs(policy, micro, std::span<S>(lp), st, options.temperature, std::span<S>(ent),
+                        {}, lm_head_on_mask ? rl_detail::sub(mb.mask, t0, nt) : std::span<const float>{});
         policy_gradient_inputs<S> in;
         in.logprobs = lp;
         // On-policy: ℓold = this forward's ℓ, detached (the loss never differentiates ℓold).
