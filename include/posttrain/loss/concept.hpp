@@ -34,7 +34,8 @@
 //                                reference) for a loss that says neither.
 //
 // static_assert(check_loss_model<L>()) names what is missing, one sentence per member
-// (tests/compile_fail/loss_model_*.cpp). Every algo:: name is checked in algo.hpp.
+// (tests/compile_fail/loss_model_*.cpp). Every algo:: name is checked in one place,
+// tests/algo/recipes.cpp (every_algo_models_loss).
 //
 // loss_for<L, Inputs...> (older): compute(exec::host, inputs...) returning a `.loss`; kept for
 // callers that pass family-specific extra arguments, deprecated in favour of loss_model.
