@@ -7,7 +7,8 @@
 //   L::name()                    std::string naming the composition in error messages
 //   L::options_type              the hyperparameters, default-constructible. Families whose
 //                                policies have hyperparameters of different kinds compose them:
-//                                policy_gradient_loss_options{policy, aggregation},
+//                                policy_gradient_loss_options_for<S>{policy, aggregation,
+//                                surrogate} (surrogate: the surrogate's own S::options),
 //                                value_loss_options{value, aggregation}, sft_options{aggregation},
 //                                weighted_options<K>{weights, preference}, ...
 //   L::inputs<T>                 the input views (T = float or double)
