@@ -144,7 +144,9 @@ inline policy_gradient_options ppo() { return pg_presets::verl_ppo(); }
 inline policy_gradient_options grpo(double beta = 0.001) { return pg_presets::verl_grpo(beta); }
 inline policy_gradient_options gspo() { return pg_presets::verl_gspo(); }
 inline policy_gradient_options cispo() { return pg_presets::verl_cispo(); }
+inline surrogate::cispo::options cispo_surrogate() { return pg_presets::verl_cispo_surrogate(); }
 inline policy_gradient_options sapo() { return pg_presets::verl_sapo(); }
+inline surrogate::sapo::options sapo_surrogate() { return pg_presets::sapo_surrogate(); }
 inline policy_gradient_options gmpo(double clip = 0.4) { return pg_presets::verl_gmpo(clip); }
 // Rollout correction (rollout_corr_helper): TIS weights; rejection: rollout_presets::verl_rejection.
 inline rollout_is_options rollout_is(is_level level = is_level::sequence_sum,
@@ -171,7 +173,9 @@ inline policy_gradient_options grpo(double beta = 0.0, double delta = pg_presets
   return pg_presets::trl_grpo(beta, delta);
 }
 inline policy_gradient_options cispo(double cap = 5.0) { return pg_presets::trl_cispo(cap); }
+inline surrogate::cispo::options cispo_surrogate() { return pg_presets::trl_cispo_surrogate(); }
 inline policy_gradient_options sapo() { return pg_presets::trl_sapo(); }
+inline surrogate::sapo::options sapo_surrogate() { return pg_presets::sapo_surrogate(); }
 inline policy_gradient_options gmpo() { return pg_presets::trl_gmpo(); }
 inline loss::adaptive_entropy_controller adaptive_entropy(double coef) {
   return loss::entropy_controller_conventions::trl_adaptive(coef);
@@ -184,6 +188,7 @@ inline policy_gradient_options entropy_bonus(policy_gradient_options o, double c
   return pg_presets::trl_entropy_bonus(o, coef, gradient_accumulation_steps);
 }
 inline policy_gradient_options vespo() { return pg_presets::trl_vespo(); }
+inline surrogate::vespo::options vespo_surrogate() { return pg_presets::trl_vespo_surrogate(); }
 inline policy_gradient_options luspo() { return pg_presets::trl_luspo(); }
 inline policy_gradient_options rloo_sequence_ppo() { return pg_presets::trl_rloo(); }
 inline policy_gradient_options grpo_bias_corrected_kl(double beta) {
@@ -239,6 +244,9 @@ inline kl_options kl() { return kl_conventions::open_instruct(); }
 inline agg_options aggregation() { return agg_conventions::open_instruct(); }
 inline policy_gradient_options dapo(double beta = 0.05) {
   return pg_presets::open_instruct_dapo(beta);
+}
+inline surrogate::cispo::options cispo_surrogate() {
+  return pg_presets::open_instruct_cispo_surrogate();
 }
 inline policy_gradient_options cispo(double clip_high = 0.272) {
   return pg_presets::open_instruct_cispo(clip_high);

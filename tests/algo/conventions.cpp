@@ -159,9 +159,9 @@ TEST(Conventions, PeerPresetsDifferWhereThePeersDiffer) {
   EXPECT_EQ(c::verl::ppo().log_ratio_max, 20.0);                // verl clamps ±20
   EXPECT_TRUE(std::isinf(c::trl::grpo().log_ratio_max));        // TRL: no clamp
   EXPECT_EQ(c::open_instruct::dapo().clip_high, 0.272);         // open-instruct clip-higher
-  EXPECT_EQ(c::trl::cispo().cispo_mode, pt::cispo_cap::absolute_upper);
-  EXPECT_EQ(c::verl::cispo().cispo_mode, pt::cispo_cap::two_sided);
-  EXPECT_EQ(c::open_instruct::cispo().cispo_mode, pt::cispo_cap::relative_upper);
+  EXPECT_EQ(c::trl::cispo_surrogate().cap, pt::cispo_cap::absolute_upper);
+  EXPECT_EQ(c::verl::cispo_surrogate().cap, pt::cispo_cap::two_sided);
+  EXPECT_EQ(c::open_instruct::cispo_surrogate().cap, pt::cispo_cap::relative_upper);
   EXPECT_EQ(c::verl::value.clip, 0.5);
   EXPECT_EQ(c::trl::value.clip, 0.2);
   EXPECT_EQ(c::trl::value.coef, 0.1);

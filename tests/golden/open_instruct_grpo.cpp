@@ -111,8 +111,11 @@ pt::policy_gradient_result run(const step_case& s, const pt::policy_gradient_opt
     n.constant = d;
   else
     n.tokens = d;
+  // CISPO's cap form is its own option (open-instruct: ĉ = min(r, 1 + clip_higher)).
+  typename Surrogate::options so{};
+  if constexpr (std::is_same_v<Surrogate, pt::surrogate::cispo>) so = oi::cispo_surrogate();
   return pt::loss::policy_gradient<Surrogate, Kl, Agg>::compute(pt::exec::host{}, in, o, out, n,
-                                                                oi::aggregation());
+                                                                oi::aggregation(), so);
 }
 
 template <class Surrogate, class Agg>

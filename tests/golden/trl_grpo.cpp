@@ -217,7 +217,8 @@ double entropy_bonus(const grpo_case& g) {
 }
 
 template <class Surrogate, class N>
-void check(const grpo_case& g, const pt::policy_gradient_options& o) {
+void check(const grpo_case& g, const pt::policy_gradient_options& o,
+           const typename Surrogate::options& so = {}) {
   pt::policy_gradient_inputs<double> in;
   in.logprobs = g.lp;
   in.old_logprobs = g.old;
@@ -232,10 +233,10 @@ void check(const grpo_case& g, const pt::policy_gradient_options& o) {
   if (o.kl_coef != 0.0) {
     in.ref_logprobs = g.ref;
     using loss = pt::loss::policy_gradient<Surrogate, pt::kl::k3, typename N::aggregation>;
-    r = loss::compute(pt::exec::host{}, in, o, out, normalizer<N>(g), N::options());
+    r = loss::compute(pt::exec::host{}, in, o, out, normalizer<N>(g), N::options(), so);
   } else {
     using loss = pt::loss::policy_gradient<Surrogate, pt::kl::none, typename N::aggregation>;
-    r = loss::compute(pt::exec::host{}, in, o, out, normalizer<N>(g), N::options());
+    r = loss::compute(pt::exec::host{}, in, o, out, normalizer<N>(g), N::options(), so);
   }
   golden::expect_close(r.loss + entropy_bonus(g), g.loss_expected, g.name + " loss");
   // TRL's gradient at masked tokens is 0 too (the loss multiplies by the mask).
@@ -297,17 +298,19 @@ TEST(GoldenTrlGrpo, Cispo) {
   for (const grpo_case& g : of_type("cispo")) {
     ASSERT_EQ(g.level, "token");
     check<pt::surrogate::cispo, lt::dapo>(
-        g, trl_options(pt::pg_presets::trl_cispo(g.params->at("epsilon_high").get<double>()), g));
+        g, trl_options(pt::pg_presets::trl_cispo(g.params->at("epsilon_high").get<double>()), g),
+        pt::pg_presets::trl_cispo_surrogate());
   }
 }
 
 TEST(GoldenTrlGrpo, Sapo) {
   for (const grpo_case& g : of_type("sapo")) {
     ASSERT_EQ(g.level, "token");
-    pt::policy_gradient_options o = trl_options(pt::pg_presets::trl_sapo(), g);
-    o.sapo_tau_pos = g.params->at("sapo_temperature_pos").get<double>();
-    o.sapo_tau_neg = g.params->at("sapo_temperature_neg").get<double>();
-    check<pt::surrogate::sapo, lt::grpo>(g, o);
+    const pt::policy_gradient_options o = trl_options(pt::pg_presets::trl_sapo(), g);
+    const auto tau = pt::pg_presets::sapo_surrogate(
+        g.params->at("sapo_temperature_pos").get<double>(),
+        g.params->at("sapo_temperature_neg").get<double>());
+    check<pt::surrogate::sapo, lt::grpo>(g, o, tau);
   }
 }
 
@@ -328,10 +331,10 @@ TEST(GoldenTrlGrpo, Vespo) {
   for (const grpo_case& g : of_type("vespo")) {
     const json& p = *g.params;
     check<pt::surrogate::vespo, lt::dapo>(
-        g, trl_options(pt::pg_presets::trl_vespo(
-                           p.at("vespo_k_pos").get<double>(), p.at("vespo_lambda_pos").get<double>(),
-                           p.at("vespo_k_neg").get<double>(), p.at("vespo_lambda_neg").get<double>()),
-                       g));
+        g, trl_options(pt::pg_presets::trl_vespo(), g),
+        pt::pg_presets::trl_vespo_surrogate(
+            p.at("vespo_k_pos").get<double>(), p.at("vespo_lambda_pos").get<double>(),
+            p.at("vespo_k_neg").get<double>(), p.at("vespo_lambda_neg").get<double>()));
   }
 }
 
@@ -379,11 +382,10 @@ TEST(GoldenTrlGrpo, VllmImportanceSamplingCorrection) {
       if (g.loss_type == "vespo") {
         const json& p = *g.params;
         check<pt::surrogate::vespo, lt::dapo>(
-            g, trl_options(pt::pg_presets::trl_vespo(p.at("vespo_k_pos").get<double>(),
-                                                      p.at("vespo_lambda_pos").get<double>(),
-                                                      p.at("vespo_k_neg").get<double>(),
-                                                      p.at("vespo_lambda_neg").get<double>()),
-                           g));
+            g, trl_options(pt::pg_presets::trl_vespo(), g),
+            pt::pg_presets::trl_vespo_surrogate(
+                p.at("vespo_k_pos").get<double>(), p.at("vespo_lambda_pos").get<double>(),
+                p.at("vespo_k_neg").get<double>(), p.at("vespo_lambda_neg").get<double>()));
       }
     }
   }

@@ -52,7 +52,8 @@ pg_case read(const json& c) {
 // Runs Loss (a loss::policy_gradient<S, kl::none, Agg>) and compares loss, metrics and gradient.
 template <class Loss>
 void check(const json& c, const pt::policy_gradient_options& o, const pt::agg_options& ao,
-           pt::agg_normalizer norm = {}, bool kl_and_lower_metrics = true) {
+           pt::agg_normalizer norm = {}, bool kl_and_lower_metrics = true,
+           const typename Loss::surrogate_options& so = {}) {
   const pg_case p = read(c);
   vec grad(p.lp.size());
   pt::policy_gradient_inputs<double> in;
@@ -64,7 +65,7 @@ void check(const json& c, const pt::policy_gradient_options& o, const pt::agg_op
   in.importance_weights = p.w;
   pt::policy_gradient_outputs<double> outs;
   outs.grad = std::span<double>(grad);
-  const pt::policy_gradient_result r = Loss::compute(pt::exec::host{}, in, o, outs, norm, ao);
+  const pt::policy_gradient_result r = Loss::compute(pt::exec::host{}, in, o, outs, norm, ao, so);
   const std::string name = c.at("name");
   const json& out = c.at("outputs");
   golden::expect_close(r.loss, golden::scalar(out.at("loss")), name + " loss");
@@ -130,10 +131,10 @@ TEST(GoldenVerlPolicyLoss, Gspo) {
 
 TEST(GoldenVerlPolicyLoss, Sapo) {
   for (const json& c : golden::cases(file(), "compute_policy_loss_sapo")) {
-    pt::policy_gradient_options o = pt::pg_presets::verl_sapo();
-    o.sapo_tau_pos = c.at("params").at("tau_pos").get<double>();
-    o.sapo_tau_neg = c.at("params").at("tau_neg").get<double>();
-    check<pt::algo::sapo>(c, o, pt::agg_conventions::verl());
+    const auto tau = pt::pg_presets::sapo_surrogate(c.at("params").at("tau_pos").get<double>(),
+                                                    c.at("params").at("tau_neg").get<double>());
+    check<pt::algo::sapo>(c, pt::pg_presets::verl_sapo(), pt::agg_conventions::verl(), {}, true,
+                          tau);
   }
 }
 
@@ -145,7 +146,8 @@ TEST(GoldenVerlPolicyLoss, Gpg) {
 TEST(GoldenVerlPolicyLoss, Cispo) {
   for (const json& c : golden::cases(file(), "compute_policy_loss_cispo"))
     check<pt::algo::cispo>(c, with_clips(pt::pg_presets::verl_cispo(), c),
-                           pt::agg_conventions::verl());
+                           pt::agg_conventions::verl(), {}, true,
+                           pt::pg_presets::verl_cispo_surrogate());
 }
 
 TEST(GoldenVerlPolicyLoss, GeoMean) {

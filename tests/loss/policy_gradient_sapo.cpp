@@ -45,10 +45,12 @@ TEST(PolicyGradientSapo, HugeLogRatioFiniteAndBadTau) {
   const auto r = sapo::compute(in, pt::pg_presets::verl_sapo(), {std::span<float>(g), {}});
   EXPECT_TRUE(std::isfinite(r.loss));
   for (float x : g) EXPECT_TRUE(std::isfinite(x));
-  auto bad = pt::pg_presets::trl_sapo();
-  bad.sapo_tau_neg = 0;
+  auto bad = pt::pg_presets::sapo_surrogate();
+  bad.tau_neg = 0;
   std::vector<float> g2(2, 5.f);
-  EXPECT_THROW(sapo::compute(in, bad, {std::span<float>(g2), {}}), pt::error);
+  EXPECT_THROW(sapo::compute(in, pt::pg_presets::trl_sapo(), {std::span<float>(g2), {}}, {}, {},
+                             bad),
+               pt::error);
   for (float x : g2) EXPECT_EQ(x, 5.f);
 }
 

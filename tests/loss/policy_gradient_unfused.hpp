@@ -38,7 +38,8 @@ template <class Surrogate, class Kl, class Agg, class T>
 policy_gradient_result policy_gradient(const policy_gradient_inputs<T>& in,
                                        const policy_gradient_options& o,
                                        const policy_gradient_outputs<T>& out,
-                                       const agg_normalizer& norm, const agg_options& agg_opts) {
+                                       const agg_normalizer& norm, const agg_options& agg_opts,
+                                       const typename Surrogate::options& so = {}) {
   constexpr bool has_kl = !std::is_same_v<Kl, kl::none>;
   constexpr bool seq_grad = detail::pg_sequence_gradient<Surrogate>();
   constexpr pg_weight_use weight_use = detail::pg_weight_use_of<Surrogate>();
@@ -76,9 +77,9 @@ policy_gradient_result policy_gradient(const policy_gradient_inputs<T>& in,
         const double m = mask_at(t);
         if (m == 0.0) continue;
         // the row statistic in double, as every reduction over tokens
-        const pg_seq_token<double> q = Surrogate::token_log_ratio(
+        const pg_seq_token<double> q = pg_surrogate_call::token_log_ratio<Surrogate>(
             static_cast<double>(in.logprobs[t]) - static_cast<double>(in.old_logprobs[t]),
-            static_cast<double>(in.advantages[t]), o);
+            static_cast<double>(in.advantages[t]), o, so);
         s += m * q.log_ratio;
         len += m;
         if constexpr (seq_grad) tok_slope[t] = q.slope;
@@ -144,7 +145,7 @@ policy_gradient_result policy_gradient(const policy_gradient_inputs<T>& in,
     } else {
       if (has_old) logr = logp - in.old_logprobs[t];
     }
-    const pg_token<T> q = Surrogate::evaluate(logp, logr, in.advantages[t], o);
+    const pg_token<T> q = pg_surrogate_call::evaluate<Surrogate>(logp, logr, in.advantages[t], o, so);
     double w = 1.0;
     if (has_w) {
       if constexpr (weight_use == pg_weight_use::multiply) w = weight_at(t);

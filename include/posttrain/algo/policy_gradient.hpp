@@ -3,7 +3,8 @@
 // loss::policy_gradient composition (or loss::kl_cov) and the advantage estimator the algorithm is
 // trained with, with one preset per peer that has it: R::verl(), R::trl(), R::openrlhf(),
 // R::open_instruct(), R::paper() return an algo::preset{advantage options, loss options} whose
-// loss part is policy_gradient_loss_options{policy, aggregation}; R::defaults() is the first peer
+// loss part is policy_gradient_loss_options_for<S>{policy, aggregation, surrogate} (surrogate: the
+// surrogate's own options, empty but for cispo, sapo, vespo); R::defaults() is the first peer
 // listed. The option values are the family presets (pg_presets::, loss/policy_gradient/presets.hpp;
 // group_conventions::, rloo_conventions::, gae_conventions::, reinforce_pp_conventions::).
 // Global normalisers are per batch: conventions::trl::loss_type::*, conventions::verl::*.
@@ -53,6 +54,13 @@ using clip_ppo = pg<surrogate::clip, kl::none, agg::token_mean>;
 
 inline policy_gradient_loss_options pg_options(policy_gradient_options o, agg_options a = {}) {
   return {o, a};
+}
+// With the surrogate's own options (surrogate::cispo::options, ...).
+template <class SurrogateOptions>
+basic_policy_gradient_loss_options<SurrogateOptions> pg_options(policy_gradient_options o,
+                                                                agg_options a,
+                                                                SurrogateOptions s) {
+  return {o, a, s};
 }
 }  // namespace detail
 
@@ -156,19 +164,21 @@ struct gspo_token : recipe<detail::pg<surrogate::gspo_token, kl::none, agg::seq_
   static preset_type defaults() { return verl(); }
 };
 
-// CISPO, MiniMax-M1 2025 (verl/TRL/open-instruct `cispo`; the cap form is options.cispo_mode).
+// CISPO, MiniMax-M1 2025 (verl/TRL/open-instruct `cispo`; the cap form is
+// options.surrogate.cap, surrogate::cispo::options).
 struct cispo : recipe<detail::pg<surrogate::cispo, kl::none, agg::token_mean>, estimator::grpo> {
   static preset_type verl() {
     return {posttrain::advantage::group_conventions::verl,
-            detail::pg_options(pg_presets::verl_cispo())};
+            detail::pg_options(pg_presets::verl_cispo(), {}, pg_presets::verl_cispo_surrogate())};
   }
   static preset_type trl(double cap = 5.0) {
     return {posttrain::advantage::group_conventions::trl,
-            detail::pg_options(pg_presets::trl_cispo(cap))};
+            detail::pg_options(pg_presets::trl_cispo(cap), {}, pg_presets::trl_cispo_surrogate())};
   }
   static preset_type open_instruct(double clip_high = 0.272) {
     return {posttrain::advantage::group_conventions::open_instruct_standard,
-            detail::pg_options(pg_presets::open_instruct_cispo(clip_high))};
+            detail::pg_options(pg_presets::open_instruct_cispo(clip_high), {},
+                               pg_presets::open_instruct_cispo_surrogate())};
   }
   static preset_type defaults() { return verl(); }
 };
@@ -184,11 +194,13 @@ struct sapo
     : recipe<detail::pg<surrogate::sapo, kl::none, agg::seq_mean_token_mean>, estimator::grpo> {
   static preset_type verl() {
     return {posttrain::advantage::group_conventions::verl,
-            detail::pg_options(pg_presets::verl_sapo(), agg_conventions::verl())};
+            detail::pg_options(pg_presets::verl_sapo(), agg_conventions::verl(),
+                               pg_presets::sapo_surrogate())};
   }
   static preset_type trl() {
     return {posttrain::advantage::group_conventions::trl,
-            detail::pg_options(pg_presets::trl_sapo(), agg_conventions::trl())};
+            detail::pg_options(pg_presets::trl_sapo(), agg_conventions::trl(),
+                               pg_presets::sapo_surrogate())};
   }
   static preset_type defaults() { return verl(); }
 };
@@ -213,7 +225,7 @@ struct gmpo
 struct vespo : recipe<detail::pg<surrogate::vespo, kl::none, agg::token_mean>, estimator::grpo> {
   static preset_type trl() {
     return {posttrain::advantage::group_conventions::trl,
-            detail::pg_options(pg_presets::trl_vespo())};
+            detail::pg_options(pg_presets::trl_vespo(), {}, pg_presets::trl_vespo_surrogate())};
   }
   static preset_type defaults() { return trl(); }
 };

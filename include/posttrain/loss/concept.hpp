@@ -7,7 +7,8 @@
 //   L::name()                    std::string naming the composition in error messages
 //   L::options_type              the hyperparameters, default-constructible. Families whose
 //                                policies have hyperparameters of different kinds compose them:
-//                                policy_gradient_loss_options{policy, aggregation},
+//                                policy_gradient_loss_options_for<S>{policy, aggregation,
+//                                surrogate} (surrogate: the surrogate's own S::options),
 //                                value_loss_options{value, aggregation}, sft_options{aggregation},
 //                                weighted_options<K>{weights, preference}, ...
 //   L::inputs<T>                 the input views (T = float or double)
@@ -34,7 +35,8 @@
 //                                reference) for a loss that says neither.
 //
 // static_assert(check_loss_model<L>()) names what is missing, one sentence per member
-// (tests/compile_fail/loss_model_*.cpp). Every algo:: name is checked in algo.hpp.
+// (tests/compile_fail/loss_model_*.cpp). Every algo:: name is checked in one place,
+// tests/algo/recipes.cpp (every_algo_models_loss).
 //
 // loss_for<L, Inputs...> (older): compute(exec::host, inputs...) returning a `.loss`; kept for
 // callers that pass family-specific extra arguments, deprecated in favour of loss_model.

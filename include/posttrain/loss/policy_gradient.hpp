@@ -61,47 +61,56 @@
 
 POSTTRAIN_NAMESPACE_BEGIN
 
-// A surrogate: name, uses_old_logprobs, sequence_level, importance_weight_use (pg_weight_use: how
-// it consumes IS weights), validate(options, where) and a POSTTRAIN_HOST_DEVICE
-// evaluate(logp, logr, A, options) -> pg_token<T> for float and double. A sequence-level surrogate
-// also has token_gradient, token_log_ratio(logr, A, options) -> pg_seq_token<double> and
-// length_divisor(Σ m, agg_options) (the row statistic, gspo.hpp). Every hook but name and evaluate
-// has a default in surrogate::defaults (loss/policy_gradient/parts.hpp): derive from it, and a new
-// surrogate is one file with its name and formula (surrogate::ratio, loss/kl_cov.hpp).
+// A surrogate: name, options (its own hyperparameters, default-constructible), uses_old_logprobs,
+// sequence_level, importance_weight_use (pg_weight_use: how it consumes IS weights),
+// validate(options, [own options,] where) and a POSTTRAIN_HOST_DEVICE
+// evaluate(logp, logr, A, options[, own options]) -> pg_token<T> for float and double. A
+// sequence-level surrogate also has token_gradient, token_log_ratio(logr, A, options[, own]) ->
+// pg_seq_token<double> and length_divisor(Σ m, agg_options) (the row statistic, gspo.hpp). Every
+// hook but name and evaluate has a default in surrogate::defaults (loss/policy_gradient/parts.hpp,
+// whose header comment lists them): derive from it, and a new surrogate is one file with its name,
+// its formula and, if it has any, its options (surrogate::ratio, loss/kl_cov.hpp;
+// tests/loss/custom_policy.cpp).
 template <class S>
 concept pg_sequence_hooks = requires(double d, const policy_gradient_options& o,
-                                     const agg_options& ao) {
+                                     const typename S::options& s, const agg_options& ao) {
   { S::token_gradient } -> std::convertible_to<bool>;
-  { S::token_log_ratio(d, d, o) } -> std::same_as<pg_seq_token<double>>;
+  { pg_surrogate_call::token_log_ratio<S>(d, d, o, s) } -> std::same_as<pg_seq_token<double>>;
   { S::length_divisor(d, ao) } -> std::convertible_to<double>;
 };
 
 template <class S>
-concept pg_surrogate = requires(float f, double d, const policy_gradient_options& o) {
+concept pg_surrogate = std::default_initializable<typename S::options> &&
+                       requires(float f, double d, const policy_gradient_options& o,
+                                const typename S::options& s) {
   { S::name } -> std::convertible_to<const char*>;
   { S::uses_old_logprobs } -> std::convertible_to<bool>;
   { S::sequence_level } -> std::convertible_to<bool>;
   { S::importance_weight_use } -> std::convertible_to<pg_weight_use>;
-  S::validate(o, std::string_view{});
-  { S::evaluate(f, f, f, o) } -> std::same_as<pg_token<float>>;
-  { S::evaluate(d, d, d, o) } -> std::same_as<pg_token<double>>;
+  pg_surrogate_call::validate<S>(o, s, std::string_view{});
+  { pg_surrogate_call::evaluate<S>(f, f, f, o, s) } -> std::same_as<pg_token<float>>;
+  { pg_surrogate_call::evaluate<S>(d, d, d, o, s) } -> std::same_as<pg_token<double>>;
 }
 &&(!S::sequence_level || pg_sequence_hooks<S>);
 
 template <class S>
 constexpr bool check_pg_surrogate() {
-  static_assert(
-      requires {
-        { S::importance_weight_use } -> std::convertible_to<pg_weight_use>;
-      },
-      "a policy-gradient surrogate needs `importance_weight_use` (pg_weight_use): derive from "
-      "surrogate::defaults, which supplies it (multiply) and the other optional hooks");
+  constexpr bool has_defaults = requires {
+    typename S::options;
+    { S::importance_weight_use } -> std::convertible_to<pg_weight_use>;
+  };
+  static_assert(has_defaults,
+                "a policy-gradient surrogate needs `importance_weight_use` (pg_weight_use) and "
+                "`options` (its own hyperparameters): derive from surrogate::defaults, which "
+                "supplies them (multiply, an empty struct) and the other optional hooks");
   static_assert(pg_surrogate<S>,
                 "a policy-gradient surrogate needs static `name`, `uses_old_logprobs`, "
-                "`sequence_level`, validate(const policy_gradient_options&, std::string_view) and "
-                "evaluate(logp, logr, A, options) returning pg_token<T> for float and double; a "
-                "sequence-level one also `token_gradient`, token_log_ratio(double logr, double A, "
-                "options) -> pg_seq_token<double> and length_divisor(double, const agg_options&)");
+                "`sequence_level`, validate(const policy_gradient_options&[, const options&], "
+                "std::string_view) and evaluate(logp, logr, A, options[, const options&]) "
+                "returning pg_token<T> for float and double; a sequence-level one also "
+                "`token_gradient`, token_log_ratio(double logr, double A, options[, const "
+                "options&]) -> pg_seq_token<double> and length_divisor(double, const "
+                "agg_options&)");
   return pg_surrogate<S>;
 }
 
@@ -124,8 +133,8 @@ inline constexpr bool pg_dependent_false = false;
 
 template <class Surrogate, class KlEstimator, class Aggregation>
 struct policy_gradient
-    : loss_interface<policy_gradient_loss_options, policy_gradient_inputs, policy_gradient_outputs,
-                     agg_normalizer, policy_gradient_result> {
+    : loss_interface<policy_gradient_loss_options_for<Surrogate>, policy_gradient_inputs,
+                     policy_gradient_outputs, agg_normalizer, policy_gradient_result> {
   static_assert(check_pg_surrogate<Surrogate>(),
                 "loss::policy_gradient<Surrogate, ...>: Surrogate is not a surrogate (see above)");
   static_assert(check_kl_estimator<KlEstimator>(),
@@ -134,6 +143,8 @@ struct policy_gradient
                 "loss::policy_gradient<S, K, Aggregation>: not an aggregation (see above)");
 
   using surrogate = Surrogate;
+  using surrogate_options = pg_surrogate_options_t<Surrogate>;
+  using options_type = policy_gradient_loss_options_for<Surrogate>;
   using kl_estimator = KlEstimator;
   using aggregation = Aggregation;
   static constexpr bool uses_reference = !std::is_same_v<KlEstimator, kl::none>;
@@ -141,7 +152,7 @@ struct policy_gradient
   // The run-time answer (loss/concept.hpp loss_reference_needed): the reference enters only as
   // β·KL, so with β = kl_coef = 0 the KL term is ×0 and compute's loss and gradient do not depend
   // on ref_logprobs (any finite values; pipeline::rl_step then skips the reference forward).
-  static constexpr bool reference_needed(const policy_gradient_loss_options& o) {
+  static constexpr bool reference_needed(const options_type& o) {
     return uses_reference && o.policy.kl_coef != 0.0;
   }
 
@@ -152,7 +163,7 @@ struct policy_gradient
   template <class T>
   static void validate(const policy_gradient_inputs<T>& in, const policy_gradient_options& o,
                        const policy_gradient_outputs<T>& out, const agg_normalizer& norm,
-                       const agg_options& agg_opts) {
+                       const agg_options& agg_opts, const surrogate_options& so = {}) {
     const std::string where = name();
     const index_t n = ssize(in.logprobs);
     if constexpr (Surrogate::uses_old_logprobs)
@@ -197,7 +208,7 @@ struct policy_gradient
     posttrain::detail::expect_not_nan(o.log_ratio_max, where, "options.log_ratio_max");
     expect(o.log_ratio_min <= o.log_ratio_max, where, "options.log_ratio_min = ", o.log_ratio_min,
            " > options.log_ratio_max = ", o.log_ratio_max, ", expected lo <= hi");
-    Surrogate::validate(o, where);
+    pg_surrogate_call::validate<Surrogate>(o, so, where);
     if constexpr (uses_reference) {
       expect_non_negative(o.kl_coef, where, "options.kl_coef");
       expect_finite(o.kl_coef, where, "options.kl_coef");
@@ -223,26 +234,30 @@ struct policy_gradient
              "padded width T or B * max_completion_length)");
   }
 
+  // The positional form: the shared options, the aggregation conventions and the surrogate's own
+  // options (Surrogate::options, empty for most surrogates) as separate arguments.
   template <class T>
   static policy_gradient_result compute(exec::host, const policy_gradient_inputs<T>& in,
                                         const policy_gradient_options& options = {},
                                         const policy_gradient_outputs<T>& out = {},
                                         const agg_normalizer& norm = {},
-                                        const agg_options& agg_opts = {}) {
+                                        const agg_options& agg_opts = {},
+                                        const surrogate_options& surrogate_opts = {}) {
     static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                   "loss::policy_gradient::compute accepts float or double log-probs");
-    validate(in, options, out, norm, agg_opts);
+    validate(in, options, out, norm, agg_opts, surrogate_opts);
     return policy_gradient_backend<exec::host>::run<Surrogate, KlEstimator, Aggregation>(
-        exec::host{}, in, options, out, norm, agg_opts);
+        exec::host{}, in, options, out, norm, agg_opts, surrogate_opts);
   }
 
-  // The Loss-concept form: options.policy and options.aggregation in one struct (O is deduced so
-  // that a braced `{}` still selects the positional form above).
-  template <class T, std::same_as<policy_gradient_loss_options> O>
+  // The Loss-concept form: options.policy, options.aggregation and options.surrogate in one struct
+  // (O is deduced so that a braced `{}` still selects the positional form above).
+  template <class T, std::same_as<options_type> O>
   static policy_gradient_result compute(exec::host, const policy_gradient_inputs<T>& in,
                                         const O& options, const policy_gradient_outputs<T>& out,
                                         const agg_normalizer& norm) {
-    return compute(exec::host{}, in, options.policy, out, norm, options.aggregation);
+    return compute(exec::host{}, in, options.policy, out, norm, options.aggregation,
+                   options.surrogate);
   }
 
   // Host memory, the calling thread: same as compute(exec::host{}, ...).
@@ -251,15 +266,26 @@ struct policy_gradient
                                         const policy_gradient_options& options = {},
                                         const policy_gradient_outputs<T>& out = {},
                                         const agg_normalizer& norm = {},
-                                        const agg_options& agg_opts = {}) {
-    return compute(exec::host{}, in, options, out, norm, agg_opts);
+                                        const agg_options& agg_opts = {},
+                                        const surrogate_options& surrogate_opts = {}) {
+    return compute(exec::host{}, in, options, out, norm, agg_opts, surrogate_opts);
+  }
+
+  // The same with the Loss-concept options (options.policy, .aggregation, .surrogate).
+  template <class T, std::same_as<options_type> O>
+  static policy_gradient_result compute(const policy_gradient_inputs<T>& in, const O& options,
+                                        const policy_gradient_outputs<T>& out = {},
+                                        const agg_normalizer& norm = {}) {
+    return compute(exec::host{}, in, options.policy, out, norm, options.aggregation,
+                   options.surrogate);
   }
 
   template <class T>
   static policy_gradient_result compute(exec::cuda, const policy_gradient_inputs<T>&,
                                         const policy_gradient_options& = {},
                                         const policy_gradient_outputs<T>& = {},
-                                        const agg_normalizer& = {}, const agg_options& = {}) {
+                                        const agg_normalizer& = {}, const agg_options& = {},
+                                        const surrogate_options& = {}) {
     static_assert(
         policy_gradient_backend<exec::cuda>::available && sizeof(T) > 0,
         "loss::policy_gradient has no CUDA backend yet (no "

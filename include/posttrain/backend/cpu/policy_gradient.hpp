@@ -3,7 +3,7 @@
 // argument first). One fused pass per row, no full-length scratch:
 //   0. aggregation weights from the mask alone (fused_aggregate): dLoss/dL_t = m_t·scale_i;
 //   1. sequence-level surrogates and the sequence KL correction: a pre-pass over the row for its
-//      statistic (log-ratio sum via Surrogate::token_log_ratio / length_divisor, the row's IS
+//      statistic (log-ratio sum via the surrogate's token_log_ratio / length_divisor, the row's IS
 //      weight, the KL sequence ratio); per-token slopes and clip flags go to row-sized buffers;
 //   2. per token: surrogate, detached IS weight, KL (optionally IS-corrected) and entropy terms
 //      (entropy_aggregation::token_mean: the bonus is summed aside, its weights from a mask pass);
@@ -66,9 +66,10 @@ constexpr bool pg_sequence_gradient() {
 // Surrogates whose evaluate is evaluate_ratio(logp, logr, e^{clamp(logr)}, A, options): the
 // ratio's exp can be taken outside the token's evaluation.
 template <class S>
-concept pg_ratio_given = requires(float f, double d, const policy_gradient_options& o) {
-  { S::evaluate_ratio(f, f, f, f, o) } -> std::same_as<pg_token<float>>;
-  { S::evaluate_ratio(d, d, d, d, o) } -> std::same_as<pg_token<double>>;
+concept pg_ratio_given = requires(float f, double d, const policy_gradient_options& o,
+                                  const typename S::options& s) {
+  { pg_surrogate_call::evaluate_ratio<S>(f, f, f, f, o, s) } -> std::same_as<pg_token<float>>;
+  { pg_surrogate_call::evaluate_ratio<S>(d, d, d, d, o, s) } -> std::same_as<pg_token<double>>;
 };
 
 // Block exp of the token ratios r_t = e^{clamp(ℓ_t − ℓold_t)}: Eigen's packet exp (measured
@@ -150,6 +151,7 @@ struct pg_row_statistic {
 template <class Surrogate, class T>
 pg_row_statistic sequence_row_statistic(const policy_gradient_inputs<T>& in,
                                         const policy_gradient_options& o,
+                                        const typename Surrogate::options& so,
                                         const agg_options& agg_opts, std::size_t b, std::size_t e,
                                         bool write_grad, std::span<double> tok_slope,
                                         std::span<unsigned char> tok_flags) {
@@ -160,9 +162,9 @@ pg_row_statistic sequence_row_statistic(const policy_gradient_inputs<T>& in,
     const double m = mask_weight(in.mask, t);
     if (m == 0.0) continue;
     // the row statistic in double, as every reduction over tokens
-    const pg_seq_token<double> q = Surrogate::token_log_ratio(
+    const pg_seq_token<double> q = pg_surrogate_call::token_log_ratio<Surrogate>(
         static_cast<double>(in.logprobs[t]) - static_cast<double>(in.old_logprobs[t]),
-        static_cast<double>(in.advantages[t]), o);
+        static_cast<double>(in.advantages[t]), o, so);
     s += m * q.log_ratio;
     len += m;
     if constexpr (pg_sequence_gradient<Surrogate>())
@@ -262,7 +264,8 @@ template <class Surrogate, class Kl, class Agg, class T>
 policy_gradient_result policy_gradient(const policy_gradient_inputs<T>& in,
                                        const policy_gradient_options& o,
                                        const policy_gradient_outputs<T>& out,
-                                       const agg_normalizer& norm, const agg_options& agg_opts) {
+                                       const agg_normalizer& norm, const agg_options& agg_opts,
+                                       const typename Surrogate::options& so = {}) {
   constexpr bool has_kl = !std::is_same_v<Kl, kl::none>;
   constexpr bool seq_level = Surrogate::sequence_level;
   constexpr bool seq_grad = detail::pg_sequence_gradient<Surrogate>();
@@ -347,7 +350,7 @@ policy_gradient_result policy_gradient(const policy_gradient_inputs<T>& in,
     double seq_log_ratio = 0.0, seq_inv_len = 0.0, seq_weight = 1.0;
     if constexpr (seq_level) {
       const detail::pg_row_statistic st = detail::sequence_row_statistic<Surrogate>(
-          in, o, agg_opts, b, e, write_grad, std::span<double>(tok_slope),
+          in, o, so, agg_opts, b, e, write_grad, std::span<double>(tok_slope),
           std::span<unsigned char>(tok_flags));
       seq_log_ratio = st.log_ratio;
       seq_inv_len = st.inv_len;
@@ -414,9 +417,9 @@ policy_gradient_result policy_gradient(const policy_gradient_inputs<T>& in,
         T r = row_ratio;
         if constexpr (!seq_level)
           r = has_old ? ratios.ratio[static_cast<Eigen::Index>(t - block_begin)] : constant_ratio;
-        q = Surrogate::evaluate_ratio(logp, logr, r, advantages[t], o);
+        q = pg_surrogate_call::evaluate_ratio<Surrogate>(logp, logr, r, advantages[t], o, so);
       } else {
-        q = Surrogate::evaluate(logp, logr, advantages[t], o);
+        q = pg_surrogate_call::evaluate<Surrogate>(logp, logr, advantages[t], o, so);
       }
       double w = 1.0;
       if (has_w) {
@@ -524,8 +527,9 @@ struct loss::policy_gradient_backend<exec::host> {
   static policy_gradient_result run(exec::host, const policy_gradient_inputs<T>& in,
                                     const policy_gradient_options& o,
                                     const policy_gradient_outputs<T>& out,
-                                    const agg_normalizer& norm, const agg_options& agg_opts) {
-    return backend::cpu::policy_gradient<Surrogate, Kl, Agg>(in, o, out, norm, agg_opts);
+                                    const agg_normalizer& norm, const agg_options& agg_opts,
+                                    const typename Surrogate::options& so = {}) {
+    return backend::cpu::policy_gradient<Surrogate, Kl, Agg>(in, o, out, norm, agg_opts, so);
   }
 };
 

@@ -5,8 +5,11 @@
 //   pg_token<T>        what Surrogate::evaluate(logp, logr, A, options) returns for one token:
 //                      loss, grad = ∂loss/∂ℓ (∂loss/∂log s for sequence-level surrogates),
 //                      ratio (statistics), clipped / clipped_lower flags (statistics).
-//   policy_gradient_options   hyperparameters (double), defaults = plain PPO (ε = 0.2, no dual
-//                      clip, no log-ratio clamp, no KL, no entropy bonus, no IS weights).
+//   policy_gradient_options   the shared hyperparameters (double), defaults = plain PPO (ε = 0.2,
+//                      no dual clip, no log-ratio clamp, no KL, no entropy bonus, no IS weights).
+//   surrogate::defaults       the surrogate policy's defaults base (its options and hooks).
+//   basic_policy_gradient_loss_options<SO> / policy_gradient_loss_options_for<S>
+//                      the composition's options_type {policy, aggregation, surrogate}.
 //   policy_gradient_inputs<T> per-token views over N packed tokens of B sequences.
 //   policy_gradient_outputs<T> caller spans for dLoss/dℓ[N] and dLoss/dH[N] (either may be empty).
 //   policy_gradient_result    the scalar loss, its parts and the statistics.
@@ -30,13 +33,6 @@
 #include "posttrain/ops/kl_types.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
-
-// How surrogate::cispo caps the detached ratio (algorithms.md §6 and §10 point 12).
-enum class cispo_cap {
-  two_sided,       // ĉ = clip(r, 1 − ε_low, 1 + ε_high)          verl
-  relative_upper,  // ĉ = min(r, 1 + ε_high)                      open-instruct
-  absolute_upper,  // ĉ = min(r, ε_high): clip_high IS the cap    TRL (e.g. 5.0)
-};
 
 // The importance-sampling correction of the in-loss KL term (algorithms.md §1.5, §4.1 step 6, §6):
 //   KL_t ← ρ·K(d_t) with ρ = e^{clamp(logr)} carrying gradient (no stop-gradient at either peer):
@@ -68,6 +64,10 @@ enum class entropy_aggregation {
                  // D_H = gradient accumulation steps; conventions::trl::entropy_bonus)
 };
 
+// The hyperparameters every surrogate shares (clip ranges, log-ratio clamp, KL, entropy, IS cap).
+// A surrogate's own hyperparameters are its S::options (surrogate::cispo::options{cap},
+// surrogate::sapo::options{tau_pos, tau_neg}, surrogate::vespo::options{k_pos, ...}), composed
+// into the loss's options_type as its `surrogate` member.
 struct policy_gradient_options {
   static constexpr double inf = std::numeric_limits<double>::infinity();
   double clip_low = 0.2;            // ε_low:  ratio clipped below at 1 − ε_low
@@ -75,17 +75,10 @@ struct policy_gradient_options {
   double dual_clip = inf;           // c > 1: for A < 0 the loss is min(−c·A, PPO); inf = off
   double log_ratio_min = -inf;      // ℓ − ℓold (or log s) clamped before exp (verl ±20)
   double log_ratio_max = inf;
-  cispo_cap cispo_mode = cispo_cap::two_sided;
-  double sapo_tau_pos = 1.0;        // SAPO temperature for A > 0
-  double sapo_tau_neg = 1.05;       // SAPO temperature for A <= 0
   double kl_coef = 0.0;             // β of the in-loss KL term (ignored with kl::none)
   kl_options kl{};                  // clamps of the KL estimator (ops/kl.hpp kl_conventions)
   double entropy_coef = 0.0;        // c_H: loss −= c_H·agg(H); needs inputs.entropy when ≠ 0
   double importance_weight_cap = inf;  // C: detached weight min(w, C) on the surrogate (TIS)
-  double vespo_k_pos = 2.0;         // VESPO shape k for A >= 0 (TRL vespo_k_pos)
-  double vespo_lambda_pos = 3.0;    // VESPO rate λ for A >= 0 (floored at 1e-4)
-  double vespo_k_neg = 3.0;         // VESPO shape k for A < 0
-  double vespo_lambda_neg = 2.0;    // VESPO rate λ for A < 0 (floored at 1e-4)
   kl_is_correction kl_correction = kl_is_correction::none;  // IS-corrected KL (needs ℓold)
   entropy_aggregation entropy_agg = entropy_aggregation::same_as_loss;  // with entropy_coef
   double entropy_divisor = 1.0;     // D_H > 0 of entropy_aggregation::token_mean (TRL: GA)
@@ -145,36 +138,48 @@ struct policy_gradient_result {
   double mean_ratio = 0.0;           // mean(r)
 };
 
-// The options of a loss::policy_gradient composition under the Loss concept: the surrogate / KL /
-// entropy hyperparameters and the aggregation conventions (ops/aggregate.hpp agg_options) in one
-// struct, so that a recipe preset (algo/) carries everything a peer sets.
-struct policy_gradient_loss_options {
-  policy_gradient_options policy{};
-  agg_options aggregation{};
-};
-
 namespace surrogate {
 
-// The defaults every surrogate inherits (as stdexec's default customisations): a token-level
-// surrogate that reads ℓold, takes the IS weights as a factor on its loss, and has no
-// hyperparameters of its own to check. A new surrogate derives from it and states only what
-// differs, e.g.
+// surrogate::defaults — the documented defaults base of the surrogate policy (as stdexec's default
+// customisations): a token-level surrogate that reads ℓold, takes the IS weights as a factor on
+// its loss and has no hyperparameters of its own. A new surrogate derives from it and states only
+// what differs — its name and formula, plus the hooks and options it changes — in one file:
 //
 //   struct my_surrogate : surrogate::defaults {
 //     static constexpr const char* name = "my_surrogate";
+//     struct options { double tau = 1.0; };                         // optional: its own options
+//     static void validate(const policy_gradient_options&, const options& s,
+//                          std::string_view where) {                  // optional: check them
+//       expect_positive(s.tau, where, "options.surrogate.tau");
+//     }
 //     template <class T>
 //     POSTTRAIN_HOST_DEVICE static pg_token<T> evaluate(T logp, T logr, T a,
-//                                                       const policy_gradient_options& o);
+//                                                       const policy_gradient_options& o,
+//                                                       const options& s);
 //   };
 //
 // Hooks and their defaults:
+//   name                            required: the surrogate's name in error messages
+//   evaluate(logp, logr, A, o[, s]) required: pg_token<T> for T = float and double
+//   options = {} (empty)            the surrogate's own hyperparameters; the composition's
+//                                   options_type carries one as `.surrogate`
+//                                   (policy_gradient_loss_options_for<S>), and compute passes it
+//                                   to every hook below that takes `const options&` last
 //   uses_old_logprobs = true        false: inputs.old_logprobs may be empty (REINFORCE)
-//   sequence_level = false          true: also token_gradient, token_log_ratio, length_divisor
-//                                   (the row statistic log s_i, gspo.hpp)
+//   sequence_level = false          true: also token_gradient, token_log_ratio(logr, A, o[, s])
+//                                   and length_divisor(Σ m, agg_options) (the row statistic
+//                                   log s_i, gspo.hpp)
 //   importance_weight_use = multiply    how inputs.importance_weights enter (pg_weight_use)
-//   validate(options, where)        no checks; override to reject hyperparameters (throw
-//                                   posttrain::error naming the option)
+//   validate(o[, s], where)         no checks; override to reject hyperparameters (throw
+//                                   posttrain::error naming the option): the validation of a
+//                                   surrogate's options lives with the surrogate
+//   evaluate_ratio(logp, logr, r, A, o[, s])  optional: evaluate with r = e^{clamp(logr)} given
+//                                   (the CPU backend then exps a block of tokens at once)
+// The trailing `const options&` of a hook may be left out by a surrogate whose hook does not read
+// its own options (clip, gspo, gmpo, reinforce: their options are empty); pg_surrogate_call below
+// passes it where it is declared.
 struct defaults {
+  struct options {};
   static constexpr bool uses_old_logprobs = true;
   static constexpr bool sequence_level = false;
   static constexpr pg_weight_use importance_weight_use = pg_weight_use::multiply;
@@ -182,6 +187,116 @@ struct defaults {
 };
 
 }  // namespace surrogate
+
+// The options of a loss::policy_gradient composition under the Loss concept: the shared surrogate
+// / KL / entropy hyperparameters, the aggregation conventions (ops/aggregate.hpp agg_options) and
+// the surrogate's own options in one struct, so that a recipe preset (algo/) carries everything a
+// peer sets. loss::policy_gradient<S, K, A>::options_type = policy_gradient_loss_options_for<S>;
+// policy_gradient_loss_options is the one of every surrogate without options of its own.
+template <class SurrogateOptions>
+struct basic_policy_gradient_loss_options {
+  policy_gradient_options policy{};
+  agg_options aggregation{};
+  SurrogateOptions surrogate{};
+};
+
+using policy_gradient_loss_options =
+    basic_policy_gradient_loss_options<surrogate::defaults::options>;
+
+// S::options, or the empty defaults::options for a type that declares none (so that a type that
+// is not a surrogate reaches check_pg_surrogate's sentences instead of a missing-type error).
+template <class S>
+struct pg_surrogate_options {
+  using type = surrogate::defaults::options;
+};
+template <class S>
+  requires requires { typename S::options; }
+struct pg_surrogate_options<S> {
+  using type = typename S::options;
+};
+template <class S>
+using pg_surrogate_options_t = typename pg_surrogate_options<S>::type;
+
+template <class S>
+using policy_gradient_loss_options_for = basic_policy_gradient_loss_options<pg_surrogate_options_t<S>>;
+
+// Calls of a surrogate's option-taking hooks with its own options `s` appended where the hook
+// declares that parameter (surrogate::defaults: a hook that does not read them may leave it out).
+// Each call is constrained on the hook existing in one of the two forms, so that the concepts
+// (pg_surrogate, the backend's pg_ratio_given) can ask through it.
+namespace pg_hook {
+template <class S, class T>
+concept evaluate_own = requires(T x, const policy_gradient_options& o,
+                                const typename S::options& s) { S::evaluate(x, x, x, o, s); };
+template <class S, class T>
+concept evaluate_shared = requires(T x, const policy_gradient_options& o) {
+  S::evaluate(x, x, x, o);
+};
+template <class S, class T>
+concept evaluate_ratio_own = requires(T x, const policy_gradient_options& o,
+                                      const typename S::options& s) {
+  S::evaluate_ratio(x, x, x, x, o, s);
+};
+template <class S, class T>
+concept evaluate_ratio_shared = requires(T x, const policy_gradient_options& o) {
+  S::evaluate_ratio(x, x, x, x, o);
+};
+template <class S, class T>
+concept token_log_ratio_own = requires(T x, const policy_gradient_options& o,
+                                       const typename S::options& s) {
+  S::token_log_ratio(x, x, o, s);
+};
+template <class S, class T>
+concept token_log_ratio_shared = requires(T x, const policy_gradient_options& o) {
+  S::token_log_ratio(x, x, o);
+};
+template <class S>
+concept validate_own = requires(const policy_gradient_options& o, const typename S::options& s,
+                                std::string_view w) { S::validate(o, s, w); };
+template <class S>
+concept validate_shared = requires(const policy_gradient_options& o, std::string_view w) {
+  S::validate(o, w);
+};
+}  // namespace pg_hook
+
+struct pg_surrogate_call {
+  template <class S>
+    requires pg_hook::validate_own<S> || pg_hook::validate_shared<S>
+  static void validate(const policy_gradient_options& o, const typename S::options& s,
+                       std::string_view where) {
+    if constexpr (pg_hook::validate_own<S>)
+      S::validate(o, s, where);
+    else
+      S::validate(o, where);
+  }
+  template <class S, class T>
+    requires pg_hook::evaluate_own<S, T> || pg_hook::evaluate_shared<S, T>
+  POSTTRAIN_HOST_DEVICE POSTTRAIN_FORCEINLINE static auto evaluate(
+      T logp, T logr, T a, const policy_gradient_options& o, const typename S::options& s) {
+    if constexpr (pg_hook::evaluate_own<S, T>)
+      return S::evaluate(logp, logr, a, o, s);
+    else
+      return S::evaluate(logp, logr, a, o);
+  }
+  template <class S, class T>
+    requires pg_hook::evaluate_ratio_own<S, T> || pg_hook::evaluate_ratio_shared<S, T>
+  POSTTRAIN_HOST_DEVICE POSTTRAIN_FORCEINLINE static auto evaluate_ratio(
+      T logp, T logr, T r, T a, const policy_gradient_options& o, const typename S::options& s) {
+    if constexpr (pg_hook::evaluate_ratio_own<S, T>)
+      return S::evaluate_ratio(logp, logr, r, a, o, s);
+    else
+      return S::evaluate_ratio(logp, logr, r, a, o);
+  }
+  template <class S, class T>
+    requires pg_hook::token_log_ratio_own<S, T> || pg_hook::token_log_ratio_shared<S, T>
+  POSTTRAIN_HOST_DEVICE POSTTRAIN_FORCEINLINE static auto token_log_ratio(
+      T logr, T a, const policy_gradient_options& o, const typename S::options& s) {
+    if constexpr (pg_hook::token_log_ratio_own<S, T>)
+      return S::token_log_ratio(logr, a, o, s);
+    else
+      return S::token_log_ratio(logr, a, o);
+  }
+};
 
 namespace detail {
 

@@ -2,9 +2,14 @@
 // The peers' option presets of the policy-gradient losses (namespace posttrain::pg_presets): what
 // each peer sets in policy_gradient_options for a named algorithm. The algo/ recipes
 // (algo/policy_gradient.hpp) bundle them with the aggregation conventions and the advantage
-// estimator's options into one preset per peer; conventions.hpp lists them by peer.
+// estimator's options into one preset per peer; conventions.hpp lists them by peer. A surrogate's
+// own options (surrogate::cispo::options, ...) have presets of their own here
+// (<peer>_<surrogate>_surrogate()), beside the shared ones.
 #include "posttrain/config.hpp"
+#include "posttrain/loss/policy_gradient/cispo.hpp"
 #include "posttrain/loss/policy_gradient/parts.hpp"
+#include "posttrain/loss/policy_gradient/sapo.hpp"
+#include "posttrain/loss/policy_gradient/vespo.hpp"
 #include "posttrain/ops/aggregate.hpp"
 #include "posttrain/ops/kl.hpp"
 
@@ -42,19 +47,21 @@ inline opts open_instruct_dapo(double beta = 0.05) {
 // GSPO paper ranges; verl clamps log s ≤ 10.
 inline opts gspo() { return opts{.clip_low = 3e-4, .clip_high = 4e-4}; }
 inline opts verl_gspo() { return opts{.clip_low = 3e-4, .clip_high = 4e-4, .log_ratio_max = 10}; }
-// CISPO cap forms.
-inline opts verl_cispo() {
-  return opts{.log_ratio_min = -20, .log_ratio_max = 20, .cispo_mode = cispo_cap::two_sided};
+// CISPO: the shared part (clamps, clip_high) and the cap form (surrogate::cispo::options).
+inline opts verl_cispo() { return opts{.log_ratio_min = -20, .log_ratio_max = 20}; }
+inline opts trl_cispo(double cap = 5.0) { return opts{.clip_high = cap}; }
+inline opts open_instruct_cispo(double clip_high = 0.272) { return opts{.clip_high = clip_high}; }
+inline surrogate::cispo::options verl_cispo_surrogate() { return {cispo_cap::two_sided}; }
+inline surrogate::cispo::options trl_cispo_surrogate() { return {cispo_cap::absolute_upper}; }
+inline surrogate::cispo::options open_instruct_cispo_surrogate() {
+  return {cispo_cap::relative_upper};
 }
-inline opts trl_cispo(double cap = 5.0) {
-  return opts{.clip_high = cap, .cispo_mode = cispo_cap::absolute_upper};
-}
-inline opts open_instruct_cispo(double clip_high = 0.272) {
-  return opts{.clip_high = clip_high, .cispo_mode = cispo_cap::relative_upper};
-}
-// SAPO τ 1.0 / 1.05 (both peers); verl clamps ±20.
+// SAPO τ 1.0 / 1.05 (both peers: surrogate::sapo::options' defaults); verl clamps ±20.
 inline opts verl_sapo() { return opts{.log_ratio_min = -20, .log_ratio_max = 20}; }
 inline opts trl_sapo() { return opts{}; }
+inline surrogate::sapo::options sapo_surrogate(double tau_pos = 1.0, double tau_neg = 1.05) {
+  return {tau_pos, tau_neg};
+}
 // GMPO log-space clip ε: 0.4 / 0.4 (paper; verl examples/gmpo_trainer sets clip_ratio 0.4 —
 // verl's actor default 0.2 applies if unset; TRL GMPOConfig epsilon = 0.4, epsilon_high = ε).
 inline opts verl_gmpo(double clip = 0.4) { return opts{.clip_low = clip, .clip_high = clip}; }
@@ -66,13 +73,13 @@ inline opts trl_gmpo(double epsilon = 0.4, double beta = 0.0, double epsilon_hig
 }
 // verl geo_mean: |o_i| + 1e-8 in the geometric mean and in Ā_i, torch.mean over every row.
 inline agg_options verl_gmpo_agg() { return agg_options{true, 1e-8, 0.0}; }
-// VESPO: TRL defaults k_pos 2, λ_pos 3, k_neg 3, λ_neg 2.
-inline opts trl_vespo(double k_pos = 2.0, double lambda_pos = 3.0, double k_neg = 3.0,
-                      double lambda_neg = 2.0) {
-  return opts{.vespo_k_pos = k_pos,
-              .vespo_lambda_pos = lambda_pos,
-              .vespo_k_neg = k_neg,
-              .vespo_lambda_neg = lambda_neg};
+// VESPO: no shared option of its own (the ±20 token clamp is part of the formula); its shape
+// (surrogate::vespo::options) at TRL's defaults k_pos 2, λ_pos 3, k_neg 3, λ_neg 2.
+inline opts trl_vespo() { return opts{}; }
+inline surrogate::vespo::options trl_vespo_surrogate(double k_pos = 2.0, double lambda_pos = 3.0,
+                                                     double k_neg = 3.0,
+                                                     double lambda_neg = 2.0) {
+  return {k_pos, lambda_pos, k_neg, lambda_neg};
 }
 // TRL RLOOTrainer: ε 0.2 / ε_high (None → ε), no clamp, no dual clip.
 inline opts trl_rloo(double epsilon = 0.2, double epsilon_high = -1.0) {

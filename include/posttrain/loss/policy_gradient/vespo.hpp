@@ -9,7 +9,7 @@
 //   (k, λ) = (k_pos, λ_pos) if A ≥ 0 else (k_neg, λ_neg),  λ ← max(λ, 1e-4)
 //   φ_i = exp(λ + k·log w_i − λ·w_i)   (φ(1) = 1; non-finite φ → 0, torch.nan_to_num)
 //   L_t = −sg(φ_i)·A_t·ℓ_t,   ∂L/∂ℓ_t = −φ_i·A_t   (no gradient through w_i)
-// Options vespo_k_pos = 2, vespo_lambda_pos = 3, vespo_k_neg = 3, vespo_lambda_neg = 2 (TRL
+// Its own options k_pos = 2, lambda_pos = 3, k_neg = 3, lambda_neg = 2 (TRL vespo_k_pos, ...
 // defaults); log_ratio_min/max are not used (the ±20 token clamp is part of the formula).
 // Aggregation: TRL divides Σ m·L by the global active-token count (num_items_in_batch / P):
 // agg::token_mean with normalizer.tokens (algo::vespo). ratio = w_i; no clip flags.
@@ -34,11 +34,19 @@ struct vespo : defaults {
   static constexpr double log_w_min = -18.420680743952367;  // log(1e-8)
   static constexpr double log_w_max = 20.0;
 
-  static void validate(const policy_gradient_options& o, std::string_view where) {
-    expect_finite(o.vespo_k_pos, where, "options.vespo_k_pos");
-    expect_finite(o.vespo_k_neg, where, "options.vespo_k_neg");
-    expect_finite(o.vespo_lambda_pos, where, "options.vespo_lambda_pos");
-    expect_finite(o.vespo_lambda_neg, where, "options.vespo_lambda_neg");
+  // VESPO's own options (formerly policy_gradient_options::vespo_k_pos, ...).
+  struct options {
+    double k_pos = 2.0;       // shape k for A >= 0 (TRL vespo_k_pos)
+    double lambda_pos = 3.0;  // rate λ for A >= 0 (floored at 1e-4)
+    double k_neg = 3.0;       // shape k for A < 0
+    double lambda_neg = 2.0;  // rate λ for A < 0 (floored at 1e-4)
+  };
+
+  static void validate(const policy_gradient_options&, const options& s, std::string_view where) {
+    expect_finite(s.k_pos, where, "options.surrogate.k_pos");
+    expect_finite(s.k_neg, where, "options.surrogate.k_neg");
+    expect_finite(s.lambda_pos, where, "options.surrogate.lambda_pos");
+    expect_finite(s.lambda_neg, where, "options.surrogate.lambda_neg");
   }
 
   template <class T>
@@ -58,14 +66,15 @@ struct vespo : defaults {
 
   template <class T>
   POSTTRAIN_HOST_DEVICE static pg_token<T> evaluate(T logp, T log_w_sum, T a,
-                                                    const policy_gradient_options& o) {
+                                                    const policy_gradient_options&,
+                                                    const options& s) {
     using std::exp;
     using std::isfinite;
     const T lw = math::clamp(log_w_sum, T(log_w_min), T(log_w_max));
     const T w = exp(lw);
     const bool pos = a >= T(0);
-    const T k = T(pos ? o.vespo_k_pos : o.vespo_k_neg);
-    T lam = T(pos ? o.vespo_lambda_pos : o.vespo_lambda_neg);
+    const T k = T(pos ? s.k_pos : s.k_neg);
+    T lam = T(pos ? s.lambda_pos : s.lambda_neg);
     if (lam < T(1e-4)) lam = T(1e-4);
     T phi = exp(lam + k * lw - lam * w);
     if (!isfinite(phi)) phi = T(0);
