@@ -1,6 +1,7 @@
 // CUB-style two-phase temporary storage of the device reductions and whitening
 // (backend/cuda/reductions.cuh, whiten.cuh), the group estimators and sequence rewards
-// (group_advantage.cuh), and the caller workspace of their front ends with exec::cuda. Without a
+// (group_advantage.cuh), the KTO loss (kto.cuh), the split forward of token_logprobs
+// (token_logprobs.cuh), and the caller workspace of their front ends with exec::cuda. Without a
 // device: the size query (d_temp = nullptr) makes no CUDA call and returns at least 1 byte, never
 // more than the front end's workspace bound; a too-small size throws posttrain::error before
 // anything is launched. With a device: the two-phase forms and the front ends' workspace forms give
@@ -470,10 +471,11 @@ TEST(CudaWorkspace, TooSmallWorkspaceLeavesTheOutputUntouched) {
 
 namespace {
 
-// Group sizes >= 2 (singleton_policy::raise accepts them) and one group split over many CTAs.
+// Group sizes >= 3 (singleton_policy::raise accepts them, with one NaN reward ignored too) and one
+// group split over many CTAs.
 std::vector<index_t> estimator_groups(std::mt19937_64& rng) {
   std::vector<index_t> sizes = random_lengths(rng, 40, 16);
-  for (index_t& s : sizes) s += 2;
+  for (index_t& s : sizes) s += 3;
   sizes.push_back(1 << 20);
   return sizes;
 }
@@ -535,31 +537,36 @@ TEST(CudaWorkspace, GroupEstimatorFormsGiveTheAllocatingBits) {
     expect_same(want, bits_of(d, c), "rloo_advantages workspace");
   }
 
-  // sequence_rewards over the same offsets as sequences, with a mask.
-  std::vector<float> m = random_mask(rng, n, &clean);
+  // sequence_rewards over the same offsets as sequences, with a mask (NaN rewards under its zeros:
+  // never read).
+  std::vector<double> tok = clean;
+  const std::vector<float> m = random_mask(rng, n, &tok);
   auto dm = d.upload(m);
+  auto dtok = d.upload(tok);
   std::vector<double> init(static_cast<std::size_t>(G), -1.0);
   auto a = d.upload(init), b = d.upload(init), c = d.upload(init);
-  adv::sequence_rewards(d.exec(), std::span<const double>(dclean), std::span<const float>(dm),
+  adv::sequence_rewards(d.exec(), std::span<const double>(dtok), std::span<const float>(dm),
                         std::span<const index_t>(doffs), a);
   std::size_t bytes = 0;
-  ptc::sequence_rewards(nullptr, bytes, dclean.data(), dm.data(), doffs.data(), G, B, b.data(),
+  ptc::sequence_rewards(nullptr, bytes, dtok.data(), dm.data(), doffs.data(), G, B, b.data(),
                         stream);
   auto temp = d.upload(std::vector<std::byte>(bytes));
-  ptc::sequence_rewards(temp.data(), bytes, dclean.data(), dm.data(), doffs.data(), G, B, b.data(),
+  ptc::sequence_rewards(temp.data(), bytes, dtok.data(), dm.data(), doffs.data(), G, B, b.data(),
                         stream);
   const std::size_t wb = adv::sequence_rewards_workspace_bytes(d.exec(), G);
   auto wmem = d.upload(std::vector<std::byte>(wb + 64));
-  adv::sequence_rewards(d.exec(), std::span<const double>(dclean), std::span<const float>(dm),
+  adv::sequence_rewards(d.exec(), std::span<const double>(dtok), std::span<const float>(dm),
                         std::span<const index_t>(doffs), c, pt::workspace(wmem.data() + 1, wb));
   const std::vector<double> want = bits_of(d, a);
   expect_same(want, bits_of(d, b), "sequence_rewards two-phase");
   expect_same(want, bits_of(d, c), "sequence_rewards workspace");
-  // Against the host sums (float64 reference of the same definition, to rounding).
-  std::vector<double> host(static_cast<std::size_t>(G));
-  adv::sequence_rewards(pt::exec::host{}, std::span<const double>(clean), std::span<const float>(m),
-                        std::span<const index_t>(offs), std::span<double>(host));
-  expect_close(want, host, 1e-9, "sequence_rewards vs host");
+  // Against R_b = Σ m_t·r_t in float64 over the unmasked tokens (to rounding: the device sums
+  // in a tree).
+  std::vector<double> reference(static_cast<std::size_t>(G), 0.0);
+  for (std::size_t s = 0; s + 1 < offs.size(); ++s)
+    for (index_t t = offs[s]; t < offs[s + 1]; ++t)
+      if (m[t] != 0.0f) reference[s] += static_cast<double>(m[t]) * tok[t];
+  expect_close(want, reference, 1e-9, "sequence_rewards vs float64 reference");
 }
 
 TEST(CudaWorkspace, GroupEstimatorTooSmallWorkspaceLeavesTheOutputUntouched) {
