@@ -25,6 +25,15 @@
 //      (a few flops, no extra pass) and writes its members.
 // Deterministic (fixed trees, no atomics); no host synchronisation, except singleton_policy::raise,
 // which reads the count of singleton groups with ONE synchronisation before anything is written.
+//
+// Scratch, CUB's two-phase contract: group_advantages / rloo_advantages / sequence_rewards(
+// d_temp, temp_bytes, ...) with d_temp == nullptr set temp_bytes (*_scratch(...), at least 1)
+// and return without a CUDA call; with a d_temp of fewer bytes they throw posttrain::error before
+// anything is launched. The forms without d_temp allocate that scratch stream-ordered
+// (cudaMallocAsync / cudaFreeAsync on the stream) and delegate. The front ends
+// advantage::group_advantages / rloo_advantages / sequence_rewards(exec::cuda, ..., workspace)
+// (at the end of this header) take it from a caller workspace of device memory sized by
+// *_workspace_bytes(exec::cuda, ...).
 // NOT checked on the device: reward finiteness (±inf propagates; NaN under nan_policy::raise is
 // treated as a reward and gives NaN), offsets' contents.
 #if !defined(__CUDACC__)
@@ -34,9 +43,11 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <cstddef>
 #include <cub/block/block_reduce.cuh>
 #include <span>
 #include <string>
+#include <string_view>
 #include <type_traits>
 
 #include "posttrain/advantage/common.hpp"
@@ -53,6 +64,7 @@
 #include "posttrain/core/error.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/types.hpp"
+#include "posttrain/core/workspace.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
 
@@ -86,14 +98,15 @@ __global__ void __launch_bounds__(reduction_block)
   }
 }
 
-// Throws (after one synchronisation) when some non-empty group has < 2 scorable members.
+// Throws (after one synchronisation) when some non-empty group has < 2 scorable members. Its
+// 3 doubles of device scratch come from ws (add_checked_moments_scratch counts them).
 inline void reject_singletons(const masked_stats* stats, const index_t* offsets, index_t groups,
-                              const char* where, cudaStream_t stream) {
-  device_buffer<double> d(3, stream);
-  singletons_kernel<><<<1, reduction_block, 0, stream>>>(stats, offsets, groups, d.data());
+                              const char* where, cudaStream_t stream, workspace& ws) {
+  double* d = ws.take<double>(3, "backend::cuda (singleton check)").data();
+  singletons_kernel<><<<1, reduction_block, 0, stream>>>(stats, offsets, groups, d);
   cuda_check(cudaGetLastError(), "backend::cuda (singleton check launch)");
   double host[3] = {0.0, -1.0, 0.0};
-  cuda_check(cudaMemcpyAsync(host, d.data(), sizeof(host), cudaMemcpyDeviceToHost, stream),
+  cuda_check(cudaMemcpyAsync(host, d, sizeof(host), cudaMemcpyDeviceToHost, stream),
              "backend::cuda (singleton check copy)");
   cuda_check(cudaStreamSynchronize(stream), "backend::cuda (singleton check synchronise)");
   if (host[0] > 0.0)
@@ -180,40 +193,139 @@ inline unsigned blocks_for(index_t n, int block) {
   return static_cast<unsigned>((n + block - 1) / block);
 }
 
-// Moments of R per group, NaN excluded when the policy ignores them.
+// Moments of R per group, NaN excluded when the policy ignores them (partials from ws).
 template <class T>
 void group_moments(const T* rewards, const index_t* group_offsets, index_t groups, index_t n,
-                   advantage::nan_policy nan, masked_stats* out, cudaStream_t stream) {
+                   advantage::nan_policy nan, masked_stats* out, cudaStream_t stream,
+                   workspace& ws) {
   if (nan == advantage::nan_policy::ignore)
     segment_moments_weighted(rewards, reduce_detail::finite_weight{}, group_offsets, groups, n, out,
-                             stream);
+                             stream, ws);
   else
     segment_moments_weighted(rewards, reduce_detail::unit_weight{}, group_offsets, groups, n, out,
-                             stream);
+                             stream, ws);
 }
 
 }  // namespace group_detail
 
 namespace group_detail {
 
-// Per-group moments of the rewards, with the singleton "raise" policy checked (one sync) before
-// any output is written; shared by the GRPO and RLOO entry points.
+// Scratch of checked_group_moments: the G moments, their partials when a group is split, and
+// the singleton check's 3 doubles under singleton_policy::raise.
+inline void add_checked_moments_scratch(workspace_size& size, index_t num_groups,
+                                        index_t num_rewards,
+                                        advantage::singleton_policy singleton) {
+  size.add<masked_stats>(static_cast<std::size_t>(num_groups));
+  const index_t splits = split_count(num_rewards, num_groups);
+  if (splits > 1) size.add<masked_stats>(static_cast<std::size_t>(num_groups * splits));
+  if (singleton == advantage::singleton_policy::raise) size.add<double>(3);
+}
+
+// Per-group moments of the rewards (taken from ws), with the singleton "raise" policy checked
+// (one sync) before any output is written; shared by the GRPO and RLOO entry points.
 template <class T>
-device_buffer<masked_stats> checked_group_moments(const T* rewards, const index_t* group_offsets,
-                                                  index_t num_groups, index_t num_rewards,
-                                                  advantage::nan_policy nan,
-                                                  advantage::singleton_policy singleton,
-                                                  const char* where, cudaStream_t stream) {
-  device_buffer<masked_stats> stats(static_cast<std::size_t>(num_groups), stream);
-  group_moments(rewards, group_offsets, num_groups, num_rewards, nan, stats.data(), stream);
+const masked_stats* checked_group_moments(const T* rewards, const index_t* group_offsets,
+                                          index_t num_groups, index_t num_rewards,
+                                          advantage::nan_policy nan,
+                                          advantage::singleton_policy singleton, const char* where,
+                                          cudaStream_t stream, workspace& ws) {
+  masked_stats* stats = ws.take<masked_stats>(static_cast<std::size_t>(num_groups), where).data();
+  group_moments(rewards, group_offsets, num_groups, num_rewards, nan, stats, stream, ws);
   if (singleton == advantage::singleton_policy::raise)
-    reject_singletons(stats.data(), group_offsets, num_groups, where, stream);
+    reject_singletons(stats, group_offsets, num_groups, where, stream, ws);
   return stats;
+}
+
+template <class T>
+void group_advantages_into(const T* rewards, const index_t* group_offsets, index_t num_groups,
+                           index_t num_rewards, T* out, const advantage::group_options& options,
+                           cudaStream_t stream, workspace& ws) {
+  const masked_stats* stats =
+      checked_group_moments(rewards, group_offsets, num_groups, num_rewards, options.nan,
+                            options.singleton, "advantage::group_advantages", stream, ws);
+  masked_stats* batch = nullptr;
+  if (options.scale == advantage::group_scale::batch) {
+    // Same as the host: merge() of the per-group moments, here in a fixed tree.
+    batch = ws.take<masked_stats>(1, "advantage::group_advantages").data();
+    reduce_detail::fold_partials_kernel<>
+        <<<1, reduction_block, 0, stream>>>(stats, num_groups, batch);
+  }
+  group_members_kernel<T><<<static_cast<unsigned>(num_groups), member_block, 0, stream>>>(
+      rewards, group_offsets, stats, batch, options, out);
+  cuda_check(cudaGetLastError(), "backend::cuda::group_advantages (kernel launch)");
+}
+
+template <class T>
+void rloo_advantages_into(const T* rewards, const index_t* group_offsets, index_t num_groups,
+                          index_t num_rewards, T* out, const advantage::rloo_options& options,
+                          cudaStream_t stream, workspace& ws) {
+  const masked_stats* stats =
+      checked_group_moments(rewards, group_offsets, num_groups, num_rewards, options.nan,
+                            options.singleton, "advantage::rloo_advantages", stream, ws);
+  const bool normalize = options.normalize && num_rewards > 0;
+  double* a = nullptr;
+  if (normalize)
+    a = ws.take<double>(static_cast<std::size_t>(num_rewards), "advantage::rloo_advantages").data();
+  rloo_members_kernel<T><<<static_cast<unsigned>(num_groups), member_block, 0, stream>>>(
+      rewards, group_offsets, stats, options.singleton, a, out);
+  cuda_check(cudaGetLastError(), "backend::cuda::rloo_advantages (kernel launch)");
+  if (!normalize) return;
+  index_t* whole = ws.take<index_t>(2, "advantage::rloo_advantages").data();
+  whole_offsets_into(whole, num_rewards, stream);
+  masked_stats* all = ws.take<masked_stats>(1, "advantage::rloo_advantages").data();
+  segment_moments_weighted(static_cast<const double*>(a), reduce_detail::finite_weight{}, whole, 1,
+                           num_rewards, all, stream, ws);
+  rloo_normalize_kernel<T><<<blocks_for(num_rewards, 256), 256, 0, stream>>>(
+      a, num_rewards, all, options.normalize_epsilon, out);
+  cuda_check(cudaGetLastError(), "backend::cuda::rloo_advantages (normalise launch)");
 }
 
 }  // namespace group_detail
 
-// GRPO-family advantages; see advantage/group.hpp for the formulas and presets.
+// Scratch of group_advantages for G groups over B rewards (0 bytes when G <= 0).
+inline workspace_size group_advantages_scratch(index_t num_groups, index_t num_rewards,
+                                               const advantage::group_options& options) {
+  workspace_size size;
+  if (num_groups <= 0) return size;
+  group_detail::add_checked_moments_scratch(size, num_groups, num_rewards, options.singleton);
+  if (options.scale == advantage::group_scale::batch) size.add<masked_stats>(1);
+  return size;
+}
+
+// Scratch of rloo_advantages for G groups over B rewards: the group moments', and with normalize
+// A[B] in double, the whole-batch offsets, its moments and their partials.
+inline workspace_size rloo_advantages_scratch(index_t num_groups, index_t num_rewards,
+                                              const advantage::rloo_options& options) {
+  workspace_size size;
+  if (num_groups <= 0) return size;
+  group_detail::add_checked_moments_scratch(size, num_groups, num_rewards, options.singleton);
+  if (options.normalize && num_rewards > 0) {
+    size.add<double>(static_cast<std::size_t>(num_rewards));
+    size.add<index_t>(2);
+    size.add<masked_stats>(1);
+    const index_t splits = split_count(num_rewards, 1);
+    if (splits > 1) size.add<masked_stats>(static_cast<std::size_t>(splits));
+  }
+  return size;
+}
+
+// GRPO-family advantages; see advantage/group.hpp for the formulas and presets. Two-phase:
+// d_temp == nullptr sets temp_bytes (group_advantages_scratch, at least 1) and returns.
+template <class T>
+void group_advantages(void* d_temp, std::size_t& temp_bytes, const T* rewards,
+                      const index_t* group_offsets, index_t num_groups, index_t num_rewards, T* out,
+                      const advantage::group_options& options, cudaStream_t stream) {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                "backend::cuda::group_advantages: rewards must be float or double");
+  two_phase(d_temp, temp_bytes, group_advantages_scratch(num_groups, num_rewards, options),
+            "group_advantages", [&](workspace& ws) {
+              if (num_groups > 0)
+                group_detail::group_advantages_into(rewards, group_offsets, num_groups, num_rewards,
+                                                    out, options, stream, ws);
+            });
+}
+
+// The same with its scratch allocated stream-ordered for the call.
 template <class T>
 void group_advantages(const T* rewards, const index_t* group_offsets, index_t num_groups,
                       index_t num_rewards, T* out, const advantage::group_options& options,
@@ -221,23 +333,30 @@ void group_advantages(const T* rewards, const index_t* group_offsets, index_t nu
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                 "backend::cuda::group_advantages: rewards must be float or double");
   if (num_groups <= 0) return;
-  device_buffer<masked_stats> stats = group_detail::checked_group_moments(
-      rewards, group_offsets, num_groups, num_rewards, options.nan, options.singleton,
-      "advantage::group_advantages", stream);
-  device_buffer<masked_stats> batch;
-  if (options.scale == advantage::group_scale::batch) {
-    // Same as the host: merge() of the per-group moments, here in a fixed tree.
-    batch = device_buffer<masked_stats>(1, stream);
-    reduce_detail::fold_partials_kernel<>
-        <<<1, reduction_block, 0, stream>>>(stats.data(), num_groups, batch.data());
-  }
-  group_detail::group_members_kernel<T>
-      <<<static_cast<unsigned>(num_groups), group_detail::member_block, 0, stream>>>(
-          rewards, group_offsets, stats.data(), batch.data(), options, out);
-  cuda_check(cudaGetLastError(), "backend::cuda::group_advantages (kernel launch)");
+  with_stream_scratch(group_advantages_scratch(num_groups, num_rewards, options), stream,
+                      [&](workspace& ws) {
+                        group_detail::group_advantages_into(rewards, group_offsets, num_groups,
+                                                            num_rewards, out, options, stream, ws);
+                      });
 }
 
-// RLOO advantages; see advantage/rloo.hpp.
+// RLOO advantages; see advantage/rloo.hpp. Two-phase: d_temp == nullptr sets temp_bytes
+// (rloo_advantages_scratch, at least 1) and returns.
+template <class T>
+void rloo_advantages(void* d_temp, std::size_t& temp_bytes, const T* rewards,
+                     const index_t* group_offsets, index_t num_groups, index_t num_rewards, T* out,
+                     const advantage::rloo_options& options, cudaStream_t stream) {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                "backend::cuda::rloo_advantages: rewards must be float or double");
+  two_phase(d_temp, temp_bytes, rloo_advantages_scratch(num_groups, num_rewards, options),
+            "rloo_advantages", [&](workspace& ws) {
+              if (num_groups > 0)
+                group_detail::rloo_advantages_into(rewards, group_offsets, num_groups, num_rewards,
+                                                   out, options, stream, ws);
+            });
+}
+
+// The same with its scratch allocated stream-ordered for the call.
 template <class T>
 void rloo_advantages(const T* rewards, const index_t* group_offsets, index_t num_groups,
                      index_t num_rewards, T* out, const advantage::rloo_options& options,
@@ -245,25 +364,73 @@ void rloo_advantages(const T* rewards, const index_t* group_offsets, index_t num
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                 "backend::cuda::rloo_advantages: rewards must be float or double");
   if (num_groups <= 0) return;
-  device_buffer<masked_stats> stats = group_detail::checked_group_moments(
-      rewards, group_offsets, num_groups, num_rewards, options.nan, options.singleton,
-      "advantage::rloo_advantages", stream);
-  device_buffer<double> a;
-  if (options.normalize) a = device_buffer<double>(static_cast<std::size_t>(num_rewards), stream);
-  group_detail::rloo_members_kernel<T>
-      <<<static_cast<unsigned>(num_groups), group_detail::member_block, 0, stream>>>(
-          rewards, group_offsets, stats.data(), options.singleton, a.data(), out);
-  cuda_check(cudaGetLastError(), "backend::cuda::rloo_advantages (kernel launch)");
-  if (options.normalize && num_rewards > 0) {
-    device_buffer<index_t> whole = whole_offsets(num_rewards, stream);
-    device_buffer<masked_stats> all(1, stream);
-    segment_moments_weighted(static_cast<const double*>(a.data()), reduce_detail::finite_weight{},
-                             whole.data(), 1, num_rewards, all.data(), stream);
-    group_detail::rloo_normalize_kernel<T>
-        <<<group_detail::blocks_for(num_rewards, 256), 256, 0, stream>>>(
-            a.data(), num_rewards, all.data(), options.normalize_epsilon, out);
-    cuda_check(cudaGetLastError(), "backend::cuda::rloo_advantages (normalise launch)");
-  }
+  with_stream_scratch(rloo_advantages_scratch(num_groups, num_rewards, options), stream,
+                      [&](workspace& ws) {
+                        group_detail::rloo_advantages_into(rewards, group_offsets, num_groups,
+                                                           num_rewards, out, options, stream, ws);
+                      });
+}
+
+// Scratch of sequence_rewards for B sequences over N tokens: the B moments and their partials.
+inline workspace_size sequence_rewards_scratch(index_t num_sequences, index_t num_tokens) {
+  workspace_size size;
+  if (num_sequences <= 0) return size;
+  size.add<masked_stats>(static_cast<std::size_t>(num_sequences));
+  const index_t splits = split_count(num_tokens, num_sequences);
+  if (splits > 1) size.add<masked_stats>(static_cast<std::size_t>(num_sequences * splits));
+  return size;
+}
+
+// Its bound over every N (advantage::sequence_rewards_workspace_bytes(exec::cuda, B)).
+inline workspace_size sequence_rewards_scratch_bound(index_t num_sequences) {
+  workspace_size size;
+  if (num_sequences <= 0) return size;
+  size.add<masked_stats>(static_cast<std::size_t>(num_sequences));
+  size.add<masked_stats>(static_cast<std::size_t>(num_sequences) + 1023);
+  return size;
+}
+
+namespace group_detail {
+
+template <class T>
+void sequence_rewards_into(const T* rewards, const float* mask, const index_t* seq_offsets,
+                           index_t num_sequences, index_t num_tokens, T* out, cudaStream_t stream,
+                           workspace& ws) {
+  masked_stats* stats =
+      ws.take<masked_stats>(static_cast<std::size_t>(num_sequences), "advantage::sequence_rewards")
+          .data();
+  reduce_detail::moments_dispatch(rewards, mask, seq_offsets, num_sequences, num_tokens, stats,
+                                  stream, ws);
+  sums_kernel<T><<<blocks_for(num_sequences, 256), 256, 0, stream>>>(stats, num_sequences, out);
+  cuda_check(cudaGetLastError(), "advantage::sequence_rewards (kernel launch)");
+}
+
+}  // namespace group_detail
+
+// R_b = Σ_t m_t·r_t into out[B] (the moments' sums, cast to T; mask may be nullptr). Two-phase:
+// d_temp == nullptr sets temp_bytes (sequence_rewards_scratch, at least 1) and returns.
+template <class T>
+void sequence_rewards(void* d_temp, std::size_t& temp_bytes, const T* rewards, const float* mask,
+                      const index_t* seq_offsets, index_t num_sequences, index_t num_tokens, T* out,
+                      cudaStream_t stream) {
+  two_phase(d_temp, temp_bytes, sequence_rewards_scratch(num_sequences, num_tokens),
+            "sequence_rewards", [&](workspace& ws) {
+              if (num_sequences > 0)
+                group_detail::sequence_rewards_into(rewards, mask, seq_offsets, num_sequences,
+                                                    num_tokens, out, stream, ws);
+            });
+}
+
+// The same with its scratch allocated stream-ordered for the call.
+template <class T>
+void sequence_rewards(const T* rewards, const float* mask, const index_t* seq_offsets,
+                      index_t num_sequences, index_t num_tokens, T* out, cudaStream_t stream) {
+  if (num_sequences <= 0) return;
+  with_stream_scratch(sequence_rewards_scratch(num_sequences, num_tokens), stream,
+                      [&](workspace& ws) {
+                        group_detail::sequence_rewards_into(
+                            rewards, mask, seq_offsets, num_sequences, num_tokens, out, stream, ws);
+                      });
 }
 
 // out_t = A_b·m_t (A_b without a mask, 0 where m_t = 0).
@@ -335,16 +502,9 @@ struct advantage_backend<exec::cuda> {
   static void sequence_rewards(exec::cuda e, std::span<const T> rewards,
                                std::span<const float> mask, std::span<const index_t> seq_offsets,
                                std::span<T> out) {
-    const cudaStream_t stream = backend::cuda::stream_of(e);
-    const index_t b = ssize(seq_offsets) - 1;
-    if (b <= 0) return;
-    backend::cuda::device_buffer<masked_stats> stats(static_cast<std::size_t>(b), stream);
-    backend::cuda::segment_moments(rewards.data(), mask.empty() ? nullptr : mask.data(),
-                                   seq_offsets.data(), b, ssize(rewards), stats.data(), stream);
-    backend::cuda::group_detail::sums_kernel<T>
-        <<<backend::cuda::group_detail::blocks_for(b, 256), 256, 0, stream>>>(stats.data(), b,
-                                                                              out.data());
-    backend::cuda::cuda_check(cudaGetLastError(), "advantage::sequence_rewards (kernel launch)");
+    backend::cuda::sequence_rewards(rewards.data(), mask.empty() ? nullptr : mask.data(),
+                                    seq_offsets.data(), ssize(seq_offsets) - 1, ssize(rewards),
+                                    out.data(), backend::cuda::stream_of(e));
   }
   static void sequence_lengths(exec::cuda e, std::span<const float> mask,
                                std::span<const index_t> seq_offsets, std::span<double> out) {
@@ -365,5 +525,89 @@ struct advantage_backend<exec::cuda> {
 };
 
 }  // namespace advantage::detail
+
+// The caller-workspace forms of the advantage front ends on exec::cuda (the exec::host ones are
+// in advantage/group.hpp, rloo.hpp, common.hpp): the same validation as the allocating forms,
+// then the two-phase backend call over ws (device memory, *_workspace_bytes(exec::cuda, ...)
+// bytes). No allocation; a too-small or empty ws throws posttrain::error before any launch.
+namespace advantage {
+
+// Bytes of the workspace group_advantages(exec::cuda, ..., ws) needs for B = `members` rewards in
+// G = `groups` groups (the group moments, their partials, the singleton check's and the batch
+// scale's pieces).
+inline std::size_t group_advantages_workspace_bytes(exec::cuda, index_t members, index_t groups,
+                                                    const group_options& options = {}) {
+  constexpr std::string_view where = "advantage::group_advantages_workspace_bytes";
+  expect(members >= 0, where, "members is ", members, ", expected >= 0");
+  expect(groups >= 0, where, "groups is ", groups, ", expected >= 0");
+  return backend::cuda::group_advantages_scratch(groups, members, options);
+}
+
+template <detail::values V>
+void group_advantages(exec::cuda exec, const V& rewards_in, std::span<const index_t> group_offsets,
+                      std::span<detail::value_t<V>> out, const group_options& options,
+                      workspace ws) {
+  using T = detail::value_t<V>;
+  constexpr std::string_view where = "advantage::group_advantages";
+  const std::span<const T> rewards(rewards_in);
+  detail::validate_group_options(options, where);
+  detail::validate_outcome_sizes(rewards, group_offsets, out, where);
+  std::size_t bytes = 0;
+  void* temp = backend::cuda::workspace_rest(ws, bytes, "advantage::group_advantages");
+  backend::cuda::group_advantages(temp, bytes, rewards.data(), group_offsets.data(),
+                                  ssize(group_offsets) - 1, ssize(rewards), out.data(), options,
+                                  backend::cuda::stream_of(exec));
+}
+
+// Bytes of the workspace rloo_advantages(exec::cuda, ..., ws) needs (B = `members`, G = `groups`).
+inline std::size_t rloo_advantages_workspace_bytes(exec::cuda, index_t members, index_t groups,
+                                                   const rloo_options& options = {}) {
+  constexpr std::string_view where = "advantage::rloo_advantages_workspace_bytes";
+  expect(members >= 0, where, "members is ", members, ", expected >= 0");
+  expect(groups >= 0, where, "groups is ", groups, ", expected >= 0");
+  return backend::cuda::rloo_advantages_scratch(groups, members, options);
+}
+
+template <detail::values V>
+void rloo_advantages(exec::cuda exec, const V& rewards_in, std::span<const index_t> group_offsets,
+                     std::span<detail::value_t<V>> out, const rloo_options& options, workspace ws) {
+  using T = detail::value_t<V>;
+  constexpr std::string_view where = "advantage::rloo_advantages";
+  const std::span<const T> rewards(rewards_in);
+  detail::validate_rloo_options(options, where);
+  detail::validate_outcome_sizes(rewards, group_offsets, out, where);
+  std::size_t bytes = 0;
+  void* temp = backend::cuda::workspace_rest(ws, bytes, "advantage::rloo_advantages");
+  backend::cuda::rloo_advantages(temp, bytes, rewards.data(), group_offsets.data(),
+                                 ssize(group_offsets) - 1, ssize(rewards), out.data(), options,
+                                 backend::cuda::stream_of(exec));
+}
+
+// Bytes of the workspace sequence_rewards(exec::cuda, ..., ws) needs for B sequences: a bound
+// over every token count (the moments and the partials of split sequences).
+inline std::size_t sequence_rewards_workspace_bytes(exec::cuda, index_t sequences) {
+  expect(sequences >= 0, "advantage::sequence_rewards_workspace_bytes", "sequences is ", sequences,
+         ", expected >= 0");
+  return backend::cuda::sequence_rewards_scratch_bound(sequences);
+}
+
+template <detail::values V>
+void sequence_rewards(exec::cuda exec, const V& token_rewards_in, std::span<const float> mask,
+                      std::span<const index_t> seq_offsets, std::span<detail::value_t<V>> out,
+                      workspace ws) {
+  using T = detail::value_t<V>;
+  constexpr std::string_view where = "advantage::sequence_rewards";
+  const std::span<const T> token_rewards(token_rewards_in);
+  expect(!seq_offsets.empty(), where, "seq_offsets is empty, expected B + 1 >= 1 elements");
+  expect_size_or_empty(mask, ssize(token_rewards), where, "mask", "one weight per token");
+  expect_size(out, ssize(seq_offsets) - 1, where, "out", "one per sequence");
+  std::size_t bytes = 0;
+  void* temp = backend::cuda::workspace_rest(ws, bytes, "advantage::sequence_rewards");
+  backend::cuda::sequence_rewards(
+      temp, bytes, token_rewards.data(), mask.empty() ? nullptr : mask.data(), seq_offsets.data(),
+      ssize(seq_offsets) - 1, ssize(token_rewards), out.data(), backend::cuda::stream_of(exec));
+}
+
+}  // namespace advantage
 
 POSTTRAIN_NAMESPACE_END

@@ -9,9 +9,13 @@
 //     POSTTRAIN_HOST_DEVICE policy the host runs), λ·L_b and β·Δ_b, and the token gradients
 //     m_t·λ·L'·SeqReduce::token_scale(W)/examples of the block's tokens (exactly +0 where m_t = 0).
 //   kernel 2, one block: the result's sums over examples in a fixed order (deterministic).
-// Scratch: 2·B + 6 doubles, stream-ordered (cudaMallocAsync / cudaFreeAsync on the call's stream)
-// when the caller passes no example_losses / rewards. The result is a host value: the call
-// synchronises the stream once, after the gradient is written. Sums are in double, in a different
+// Scratch (kto_scratch): B doubles for each of example_losses / rewards the caller does not pass,
+// and the 5 sums. CUB's two-phase form kto<Link, SeqReduce>(d_temp, temp_bytes, ...) takes it
+// from the caller (d_temp == nullptr: sets temp_bytes, at least 1, and returns without a CUDA
+// call; too small: posttrain::error before any launch); the form without d_temp (the one
+// kto_backend<exec::cuda> runs) allocates it stream-ordered (cudaMallocAsync / cudaFreeAsync on the
+// call's stream) and delegates. The result is a host value: the call synchronises the stream
+// once, after the gradient is written. Sums are in double, in a different
 // order from the host's 8-lane sums: results agree with exec::host to rounding, not bit for bit.
 // loss::kto_vanilla_paired has no device path (kto_backend<exec::cuda>::run_vanilla_paired is not
 // provided).
@@ -21,6 +25,7 @@
 
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <cub/block/block_reduce.cuh>
 
@@ -29,6 +34,7 @@
 #include "posttrain/config.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/types.hpp"
+#include "posttrain/core/workspace.hpp"
 #include "posttrain/loss/kto_links.hpp"
 #include "posttrain/loss/kto_types.hpp"
 
@@ -105,9 +111,23 @@ __global__ void __launch_bounds__(threads)
 
 }  // namespace kto_detail
 
+// Scratch of kto for B examples: the per-example losses and rewards the caller does not keep
+// (empty out.example_losses / out.rewards), then the 5 sums.
+inline workspace_size kto_scratch(index_t examples, bool with_example_losses, bool with_rewards) {
+  workspace_size size;
+  if (examples <= 0) return size;
+  const auto nb = static_cast<std::size_t>(examples);
+  size.add<double>(with_example_losses ? 0 : nb);
+  size.add<double>(with_rewards ? 0 : nb);
+  size.add<double>(5);
+  return size;
+}
+
+namespace kto_detail {
+
 template <class Link, class SeqReduce, class T>
-loss::kto_result kto(exec::cuda e, const loss::kto_inputs<T>& in, const loss::kto_options& o,
-                     const loss::kto_outputs<T>& out, double divisor) {
+loss::kto_result kto_into(exec::cuda e, const loss::kto_inputs<T>& in, const loss::kto_options& o,
+                          const loss::kto_outputs<T>& out, double divisor, workspace& ws) {
   const index_t b = ssize(in.batch.seq_offsets) - 1;
   loss::kto_result r;
   r.kl_reference = in.kl_reference;
@@ -115,21 +135,16 @@ loss::kto_result kto(exec::cuda e, const loss::kto_inputs<T>& in, const loss::kt
   const double inv = divisor > 0 ? 1.0 / divisor : 0.0;
   const bool own_losses = out.example_losses.empty(), own_rewards = out.rewards.empty();
   const std::size_t nb = static_cast<std::size_t>(b);
-  device_buffer<double> scratch((own_losses ? nb : 0) + (own_rewards ? nb : 0) + 5, e.stream);
-  double* next = scratch.data();
-  double* losses = own_losses ? next : out.example_losses.data();
-  if (own_losses) next += nb;
-  double* rewards = own_rewards ? next : out.rewards.data();
-  if (own_rewards) next += nb;
-  double* sums = next;
-  kto_detail::example_kernel<Link, SeqReduce, T><<<static_cast<unsigned>(b), kto_detail::threads,
-                                                   0, e.stream>>>(
+  constexpr const char* where = "loss::kto on exec::cuda";
+  double* losses = own_losses ? ws.take<double>(nb, where).data() : out.example_losses.data();
+  double* rewards = own_rewards ? ws.take<double>(nb, where).data() : out.rewards.data();
+  double* sums = ws.take<double>(5, where).data();
+  example_kernel<Link, SeqReduce, T><<<static_cast<unsigned>(b), threads, 0, e.stream>>>(
       in.logprobs.data(), in.batch.mask.empty() ? nullptr : in.batch.mask.data(),
       in.batch.seq_offsets.data(), in.reference.data(), in.desirable.data(), in.kl_reference, o,
       inv, out.grad.empty() ? nullptr : out.grad.data(), losses, rewards);
   cuda_check(cudaGetLastError(), "loss::kto on exec::cuda (example kernel launch)");
-  kto_detail::sum_kernel<<<1, kto_detail::threads, 0, e.stream>>>(losses, rewards,
-                                                                  in.desirable.data(), b, sums);
+  sum_kernel<<<1, threads, 0, e.stream>>>(losses, rewards, in.desirable.data(), b, sums);
   cuda_check(cudaGetLastError(), "loss::kto on exec::cuda (sum kernel launch)");
   double host[5];
   cuda_check(cudaMemcpyAsync(host, sums, sizeof(host), cudaMemcpyDeviceToHost, e.stream),
@@ -140,6 +155,37 @@ loss::kto_result kto(exec::cuda e, const loss::kto_inputs<T>& in, const loss::kt
   r.undesirable_count = host[4];
   if (r.desirable_count > 0) r.desirable_reward = host[1] / r.desirable_count;
   if (r.undesirable_count > 0) r.undesirable_reward = host[2] / r.undesirable_count;
+  return r;
+}
+
+}  // namespace kto_detail
+
+// Two-phase: d_temp == nullptr sets temp_bytes (kto_scratch, at least 1) and returns a default
+// result without a CUDA call; otherwise the loss over the caller's scratch (device memory).
+template <class Link, class SeqReduce, class T>
+loss::kto_result kto(void* d_temp, std::size_t& temp_bytes, exec::cuda e,
+                     const loss::kto_inputs<T>& in, const loss::kto_options& o,
+                     const loss::kto_outputs<T>& out, double divisor) {
+  loss::kto_result r;
+  two_phase(d_temp, temp_bytes,
+            kto_scratch(ssize(in.batch.seq_offsets) - 1, !out.example_losses.empty(),
+                        !out.rewards.empty()),
+            "kto", [&](workspace& ws) {
+              r = kto_detail::kto_into<Link, SeqReduce>(e, in, o, out, divisor, ws);
+            });
+  return r;
+}
+
+// The same with its scratch allocated stream-ordered for the call.
+template <class Link, class SeqReduce, class T>
+loss::kto_result kto(exec::cuda e, const loss::kto_inputs<T>& in, const loss::kto_options& o,
+                     const loss::kto_outputs<T>& out, double divisor) {
+  loss::kto_result r;
+  with_stream_scratch(kto_scratch(ssize(in.batch.seq_offsets) - 1, !out.example_losses.empty(),
+                                  !out.rewards.empty()),
+                      e.stream, [&](workspace& ws) {
+                        r = kto_detail::kto_into<Link, SeqReduce>(e, in, o, out, divisor, ws);
+                      });
   return r;
 }
 

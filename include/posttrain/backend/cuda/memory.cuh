@@ -12,6 +12,10 @@
 // must not throw); every other failure throws posttrain::error through cuda_check. Copies from or
 // to pageable host memory may return before or after the transfer completes (CUDA's rules); the
 // caller must synchronise the stream before reading host results either way.
+//
+// Also here, the scratch plumbing of every device entry point with temporary storage: CUB's
+// two-phase contract (two_phase_query / two_phase), its allocating convenience form
+// (with_stream_scratch) and the rest of a caller workspace as two-phase storage (workspace_rest).
 #include <cuda_runtime.h>
 
 #include <cstddef>
@@ -24,6 +28,7 @@
 #include "posttrain/config.hpp"
 #include "posttrain/core/error.hpp"
 #include "posttrain/core/types.hpp"
+#include "posttrain/core/workspace.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
 
@@ -111,6 +116,53 @@ class device_buffer {
   std::size_t size_ = 0;
   cudaStream_t stream_ = nullptr;
 };
+
+// CUB's two-phase contract, shared by the device ops with scratch: with d_temp == nullptr store
+// the size (at least 1 byte, so that the second call's pointer is never null) and return true (a
+// query: the caller returns); otherwise check that temp_bytes covers `needed` (posttrain::error
+// naming the call before anything is launched) and return false (run).
+inline bool two_phase_query(void* d_temp, std::size_t& temp_bytes, std::size_t needed,
+                            const char* where) {
+  if (d_temp == nullptr) {
+    temp_bytes = needed > 0 ? needed : 1;
+    return true;
+  }
+  if (temp_bytes < needed)
+    throw error(std::string("posttrain::backend::cuda::") + where + ": temporary storage of " +
+                std::to_string(temp_bytes) + " bytes is too small (" + std::to_string(needed) +
+                " needed): ask with d_temp = nullptr first");
+  return false;
+}
+
+// A two-phase entry point: the size query, or fn(ws) over the caller's d_temp.
+template <class Fn>
+void two_phase(void* d_temp, std::size_t& temp_bytes, std::size_t needed, const char* where,
+               Fn&& fn) {
+  if (two_phase_query(d_temp, temp_bytes, needed, where)) return;
+  workspace ws(d_temp, temp_bytes);
+  fn(ws);
+}
+
+// The unused rest of a caller workspace (device memory) as a two-phase call's d_temp and
+// temp_bytes. An empty view throws here: passed on as d_temp == nullptr it would read as a size
+// query and the call would silently do nothing.
+inline void* workspace_rest(const workspace& ws, std::size_t& bytes, const char* where) {
+  if (ws.data() == nullptr)
+    throw error(std::string("posttrain::") + where +
+                ": the workspace is empty: size it with the call's *_workspace_bytes(exec::cuda, "
+                "...) and pass device memory");
+  bytes = ws.size() - ws.used();
+  return ws.data() + ws.used();
+}
+
+// Its convenience form: fn(ws) over `bytes` of scratch allocated stream-ordered for the call
+// (nothing is allocated for 0 bytes).
+template <class Fn>
+void with_stream_scratch(std::size_t bytes, cudaStream_t stream, Fn&& fn) {
+  device_buffer<std::byte> temp(bytes, stream);
+  workspace ws(temp.data(), temp.size());
+  fn(ws);
+}
 
 }  // namespace backend::cuda
 

@@ -223,41 +223,6 @@ inline device_buffer<index_t> whole_offsets(index_t n, cudaStream_t stream) {
   return o;
 }
 
-// CUB's two-phase contract, shared by the device ops with scratch: with d_temp == nullptr store
-// the size (at least 1 byte, so that the second call's pointer is never null) and return true (a
-// query: the caller returns); otherwise check that temp_bytes covers `needed` (posttrain::error
-// naming the call before anything is launched) and return false (run).
-inline bool two_phase_query(void* d_temp, std::size_t& temp_bytes, std::size_t needed,
-                            const char* where) {
-  if (d_temp == nullptr) {
-    temp_bytes = needed > 0 ? needed : 1;
-    return true;
-  }
-  if (temp_bytes < needed)
-    throw error(std::string("posttrain::backend::cuda::") + where + ": temporary storage of " +
-                std::to_string(temp_bytes) + " bytes is too small (" + std::to_string(needed) +
-                " needed): ask with d_temp = nullptr first");
-  return false;
-}
-
-// A two-phase entry point: the size query, or fn(ws) over the caller's d_temp.
-template <class Fn>
-void two_phase(void* d_temp, std::size_t& temp_bytes, std::size_t needed, const char* where,
-               Fn&& fn) {
-  if (two_phase_query(d_temp, temp_bytes, needed, where)) return;
-  workspace ws(d_temp, temp_bytes);
-  fn(ws);
-}
-
-// Its convenience form: fn(ws) over `bytes` of scratch allocated stream-ordered for the call
-// (nothing is allocated for 0 bytes).
-template <class Fn>
-void with_stream_scratch(std::size_t bytes, cudaStream_t stream, Fn&& fn) {
-  device_buffer<std::byte> temp(bytes, stream);
-  workspace ws(temp.data(), temp.size());
-  fn(ws);
-}
-
 // Number of parts per segment: about 1024 CTAs in all, parts of at least ~2048 tokens. A function
 // of (N, S) only: the reduction order never depends on the device.
 inline index_t split_count(index_t num_tokens, index_t num_segments) {

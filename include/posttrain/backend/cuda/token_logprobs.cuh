@@ -39,12 +39,15 @@
 // trip: the row's outputs are NaN (and its gradient row NaN) instead.
 // NaN logits give NaN statistics. −inf logits contribute nothing (like the CPU backend).
 // Small N (N < 2 × SMs, V >= 16384): the forward splits each row over several CTAs (pieces of
-// >= 8192 elements, ~2 CTAs per SM in all), each writing a partial math::softmax_stats to a
-// stream-ordered scratch buffer (cudaMallocAsync), and a second tiny kernel combines them in
-// index order. The backward needs no reduction and keeps one CTA per row; the fused kernel keeps
-// one CTA per row (a split would need a grid-wide barrier between statistics and gradient).
-// Entry points never synchronise the host, never copy scalars, launch on the given stream and
-// report launch errors through cuda_check(cudaGetLastError()).
+// >= 8192 elements, ~2 CTAs per SM in all), each writing a partial math::softmax_stats to
+// scratch, and a second tiny kernel combines them in index order. That scratch follows CUB's
+// two-phase contract (token_logprobs_forward(d_temp, temp_bytes, ...), sized by
+// token_logprobs_forward_scratch); the form without d_temp, which the exec::cuda backend runs,
+// allocates it stream-ordered (cudaMallocAsync / cudaFreeAsync on the stream). The backward needs
+// no reduction and keeps one CTA per row; the fused kernel keeps one CTA per row (a split would
+// need a grid-wide barrier between statistics and gradient). Entry points never synchronise the
+// host, never copy scalars, launch on the given stream and report launch errors through
+// cuda_check(cudaGetLastError()).
 #if !defined(__CUDACC__)
 #error "<posttrain/backend/cuda/token_logprobs.cuh> is compiled by nvcc only"
 #endif
@@ -56,6 +59,7 @@
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <span>
@@ -588,57 +592,103 @@ inline unsigned grid_for(index_t n) {
   return static_cast<unsigned>(n < cap ? n : cap);
 }
 
-}  // namespace token_logprobs_detail
-
-// Raw forward on device pointers. D: float, double, __nv_bfloat16 or __half; A = float (double
-// for double). lse / entropy / sum_p_squared may be null (skipped). temperature > 0.
 template <class D, class A>
-void token_logprobs_forward(const D* logits, index_t n, index_t v, index_t ld,
-                            const index_t* targets, double temperature, index_t ignore_index,
-                            A* logprob, A* lse, A* entropy, A* sum_p_squared,
-                            cudaStream_t stream) {
-  namespace d = token_logprobs_detail;
-  static_assert(std::is_same_v<A, d::device_accum_t<D>>, "token_logprobs_forward: outputs must "
-                "be float (double for double logits)");
-  if (n <= 0) return;
+void forward_into(const D* logits, index_t n, index_t v, index_t ld, const index_t* targets,
+                  double temperature, index_t ignore_index, A* logprob, A* lse, A* entropy,
+                  A* sum_p_squared, cudaStream_t stream, int splits, workspace& ws) {
   const A inv_tau = static_cast<A>(1.0 / temperature);
   const A scale = static_cast<A>(1.4426950408889634 / temperature);
   const bool full = entropy != nullptr || sum_p_squared != nullptr;
-  const int splits = d::forward_splits<D>(n, v, d::query_device().sms);
   if (splits > 1) {
-    // Small N: split each row over `splits` CTAs; the partial states live in a stream-ordered
-    // scratch allocation (cudaMallocAsync / cudaFreeAsync on `stream`).
-    constexpr index_t w = d::vec_width<D>;
+    // Small N: split each row over `splits` CTAs; the partial states live in ws.
+    constexpr index_t w = vec_width<D>;
     const index_t chunk = ((v + splits - 1) / splits + w - 1) / w * w;
-    const int threads = d::threads_for<D>(chunk);
-    device_buffer<math::softmax_stats<A>> partial(static_cast<std::size_t>(n) * splits, stream);
+    const int threads = threads_for<D>(chunk);
+    math::softmax_stats<A>* partial =
+        ws.take<math::softmax_stats<A>>(static_cast<std::size_t>(n) * splits, "token_logprobs")
+            .data();
     const dim3 grid(static_cast<unsigned>(n), static_cast<unsigned>(splits));
     if (full)
-      d::split_partial_kernel<D, A, true><<<grid, threads, 0, stream>>>(
-          logits, n, v, ld, targets, scale, inv_tau, ignore_index, chunk, splits,
-          partial.data());
+      split_partial_kernel<D, A, true><<<grid, threads, 0, stream>>>(
+          logits, n, v, ld, targets, scale, inv_tau, ignore_index, chunk, splits, partial);
     else
-      d::split_partial_kernel<D, A, false><<<grid, threads, 0, stream>>>(
-          logits, n, v, ld, targets, scale, inv_tau, ignore_index, chunk, splits,
-          partial.data());
+      split_partial_kernel<D, A, false><<<grid, threads, 0, stream>>>(
+          logits, n, v, ld, targets, scale, inv_tau, ignore_index, chunk, splits, partial);
     cuda_check(cudaGetLastError(), "token_logprobs (split forward kernel launch)");
-    d::split_finish_kernel<D, A><<<static_cast<unsigned>((n + 127) / 128), 128, 0, stream>>>(
-        logits, n, v, ld, targets, inv_tau, ignore_index, splits, partial.data(), logprob, lse,
-        entropy, sum_p_squared);
+    split_finish_kernel<D, A><<<static_cast<unsigned>((n + 127) / 128), 128, 0, stream>>>(
+        logits, n, v, ld, targets, inv_tau, ignore_index, splits, partial, logprob, lse, entropy,
+        sum_p_squared);
     cuda_check(cudaGetLastError(), "token_logprobs (split finish kernel launch)");
-    return;  // partial's destructor enqueues its release after the kernels on `stream`
+    return;
   }
-  const int threads = d::threads_for<D>(v);
-  const unsigned grid = d::grid_for(n);
+  const int threads = threads_for<D>(v);
+  const unsigned grid = grid_for(n);
   if (full)
-    d::forward_kernel<D, A, true><<<grid, threads, 0, stream>>>(
-        logits, n, v, ld, targets, scale, inv_tau, ignore_index, logprob, lse, entropy,
-        sum_p_squared);
+    forward_kernel<D, A, true><<<grid, threads, 0, stream>>>(logits, n, v, ld, targets, scale,
+                                                             inv_tau, ignore_index, logprob, lse,
+                                                             entropy, sum_p_squared);
   else
-    d::forward_kernel<D, A, false><<<grid, threads, 0, stream>>>(
-        logits, n, v, ld, targets, scale, inv_tau, ignore_index, logprob, lse, entropy,
-        sum_p_squared);
+    forward_kernel<D, A, false><<<grid, threads, 0, stream>>>(logits, n, v, ld, targets, scale,
+                                                              inv_tau, ignore_index, logprob, lse,
+                                                              entropy, sum_p_squared);
   cuda_check(cudaGetLastError(), "token_logprobs (forward kernel launch)");
+}
+
+}  // namespace token_logprobs_detail
+
+// Scratch of token_logprobs_forward for N rows of V logits of D on a device with
+// `multiprocessors` SMs: the split partials (N × splits softmax states) when N < 2 × SMs splits
+// each row over several CTAs, nothing otherwise.
+template <class D, class A>
+workspace_size token_logprobs_forward_scratch(index_t n, index_t v, int multiprocessors) {
+  workspace_size size;
+  if (n <= 0) return size;
+  const int splits = token_logprobs_detail::forward_splits<D>(n, v, multiprocessors);
+  if (splits > 1)
+    size.add<math::softmax_stats<A>>(static_cast<std::size_t>(n) *
+                                     static_cast<std::size_t>(splits));
+  return size;
+}
+
+// Raw forward on device pointers. D: float, double, __nv_bfloat16 or __half; A = float (double
+// for double). lse / entropy / sum_p_squared may be null (skipped). temperature > 0. Two-phase:
+// d_temp == nullptr sets temp_bytes (token_logprobs_forward_scratch, at least 1) and returns;
+// too small throws posttrain::error before any launch. The split depends on the SM count:
+// multiprocessors = 0 reads the current device's (cudaDeviceGetAttribute: no launch, no
+// synchronisation; the one CUDA call of the size query); give the same value to both calls.
+template <class D, class A>
+void token_logprobs_forward(void* d_temp, std::size_t& temp_bytes, const D* logits, index_t n,
+                            index_t v, index_t ld, const index_t* targets, double temperature,
+                            index_t ignore_index, A* logprob, A* lse, A* entropy, A* sum_p_squared,
+                            cudaStream_t stream, int multiprocessors = 0) {
+  namespace d = token_logprobs_detail;
+  static_assert(std::is_same_v<A, d::device_accum_t<D>>,
+                "token_logprobs_forward: outputs must be float (double for double logits)");
+  const int sms = n > 0 && multiprocessors <= 0 ? d::query_device().sms : multiprocessors;
+  two_phase(d_temp, temp_bytes, token_logprobs_forward_scratch<D, A>(n, v, sms),
+            "token_logprobs_forward", [&](workspace& ws) {
+              if (n > 0)
+                d::forward_into(logits, n, v, ld, targets, temperature, ignore_index, logprob, lse,
+                                entropy, sum_p_squared, stream, d::forward_splits<D>(n, v, sms),
+                                ws);
+            });
+}
+
+// The same with the split partials allocated stream-ordered for the call (cudaMallocAsync /
+// cudaFreeAsync on `stream`; nothing is allocated when rows are not split).
+template <class D, class A>
+void token_logprobs_forward(const D* logits, index_t n, index_t v, index_t ld,
+                            const index_t* targets, double temperature, index_t ignore_index,
+                            A* logprob, A* lse, A* entropy, A* sum_p_squared, cudaStream_t stream) {
+  namespace d = token_logprobs_detail;
+  static_assert(std::is_same_v<A, d::device_accum_t<D>>,
+                "token_logprobs_forward: outputs must be float (double for double logits)");
+  if (n <= 0) return;
+  const int sms = d::query_device().sms;
+  with_stream_scratch(token_logprobs_forward_scratch<D, A>(n, v, sms), stream, [&](workspace& ws) {
+    d::forward_into(logits, n, v, ld, targets, temperature, ignore_index, logprob, lse, entropy,
+                    sum_p_squared, stream, d::forward_splits<D>(n, v, sms), ws);
+  });
 }
 
 // Raw backward. d_entropy (and then entropy) may be null; d_logits may equal logits (same ld).
@@ -719,7 +769,7 @@ struct backend::token_logprobs_backend<exec::cuda> {
   }
   // Fused forward + backward in place (the front end is token_logprobs_fused in
   // ops/token_logprobs.hpp): 1 read + 1 write of the logits when the row stays in L2.
-  // No caller workspace: the split partials stay stream-ordered allocations.
+  // The fused kernel never splits a row: no scratch on the device.
   template <class T, class A>
   static std::size_t fused_workspace_bytes(exec::cuda, index_t, index_t, bool,
                                            const token_logprobs_options&) {
