@@ -16,6 +16,13 @@
 //   Defaults (pref::defaults::llama3 unless named) supplies option fields the caller left unset:
 //   nll_coef (0.2 generic; algo::orpo / algo::cpo*: 1).
 //
+//   Options options_type = loss::preference_options_for<Link>: the shared preference_options
+//           (β, ε, nll_coef, ld_alpha) for a link without options of its own; for a link with
+//           (pref::simpo: γ, pref::discopop: τ, f_divergence<..., alpha_divergence>: α) the same
+//           fields plus the link's, `.link` (loss/preference/link.hpp). Passing such a
+//           composition a plain preference_options does not compile: the link's options would
+//           silently take their defaults.
+//
 //   Inputs  preference_inputs<T>: batch (seq_offsets[P+1] and masks [N] of both sides),
 //           chosen_logprobs[Nc], rejected_logprobs[Nr], reference_chosen[P], reference_rejected[P]
 //           (reference scores reduced with the same SeqReduce as the policy: use sequence_scores
@@ -73,8 +80,8 @@ inline constexpr bool preference_dependent_false = false;
 
 template <class Link, class SeqReduce, class Reference = pref::with_reference,
           class Nll = pref::no_nll, class Defaults = pref::defaults::llama3>
-struct preference : loss_interface<preference_options, preference_inputs, preference_outputs,
-                                   preference_normalizer, preference_result> {
+struct preference : loss_interface<preference_options_for<Link>, preference_inputs,
+                                   preference_outputs, preference_normalizer, preference_result> {
   static_assert(pref::diagnose_preference_link<Link>(),
                 "loss::preference<Link, ...>: Link is not a preference link (see above)");
   static_assert(seq::diagnose_sequence_reduction<SeqReduce>(),
@@ -94,6 +101,8 @@ struct preference : loss_interface<preference_options, preference_inputs, prefer
                 "pref::nll_token_mean or pref::nll_sequence_mean");
 
   using link = Link;
+  using options_type = preference_options_for<Link>;
+  using link_options = pref::link_options_t<Link>;  // empty for most links
   using sequence_reduction = SeqReduce;
   using reference = Reference;
   using nll = Nll;
@@ -119,7 +128,7 @@ struct preference : loss_interface<preference_options, preference_inputs, prefer
 
   // Throws posttrain::error for the first bad argument; compute() calls it before any work.
   template <class T>
-  static void validate(const preference_inputs<T>& in, const preference_options& options,
+  static void validate(const preference_inputs<T>& in, const options_type& options,
                        const preference_outputs<T>& out, const preference_normalizer& norm) {
     const std::string where = name();
     in.batch.validate(where);
@@ -140,7 +149,7 @@ struct preference : loss_interface<preference_options, preference_inputs, prefer
              "reference_chosen/reference_rejected must be empty: this composition is "
              "reference_free (use pref::with_reference to subtract reference scores)");
     }
-    Link::validate(options, where);
+    pref::link_call::validate<Link>(options, link_part<Link>(options), where);
     if constexpr (has_nll) expect_non_negative(nll_coef(options), where, "options.nll_coef");
     if constexpr (length_desensitized) validate_ld_alpha(options, where);
     if (!in.pair_weights.empty()) {
@@ -165,7 +174,7 @@ struct preference : loss_interface<preference_options, preference_inputs, prefer
 
   template <class T>
   static preference_result compute(exec::host, const preference_inputs<T>& in,
-                                   const preference_options& options = {},
+                                   const options_type& options = {},
                                    const preference_outputs<T>& out = {},
                                    const preference_normalizer& norm = {}) {
     static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
@@ -185,7 +194,22 @@ struct preference : loss_interface<preference_options, preference_inputs, prefer
       }
     }
     return preference_backend<exec::host>::pair_loop<Link, SeqReduce, Reference, Nll>(
-        exec::host{}, in, options, out, pair_normalizer, token_normalizer, nll_coef(options));
+        exec::host{}, in, options, link_part<Link>(options), out, pair_normalizer, token_normalizer,
+        nll_coef(options));
+  }
+
+  // A link with options of its own given options without them (a plain preference_options, or
+  // another link's): a compile error rather than the link's defaults taken silently.
+  template <class T, class O>
+  requires(pref::has_link_options_v<Link>&& std::is_base_of_v<preference_options, O> &&
+           !std::is_same_v<O, options_type>) static preference_result
+      compute(exec::host, const preference_inputs<T>&, const O&, const preference_outputs<T>& = {},
+              const preference_normalizer& = {}) {
+    static_assert(detail::preference_dependent_false<O>,
+                  "loss::preference<Link, ...>::compute: this link has options of its own; pass "
+                  "options_type (loss::preference_options_for<Link>: the shared fields plus "
+                  "`.link`), not a preference_options without them");
+    return {};
   }
 
   // The reference scores ρ_c[P], ρ_r[P] this composition expects, from the reference model's token
@@ -230,17 +254,24 @@ struct preference : loss_interface<preference_options, preference_inputs, prefer
 
   // Host memory, the calling thread: same as compute(exec::host{}, ...).
   template <class T>
-  static preference_result compute(const preference_inputs<T>& in,
-                                   const preference_options& options = {},
+  static preference_result compute(const preference_inputs<T>& in, const options_type& options = {},
                                    const preference_outputs<T>& out = {},
                                    const preference_normalizer& norm = {}) {
     return compute(exec::host{}, in, options, out, norm);
   }
 
+  // The same without the execution tag (see above).
+  template <class T, class O>
+  requires(pref::has_link_options_v<Link>&& std::is_base_of_v<preference_options, O> &&
+           !std::is_same_v<O, options_type>) static preference_result
+      compute(const preference_inputs<T>& in, const O& options,
+              const preference_outputs<T>& out = {}, const preference_normalizer& norm = {}) {
+    return compute(exec::host{}, in, options, out, norm);
+  }
+
   template <class T>
   static preference_result compute(exec::cuda, const preference_inputs<T>&,
-                                   const preference_options& = {},
-                                   const preference_outputs<T>& = {},
+                                   const options_type& = {}, const preference_outputs<T>& = {},
                                    const preference_normalizer& = {}) {
     static_assert(
         preference_backend<exec::cuda>::available && sizeof(T) > 0,

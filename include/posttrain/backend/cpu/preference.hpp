@@ -239,6 +239,7 @@ template <class Link, class SeqReduce, class Reference, class Nll, class T,
           class Transform = identity_score>
 loss::preference_result preference(const loss::preference_inputs<T>& in,
                                    const loss::preference_options& options,
+                                   const pref::link_options_t<Link>& link_options,
                                    const loss::preference_outputs<T>& out, double pair_normalizer,
                                    double token_normalizer, double nll_coef_resolved,
                                    const Transform& transform = {}) {
@@ -338,9 +339,10 @@ loss::preference_result preference(const loss::preference_inputs<T>& in,
     } else {
       pref::pair_value<double> v;
       if constexpr (pref::uses_lengths_v<Link>)
-        v = Link::evaluate(delta_c, delta_r, sc.weight, sr.weight, options);
+        v = pref::link_call::evaluate<Link>(delta_c, delta_r, sc.weight, sr.weight, options,
+                                            link_options);
       else
-        v = Link::evaluate(delta_c, delta_r, options);
+        v = pref::link_call::evaluate<Link>(delta_c, delta_r, options, link_options);
       const double w = in.pair_weights.empty() ? 1.0 : in.pair_weights[p];
       loss_sum += w * v.loss;
       g.d_c = w * v.d_chosen;
@@ -372,7 +374,8 @@ loss::preference_result preference(const loss::preference_inputs<T>& in,
     });
     for (std::size_t k = 0; k < P; ++k) {
       const auto a = static_cast<std::size_t>(pa[k]), b = static_cast<std::size_t>(pb[k]);
-      const pref::pair_value<double> v = Link::evaluate(key_a[a], key_b[b], options);
+      const pref::pair_value<double> v =
+          pref::link_call::evaluate<Link>(key_a[a], key_b[b], options, link_options);
       loss_sum += v.loss;
       if (!out.pair_losses.empty()) out.pair_losses[static_cast<index_t>(k)] = v.loss;
       if constexpr (Link::batch_sort == pref::batch_sort_keys::margins) {
@@ -411,11 +414,12 @@ struct loss::preference_backend<exec::host> {
             class Transform = backend::cpu::identity_score>
   static loss::preference_result pair_loop(exec::host, const loss::preference_inputs<T>& in,
                                            const loss::preference_options& options,
+                                           const pref::link_options_t<Link>& link_options,
                                            const loss::preference_outputs<T>& out,
                                            double pair_normalizer, double token_normalizer,
                                            double nll_coef, const Transform& transform = {}) {
     return backend::cpu::preference<Link, SeqReduce, Reference, Nll>(
-        in, options, out, pair_normalizer, token_normalizer, nll_coef, transform);
+        in, options, link_options, out, pair_normalizer, token_normalizer, nll_coef, transform);
   }
 };
 
