@@ -5,8 +5,7 @@
 //   scores, ρ: reference scores, ρ = 0 for a reference-free composition), and the hyperparameters
 //   to the pair loss and its partial derivatives:
 //
-//     Link::evaluate(Δc, Δr, options[, link_options]) -> pair_value<T>{ loss, ∂loss/∂Δc, ∂loss/∂Δr
-//     }
+//     Link::evaluate(Δc, Δr, options[, own]) -> pair_value<T>{ loss, ∂loss/∂Δc, ∂loss/∂Δr }
 //
 //   Because ∂Δ/∂π = 1 these are also the derivatives with respect to the policy scores; the
 //   reference receives no gradient. Links are POSTTRAIN_HOST_DEVICE templates over float/double.
