@@ -122,10 +122,14 @@ struct alphapo : loss_interface<alphapo_options_for<Link>, preference_inputs, pr
       else
         for (float m : c.mask) token_normalizer += static_cast<double>(m);
     }
-    // The generic preference loop with u(π) between the sequence score and the link.
+    // The generic preference loop with u(π) between the sequence score and the link (its scratch:
+    // none for a per-pair link, so the buffer allocates nothing then).
+    workspace_buffer buffer;
     return preference_backend<exec::host>::pair_loop<Link, SeqReduce, pref::reference_free, Nll>(
         exec::host{}, in, options.preference, link_part<Link>(options.preference), out,
         pair_normalizer, token_normalizer, composition::nll_coef(options.preference),
+        buffer.view(preference_backend<exec::host>::workspace_bytes<Link>(exec::host{},
+                                                                          in.batch.num_pairs())),
         pref::alpha_transform{options.alpha});
   }
 

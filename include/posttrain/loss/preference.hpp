@@ -32,6 +32,10 @@
 //   Normaliser preference_normalizer: pairs (default: local P), chosen_tokens (default: local Σ m
 //           of chosen tokens, read only by nll_token_mean). Pass global values to every
 //           micro-batch/rank and the losses and gradients add up to the full batch's.
+//   Workspace workspace_bytes(exec::host{}, P) and compute(exec::host{}, in, options, out, norm,
+//           ws): no allocation in the call (0 bytes for every per-pair link; the batch-sorted
+//           aot links keep keys, per-pair gradients and sort orders there). The other forms
+//           allocate that scratch per call.
 //
 // Every argument is validated before anything is written (posttrain::error naming the argument).
 // Named compositions with their peers: loss/preference/algorithms.hpp. Formulas per link:
@@ -48,6 +52,7 @@
 #include "posttrain/core/batch.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/validate.hpp"
+#include "posttrain/core/workspace.hpp"
 #include "posttrain/loss/concept.hpp"
 #include "posttrain/loss/preference/aot.hpp"
 #include "posttrain/loss/preference/apo_down.hpp"
@@ -118,19 +123,13 @@ struct preference : loss_interface<preference_options_for<Link>, preference_inpu
   }
 
   // "loss::preference<sigmoid, sum>" (+ ", reference_free" / ", nll"): the prefix of messages.
-  static std::string name() {
-    std::string n = std::string("loss::preference<") + Link::name + ", " + SeqReduce::name;
-    if (!uses_reference) n += ", reference_free";
-    if (std::is_same_v<Nll, pref::nll_token_mean>) n += ", nll_token_mean";
-    if (std::is_same_v<Nll, pref::nll_sequence_mean>) n += ", nll_sequence_mean";
-    return n + ">";
-  }
+  static std::string name() { return message_prefix(); }
 
   // Throws posttrain::error for the first bad argument; compute() calls it before any work.
   template <class T>
   static void validate(const preference_inputs<T>& in, const options_type& options,
                        const preference_outputs<T>& out, const preference_normalizer& norm) {
-    const std::string where = name();
+    const std::string& where = message_prefix();  // built once: validation allocates nothing
     in.batch.validate(where);
     const index_t pairs = in.batch.num_pairs();
     expect_size(in.chosen_logprobs, in.batch.chosen.num_tokens(), where, "chosen_logprobs",
@@ -172,30 +171,35 @@ struct preference : loss_interface<preference_options_for<Link>, preference_inpu
     expect_size_or_empty(out.rejected_rewards, pairs, where, "rejected_rewards", "one per pair");
   }
 
+  // Bytes of the workspace compute(..., ws) needs for P = pairs pairs: 0 for every per-pair link
+  // (no scratch); batch-sorted links (aot, aot_unpaired) keep their keys, per-pair gradients and
+  // sort orders there.
+  static std::size_t workspace_bytes(exec::host, index_t pairs) {
+    expect(pairs >= 0, name() + "::workspace_bytes", "pairs is ", pairs, ", expected >= 0");
+    return preference_backend<exec::host>::workspace_bytes<Link>(exec::host{}, pairs);
+  }
+
+  // Caller scratch (workspace_bytes(exec, P) bytes): no allocation in the call. A too-small
+  // workspace throws before any output is written.
+  template <class T>
+  static preference_result compute(exec::host, const preference_inputs<T>& in,
+                                   const options_type& options, const preference_outputs<T>& out,
+                                   const preference_normalizer& norm, workspace ws) {
+    validate(in, options, out, norm);
+    return run(in, options, out, norm, ws);
+  }
+
+  // The allocating form: the workspace comes from a buffer of this call (none is allocated for a
+  // per-pair link, whose workspace is 0 bytes).
   template <class T>
   static preference_result compute(exec::host, const preference_inputs<T>& in,
                                    const options_type& options = {},
                                    const preference_outputs<T>& out = {},
                                    const preference_normalizer& norm = {}) {
-    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
-                  "loss::preference::compute accepts float or double log-probs");
     validate(in, options, out, norm);
-    const double pair_normalizer =
-        norm.pairs > 0 ? norm.pairs : static_cast<double>(in.batch.num_pairs());
-    double token_normalizer = norm.chosen_tokens;
-    if constexpr (std::is_same_v<Nll, pref::nll_token_mean>) {
-      if (!(token_normalizer > 0)) {
-        const token_batch& c = in.batch.chosen;
-        token_normalizer = 0;
-        if (c.mask.empty())
-          token_normalizer = static_cast<double>(c.num_tokens());
-        else
-          for (float m : c.mask) token_normalizer += static_cast<double>(m);
-      }
-    }
-    return preference_backend<exec::host>::pair_loop<Link, SeqReduce, Reference, Nll>(
-        exec::host{}, in, options, link_part<Link>(options), out, pair_normalizer, token_normalizer,
-        nll_coef(options));
+    workspace_buffer buffer;
+    return run(in, options, out, norm,
+               buffer.view(workspace_bytes(exec::host{}, in.batch.num_pairs())));
   }
 
   // A link with options of its own given options without them (a plain preference_options, or
@@ -282,6 +286,43 @@ struct preference : loss_interface<preference_options_for<Link>, preference_inpu
   }
 
  private:
+  // name(), built on first use and kept, so that a hot call's validation does not allocate it.
+  static const std::string& message_prefix() {
+    static const std::string prefix = [] {
+      std::string n = std::string("loss::preference<") + Link::name + ", " + SeqReduce::name;
+      if (!uses_reference) n += ", reference_free";
+      if (std::is_same_v<Nll, pref::nll_token_mean>) n += ", nll_token_mean";
+      if (std::is_same_v<Nll, pref::nll_sequence_mean>) n += ", nll_sequence_mean";
+      return n + ">";
+    }();
+    return prefix;
+  }
+
+  // compute() after validation: the normalisers resolved, then the backend's pair loop.
+  template <class T>
+  static preference_result run(const preference_inputs<T>& in, const options_type& options,
+                               const preference_outputs<T>& out, const preference_normalizer& norm,
+                               workspace ws) {
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                  "loss::preference::compute accepts float or double log-probs");
+    const double pair_normalizer =
+        norm.pairs > 0 ? norm.pairs : static_cast<double>(in.batch.num_pairs());
+    double token_normalizer = norm.chosen_tokens;
+    if constexpr (std::is_same_v<Nll, pref::nll_token_mean>) {
+      if (!(token_normalizer > 0)) {
+        const token_batch& c = in.batch.chosen;
+        token_normalizer = 0;
+        if (c.mask.empty())
+          token_normalizer = static_cast<double>(c.num_tokens());
+        else
+          for (float m : c.mask) token_normalizer += static_cast<double>(m);
+      }
+    }
+    return preference_backend<exec::host>::pair_loop<Link, SeqReduce, Reference, Nll>(
+        exec::host{}, in, options, link_part<Link>(options), out, pair_normalizer, token_normalizer,
+        nll_coef(options), ws);
+  }
+
   static void validate_ld_alpha(const preference_options& o, std::string_view where) {
     expect(std::isfinite(o.ld_alpha) && o.ld_alpha >= 0.0 && o.ld_alpha <= 1.0, where,
            "options.ld_alpha must be set to a value in [0, 1] for seq::ld (LD-DPO's tail weight; "
