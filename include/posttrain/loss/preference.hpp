@@ -108,6 +108,13 @@ struct preference : loss_interface<preference_options_for<Link>, preference_inpu
   using link = Link;
   using options_type = preference_options_for<Link>;
   using link_options = pref::link_options_t<Link>;  // empty for most links
+  // Options that would drop this link's own part: only for a link that has one, any options
+  // derived from preference_options but not options_type (plain preference_options, another
+  // link's options_type).
+  template <class O>
+  static constexpr bool lacks_link_part = pref::has_link_options_v<Link> &&
+                                          std::is_base_of_v<preference_options, O> &&
+                                          !std::is_same_v<O, options_type>;
   using sequence_reduction = SeqReduce;
   using reference = Reference;
   using nll = Nll;
@@ -205,10 +212,10 @@ struct preference : loss_interface<preference_options_for<Link>, preference_inpu
   // A link with options of its own given options without them (a plain preference_options, or
   // another link's): a compile error rather than the link's defaults taken silently.
   template <class T, class O>
-  requires(pref::has_link_options_v<Link>&& std::is_base_of_v<preference_options, O> &&
-           !std::is_same_v<O, options_type>) static preference_result
-      compute(exec::host, const preference_inputs<T>&, const O&, const preference_outputs<T>& = {},
-              const preference_normalizer& = {}) {
+    requires lacks_link_part<O>
+  static preference_result compute(exec::host, const preference_inputs<T>&, const O&,
+                                   const preference_outputs<T>& = {},
+                                   const preference_normalizer& = {}) {
     static_assert(detail::preference_dependent_false<O>,
                   "loss::preference<Link, ...>::compute: this link has options of its own; pass "
                   "options_type (loss::preference_options_for<Link>: the shared fields plus "
@@ -266,10 +273,10 @@ struct preference : loss_interface<preference_options_for<Link>, preference_inpu
 
   // The same without the execution tag (see above).
   template <class T, class O>
-  requires(pref::has_link_options_v<Link>&& std::is_base_of_v<preference_options, O> &&
-           !std::is_same_v<O, options_type>) static preference_result
-      compute(const preference_inputs<T>& in, const O& options,
-              const preference_outputs<T>& out = {}, const preference_normalizer& norm = {}) {
+    requires lacks_link_part<O>
+  static preference_result compute(const preference_inputs<T>& in, const O& options,
+                                   const preference_outputs<T>& out = {},
+                                   const preference_normalizer& norm = {}) {
     return compute(exec::host{}, in, options, out, norm);
   }
 
