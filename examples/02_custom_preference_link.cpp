@@ -14,14 +14,11 @@
 
 namespace pt = posttrain;
 
-// The user-written policy: a name, an option check, and a host/device evaluate that returns the
-// pair loss and its derivatives w.r.t. the two log-ratios.
-struct squared_hinge {
+// The user-written policy: a name and a host/device evaluate that returns the pair loss and its
+// derivatives w.r.t. the two log-ratios. pref::link_defaults supplies the rest (the β > 0 check, no
+// options of its own; loss/preference/link.hpp lists every hook and its default).
+struct squared_hinge : pt::pref::link_defaults {
   static constexpr const char* name = "squared_hinge";
-
-  static void validate(const pt::loss::preference_options& o, std::string_view where) {
-    pt::expect_positive(o.beta, where, "options.beta");
-  }
 
   template <class T>
   POSTTRAIN_HOST_DEVICE static pt::pref::pair_value<T> evaluate(

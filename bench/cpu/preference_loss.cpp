@@ -229,7 +229,7 @@ void add_pair(const char* name, const Options& o) {
 }
 
 template <class Algo>
-void add_pref(const char* name, const pt::loss::preference_options& o) {
+void add_pref(const char* name, const typename Algo::options_type& o) {
   add_pair<Algo, std::is_same_v<typename Algo::sequence_reduction, pt::seq::mean>>(name, o);
 }
 
@@ -257,16 +257,18 @@ const bool registered = [] {
   add_pref<algo::sppo_hard>("pref/sppo_hard", presets::trl);
   add_pref<algo::apo_zero>("pref/apo_zero", presets::trl);
   add_pref<algo::apo_down>("pref/apo_down", presets::trl);
-  add_pref<algo::discopop>("pref/discopop", presets::trl);
+  add_pref<algo::discopop>("pref/discopop", {presets::trl, {}});
   add_pref<algo::orpo>("pref/orpo", presets::trl_orpo);
   add_pref<algo::cpo>("pref/cpo", presets::trl_cpo);
   add_pref<algo::cpo_hinge>("pref/cpo_hinge", presets::trl_cpo);
   add_pref<algo::cpo_ipo>("pref/cpo_ipo", presets::trl_cpo);
-  add_pref<algo::cpo_simpo>("pref/cpo_simpo", presets::trl_cpo);
+  add_pref<algo::cpo_simpo>("pref/cpo_simpo", algo::cpo_simpo::trl().loss);
   pt::loss::alphapo_options alpha;
   alpha.alpha = 0.1;
   add_pair<algo::alphapo, false>("pref/alphapo", alpha);
-  add_pair<algo::alphapo_simpo, true>("pref/alphapo_simpo", alpha);
+  pt::loss::alphapo_options_for<pt::pref::simpo> alpha_simpo;
+  alpha_simpo.alpha = 0.1;
+  add_pair<algo::alphapo_simpo, true>("pref/alphapo_simpo", alpha_simpo);
   add_pair<algo::kto_vanilla_paired, false>("pref/kto_vanilla_paired",
                                             pt::loss::kto_vanilla_options{});
   benchmark::RegisterBenchmark("pref/kto", kto_unpaired<algo::kto>)->Apply(apply_shapes);

@@ -202,7 +202,8 @@ inline rollout_is_options vllm_is(trl_is_mode mode = trl_is_mode::sequence_mask,
 }
 inline constexpr loss::preference_options dpo = pref::presets::trl;
 inline constexpr loss::preference_options cpo = pref::presets::trl_cpo;
-inline constexpr loss::preference_options cpo_simpo = pref::presets::trl_cpo_simpo;
+inline constexpr loss::preference_options_for<pref::simpo> cpo_simpo =
+    pref::presets::trl_cpo_simpo;  // β 0.1, .link.gamma 0.5
 inline constexpr loss::preference_options orpo = pref::presets::trl_orpo;
 inline constexpr loss::wpo_options wpo = pref::presets::wpo_trl;            // HEAD: no clamp
 inline constexpr loss::wpo_options wpo_v026 = pref::presets::wpo_trl_v026;  // min(w, 1)

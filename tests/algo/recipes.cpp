@@ -134,7 +134,7 @@ TEST(AlgoRecipes, PresetsAreTheDocumentedFamilyPresets) {
   EXPECT_EQ(algo::ppo_sample_mean::openrlhf().loss.policy.log_ratio_max, 20.0);
   EXPECT_EQ(algo::cdpo::trl(0.1).loss.label_smoothing, 0.1);
   EXPECT_EQ(algo::dpo::open_instruct().loss.beta, 5.0);
-  EXPECT_EQ(algo::simpo::open_instruct().loss.gamma, 1.5);
+  EXPECT_EQ(algo::simpo::open_instruct().loss.link.gamma, 1.5);
   EXPECT_EQ(algo::mpo::trl().loss.weights[1], 0.2);
   EXPECT_EQ(algo::rpo::defaults().loss.weights[1], 1.0);
   EXPECT_EQ(algo::orpo::trl().loss.nll_coef, 1.0);

@@ -1,7 +1,8 @@
 // The workspace overloads of the advantage estimators (estimator::grpo, dr_grpo, rloo, gpg,
 // grpo_passk, opo, gae, reinforce_pp, reinforce_pp_baseline, remax; contiguous group_offsets or
 // group_ids), of group_by_ids and of the losses with per-row scratch (loss::sft,
-// loss::value_clipped): the same bits as the allocating overloads, no allocation in the call
+// loss::value_clipped, loss::preference with a batch-sorted link): the same bits as the
+// allocating overloads, no allocation in the call
 // (counted through a replaced global operator new), and a too-small workspace throws before any
 // output is written.
 #include <gtest/gtest.h>
@@ -20,6 +21,7 @@
 #include "posttrain/advantage/estimator.hpp"
 #include "posttrain/core/ragged.hpp"
 #include "posttrain/core/workspace.hpp"
+#include "posttrain/loss/preference.hpp"
 #include "posttrain/loss/sft.hpp"
 #include "posttrain/loss/value.hpp"
 
@@ -156,6 +158,67 @@ TEST(HotCallAllocations, Sft) {
   const rollout r = make_rollout(4, 3, 15);
   expect_sft_workspace<pt::agg::token_mean>(r);
   expect_sft_workspace<pt::agg::seq_mean_token_mean>(r);
+}
+
+// P pairs of the rollout's sequences (chosen = sequence 2p, rejected = 2p + 1) with reference
+// scores, through Loss's workspace form and its allocating form.
+template <class Loss>
+void expect_preference_workspace(const rollout& r) {
+  const pt::exec::host host;
+  const pt::index_t pairs = (pt::ssize(std::span(r.seq_offsets)) - 1) / 2;
+  std::vector<pt::index_t> oc{0}, orr{0};
+  std::vector<float> mc, mr;
+  std::vector<double> lc, lr, rc, rr;
+  for (pt::index_t p = 0; p < pairs; ++p)
+    for (int side = 0; side < 2; ++side) {
+      const auto s = static_cast<std::size_t>(2 * p + side);
+      std::vector<float>& m = side == 0 ? mc : mr;
+      std::vector<double>& l = side == 0 ? lc : lr;
+      for (auto t = r.seq_offsets[s]; t < r.seq_offsets[s + 1]; ++t) {
+        m.push_back(r.mask[static_cast<std::size_t>(t)]);
+        l.push_back(r.logprobs[static_cast<std::size_t>(t)]);
+      }
+      (side == 0 ? oc : orr).push_back(static_cast<pt::index_t>(m.size()));
+      (side == 0 ? rc : rr).push_back(r.values[s]);  // any finite reference score
+    }
+  pt::loss::preference_inputs<double> in;
+  in.batch = {{oc, mc}, {orr, mr}};
+  in.chosen_logprobs = lc;
+  in.rejected_logprobs = lr;
+  in.reference_chosen = rc;
+  in.reference_rejected = rr;
+  const typename Loss::options_type o{.beta = 0.3};
+  std::vector<double> want_c(lc.size()), want_r(lr.size()), want_pairs(rc.size());
+  std::vector<double> got_c(lc.size(), -7.0), got_r(lr.size(), -7.0), got_pairs(rc.size(), -7.0);
+  const auto a = Loss::compute(host, in, o, {want_c, want_r, want_pairs}, {});
+  const std::size_t bytes = Loss::workspace_bytes(host, pairs);
+  EXPECT_EQ(bytes > 0, pt::pref::is_batch_sorted_v<typename Loss::link>) << Loss::name();
+  std::vector<std::byte> storage(bytes + 64);
+  pt::workspace ws(storage.data() + 5, bytes);
+  pt::loss::preference_result b;
+  EXPECT_EQ(count_allocations([&] {
+              b = Loss::compute(host, in, o, {got_c, got_r, got_pairs}, {}, ws);
+            }),
+            0)
+      << Loss::name();
+  EXPECT_EQ(a.loss, b.loss);
+  EXPECT_EQ(a.reward_accuracy, b.reward_accuracy);
+  EXPECT_EQ(got_c, want_c);
+  EXPECT_EQ(got_r, want_r);
+  EXPECT_EQ(got_pairs, want_pairs);
+  if (bytes > 0) {  // 64 bytes short: thrown before any output is written
+    std::vector<double> untouched(lc.size(), -7.0);
+    pt::workspace small(storage.data() + 5, bytes - 64);
+    EXPECT_THROW(Loss::compute(host, in, o, {untouched}, {}, small), pt::error);
+    for (double g : untouched) EXPECT_EQ(g, -7.0);
+  }
+}
+
+TEST(HotCallAllocations, Preference) {
+  const rollout r = make_rollout(5, 4, 17);
+  expect_preference_workspace<pt::loss::preference<pt::pref::aot, pt::seq::sum>>(r);
+  expect_preference_workspace<pt::loss::preference<pt::pref::aot_unpaired, pt::seq::mean>>(r);
+  expect_preference_workspace<pt::loss::preference<pt::pref::sigmoid, pt::seq::sum>>(r);
 }
 
 template <class Mode>

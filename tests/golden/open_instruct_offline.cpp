@@ -68,7 +68,7 @@ pair_case read(const json& c) {
 // Runs Loss on the case; pair_weights (WPO) optional. Reference scores are the peer's own
 // _get_batch_logps values (sums, or means for the averaged loss types).
 template <class Loss>
-void check(const json& c, const pt::loss::preference_options& o, bool wpo = false) {
+void check(const json& c, const typename Loss::options_type& o, bool wpo = false) {
   const pair_case d = read(c);
   pt::loss::preference_inputs<double> in;
   in.batch = {{d.seqs, d.mask_c}, {d.seqs, d.mask_r}};
@@ -146,7 +146,7 @@ TEST(GoldenOpenInstructOffline, PresetIsDpoConfigDefault) {
             p.at("label_smoothing").get<double>());
   const auto simpo = pt::pref::presets::open_instruct_simpo();
   EXPECT_EQ(simpo.beta, named("simpo_default").at("params").at("beta").get<double>());
-  EXPECT_DOUBLE_EQ(simpo.gamma,
+  EXPECT_DOUBLE_EQ(simpo.link.gamma,
                    simpo.beta * named("simpo_default").at("params").at("gamma_beta_ratio").get<double>());
 }
 
@@ -161,7 +161,7 @@ TEST(GoldenOpenInstructOffline, DpoNormLengthNormalised) {
 TEST(GoldenOpenInstructOffline, Simpo) {
   for (const json& c : of_type("simpo")) {
     const json& p = c.at("params");
-    pt::loss::preference_options o = pt::pref::presets::open_instruct_simpo(
+    pt::algo::simpo::options_type o = pt::pref::presets::open_instruct_simpo(
         p.at("beta").get<double>(), p.at("gamma_beta_ratio").get<double>());
     o.label_smoothing = p.at("label_smoothing").get<double>();
     check<pt::algo::simpo>(c, o);

@@ -68,8 +68,26 @@ dpo_case read(const json& c) {
 }
 
 // Runs Loss with reference scores ref (sums, or means for seq::mean compositions).
+// A case's DPOConfig: the shared options and the two fields only one policy reads (discopop_tau,
+// f_alpha_divergence_coef); options_for<Loss> puts them where Loss's options_type has them.
+struct trl_options {
+  pt::loss::preference_options shared;
+  double discopop_tau = 0.05;
+  double f_alpha = 0.5;
+};
+
 template <class Loss>
-void check(const json& c, const pt::loss::preference_options& o, bool reference_means = false) {
+typename Loss::options_type options_for(const trl_options& t) {
+  typename Loss::options_type o{};
+  static_cast<pt::loss::preference_options&>(o) = t.shared;
+  if constexpr (requires { o.link.tau; }) o.link.tau = t.discopop_tau;
+  if constexpr (requires { o.link.divergence.alpha; }) o.link.divergence.alpha = t.f_alpha;
+  return o;
+}
+
+template <class Loss>
+void check(const json& c, const trl_options& t, bool reference_means = false) {
+  const typename Loss::options_type o = options_for<Loss>(t);
   const dpo_case d = read(c);
   vec rc = d.ref_c, rr = d.ref_r;
   if (reference_means)
@@ -97,8 +115,9 @@ void check(const json& c, const pt::loss::preference_options& o, bool reference_
 // Runs a loss::weighted list W (TRL loss_type list with loss_weights) with per-term reference
 // scores: reference[k] = 's' sums, 'm' means (seq::mean terms), '-' none (pref::sft).
 template <class W>
-void check_weighted(const json& c, const pt::loss::preference_options& o,
+void check_weighted(const json& c, const trl_options& t,
                     const std::array<char, W::size>& reference) {
+  const pt::loss::preference_options& o = t.shared;  // these lists' links have no own options
   const dpo_case d = read(c);
   vec mc = d.ref_c, mr = d.ref_r;
   for (long p = 0; p < d.pairs; ++p) mc[p] /= std::max(d.len_c[p], 1.0), mr[p] /= std::max(d.len_r[p], 1.0);
@@ -149,15 +168,16 @@ std::vector<json> by_type(const std::string& loss_type, const std::string& fdiv 
   return out;
 }
 
-pt::loss::preference_options opts(const json& c) {
+trl_options opts(const json& c) {
   const json& p = c.at("params");
-  pt::loss::preference_options o = pt::pref::presets::trl;
+  trl_options t{pt::pref::presets::trl};
+  pt::loss::preference_options& o = t.shared;
   o.beta = p.at("beta").get<double>();
   o.label_smoothing = p.at("label_smoothing").get<double>();
-  o.tau = p.at("discopop_tau").get<double>();
-  o.f_alpha = p.at("f_alpha_divergence_coef").get<double>();
+  t.discopop_tau = p.at("discopop_tau").get<double>();
+  t.f_alpha = p.at("f_alpha_divergence_coef").get<double>();
   if (!p.at("ld_alpha").is_null()) o.ld_alpha = p.at("ld_alpha").get<double>();
-  return o;
+  return t;
 }
 
 }  // namespace
@@ -315,7 +335,7 @@ TEST(GoldenTrlDpo, MpoLossList) {
   in.rejected_logprobs = d.rejected;
   in.reference_chosen = d.ref_c;
   in.reference_rejected = d.ref_r;
-  const auto r = pt::algo::mpo::compute(in, pt::pref::presets::mpo_weights, opts(c));
+  const auto r = pt::algo::mpo::compute(in, pt::pref::presets::mpo_weights, opts(c).shared);
   golden::expect_close(r.loss, golden::scalar(c.at("outputs").at("loss")), "mpo preset loss");
 }
 TEST(GoldenTrlDpo, SigmoidPlusIpoLossList) {

@@ -97,21 +97,25 @@ void check_cpo(const json& c) {
   pt::loss::preference_options o = pt::pref::presets::trl_cpo;
   o.beta = p.at("beta").get<double>();
   o.label_smoothing = p.at("label_smoothing").get<double>();
-  o.gamma = p.at("simpo_gamma").get<double>();
   o.nll_coef = p.at("cpo_alpha").get<double>();
+  // simpo_gamma is simpo's own option (.link.gamma).
+  const pt::loss::preference_options_for<pt::pref::simpo> simpo{
+      o, {.gamma = p.at("simpo_gamma").get<double>()}};
   const bool nll = o.nll_coef != 0.0;
   const double alpha = p.at("alpha").get<double>();
   if (alpha != 0.0) {
-    const pt::loss::alphapo_options ao{alpha, o};
-    if (lt == "sigmoid") return check_pairs<pt::algo::alphapo>(c, ao, nll);
-    if (lt == "simpo") return check_pairs<pt::algo::alphapo_simpo>(c, ao, nll);
+    if (lt == "sigmoid")
+      return check_pairs<pt::algo::alphapo>(c, pt::loss::alphapo_options{alpha, o}, nll);
+    if (lt == "simpo")
+      return check_pairs<pt::algo::alphapo_simpo>(
+          c, pt::loss::alphapo_options_for<pt::pref::simpo>{alpha, simpo}, nll);
     ADD_FAILURE() << "no AlphaPO composition for loss_type " << lt;
     return;
   }
   if (lt == "sigmoid") return check_pairs<pt::algo::cpo>(c, o, nll);
   if (lt == "hinge") return check_pairs<pt::algo::cpo_hinge>(c, o, nll);
   if (lt == "ipo") return check_pairs<pt::algo::cpo_ipo>(c, o, nll);
-  if (lt == "simpo") return check_pairs<pt::algo::cpo_simpo>(c, o, nll);
+  if (lt == "simpo") return check_pairs<pt::algo::cpo_simpo>(c, simpo, nll);
   ADD_FAILURE() << "unmapped CPO loss_type " << lt;
 }
 

@@ -91,13 +91,23 @@ void check_grad(pair_data d, const std::function<double(const pair_data&)>& naiv
     }
 }
 
+// γ of options that carry simpo's own options (.link.gamma); simpo's default for the others (the
+// naive form reads γ only for simpo).
+template <class Options>
+double gamma_of(const Options& o) {
+  if constexpr (requires { o.link.gamma; })
+    return o.link.gamma;
+  else
+    return pt::pref::simpo::options{}.gamma;
+}
+
 template <class Comp>
-void check_cpo(kind k, const preference_options& o, std::uint64_t seed) {
+void check_cpo(kind k, const typename Comp::options_type& o, std::uint64_t seed) {
   std::mt19937_64 rng(seed);
   for (int rep = 0; rep < 3; ++rep) {
     const pair_data d = make(rng, 4, 6);
     auto nf = [&](const pair_data& x) {
-      return naive_cpo(x, k, o.beta, o.label_smoothing, o.gamma, o.nll_coef, 0.0);
+      return naive_cpo(x, k, o.beta, o.label_smoothing, gamma_of(o), o.nll_coef, 0.0);
     };
     EXPECT_NEAR(Comp::compute(d.inputs(), o).loss, nf(d), 1e-12);
     check_grad(d, nf, [&](const pair_data& x, std::vector<double>& gc, std::vector<double>& gr) {
@@ -107,7 +117,7 @@ void check_cpo(kind k, const preference_options& o, std::uint64_t seed) {
 }
 
 template <class Comp>
-void check_alphapo(kind k, const alphapo_options& o, std::uint64_t seed) {
+void check_alphapo(kind k, const typename Comp::options_type& o, std::uint64_t seed) {
   std::mt19937_64 rng(seed);
   for (int rep = 0; rep < 3; ++rep) {
     const pair_data d = make(rng, 4, 6);
@@ -115,7 +125,7 @@ void check_alphapo(kind k, const alphapo_options& o, std::uint64_t seed) {
     auto nf = [&](const pair_data& x) {
       // An unset nll_coef is TRL's cpo_alpha = 1 (not the generic 0.2).
       const double nll = std::isnan(p.nll_coef) ? 1.0 : p.nll_coef;
-      return naive_cpo(x, k, p.beta, p.label_smoothing, p.gamma, nll, o.alpha);
+      return naive_cpo(x, k, p.beta, p.label_smoothing, gamma_of(p), nll, o.alpha);
     };
     EXPECT_NEAR(Comp::compute(d.inputs(), o).loss, nf(d), 1e-11);
     check_grad(d, nf, [&](const pair_data& x, std::vector<double>& gc, std::vector<double>& gr) {
@@ -132,10 +142,12 @@ TEST(Cpo, EveryLossTypeMatchesTrlAndFiniteDifferences) {
   check_cpo<algo::cpo>(sigmoid, {.beta = 0.5, .label_smoothing = 0.1, .nll_coef = 0.3}, 32);
   check_cpo<algo::cpo_hinge>(hinge, {.beta = 0.3, .nll_coef = 1.0}, 33);
   check_cpo<algo::cpo_ipo>(ipo, {.beta = 0.5, .nll_coef = 1.0}, 34);
-  check_cpo<algo::cpo_simpo>(simpo, trl, 35);
-  check_cpo<algo::cpo_simpo>(simpo, {.beta = 2.0, .gamma = 1.0, .nll_coef = 0.0}, 36);
+  check_cpo<algo::cpo_simpo>(simpo, algo::cpo_simpo::trl().loss, 35);
+  check_cpo<algo::cpo_simpo>(simpo, {{.beta = 2.0, .nll_coef = 0.0}, {.gamma = 1.0}}, 36);
   EXPECT_EQ(trl.beta, 0.1);
-  EXPECT_EQ(trl.gamma, 0.5);
+  EXPECT_EQ(algo::cpo_simpo::trl().loss.link.gamma, 0.5);
+  EXPECT_EQ(algo::cpo_simpo::trl().loss.beta, 0.1);
+  EXPECT_EQ(algo::cpo_simpo::trl().loss.nll_coef, 1.0);
   EXPECT_EQ(trl.nll_coef, 1.0);
 }
 
@@ -143,7 +155,7 @@ TEST(AlphaPo, MatchesTrlAndFiniteDifferences) {
   check_alphapo<algo::alphapo>(sigmoid, {.alpha = 0.25, .preference = {.beta = 0.5}}, 41);
   check_alphapo<algo::alphapo>(sigmoid, {.alpha = -0.5, .preference = {.nll_coef = 0.0}}, 42);
   check_alphapo<algo::alphapo_simpo>(
-      simpo, {.alpha = 1.0, .preference = {.beta = 2.0, .gamma = 1.0, .nll_coef = 1.0}}, 43);
+      simpo, {.alpha = 1.0, .preference = {{.beta = 2.0, .nll_coef = 1.0}, {.gamma = 1.0}}}, 43);
   check_alphapo<pt::loss::alphapo<pt::pref::ipo, pt::seq::mean>>(
       ipo, {.alpha = 0.5, .preference = {.beta = 0.5, .nll_coef = 1.0}}, 44);
 }
@@ -239,7 +251,7 @@ TEST(Cpo, UnsetNllCoefIsTrlsCpoAlpha) {
   same(algo::cpo_ipo::compute(d.inputs(), {}).loss,
        algo::cpo_ipo::compute(d.inputs(), {.nll_coef = 1.0}).loss);
   same(algo::cpo_simpo::compute(d.inputs(), {}).loss,
-       algo::cpo_simpo::compute(d.inputs(), pt::pref::presets::trl_cpo).loss);
+       algo::cpo_simpo::compute(d.inputs(), {pt::pref::presets::trl_cpo, {}}).loss);
   same(algo::alphapo::compute(d.inputs(), {.alpha = 0.2, .preference = {.beta = 0.3}}).loss,
        algo::alphapo::compute(d.inputs(),
                               {.alpha = 0.2, .preference = {.beta = 0.3, .nll_coef = 1.0}})

@@ -26,8 +26,37 @@ namespace {
 
 using score_fn = std::function<double(double)>;
 
+// One option set of the grids below, flat: the shared fields, discopop's τ and the α-divergence's
+// α; options_for<Comp> splits it into the composition's options_type (.link.link.tau,
+// .link.divergence.alpha where the composition has them).
+struct flat_options {
+  double beta = 0.1;
+  double label_smoothing = 0.0;
+  double tau = 0.05;
+  double f_alpha = 0.5;
+};
+
+template <class Comp>
+typename Comp::options_type options_for(const flat_options& f) {
+  typename Comp::options_type o{};
+  o.beta = f.beta;
+  o.label_smoothing = f.label_smoothing;
+  if constexpr (requires { o.link.link.tau; }) o.link.link.tau = f.tau;
+  if constexpr (requires { o.link.divergence.alpha; }) o.link.divergence.alpha = f.f_alpha;
+  return o;
+}
+
 template <class Div>
-void check_score(const score_fn& naive, const preference_options& o) {
+typename Div::options divergence_options(const flat_options& f) {
+  if constexpr (requires(typename Div::options d) { d.alpha; })
+    return {.alpha = f.f_alpha};
+  else
+    return {};
+}
+
+template <class Div>
+void check_score(const score_fn& naive, const flat_options& flat) {
+  const typename Div::options o = divergence_options<Div>(flat);
   for (double d : {-6.0, -2.5, -0.3, 0.0, 0.4, 1.7, 5.0}) {
     const auto v = Div::score(d, o);
     EXPECT_NEAR(v.s, naive(d), 1e-13 * (1 + std::fabs(v.s))) << Div::name << " at " << d;
@@ -41,8 +70,8 @@ void check_score(const score_fn& naive, const preference_options& o) {
 
 // The naive composition: mean over pairs of link(s(Δc), s(Δr)) with summed log-probs.
 double naive_loss(nv::link_fn link, const score_fn& s, const tst::pair_data& d,
-                  const preference_options& o) {
-  const nv::params p{o.beta, o.label_smoothing, o.gamma, o.tau};
+                  const flat_options& o) {
+  const nv::params p{.beta = o.beta, .eps = o.label_smoothing, .tau = o.tau};
   double total = 0;
   for (pt::index_t k = 0; k < d.pairs(); ++k) {
     const double dc = nv::score(d.chosen.logprobs, d.chosen.mask, d.chosen.offsets[k],
@@ -57,14 +86,15 @@ double naive_loss(nv::link_fn link, const score_fn& s, const tst::pair_data& d,
 }
 
 template <class Link, class Div>
-void check_link(nv::link_fn link, const score_fn& s, const preference_options& o,
+void check_link(nv::link_fn link, const score_fn& s, const flat_options& flat,
                 std::uint64_t seed) {
   using comp = pt::loss::preference<pref::f_divergence<Link, Div>, seq::sum>;
   SCOPED_TRACE(comp::name());
+  const typename comp::options_type o = options_for<comp>(flat);
   std::mt19937_64 rng(seed);
   for (int round = 0; round < 2; ++round) {
     const tst::pair_data d = tst::make_data(rng, 4, 0, 5, round == 1);
-    const double want = naive_loss(link, s, d, o);
+    const double want = naive_loss(link, s, d, flat);
     EXPECT_NEAR(comp::compute(d.inputs(), o).loss, want, 1e-12 * (1 + std::fabs(want)));
     tst::check_gradient<comp>(d, o, true, 2e-7);
   }
@@ -76,8 +106,8 @@ void check_link(nv::link_fn link, const score_fn& s, const preference_options& o
 }
 
 template <class Div>
-void check_every_link(const score_fn& s, const preference_options& o, std::uint64_t seed) {
-  preference_options eps = o;
+void check_every_link(const score_fn& s, const flat_options& o, std::uint64_t seed) {
+  flat_options eps = o;
   eps.label_smoothing = 0.1;
   check_link<pref::sigmoid, Div>(nv::sigmoid, s, o, seed + 1);
   check_link<pref::sigmoid, Div>(nv::sigmoid, s, eps, seed + 2);
@@ -94,7 +124,7 @@ void check_every_link(const score_fn& s, const preference_options& o, std::uint6
 }  // namespace
 
 TEST(FDpo, ScoresMatchNaiveAndFiniteDifferences) {
-  const preference_options o{.f_alpha = 0.3};
+  const flat_options o{.f_alpha = 0.3};
   check_score<divergence::reverse_kl>([](double d) { return d; }, o);
   check_score<divergence::forward_kl>(nv::f_forward_kl, o);
   check_score<divergence::js_divergence>(nv::f_js, o);
@@ -106,7 +136,7 @@ TEST(FDpo, ScoresMatchNaiveAndFiniteDifferences) {
 }
 
 TEST(FDpo, EveryScoredLinkMatchesNaiveWithGradients) {
-  const preference_options o{.beta = 0.5, .tau = 0.3, .f_alpha = 0.3};
+  const flat_options o{.beta = 0.5, .tau = 0.3, .f_alpha = 0.3};
   check_every_link<divergence::forward_kl>(nv::f_forward_kl, o, 100);
   check_every_link<divergence::js_divergence>(nv::f_js, o, 200);
   check_every_link<divergence::alpha_divergence>([](double d) { return nv::f_alpha(d, 0.3); }, o,
@@ -115,7 +145,7 @@ TEST(FDpo, EveryScoredLinkMatchesNaiveWithGradients) {
 
 // TRL HEAD apo_down: σ(βΔc) on the raw chosen log-ratio plus 1 − σ(β(s_c − s_r)).
 TEST(FDpo, ApoDownMixesRawAndScoredLogRatios) {
-  const preference_options o{.beta = 0.7};
+  const flat_options o{.beta = 0.7};
   nv::link_fn naive = [](double dc, double dr, const nv::params& p) {
     return nv::sig(p.beta * dc) + 1 - nv::sig(p.beta * (nv::f_js(dc) - nv::f_js(dr)));
   };
@@ -125,9 +155,14 @@ TEST(FDpo, ApoDownMixesRawAndScoredLogRatios) {
       pt::loss::preference<pref::f_divergence<pref::apo_down, divergence::reverse_kl>, seq::sum>;
   std::mt19937_64 rng(5);
   const tst::pair_data d = tst::make_data(rng, 5, 1, 4, false);
-  EXPECT_NEAR(comp::compute(d.inputs(), o).loss, algo::apo_down::compute(d.inputs(), o).loss,
-              1e-15);
+  EXPECT_NEAR(comp::compute(d.inputs(), {.beta = 0.7}).loss,
+              algo::apo_down::compute(d.inputs(), {.beta = 0.7}).loss, 1e-15);
 }
+
+namespace {
+// algo::f_dpo_alpha's options with α = a (β and the rest at their defaults).
+pref::presets::f_dpo_alpha_options alpha(double a) { return {{}, {.divergence = {.alpha = a}}}; }
+}  // namespace
 
 // Limits: reverse_kl is the plain link; α within 1e-6 of 1 is reverse_kl; α = 0 is forward KL.
 TEST(FDpo, LimitsAndPresets) {
@@ -138,12 +173,12 @@ TEST(FDpo, LimitsAndPresets) {
   EXPECT_EQ(rkl::compute(d.inputs(), {.beta = 0.4}).loss,
             algo::nca_pair::compute(d.inputs(), {.beta = 0.4}).loss);
   const double dpo = algo::dpo::compute(d.inputs(), {}).loss;
-  EXPECT_NEAR(algo::f_dpo_alpha::compute(d.inputs(), {.f_alpha = 1.0}).loss, dpo, 1e-15);
-  EXPECT_NEAR(algo::f_dpo_alpha::compute(d.inputs(), {.f_alpha = 1.0 + 5e-7}).loss, dpo, 1e-15);
-  EXPECT_NEAR(algo::f_dpo_alpha::compute(d.inputs(), {.f_alpha = 0.0}).loss,
+  EXPECT_NEAR(algo::f_dpo_alpha::compute(d.inputs(), alpha(1.0)).loss, dpo, 1e-15);
+  EXPECT_NEAR(algo::f_dpo_alpha::compute(d.inputs(), alpha(1.0 + 5e-7)).loss, dpo, 1e-15);
+  EXPECT_NEAR(algo::f_dpo_alpha::compute(d.inputs(), alpha(0.0)).loss,
               algo::f_dpo_forward_kl::compute(d.inputs(), {}).loss, 1e-15);
   // Near α = 1 (outside the tolerance) the score tends to reverse KL continuously.
-  EXPECT_NEAR(algo::f_dpo_alpha::compute(d.inputs(), {.f_alpha = 1.0 + 1e-5}).loss, dpo, 1e-4);
+  EXPECT_NEAR(algo::f_dpo_alpha::compute(d.inputs(), alpha(1.0 + 1e-5)).loss, dpo, 1e-4);
 
   // TRL v0.26: alpha z = (e^{−α'Δr} − e^{−α'Δc})/α'; JS z = Δc − Δr − (softplus(Δc) −
   // softplus(Δr)).
@@ -171,8 +206,9 @@ TEST(FDpo, LimitsAndPresets) {
         << a26;
     EXPECT_NEAR(algo::f_dpo_js::compute(d.inputs(), {.beta = beta}).loss, js, 1e-13);
   }
-  EXPECT_EQ(pref::presets::trl_alpha_divergence().f_alpha, 0.5);
-  EXPECT_EQ(preference_options{}.f_alpha, 0.5);  // TRL HEAD f_alpha_divergence_coef
+  EXPECT_EQ(pref::presets::trl_alpha_divergence().link.divergence.alpha, 0.5);
+  // TRL HEAD f_alpha_divergence_coef
+  EXPECT_EQ(algo::f_dpo_alpha::options_type{}.link.divergence.alpha, 0.5);
   EXPECT_EQ(std::string(pref::f_divergence<pref::sigmoid, divergence::forward_kl>::name),
             "f_divergence<sigmoid, forward_kl>");
   EXPECT_EQ(algo::f_dpo_js::name(), "loss::preference<f_divergence<sigmoid, js_divergence>, sum>");
@@ -181,14 +217,13 @@ TEST(FDpo, LimitsAndPresets) {
 // The exponent is clamped at 80 (TRL's fp32 clamp, also for forward KL here): finite results and a
 // zero derivative beyond the clamp.
 TEST(FDpo, ExponentClampKeepsExtremesFinite) {
-  const preference_options o{.f_alpha = 3.0};
-  const auto a = divergence::alpha_divergence::score(50.0, o);  // (α−1)Δ = 100 > 80
+  const auto a = divergence::alpha_divergence::score(50.0, {.alpha = 3.0});  // (α−1)Δ = 100 > 80
   EXPECT_NEAR(a.s, std::exp(80.0) / 2.0, 1e-12 * a.s);
   EXPECT_EQ(a.ds, 0.0);
-  const auto f = divergence::forward_kl::score(-1e4, o);
+  const auto f = divergence::forward_kl::score(-1e4, {});
   EXPECT_NEAR(f.s, -std::exp(80.0), 1e-12 * std::exp(80.0));
   EXPECT_EQ(f.ds, 0.0);
-  const auto ff = divergence::forward_kl::score(-1e4f, o);
+  const auto ff = divergence::forward_kl::score(-1e4f, {});
   EXPECT_TRUE(std::isfinite(ff.s) && ff.ds == 0.0f);
 
   // Whole compositions at |Δ| ~ 1e4: finite loss and gradients for every divergence.
@@ -202,8 +237,8 @@ TEST(FDpo, ExponentClampKeepsExtremesFinite) {
   };
   finite(algo::f_dpo_forward_kl::compute(d.inputs(), {}, out).loss);
   finite(algo::f_dpo_js::compute(d.inputs(), {}, out).loss);
-  finite(algo::f_dpo_alpha::compute(d.inputs(), {.f_alpha = 3.0}, out).loss);
-  finite(algo::f_dpo_alpha::compute(d.inputs(), {.f_alpha = -2.0}, out).loss);
+  finite(algo::f_dpo_alpha::compute(d.inputs(), alpha(3.0), out).loss);
+  finite(algo::f_dpo_alpha::compute(d.inputs(), alpha(-2.0), out).loss);
 }
 
 TEST(FDpo, ValidationErrorsLeaveOutputsUntouched) {
@@ -212,8 +247,8 @@ TEST(FDpo, ValidationErrorsLeaveOutputsUntouched) {
   std::vector<double> gc(d.chosen.logprobs.size(), 7.0);
   const pt::loss::preference_outputs<double> out{gc};
   const double nan = std::numeric_limits<double>::quiet_NaN();
-  tst::expect_error([&] { algo::f_dpo_alpha::compute(d.inputs(), {.f_alpha = nan}, out); },
-                    "options.f_alpha");
+  tst::expect_error([&] { algo::f_dpo_alpha::compute(d.inputs(), alpha(nan), out); },
+                    "options.link.divergence.alpha");
   tst::expect_error([&] { algo::f_dpo_js::compute(d.inputs(), {.beta = -1.0}, out); },
                     "options.beta");
   using exo =
@@ -231,8 +266,8 @@ double trl_alpha(double d, double a) { return (std::exp((a - 1) * d) - 1) / (a -
 
 // mean_p link(s(Δc)/max(W_c, 1), s(Δr)/max(W_r, 1)) with summed log-probs and reference sums.
 double naive_length_normalized(nv::link_fn link, const score_fn& s, const tst::pair_data& d,
-                               const preference_options& o) {
-  const nv::params p{o.beta, o.label_smoothing, o.gamma, o.tau};
+                               const flat_options& o) {
+  const nv::params p{.beta = o.beta, .eps = o.label_smoothing, .tau = o.tau};
   auto length = [](const tst::side& side, pt::index_t k) {
     double w = 0;
     for (pt::index_t t = side.offsets[k]; t < side.offsets[k + 1]; ++t) w += side.mask[t];
@@ -248,14 +283,15 @@ double naive_length_normalized(nv::link_fn link, const score_fn& s, const tst::p
 }
 
 template <class Link, class Div>
-void check_length_normalized(nv::link_fn link, const score_fn& s, const preference_options& o,
+void check_length_normalized(nv::link_fn link, const score_fn& s, const flat_options& flat,
                              std::uint64_t seed) {
   using comp = pt::loss::preference<pref::f_divergence_length_normalized<Link, Div>, seq::sum>;
   SCOPED_TRACE(comp::name());
+  const typename comp::options_type o = options_for<comp>(flat);
   std::mt19937_64 rng(seed);
   for (int round = 0; round < 3; ++round) {
     const tst::pair_data d = tst::make_data(rng, 5, 0, 6, round == 1);
-    const double want = naive_length_normalized(link, s, d, o);
+    const double want = naive_length_normalized(link, s, d, flat);
     EXPECT_NEAR(comp::compute(d.inputs(), o).loss, want, 1e-12 * (1 + std::fabs(want)));
     tst::check_gradient<comp>(d, o, true, 2e-7);
   }
@@ -270,7 +306,7 @@ void check_length_normalized(nv::link_fn link, const score_fn& s, const preferen
 // written forms, zero at Δ = 0) divided by the lengths, against naive float64 forms with central
 // differences of ∂loss/∂ℓ (0/1 and fractional masks, empty sequences) and ∂loss/∂ρ.
 TEST(FDpo, LengthNormalizedScoresMatchNaiveWithGradients) {
-  const preference_options o{.beta = 0.4, .f_alpha = 0.3};
+  const flat_options o{.beta = 0.4, .f_alpha = 0.3};
   check_length_normalized<pref::ipo, divergence::forward_kl>(nv::ipo, trl_forward_kl, o, 500);
   check_length_normalized<pref::ipo, divergence::js_divergence>(nv::ipo, trl_js, o, 501);
   check_length_normalized<pref::ipo, divergence::alpha_divergence>(
@@ -349,7 +385,7 @@ TEST(FDpo, LengthNormalizedLoopOutputsAndValidation) {
           }
           return x;
         }(),
-        o);
+        flat_options{.beta = o.beta});
     EXPECT_NEAR(pl[k], d.weights[k] * l, 1e-12) << k;
     want += d.weights[k] * l / 4.0;
     EXPECT_NEAR(cr[k], 0.2 * (tst::naive_score(d.chosen, k) - d.chosen.reference[k]), 1e-12);

@@ -71,12 +71,18 @@ void set_reference(pair_data& d, std::mt19937_64& rng, bool mean) {
           nv::score(s->logprobs, s->mask, s->offsets[p], s->offsets[p + 1], mean) + shift(rng);
 }
 
-nv::params naive_params(const preference_options& o) {
-  return {o.beta, o.label_smoothing, o.gamma, o.tau};
+// The naive parameters from a composition's options: the shared fields and the link's own γ or τ.
+template <class Options>
+nv::params naive_params(const Options& o) {
+  nv::params p{.beta = o.beta, .eps = o.label_smoothing};
+  if constexpr (requires { o.link.gamma; }) p.gamma = o.link.gamma;
+  if constexpr (requires { o.link.tau; }) p.tau = o.link.tau;
+  return p;
 }
 
 // Naive composition: mean over pairs of link(Δc, Δr).
-double naive_loss(nv::link_fn link, const pair_data& d, const preference_options& o, bool mean,
+template <class Options>
+double naive_loss(nv::link_fn link, const pair_data& d, const Options& o, bool mean,
                   bool with_reference) {
   double total = 0;
   for (index_t p = 0; p < d.pairs(); ++p) {
@@ -93,7 +99,8 @@ double naive_loss(nv::link_fn link, const pair_data& d, const preference_options
 
 // A composition against the naive one on random batches (sum or mean), then its gradient.
 template <class Comp>
-void check_composition(nv::link_fn link, const preference_options& o, std::uint64_t seed) {
+void check_composition(nv::link_fn link, const typename Comp::options_type& o,
+                       std::uint64_t seed) {
   constexpr bool mean = std::is_same_v<typename Comp::sequence_reduction, seq::mean>;
   std::mt19937_64 rng(seed);
   for (int round = 0; round < 3; ++round) {
@@ -110,7 +117,8 @@ void check_composition(nv::link_fn link, const preference_options& o, std::uint6
 }
 
 template <class Link>
-void check_link_both_reductions(nv::link_fn link, const preference_options& o) {
+void check_link_both_reductions(nv::link_fn link,
+                                const pt::loss::preference_options_for<Link>& o) {
   check_composition<pt::loss::preference<Link, seq::sum>>(link, o, 11);
   check_composition<pt::loss::preference<Link, seq::mean>>(link, o, 12);
 }
@@ -120,7 +128,7 @@ void check_link_both_reductions(nv::link_fn link, const preference_options& o) {
 TEST(PreferenceCompose, EveryLinkMatchesNaiveAndFiniteDifferences) {
   check_link_both_reductions<pref::sigmoid>(nv::sigmoid, {.beta = 0.5});
   check_link_both_reductions<pref::sigmoid>(nv::sigmoid, {.beta = 0.3, .label_smoothing = 0.1});
-  check_link_both_reductions<pref::simpo>(nv::simpo, {.beta = 2.0, .gamma = 1.0});
+  check_link_both_reductions<pref::simpo>(nv::simpo, {{.beta = 2.0}, {.gamma = 1.0}});
   check_link_both_reductions<pref::robust>(nv::robust, {.beta = 0.4, .label_smoothing = 0.2});
   check_link_both_reductions<pref::hinge>(nv::hinge, {.beta = 0.3});
   check_link_both_reductions<pref::ipo>(nv::ipo, {.beta = 0.5});
@@ -130,7 +138,7 @@ TEST(PreferenceCompose, EveryLinkMatchesNaiveAndFiniteDifferences) {
   check_link_both_reductions<pref::sppo_hard>(nv::sppo_hard, {.beta = 0.5});
   check_link_both_reductions<pref::apo_zero>(nv::apo_zero, {.beta = 0.5});
   check_link_both_reductions<pref::apo_down>(nv::apo_down, {.beta = 0.5});
-  check_link_both_reductions<pref::discopop>(nv::discopop, {.beta = 0.5, .tau = 0.3});
+  check_link_both_reductions<pref::discopop>(nv::discopop, {{.beta = 0.5}, {.tau = 0.3}});
 }
 
 TEST(PreferenceCompose, NamedAlgorithmsAreTheDocumentedCompositions) {
@@ -148,7 +156,7 @@ TEST(PreferenceCompose, NamedAlgorithmsAreTheDocumentedCompositions) {
   static_assert(algo::dpo_nll::has_nll && !algo::dpo::has_nll);
   EXPECT_EQ(algo::dpo::name(), "loss::preference<sigmoid, sum>");
   EXPECT_EQ(algo::simpo::name(), "loss::preference<simpo, mean, reference_free>");
-  EXPECT_EQ(pref::presets::open_instruct_simpo().gamma, 1.5);
+  EXPECT_EQ(pref::presets::open_instruct_simpo().link.gamma, 1.5);
   EXPECT_EQ(pref::presets::llama3_dpo_nll.nll_coef, 0.2);
 }
 
@@ -244,14 +252,15 @@ TEST(PreferenceCompose, IpoPresetsMatchTrlAndOpenRlhf) {
 TEST(PreferenceCompose, SimpoIsReferenceFreeMeanWithMargin) {
   std::mt19937_64 rng(9);
   pair_data d = make_data(rng, 5, 6, true);
-  for (const preference_options& o :
-       {preference_options{.beta = 2.0, .gamma = 1.0}, pref::presets::open_instruct_simpo(),
-        preference_options{.beta = 0.1, .label_smoothing = 0.1, .gamma = 0.5}}) {
+  using simpo_options = algo::simpo::options_type;
+  for (const simpo_options& o :
+       {simpo_options{{.beta = 2.0}, {.gamma = 1.0}}, pref::presets::open_instruct_simpo(),
+        simpo_options{{.beta = 0.1, .label_smoothing = 0.1}, {.gamma = 0.5}}}) {
     double want = 0;
     for (index_t p = 0; p < d.pairs(); ++p) {
       const double ac = naive_score(d.chosen, p, true);
       const double ar = naive_score(d.rejected, p, true);
-      const double u = o.beta * (ac - ar) - o.gamma;
+      const double u = o.beta * (ac - ar) - o.link.gamma;
       want += -(1 - o.label_smoothing) * nv::logsig(u) - o.label_smoothing * nv::logsig(-u);
     }
     want /= static_cast<double>(d.pairs());
@@ -267,7 +276,7 @@ TEST(PreferenceCompose, SimpoIsReferenceFreeMeanWithMargin) {
   }
   // open-instruct defaults: β = 5, γ = 1.5.
   EXPECT_EQ(pref::presets::open_instruct_simpo().beta, 5.0);
-  EXPECT_DOUBLE_EQ(pref::presets::open_instruct_simpo().gamma, 1.5);
+  EXPECT_DOUBLE_EQ(pref::presets::open_instruct_simpo().link.gamma, 1.5);
 }
 
 // Llama 3 DPO + 0.2·NLL with NLL = token mean of −ℓ over all chosen completion tokens (TRL RPO);
@@ -350,7 +359,7 @@ TEST(PreferenceCompose, MasksEmptySequencesAndEmptyBatches) {
 // Pairs split over two calls with the global normalisers add up to the full batch, for the loss
 // and for every gradient, to 1e-12.
 template <class Comp>
-void check_micro_batches(const pair_data& d, const preference_options& o, index_t split) {
+void check_micro_batches(const pair_data& d, const typename Comp::options_type& o, index_t split) {
   auto sub = [&](index_t p0, index_t p1) {
     pair_data s;
     for (int k = 0; k < 2; ++k) {
@@ -394,7 +403,7 @@ TEST(PreferenceCompose, MicroBatchesAddUpToTheFullBatch) {
     check_micro_batches<algo::dpo>(d, {.beta = 0.1}, split);
     check_micro_batches<algo::dpo_nll>(d, {.beta = 0.1, .nll_coef = 0.2}, split);
     check_micro_batches<algo::dpo_nll_sequence_mean>(d, {.beta = 0.1, .nll_coef = 0.5}, split);
-    check_micro_batches<algo::discopop>(d, {.beta = 0.5}, split);
+    check_micro_batches<algo::discopop>(d, {{.beta = 0.5}}, split);
   }
   set_reference(d, rng, true);
   check_micro_batches<algo::ipo>(d, {.beta = 0.5}, 3);
@@ -488,10 +497,10 @@ TEST(PreferenceCompose, ExtremeLogProbsGiveFiniteResults) {
   finite(algo::robust_dpo::compute(d.inputs(), {.beta = 10.0, .label_smoothing = 0.2}, out),
          "robust");
   finite(algo::exo_pair::compute(d.inputs(), pref::presets::exo, out), "exo");
-  finite(algo::discopop::compute(d.inputs(), {.beta = 10.0}, out), "discopop");
+  finite(algo::discopop::compute(d.inputs(), {{.beta = 10.0}}, out), "discopop");
   finite(algo::apo_down::compute(d.inputs(), {.beta = 10.0}, out), "apo_down");
   finite(algo::dpo_nll::compute(d.inputs(), {.beta = 10.0}, out), "dpo_nll");
-  finite(algo::simpo::compute(d.inputs(false), {.beta = 10.0}, out), "simpo");
+  finite(algo::simpo::compute(d.inputs(false), {{.beta = 10.0}}, out), "simpo");
 }
 
 // Every validation error throws posttrain::error and leaves every output untouched.
@@ -550,10 +559,11 @@ TEST(PreferenceCompose, ValidationErrorsLeaveOutputsUntouched) {
   expect_error([&] { algo::robust_dpo::compute(good.inputs(), {.label_smoothing = 0.5}, out); },
                "options.label_smoothing");
   expect_error([&] { algo::exo_pair::compute(good.inputs(), {}, out); }, "options.label_smoothing");
-  expect_error([&] { algo::discopop::compute(good.inputs(), {.tau = 0.0}, out); }, "options.tau");
+  expect_error([&] { algo::discopop::compute(good.inputs(), {{}, {.tau = 0.0}}, out); },
+               "options.link.tau");
   expect_error([&] { algo::simpo::compute(good.inputs(), {}, out); }, "reference_free");
-  expect_error([&] { algo::simpo::compute(good.inputs(false), {.gamma = kNaN}, out); },
-               "options.gamma");
+  expect_error([&] { algo::simpo::compute(good.inputs(false), {{}, {.gamma = kNaN}}, out); },
+               "options.link.gamma");
   expect_error([&] { algo::dpo_nll::compute(good.inputs(), {.nll_coef = -0.1}, out); },
                "options.nll_coef");
   // Output sizes: each wrong-sized output is rejected before anything is written.

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "loss/preference_naive.hpp"
@@ -38,7 +39,35 @@ static_assert(!pref::preference_link<not_a_link>);
 static_assert(pt::seq::sequence_reduction<pt::seq::sum>);
 static_assert(!pt::seq::sequence_reduction<not_a_link>);
 
-nv::params naive_params(const preference_options& o) {
+// One option set of the grids below, flat: the shared fields and the own fields of the two links
+// that have them (simpo's γ, discopop's τ), split by shared() / own<Link>() into what a link takes.
+struct flat_options {
+  double beta = 0.1;
+  double label_smoothing = 0.0;
+  double gamma = 0.5;
+  double tau = 0.05;
+};
+
+preference_options shared(const flat_options& f) {
+  return {.beta = f.beta, .label_smoothing = f.label_smoothing};
+}
+
+template <class Link>
+pref::link_options_t<Link> own(const flat_options& f) {
+  if constexpr (std::is_same_v<Link, pref::simpo>)
+    return {.gamma = f.gamma};
+  else if constexpr (std::is_same_v<Link, pref::discopop>)
+    return {.tau = f.tau};
+  else
+    return {};
+}
+
+template <class Link, class T>
+pref::pair_value<T> evaluate(T dc, T dr, const flat_options& f) {
+  return pref::link_call::evaluate<Link>(dc, dr, shared(f), own<Link>(f));
+}
+
+nv::params naive_params(const flat_options& o) {
   return {o.beta, o.label_smoothing, o.gamma, o.tau};
 }
 
@@ -47,16 +76,16 @@ const std::vector<double> kDeltas{-3.0, -1.1, -0.37, 0.0, 0.25, 0.9, 2.4};
 // Loss vs the naive formula and both derivatives vs central differences of the naive formula,
 // over a grid of (Δc, Δr) and the given option sets.
 template <class Link>
-void check_link(nv::link_fn naive, const std::vector<preference_options>& option_sets) {
+void check_link(nv::link_fn naive, const std::vector<flat_options>& option_sets) {
   const double h = 1e-5;
-  for (const preference_options& o : option_sets) {
+  for (const flat_options& o : option_sets) {
     const nv::params np = naive_params(o);
     for (double dc : kDeltas)
       for (double dr : kDeltas) {
         SCOPED_TRACE(std::string(Link::name) + " beta=" + std::to_string(o.beta) +
                      " eps=" + std::to_string(o.label_smoothing) + " dc=" + std::to_string(dc) +
                      " dr=" + std::to_string(dr));
-        const auto v = Link::evaluate(dc, dr, o);
+        const auto v = evaluate<Link>(dc, dr, o);
         const double want = naive(dc, dr, np);
         EXPECT_NEAR(v.loss, want, 1e-12 * (1 + std::fabs(want)));
         const double fd_c = (naive(dc + h, dr, np) - naive(dc - h, dr, np)) / (2 * h);
@@ -64,7 +93,7 @@ void check_link(nv::link_fn naive, const std::vector<preference_options>& option
         EXPECT_NEAR(v.d_chosen, fd_c, 1e-7 * (1 + std::fabs(fd_c)));
         EXPECT_NEAR(v.d_rejected, fd_r, 1e-7 * (1 + std::fabs(fd_r)));
         // float evaluation agrees with double to float precision
-        const auto f = Link::evaluate(static_cast<float>(dc), static_cast<float>(dr), o);
+        const auto f = evaluate<Link>(static_cast<float>(dc), static_cast<float>(dr), o);
         EXPECT_NEAR(f.loss, v.loss, 2e-5 * (1 + std::fabs(v.loss)));
         EXPECT_NEAR(f.d_chosen, v.d_chosen, 2e-5 * (1 + std::fabs(v.d_chosen)));
         EXPECT_NEAR(f.d_rejected, v.d_rejected, 2e-5 * (1 + std::fabs(v.d_rejected)));
@@ -72,7 +101,7 @@ void check_link(nv::link_fn naive, const std::vector<preference_options>& option
   }
 }
 
-std::vector<preference_options> betas() { return {{.beta = 0.1}, {.beta = 0.5}, {.beta = 2.0}}; }
+std::vector<flat_options> betas() { return {{.beta = 0.1}, {.beta = 0.5}, {.beta = 2.0}}; }
 
 }  // namespace
 
@@ -131,11 +160,11 @@ TEST(PreferenceLinks, SigmoidIsLog2AtZeroMarginAndSymmetricInSmoothing) {
   EXPECT_NEAR(pref::sigmoid::evaluate(1.7, 0.0, half).loss,
               pref::sigmoid::evaluate(0.0, 1.7, half).loss, 1e-15);
   // robust with ε = 0 is plain DPO; simpo with γ = 0 is sigmoid.
-  const preference_options o{.beta = 0.3, .label_smoothing = 0.0, .gamma = 0.0};
+  const preference_options o{.beta = 0.3, .label_smoothing = 0.0};
   for (double z : {-4.0, 0.3, 7.0}) {
     EXPECT_DOUBLE_EQ(pref::robust::evaluate(z, 0.0, o).loss,
                      pref::sigmoid::evaluate(z, 0.0, o).loss);
-    EXPECT_DOUBLE_EQ(pref::simpo::evaluate(z, 0.0, o).loss,
+    EXPECT_DOUBLE_EQ(pref::simpo::evaluate(z, 0.0, o, {.gamma = 0.0}).loss,
                      pref::sigmoid::evaluate(z, 0.0, o).loss);
   }
 }
@@ -178,7 +207,7 @@ TEST(PreferenceLinks, OtherInvariants) {
   EXPECT_NEAR(pref::bco_pair::evaluate(0.0, 0.0, o).loss, 2 * std::log(2.0), 1e-15);
   EXPECT_NEAR(pref::nca_pair::evaluate(0.0, 0.0, o).loss, 2 * std::log(2.0), 1e-15);
   // DiscoPOP at x = 0: w = ½, loss = ½·log 2 + ½.
-  EXPECT_NEAR(pref::discopop::evaluate(0.0, 0.0, o).loss, 0.5 * std::log(2.0) + 0.5, 1e-15);
+  EXPECT_NEAR(pref::discopop::evaluate(0.0, 0.0, o, {}).loss, 0.5 * std::log(2.0) + 0.5, 1e-15);
   // EXO is minimal (0) where σ(u) = 1 − ε, i.e. u = log((1−ε)/ε).
   const preference_options exo{.beta = 0.5, .label_smoothing = 0.1};
   const double u_star = std::log(0.9 / 0.1);
@@ -191,14 +220,14 @@ TEST(PreferenceLinks, OtherInvariants) {
 // Every link at extreme log-ratios and large β: finite loss and derivatives, and the expected
 // limits for the logistic ones.
 template <class Link>
-void expect_finite_at_extremes(const preference_options& o) {
+void expect_finite_at_extremes(const flat_options& o) {
   for (double dc : {-1e6, -1e4, -50.0, 0.0, 50.0, 1e4, 1e6})
     for (double dr : {-1e6, -1e4, 0.0, 1e4, 1e6}) {
-      const auto v = Link::evaluate(dc, dr, o);
+      const auto v = evaluate<Link>(dc, dr, o);
       EXPECT_TRUE(std::isfinite(v.loss)) << Link::name << " " << dc << " " << dr;
       EXPECT_TRUE(std::isfinite(v.d_chosen)) << Link::name << " " << dc << " " << dr;
       EXPECT_TRUE(std::isfinite(v.d_rejected)) << Link::name << " " << dc << " " << dr;
-      const auto f = Link::evaluate(static_cast<float>(dc), static_cast<float>(dr), o);
+      const auto f = evaluate<Link>(static_cast<float>(dc), static_cast<float>(dr), o);
       EXPECT_TRUE(std::isfinite(f.loss)) << Link::name << " float " << dc << " " << dr;
       EXPECT_TRUE(std::isfinite(f.d_chosen)) << Link::name << " float " << dc << " " << dr;
       EXPECT_TRUE(std::isfinite(f.d_rejected)) << Link::name << " float " << dc << " " << dr;
@@ -207,7 +236,7 @@ void expect_finite_at_extremes(const preference_options& o) {
 
 TEST(PreferenceLinks, FiniteAtExtremes) {
   for (double beta : {0.1, 10.0, 1e3}) {
-    const preference_options o{.beta = beta, .label_smoothing = 0.1};
+    const flat_options o{.beta = beta, .label_smoothing = 0.1};
     expect_finite_at_extremes<pref::sigmoid>(o);
     expect_finite_at_extremes<pref::simpo>(o);
     expect_finite_at_extremes<pref::robust>(o);
@@ -226,19 +255,20 @@ TEST(PreferenceLinks, FiniteAtExtremes) {
   EXPECT_EQ(pref::sigmoid::evaluate(1e4, 0.0, o).loss, 0.0);
   EXPECT_NEAR(pref::sigmoid::evaluate(-1e4, 0.0, o).loss, 1e3, 1e-9);
   EXPECT_NEAR(pref::sigmoid::evaluate(-1e4, 0.0, o).d_chosen, -0.1, 1e-15);
-  EXPECT_NEAR(pref::discopop::evaluate(-1e4, 0.0, o).loss, 1e3, 1e-9);
-  EXPECT_NEAR(pref::discopop::evaluate(-1e4, 0.0, o).d_chosen, -0.1, 1e-15);
-  EXPECT_EQ(pref::discopop::evaluate(1e4, 0.0, o).loss, 0.0);
+  EXPECT_NEAR(pref::discopop::evaluate(-1e4, 0.0, o, {}).loss, 1e3, 1e-9);
+  EXPECT_NEAR(pref::discopop::evaluate(-1e4, 0.0, o, {}).d_chosen, -0.1, 1e-15);
+  EXPECT_EQ(pref::discopop::evaluate(1e4, 0.0, o, {}).loss, 0.0);
 }
 
 namespace {
 template <class Link>
-void expect_rejects(const preference_options& o, const char* what) {
-  EXPECT_THROW(Link::validate(o, "test"), pt::error) << Link::name << ": " << what;
+void expect_rejects(const flat_options& o, const char* what) {
+  EXPECT_THROW(pref::link_call::validate<Link>(shared(o), own<Link>(o), "test"), pt::error)
+      << Link::name << ": " << what;
 }
 template <class Link>
-void expect_accepts(const preference_options& o) {
-  EXPECT_NO_THROW(Link::validate(o, "test")) << Link::name;
+void expect_accepts(const flat_options& o) {
+  EXPECT_NO_THROW(pref::link_call::validate<Link>(shared(o), own<Link>(o), "test")) << Link::name;
 }
 template <class Link>
 void expect_beta_validated() {
@@ -292,10 +322,10 @@ TEST(PreferenceLinks, ValidatesHyperparameters) {
 
   // The message names the argument.
   try {
-    pref::discopop::validate({.tau = -1.0}, "algo::discopop");
+    pref::discopop::validate({}, {.tau = -1.0}, "algo::discopop");
     FAIL();
   } catch (const pt::error& e) {
-    EXPECT_NE(std::string(e.what()).find("options.tau"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("options.link.tau"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("algo::discopop"), std::string::npos) << e.what();
   }
 }

@@ -150,7 +150,7 @@ inline pair_data single_tokens(const std::vector<double>& pc, const std::vector<
 // Central differences of Comp::compute(...).loss w.r.t. every unmasked token vs the written
 // gradient; masked tokens must get exactly 0.
 template <class Comp>
-void check_gradient(pair_data d, const pt::loss::preference_options& o, bool with_reference = true,
+void check_gradient(pair_data d, const typename Comp::options_type& o, bool with_reference = true,
                     double tol = 1e-7, double h = 1e-6) {
   std::vector<double> gc(d.chosen.logprobs.size(), kNaN), gr(d.rejected.logprobs.size(), kNaN);
   Comp::compute(d.inputs(with_reference), o, pt::loss::preference_outputs<double>{gc, gr});
@@ -177,7 +177,7 @@ void check_gradient(pair_data d, const pt::loss::preference_options& o, bool wit
 // For a per-pair link, ∂loss/∂ρ = −∂loss/∂π: central differences w.r.t. the reference scores of
 // single-token data against the negated token gradients.
 template <class Comp>
-void check_reference_gradient(pair_data d, const pt::loss::preference_options& o,
+void check_reference_gradient(pair_data d, const typename Comp::options_type& o,
                               double tol = 1e-7) {
   std::vector<double> gc(d.chosen.logprobs.size()), gr(d.rejected.logprobs.size());
   Comp::compute(d.inputs(), o, pt::loss::preference_outputs<double>{gc, gr});

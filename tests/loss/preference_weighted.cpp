@@ -68,7 +68,7 @@ naive_result naive(const pair_data& d, const std::vector<naive_term>& terms, con
 // Central differences of W::compute(...).loss against the written gradient; masked tokens get +0.
 template <class W>
 void check_weighted_gradient(pair_data d, const typename W::weights_type& w,
-                             const pt::loss::preference_options& o, double tol = 1e-7) {
+                             const typename W::preference_options_type& o, double tol = 1e-7) {
   std::vector<double> gc(d.chosen.logprobs.size(), kNaN), gr(d.rejected.logprobs.size(), kNaN);
   W::compute(d.inputs(), w, o, pt::loss::preference_outputs<double>{gc, gr});
   const double h = 1e-6;
@@ -154,7 +154,11 @@ TEST(PreferenceWeighted, MixedListMatchesNaive) {
   std::mt19937_64 rng(103);
   const pair_data d = make_data(rng, 4, 0, 6, true);
   const mixed::weights_type w{0.3, 1.7, 0.0, 0.4, 0.9};
-  const pt::loss::preference_options o{.beta = 0.5, .tau = 0.3, .nll_coef = 0.25};
+  // discopop (term 1) has its own τ: the list's options carry one link options set per term.
+  mixed::preference_options_type o{};
+  o.beta = 0.5;
+  o.nll_coef = 0.25;
+  std::get<1>(o.links).tau = 0.3;
   const nv::params p{.beta = 0.5, .tau = 0.3};
   const auto r = mixed::compute(d.inputs(), w, o);
   const naive_result base = naive(d,
@@ -421,7 +425,9 @@ TEST(PreferenceWeighted, PerTermReferenceFormAgreesAndMixesReferenceFree) {
   dpo_simpo::reference_type<double> rs;
   rs.chosen[0] = d.chosen.reference;
   rs.rejected[0] = d.rejected.reference;
-  const pt::loss::preference_options o{.beta = 0.2, .gamma = 0.3};
+  dpo_simpo::preference_options_type o{};
+  o.beta = 0.2;
+  std::get<1>(o.links).gamma = 0.3;  // simpo is term 1
   const auto m = dpo_simpo::compute(d.inputs(false), rs, {1.0, 0.5}, o);
   const nv::params p{.beta = 0.2, .gamma = 0.3};
   double want = 0;

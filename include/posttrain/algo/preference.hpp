@@ -4,7 +4,8 @@
 // loss::preference (or loss::alphapo / loss::weighted / loss::bco_pair_running_mean) composition,
 // with its peers' presets as static functions (R::trl(), R::openrlhf(), ..., R::defaults()); the
 // preset values live in loss/preference/presets.hpp (pref::presets). Hyperparameters:
-// loss::preference_options (defaults: TRL's, see loss/preference/link.hpp).
+// loss::preference_options (defaults: TRL's, see loss/preference/link.hpp), plus the link's own
+// (`.link`: simpo's γ, discopop's τ, f_dpo_alpha's .link.divergence.alpha) where it has them.
 //
 //   algo::dpo                    sigmoid, sum             DPO; TRL/OpenRLHF/open-instruct `dpo`
 //   algo::cdpo                   sigmoid, sum, ε          cDPO; TRL v0.26/OpenRLHF/open-instruct
@@ -112,8 +113,8 @@ struct ipo : recipe<loss::preference<pref::ipo, seq::mean>> {
 // means) and the length normalisation inside the link; the reported rewards are β·Δ on sums, as TRL
 // logs them. The loss is algo::ipo's with reference means (0/1 masks; tests/golden/trl_dpo.cpp).
 struct ipo_reference_sums
-    : recipe<loss::preference<pref::f_divergence_length_normalized<pref::ipo, divergence::reverse_kl>,
-                              seq::sum>> {
+    : recipe<loss::preference<
+          pref::f_divergence_length_normalized<pref::ipo, divergence::reverse_kl>, seq::sum>> {
   // TRL loss_type="ipo"
   static constexpr preset_type trl() { return {{}, pref::presets::trl}; }
   static constexpr preset_type defaults() { return trl(); }
@@ -211,7 +212,7 @@ struct f_dpo_js
                               seq::sum>> {
   static constexpr preset_type defaults() { return {}; }
 };
-// f-DPO, Wang et al. 2023, α-divergence scores e^{(α−1)Δ}/(α−1), α = options.f_alpha (TRL
+// f-DPO, Wang et al. 2023, α-divergence scores e^{(α−1)Δ}/(α−1), α = .link.divergence.alpha (TRL
 // "alpha_divergence"; v0.26 via pref::presets::trl_v026_alpha_divergence).
 struct f_dpo_alpha
     : recipe<loss::preference<pref::f_divergence<pref::sigmoid, divergence::alpha_divergence>,
@@ -326,24 +327,22 @@ struct cpo_ipo : recipe<loss::preference<pref::ipo, seq::mean, pref::reference_f
 struct cpo_simpo : recipe<loss::preference<pref::simpo, seq::mean, pref::reference_free,
                                            pref::nll_token_mean, pref::defaults::trl_cpo>> {
   // TRL CPOConfig (γ 0.5)
-  static constexpr preset_type trl() { return {{}, pref::presets::trl_cpo}; }
+  static constexpr preset_type trl() {
+    return {{}, {pref::presets::trl_cpo, pref::presets::trl_cpo_simpo.link}};
+  }
   static constexpr preset_type defaults() { return trl(); }
 };
 // AlphaPO, Gupta et al. 2025 (TRL CPOTrainer alpha ≠ 0, loss_type="sigmoid"): rewards
 // u = (1 − p^{−α})/α replace π in CPO.
 struct alphapo : recipe<loss::alphapo<pref::sigmoid, seq::sum>> {
   // TRL CPOConfig alpha (β 0.1, NLL 1)
-  static constexpr preset_type trl(double alpha) {
-    return {{}, posttrain::loss::alphapo_options{.alpha = alpha}};
-  }
+  static constexpr preset_type trl(double alpha) { return {{}, options_type{.alpha = alpha}}; }
   static constexpr preset_type defaults() { return {}; }
 };
 // AlphaPO on SimPO (TRL CPOTrainer alpha ≠ 0, loss_type="simpo", token-mean log-probs).
 struct alphapo_simpo : recipe<loss::alphapo<pref::simpo, seq::mean>> {
   // TRL CPOConfig alpha, loss_type="simpo"
-  static constexpr preset_type trl(double alpha) {
-    return {{}, posttrain::loss::alphapo_options{.alpha = alpha}};
-  }
+  static constexpr preset_type trl(double alpha) { return {{}, options_type{.alpha = alpha}}; }
   static constexpr preset_type defaults() { return {}; }
 };
 

@@ -9,9 +9,11 @@
 //
 //   Inputs/outputs/normaliser: those of loss::preference (loss/preference/parts.hpp) with empty
 //   reference scores (AlphaPO is reference-free); rewards reported are β·u.
-//   Options alphapo_options: alpha (α, finite; TRL CPOConfig.alpha default 0 = plain CPO/SimPO)
-//   and preference (the link's β, γ, ε and nll_coef; default pref::presets::trl_cpo-like values:
-//   β = 0.1, γ = 0.5, nll_coef = cpo_alpha = 1; an unset nll_coef also means 1, TRL's cpo_alpha).
+//   Options alphapo_options_for<Link>: alpha (α, finite; TRL CPOConfig.alpha default 0 = plain
+//   CPO/SimPO) and preference (the composition's options_type, loss::preference_options_for<Link>:
+//   β, ε, nll_coef and the link's own `.link`, simpo's γ; default pref::presets::trl_cpo-like
+//   values: β = 0.1, nll_coef = cpo_alpha = 1, γ = 0.5 (simpo's default); an unset nll_coef also
+//   means 1, TRL's cpo_alpha). alphapo_options = the one of links without options (sigmoid).
 //   The loop is loss::preference's (backend/cpu/preference.hpp) with pref::alpha_transform as its
 //   score transform: one implementation, so AlphaPO follows every change of the family.
 //   The exponent −α·π is clamped to at most 700 (e^{700} is near double's limit; its derivative is
@@ -65,16 +67,35 @@ struct alpha_transform {
 
 namespace loss {
 
-struct alphapo_options {
+namespace detail {
+// TRL CPOConfig's β = 0.1 and cpo_alpha = 1; the link's own options keep their defaults.
+template <class PreferenceOptions>
+constexpr PreferenceOptions alphapo_preference_defaults() {
+  PreferenceOptions o{};
+  o.beta = 0.1;
+  o.nll_coef = 1.0;
+  return o;
+}
+}  // namespace detail
+
+template <class PreferenceOptions>
+struct basic_alphapo_options {
   double alpha = 0.0;
-  preference_options preference{.beta = 0.1, .gamma = 0.5, .nll_coef = 1.0};
+  PreferenceOptions preference = detail::alphapo_preference_defaults<PreferenceOptions>();
 };
 
+// The options of alphapo<Link, ...>; alphapo_options is the one of every link without options of
+// its own (sigmoid: algo::alphapo).
+template <class Link>
+using alphapo_options_for = basic_alphapo_options<preference_options_for<Link>>;
+using alphapo_options = basic_alphapo_options<preference_options>;
+
 template <class Link, class SeqReduce, class Nll = pref::nll_token_mean>
-struct alphapo : loss_interface<alphapo_options, preference_inputs, preference_outputs,
+struct alphapo : loss_interface<alphapo_options_for<Link>, preference_inputs, preference_outputs,
                                 preference_normalizer, preference_result> {
   using composition =
       preference<Link, SeqReduce, pref::reference_free, Nll, pref::defaults::trl_cpo>;
+  using options_type = alphapo_options_for<Link>;
 
   static std::string name() {
     return std::string("loss::alphapo<") + Link::name + ", " + SeqReduce::name +
@@ -83,7 +104,7 @@ struct alphapo : loss_interface<alphapo_options, preference_inputs, preference_o
 
   template <class T>
   static preference_result compute(exec::host, const preference_inputs<T>& in,
-                                   const alphapo_options& options = {},
+                                   const options_type& options = {},
                                    const preference_outputs<T>& out = {},
                                    const preference_normalizer& norm = {}) {
     static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
@@ -101,15 +122,19 @@ struct alphapo : loss_interface<alphapo_options, preference_inputs, preference_o
       else
         for (float m : c.mask) token_normalizer += static_cast<double>(m);
     }
-    // The generic preference loop with u(π) between the sequence score and the link.
+    // The generic preference loop with u(π) between the sequence score and the link (its scratch:
+    // none for a per-pair link, so the buffer allocates nothing then).
+    workspace_buffer buffer;
     return preference_backend<exec::host>::pair_loop<Link, SeqReduce, pref::reference_free, Nll>(
-        exec::host{}, in, options.preference, out, pair_normalizer, token_normalizer,
-        composition::nll_coef(options.preference), pref::alpha_transform{options.alpha});
+        exec::host{}, in, options.preference, link_part<Link>(options.preference), out,
+        pair_normalizer, token_normalizer, composition::nll_coef(options.preference),
+        buffer.view(preference_backend<exec::host>::workspace_bytes<Link>(exec::host{},
+                                                                          in.batch.num_pairs())),
+        pref::alpha_transform{options.alpha});
   }
 
   template <class T>
-  static preference_result compute(const preference_inputs<T>& in,
-                                   const alphapo_options& options = {},
+  static preference_result compute(const preference_inputs<T>& in, const options_type& options = {},
                                    const preference_outputs<T>& out = {},
                                    const preference_normalizer& norm = {}) {
     return compute(exec::host{}, in, options, out, norm);
@@ -117,7 +142,7 @@ struct alphapo : loss_interface<alphapo_options, preference_inputs, preference_o
 
   template <class T>
   static preference_result compute(exec::cuda, const preference_inputs<T>&,
-                                   const alphapo_options& = {}, const preference_outputs<T>& = {},
+                                   const options_type& = {}, const preference_outputs<T>& = {},
                                    const preference_normalizer& = {}) {
     static_assert(sizeof(T) == 0,
                   "loss::alphapo has no CUDA backend yet: call compute(exec::host{}, ...) with "

@@ -9,6 +9,8 @@
 //                                policies have hyperparameters of different kinds compose them:
 //                                policy_gradient_loss_options_for<S>{policy, aggregation,
 //                                surrogate} (surrogate: the surrogate's own S::options),
+//                                preference_options_for<Link> (the shared preference_options,
+//                                plus `.link` = Link::options when the link has its own),
 //                                value_loss_options{value, aggregation}, sft_options{aggregation},
 //                                weighted_options<K>{weights, preference}, ...
 //   L::inputs<T>                 the input views (T = float or double)

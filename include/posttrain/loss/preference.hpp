@@ -16,6 +16,13 @@
 //   Defaults (pref::defaults::llama3 unless named) supplies option fields the caller left unset:
 //   nll_coef (0.2 generic; algo::orpo / algo::cpo*: 1).
 //
+//   Options options_type = loss::preference_options_for<Link>: the shared preference_options
+//           (β, ε, nll_coef, ld_alpha) for a link without options of its own; for a link with
+//           (pref::simpo: γ, pref::discopop: τ, f_divergence<..., alpha_divergence>: α) the same
+//           fields plus the link's, `.link` (loss/preference/link.hpp). Passing such a
+//           composition a plain preference_options does not compile: the link's options would
+//           silently take their defaults.
+//
 //   Inputs  preference_inputs<T>: batch (seq_offsets[P+1] and masks [N] of both sides),
 //           chosen_logprobs[Nc], rejected_logprobs[Nr], reference_chosen[P], reference_rejected[P]
 //           (reference scores reduced with the same SeqReduce as the policy: use sequence_scores
@@ -25,6 +32,10 @@
 //   Normaliser preference_normalizer: pairs (default: local P), chosen_tokens (default: local Σ m
 //           of chosen tokens, read only by nll_token_mean). Pass global values to every
 //           micro-batch/rank and the losses and gradients add up to the full batch's.
+//   Workspace workspace_bytes(exec::host{}, P) and compute(exec::host{}, in, options, out, norm,
+//           ws): no allocation in the call (0 bytes for every per-pair link; the batch-sorted
+//           aot links keep keys, per-pair gradients and sort orders there). The other forms
+//           allocate that scratch per call.
 //
 // Every argument is validated before anything is written (posttrain::error naming the argument).
 // Named compositions with their peers: loss/preference/algorithms.hpp. Formulas per link:
@@ -41,6 +52,7 @@
 #include "posttrain/core/batch.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/validate.hpp"
+#include "posttrain/core/workspace.hpp"
 #include "posttrain/loss/concept.hpp"
 #include "posttrain/loss/preference/aot.hpp"
 #include "posttrain/loss/preference/apo_down.hpp"
@@ -73,8 +85,8 @@ inline constexpr bool preference_dependent_false = false;
 
 template <class Link, class SeqReduce, class Reference = pref::with_reference,
           class Nll = pref::no_nll, class Defaults = pref::defaults::llama3>
-struct preference : loss_interface<preference_options, preference_inputs, preference_outputs,
-                                   preference_normalizer, preference_result> {
+struct preference : loss_interface<preference_options_for<Link>, preference_inputs,
+                                   preference_outputs, preference_normalizer, preference_result> {
   static_assert(pref::diagnose_preference_link<Link>(),
                 "loss::preference<Link, ...>: Link is not a preference link (see above)");
   static_assert(seq::diagnose_sequence_reduction<SeqReduce>(),
@@ -94,6 +106,15 @@ struct preference : loss_interface<preference_options, preference_inputs, prefer
                 "pref::nll_token_mean or pref::nll_sequence_mean");
 
   using link = Link;
+  using options_type = preference_options_for<Link>;
+  using link_options = pref::link_options_t<Link>;  // empty for most links
+  // Options that would drop this link's own part: only for a link that has one, any options
+  // derived from preference_options but not options_type (plain preference_options, another
+  // link's options_type).
+  template <class O>
+  static constexpr bool lacks_link_part = pref::has_link_options_v<Link> &&
+                                          std::is_base_of_v<preference_options, O> &&
+                                          !std::is_same_v<O, options_type>;
   using sequence_reduction = SeqReduce;
   using reference = Reference;
   using nll = Nll;
@@ -109,19 +130,13 @@ struct preference : loss_interface<preference_options, preference_inputs, prefer
   }
 
   // "loss::preference<sigmoid, sum>" (+ ", reference_free" / ", nll"): the prefix of messages.
-  static std::string name() {
-    std::string n = std::string("loss::preference<") + Link::name + ", " + SeqReduce::name;
-    if (!uses_reference) n += ", reference_free";
-    if (std::is_same_v<Nll, pref::nll_token_mean>) n += ", nll_token_mean";
-    if (std::is_same_v<Nll, pref::nll_sequence_mean>) n += ", nll_sequence_mean";
-    return n + ">";
-  }
+  static std::string name() { return message_prefix(); }
 
   // Throws posttrain::error for the first bad argument; compute() calls it before any work.
   template <class T>
-  static void validate(const preference_inputs<T>& in, const preference_options& options,
+  static void validate(const preference_inputs<T>& in, const options_type& options,
                        const preference_outputs<T>& out, const preference_normalizer& norm) {
-    const std::string where = name();
+    const std::string& where = message_prefix();  // built once: validation allocates nothing
     in.batch.validate(where);
     const index_t pairs = in.batch.num_pairs();
     expect_size(in.chosen_logprobs, in.batch.chosen.num_tokens(), where, "chosen_logprobs",
@@ -140,7 +155,7 @@ struct preference : loss_interface<preference_options, preference_inputs, prefer
              "reference_chosen/reference_rejected must be empty: this composition is "
              "reference_free (use pref::with_reference to subtract reference scores)");
     }
-    Link::validate(options, where);
+    pref::link_call::validate<Link>(options, link_part<Link>(options), where);
     if constexpr (has_nll) expect_non_negative(nll_coef(options), where, "options.nll_coef");
     if constexpr (length_desensitized) validate_ld_alpha(options, where);
     if (!in.pair_weights.empty()) {
@@ -163,29 +178,49 @@ struct preference : loss_interface<preference_options, preference_inputs, prefer
     expect_size_or_empty(out.rejected_rewards, pairs, where, "rejected_rewards", "one per pair");
   }
 
+  // Bytes of the workspace compute(..., ws) needs for P = pairs pairs: 0 for every per-pair link
+  // (no scratch); batch-sorted links (aot, aot_unpaired) keep their keys, per-pair gradients and
+  // sort orders there.
+  static std::size_t workspace_bytes(exec::host, index_t pairs) {
+    expect(pairs >= 0, name() + "::workspace_bytes", "pairs is ", pairs, ", expected >= 0");
+    return preference_backend<exec::host>::workspace_bytes<Link>(exec::host{}, pairs);
+  }
+
+  // Caller scratch (workspace_bytes(exec, P) bytes): no allocation in the call. A too-small
+  // workspace throws before any output is written.
   template <class T>
   static preference_result compute(exec::host, const preference_inputs<T>& in,
-                                   const preference_options& options = {},
+                                   const options_type& options, const preference_outputs<T>& out,
+                                   const preference_normalizer& norm, workspace ws) {
+    validate(in, options, out, norm);
+    return run(in, options, out, norm, ws);
+  }
+
+  // The allocating form: the workspace comes from a buffer of this call (none is allocated for a
+  // per-pair link, whose workspace is 0 bytes).
+  template <class T>
+  static preference_result compute(exec::host, const preference_inputs<T>& in,
+                                   const options_type& options = {},
                                    const preference_outputs<T>& out = {},
                                    const preference_normalizer& norm = {}) {
-    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
-                  "loss::preference::compute accepts float or double log-probs");
     validate(in, options, out, norm);
-    const double pair_normalizer =
-        norm.pairs > 0 ? norm.pairs : static_cast<double>(in.batch.num_pairs());
-    double token_normalizer = norm.chosen_tokens;
-    if constexpr (std::is_same_v<Nll, pref::nll_token_mean>) {
-      if (!(token_normalizer > 0)) {
-        const token_batch& c = in.batch.chosen;
-        token_normalizer = 0;
-        if (c.mask.empty())
-          token_normalizer = static_cast<double>(c.num_tokens());
-        else
-          for (float m : c.mask) token_normalizer += static_cast<double>(m);
-      }
-    }
-    return preference_backend<exec::host>::pair_loop<Link, SeqReduce, Reference, Nll>(
-        exec::host{}, in, options, out, pair_normalizer, token_normalizer, nll_coef(options));
+    workspace_buffer buffer;
+    return run(in, options, out, norm,
+               buffer.view(workspace_bytes(exec::host{}, in.batch.num_pairs())));
+  }
+
+  // A link with options of its own given options without them (a plain preference_options, or
+  // another link's): a compile error rather than the link's defaults taken silently.
+  template <class T, class O>
+    requires lacks_link_part<O>
+  static preference_result compute(exec::host, const preference_inputs<T>&, const O&,
+                                   const preference_outputs<T>& = {},
+                                   const preference_normalizer& = {}) {
+    static_assert(detail::preference_dependent_false<O>,
+                  "loss::preference<Link, ...>::compute: this link has options of its own; pass "
+                  "options_type (loss::preference_options_for<Link>: the shared fields plus "
+                  "`.link`), not a preference_options without them");
+    return {};
   }
 
   // The reference scores ρ_c[P], ρ_r[P] this composition expects, from the reference model's token
@@ -230,8 +265,16 @@ struct preference : loss_interface<preference_options, preference_inputs, prefer
 
   // Host memory, the calling thread: same as compute(exec::host{}, ...).
   template <class T>
-  static preference_result compute(const preference_inputs<T>& in,
-                                   const preference_options& options = {},
+  static preference_result compute(const preference_inputs<T>& in, const options_type& options = {},
+                                   const preference_outputs<T>& out = {},
+                                   const preference_normalizer& norm = {}) {
+    return compute(exec::host{}, in, options, out, norm);
+  }
+
+  // The same without the execution tag (see above).
+  template <class T, class O>
+    requires lacks_link_part<O>
+  static preference_result compute(const preference_inputs<T>& in, const O& options,
                                    const preference_outputs<T>& out = {},
                                    const preference_normalizer& norm = {}) {
     return compute(exec::host{}, in, options, out, norm);
@@ -239,8 +282,7 @@ struct preference : loss_interface<preference_options, preference_inputs, prefer
 
   template <class T>
   static preference_result compute(exec::cuda, const preference_inputs<T>&,
-                                   const preference_options& = {},
-                                   const preference_outputs<T>& = {},
+                                   const options_type& = {}, const preference_outputs<T>& = {},
                                    const preference_normalizer& = {}) {
     static_assert(
         preference_backend<exec::cuda>::available && sizeof(T) > 0,
@@ -251,6 +293,43 @@ struct preference : loss_interface<preference_options, preference_inputs, prefer
   }
 
  private:
+  // name(), built on first use and kept, so that a hot call's validation does not allocate it.
+  static const std::string& message_prefix() {
+    static const std::string prefix = [] {
+      std::string n = std::string("loss::preference<") + Link::name + ", " + SeqReduce::name;
+      if (!uses_reference) n += ", reference_free";
+      if (std::is_same_v<Nll, pref::nll_token_mean>) n += ", nll_token_mean";
+      if (std::is_same_v<Nll, pref::nll_sequence_mean>) n += ", nll_sequence_mean";
+      return n + ">";
+    }();
+    return prefix;
+  }
+
+  // compute() after validation: the normalisers resolved, then the backend's pair loop.
+  template <class T>
+  static preference_result run(const preference_inputs<T>& in, const options_type& options,
+                               const preference_outputs<T>& out, const preference_normalizer& norm,
+                               workspace ws) {
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                  "loss::preference::compute accepts float or double log-probs");
+    const double pair_normalizer =
+        norm.pairs > 0 ? norm.pairs : static_cast<double>(in.batch.num_pairs());
+    double token_normalizer = norm.chosen_tokens;
+    if constexpr (std::is_same_v<Nll, pref::nll_token_mean>) {
+      if (!(token_normalizer > 0)) {
+        const token_batch& c = in.batch.chosen;
+        token_normalizer = 0;
+        if (c.mask.empty())
+          token_normalizer = static_cast<double>(c.num_tokens());
+        else
+          for (float m : c.mask) token_normalizer += static_cast<double>(m);
+      }
+    }
+    return preference_backend<exec::host>::pair_loop<Link, SeqReduce, Reference, Nll>(
+        exec::host{}, in, options, link_part<Link>(options), out, pair_normalizer, token_normalizer,
+        nll_coef(options), ws);
+  }
+
   static void validate_ld_alpha(const preference_options& o, std::string_view where) {
     expect(std::isfinite(o.ld_alpha) && o.ld_alpha >= 0.0 && o.ld_alpha <= 1.0, where,
            "options.ld_alpha must be set to a value in [0, 1] for seq::ld (LD-DPO's tail weight; "

@@ -9,8 +9,11 @@
 //               static constexpr bool available = true;
 //               template <class Link, class SeqReduce, class Reference, class Nll, class T,
 //                         class Transform>
-//               static preference_result pair_loop(Exec, inputs, options, outputs,
-//                   pair_normalizer, token_normalizer, nll_coef, transform);
+//               static preference_result pair_loop(Exec, inputs, options, link_options,
+//                   outputs, pair_normalizer, token_normalizer, nll_coef, workspace, transform);
+//               template <class Link> static std::size_t workspace_bytes(Exec, pairs);
+//             (link_options: the link's own, pref::link_options_t<Link>; the loop evaluates the
+//             link through pref::link_call, which passes them where the link's hook takes them)
 //             exec::host: backend/cpu/preference.hpp. The primary template is `available =
 //             false`; the front end's compute(exec::cuda, ...) states that in a static_assert
 //             sentence until backend/cuda/preference.cuh specialises it (docs/architecture.md).

@@ -20,7 +20,7 @@
 #include <cmath>
 #include <numeric>
 #include <span>
-#include <vector>
+#include <string_view>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -30,6 +30,7 @@
 #include "posttrain/config.hpp"
 #include "posttrain/core/batch.hpp"
 #include "posttrain/core/types.hpp"
+#include "posttrain/core/workspace.hpp"
 #include "posttrain/loss/preference_types.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
@@ -225,6 +226,19 @@ struct pair_gradient {
   index_t split_c = 0, split_r = 0;
 };
 
+// The scratch of the pair loop for P pairs: nothing for per-pair links; for batch-sorted links
+// (pref::is_batch_sorted_v) every pair's gradient state, the two key arrays and their two sort
+// orders, taken in this order from the caller's workspace.
+template <class Link>
+workspace_size preference_workspace_bytes(index_t pairs) {
+  workspace_size size;
+  if constexpr (pref::is_batch_sorted_v<Link>) {
+    const auto n = static_cast<std::size_t>(pairs);
+    size.add<pair_gradient>(n).add<double>(n).add<double>(n).add<index_t>(n).add<index_t>(n);
+  }
+  return size;
+}
+
 // The one pair loop of every loss::preference composition (and loss::alphapo,
 // loss::bco_pair_running_mean). Links that read the lengths (pref::uses_lengths_v) get the mask
 // weights W_c, W_r of the pair's masked sums. pair_normalizer /
@@ -239,9 +253,10 @@ template <class Link, class SeqReduce, class Reference, class Nll, class T,
           class Transform = identity_score>
 loss::preference_result preference(const loss::preference_inputs<T>& in,
                                    const loss::preference_options& options,
+                                   const pref::link_options_t<Link>& link_options,
                                    const loss::preference_outputs<T>& out, double pair_normalizer,
                                    double token_normalizer, double nll_coef_resolved,
-                                   const Transform& transform = {}) {
+                                   workspace ws, const Transform& transform = {}) {
   constexpr bool ld = seq::is_length_desensitized_v<SeqReduce>;
   constexpr bool sorted = pref::is_batch_sorted_v<Link>;
   const token_batch& chosen = in.batch.chosen;
@@ -283,9 +298,14 @@ loss::preference_result preference(const loss::preference_inputs<T>& in,
     }
   };
 
-  // Batch-sorted links keep every pair's gradient state for the second pass.
-  std::vector<pair_gradient> kept(sorted ? P : 0);
-  std::vector<double> key_a(sorted ? P : 0), key_b(sorted ? P : 0);
+  // Batch-sorted links keep every pair's gradient state for the second pass (caller scratch,
+  // preference_workspace_bytes: taken before any output is written).
+  constexpr std::string_view where = "loss::preference (pair loop)";
+  const std::span<pair_gradient> kept = ws.take<pair_gradient>(sorted ? P : 0, where);
+  const std::span<double> key_a = ws.take<double>(sorted ? P : 0, where);
+  const std::span<double> key_b = ws.take<double>(sorted ? P : 0, where);
+  const std::span<index_t> pa = ws.take<index_t>(sorted ? P : 0, where);
+  const std::span<index_t> pb = ws.take<index_t>(sorted ? P : 0, where);
 
   double loss_sum = 0, nll_sum = 0;
   double chosen_reward_sum = 0, rejected_reward_sum = 0, correct = 0;
@@ -338,9 +358,10 @@ loss::preference_result preference(const loss::preference_inputs<T>& in,
     } else {
       pref::pair_value<double> v;
       if constexpr (pref::uses_lengths_v<Link>)
-        v = Link::evaluate(delta_c, delta_r, sc.weight, sr.weight, options);
+        v = pref::link_call::evaluate<Link>(delta_c, delta_r, sc.weight, sr.weight, options,
+                                            link_options);
       else
-        v = Link::evaluate(delta_c, delta_r, options);
+        v = pref::link_call::evaluate<Link>(delta_c, delta_r, options, link_options);
       const double w = in.pair_weights.empty() ? 1.0 : in.pair_weights[p];
       loss_sum += w * v.loss;
       g.d_c = w * v.d_chosen;
@@ -359,20 +380,24 @@ loss::preference_result preference(const loss::preference_inputs<T>& in,
   }
 
   if constexpr (sorted) {
-    // NaN keys sort last; a strict weak order for every double.
+    // NaN keys sort last; a strict weak order for every double. Ties are broken by the pair
+    // index, which gives stable_sort's order without its temporary buffer (std::sort allocates
+    // nothing).
     auto less = [](double x, double y) { return !std::isnan(x) && (std::isnan(y) || x < y); };
-    std::vector<index_t> pa(P), pb(P);
+    auto by_key_then_index = [&](std::span<const double> key) {
+      return [key, less](index_t x, index_t y) {
+        const double kx = key[static_cast<std::size_t>(x)], ky = key[static_cast<std::size_t>(y)];
+        return less(kx, ky) || (!less(ky, kx) && x < y);
+      };
+    };
     std::iota(pa.begin(), pa.end(), index_t(0));
     std::iota(pb.begin(), pb.end(), index_t(0));
-    std::stable_sort(pa.begin(), pa.end(), [&](index_t x, index_t y) {
-      return less(key_a[static_cast<std::size_t>(x)], key_a[static_cast<std::size_t>(y)]);
-    });
-    std::stable_sort(pb.begin(), pb.end(), [&](index_t x, index_t y) {
-      return less(key_b[static_cast<std::size_t>(x)], key_b[static_cast<std::size_t>(y)]);
-    });
+    std::sort(pa.begin(), pa.end(), by_key_then_index(key_a));
+    std::sort(pb.begin(), pb.end(), by_key_then_index(key_b));
     for (std::size_t k = 0; k < P; ++k) {
       const auto a = static_cast<std::size_t>(pa[k]), b = static_cast<std::size_t>(pb[k]);
-      const pref::pair_value<double> v = Link::evaluate(key_a[a], key_b[b], options);
+      const pref::pair_value<double> v =
+          pref::link_call::evaluate<Link>(key_a[a], key_b[b], options, link_options);
       loss_sum += v.loss;
       if (!out.pair_losses.empty()) out.pair_losses[static_cast<index_t>(k)] = v.loss;
       if constexpr (Link::batch_sort == pref::batch_sort_keys::margins) {
@@ -411,11 +436,19 @@ struct loss::preference_backend<exec::host> {
             class Transform = backend::cpu::identity_score>
   static loss::preference_result pair_loop(exec::host, const loss::preference_inputs<T>& in,
                                            const loss::preference_options& options,
+                                           const pref::link_options_t<Link>& link_options,
                                            const loss::preference_outputs<T>& out,
                                            double pair_normalizer, double token_normalizer,
-                                           double nll_coef, const Transform& transform = {}) {
+                                           double nll_coef, workspace ws,
+                                           const Transform& transform = {}) {
     return backend::cpu::preference<Link, SeqReduce, Reference, Nll>(
-        in, options, out, pair_normalizer, token_normalizer, nll_coef, transform);
+        in, options, link_options, out, pair_normalizer, token_normalizer, nll_coef, ws,
+        transform);
+  }
+  // Bytes of the workspace pair_loop needs for P pairs (0 unless Link is batch-sorted).
+  template <class Link>
+  static std::size_t workspace_bytes(exec::host, index_t pairs) {
+    return backend::cpu::preference_workspace_bytes<Link>(pairs);
   }
 };
 

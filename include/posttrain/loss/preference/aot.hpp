@@ -32,7 +32,7 @@ POSTTRAIN_NAMESPACE_BEGIN
 namespace pref {
 
 namespace detail {
-struct aot_base {
+struct aot_base : link_defaults {
   static void validate(const loss::preference_options& o, std::string_view where) {
     expect_beta(o, where);
     expect_label_smoothing(o, where, false, false, 0.5, "AOT label smoothing");

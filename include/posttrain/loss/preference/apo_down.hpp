@@ -13,7 +13,7 @@ POSTTRAIN_NAMESPACE_BEGIN
 
 namespace pref {
 
-struct apo_down : beta_only {
+struct apo_down : link_defaults {
   static constexpr const char* name = "apo_down";
 
   template <class T>

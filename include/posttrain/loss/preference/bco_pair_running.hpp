@@ -121,7 +121,8 @@ struct bco_pair_running_mean
         norm.pairs > 0 ? norm.pairs : static_cast<double>(in.batch.num_pairs());
     preference_result r = preference_backend<exec::host>::pair_loop<pref::bco_pair, seq::sum,
                                                                     Reference, pref::no_nll>(
-        exec::host{}, in, options, out, pair_normalizer, 0.0, 0.0,
+        exec::host{}, in, options, pref::link_options_t<pref::bco_pair>{}, out, pair_normalizer,
+        0.0, 0.0, workspace{},  // bco_pair is a per-pair link: the loop takes no scratch
         detail::shifted_score{reward_shift / options.beta});
     // Report the unshifted rewards β·Δ (TRL logs those).
     for (double& x : out.chosen_rewards) x += reward_shift;

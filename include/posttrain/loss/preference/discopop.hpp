@@ -10,7 +10,8 @@
 // The products w·e^{−x} and w'·e^{−x} are formed in log space (exp(logσ(x/τ) − x)), so for τ < 1
 // the loss and gradient are finite for every finite x (the exponential tail is damped faster than
 // it grows). For τ >= 1 the true loss grows like e^{|x|(1−1/τ)} as x → −∞ and may overflow.
-// Options: beta (β > 0), tau (τ > 0, default 0.05). Peers: TRL HEAD/v0.26 `discopop`.
+// Options: beta (β > 0) shared; its own discopop::options{tau} (τ > 0, default 0.05), the loss
+// options' `.link.tau`. Peers: TRL HEAD/v0.26 `discopop` (discopop_tau).
 #include <cmath>
 
 #include "posttrain/loss/preference/link.hpp"
@@ -19,20 +20,26 @@ POSTTRAIN_NAMESPACE_BEGIN
 
 namespace pref {
 
-struct discopop {
+struct discopop : link_defaults {
   static constexpr const char* name = "discopop";
 
-  static void validate(const loss::preference_options& o, std::string_view where) {
+  struct options {
+    double tau = 0.05;  // τ, the temperature of the blend weight (TRL discopop_tau)
+  };
+
+  static void validate(const loss::preference_options& o, const options& s,
+                       std::string_view where) {
     detail::expect_beta(o, where);
-    expect_positive(o.tau, where, "options.tau");
+    expect_positive(s.tau, where, "options.link.tau");
   }
 
   template <class T>
   POSTTRAIN_HOST_DEVICE static pair_value<T> evaluate(T delta_chosen, T delta_rejected,
-                                                      const loss::preference_options& o) {
+                                                      const loss::preference_options& o,
+                                                      const options& s) {
     using std::exp;
     const T beta = T(o.beta);
-    const T tau = T(o.tau);
+    const T tau = T(s.tau);
     const T x = beta * (delta_chosen - delta_rejected);
     const T y = x / tau;
     const T log_w = math::logsigmoid(y);

@@ -17,7 +17,7 @@ POSTTRAIN_NAMESPACE_BEGIN
 
 namespace pref {
 
-struct exo_pair {
+struct exo_pair : link_defaults {
   static constexpr const char* name = "exo_pair";
 
   static void validate(const loss::preference_options& o, std::string_view where) {

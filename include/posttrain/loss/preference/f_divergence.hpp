@@ -11,12 +11,19 @@
 //   divergence::forward_kl        −e^{min(−Δ, 80)}          e^{−Δ} (0 beyond)  "forward_kl"
 //   divergence::js_divergence     logσ(Δ)                   σ(−Δ)              "js_divergence"
 //   divergence::alpha_divergence  e^{min((α−1)Δ, 80)}/(α−1) e^{(α−1)Δ} (0 b.)  "alpha_divergence"
-//                           |α−1| < 1e-6 → Δ (reverse_kl), as TRL       (α = options.f_alpha)
+//                           |α−1| < 1e-6 → Δ (reverse_kl), as TRL       (α = its options.alpha)
 //
 // The exponent clamp at 80 is TRL's for float32/bfloat16 (its derivative is 0 beyond, like
 // torch.clamp); TRL has no clamp for forward_kl (it overflows to inf) — here it shares the clamp,
-// so every finite Δ gives a finite loss. α = options.f_alpha (finite; TRL default 0.5; α = 0 is
-// forward_kl, α → 1 reverse_kl).
+// so every finite Δ gives a finite loss. α = divergence::alpha_divergence::options{alpha} (finite;
+// TRL default 0.5; α = 0 is forward_kl, α → 1 reverse_kl).
+//
+// Options: a divergence derives from divergence::defaults (no options of its own, no checks) and
+// may declare `struct options` and `validate(const options&, where)` (alpha_divergence). The
+// composed link's own options are then f_divergence_options{link, divergence}: the wrapped link's
+// options (empty for most) and the divergence's, so f_dpo_alpha's α is spelled
+// `options.link.divergence.alpha`; when neither has options the composition has none either (and
+// its options_type is plain loss::preference_options).
 //
 // Which links: TRL HEAD feeds (s_c, s_r) to sigmoid, hinge, ipo, exo_pair, nca_pair, robust,
 // bco_pair, sppo_hard, discopop and sigmoid_norm; apo_zero ignores the scores (raw Δ) and apo_down
@@ -69,20 +76,24 @@ struct score_value {
 
 inline constexpr double max_exponent = 80.0;  // TRL: clamp_max for float32 / bfloat16
 
-struct reverse_kl {
+// The defaults base of a divergence: no options of its own, nothing to check.
+struct defaults {
+  struct options {};
+  static void validate(const options&, std::string_view) {}
+};
+
+struct reverse_kl : defaults {
   static constexpr const char* name = "reverse_kl";
-  static void validate(const loss::preference_options&, std::string_view) {}
   template <class T>
-  POSTTRAIN_HOST_DEVICE static score_value<T> score(T delta, const loss::preference_options&) {
+  POSTTRAIN_HOST_DEVICE static score_value<T> score(T delta, const options&) {
     return {delta, T(1)};
   }
 };
 
-struct forward_kl {
+struct forward_kl : defaults {
   static constexpr const char* name = "forward_kl";
-  static void validate(const loss::preference_options&, std::string_view) {}
   template <class T>
-  POSTTRAIN_HOST_DEVICE static score_value<T> score(T delta, const loss::preference_options&) {
+  POSTTRAIN_HOST_DEVICE static score_value<T> score(T delta, const options&) {
     using std::exp;
     const T x = -delta;
     if (x > T(max_exponent)) return {-exp(T(max_exponent)), T(0)};
@@ -91,11 +102,10 @@ struct forward_kl {
   }
 };
 
-struct js_divergence {
+struct js_divergence : defaults {
   static constexpr const char* name = "js_divergence";
-  static void validate(const loss::preference_options&, std::string_view) {}
   template <class T>
-  POSTTRAIN_HOST_DEVICE static score_value<T> score(T delta, const loss::preference_options&) {
+  POSTTRAIN_HOST_DEVICE static score_value<T> score(T delta, const options&) {
     return {math::logsigmoid(delta), math::sigmoid(-delta)};
   }
 };
@@ -103,14 +113,17 @@ struct js_divergence {
 struct alpha_divergence {
   static constexpr const char* name = "alpha_divergence";
   static constexpr double reverse_kl_tolerance = 1e-6;  // TRL: |α − 1| < 1e-6 → reverse KL
-  static void validate(const loss::preference_options& o, std::string_view where) {
-    expect_finite(o.f_alpha, where, "options.f_alpha");
+  struct options {
+    double alpha = 0.5;  // α (TRL f_alpha_divergence_coef); 0 = forward KL, 1 = reverse KL
+  };
+  static void validate(const options& d, std::string_view where) {
+    expect_finite(d.alpha, where, "options.link.divergence.alpha");
   }
   template <class T>
-  POSTTRAIN_HOST_DEVICE static score_value<T> score(T delta, const loss::preference_options& o) {
+  POSTTRAIN_HOST_DEVICE static score_value<T> score(T delta, const options& d) {
     using std::exp;
     using std::fabs;
-    const double a1 = o.f_alpha - 1.0;
+    const double a1 = d.alpha - 1.0;
     if (fabs(a1) < reverse_kl_tolerance) return {delta, T(1)};
     const T t = T(a1) * delta;
     if (t > T(max_exponent)) return {exp(T(max_exponent)) / T(a1), T(0)};
@@ -141,6 +154,47 @@ constexpr auto composed_name() {
 }
 }  // namespace detail
 
+// The own options of a link evaluated on f-scores: the wrapped link's and the divergence's.
+template <class LinkOptions, class DivergenceOptions>
+struct f_divergence_options {
+  LinkOptions link{};
+  DivergenceOptions divergence{};
+};
+
+namespace detail {
+// f_divergence_options when the link or the divergence has options, else the empty defaults (so
+// the composition's options_type stays plain loss::preference_options).
+template <class Link, class Div>
+using scored_options_t =
+    std::conditional_t<has_link_options_v<Link> || !std::is_empty_v<typename Div::options>,
+                       f_divergence_options<link_options_t<Link>, typename Div::options>,
+                       link_defaults::options>;
+
+// The parts of a scored link's options s (empty ones when s is the empty defaults).
+template <class Link, class Div>
+struct scored_parts {
+  using options = scored_options_t<Link, Div>;
+  static constexpr bool composed = !std::is_same_v<options, link_defaults::options>;
+  POSTTRAIN_HOST_DEVICE static link_options_t<Link> link(const options& s) {
+    if constexpr (composed)
+      return s.link;
+    else
+      return {};
+  }
+  POSTTRAIN_HOST_DEVICE static typename Div::options divergence(const options& s) {
+    if constexpr (composed)
+      return s.divergence;
+    else
+      return {};
+  }
+  static void validate(const loss::preference_options& o, const options& s,
+                       std::string_view where) {
+    link_call::validate<Link>(o, link(s), where);
+    Div::validate(divergence(s), where);
+  }
+};
+}  // namespace detail
+
 template <class Link, class Div>
 struct f_divergence {
   static_assert(diagnose_preference_link<Link>(),
@@ -156,17 +210,22 @@ struct f_divergence {
   static constexpr auto name_chars = detail::composed_name<Link, Div>();
   static constexpr const char* name = name_chars.data();  // "f_divergence<sigmoid, forward_kl>"
 
-  static void validate(const loss::preference_options& o, std::string_view where) {
-    Link::validate(o, where);
-    Div::validate(o, where);
+  using parts = detail::scored_parts<Link, Div>;
+  using options = typename parts::options;
+
+  static void validate(const loss::preference_options& o, const options& s,
+                       std::string_view where) {
+    parts::validate(o, s, where);
   }
 
   template <class T>
   POSTTRAIN_HOST_DEVICE static pair_value<T> evaluate(T delta_chosen, T delta_rejected,
-                                                      const loss::preference_options& o) {
-    const divergence::score_value<T> c = Div::score(delta_chosen, o);
-    const divergence::score_value<T> r = Div::score(delta_rejected, o);
-    const pair_value<T> v = Link::evaluate(c.s, r.s, o);
+                                                      const loss::preference_options& o,
+                                                      const options& s) {
+    const typename Div::options d = parts::divergence(s);
+    const divergence::score_value<T> c = Div::score(delta_chosen, d);
+    const divergence::score_value<T> r = Div::score(delta_rejected, d);
+    const pair_value<T> v = link_call::evaluate<Link>(c.s, r.s, o, parts::link(s));
     // A zero score slope (clamped exponent) must not turn an infinite link slope into NaN.
     return {v.loss, c.ds == T(0) ? T(0) : v.d_chosen * c.ds,
             r.ds == T(0) ? T(0) : v.d_rejected * r.ds};
@@ -178,16 +237,20 @@ template <class Div>
 struct f_divergence<apo_down, Div> {
   static constexpr auto name_chars = detail::composed_name<apo_down, Div>();
   static constexpr const char* name = name_chars.data();
-  static void validate(const loss::preference_options& o, std::string_view where) {
-    apo_down::validate(o, where);
-    Div::validate(o, where);
+  using parts = detail::scored_parts<apo_down, Div>;
+  using options = typename parts::options;
+  static void validate(const loss::preference_options& o, const options& s,
+                       std::string_view where) {
+    parts::validate(o, s, where);
   }
   template <class T>
   POSTTRAIN_HOST_DEVICE static pair_value<T> evaluate(T delta_chosen, T delta_rejected,
-                                                      const loss::preference_options& o) {
+                                                      const loss::preference_options& o,
+                                                      const options& s) {
     const T beta = T(o.beta);
-    const divergence::score_value<T> c = Div::score(delta_chosen, o);
-    const divergence::score_value<T> r = Div::score(delta_rejected, o);
+    const typename Div::options d = parts::divergence(s);
+    const divergence::score_value<T> c = Div::score(delta_chosen, d);
+    const divergence::score_value<T> r = Div::score(delta_rejected, d);
     const T x = beta * delta_chosen;
     const T u = beta * (c.s - r.s);
     const T su = beta * detail::sigmoid_slope(u);
@@ -202,9 +265,10 @@ template <class Link, class Div>
 struct f_divergence_length_normalized {
   static_assert(diagnose_preference_link<Link>(),
                 "pref::f_divergence_length_normalized<Link, Div>: Link is not a preference link");
-  static_assert(!detail::is_raw_log_ratio_link_v<Link> && !requires { Link::batch_sort; },
-                "pref::f_divergence_length_normalized<Link, Div>: TRL feeds f-scores only to "
-                "score links (ipo, sigmoid_norm); apo_zero and aot* use raw log-ratios");
+  static_assert(
+      !detail::is_raw_log_ratio_link_v<Link> && !requires { Link::batch_sort; },
+      "pref::f_divergence_length_normalized<Link, Div>: TRL feeds f-scores only to "
+      "score links (ipo, sigmoid_norm); apo_zero and aot* use raw log-ratios");
   static constexpr bool uses_lengths = true;
 
   static constexpr auto name_chars = [] {
@@ -220,21 +284,27 @@ struct f_divergence_length_normalized {
   // "f_divergence_length_normalized<ipo, forward_kl>"
   static constexpr const char* name = name_chars.data();
 
-  static void validate(const loss::preference_options& o, std::string_view where) {
-    Link::validate(o, where);
-    Div::validate(o, where);
+  using parts = detail::scored_parts<Link, Div>;
+  using options = typename parts::options;
+
+  static void validate(const loss::preference_options& o, const options& s,
+                       std::string_view where) {
+    parts::validate(o, s, where);
   }
 
   template <class T>
   POSTTRAIN_HOST_DEVICE static pair_value<T> evaluate(T delta_chosen, T delta_rejected,
                                                       T weight_chosen, T weight_rejected,
-                                                      const loss::preference_options& o) {
+                                                      const loss::preference_options& o,
+                                                      const options& s) {
     const T lc = weight_chosen > T(1) ? weight_chosen : T(1);  // TRL: mask.sum().clamp(min=1)
     const T lr = weight_rejected > T(1) ? weight_rejected : T(1);
-    const T zero = Div::score(T(0), o).s;  // s(0): TRL's scores vanish at Δ = 0
-    const divergence::score_value<T> c = Div::score(delta_chosen, o);
-    const divergence::score_value<T> r = Div::score(delta_rejected, o);
-    const pair_value<T> v = Link::evaluate((c.s - zero) / lc, (r.s - zero) / lr, o);
+    const typename Div::options d = parts::divergence(s);
+    const T zero = Div::score(T(0), d).s;  // s(0): TRL's scores vanish at Δ = 0
+    const divergence::score_value<T> c = Div::score(delta_chosen, d);
+    const divergence::score_value<T> r = Div::score(delta_rejected, d);
+    const pair_value<T> v =
+        link_call::evaluate<Link>((c.s - zero) / lc, (r.s - zero) / lr, o, parts::link(s));
     return {v.loss, c.ds == T(0) ? T(0) : v.d_chosen * c.ds / lc,
             r.ds == T(0) ? T(0) : v.d_rejected * r.ds / lr};
   }
@@ -242,8 +312,9 @@ struct f_divergence_length_normalized {
   // Unit lengths (what the length-normalised form reduces to for one-token sequences).
   template <class T>
   POSTTRAIN_HOST_DEVICE static pair_value<T> evaluate(T delta_chosen, T delta_rejected,
-                                                      const loss::preference_options& o) {
-    return evaluate(delta_chosen, delta_rejected, T(1), T(1), o);
+                                                      const loss::preference_options& o,
+                                                      const options& s) {
+    return evaluate(delta_chosen, delta_rejected, T(1), T(1), o, s);
   }
 };
 

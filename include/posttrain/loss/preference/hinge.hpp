@@ -12,7 +12,7 @@ POSTTRAIN_NAMESPACE_BEGIN
 
 namespace pref {
 
-struct hinge : beta_only {
+struct hinge : link_defaults {
   static constexpr const char* name = "hinge";
 
   template <class T>

@@ -15,7 +15,7 @@ POSTTRAIN_NAMESPACE_BEGIN
 
 namespace pref {
 
-struct ipo : beta_only {
+struct ipo : link_defaults {
   static constexpr const char* name = "ipo";
 
   template <class T>

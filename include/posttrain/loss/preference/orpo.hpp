@@ -20,7 +20,7 @@ POSTTRAIN_NAMESPACE_BEGIN
 
 namespace pref {
 
-struct orpo {
+struct orpo : link_defaults {
   static constexpr const char* name = "orpo";
   static constexpr double max_mean_logprob = -1e-30;  // a_max
 

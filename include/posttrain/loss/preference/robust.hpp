@@ -14,7 +14,7 @@ POSTTRAIN_NAMESPACE_BEGIN
 
 namespace pref {
 
-struct robust {
+struct robust : link_defaults {
   static constexpr const char* name = "robust";
 
   static void validate(const loss::preference_options& o, std::string_view where) {

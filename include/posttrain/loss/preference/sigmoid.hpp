@@ -14,7 +14,7 @@ POSTTRAIN_NAMESPACE_BEGIN
 
 namespace pref {
 
-struct sigmoid {
+struct sigmoid : link_defaults {
   static constexpr const char* name = "sigmoid";
 
   static void validate(const loss::preference_options& o, std::string_view where) {

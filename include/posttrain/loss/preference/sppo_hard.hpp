@@ -12,7 +12,7 @@ POSTTRAIN_NAMESPACE_BEGIN
 
 namespace pref {
 
-struct sppo_hard : beta_only {
+struct sppo_hard : link_defaults {
   static constexpr const char* name = "sppo_hard";
 
   template <class T>

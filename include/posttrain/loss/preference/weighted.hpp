@@ -20,7 +20,11 @@
 //
 //   Terms: loss::preference compositions (at least one) and pref::sft. One preference_options
 //   serves every term (TRL shares β and the other fields across loss types); each term reads the
-//   fields its link names. weights (std::array<double, K>, one per Term in order): finite and
+//   fields its link names. A list with a link that has options of its own (simpo's γ, discopop's
+//   τ, ...) takes weighted_preference_options<LinkOptions...> instead: the same shared fields plus
+//   one link options set per term, `.links` (std::get<k>: term k's; empty for the others and
+//   for sft). Lists without such links take plain preference_options (options_type unchanged).
+//   weights (std::array<double, K>, one per Term in order): finite and
 //   >= 0 (TRL loss_weights; no default here: the presets in loss/preference/algorithms.hpp give
 //   MPO's and RPO's).
 //
@@ -53,13 +57,15 @@
 #include <cstddef>
 #include <span>
 #include <string>
+#include <tuple>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "posttrain/config.hpp"
-#include "posttrain/loss/concept.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/validate.hpp"
+#include "posttrain/loss/concept.hpp"
 #include "posttrain/loss/preference.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
@@ -127,7 +133,37 @@ constexpr bool term_uses_reference() {
 template <class>
 inline constexpr bool weighted_dependent_false = false;
 
+// Term k's own link options (empty for pref::sft and for links without options).
+template <class Term>
+struct term_link_options {
+  using type = pref::link_defaults::options;
+};
+template <class Term>
+requires is_preference_composition<Term>::value struct term_link_options<Term> {
+  using type = pref::link_options_t<typename Term::link>;
+};
+
+template <class Term>
+inline constexpr bool term_has_link_options_v =
+    !std::is_empty_v<typename term_link_options<Term>::type>;
+
 }  // namespace detail
+
+// The preference options of a weighted list whose links have options of their own: the shared
+// fields (this is a preference_options) and one link options set per term, links = std::tuple of
+// term k's (pref::link_defaults::options for pref::sft and links without options).
+template <class... LinkOptions>
+struct weighted_preference_options : preference_options {
+  std::tuple<LinkOptions...> links{};
+};
+
+// What loss::weighted<Term...> takes as its preference options: preference_options when no term's
+// link has options, else weighted_preference_options<term k's link options...>.
+template <class... Term>
+using weighted_preference_options_for = std::conditional_t<
+    (detail::term_has_link_options_v<Term> || ...),
+    weighted_preference_options<typename detail::term_link_options<Term>::type...>,
+    preference_options>;
 
 template <std::size_t K>
 struct weighted_result : preference_result {
@@ -143,11 +179,12 @@ struct weighted_reference {
 };
 
 // The options of loss::weighted<Term...> under the Loss concept: the term weights w_k beside the
-// preference hyperparameters every term reads (shared reference scores).
-template <std::size_t K>
+// preference hyperparameters every term reads (shared reference scores); PreferenceOptions =
+// weighted_preference_options_for<Term...> (plain preference_options unless a link has options).
+template <std::size_t K, class PreferenceOptions = preference_options>
 struct weighted_options {
   std::array<double, K> weights{};
-  preference_options preference{};
+  PreferenceOptions preference{};
 };
 
 // Owning storage for weighted<...>::reference_scores: one pair of vectors per term.
@@ -167,8 +204,9 @@ struct weighted_reference_scores {
 
 template <class... Term>
 struct weighted
-    : loss_interface<weighted_options<sizeof...(Term)>, preference_inputs, preference_outputs,
-                     preference_normalizer, weighted_result<sizeof...(Term)>> {
+    : loss_interface<weighted_options<sizeof...(Term), weighted_preference_options_for<Term...>>,
+                     preference_inputs, preference_outputs, preference_normalizer,
+                     weighted_result<sizeof...(Term)>> {
   static constexpr std::size_t size = sizeof...(Term);
   static_assert(size > 0, "loss::weighted<Term...>: give at least one term");
   static_assert((detail::is_weighted_term_v<Term> && ...),
@@ -181,6 +219,9 @@ struct weighted
 
   using weights_type = std::array<double, size>;
   using result_type = weighted_result<size>;
+  // The shared hyperparameters and, when a term's link has options of its own, every term's
+  // (`.links`): see weighted_preference_options_for.
+  using preference_options_type = weighted_preference_options_for<Term...>;
   // The Loss concept (loss/concept.hpp, the loss_interface base): compute(exec, in,
   // weighted_options{w, o}, out, norm).
   template <class T>
@@ -201,7 +242,7 @@ struct weighted
   // Shared reference scores (in.reference_chosen/rejected serve every term).
   template <class T>
   static void validate(const preference_inputs<T>& in, const weights_type& weights,
-                       const preference_options& options, const preference_outputs<T>& out,
+                       const preference_options_type& options, const preference_outputs<T>& out,
                        const preference_normalizer& norm) {
     static_assert(shared_reference,
                   "loss::weighted<Term...>: the preference terms reduce "
@@ -209,13 +250,16 @@ struct weighted
                   "reference scores cannot serve them all: pass each term's "
                   "scores (weighted_reference, from reference_scores)");
     validate_weights(weights);
-    (validate_term<Term>(in, options, out, norm), ...);
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      (validate_term<Term, I>(in, options, out, norm), ...);
+    }
+    (std::index_sequence_for<Term...>{});
   }
 
   // Per-term reference scores; in.reference_chosen/rejected must be empty.
   template <class T>
   static void validate(const preference_inputs<T>& in, const reference_type<T>& reference,
-                       const weights_type& weights, const preference_options& options,
+                       const weights_type& weights, const preference_options_type& options,
                        const preference_outputs<T>& out, const preference_normalizer& norm) {
     const std::string where = name();
     validate_weights(weights);
@@ -225,8 +269,10 @@ struct weighted
     std::size_t k = 0;
     ((validate_reference<Term>(reference, k, where), ++k), ...);
     const std::array<preference_inputs<T>, size> ins = term_inputs(in, reference);
-    k = 0;
-    ((validate_term<Term>(ins[k], options, out, norm), ++k), ...);
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      (validate_term<Term, I>(ins[I], options, out, norm), ...);
+    }
+    (std::index_sequence_for<Term...>{});
   }
 
   // The reference scores every preference term expects when they are shared (the first term's
@@ -235,8 +281,8 @@ struct weighted
   static void reference_scores(const preference_batch& batch,
                                std::span<const T> reference_chosen_logprobs,
                                std::span<const T> reference_rejected_logprobs,
-                               const preference_options& options, std::span<T> reference_chosen,
-                               std::span<T> reference_rejected) {
+                               const preference_options_type& options,
+                               std::span<T> reference_chosen, std::span<T> reference_rejected) {
     static_assert(shared_reference,
                   "loss::weighted<Term...>::reference_scores into one pair of "
                   "spans needs terms that share SeqReduce and the reference "
@@ -250,7 +296,7 @@ struct weighted
   template <class T>
   static weighted_reference_scores<T, size> reference_scores(
       const preference_batch& batch, std::span<const T> reference_chosen_logprobs,
-      std::span<const T> reference_rejected_logprobs, const preference_options& options = {}) {
+      std::span<const T> reference_rejected_logprobs, const preference_options_type& options = {}) {
     batch.validate(name() + "::reference_scores");
     weighted_reference_scores<T, size> r;
     std::size_t k = 0;
@@ -263,7 +309,8 @@ struct weighted
 
   template <class T>
   static result_type compute(exec::host, const preference_inputs<T>& in,
-                             const weights_type& weights, const preference_options& options = {},
+                             const weights_type& weights,
+                             const preference_options_type& options = {},
                              const preference_outputs<T>& out = {},
                              const preference_normalizer& norm = {}) {
     static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
@@ -275,7 +322,7 @@ struct weighted
   }
 
   // The Loss-concept form: the weights inside the options (shared reference scores).
-  template <class T, std::same_as<weighted_options<size>> O>
+  template <class T, std::same_as<weighted_options<size, preference_options_type>> O>
   static result_type compute(exec::host, const preference_inputs<T>& in, const O& options,
                              const preference_outputs<T>& out, const preference_normalizer& norm) {
     return compute(exec::host{}, in, options.weights, options.preference, out, norm);
@@ -284,7 +331,7 @@ struct weighted
   template <class T>
   static result_type compute(exec::host, const preference_inputs<T>& in,
                              const reference_type<T>& reference, const weights_type& weights,
-                             const preference_options& options = {},
+                             const preference_options_type& options = {},
                              const preference_outputs<T>& out = {},
                              const preference_normalizer& norm = {}) {
     static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
@@ -295,7 +342,8 @@ struct weighted
 
   template <class T>
   static result_type compute(const preference_inputs<T>& in, const reference_type<T>& reference,
-                             const weights_type& weights, const preference_options& options = {},
+                             const weights_type& weights,
+                             const preference_options_type& options = {},
                              const preference_outputs<T>& out = {},
                              const preference_normalizer& norm = {}) {
     return compute(exec::host{}, in, reference, weights, options, out, norm);
@@ -303,7 +351,7 @@ struct weighted
 
   template <class T>
   static result_type compute(const preference_inputs<T>& in, const weights_type& weights,
-                             const preference_options& options = {},
+                             const preference_options_type& options = {},
                              const preference_outputs<T>& out = {},
                              const preference_normalizer& norm = {}) {
     return compute(exec::host{}, in, weights, options, out, norm);
@@ -311,7 +359,7 @@ struct weighted
 
   template <class T>
   static result_type compute(exec::cuda, const preference_inputs<T>&, const weights_type&,
-                             const preference_options& = {}, const preference_outputs<T>& = {},
+                             const preference_options_type& = {}, const preference_outputs<T>& = {},
                              const preference_normalizer& = {}) {
     static_assert(detail::weighted_dependent_false<T>,
                   "loss::weighted has no CUDA backend yet: call compute(exec::host{}, ...) with "
@@ -321,7 +369,7 @@ struct weighted
 
   template <class T>
   static result_type compute(exec::cuda, const preference_inputs<T>&, const reference_type<T>&,
-                             const weights_type&, const preference_options& = {},
+                             const weights_type&, const preference_options_type& = {},
                              const preference_outputs<T>& = {}, const preference_normalizer& = {}) {
     static_assert(detail::weighted_dependent_false<T>,
                   "loss::weighted has no CUDA backend yet: call compute(exec::host{}, ...) with "
@@ -336,7 +384,7 @@ struct weighted
   template <class T>
   struct state {
     const term_inputs_type<T>& ins;  // [k]: the batch with term k's reference scores
-    const preference_options& options;
+    const preference_options_type& options;
     const preference_outputs<T>& out;
     const preference_normalizer& norm;
     std::vector<T> tmp_chosen, tmp_rejected;
@@ -357,10 +405,24 @@ struct weighted
       return U::name();
   }
 
-  template <class U, class T>
-  static void validate_term(const preference_inputs<T>& in, const preference_options& options,
+  template <class U, std::size_t I, class T>
+  static void validate_term(const preference_inputs<T>& in, const preference_options_type& options,
                             const preference_outputs<T>& out, const preference_normalizer& norm) {
-    if constexpr (is_preference<U>()) U::validate(in, options, out, norm);
+    if constexpr (is_preference<U>()) U::validate(in, term_options<U, I>(options), out, norm);
+  }
+
+  // Term I's options_type: the shared fields, plus std::get<I>(options.links) for a link with
+  // options of its own.
+  template <class U, std::size_t I>
+  static typename U::options_type term_options(const preference_options_type& options) {
+    if constexpr (!detail::term_has_link_options_v<U>) {
+      return static_cast<const preference_options&>(options);
+    } else {
+      typename U::options_type t{};
+      static_cast<preference_options&>(t) = options;
+      t.link = std::get<I>(options.links);
+      return t;
+    }
   }
 
   static void validate_weights(const weights_type& weights) {
@@ -398,7 +460,7 @@ struct weighted
   template <class U, class T>
   static void term_reference_scores(const preference_batch& batch, std::span<const T> ref_chosen,
                                     std::span<const T> ref_rejected,
-                                    const preference_options& options,
+                                    const preference_options_type& options,
                                     weighted_reference_scores<T, size>& r, std::size_t k) {
     if constexpr (detail::term_uses_reference<U>()) {
       const index_t pairs = batch.num_pairs();  // the batch was validated by the caller
@@ -411,18 +473,19 @@ struct weighted
 
   template <class T>
   static result_type run(const term_inputs_type<T>& ins, const weights_type& weights,
-                         const preference_options& options, const preference_outputs<T>& out,
+                         const preference_options_type& options, const preference_outputs<T>& out,
                          const preference_normalizer& norm) {
     state<T> s{ins, options, out, norm, {}, {}, {}, false};
     result_type r;
-    std::size_t k = 0;
     // Preference terms first (the first one writes the outputs), then the sft terms add in.
-    ((run_if_preference<Term>(s, weights[k], r, k), ++k), ...);
-    k = 0;
-    ((run_if_sft<Term>(s, weights[k], r, k), ++k), ...);
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      (run_if_preference<Term, I>(s, weights[I], r), ...);
+      (run_if_sft<Term>(s, weights[I], r, I), ...);
+    }
+    (std::index_sequence_for<Term...>{});
     r.loss = 0;
     r.preference_loss = 0;
-    k = 0;
+    std::size_t k = 0;
     ((r.loss += weights[k] * r.terms[k],
       r.preference_loss += is_preference<Term>() ? weights[k] * r.terms[k] : 0.0, ++k),
      ...);
@@ -435,11 +498,12 @@ struct weighted
     return static_cast<T>(w * static_cast<double>(x) + 0.0);
   }
 
-  template <class U, class T>
-  static void run_preference(state<T>& s, double w, result_type& r, std::size_t k) {
+  template <class U, std::size_t k, class T>
+  static void run_preference(state<T>& s, double w, result_type& r) {
     const preference_outputs<T>& out = s.out;
+    const typename U::options_type options = term_options<U, k>(s.options);
     if (!s.written) {
-      const preference_result v = U::compute(exec::host{}, s.ins[k], s.options, out, s.norm);
+      const preference_result v = U::compute(exec::host{}, s.ins[k], options, out, s.norm);
       r.terms[k] = v.loss;
       r.chosen_reward = v.chosen_reward;
       r.rejected_reward = v.rejected_reward;
@@ -464,7 +528,7 @@ struct weighted
       s.tmp_pairs.resize(out.pair_losses.size());
       tmp.pair_losses = s.tmp_pairs;
     }
-    r.terms[k] = U::compute(exec::host{}, s.ins[k], s.options, tmp, s.norm).loss;
+    r.terms[k] = U::compute(exec::host{}, s.ins[k], options, tmp, s.norm).loss;
     for (std::size_t t = 0; t < out.chosen_grad.size(); ++t)
       out.chosen_grad[t] = static_cast<T>(static_cast<double>(out.chosen_grad[t]) +
                                           w * static_cast<double>(tmp.chosen_grad[t]) + 0.0);
@@ -475,9 +539,9 @@ struct weighted
       out.pair_losses[p] += w * tmp.pair_losses[p];
   }
 
-  template <class U, class T>
-  static void run_if_preference(state<T>& s, double w, result_type& r, std::size_t k) {
-    if constexpr (is_preference<U>()) run_preference<U>(s, w, r, k);
+  template <class U, std::size_t I, class T>
+  static void run_if_preference(state<T>& s, double w, result_type& r) {
+    if constexpr (is_preference<U>()) run_preference<U, I>(s, w, r);
   }
 
   template <class U, class T>
