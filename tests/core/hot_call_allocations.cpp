@@ -1,5 +1,6 @@
 // The workspace overloads of the advantage estimators (estimator::grpo, dr_grpo, rloo, gpg,
-// grpo_passk, opo, gae, reinforce_pp, reinforce_pp_baseline, remax; contiguous group_offsets or
+// grpo_passk, opo, gae, reinforce_pp, reinforce_pp_baseline, remax, optimal_token_baseline,
+// tir_optimal_token_baseline; contiguous group_offsets or
 // group_ids), of group_by_ids and of the losses with per-row scratch (loss::sft,
 // loss::value_clipped): the same bits as the allocating overloads, no allocation in the call
 // (counted through a replaced global operator new), and a too-small workspace throws before any
@@ -37,6 +38,7 @@ struct rollout {
   std::vector<double> token_rewards, values, old_values, returns, logprobs;
   std::vector<double> rewards;
   std::vector<double> baselines;          // greedy-rollout rewards (remax)
+  std::vector<double> sum_pi_squared;     // Σ_v π_v² >= π² of the sampled token (OTB)
   std::vector<pt::index_t> group_ids;     // the group of every sequence (contiguous here)
 };
 
@@ -56,6 +58,8 @@ rollout make_rollout(int groups, int per_group, unsigned seed) {
         r.old_values.push_back(x(rng));
         r.returns.push_back(x(rng));
         r.logprobs.push_back(-std::abs(x(rng)));
+        const double pi = std::exp(r.logprobs.back());
+        r.sum_pi_squared.push_back(pi * pi + 0.5 * (1 - pi) * (1 - pi));
       }
       r.seq_offsets.push_back(static_cast<pt::index_t>(r.mask.size()));
       r.rewards.push_back(win(rng) ? 1.0 : 0.0);
@@ -299,6 +303,23 @@ TEST(HotCallAllocations, TokenEstimators) {
   no_whiten.whiten = false;
   expect_estimator_workspace<pt::estimator::reinforce_pp>(in, no_whiten);
   expect_estimator_workspace<pt::estimator::remax>(in, pt::estimator::remax::defaults);
+}
+
+TEST(HotCallAllocations, OptimalTokenBaselineEstimators) {
+  rollout r = make_rollout(5, 3, 28);
+  r.group_offsets = {0, 3, 4, 4, 9, 15};  // a singleton and an empty group among them
+  pt::advantage::estimator_inputs<double> in{.token_rewards = r.token_rewards, .mask = r.mask,
+                                             .seq_offsets = r.seq_offsets,
+                                             .group_offsets = r.group_offsets,
+                                             .old_logprobs = r.logprobs,
+                                             .sum_pi_squared = r.sum_pi_squared};
+  expect_estimator_workspace<pt::estimator::optimal_token_baseline>(
+      in, pt::estimator::optimal_token_baseline::defaults);
+  expect_estimator_workspace<pt::estimator::tir_optimal_token_baseline>(
+      in, pt::estimator::tir_optimal_token_baseline::defaults);
+  in.is_weights = r.values;  // any per-token factor will do as ρ
+  expect_estimator_workspace<pt::estimator::optimal_token_baseline>(
+      in, pt::advantage::otb_options{.handle_zero_tail = true});
 }
 
 TEST(HotCallAllocations, GroupByIds) {

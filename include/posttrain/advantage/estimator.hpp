@@ -565,14 +565,19 @@ struct remax_call {  // one scan, no scratch: the workspace form is the call its
                      out.advantages, out.returns);
   }
 };
-struct otb_call {  // allocates (backend/cpu/advantage_otb.hpp): no workspace form yet
-  static constexpr bool has_workspace = false;
-  template <class Exec, class T>
+struct otb_call {
+  static constexpr bool has_workspace = true;
+  template <class T>
+  static std::size_t workspace_bytes(exec::host exec, const estimator_inputs<T>& in,
+                                     const advantage::otb_options& o) {
+    return advantage::optimal_token_baseline_workspace_bytes(exec, in.seq_offsets, o);
+  }
+  template <class Exec, class T, class... Ws>
   void operator()(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
-                  const advantage::otb_options& o) const {
+                  const advantage::otb_options& o, Ws... ws) const {
     advantage::optimal_token_baseline(exec, in.token_rewards, in.old_logprobs, in.sum_pi_squared,
                                       in.is_weights, in.mask, in.seq_offsets, in.group_offsets,
-                                      out.advantages, out.returns, o);
+                                      out.advantages, out.returns, o, ws...);
   }
 };
 }  // namespace detail
