@@ -6,12 +6,16 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstddef>
 #include <limits>
 #include <random>
 #include <vector>
 
 #include "posttrain/core/error.hpp"
 #include "posttrain/core/exec.hpp"
+#include "posttrain/core/workspace.hpp"
+
+#include "core/count_allocations.hpp"
 
 namespace pt = posttrain;
 namespace adv = posttrain::advantage;
@@ -263,4 +267,71 @@ TEST(Gdpo, ValidationLeavesOutputUntouched) {
   for (double v : out) EXPECT_EQ(v, 5.0);
   EXPECT_NO_THROW(call(r, 8, 2, {}, g, out));
   EXPECT_NE(out[0], 5.0);
+}
+
+// The workspace form: the bits of the allocating form for every preset, on the TRL-shaped batch
+// (also checked against the float64 TRL transcriptions) and on groups with an empty group and
+// singletons; no allocation in the call; a too-small workspace throws before out is written.
+TEST(Gdpo, WorkspaceFormSameBitsNoAllocation) {
+  const pt::exec::host h;
+  const vec r = make_rewards(kN, kK, 17);
+  const pt::matrix_view<const double> rv(r.data(), kN, kK);
+  const offs irregular = {0, 4, 4, 5, 9, 10, 17, 24};  // an empty group and two singletons
+  adv::multi_objective_options gdpo_zero = adv::multi_objective_conventions::trl_gdpo;
+  gdpo_zero.unscorable = adv::unscorable_rows::zero_reward;
+  for (const offs& groups : {kGroups, irregular})
+    for (const adv::multi_objective_options& o :
+         {adv::multi_objective_conventions::trl, adv::multi_objective_conventions::trl_batch,
+          adv::multi_objective_conventions::trl_none, adv::multi_objective_conventions::trl_gdpo,
+          gdpo_zero}) {
+      const vec want = run(r, kN, kK, groups, kW, o);
+      const std::size_t bytes = adv::multi_objective_advantages_workspace_bytes(
+          h, kN, pt::ssize(std::span(groups)) - 1, o);
+      std::vector<std::byte> storage(bytes + 64);
+      for (const std::size_t offset : {0u, 5u, 40u}) {
+        vec got(kN, -7.0);
+        const long made = count_allocations([&] {
+          adv::multi_objective_advantages(h, rv, std::span<const double>(kW), groups,
+                                          std::span<double>(got), o,
+                                          pt::workspace(storage.data() + offset, bytes));
+        });
+        EXPECT_EQ(made, 0);
+        EXPECT_EQ(got, want);
+      }
+      vec untouched(kN, -3.0);
+      for (const std::size_t small : {std::size_t{0}, bytes / 2})
+        EXPECT_THROW(adv::multi_objective_advantages(h, rv, std::span<const double>(kW), groups,
+                                                     std::span<double>(untouched), o,
+                                                     pt::workspace(storage.data(), small)),
+                     pt::error);
+      for (double v : untouched) EXPECT_EQ(v, -3.0);
+    }
+  // The TRL references on the equal groups, through the workspace form.
+  pt::workspace_buffer buffer;
+  vec got(kN);
+  adv::gdpo_advantages(h, rv, std::span<const double>(kW), kGroups, std::span<double>(got),
+                       adv::multi_objective_conventions::trl_gdpo,
+                       buffer.view(adv::gdpo_advantages_workspace_bytes(h, kN, 6)));
+  expect_near(got, trl_normalize_then_sum(r, kN, kK, 4, kW, true), 1e-12);
+  adv::multi_objective_advantages(
+      h, rv, std::span<const double>(kW), kGroups, std::span<double>(got),
+      adv::multi_objective_conventions::trl,
+      buffer.view(adv::multi_objective_advantages_workspace_bytes(h, kN, 6)));
+  expect_near(got, trl_sum_then_normalize(r, kN, kK, 4, kW), 1e-12);
+  // Float rewards: the bits of the allocating float call.
+  const std::vector<float> rf(r.begin(), r.end());
+  const pt::matrix_view<const float> fv(rf.data(), kN, kK);
+  std::vector<float> fwant(kN), fgot(kN, -7.0f);
+  adv::gdpo_advantages(h, fv, std::span<const double>(kW), irregular, std::span<float>(fwant));
+  adv::gdpo_advantages(h, fv, std::span<const double>(kW), irregular, std::span<float>(fgot),
+                       adv::multi_objective_conventions::trl_gdpo,
+                       buffer.view(adv::gdpo_advantages_workspace_bytes(h, kN, 7)));
+  EXPECT_EQ(fgot, fwant);
+  // Empty batch: 0 bytes (sum_then_normalize) and nothing to write.
+  EXPECT_EQ(adv::multi_objective_advantages_workspace_bytes(h, 0, 0), 0u);
+  std::vector<double> none;
+  EXPECT_NO_THROW(adv::multi_objective_advantages(
+      h, pt::matrix_view<const double>(nullptr, 0, kK), std::span<const double>(kW), offs{0},
+      std::span<double>(none), adv::multi_objective_conventions::trl, pt::workspace()));
+  EXPECT_THROW(adv::multi_objective_advantages_workspace_bytes(h, -1, 0), pt::error);
 }

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <limits>
 #include <map>
 #include <random>
@@ -15,6 +16,9 @@
 #include "posttrain/core/error.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/ragged.hpp"
+#include "posttrain/core/workspace.hpp"
+
+#include "core/count_allocations.hpp"
 
 namespace pt = posttrain;
 namespace adv = posttrain::advantage;
@@ -457,4 +461,83 @@ TEST(OptimalTokenBaseline, ValidationLeavesOutputsUntouched) {
   for (double v : ret) EXPECT_EQ(v, 5.0);
   EXPECT_NO_THROW(call(b.r, b.lp, b.sp, {}, b.m, so, g, a, ret));
   EXPECT_NE(a[0], 5.0);
+}
+
+// The workspace form: the bits of the allocating form (and the float64 references) on random
+// batches with singleton groups, an empty group, empty rows and holes, at any base alignment;
+// no allocation in the call; a too-small workspace throws before any output is written.
+TEST(OptimalTokenBaseline, WorkspaceFormSameBitsNoAllocation) {
+  const pt::exec::host h;
+  const batch b = make_batch({3, 1, 4, 2, 1}, 7, 61, true, true);
+  const offs so = pt::padded_offsets(b.B, b.T);
+  offs g = b.groups();
+  g.insert(g.begin() + 2, g[2]);  // an empty group between the singleton and the group of 4
+  const std::size_t n = b.r.size();
+  for (const bool use_rho : {false, true})
+    for (adv::otb_options o : {adv::otb_conventions::verl, adv::otb_conventions::verl_tir,
+                               adv::otb_options{.handle_zero_tail = true},
+                               adv::otb_options{.alignment = adv::otb_alignment::valid_tokens,
+                                                .epsilon = 0.0}}) {
+      const std::span<const double> rho = use_rho ? std::span<const double>(b.rho)
+                                                  : std::span<const double>();
+      vec want(n), want_ret(n);
+      adv::optimal_token_baseline(h, b.r, std::span<const double>(b.lp),
+                                  std::span<const double>(b.sp), rho, b.m, so, g,
+                                  std::span<double>(want), std::span<double>(want_ret), o);
+      vec ref, ref_ret;
+      if (o.alignment == adv::otb_alignment::column)
+        ref_column(b, use_rho, o.handle_zero_tail, o.epsilon, ref, ref_ret);
+      else
+        ref_tir(b, use_rho, o.handle_zero_tail, o.epsilon, ref, ref_ret);
+      const std::size_t bytes = adv::optimal_token_baseline_workspace_bytes(h, so, o);
+      std::vector<std::byte> storage(bytes + 64);
+      for (const std::size_t offset : {0u, 5u, 40u}) {
+        vec a(n, -7.0), ret(n, -7.0);
+        const long made = count_allocations([&] {
+          adv::optimal_token_baseline(h, b.r, std::span<const double>(b.lp),
+                                      std::span<const double>(b.sp), rho, b.m, so, g,
+                                      std::span<double>(a), std::span<double>(ret), o,
+                                      pt::workspace(storage.data() + offset, bytes));
+        });
+        EXPECT_EQ(made, 0);
+        EXPECT_EQ(a, want);
+        EXPECT_EQ(ret, want_ret);
+        for (std::size_t k = 0; k < n; ++k) {
+          EXPECT_NEAR(a[k], ref[k], 1e-12 * (1 + std::abs(ref[k]))) << k;
+          EXPECT_NEAR(ret[k], ref_ret[k], 1e-12 * (1 + std::abs(ref_ret[k]))) << k;
+        }
+      }
+      vec untouched(n, -3.0), untouched_ret(n, -3.0);
+      for (const std::size_t small : {std::size_t{0}, bytes / 2})
+        EXPECT_THROW(adv::tir_optimal_token_baseline(
+                         h, b.r, std::span<const double>(b.lp), std::span<const double>(b.sp),
+                         rho, b.m, so, g, std::span<double>(untouched),
+                         std::span<double>(untouched_ret), o,
+                         pt::workspace(storage.data(), small)),
+                     pt::error);
+      for (std::size_t k = 0; k < n; ++k) {
+        EXPECT_EQ(untouched[k], -3.0);
+        EXPECT_EQ(untouched_ret[k], -3.0);
+      }
+    }
+  // Float inputs: the same bits as the allocating float call.
+  auto f = [](const vec& v) { return fvec(v.begin(), v.end()); };
+  const fvec rf = f(b.r), lf = f(b.lp), sf = f(b.sp);
+  fvec want(n), got(n, -7.0f);
+  adv::optimal_token_baseline(h, rf, std::span<const float>(lf), std::span<const float>(sf), {},
+                              b.m, so, g, std::span<float>(want), std::span<float>());
+  pt::workspace_buffer buffer;
+  adv::optimal_token_baseline(h, rf, std::span<const float>(lf), std::span<const float>(sf), {},
+                              b.m, so, g, std::span<float>(got), std::span<float>(),
+                              adv::otb_conventions::verl,
+                              buffer.view(adv::optimal_token_baseline_workspace_bytes(h, so)));
+  EXPECT_EQ(got, want);
+  // No sequence, no token: 0 bytes, and the call with an empty workspace writes nothing.
+  EXPECT_EQ(adv::optimal_token_baseline_workspace_bytes(h, offs{0}), 0u);
+  vec none;
+  EXPECT_NO_THROW(adv::optimal_token_baseline(h, none, std::span<const double>(),
+                                              std::span<const double>(), {}, {}, offs{0}, offs{0},
+                                              std::span<double>(none), std::span<double>(),
+                                              adv::otb_conventions::verl, pt::workspace()));
+  EXPECT_THROW(adv::optimal_token_baseline_workspace_bytes(h, offs{}), pt::error);
 }

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstddef>
 #include <limits>
 #include <random>
 #include <string>
@@ -13,6 +14,9 @@
 
 #include "posttrain/core/error.hpp"
 #include "posttrain/core/exec.hpp"
+#include "posttrain/core/workspace.hpp"
+
+#include "core/count_allocations.hpp"
 
 namespace pt = posttrain;
 namespace adv = posttrain::advantage;
@@ -149,4 +153,64 @@ TEST(PfPpo, BadInputIsRejectedBeforeWriting) {
   EXPECT_THROW(adv::pf_ppo_resample(vec{}, std::mt19937_64(1), std::span<pt::index_t>(idx)),
                pt::error);
   for (pt::index_t v : idx) EXPECT_EQ(v, -7);
+}
+
+// pf_ppo_weights allocates nothing; the workspace forms of pf_ppo_resample and
+// pf_ppo_resample_indices draw the indices of the allocating forms from the same seed (random
+// scores; B = 0, 1 and more), allocate nothing, and a too-small workspace throws before any index
+// is written.
+TEST(PfPpo, WorkspaceFormsSameDrawsNoAllocation) {
+  const pt::exec::host h;
+  std::mt19937 rng(5);
+  std::normal_distribution<double> nd(0.0, 2.0);
+  for (const std::size_t b : {0u, 1u, 7u, 200u})
+    for (const adv::pf_ppo_options o :
+         {adv::pf_ppo_conventions::verl, adv::pf_ppo_options{.method = adv::pf_ppo_reweight::max_min},
+          adv::pf_ppo_options{.method = adv::pf_ppo_reweight::max_random},
+          adv::pf_ppo_options{.weight_pow = 0.5}}) {
+      vec s(b);
+      for (double& x : s) x = nd(rng);
+      const char* method = o.method == adv::pf_ppo_reweight::pow       ? "pow"
+                           : o.method == adv::pf_ppo_reweight::max_min ? "max_min"
+                                                                       : "max_random";
+      vec w(b, -1.0);
+      EXPECT_EQ(count_allocations([&] { adv::pf_ppo_weights(h, s, std::span<double>(w), o); }),
+                0);
+      const vec ref = b == 0 ? vec{} : verl_weights(s, method, o.weight_pow);
+      for (std::size_t i = 0; i < b; ++i) EXPECT_NEAR(w[i], ref[i], 1e-15 * (1 + ref[i])) << i;
+      vec inplace = s;  // in place: the weights over the scores
+      adv::pf_ppo_weights(h, inplace, std::span<double>(inplace), o);
+      EXPECT_EQ(inplace, w);
+
+      const std::size_t m = b == 0 ? 0 : 3 * b;
+      ivec want(m), got(m, -9), got_w(m, -9);
+      adv::pf_ppo_resample_indices(h, s, std::mt19937_64(b + 1), std::span<pt::index_t>(want), o);
+      const std::size_t bytes = adv::pf_ppo_resample_indices_workspace_bytes(h, pt::index_t(b));
+      const std::size_t bytes_w = adv::pf_ppo_resample_workspace_bytes(pt::index_t(b));
+      std::vector<std::byte> storage(bytes + 64);
+      for (const std::size_t offset : {0u, 5u, 40u}) {
+        std::mt19937_64 g(b + 1), gw(b + 1);
+        EXPECT_EQ(count_allocations([&] {
+                    adv::pf_ppo_resample_indices(h, s, g, std::span<pt::index_t>(got), o,
+                                                 pt::workspace(storage.data() + offset, bytes));
+                    adv::pf_ppo_resample(std::span<const double>(w), gw,
+                                         std::span<pt::index_t>(got_w),
+                                         pt::workspace(storage.data() + offset, bytes_w));
+                  }),
+                  0);
+        EXPECT_EQ(got, want);
+        EXPECT_EQ(got_w, want);
+      }
+      if (bytes > 0) {
+        ivec untouched(m, -3);
+        EXPECT_THROW(adv::pf_ppo_resample_indices(h, s, std::mt19937_64(1),
+                                                  std::span<pt::index_t>(untouched), o,
+                                                  pt::workspace(storage.data(), bytes / 2)),
+                     pt::error);
+        EXPECT_THROW(adv::pf_ppo_resample(std::span<const double>(w), std::mt19937_64(1),
+                                          std::span<pt::index_t>(untouched), pt::workspace()),
+                     pt::error);
+        for (pt::index_t i : untouched) EXPECT_EQ(i, -3);
+      }
+    }
 }

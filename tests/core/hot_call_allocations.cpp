@@ -1,10 +1,10 @@
 // The workspace overloads of the advantage estimators (estimator::grpo, dr_grpo, rloo, gpg,
-// grpo_passk, opo, gae, reinforce_pp, reinforce_pp_baseline, remax; contiguous group_offsets or
-// group_ids), of group_by_ids and of the losses with per-row scratch (loss::sft,
-// loss::value_clipped, loss::preference with a batch-sorted link): the same bits as the
-// allocating overloads, no allocation in the call
-// (counted through a replaced global operator new), and a too-small workspace throws before any
-// output is written.
+// grpo_passk, opo, gae, reinforce_pp, reinforce_pp_baseline, remax, optimal_token_baseline,
+// tir_optimal_token_baseline; contiguous group_offsets or group_ids), of group_by_ids (integer
+// and any hashable ids) and of the losses with per-row scratch (loss::sft, loss::value_clipped,
+// loss::preference with a batch-sorted link): the same bits as the allocating overloads, no
+// allocation in the call (counted through a replaced global operator new), and a too-small
+// workspace throws before any output is written.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -16,6 +16,7 @@
 #include <new>
 #include <random>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "posttrain/advantage/estimator.hpp"
@@ -39,6 +40,7 @@ struct rollout {
   std::vector<double> token_rewards, values, old_values, returns, logprobs;
   std::vector<double> rewards;
   std::vector<double> baselines;          // greedy-rollout rewards (remax)
+  std::vector<double> sum_pi_squared;     // Σ_v π_v² >= π² of the sampled token (OTB)
   std::vector<pt::index_t> group_ids;     // the group of every sequence (contiguous here)
 };
 
@@ -58,6 +60,8 @@ rollout make_rollout(int groups, int per_group, unsigned seed) {
         r.old_values.push_back(x(rng));
         r.returns.push_back(x(rng));
         r.logprobs.push_back(-std::abs(x(rng)));
+        const double pi = std::exp(r.logprobs.back());
+        r.sum_pi_squared.push_back(pi * pi + 0.5 * (1 - pi) * (1 - pi));
       }
       r.seq_offsets.push_back(static_cast<pt::index_t>(r.mask.size()));
       r.rewards.push_back(win(rng) ? 1.0 : 0.0);
@@ -364,6 +368,23 @@ TEST(HotCallAllocations, TokenEstimators) {
   expect_estimator_workspace<pt::estimator::remax>(in, pt::estimator::remax::defaults);
 }
 
+TEST(HotCallAllocations, OptimalTokenBaselineEstimators) {
+  rollout r = make_rollout(5, 3, 28);
+  r.group_offsets = {0, 3, 4, 4, 9, 15};  // a singleton and an empty group among them
+  pt::advantage::estimator_inputs<double> in{.token_rewards = r.token_rewards, .mask = r.mask,
+                                             .seq_offsets = r.seq_offsets,
+                                             .group_offsets = r.group_offsets,
+                                             .old_logprobs = r.logprobs,
+                                             .sum_pi_squared = r.sum_pi_squared};
+  expect_estimator_workspace<pt::estimator::optimal_token_baseline>(
+      in, pt::estimator::optimal_token_baseline::defaults);
+  expect_estimator_workspace<pt::estimator::tir_optimal_token_baseline>(
+      in, pt::estimator::tir_optimal_token_baseline::defaults);
+  in.is_weights = r.values;  // any per-token factor will do as ρ
+  expect_estimator_workspace<pt::estimator::optimal_token_baseline>(
+      in, pt::advantage::otb_options{.handle_zero_tail = true});
+}
+
 TEST(HotCallAllocations, GroupByIds) {
   std::mt19937 rng(26);
   std::uniform_int_distribution<pt::index_t> id(-5, 40);
@@ -392,6 +413,82 @@ TEST(HotCallAllocations, GroupByIds) {
                    pt::error);
       for (auto v : untouched) EXPECT_EQ(v, -3);
     }
+  }
+}
+
+// A naive stable grouping (groups in order of first appearance, members in order) of ids with ==.
+template <class Id>
+pt::grouping naive_grouping(const std::vector<Id>& ids) {
+  pt::grouping g;
+  std::vector<Id> seen;
+  std::vector<std::vector<pt::index_t>> members;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    const auto it = std::find(seen.begin(), seen.end(), ids[i]);
+    const std::size_t k = static_cast<std::size_t>(it - seen.begin());
+    if (it == seen.end()) seen.push_back(ids[i]), members.emplace_back();
+    members[k].push_back(static_cast<pt::index_t>(i));
+    g.group_of.push_back(static_cast<pt::index_t>(k));
+  }
+  g.group_offsets.push_back(0);
+  for (const auto& m : members) {
+    g.order.insert(g.order.end(), m.begin(), m.end());
+    g.group_offsets.push_back(g.group_offsets.back() + static_cast<pt::index_t>(m.size()));
+  }
+  return g;
+}
+
+// The workspace form for any hashable id type (strings, short ints): the naive grouping and the
+// allocating form's, no allocation, a too-small workspace throws before anything is written.
+template <class Id>
+void expect_group_by_ids_workspace(const std::vector<Id>& ids) {
+  const std::size_t n = ids.size();
+  const pt::grouping want = naive_grouping(ids);
+  const pt::grouping allocating = pt::group_by_ids(ids);
+  EXPECT_EQ(allocating.order, want.order);
+  EXPECT_EQ(allocating.group_offsets, want.group_offsets);
+  EXPECT_EQ(allocating.group_of, want.group_of);
+  const std::size_t bytes = pt::group_by_ids_workspace_bytes(static_cast<pt::index_t>(n));
+  std::vector<std::byte> storage(bytes + 64);
+  std::vector<pt::index_t> order(n, -9), offsets(n + 1, -9), group_of(n, -9);
+  pt::index_t groups = -1;
+  EXPECT_EQ(count_allocations([&] {
+              groups = pt::group_by_ids(std::span<const Id>(ids), std::span<pt::index_t>(order),
+                                        std::span<pt::index_t>(offsets),
+                                        std::span<pt::index_t>(group_of),
+                                        pt::workspace(storage.data() + 3, bytes));
+            }),
+            0);
+  EXPECT_EQ(groups, want.num_groups());
+  EXPECT_EQ(order, want.order);
+  EXPECT_EQ(std::vector<pt::index_t>(offsets.begin(), offsets.begin() + groups + 1),
+            want.group_offsets);
+  EXPECT_EQ(group_of, want.group_of);
+  if (bytes > 0) {
+    std::vector<pt::index_t> untouched(n + 1, -3), untouched_order(n, -3), untouched_of(n, -3);
+    EXPECT_THROW(pt::group_by_ids(std::span<const Id>(ids), std::span<pt::index_t>(untouched_order),
+                                  std::span<pt::index_t>(untouched),
+                                  std::span<pt::index_t>(untouched_of),
+                                  pt::workspace(storage.data(), bytes / 2)),
+                 pt::error);
+    for (auto v : untouched) EXPECT_EQ(v, -3);
+    for (auto v : untouched_order) EXPECT_EQ(v, -3);
+    for (auto v : untouched_of) EXPECT_EQ(v, -3);
+  }
+}
+
+TEST(HotCallAllocations, GroupByIdsAnyIdType) {
+  std::mt19937 rng(29);
+  std::uniform_int_distribution<int> id(0, 30);
+  for (std::size_t n : {0u, 1u, 9u, 257u}) {
+    std::vector<std::string> names(n);  // long enough to live on the heap (no small-string case)
+    std::vector<short> shorts(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      const int k = id(rng);
+      names[i] = "prompt-uid-0123456789-abcdefghij-" + std::to_string(k);
+      shorts[i] = static_cast<short>(k - 15);
+    }
+    expect_group_by_ids_workspace(names);
+    expect_group_by_ids_workspace(shorts);
   }
 }
 

@@ -1,7 +1,7 @@
 // Tests of loss::reward_model (loss/reward_model.hpp): Bradley-Terry and LogExp against a naive
 // float64 reference (margins, centring, Llama 3 edited > chosen > rejected ranking), gradients by
 // central differences, invariants (log 2 at equal rewards), extremes, micro-batch invariance,
-// float inputs and every validation error (outputs untouched).
+// float inputs, every validation error (outputs untouched) and no allocation in a host call.
 #include "posttrain/loss/reward_model.hpp"
 
 #include <gtest/gtest.h>
@@ -10,9 +10,12 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "posttrain/core/error.hpp"
+
+#include "core/count_allocations.hpp"
 
 namespace pt = posttrain;
 using pt::loss::reward_model_inputs;
@@ -242,4 +245,45 @@ TEST(RewardModel, ValidationLeavesOutputsUntouched) {
   std::vector<float> em0{1, 0, 1};
   EXPECT_NO_THROW(bt::compute(reward_model_inputs<double>{rc, rr, {}, bad, em0}, {}, out));
   for (double v : gc) EXPECT_TRUE(std::isfinite(v));
+}
+
+// A host call allocates nothing (there is no scratch to supply: the backend's blocks live on the
+// stack), with every input and output in use, against the naive reference; its messages still
+// name the loss and its link.
+TEST(RewardModel, HostCallAllocatesNothing) {
+  std::mt19937_64 rng(7);
+  for (const int n : {0, 1, 300}) {
+    const data d = make(rng, n, true, true, true);
+    const auto un = static_cast<std::size_t>(n);
+    std::vector<double> gc(un), gr(un), ge(un), pl(un);
+    pt::loss::reward_model_result r{};
+    EXPECT_EQ(count_allocations([&] {
+                r = bt::compute(pt::exec::host{}, d.in(), {0.01}, {gc, gr, ge, pl});
+              }),
+              0);
+    EXPECT_NEAR(r.loss, naive_loss(d, 0.01), 1e-12);
+    data no_margin = d;
+    no_margin.margin.clear();
+    EXPECT_EQ(count_allocations([&] {
+                r = logexp::compute(pt::exec::host{}, no_margin.in(), {}, {gc, gr, ge, pl});
+              }),
+              0);
+    EXPECT_NEAR(r.loss, naive_loss(no_margin, 0.0), 1e-12);
+  }
+  const data d = make(rng, 3, false, false, false);
+  std::vector<double> short_grad(2);
+  try {
+    bt::compute(d.in(), {}, {short_grad, {}, {}, {}});
+    ADD_FAILURE() << "a short chosen_grad was accepted";
+  } catch (const pt::error& e) {
+    EXPECT_NE(std::string(e.what()).find("loss::reward_model<bradley_terry>"), std::string::npos)
+        << e.what();
+  }
+  try {
+    logexp::compute(make(rng, 3, true, false, false).in());
+    ADD_FAILURE() << "a margin was accepted by log_exp";
+  } catch (const pt::error& e) {
+    EXPECT_NE(std::string(e.what()).find("loss::reward_model<log_exp>"), std::string::npos)
+        << e.what();
+  }
 }

@@ -124,6 +124,32 @@ inline void validate_groups(std::span<const index_t> group_offsets, index_t sequ
   expect_offsets(group_offsets, sequences, where, "group_offsets");
 }
 
+// The workspace preamble of the host outcome estimators (group, passk, rloo, gpg, opo):
+//   checked_outcome_counts   the size check their *_workspace_bytes(exec::host, B, G, ...) start
+//                            with (B = members and G = groups, both >= 0), as element counts;
+//   with_outcome_workspace   their allocating form: group_offsets checked against B (G is read
+//                            from them), then call(ws) over a workspace_buffer of bytes(B, G)
+//                            bytes, i.e. the workspace form with scratch allocated for the call.
+struct outcome_counts {
+  std::size_t members = 0;
+  std::size_t groups = 0;
+};
+
+inline outcome_counts checked_outcome_counts(index_t members, index_t groups,
+                                             std::string_view where) {
+  expect(members >= 0, where, "members is ", members, ", expected >= 0");
+  expect(groups >= 0, where, "groups is ", groups, ", expected >= 0");
+  return {static_cast<std::size_t>(members), static_cast<std::size_t>(groups)};
+}
+
+template <class Bytes, class Call>
+void with_outcome_workspace(index_t members, std::span<const index_t> group_offsets,
+                            std::string_view where, const Bytes& bytes, const Call& call) {
+  validate_groups(group_offsets, members, where);
+  workspace_buffer buffer;
+  call(buffer.view(bytes(members, ssize(group_offsets) - 1)));
+}
+
 // Weight 1 for scorable rewards, 0 for NaN; empty when every reward is scorable.
 // The same into caller memory buf[B]: returns buf when a reward is NaN (1 scorable, 0 not),
 // otherwise an empty span (every reward scorable) without touching buf.

@@ -362,41 +362,41 @@ using advantage::reward_level;
 
 namespace detail {
 // The advantage function of each group outcome estimator, Fn{}(exec, R, groups, A, options[, ws]),
-// and the size of its workspace form, chosen by the options type.
+// and Fn::workspace_bytes(exec::host, B, G, options), the size of its workspace form.
 struct group_fn {
   void operator()(auto&&... a) const { advantage::group_advantages(a...); }
+  static std::size_t workspace_bytes(exec::host e, index_t b, index_t g,
+                                     const advantage::group_options& o) {
+    return advantage::group_advantages_workspace_bytes(e, b, g, o);
+  }
 };
 struct rloo_fn {
   void operator()(auto&&... a) const { advantage::rloo_advantages(a...); }
+  static std::size_t workspace_bytes(exec::host e, index_t b, index_t g,
+                                     const advantage::rloo_options& o) {
+    return advantage::rloo_advantages_workspace_bytes(e, b, g, o);
+  }
 };
 struct gpg_fn {
   void operator()(auto&&... a) const { advantage::gpg_advantages(a...); }
+  static std::size_t workspace_bytes(exec::host e, index_t b, index_t g,
+                                     const advantage::gpg_options& o) {
+    return advantage::gpg_advantages_workspace_bytes(e, b, g, o);
+  }
 };
 struct passk_fn {
   void operator()(auto&&... a) const { advantage::passk_advantages(a...); }
+  static std::size_t workspace_bytes(exec::host e, index_t b, index_t g,
+                                     const advantage::passk_options& o) {
+    return advantage::passk_advantages_workspace_bytes(e, b, g, o);
+  }
 };
-inline std::size_t fn_workspace_bytes(exec::host e, index_t b, index_t g,
-                                      const advantage::group_options& o) {
-  return advantage::group_advantages_workspace_bytes(e, b, g, o);
-}
-inline std::size_t fn_workspace_bytes(exec::host e, index_t b, index_t g,
-                                      const advantage::rloo_options& o) {
-  return advantage::rloo_advantages_workspace_bytes(e, b, g, o);
-}
-inline std::size_t fn_workspace_bytes(exec::host e, index_t b, index_t g,
-                                      const advantage::gpg_options& o) {
-  return advantage::gpg_advantages_workspace_bytes(e, b, g, o);
-}
-inline std::size_t fn_workspace_bytes(exec::host e, index_t b, index_t g,
-                                      const advantage::passk_options& o) {
-  return advantage::passk_advantages_workspace_bytes(e, b, g, o);
-}
 }  // namespace detail
 
 // The group outcome estimators (one advantage per sequence from the rewards of its group:
 // grpo, rloo, gpg, grpo_passk) share everything but their name, options and advantage function
-// Fn (a function object: Fn{}(exec, R[B], group_offsets, A[B], options)). Contiguous groups or
-// group_ids (advantage::detail::run_outcome).
+// Fn (a function object: Fn{}(exec, R[B], group_offsets, A[B], options[, ws]) and
+// Fn::workspace_bytes). Contiguous groups or group_ids (advantage::detail::run_outcome).
 template <std::size_t N>
 struct estimator_name {
   char text[N]{};
@@ -437,7 +437,7 @@ struct group_outcome {
   }
 
   // Bytes of the workspace compute(exec::host, in, out, o, ws) needs for these inputs (the
-  // outcome scratch of run_outcome and the advantage function's, detail::fn_workspace_bytes; with
+  // outcome scratch of run_outcome and the advantage function's, Fn::workspace_bytes; with
   // group_ids G is bounded by B).
   template <class T>
   static std::size_t workspace_bytes(exec::host exec, const estimator_inputs<T>& in,
@@ -445,7 +445,7 @@ struct group_outcome {
     const index_t b = in.seq_offsets.empty() ? 0 : ssize(in.seq_offsets) - 1;
     const index_t g = in.group_offsets.empty() ? b : ssize(in.group_offsets) - 1;
     return advantage::detail::outcome_workspace_size(contract, in) +
-           detail::fn_workspace_bytes(exec, b, g, o);
+           Fn::workspace_bytes(exec, b, g, o);
   }
 
   // Caller scratch (workspace_bytes(exec, in, o) bytes): no allocation, with group_offsets or
@@ -565,14 +565,19 @@ struct remax_call {  // one scan, no scratch: the workspace form is the call its
                      out.advantages, out.returns);
   }
 };
-struct otb_call {  // allocates (backend/cpu/advantage_otb.hpp): no workspace form yet
-  static constexpr bool has_workspace = false;
-  template <class Exec, class T>
+struct otb_call {
+  static constexpr bool has_workspace = true;
+  template <class T>
+  static std::size_t workspace_bytes(exec::host exec, const estimator_inputs<T>& in,
+                                     const advantage::otb_options& o) {
+    return advantage::optimal_token_baseline_workspace_bytes(exec, in.seq_offsets, o);
+  }
+  template <class Exec, class T, class... Ws>
   void operator()(Exec exec, const estimator_inputs<T>& in, const estimator_outputs<T>& out,
-                  const advantage::otb_options& o) const {
+                  const advantage::otb_options& o, Ws... ws) const {
     advantage::optimal_token_baseline(exec, in.token_rewards, in.old_logprobs, in.sum_pi_squared,
                                       in.is_weights, in.mask, in.seq_offsets, in.group_offsets,
-                                      out.advantages, out.returns, o);
+                                      out.advantages, out.returns, o, ws...);
   }
 };
 }  // namespace detail

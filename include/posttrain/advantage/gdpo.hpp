@@ -35,8 +35,13 @@
 // trl_batch (scale_rewards="batch"), trl_none (scale_rewards="none"), trl_gdpo
 // (normalize_then_sum, unbiased, ε = 1e-4, unscorable rows excluded).
 // nan = raise (in options.nan) rejects every NaN entry before anything is written.
-// Arithmetic in double. Host memory only (exec::host).
+// Arithmetic in double. Host memory only (exec::host), no stream.
+// Scratch: multi_objective_advantages_workspace_bytes(exec::host, B, G, options) (gdpo_advantages_
+// workspace_bytes) bytes for the overloads taking a posttrain::workspace, which allocate nothing;
+// the overloads without one allocate that much for the call. Both give the same bits.
+#include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <span>
 #include <string_view>
 #include <type_traits>
@@ -49,6 +54,7 @@
 #include "posttrain/core/types.hpp"
 #include "posttrain/core/validate.hpp"
 #include "posttrain/core/views.hpp"
+#include "posttrain/core/workspace.hpp"
 #include "posttrain/ops/reductions.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
@@ -146,22 +152,48 @@ void validate_multi_objective(const matrix_view<const T>& rewards, std::span<con
 
 }  // namespace detail
 
-// Multi-objective advantages A[B]; see the header comment.
-template <execution_tag Exec, class T>
+// Bytes of the workspace multi_objective_advantages(exec::host, ..., ws) needs for B = `rows`
+// rows in G = `groups` groups: R[B], then with sum_then_normalize A[B] and group_advantages'
+// scratch (nan_policy::ignore), with normalize_then_sum one column, its scorable weights, the
+// rows with a defined z and the batch weights [B], and the moments of every group [G].
+inline std::size_t multi_objective_advantages_workspace_bytes(
+    exec::host exec, index_t rows, index_t groups, const multi_objective_options& options = {}) {
+  constexpr std::string_view where = "advantage::multi_objective_advantages_workspace_bytes";
+  expect(rows >= 0, where, "rows is ", rows, ", expected >= 0");
+  expect(groups >= 0, where, "groups is ", groups, ", expected >= 0");
+  const auto b = static_cast<std::size_t>(rows);
+  workspace_size size;
+  size.add<double>(b);
+  if (options.aggregation == multi_objective::sum_then_normalize) {
+    group_options g = options.group;
+    g.nan = nan_policy::ignore;
+    size.add<double>(b);
+    return size + group_advantages_workspace_bytes(exec, rows, groups, g);
+  }
+  return size.add<double>(b)
+      .add<float>(b)
+      .add<unsigned char>(b)
+      .add<masked_stats>(static_cast<std::size_t>(groups))
+      .add<float>(b);
+}
+
+// Multi-objective advantages A[B] on the host with caller scratch
+// (multi_objective_advantages_workspace_bytes): no allocation; the allocating form below is this
+// call over a workspace_buffer.
+template <class T>
 requires(std::is_same_v<T, float> || std::is_same_v<T, double>) void multi_objective_advantages(
-    Exec exec, const matrix_view<const T>& rewards, std::span<const double> weights,
+    exec::host exec, const matrix_view<const T>& rewards, std::span<const double> weights,
     std::span<const index_t> group_offsets, std::span<T> out,
-    const multi_objective_options& options = {}) {
-  static_assert(std::is_same_v<Exec, exec::host>,
-                "posttrain::advantage::multi_objective_advantages runs on exec::host only: copy "
-                "the rewards to host memory");
+    const multi_objective_options& options, workspace ws) {
   constexpr std::string_view where = "advantage::multi_objective_advantages";
   detail::validate_multi_objective(rewards, weights, group_offsets, out, options, where);
   const index_t B = rewards.rows, K = rewards.cols;
+  const auto b = static_cast<std::size_t>(B);
   auto w = [&](index_t k) { return weights.empty() ? 1.0 : weights[static_cast<std::size_t>(k)]; };
-  std::vector<double> R(static_cast<std::size_t>(B), 0.0);
+  const std::span<double> R = ws.take<double>(b, where);
 
   if (options.aggregation == multi_objective::sum_then_normalize) {
+    const std::span<double> a = ws.take<double>(b, where);
     for (index_t i = 0; i < B; ++i) {
       double s = 0.0;
       bool any = false;
@@ -173,16 +205,20 @@ requires(std::is_same_v<T, float> || std::is_same_v<T, double>) void multi_objec
     }
     group_options g = options.group;
     g.nan = nan_policy::ignore;  // NaN here only marks unscorable rows that options.nan accepted
-    std::vector<double> a(R.size());
-    group_advantages(exec, R, group_offsets, std::span<double>(a), g);
+    // group_advantages takes the rest of ws before it writes a; out is written after.
+    group_advantages(exec, std::span<const double>(R), group_offsets, a, g, ws);
     for (std::size_t i = 0; i < a.size(); ++i) out[i] = static_cast<T>(a[i]);
     return;
   }
 
   // normalize_then_sum
-  std::vector<double> column(static_cast<std::size_t>(B));
-  std::vector<float> scorable(static_cast<std::size_t>(B));
-  std::vector<bool> any(static_cast<std::size_t>(B), false);
+  const std::span<double> column = ws.take<double>(b, where);
+  const std::span<float> scorable = ws.take<float>(b, where);
+  const std::span<unsigned char> any = ws.take<unsigned char>(b, where);  // a z was added to R_i
+  const std::span<masked_stats> stats = ws.take<masked_stats>(group_offsets.size() - 1, where);
+  const std::span<float> defined = ws.take<float>(b, where);
+  std::fill(R.begin(), R.end(), 0.0);
+  std::fill(any.begin(), any.end(), static_cast<unsigned char>(0));
   for (index_t k = 0; k < K; ++k) {
     for (index_t i = 0; i < B; ++i) {
       const double r = static_cast<double>(rewards(i, k));
@@ -190,9 +226,11 @@ requires(std::is_same_v<T, float> || std::is_same_v<T, double>) void multi_objec
       scorable[static_cast<std::size_t>(i)] = r == r ? 1.0f : 0.0f;
     }
     // NaN entries carry weight 0 and are never read by the moments.
-    const std::vector<masked_stats> stats = segment_moments(
-        exec, std::span<const double>(column), std::span<const float>(scorable), group_offsets);
-    detail::advantage_backend<Exec>::for_each_member(
+    if (!backend::reductions_backend<exec::host>::segment_moments(
+            exec, std::span<const double>(column), std::span<const float>(scorable),
+            group_offsets, stats))
+      ::posttrain::detail::fail_mask(std::span<const float>(scorable), "segment_moments");
+    detail::advantage_backend<exec::host>::for_each_member(
         exec, group_offsets, [&](index_t g, index_t i) {
           const auto gi = static_cast<std::size_t>(g);
           const double z = gdpo_zscore(column[static_cast<std::size_t>(i)], stats[gi],
@@ -200,21 +238,40 @@ requires(std::is_same_v<T, float> || std::is_same_v<T, double>) void multi_objec
                                        options.epsilon);
           if (z == z) {
             R[static_cast<std::size_t>(i)] += w(k) * z;
-            any[static_cast<std::size_t>(i)] = true;
+            any[static_cast<std::size_t>(i)] = 1;
           }
         });
   }
-  std::vector<float> defined(static_cast<std::size_t>(B), 1.0f);
-  for (std::size_t i = 0; i < R.size(); ++i)
-    if (!any[i] && options.unscorable == unscorable_rows::excluded) defined[i] = 0.0f;
+  for (std::size_t i = 0; i < b; ++i)
+    defined[i] = !any[i] && options.unscorable == unscorable_rows::excluded ? 0.0f : 1.0f;
   const masked_stats s =
       masked_moments(exec, std::span<const double>(R), std::span<const float>(defined));
   // TRL: std over one row is NaN (nanstd) or 0 (numel <= 1): either way A = 0 there.
   const double d = s.count > 1.0 ? std::sqrt(s.variance(options.std_kind)) + options.epsilon : 0.0;
-  for (std::size_t i = 0; i < R.size(); ++i) {
+  for (std::size_t i = 0; i < b; ++i) {
     const double a = (defined[i] != 0.0f && d != 0.0) ? (R[i] - s.mean) / d : 0.0;
     out[i] = static_cast<T>(a);
   }
+}
+
+// Multi-objective advantages A[B]; see the header comment. The scratch is allocated for this
+// call (the workspace form above over a workspace_buffer).
+template <execution_tag Exec, class T>
+requires(std::is_same_v<T, float> || std::is_same_v<T, double>) void multi_objective_advantages(
+    Exec exec, const matrix_view<const T>& rewards, std::span<const double> weights,
+    std::span<const index_t> group_offsets, std::span<T> out,
+    const multi_objective_options& options = {}) {
+  static_assert(std::is_same_v<Exec, exec::host>,
+                "posttrain::advantage::multi_objective_advantages runs on exec::host only: copy "
+                "the rewards to host memory");
+  // Sized from the shapes alone (clamped, so that a bad shape reaches the workspace form's
+  // validation and its message rather than the size function's).
+  const index_t rows = rewards.rows > 0 ? rewards.rows : 0;
+  const index_t groups = group_offsets.empty() ? 0 : ssize(group_offsets) - 1;
+  workspace_buffer buffer;
+  multi_objective_advantages(
+      exec, rewards, weights, group_offsets, out, options,
+      buffer.view(multi_objective_advantages_workspace_bytes(exec, rows, groups, options)));
 }
 
 // GDPO (TRL multi_objective_aggregation="normalize_then_sum"): multi_objective_advantages with
@@ -227,6 +284,23 @@ requires(std::is_same_v<T, float> || std::is_same_v<T, double>) void gdpo_advant
   static_assert(detail::host_only_exec_v<Exec>,
                 "advantage::gdpo_advantages has no device path yet: call it with exec::host");
   multi_objective_advantages(exec, rewards, weights, group_offsets, out, options);
+}
+
+// Bytes of the workspace gdpo_advantages(exec::host, ..., ws) needs (those of
+// multi_objective_advantages with the same options).
+inline std::size_t gdpo_advantages_workspace_bytes(
+    exec::host exec, index_t rows, index_t groups,
+    const multi_objective_options& options = multi_objective_conventions::trl_gdpo) {
+  return multi_objective_advantages_workspace_bytes(exec, rows, groups, options);
+}
+
+// GDPO with caller scratch (gdpo_advantages_workspace_bytes): no allocation.
+template <class T>
+requires(std::is_same_v<T, float> || std::is_same_v<T, double>) void gdpo_advantages(
+    exec::host exec, const matrix_view<const T>& rewards, std::span<const double> weights,
+    std::span<const index_t> group_offsets, std::span<T> out,
+    const multi_objective_options& options, workspace ws) {
+  multi_objective_advantages(exec, rewards, weights, group_offsets, out, options, ws);
 }
 
 }  // namespace advantage

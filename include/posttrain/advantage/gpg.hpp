@@ -42,10 +42,9 @@ POSTTRAIN_HOST_DEVICE inline double gpg_alpha(index_t batch, index_t nonzero) {
 // group moments; `members` is the reward count, unused today).
 inline std::size_t gpg_advantages_workspace_bytes(exec::host, index_t members, index_t groups,
                                                   const gpg_options& = {}) {
-  constexpr std::string_view where = "advantage::gpg_advantages_workspace_bytes";
-  expect(members >= 0, where, "members is ", members, ", expected >= 0");
-  expect(groups >= 0, where, "groups is ", groups, ", expected >= 0");
-  return workspace_size().add<masked_stats>(static_cast<std::size_t>(groups));
+  return workspace_size().add<masked_stats>(
+      detail::checked_outcome_counts(members, groups, "advantage::gpg_advantages_workspace_bytes")
+          .groups);
 }
 
 // GPG advantages A[B] on the host with caller scratch (gpg_advantages_workspace_bytes): no
@@ -83,11 +82,10 @@ void gpg_advantages(Exec exec, const V& rewards_in, std::span<const index_t> gro
   constexpr std::string_view where = "advantage::gpg_advantages";
   const std::span<const T> rewards(rewards_in);
   expect_positive(options.f_norm, where, "options.f_norm");
-  detail::validate_groups(group_offsets, ssize(rewards), where);
-  workspace_buffer buffer;
-  gpg_advantages(exec, rewards, group_offsets, out, options,
-                 buffer.view(gpg_advantages_workspace_bytes(exec, ssize(rewards),
-                                                            ssize(group_offsets) - 1, options)));
+  detail::with_outcome_workspace(
+      ssize(rewards), group_offsets, where,
+      [&](index_t b, index_t g) { return gpg_advantages_workspace_bytes(exec, b, g, options); },
+      [&](workspace ws) { gpg_advantages(exec, rewards, group_offsets, out, options, ws); });
 }
 
 }  // namespace advantage

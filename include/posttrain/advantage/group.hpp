@@ -249,13 +249,12 @@ std::span<const masked_stats> checked_group_moments(exec::host exec, std::span<c
 // coefficients of every group).
 inline std::size_t group_advantages_workspace_bytes(exec::host, index_t members, index_t groups,
                                                     const group_options& options = {}) {
-  constexpr std::string_view where = "advantage::group_advantages_workspace_bytes";
-  expect(members >= 0, where, "members is ", members, ", expected >= 0");
-  expect(groups >= 0, where, "groups is ", groups, ", expected >= 0");
+  const detail::outcome_counts n = detail::checked_outcome_counts(
+      members, groups, "advantage::group_advantages_workspace_bytes");
   return workspace_size()
-      .add<float>(options.nan == nan_policy::ignore ? static_cast<std::size_t>(members) : 0)
-      .add<masked_stats>(static_cast<std::size_t>(groups))
-      .add<group_coefficients>(static_cast<std::size_t>(groups));
+      .add<float>(options.nan == nan_policy::ignore ? n.members : 0)
+      .add<masked_stats>(n.groups)
+      .add<group_coefficients>(n.groups);
 }
 
 // GRPO-family advantages A[B] on the host with caller scratch (group_advantages_workspace_bytes):
@@ -300,11 +299,10 @@ void group_advantages(Exec exec, const V& rewards_in, std::span<const index_t> g
     detail::advantage_backend<Exec>::group_advantages(exec, rewards, group_offsets, out, options);
   } else {
     detail::validate_group_options(options, where);
-    detail::validate_groups(group_offsets, ssize(rewards), where);
-    workspace_buffer buffer;
-    group_advantages(exec, rewards, group_offsets, out, options,
-                     buffer.view(group_advantages_workspace_bytes(
-                         exec, ssize(rewards), ssize(group_offsets) - 1, options)));
+    detail::with_outcome_workspace(
+        ssize(rewards), group_offsets, where,
+        [&](index_t b, index_t g) { return group_advantages_workspace_bytes(exec, b, g, options); },
+        [&](workspace ws) { group_advantages(exec, rewards, group_offsets, out, options, ws); });
   }
 }
 
@@ -312,10 +310,9 @@ void group_advantages(Exec exec, const V& rewards_in, std::span<const index_t> g
 // group moments, the arg-max and the gain of every group).
 inline std::size_t passk_advantages_workspace_bytes(exec::host, index_t members, index_t groups,
                                                     const passk_options& = {}) {
-  constexpr std::string_view where = "advantage::passk_advantages_workspace_bytes";
-  expect(members >= 0, where, "members is ", members, ", expected >= 0");
-  expect(groups >= 0, where, "groups is ", groups, ", expected >= 0");
-  const auto g = static_cast<std::size_t>(groups);
+  const std::size_t g = detail::checked_outcome_counts(
+                            members, groups, "advantage::passk_advantages_workspace_bytes")
+                            .groups;
   return workspace_size().add<masked_stats>(g).add<index_t>(g).add<double>(g);
 }
 
@@ -372,11 +369,10 @@ void passk_advantages(Exec exec, const V& rewards_in, std::span<const index_t> g
   const std::span<const T> rewards(rewards_in);
   constexpr std::string_view where = "advantage::passk_advantages";
   expect_non_negative(options.epsilon, where, "options.epsilon");
-  detail::validate_groups(group_offsets, ssize(rewards), where);
-  workspace_buffer buffer;
-  passk_advantages(exec, rewards, group_offsets, out, options,
-                   buffer.view(passk_advantages_workspace_bytes(
-                       exec, ssize(rewards), ssize(group_offsets) - 1, options)));
+  detail::with_outcome_workspace(
+      ssize(rewards), group_offsets, where,
+      [&](index_t b, index_t g) { return passk_advantages_workspace_bytes(exec, b, g, options); },
+      [&](workspace ws) { passk_advantages(exec, rewards, group_offsets, out, options, ws); });
 }
 
 }  // namespace advantage

@@ -38,10 +38,9 @@ POSTTRAIN_HOST_DEVICE inline double opo_baseline(double weighted_sum, double tot
 // Bytes of the workspace opo_advantages(exec::host, ..., ws) needs for G = `groups` groups (one
 // baseline per group).
 inline std::size_t opo_advantages_workspace_bytes(exec::host, index_t members, index_t groups) {
-  constexpr std::string_view where = "advantage::opo_advantages_workspace_bytes";
-  expect(members >= 0, where, "members is ", members, ", expected >= 0");
-  expect(groups >= 0, where, "groups is ", groups, ", expected >= 0");
-  return workspace_size().add<double>(static_cast<std::size_t>(groups));
+  return workspace_size().add<double>(
+      detail::checked_outcome_counts(members, groups, "advantage::opo_advantages_workspace_bytes")
+          .groups);
 }
 
 // OPO advantages A[B] on the host with caller scratch (opo_advantages_workspace_bytes): no
@@ -81,11 +80,10 @@ void opo_advantages(Exec exec, const V& rewards_in, std::span<const double> leng
   static_assert(detail::host_only_exec_v<Exec>,
                 "advantage::opo_advantages has no device path yet: call it with exec::host");
   const std::span<const T> rewards(rewards_in);
-  detail::validate_groups(group_offsets, ssize(rewards), "advantage::opo_advantages");
-  workspace_buffer buffer;
-  opo_advantages(exec, rewards, lengths, group_offsets, out,
-                 buffer.view(opo_advantages_workspace_bytes(exec, ssize(rewards),
-                                                            ssize(group_offsets) - 1)));
+  detail::with_outcome_workspace(
+      ssize(rewards), group_offsets, "advantage::opo_advantages",
+      [&](index_t b, index_t g) { return opo_advantages_workspace_bytes(exec, b, g); },
+      [&](workspace ws) { opo_advantages(exec, rewards, lengths, group_offsets, out, ws); });
 }
 
 }  // namespace advantage

@@ -46,7 +46,13 @@
 // ε finite >= 0, alignment a valid enum; outputs may be an input span (exactly, in place) but not
 // overlap partially, and advantages != returns. Token values (rewards, ℓold, Σπ², ρ) are not
 // scanned: a NaN at a token with m ≠ 0 propagates to its group's baselines.
+//
+// Scratch (host only, no stream): optimal_token_baseline_workspace_bytes(exec::host, seq_offsets,
+// options) bytes for the overload taking a posttrain::workspace, which allocates nothing; the
+// overload without one allocates that much for the call. Both give the same bits.
+#include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <span>
 #include <string_view>
 #include <type_traits>
@@ -57,6 +63,7 @@
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/types.hpp"
 #include "posttrain/core/validate.hpp"
+#include "posttrain/core/workspace.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
 
@@ -90,46 +97,65 @@ POSTTRAIN_HOST_DEVICE inline double otb_token_weight(double old_logprob, double 
 
 namespace detail {
 
-template <class Exec>
-struct otb_backend {
-  static_assert(always_false_v<Exec>,
-                "posttrain::advantage::optimal_token_baseline runs on exec::host only (no CUDA "
-                "backend yet): copy the inputs to host memory");
-};
+inline void validate_otb_options(const otb_options& options, std::string_view where) {
+  expect_non_negative(options.epsilon, where, "options.epsilon");
+  expect(options.alignment == otb_alignment::column ||
+             options.alignment == otb_alignment::valid_tokens,
+         where, "options.alignment is not an otb_alignment");
+}
 
-template <>
-struct otb_backend<exec::host> {
-  template <class T, class Weight>
-  static void run(exec::host, std::span<const T> rewards, std::span<const float> mask,
-                  std::span<const index_t> seq_offsets, std::span<const index_t> group_offsets,
-                  const Weight& weight, const backend::cpu::otb_params& p, std::span<T> advantages,
-                  std::span<T> returns) {
-    backend::cpu::optimal_token_baseline(rewards, mask, seq_offsets, group_offsets, weight, p,
-                                         advantages, returns);
-  }
-};
+// The longest sequence of seq_offsets (0 when there is none); bounds every group's time indices.
+inline index_t longest_sequence(std::span<const index_t> seq_offsets) {
+  index_t longest = 0;
+  for (std::size_t b = 0; b + 1 < seq_offsets.size(); ++b)
+    longest = std::max(longest, seq_offsets[b + 1] - seq_offsets[b]);
+  return longest;
+}
 
 }  // namespace detail
 
-// OTB advantages (and returns); see the header comment.
-template <execution_tag Exec, detail::values V>
-void optimal_token_baseline(Exec exec, const V& rewards_in,
+// Bytes of the workspace optimal_token_baseline(exec::host, ..., ws) needs for the sequences of
+// seq_offsets (N = seq_offsets.back() tokens, B sequences, L the longest): G and W [N], the
+// lengths and the group members [B] (and the sorted lengths [B] with handle_zero_tail), and the
+// numerator, denominator and baseline of one group [L].
+inline std::size_t optimal_token_baseline_workspace_bytes(
+    exec::host, std::span<const index_t> seq_offsets,
+    const otb_options& options = otb_conventions::verl) {
+  constexpr std::string_view where = "advantage::optimal_token_baseline_workspace_bytes";
+  expect(!seq_offsets.empty(), where, "seq_offsets is empty, expected B + 1 >= 1 elements");
+  expect_offsets(seq_offsets, seq_offsets.back(), where, "seq_offsets");
+  const auto n = static_cast<std::size_t>(seq_offsets.back());
+  const std::size_t b = seq_offsets.size() - 1;
+  const auto longest = static_cast<std::size_t>(detail::longest_sequence(seq_offsets));
+  return workspace_size()
+      .add<double>(n)
+      .add<double>(n)
+      .add<double>(b)
+      .add<index_t>(b)
+      .add<double>(options.handle_zero_tail ? b : 0)
+      .add<double>(longest)
+      .add<double>(longest)
+      .add<double>(longest);
+}
+
+// OTB advantages (and returns) on the host with caller scratch
+// (optimal_token_baseline_workspace_bytes): no allocation; the allocating form below is this call
+// over a workspace_buffer.
+template <detail::values V>
+void optimal_token_baseline(exec::host, const V& rewards_in,
                             std::span<const detail::value_t<V>> old_logprobs,
                             std::span<const detail::value_t<V>> sum_pi_squared,
                             std::span<const detail::value_t<V>> is_weights,
                             std::span<const float> mask, std::span<const index_t> seq_offsets,
                             std::span<const index_t> group_offsets,
                             std::span<detail::value_t<V>> advantages,
-                            std::span<detail::value_t<V>> returns,
-                            const otb_options& options = otb_conventions::verl) {
+                            std::span<detail::value_t<V>> returns, const otb_options& options,
+                            workspace ws) {
   using T = detail::value_t<V>;
   constexpr std::string_view where = "advantage::optimal_token_baseline";
   const std::span<const T> rewards(rewards_in);
   const index_t n = ssize(rewards);
-  expect_non_negative(options.epsilon, where, "options.epsilon");
-  expect(options.alignment == otb_alignment::column ||
-             options.alignment == otb_alignment::valid_tokens,
-         where, "options.alignment is not an otb_alignment");
+  detail::validate_otb_options(options, where);
   detail::validate_tokens(rewards, mask, seq_offsets, advantages, where, "rewards", "advantages");
   expect_size(old_logprobs, n, where, "old_logprobs", "one behaviour log-prob per token");
   expect_size(sum_pi_squared, n, where, "sum_pi_squared", "one Σ_v π_v² per token");
@@ -149,6 +175,20 @@ void optimal_token_baseline(Exec exec, const V& rewards_in,
          "returns partially overlaps advantages");
   detail::check_mask(mask, where);
 
+  // The pieces in optimal_token_baseline_workspace_bytes' order, all before any write.
+  const auto tokens = static_cast<std::size_t>(n);
+  const std::size_t sequences = seq_offsets.size() - 1;
+  const auto longest = static_cast<std::size_t>(detail::longest_sequence(seq_offsets));
+  backend::cpu::otb_scratch scratch;
+  scratch.reward_to_go = ws.take<double>(tokens, where);
+  scratch.energy = ws.take<double>(tokens, where);
+  scratch.length = ws.take<double>(sequences, where);
+  scratch.members = ws.take<index_t>(sequences, where);
+  scratch.sorted_lengths = ws.take<double>(options.handle_zero_tail ? sequences : 0, where);
+  scratch.num = ws.take<double>(longest, where);
+  scratch.den = ws.take<double>(longest, where);
+  scratch.baseline = ws.take<double>(longest, where);
+
   const bool has_is = !is_weights.empty();
   const T* lp = old_logprobs.data();
   const T* sp = sum_pi_squared.data();
@@ -161,8 +201,35 @@ void optimal_token_baseline(Exec exec, const V& rewards_in,
       .valid_alignment = options.alignment == otb_alignment::valid_tokens,
       .handle_zero_tail = options.handle_zero_tail,
       .epsilon = options.epsilon};
-  detail::otb_backend<Exec>::run(exec, rewards, mask, seq_offsets, group_offsets, weight, p,
-                                 advantages, returns);
+  backend::cpu::optimal_token_baseline(rewards, mask, seq_offsets, group_offsets, weight, p,
+                                       advantages, returns, scratch);
+}
+
+// OTB advantages (and returns); see the header comment. The scratch is allocated for this call
+// (the workspace form above over a workspace_buffer).
+template <execution_tag Exec, detail::values V>
+void optimal_token_baseline(Exec exec, const V& rewards_in,
+                            std::span<const detail::value_t<V>> old_logprobs,
+                            std::span<const detail::value_t<V>> sum_pi_squared,
+                            std::span<const detail::value_t<V>> is_weights,
+                            std::span<const float> mask, std::span<const index_t> seq_offsets,
+                            std::span<const index_t> group_offsets,
+                            std::span<detail::value_t<V>> advantages,
+                            std::span<detail::value_t<V>> returns,
+                            const otb_options& options = otb_conventions::verl) {
+  using T = detail::value_t<V>;
+  static_assert(detail::host_only_exec_v<Exec>,
+                "posttrain::advantage::optimal_token_baseline runs on exec::host only (no CUDA "
+                "backend yet): copy the inputs to host memory");
+  constexpr std::string_view where = "advantage::optimal_token_baseline";
+  const std::span<const T> rewards(rewards_in);
+  detail::validate_otb_options(options, where);
+  detail::validate_tokens(rewards, mask, seq_offsets, advantages, where, "rewards", "advantages");
+  workspace_buffer buffer;
+  optimal_token_baseline(exec, rewards, old_logprobs, sum_pi_squared, is_weights, mask,
+                         seq_offsets, group_offsets, advantages, returns, options,
+                         buffer.view(optimal_token_baseline_workspace_bytes(exec, seq_offsets,
+                                                                            options)));
 }
 
 // verl tir_optimal_token_baseline: optimal_token_baseline with otb_conventions::verl_tir.
@@ -178,6 +245,21 @@ void tir_optimal_token_baseline(Exec exec, const V& rewards_in,
                                 const otb_options& options = otb_conventions::verl_tir) {
   optimal_token_baseline(exec, rewards_in, old_logprobs, sum_pi_squared, is_weights, mask,
                          seq_offsets, group_offsets, advantages, returns, options);
+}
+
+// The same with caller scratch (optimal_token_baseline_workspace_bytes with the same options).
+template <detail::values V>
+void tir_optimal_token_baseline(exec::host exec, const V& rewards_in,
+                                std::span<const detail::value_t<V>> old_logprobs,
+                                std::span<const detail::value_t<V>> sum_pi_squared,
+                                std::span<const detail::value_t<V>> is_weights,
+                                std::span<const float> mask, std::span<const index_t> seq_offsets,
+                                std::span<const index_t> group_offsets,
+                                std::span<detail::value_t<V>> advantages,
+                                std::span<detail::value_t<V>> returns, const otb_options& options,
+                                workspace ws) {
+  optimal_token_baseline(exec, rewards_in, old_logprobs, sum_pi_squared, is_weights, mask,
+                         seq_offsets, group_offsets, advantages, returns, options, ws);
 }
 
 }  // namespace advantage

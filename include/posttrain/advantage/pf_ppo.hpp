@@ -26,7 +26,12 @@
 //
 // Validation before any write: scores finite, weight_pow finite, every weight finite (|s|^p can
 // overflow, 0^p with p < 0 is inf), the method a valid enum; resample: weights finite and >= 0
-// with a positive sum when M > 0. Host memory only (exec::host).
+// with a positive sum when M > 0. Host memory only (exec::host), no stream.
+// Scratch: pf_ppo_weights needs none (it allocates nothing). pf_ppo_resample needs
+// pf_ppo_resample_workspace_bytes(B) and pf_ppo_resample_indices
+// pf_ppo_resample_indices_workspace_bytes(exec::host, B) bytes for the overloads taking a
+// posttrain::workspace, which allocate nothing; the overloads without one allocate that much for
+// the call. Both draw the same indices from the same generator state.
 #include <algorithm>
 #include <cmath>
 #include <concepts>
@@ -35,7 +40,6 @@
 #include <span>
 #include <string_view>
 #include <type_traits>
-#include <vector>
 
 #include "posttrain/advantage/common.hpp"
 #include "posttrain/config.hpp"
@@ -43,6 +47,7 @@
 #include "posttrain/core/random.hpp"
 #include "posttrain/core/types.hpp"
 #include "posttrain/core/validate.hpp"
+#include "posttrain/core/workspace.hpp"
 
 POSTTRAIN_NAMESPACE_BEGIN
 
@@ -123,25 +128,38 @@ void pf_ppo_weights(Exec, const V& scores_in, std::span<double> weights,
   double mx = -INFINITY, mn = INFINITY;
   for (const T s : scores)
     mx = std::max(mx, static_cast<double>(s)), mn = std::min(mn, static_cast<double>(s));
-  std::vector<double> w(scores.size());
-  for (std::size_t i = 0; i < w.size(); ++i) {
-    w[i] = pf_ppo_weight(static_cast<double>(scores[i]), mx, mn, options);
-    expect(std::isfinite(w[i]), where, "the weight of scores[", i,
-           "] = ", static_cast<double>(scores[i]), " is ", w[i], " (|s|^", options.weight_pow,
+  // Every weight is checked before the first is written (a second evaluation of the same pure
+  // function, rather than a scratch copy: no allocation, the same bits).
+  for (std::size_t i = 0; i < scores.size(); ++i) {
+    const double w = pf_ppo_weight(static_cast<double>(scores[i]), mx, mn, options);
+    expect(std::isfinite(w), where, "the weight of scores[", i,
+           "] = ", static_cast<double>(scores[i]), " is ", w, " (|s|^", options.weight_pow,
            "), expected finite");
   }
-  std::copy(w.begin(), w.end(), weights.begin());
+  for (std::size_t i = 0; i < scores.size(); ++i)
+    weights[i] = pf_ppo_weight(static_cast<double>(scores[i]), mx, mn, options);
 }
 
+// Bytes of the workspace pf_ppo_resample(weights, rng, indices, ws) needs for B = `rows` weights
+// (their prefix sums).
+inline std::size_t pf_ppo_resample_workspace_bytes(index_t rows) {
+  expect(rows >= 0, "advantage::pf_ppo_resample_workspace_bytes", "rows is ", rows,
+         ", expected >= 0");
+  return workspace_size().add<double>(static_cast<std::size_t>(rows));
+}
+
+// pf_ppo_resample with the prefix sums in caller scratch (pf_ppo_resample_workspace_bytes): no
+// allocation, the same draws.
 template <class URBG>
 requires uniform_random_bit_generator<std::remove_reference_t<URBG>>
-void pf_ppo_resample(std::span<const double> weights, URBG&& rng, std::span<index_t> indices) {
+void pf_ppo_resample(std::span<const double> weights, URBG&& rng, std::span<index_t> indices,
+                     workspace ws) {
   using G = std::remove_reference_t<URBG>;
   static_assert(detail::full_range_generator_v<G>,
                 "pf_ppo_resample needs a generator whose outputs span a full 32- or 64-bit range "
                 "(std::mt19937, std::mt19937_64, ...) so that the draws are platform-independent");
   constexpr std::string_view where = "advantage::pf_ppo_resample";
-  std::vector<double> cdf(weights.size());
+  const std::span<double> cdf = ws.take<double>(weights.size(), where);
   double total = 0.0;
   for (std::size_t i = 0; i < weights.size(); ++i) {
     expect(std::isfinite(weights[i]) && weights[i] >= 0.0, where, "weights[", i, "] = ", weights[i],
@@ -161,14 +179,47 @@ void pf_ppo_resample(std::span<const double> weights, URBG&& rng, std::span<inde
   }
 }
 
+// The prefix sums are allocated for this call (the workspace form above over a workspace_buffer).
+template <class URBG>
+requires uniform_random_bit_generator<std::remove_reference_t<URBG>>
+void pf_ppo_resample(std::span<const double> weights, URBG&& rng, std::span<index_t> indices) {
+  workspace_buffer buffer;
+  pf_ppo_resample(weights, rng, indices,
+                  buffer.view(pf_ppo_resample_workspace_bytes(ssize(weights))));
+}
+
+// Bytes of the workspace pf_ppo_resample_indices(exec::host, ..., ws) needs for B = `rows` scores
+// (the weights, then pf_ppo_resample's prefix sums).
+inline std::size_t pf_ppo_resample_indices_workspace_bytes(exec::host, index_t rows) {
+  expect(rows >= 0, "advantage::pf_ppo_resample_indices_workspace_bytes", "rows is ", rows,
+         ", expected >= 0");
+  return workspace_size().add<double>(static_cast<std::size_t>(rows)) +
+         pf_ppo_resample_workspace_bytes(rows);
+}
+
+// pf_ppo_resample_indices with caller scratch (pf_ppo_resample_indices_workspace_bytes): no
+// allocation, the same draws.
+template <detail::values V, class URBG>
+requires uniform_random_bit_generator<std::remove_reference_t<URBG>>
+void pf_ppo_resample_indices(exec::host exec, const V& scores, URBG&& rng,
+                             std::span<index_t> indices, const pf_ppo_options& options,
+                             workspace ws) {
+  const std::span<const detail::value_t<V>> s(scores);
+  const std::span<double> w = ws.take<double>(s.size(), "advantage::pf_ppo_resample_indices");
+  pf_ppo_weights(exec, s, w, options);
+  pf_ppo_resample(std::span<const double>(w), rng, indices, ws);
+}
+
 template <execution_tag Exec, detail::values V, class URBG>
 requires uniform_random_bit_generator<std::remove_reference_t<URBG>>
 void pf_ppo_resample_indices(Exec exec, const V& scores, URBG&& rng, std::span<index_t> indices,
                              const pf_ppo_options& options = pf_ppo_conventions::verl) {
+  static_assert(std::is_same_v<Exec, exec::host>,
+                "posttrain::advantage::pf_ppo_resample_indices runs on exec::host only");
   const std::span<const detail::value_t<V>> s(scores);
-  std::vector<double> w(s.size());
-  pf_ppo_weights(exec, s, std::span<double>(w), options);
-  pf_ppo_resample(std::span<const double>(w), rng, indices);
+  workspace_buffer buffer;
+  pf_ppo_resample_indices(exec, s, rng, indices, options,
+                          buffer.view(pf_ppo_resample_indices_workspace_bytes(exec, ssize(s))));
 }
 
 }  // namespace advantage

@@ -89,15 +89,13 @@ inline void validate_rloo_options(const rloo_options& options, std::string_view 
 // and, with normalize, the defined-row weights.
 inline std::size_t rloo_advantages_workspace_bytes(exec::host, index_t members, index_t groups,
                                                    const rloo_options& options = {}) {
-  constexpr std::string_view where = "advantage::rloo_advantages_workspace_bytes";
-  expect(members >= 0, where, "members is ", members, ", expected >= 0");
-  expect(groups >= 0, where, "groups is ", groups, ", expected >= 0");
-  const auto b = static_cast<std::size_t>(members);
+  const detail::outcome_counts n = detail::checked_outcome_counts(
+      members, groups, "advantage::rloo_advantages_workspace_bytes");
   return workspace_size()
-      .add<float>(options.nan == nan_policy::ignore ? b : 0)
-      .add<masked_stats>(static_cast<std::size_t>(groups))
-      .add<double>(b)
-      .add<float>(options.normalize ? b : 0);
+      .add<float>(options.nan == nan_policy::ignore ? n.members : 0)
+      .add<masked_stats>(n.groups)
+      .add<double>(n.members)
+      .add<float>(options.normalize ? n.members : 0);
 }
 
 // RLOO advantages A[B] on the host with caller scratch (rloo_advantages_workspace_bytes): no
@@ -145,11 +143,10 @@ void rloo_advantages(Exec exec, const V& rewards_in, std::span<const index_t> gr
     detail::validate_outcome_sizes(rewards, group_offsets, out, where);
     detail::advantage_backend<Exec>::rloo_advantages(exec, rewards, group_offsets, out, options);
   } else {
-    detail::validate_groups(group_offsets, ssize(rewards), where);
-    workspace_buffer buffer;
-    rloo_advantages(exec, rewards, group_offsets, out, options,
-                    buffer.view(rloo_advantages_workspace_bytes(
-                        exec, ssize(rewards), ssize(group_offsets) - 1, options)));
+    detail::with_outcome_workspace(
+        ssize(rewards), group_offsets, where,
+        [&](index_t b, index_t g) { return rloo_advantages_workspace_bytes(exec, b, g, options); },
+        [&](workspace ws) { rloo_advantages(exec, rewards, group_offsets, out, options, ws); });
   }
 }
 

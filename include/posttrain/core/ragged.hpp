@@ -9,15 +9,15 @@
 //   Groups (G prompts with several samples each) are contiguous runs of sequences delimited by
 //   group_offsets[G + 1] over sequence indices. group_by_ids() turns arbitrary ids (verl's uid
 //   array, which need not be contiguous) into a permutation that makes groups contiguous, the
-//   offsets of those groups, and the group of every original position. For integer ids it also
-//   has a form that writes into caller spans and takes its hash table from a `workspace`
-//   (group_by_ids_workspace_bytes): no allocation, the same grouping.
+//   offsets of those groups, and the group of every original position. For any hashable id type
+//   it also has a form that writes into caller spans and takes its hash table from a `workspace`
+//   (group_by_ids_workspace_bytes): no allocation, the same grouping (host memory, no stream).
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <span>
-#include <string_view>
-#include <unordered_map>
+#include <string_view>  // also declares std::hash and its arithmetic specialisations
+#include <type_traits>
 #include <vector>
 
 #include "posttrain/config.hpp"
@@ -76,37 +76,8 @@ struct grouping {
   }
 };
 
-// Groups arbitrary hashable ids (ints, strings, ...). O(n) expected.
-template <class Id>
-grouping group_by_ids(std::span<const Id> ids) {
-  grouping g;
-  const std::size_t n = ids.size();
-  g.group_of.resize(n);
-  std::unordered_map<Id, index_t> first_seen;
-  first_seen.reserve(n);
-  std::vector<index_t> counts;
-  for (std::size_t i = 0; i < n; ++i) {
-    auto [it, inserted] = first_seen.try_emplace(ids[i], static_cast<index_t>(counts.size()));
-    if (inserted) counts.push_back(0);
-    g.group_of[i] = it->second;
-    ++counts[static_cast<std::size_t>(it->second)];
-  }
-  g.group_offsets = offsets_from_lengths(counts);
-  std::vector<index_t> cursor(g.group_offsets.begin(), g.group_offsets.end() - 1);
-  g.order.resize(n);
-  for (std::size_t i = 0; i < n; ++i)
-    g.order[static_cast<std::size_t>(cursor[static_cast<std::size_t>(g.group_of[i])]++)] =
-        static_cast<index_t>(i);
-  return g;
-}
-
-template <class Id>
-grouping group_by_ids(const std::vector<Id>& ids) {
-  return group_by_ids(std::span<const Id>(ids));
-}
-
 // Bytes of the hash table group_by_ids(ids, order, group_offsets, group_of, ws) needs for n ids
-// (open addressing, a power of two >= 2n slots, plus the first member of every group).
+// of any type (open addressing, a power of two >= 2n slots, plus the first member of every group).
 inline std::size_t group_by_ids_workspace_bytes(index_t n) {
   expect(n >= 0, "group_by_ids_workspace_bytes", "n is ", n, ", expected >= 0");
   if (n == 0) return 0;
@@ -115,14 +86,35 @@ inline std::size_t group_by_ids_workspace_bytes(index_t n) {
   return workspace_size().add<index_t>(slots).add<index_t>(static_cast<std::size_t>(n));
 }
 
-// group_by_ids for integer ids into caller memory: order[n], group_offsets[>= n + 1] (the first
-// G + 1 are written), group_of[n]; the hash table comes from ws (group_by_ids_workspace_bytes(n)).
-// Returns G. The same grouping as the allocating form (groups in order of first appearance,
-// members in their original order), without allocating. Sizes are checked and the workspace taken
-// before anything is written.
-inline index_t group_by_ids(std::span<const index_t> ids, std::span<index_t> order,
-                            std::span<index_t> group_offsets, std::span<index_t> group_of,
-                            workspace ws) {
+namespace detail {
+
+// The table slot of an id before probing: integers as they are, any other id through std::hash,
+// then splitmix64's finaliser (it spreads consecutive ids, and weak std::hash values, over the
+// table). The grouping itself never depends on the hash, only its speed does.
+template <class Id>
+std::uint64_t group_id_hash(const Id& id) {
+  std::uint64_t h;
+  if constexpr (std::is_integral_v<Id> || std::is_enum_v<Id>)
+    h = static_cast<std::uint64_t>(id);
+  else
+    h = static_cast<std::uint64_t>(std::hash<Id>{}(id));
+  h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+  return h ^ (h >> 31);
+}
+
+}  // namespace detail
+
+// group_by_ids into caller memory, for any id type with std::hash and == (integers, strings,
+// ...): order[n], group_offsets[>= n + 1] (the first G + 1 are written), group_of[n]; the hash
+// table comes from ws (group_by_ids_workspace_bytes(n)). Returns G. Groups in order of first
+// appearance, members in their original order (a stable grouping); no allocation (hashing a
+// std::string does not allocate). Sizes are checked and the workspace taken before anything is
+// written. O(n) expected.
+template <class Id>
+index_t group_by_ids(std::span<const Id> ids, std::span<index_t> order,
+                     std::span<index_t> group_offsets, std::span<index_t> group_of,
+                     workspace ws) {
   constexpr std::string_view where = "group_by_ids";
   const std::size_t n = ids.size();
   expect(order.size() == n, where, "order has ", order.size(), " elements, expected ", n,
@@ -140,14 +132,9 @@ inline index_t group_by_ids(std::span<const index_t> ids, std::span<index_t> ord
   index_t groups = 0;
   group_offsets[0] = 0;
   for (std::size_t i = 0; i < n; ++i) {
-    // splitmix64's finaliser spreads consecutive ids over the table.
-    std::uint64_t h = static_cast<std::uint64_t>(ids[i]);
-    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
-    h ^= h >> 31;
-    std::size_t slot = static_cast<std::size_t>(h) & mask;
-    while (table[slot] >= 0 && ids[static_cast<std::size_t>(first[static_cast<std::size_t>(
-                                   table[slot])])] != ids[i])
+    std::size_t slot = static_cast<std::size_t>(detail::group_id_hash(ids[i])) & mask;
+    while (table[slot] >= 0 && !(ids[static_cast<std::size_t>(first[static_cast<std::size_t>(
+                                     table[slot])])] == ids[i]))
       slot = (slot + 1) & mask;
     if (table[slot] < 0) {
       table[slot] = groups;
@@ -167,6 +154,36 @@ inline index_t group_by_ids(std::span<const index_t> ids, std::span<index_t> ord
     order[static_cast<std::size_t>(first[static_cast<std::size_t>(group_of[i])]++)] =
         static_cast<index_t>(i);
   return groups;
+}
+
+// Integer ids from anything that converts to a span of them (a std::vector, ...).
+inline index_t group_by_ids(std::span<const index_t> ids, std::span<index_t> order,
+                            std::span<index_t> group_offsets, std::span<index_t> group_of,
+                            workspace ws) {
+  return group_by_ids<index_t>(ids, order, group_offsets, group_of, ws);
+}
+
+// Groups arbitrary hashable ids (ints, strings, ...) into a new grouping: the workspace form
+// above over vectors it allocates and a workspace_buffer. O(n) expected.
+template <class Id>
+grouping group_by_ids(std::span<const Id> ids) {
+  const std::size_t n = ids.size();
+  grouping g;
+  g.order.resize(n);
+  g.group_of.resize(n);
+  g.group_offsets.resize(n + 1);
+  workspace_buffer buffer;
+  const index_t groups =
+      group_by_ids(ids, std::span<index_t>(g.order), std::span<index_t>(g.group_offsets),
+                   std::span<index_t>(g.group_of),
+                   buffer.view(group_by_ids_workspace_bytes(static_cast<index_t>(n))));
+  g.group_offsets.resize(static_cast<std::size_t>(groups) + 1);
+  return g;
+}
+
+template <class Id>
+grouping group_by_ids(const std::vector<Id>& ids) {
+  return group_by_ids(std::span<const Id>(ids));
 }
 
 POSTTRAIN_NAMESPACE_END

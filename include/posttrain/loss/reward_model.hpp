@@ -40,6 +40,7 @@
 #include <limits>
 #include <span>
 #include <string>
+#include <string_view>
 #include <type_traits>
 
 #include "posttrain/backend/cpu/mask_bits.hpp"
@@ -87,6 +88,33 @@ struct log_exp {
 
 namespace loss {
 
+namespace detail {
+
+// "loss::reward_model<" + Link::name + ">" built at compile time: the name every message of a
+// call carries, without the heap allocation of name()'s std::string in every call.
+template <class Link>
+struct reward_model_where {
+  static constexpr std::string_view prefix = "loss::reward_model<";
+  static constexpr std::string_view link = Link::name;
+  static constexpr std::size_t size = prefix.size() + link.size() + 1;
+  struct text_type {
+    char data[size];
+  };
+  static constexpr text_type text = [] {
+    text_type t{};
+    std::size_t k = 0;
+    for (const char ch : prefix) t.data[k++] = ch;
+    for (const char ch : link) t.data[k++] = ch;
+    t.data[k] = '>';
+    return t;
+  }();
+  static constexpr std::string_view value{text.data, size};
+};
+
+}  // namespace detail
+
+// Host calls allocate nothing and need no scratch (the CPU backend works on fixed-size blocks on
+// the stack), so there is no workspace form; they do not synchronise (no stream).
 template <class Link>
 struct reward_model
     : loss_interface<reward_model_options, reward_model_inputs, reward_model_outputs,
@@ -96,7 +124,7 @@ struct reward_model
   template <class T>
   static void validate(const reward_model_inputs<T>& in, const reward_model_options& options,
                        const reward_model_outputs<T>& out, const reward_model_normalizer& norm) {
-    const std::string where = name();
+    constexpr std::string_view where = detail::reward_model_where<Link>::value;
     const index_t pairs = ssize(in.chosen);
     expect_size(in.rejected, pairs, where, "rejected", "one reward per pair (size of chosen)");
     if constexpr (!Link::takes_margin)

@@ -11,11 +11,11 @@
 //   3. zero tail: if exactly one member has the largest length and it is longer than the second
 //      longest, its baseline is 0 from p = trunc(second length) on;
 //   4. A_t = (G_t − B_p)·m_t, returns_t = G_t (0 where m_t = 0).
-// One scratch pass per group over a [max length] accumulator; O(N) work, O(N) double scratch.
+// One scratch pass per group over a [max length] accumulator; O(N) work. All scratch is the
+// caller's (otb_scratch, carved from a posttrain::workspace by the front end): no allocation.
 #include <algorithm>
 #include <cmath>
 #include <span>
-#include <vector>
 
 #include "posttrain/config.hpp"
 #include "posttrain/core/types.hpp"
@@ -30,18 +30,28 @@ struct otb_params {
   double epsilon = 1e-8;
 };
 
+// The scratch of one call: N = tokens, B = sequences, L = the longest sequence (an upper bound of
+// every group's time-index count under both alignments).
+struct otb_scratch {
+  std::span<double> reward_to_go;    // G[N]
+  std::span<double> energy;          // W[N]
+  std::span<double> length;          // [B]: Σ m (column) or #{m != 0} (valid alignment)
+  std::span<index_t> members;        // [B]: the members of the current group
+  std::span<double> sorted_lengths;  // [B] with handle_zero_tail, else empty
+  std::span<double> num, den, baseline;  // [L] each
+};
+
 // weight(t) returns w_t (already multiplied by the IS factor) for a token with m_t != 0.
 template <class T, class Weight>
 void optimal_token_baseline(std::span<const T> rewards, std::span<const float> mask,
                             std::span<const index_t> seq_offsets,
                             std::span<const index_t> group_offsets, const Weight& weight,
-                            const otb_params& p, std::span<T> advantages, std::span<T> returns) {
-  const std::size_t n = rewards.size();
+                            const otb_params& p, std::span<T> advantages, std::span<T> returns,
+                            const otb_scratch& scratch) {
   const std::size_t sequences = seq_offsets.size() - 1;
   auto m_of = [&](index_t t) { return mask.empty() ? 1.0 : static_cast<double>(mask[t]); };
 
-  std::vector<double> G(n), W(n);
-  std::vector<double> length(sequences);  // Σ m (column) or #{m != 0} (valid alignment)
+  const std::span<double> G = scratch.reward_to_go, W = scratch.energy, length = scratch.length;
   for (std::size_t b = 0; b < sequences; ++b) {
     double g = 0.0;
     for (index_t t = seq_offsets[b + 1] - 1; t >= seq_offsets[b]; --t) {
@@ -61,22 +71,24 @@ void optimal_token_baseline(std::span<const T> rewards, std::span<const float> m
     length[b] = len;
   }
 
-  std::vector<double> num, den, baseline;
-  std::vector<index_t> members;
   for (std::size_t g = 0; g + 1 < group_offsets.size(); ++g) {
-    members.clear();
+    std::size_t member_count = 0;
     index_t width = 0;  // number of time indices the group spans
     for (index_t i = group_offsets[g]; i < group_offsets[g + 1]; ++i) {
       // TIR skips empty responses entirely (they neither count nor contribute).
       if (p.valid_alignment && length[i] == 0.0) continue;
-      members.push_back(i);
+      scratch.members[member_count++] = i;
       width = std::max(width, p.valid_alignment ? static_cast<index_t>(length[i])
                                                 : seq_offsets[i + 1] - seq_offsets[i]);
     }
-    baseline.assign(static_cast<std::size_t>(width), 0.0);
+    const std::span<const index_t> members = scratch.members.first(member_count);
+    const std::span<double> baseline = scratch.baseline.first(static_cast<std::size_t>(width));
+    std::fill(baseline.begin(), baseline.end(), 0.0);
     if (members.size() > 1) {
-      num.assign(baseline.size(), 0.0);
-      den.assign(baseline.size(), 0.0);
+      const std::span<double> num = scratch.num.first(baseline.size());
+      const std::span<double> den = scratch.den.first(baseline.size());
+      std::fill(num.begin(), num.end(), 0.0);
+      std::fill(den.begin(), den.end(), 0.0);
       for (const index_t i : members) {
         index_t k = 0;
         for (index_t t = seq_offsets[i]; t < seq_offsets[i + 1]; ++t) {
@@ -96,9 +108,8 @@ void optimal_token_baseline(std::span<const T> rewards, std::span<const float> m
     // Per-member baseline view: the zero tail applies to one member only.
     index_t tail_member = -1, tail_from = 0;
     if (p.handle_zero_tail && members.size() > 1) {
-      std::vector<double> sorted;
-      sorted.reserve(members.size());
-      for (const index_t i : members) sorted.push_back(length[i]);
+      const std::span<double> sorted = scratch.sorted_lengths.first(members.size());
+      for (std::size_t k = 0; k < members.size(); ++k) sorted[k] = length[members[k]];
       std::sort(sorted.begin(), sorted.end());
       const double longest = std::trunc(sorted.back());
       const double second = std::trunc(sorted[sorted.size() - 2]);
