@@ -13,8 +13,7 @@
 //
 // kto_vanilla_paired (algo::kto_vanilla_paired, OpenRLHF's VanillaKTOLoss): the pairs above
 // (online or offline), each pair's chosen desirable and its rejected undesirable, with the
-// cross reference points KL_c / KL_r of the whole batch (kto_paired.hpp: the pipeline has no
-// paired KTO step).
+// cross reference points KL_c / KL_r of the whole batch, one pipeline::kto_paired_step per step.
 //
 // Data-parallel (mpirun, distributed.hpp), DPO and paired KTO: every rank samples and holds every
 // pair (offline: rank 0 writes the file; online: each step's pairs drawn redundantly), then trains
@@ -28,12 +27,11 @@
 //   pairs "offline" the offline pairs above, unpaired (TRL's unpair_preference_dataset: chosen
 //                   desirable, rejected undesirable); each step `batch` pairs = 2·batch rows
 // pack_kto builds the mismatched pairs (completions rotated by one) for KTO's z0.
-#include "kto_paired.hpp"
 #include "preferences.hpp"
 
 namespace reference_trainer::stages {
 
-// algo::kto_vanilla_paired: paired KTO (kto_paired.hpp's step; the pairs are run_dpo's).
+// algo::kto_vanilla_paired: paired KTO (pipeline::kto_paired_step; the pairs are run_dpo's).
 template <class R>
 inline constexpr bool paired_kto = std::is_same_v<R, rt::pt::algo::kto_vanilla_paired>;
 
@@ -142,8 +140,9 @@ void run_dpo(context& c, const rt::stage_options& s) {
       // Every group all-correct or all-wrong: no preference signal this step.
       std::snprintf(live, sizeof live, "reward %.3f  no pairs", mean_reward);
     } else if constexpr (paired_kto<R>) {
-      const auto m = kto_paired_step(c.policy, reference, opt,
-                                     {chosen.view(), rejected.view(), chosen_mask, rejected_mask}, o, *comm);
+      const auto m = rt::pp::kto_paired_step<R>(
+          c.policy, reference, opt, {chosen.view(), rejected.view(), chosen_mask, rejected_mask}, o,
+          *comm);
       rec["loss"] = m.loss;
       rec["kl_chosen"] = m.kl_chosen;
       rec["kl_rejected"] = m.kl_rejected;
