@@ -80,15 +80,7 @@ kto_paired_metrics kto_paired_step(P& policy, R& reference, O& optimizer, const 
   static_assert(std::is_same_v<typename R::scalar_type, S>,
                 "pipeline::kto_paired_step: the reference model's scalar_type must be the policy's");
   constexpr const char* where = "pipeline::kto_paired_step";
-  const index_t v = policy.vocab_size();
-  data.chosen.validate(where, "data.chosen", v);
-  data.rejected.validate(where, "data.rejected", v);
-  const index_t pairs = data.chosen.num_sequences();
-  expect(pairs > 0, where, "data.chosen is empty, expected at least one pair");
-  expect(data.rejected.num_sequences() == pairs, where, "data.rejected has ",
-         data.rejected.num_sequences(), " sequences, expected ", pairs, " (one rejected per chosen)");
-  detail::expect_token_aligned_mask(data.chosen_mask, data.chosen, where, "data.chosen_mask");
-  detail::expect_token_aligned_mask(data.rejected_mask, data.rejected, where, "data.rejected_mask");
+  const index_t pairs = preference_detail::validate_pairs(data, policy.vocab_size(), where);
   validate_step_options(options, where);
   expect(options.loss.beta > 0, where, "options.loss.beta = ", options.loss.beta, ", expected > 0");
 
