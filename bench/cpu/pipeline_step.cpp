@@ -130,49 +130,56 @@ struct replay_generator {
   }
 };
 
+// The RL benchmarks' inputs: 16 prompts of T/4 tokens, each completed by the replayed 3T/4-token
+// completion, and a reward that depends on the prompt only (its first token mod 3), so groups differ.
+struct rl_inputs {
+  pp::owned_sequences prompts;
+  replay_generator gen;
+  rl_inputs() {
+    const batch source(16);
+    for (pt::index_t p = 0; p < 16; ++p)
+      prompts.append(std::span<const pt::index_t>(source.tokens).subspan(p * T, T / 4));
+    gen.completion.assign(source.tokens.begin(), source.tokens.begin() + 3 * T / 4);
+  }
+  static auto reward() {
+    return pp::reward::callable{[](std::span<const pt::index_t> p, std::span<const pt::index_t>,
+                                   const pp::example_info&) { return static_cast<double>(p[0] % 3); }};
+  }
+};
+
 void BM_RlStepDapo(benchmark::State& state) {
   // 16 prompts × G = 4; one policy forward for ℓold, one forward + backward per update (one
   // mini-batch, one epoch): the model's share is two forwards and one backward.
-  const batch prompts_src(16);
-  pp::owned_sequences prompts;
-  for (pt::index_t p = 0; p < 16; ++p)
-    prompts.append(std::span<const pt::index_t>(prompts_src.tokens).subspan(p * T, T / 4));
-  replay_generator gen{std::vector<pt::index_t>(prompts_src.tokens.begin(), prompts_src.tokens.begin() + 3 * T / 4)};
+  rl_inputs in;
   pt_test::bigram_policy<float> policy(V);
   pp::reference::none<float> none;
-  pp::reward::callable reward{[](std::span<const pt::index_t> p, std::span<const pt::index_t>,
-                                 const pp::example_info&) { return static_cast<double>(p[0] % 3); }};
+  auto reward = rl_inputs::reward();
   pt::optim::sgd opt{1e-6};
   pp::rl_step_options<pt::algo::dapo, pt::estimator::grpo> o;
   o.samples_per_prompt = 4;
   o.sampling.max_new_tokens = 3 * T / 4;
   o.force_old_logprob_pass = state.range(0) != 0;
   for (auto _ : state) {
-    const auto m = pp::rl_step<pt::algo::dapo>(policy, gen, none, reward, opt,
-                                               pp::rl_batch{prompts.view(), {}}, o);
+    const auto m = pp::rl_step<pt::algo::dapo>(policy, in.gen, none, reward, opt,
+                                               pp::rl_batch{in.prompts.view(), {}}, o);
     benchmark::DoNotOptimize(m.loss);
   }
   state.SetItemsProcessed(state.iterations() * B * T);
 }
 
 void BM_RlStepGrpoBeta0(benchmark::State& state) {
-  const batch prompts_src(16);
-  pp::owned_sequences prompts;
-  for (pt::index_t p = 0; p < 16; ++p)
-    prompts.append(std::span<const pt::index_t>(prompts_src.tokens).subspan(p * T, T / 4));
-  replay_generator gen{std::vector<pt::index_t>(prompts_src.tokens.begin(), prompts_src.tokens.begin() + 3 * T / 4)};
+  rl_inputs in;
   pt_test::bigram_policy<float> policy(V);
   pp::reference::frozen<pt_test::bigram_policy<float>> reference(policy);
-  pp::reward::callable reward{[](std::span<const pt::index_t> p, std::span<const pt::index_t>,
-                                 const pp::example_info&) { return static_cast<double>(p[0] % 3); }};
+  auto reward = rl_inputs::reward();
   pt::optim::sgd opt{1e-6};
   auto o = pp::rl_options_from<pt::algo::grpo>(pt::algo::grpo::trl(0.0));
   o.samples_per_prompt = 4;
   o.sampling.max_new_tokens = 3 * T / 4;
   o.force_reference_pass = o.force_old_logprob_pass = state.range(0) != 0;
   for (auto _ : state) {
-    const auto m = pp::rl_step<pt::algo::grpo>(policy, gen, reference, reward, opt,
-                                               pp::rl_batch{prompts.view(), {}}, o);
+    const auto m = pp::rl_step<pt::algo::grpo>(policy, in.gen, reference, reward, opt,
+                                               pp::rl_batch{in.prompts.view(), {}}, o);
     benchmark::DoNotOptimize(m.loss);
   }
   state.SetItemsProcessed(state.iterations() * B * T);

@@ -16,6 +16,7 @@
 //   pipeline/sft_step.hpp         sft_step<Loss>
 //   pipeline/preference_step.hpp  preference_step<Loss> (DPO family, AlphaPO, format-token masking)
 //   pipeline/kto_step.hpp         kto_step<Loss> (KTO on unpaired data, KL reference point)
+//   pipeline/kto_paired_step.hpp  kto_paired_step<Loss> (paired KTO, batch reference points)
 //   pipeline/rl_step.hpp          rl_step<Loss, Estimator> (+ critic)
 //   pipeline/reward_model_step.hpp  RewardModel concept, reward_model_step<Loss>, reward::learned
 //   pipeline/sampling.hpp         sample_and_score, rejection_sampling (best-of-N),
@@ -31,6 +32,7 @@
 #include "posttrain/pipeline/chat.hpp"
 #include "posttrain/pipeline/critic.hpp"
 #include "posttrain/pipeline/generator.hpp"
+#include "posttrain/pipeline/kto_paired_step.hpp"
 #include "posttrain/pipeline/kto_step.hpp"
 #include "posttrain/pipeline/policy.hpp"
 #include "posttrain/pipeline/preference_step.hpp"

@@ -74,6 +74,25 @@ double bandit_reward(std::span<const pt::index_t> p, std::span<const pt::index_t
   return c[0] == (p[0] + 2) % V ? 1.0 : 0.0;
 }
 
+// The RL tests' set-up: the 4 prompts with G = 4 samples each and this rank's share of them, the
+// same policy twice (one copy steps on the ranks, one in the one-process run) with a generator on
+// each, the bandit reward, and an optimizer capturing each run's gradient.
+struct rl_ranks_and_one {
+  pt::dist::mpi_communicator comm;
+  const int rank = comm.rank();
+  const pt::index_t g = 4, per = 4 / comm.size();
+  const prompt_share share{rank, per};
+  bigram_policy<double> p_rank{V, 3}, p_one{V, 3};
+  pp::generate::from_policy<bigram_policy<double>> gen_rank{p_rank}, gen_one{p_one};
+  pp::reward::callable<decltype(&bandit_reward)> reward{&bandit_reward};
+  capture_optimizer a, b;
+
+  pp::rl_batch all_prompts() const { return {{share.prompts, share.poff}, {}}; }
+  pp::rl_batch my_prompts() const { return {{share.mine, share.moff}, {}}; }
+  // Where this rank's samples start in the one-process numbering (their sampling seeds).
+  std::uint64_t first_sample_index() const { return static_cast<std::uint64_t>(rank * per * g); }
+};
+
 }  // namespace
 
 TEST(MpiPipeline, SftStepOnRanksEqualsOneProcess) {
@@ -167,29 +186,21 @@ TEST(MpiPipeline, KtoStepOnRanksEqualsOneProcess) {
 }
 
 TEST(MpiPipeline, RlStepOnRanksEqualsOneProcess) {
-  pt::dist::mpi_communicator comm;
-  const int r = comm.rank(), n = comm.size();
-  const pt::index_t per = 4 / n, g = 4;
-  const prompt_share share(r, per);
-  const auto& [prompts, poff, mine, moff] = share;
-  bigram_policy<double> p_rank(V, 3), p_one(V, 3);
-  pp::reference::frozen<bigram_policy<double>> ref_rank(p_rank), ref_one(p_one);
-  pp::generate::from_policy<bigram_policy<double>> gen_rank(p_rank), gen_one(p_one);
-  pp::reward::callable reward{&bandit_reward};
-  capture_optimizer a, b;
+  rl_ranks_and_one t;
+  pp::reference::frozen<bigram_policy<double>> ref_rank(t.p_rank), ref_one(t.p_one);
   pp::rl_step_options<pt::algo::grpo, pt::estimator::grpo> o;
-  o.samples_per_prompt = g;
+  o.samples_per_prompt = t.g;
   o.sampling.max_new_tokens = 1;
   o.loss.policy.kl_coef = 0.1;
   o.seed = 5;
   const auto mb = pp::rl_step<pt::algo::grpo, pt::estimator::grpo>(
-      p_one, gen_one, ref_one, reward, b, pp::rl_batch{{prompts, poff}, {}}, o);
-  o.first_sample_index = static_cast<std::uint64_t>(r * per * g);
+      t.p_one, t.gen_one, ref_one, t.reward, t.b, t.all_prompts(), o);
+  o.first_sample_index = t.first_sample_index();
   const auto ma = pp::rl_step<pt::algo::grpo, pt::estimator::grpo>(
-      p_rank, gen_rank, ref_rank, reward, a, pp::rl_batch{{mine, moff}, {}}, o, comm);
+      t.p_rank, t.gen_rank, ref_rank, t.reward, t.a, t.my_prompts(), o, t.comm);
   EXPECT_NEAR(ma.reward_mean, mb.reward_mean, 1e-15);
   EXPECT_NEAR(ma.loss, mb.loss, 1e-12);
-  expect_near(a.grads, b.grads, 1e-12);
+  expect_near(t.a.grads, t.b.grads, 1e-12);
 }
 
 
@@ -197,38 +208,31 @@ TEST(MpiPipeline, RlStepSkippedPassesOnRanksEqualOneProcessWithThePasses) {
   // GRPO at β = 0, one epoch, one mini-batch: on the ranks neither the reference nor the ℓold
   // forward runs (each rank decides from the all-reduced mini-batch count); one process with both
   // passes forced gives the same loss and gradient.
-  pt::dist::mpi_communicator comm;
-  const int r = comm.rank(), n = comm.size();
-  const pt::index_t per = 4 / n, g = 4;
-  const prompt_share share(r, per);
-  const auto& [prompts, poff, mine, moff] = share;
-  bigram_policy<double> p_rank(V, 3), p_one(V, 3), ref_model(V, 3);
+  rl_ranks_and_one t;
+  bigram_policy<double> ref_model(V, 3);
   ref_model.w[5] += 0.3;
   pp::reference::frozen<bigram_policy<double>> ref_rank(ref_model), ref_one(ref_model);
-  pp::generate::from_policy<bigram_policy<double>> gen_rank(p_rank), gen_one(p_one);
-  pp::reward::callable reward{&bandit_reward};
-  capture_optimizer a, b;
   pp::rl_step_options<pt::algo::grpo, pt::estimator::grpo> o;
-  o.samples_per_prompt = g;
+  o.samples_per_prompt = t.g;
   o.sampling.max_new_tokens = 1;
   o.loss.policy.kl_coef = 0;
   o.micro_batch = 3;
   o.seed = 5;
   o.force_reference_pass = o.force_old_logprob_pass = true;
   const auto mb = pp::rl_step<pt::algo::grpo, pt::estimator::grpo>(
-      p_one, gen_one, ref_one, reward, b, pp::rl_batch{{prompts, poff}, {}}, o);
+      t.p_one, t.gen_one, ref_one, t.reward, t.b, t.all_prompts(), o);
   o.force_reference_pass = o.force_old_logprob_pass = false;
-  o.first_sample_index = static_cast<std::uint64_t>(r * per * g);
+  o.first_sample_index = t.first_sample_index();
   const auto ma = pp::rl_step<pt::algo::grpo, pt::estimator::grpo>(
-      p_rank, gen_rank, ref_rank, reward, a, pp::rl_batch{{mine, moff}, {}}, o, comm);
+      t.p_rank, t.gen_rank, ref_rank, t.reward, t.a, t.my_prompts(), o, t.comm);
   EXPECT_TRUE(mb.reference_pass && mb.old_logprob_pass);
   EXPECT_FALSE(ma.reference_pass || ma.old_logprob_pass);
   EXPECT_EQ(ma.kl_loss, 0.0);
   double norm = 0;
-  for (double x : b.grads) norm += x * x;
+  for (double x : t.b.grads) norm += x * x;
   EXPECT_GT(norm, 0.0);  // some group has unequal rewards: the update is not trivially 0
   EXPECT_NEAR(ma.loss, mb.loss, 1e-12);
-  expect_near(a.grads, b.grads, 1e-12);
+  expect_near(t.a.grads, t.b.grads, 1e-12);
 }
 
 TEST(MpiPipeline, RewardModelStepOnRanksEqualsOneProcess) {
@@ -254,91 +258,69 @@ TEST(MpiPipeline, RewardModelStepOnRanksEqualsOneProcess) {
 
 TEST(MpiPipeline, PpoWithWhitenedGaeAndCriticOnRanksEqualsOneProcess) {
   // GAE whitens over the whole batch: on ranks with the global moments.
-  pt::dist::mpi_communicator comm;
-  const int r = comm.rank(), n = comm.size();
-  const pt::index_t per = 4 / n, g = 4;
-  const prompt_share share(r, per);
-  const auto& [prompts, poff, mine, moff] = share;
-  bigram_policy<double> p_rank(V, 3), p_one(V, 3);
+  rl_ranks_and_one t;
   pp::reference::none<double> none;
-  pp::generate::from_policy<bigram_policy<double>> gen_rank(p_rank), gen_one(p_one);
-  pp::reward::callable reward{&bandit_reward};
   const std::vector<double> c0{0.1, 0.2, -0.1, 0.3, 0.0, 0.05};
   table_critic c_rank(c0), c_one(c0);
-  capture_optimizer a, b, ca, cb;
+  capture_optimizer ca, cb;
   pp::rl_step_options<pt::algo::ppo, pt::estimator::gae> o;
-  o.samples_per_prompt = g;
+  o.samples_per_prompt = t.g;
   o.sampling.max_new_tokens = 2;
   o.seed = 8;
   ASSERT_TRUE(o.estimator.whiten);
   pt::dist::single_process_communicator one;
   const auto mb = pp::rl_step<pt::algo::ppo, pt::estimator::gae>(
-      p_one, gen_one, none, reward, b, c_one, cb, pp::rl_batch{{prompts, poff}, {}}, o, one);
-  o.first_sample_index = static_cast<std::uint64_t>(r * per * g);
+      t.p_one, t.gen_one, none, t.reward, t.b, c_one, cb, t.all_prompts(), o, one);
+  o.first_sample_index = t.first_sample_index();
   const auto ma = pp::rl_step<pt::algo::ppo, pt::estimator::gae>(
-      p_rank, gen_rank, none, reward, a, c_rank, ca, pp::rl_batch{{mine, moff}, {}}, o, comm);
+      t.p_rank, t.gen_rank, none, t.reward, t.a, c_rank, ca, t.my_prompts(), o, t.comm);
   EXPECT_NEAR(ma.loss, mb.loss, 1e-12);
   EXPECT_NEAR(ma.value_loss, mb.value_loss, 1e-12);
-  expect_near(a.grads, b.grads, 1e-12);
+  expect_near(t.a.grads, t.b.grads, 1e-12);
   expect_near(ca.grads, cb.grads, 1e-12);
 }
 
 TEST(MpiPipeline, ReinforcePpWithWhiteningOnRanksEqualsOneProcess) {
-  pt::dist::mpi_communicator comm;
-  const int r = comm.rank(), n = comm.size();
-  const pt::index_t per = 4 / n, g = 4;
-  const prompt_share share(r, per);
-  const auto& [prompts, poff, mine, moff] = share;
-  bigram_policy<double> p_rank(V, 3), p_one(V, 3);
+  rl_ranks_and_one t;
   pp::reference::none<double> none;
-  pp::generate::from_policy<bigram_policy<double>> gen_rank(p_rank), gen_one(p_one);
-  pp::reward::callable reward{&bandit_reward};
-  capture_optimizer a, b;
   auto o = pp::rl_options_from<pt::algo::reinforce_pp>(pt::algo::reinforce_pp::defaults());
-  o.samples_per_prompt = g;
+  o.samples_per_prompt = t.g;
   o.sampling.max_new_tokens = 2;
   o.seed = 12;
   ASSERT_TRUE(o.estimator.whiten);
-  const auto mb = pp::rl_step<pt::algo::reinforce_pp>(p_one, gen_one, none, reward, b,
-                                                      pp::rl_batch{{prompts, poff}, {}}, o);
-  o.first_sample_index = static_cast<std::uint64_t>(r * per * g);
-  const auto ma = pp::rl_step<pt::algo::reinforce_pp>(p_rank, gen_rank, none, reward, a,
-                                                      pp::rl_batch{{mine, moff}, {}}, o, comm);
+  const auto mb = pp::rl_step<pt::algo::reinforce_pp>(t.p_one, t.gen_one, none, t.reward, t.b,
+                                                      t.all_prompts(), o);
+  o.first_sample_index = t.first_sample_index();
+  const auto ma = pp::rl_step<pt::algo::reinforce_pp>(t.p_rank, t.gen_rank, none, t.reward, t.a,
+                                                      t.my_prompts(), o, t.comm);
   EXPECT_NEAR(ma.loss, mb.loss, 1e-12);
-  expect_near(a.grads, b.grads, 1e-12);
+  expect_near(t.a.grads, t.b.grads, 1e-12);
 }
 
 TEST(MpiPipeline, ReinforcePpBaselineWhitensOverAllRanks) {
   // REINFORCE++-baseline whitens R − mean(group) over the whole batch: on ranks with the moments
   // merged over ranks. Whitening per rank gives each rank's tokens unit variance on its own and
   // a different gradient (this test fails then).
-  pt::dist::mpi_communicator comm;
-  const int r = comm.rank(), n = comm.size();
-  const pt::index_t per = 4 / n, g = 4;
-  const prompt_share share(r, per);
-  const auto& [prompts, poff, mine, moff] = share;
+  rl_ranks_and_one t;
   // Rewards whose groups differ in spread, so the ranks' local moments differ.
   auto reward_fn = [](std::span<const pt::index_t> p, std::span<const pt::index_t> c,
                       const pp::example_info&) {
     return c[0] == (p[0] + 2) % V ? 1.0 + 0.5 * static_cast<double>(p[0]) : 0.25 * static_cast<double>(c[0]);
   };
-  bigram_policy<double> p_rank(V, 3), p_one(V, 3);
   pp::reference::none<double> none;
-  pp::generate::from_policy<bigram_policy<double>> gen_rank(p_rank), gen_one(p_one);
   pp::reward::callable reward{reward_fn};
-  capture_optimizer a, b;
   auto o = pp::rl_options_from<pt::algo::reinforce_pp_baseline>(
       pt::algo::reinforce_pp_baseline::defaults());
-  o.samples_per_prompt = g;
+  o.samples_per_prompt = t.g;
   o.sampling.max_new_tokens = 2;
   o.seed = 21;
   const auto mb = pp::rl_step<pt::algo::reinforce_pp_baseline>(
-      p_one, gen_one, none, reward, b, pp::rl_batch{{prompts, poff}, {}}, o);
-  o.first_sample_index = static_cast<std::uint64_t>(r * per * g);
+      t.p_one, t.gen_one, none, reward, t.b, t.all_prompts(), o);
+  o.first_sample_index = t.first_sample_index();
   const auto ma = pp::rl_step<pt::algo::reinforce_pp_baseline>(
-      p_rank, gen_rank, none, reward, a, pp::rl_batch{{mine, moff}, {}}, o, comm);
+      t.p_rank, t.gen_rank, none, reward, t.a, t.my_prompts(), o, t.comm);
   EXPECT_NEAR(ma.loss, mb.loss, 1e-12);
-  expect_near(a.grads, b.grads, 1e-12);
+  expect_near(t.a.grads, t.b.grads, 1e-12);
 }
 
 namespace {

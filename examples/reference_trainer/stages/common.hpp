@@ -27,6 +27,7 @@
 #include "../distributed.hpp"
 #include "../recipe.hpp"
 #include "../task.hpp"
+#include "metrics_json.hpp"
 
 namespace reference_trainer::stages {
 

@@ -13,8 +13,7 @@
 //
 // kto_vanilla_paired (algo::kto_vanilla_paired, OpenRLHF's VanillaKTOLoss): the pairs above
 // (online or offline), each pair's chosen desirable and its rejected undesirable, with the
-// cross reference points KL_c / KL_r of the whole batch (kto_paired.hpp: the pipeline has no
-// paired KTO step).
+// cross reference points KL_c / KL_r of the whole batch, one pipeline::kto_paired_step per step.
 //
 // Data-parallel (mpirun, distributed.hpp), DPO and paired KTO: every rank samples and holds every
 // pair (offline: rank 0 writes the file; online: each step's pairs drawn redundantly), then trains
@@ -28,12 +27,11 @@
 //   pairs "offline" the offline pairs above, unpaired (TRL's unpair_preference_dataset: chosen
 //                   desirable, rejected undesirable); each step `batch` pairs = 2·batch rows
 // pack_kto builds the mismatched pairs (completions rotated by one) for KTO's z0.
-#include "kto_paired.hpp"
 #include "preferences.hpp"
 
 namespace reference_trainer::stages {
 
-// algo::kto_vanilla_paired: paired KTO (kto_paired.hpp's step; the pairs are run_dpo's).
+// algo::kto_vanilla_paired: paired KTO (pipeline::kto_paired_step; the pairs are run_dpo's).
 template <class R>
 inline constexpr bool paired_kto = std::is_same_v<R, rt::pt::algo::kto_vanilla_paired>;
 
@@ -142,26 +140,17 @@ void run_dpo(context& c, const rt::stage_options& s) {
       // Every group all-correct or all-wrong: no preference signal this step.
       std::snprintf(live, sizeof live, "reward %.3f  no pairs", mean_reward);
     } else if constexpr (paired_kto<R>) {
-      const auto m = kto_paired_step(c.policy, reference, opt,
-                                     {chosen.view(), rejected.view(), chosen_mask, rejected_mask}, o, *comm);
-      rec["loss"] = m.loss;
-      rec["kl_chosen"] = m.kl_chosen;
-      rec["kl_rejected"] = m.kl_rejected;
-      rec["chosen_reward"] = m.chosen_reward;
-      rec["rejected_reward"] = m.rejected_reward;
-      rec["reward_margin"] = m.reward_margin;
-      rec["reward_accuracy"] = m.reward_accuracy;
-      rec["grad_norm"] = m.grad_norm;
+      const auto m = rt::pp::kto_paired_step<R>(
+          c.policy, reference, opt, {chosen.view(), rejected.view(), chosen_mask, rejected_mask}, o,
+          *comm);
+      rec.update(to_json(m));
       std::snprintf(live, sizeof live, "reward %.3f  pairs %zu  loss %.4f  KL_c %.4f  KL_r %.4f",
                     mean_reward, n_pairs, m.loss, m.kl_chosen, m.kl_rejected);
     } else {
       const auto m = rt::pp::preference_step<R>(
           c.policy, reference, opt, {chosen.view(), rejected.view(), chosen_mask, rejected_mask}, o,
           *comm);
-      rec["loss"] = m.loss;
-      rec["reward_margin"] = m.reward_margin;
-      rec["reward_accuracy"] = m.reward_accuracy;
-      rec["grad_norm"] = m.grad_norm;
+      rec.update(to_json(m));
       std::snprintf(live, sizeof live, "reward %.3f  pairs %zu  loss %.4f", mean_reward, n_pairs,
                     m.loss);
     }
@@ -244,19 +233,11 @@ void run_kto(context& c, const rt::stage_options& s) {
                                                                     static_cast<std::size_t>(kl.token_end - kl.token_begin));
     }
     const auto m = rt::pp::kto_step<K>(c.policy, reference, opt, data, o, *c.comm);
-    const double desirable_fraction = m.examples > 0 ? m.desirable / m.examples : 0.0;
-    rec["examples"] = m.examples;
-    rec["desirable_fraction"] = desirable_fraction;
-    rec["loss"] = m.loss;
-    rec["kl_reference"] = m.kl_reference;
-    rec["desirable_reward"] = m.desirable_reward;
-    rec["undesirable_reward"] = m.undesirable_reward;
-    rec["reward_margin"] = m.desirable_reward - m.undesirable_reward;
-    rec["grad_norm"] = m.grad_norm;
+    rec.update(to_json(m));
     rec["time_s"] = c.out.seconds();
     char live[112];
     std::snprintf(live, sizeof live, "reward %.3f  desirable %.2f  loss %.4f  z0 %.4f", mean_reward,
-                  desirable_fraction, m.loss, m.kl_reference);
+                  desirable_fraction(m), m.loss, m.kl_reference);
     c.out.record(rec);
     c.out.step(step, generated + static_cast<double>(packed.examples.tokens.size() +
                                                      packed.kl_examples.tokens.size()), live);

@@ -24,9 +24,10 @@ void run_pretrain(context& c, const rt::stage_options& s) {
       mask.insert(mask.end(), ids.size() - 1, 1.0f);
     }
     const auto m = rt::pp::sft_step<rt::pt::algo::sft>(c.policy, opt, {seqs.view(), mask}, o, *c.comm);
-    c.out.record({{"stage", "pretrain"}, {"stage_index", c.stage_index}, {"step", step},
-                  {"loss", m.loss}, {"grad_norm", m.grad_norm}, {"tokens", m.tokens},
-                  {"time_s", c.out.seconds()}});
+    nlohmann::json rec = to_json(m);
+    rec.update({{"stage", "pretrain"}, {"stage_index", c.stage_index}, {"step", step},
+                {"time_s", c.out.seconds()}});
+    c.out.record(rec);
     char live[64];
     std::snprintf(live, sizeof live, "loss %.4f", m.loss);
     c.out.step(step, static_cast<double>(seqs.tokens.size()), live);

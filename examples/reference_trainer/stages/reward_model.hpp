@@ -70,9 +70,10 @@ inline void run_reward_model(context& c, const rt::stage_options& s) {
     const auto pick = c.comm->shard(batch_rows(c.recipe.seed, c.stage_index, step, s.batch, train.size()));
     const packed_rm_rows p = pack_rm_rows(train, pick);
     const auto m = rt::pp::reward_model_step<rt::pt::algo::bradley_terry>(*model, opt, p.data(), o, *c.comm);
-    c.out.record({{"stage", "reward_model"}, {"stage_index", c.stage_index}, {"step", step},
-                  {"loss", m.loss}, {"accuracy", m.accuracy}, {"margin", m.margin},
-                  {"grad_norm", m.grad_norm}, {"time_s", c.out.seconds()}});
+    nlohmann::json rec = to_json(m);
+    rec.update({{"stage", "reward_model"}, {"stage_index", c.stage_index}, {"step", step},
+                {"time_s", c.out.seconds()}});
+    c.out.record(rec);
     char live[96];
     std::snprintf(live, sizeof live, "loss %.4f  train acc %.2f", m.loss, m.accuracy);
     c.out.step(step, static_cast<double>(p.chosen.tokens.size() + p.rejected.tokens.size()), live);

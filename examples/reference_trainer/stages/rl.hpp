@@ -130,13 +130,11 @@ void run_rl(context& c, const rt::stage_options& s) {
         return rt::pp::rl_step<R, E>(c.policy, gen, reference, reward, opt, batch, o, *c.comm);
     };
     const rt::pp::rl_metrics m = frozen ? step_with(*frozen) : step_with(no_reference);
-    c.out.record({{"stage", "rl"}, {"algo", s.algo}, {"stage_index", c.stage_index}, {"step", step},
-                  {"reward", m.reward_mean}, {"loss", m.loss}, {"kl", m.kl_loss},
-                  {"approx_kl", m.approx_kl}, {"clip_fraction", m.clip_fraction},
-                  {"value_loss", m.value_loss}, {"grad_norm", m.grad_norm},
-                  {"completion_tokens", m.completion_tokens},
-                  {"response_length", m.completion_tokens / static_cast<double>(s.prompts * s.samples)},
-                  {"truncated", m.truncated_fraction}, {"time_s", c.out.seconds()}});
+    nlohmann::json rec = to_json(m);
+    rec.update({{"stage", "rl"}, {"algo", s.algo}, {"stage_index", c.stage_index}, {"step", step},
+                {"response_length", m.completion_tokens / static_cast<double>(s.prompts * s.samples)},
+                {"time_s", c.out.seconds()}});
+    c.out.record(rec);
     char live[96];
     std::snprintf(live, sizeof live, "reward %.3f  loss %+.4f  kl(ref) %.4f", m.reward_mean, m.loss,
                   m.kl_loss);

@@ -18,9 +18,9 @@ void run_sft(context& c, const rt::stage_options& s) {
       batch.push_back(c.data.sft[i]);
     const auto packed = rt::pp::pack_sft(tok, std::span<const rt::pp::sft_example>(batch));
     const auto m = rt::pp::sft_step<Loss>(c.policy, opt, {packed.sequences.view(), packed.loss_mask}, o, *c.comm);
-    c.out.record({{"stage", "sft"}, {"stage_index", c.stage_index}, {"step", step},
-                  {"loss", m.loss}, {"grad_norm", m.grad_norm}, {"tokens", m.tokens},
-                  {"time_s", c.out.seconds()}});
+    nlohmann::json rec = to_json(m);
+    rec.update({{"stage", "sft"}, {"stage_index", c.stage_index}, {"step", step}, {"time_s", c.out.seconds()}});
+    c.out.record(rec);
     char live[64];
     std::snprintf(live, sizeof live, "loss %.4f", m.loss);
     c.out.step(step, static_cast<double>(packed.sequences.tokens.size()), live);

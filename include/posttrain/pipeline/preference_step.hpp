@@ -69,6 +69,22 @@ constexpr bool uses_reference() {
                   "pipeline::preference_step<Loss>: Loss must say whether it uses reference scores "
                   "(static constexpr bool uses_reference, or a loss::preference `composition`)");
 }
+
+// The checks every step over preference_data makes before it writes anything (preference_step,
+// kto_paired_step): token ids, one rejected per chosen, at least one pair, token-aligned masks.
+// Returns the pair count.
+inline index_t validate_pairs(const preference_data& data, index_t vocab, const char* where) {
+  data.chosen.validate(where, "data.chosen", vocab);
+  data.rejected.validate(where, "data.rejected", vocab);
+  const index_t pairs = data.chosen.num_sequences();
+  expect(pairs > 0, where, "data.chosen is empty, expected at least one pair");
+  expect(data.rejected.num_sequences() == pairs, where, "data.rejected has ",
+         data.rejected.num_sequences(), " sequences, expected ", pairs,
+         " (one rejected per chosen)");
+  detail::expect_token_aligned_mask(data.chosen_mask, data.chosen, where, "data.chosen_mask");
+  detail::expect_token_aligned_mask(data.rejected_mask, data.rejected, where, "data.rejected_mask");
+  return pairs;
+}
 }  // namespace preference_detail
 
 template <class Loss, policy P, reference_model R, class O, dist::communicator C>
@@ -87,16 +103,7 @@ preference_metrics preference_step(P& policy, R& reference, O& optimizer,
   static_assert(std::is_same_v<typename R::scalar_type, S>,
                 "pipeline::preference_step: the reference model's scalar_type must be the policy's");
   constexpr const char* where = "pipeline::preference_step";
-  const index_t v = policy.vocab_size();
-  data.chosen.validate(where, "data.chosen", v);
-  data.rejected.validate(where, "data.rejected", v);
-  const index_t pairs = data.chosen.num_sequences();
-  expect(pairs > 0, where, "data.chosen is empty, expected at least one pair");
-  expect(data.rejected.num_sequences() == pairs, where, "data.rejected has ",
-         data.rejected.num_sequences(), " sequences, expected ", pairs,
-         " (one rejected per chosen)");
-  detail::expect_token_aligned_mask(data.chosen_mask, data.chosen, where, "data.chosen_mask");
-  detail::expect_token_aligned_mask(data.rejected_mask, data.rejected, where, "data.rejected_mask");
+  const index_t pairs = preference_detail::validate_pairs(data, policy.vocab_size(), where);
   validate_step_options(options, where);
 
   // Reference token log-probs of the whole batch (no gradient), before any update.

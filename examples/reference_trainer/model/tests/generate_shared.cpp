@@ -12,19 +12,14 @@
 #include "checkpoint.hpp"
 #include "generate.hpp"
 #include "golden.hpp"
+#include "test_models.hpp"
 
 namespace rm = reference_model;
 using rm::index_t;
 
 namespace {
 
-struct batch {
-  std::vector<index_t> tokens, offsets = {0};
-  void add(const std::vector<index_t>& p) {
-    tokens.insert(tokens.end(), p.begin(), p.end());
-    offsets.push_back(static_cast<index_t>(tokens.size()));
-  }
-};
+using batch = rm::testing::packed_rows;
 
 // Rows: A C B A D C A E A'  (A ×3 non-adjacent, C ×2, B, D, E, A' groups of one; D differs from C
 // in its last token only; A' is A plus one token; B is a single token).
@@ -134,15 +129,7 @@ TEST(ReferenceModelGenerateShared, SameCompletionsAsUnsharedOnMixedBatches) {
 // The benchmark's shape in float: 16 prompts of 20–75 tokens × 8 samples, the samples of a prompt
 // adjacent (as GRPO lays them out) and, in a second batch, interleaved.
 TEST(ReferenceModelGenerateShared, SameCompletionsAsUnsharedFloatGrpoBatch) {
-  rm::model_config c;
-  c.arch = rm::architecture::llama;
-  c.vocab_size = 261;
-  c.hidden_size = 64;
-  c.intermediate_size = 192;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.tie_word_embeddings = true;
+  rm::model_config c = rm::testing::two_layers(rm::architecture::llama, 261, 64, 192);
   c.max_position_embeddings = 512;
   rm::transformer<float> m(c);
   m.init_random(3);

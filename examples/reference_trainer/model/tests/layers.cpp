@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "fd.hpp"
+#include "test_models.hpp"
 #include "transformer.hpp"
 
 namespace rm = reference_model;
@@ -20,29 +21,16 @@ namespace {
 
 constexpr double kTol = 1e-7;
 
+// The shared tiny config (untied) with 11 tokens; small θ: positions 0..6 turn the pairs by
+// visible angles.
 rm::model_config tiny(rm::architecture arch, bool bias) {
-  rm::model_config c;
-  c.arch = arch;
+  rm::model_config c = rm::testing::tiny(arch, false, bias);
   c.vocab_size = 11;
-  c.hidden_size = 8;
-  c.intermediate_size = 12;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.rope_theta = 50.0;  // small θ: positions 0..6 turn the pairs by visible angles
-  c.rms_norm_eps = 1e-5;
-  c.attention_bias = bias;
   c.initializer_range = 0.5;
   return c;
 }
 
-// Random parameters, norms and biases included, so no gradient hides behind a 0 or a 1.
-template <class S>
-void randomize(rm::transformer<S>& m, std::uint64_t seed, double sd) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> n(0.0, sd);
-  for (S& p : m.parameters()) p = S(n(rng));
-}
+using rm::testing::randomize;
 
 std::span<double> span_of(md& m) { return {m.data(), static_cast<std::size_t>(m.size())}; }
 std::span<double> span_of(vd& m) { return {m.data(), static_cast<std::size_t>(m.size())}; }

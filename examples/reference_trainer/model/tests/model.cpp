@@ -12,6 +12,7 @@
 #include <posttrain/ops/fused_linear_logprobs.hpp>
 
 #include "fd.hpp"
+#include "test_models.hpp"
 #include "threads.hpp"
 #include "transformer.hpp"
 
@@ -21,28 +22,8 @@ using md = rm::matrix<double>;
 
 namespace {
 
-rm::model_config tiny(rm::architecture arch, bool tied, bool bias) {
-  rm::model_config c;
-  c.arch = arch;
-  c.vocab_size = 13;
-  c.hidden_size = 8;
-  c.intermediate_size = 12;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.rope_theta = 50.0;
-  c.rms_norm_eps = 1e-5;
-  c.tie_word_embeddings = tied;
-  c.attention_bias = bias;
-  return c;
-}
-
-template <class S>
-void randomize(rm::transformer<S>& m, std::uint64_t seed, double sd) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> n(0.0, sd);
-  for (S& p : m.parameters()) p = S(n(rng));
-}
+using rm::testing::randomize;
+using rm::testing::tiny;
 
 struct batch {
   std::vector<index_t> tokens = {1, 5, 2, 9, 12, 0, 3, 3, 7};

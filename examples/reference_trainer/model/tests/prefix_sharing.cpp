@@ -14,6 +14,7 @@
 #include "fd.hpp"
 #include "generate.hpp"
 #include "prefix_sharing.hpp"
+#include "test_models.hpp"
 #include "transformer.hpp"
 
 namespace rm = reference_model;
@@ -21,30 +22,13 @@ using rm::index_t;
 
 namespace {
 
+// Qwen2 with attention biases, or Llama without.
 rm::model_config tiny(bool qwen2, bool tied) {
-  rm::model_config c;
-  c.arch = qwen2 ? rm::architecture::qwen2 : rm::architecture::llama;
-  c.vocab_size = 13;
-  c.hidden_size = 8;
-  c.intermediate_size = 12;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.rope_theta = 50.0;
-  c.rms_norm_eps = 1e-5;
-  c.tie_word_embeddings = tied;
-  c.attention_bias = qwen2;
-  return c;
+  return rm::testing::tiny(qwen2 ? rm::architecture::qwen2 : rm::architecture::llama, tied, qwen2);
 }
 
-struct packed {
-  std::vector<index_t> tokens, offsets{0};
-  void add(std::vector<index_t> prompt, std::vector<index_t> completion) {
-    tokens.insert(tokens.end(), prompt.begin(), prompt.end());
-    tokens.insert(tokens.end(), completion.begin(), completion.end());
-    offsets.push_back(static_cast<index_t>(tokens.size()));
-  }
-};
+using packed = rm::testing::packed_rows;
+using rm::testing::randomize;
 
 // Groups of different sizes and prompt lengths, a group of one, equal prompts that are not
 // adjacent, an empty completion (a row that is only its prompt), two identical rows, and a prompt
@@ -108,9 +92,7 @@ result<S> run(rm::transformer<S>& m, const packed& b, bool share, bool with_grad
 template <class S>
 void expect_shared_equals_unshared(bool qwen2, bool tied, double tol) {
   rm::transformer<S> m(tiny(qwen2, tied));
-  std::mt19937_64 rng(21);
-  std::normal_distribution<double> nd(0.0, 0.5);
-  for (S& p : m.parameters()) p = S(nd(rng));
+  randomize(m, 21, 0.5);
   const packed b = mixed_batch();
   const result<S> alone = run(m, b, false), shared = run(m, b, true);
   ASSERT_EQ(alone.logprobs.size(), shared.logprobs.size());
@@ -186,9 +168,7 @@ TEST(SharedPrefix, EqualsUnsharedFloat) {
 
 TEST(SharedPrefix, GradientMatchesFiniteDifferences) {
   rm::transformer<double> m(tiny(true, true));
-  std::mt19937_64 rng(5);
-  std::normal_distribution<double> nd(0.0, 0.4);
-  for (double& p : m.parameters()) p = nd(rng);
+  randomize(m, 5, 0.4);
   const packed b = mixed_batch();
   const std::vector<double> analytic = run(m, b, true).grads;
   auto loss = [&] { return run(m, b, true, false).loss; };
@@ -198,9 +178,7 @@ TEST(SharedPrefix, GradientMatchesFiniteDifferences) {
 
 TEST(SharedPrefix, GenerateWithRepeatedPromptsEqualsUnshared) {
   rm::transformer<double> m(tiny(false, true));
-  std::mt19937_64 rng(8);
-  std::normal_distribution<double> nd(0.0, 0.5);
-  for (double& p : m.parameters()) p = nd(rng);
+  randomize(m, 8, 0.5);
   packed prompts;
   for (int i = 0; i < 3; ++i) prompts.add({1, 5, 2, 9}, {});
   prompts.add({3, 3}, {});

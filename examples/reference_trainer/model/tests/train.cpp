@@ -10,6 +10,7 @@
 #include <posttrain/ops/fused_linear_logprobs.hpp>
 
 #include "fd.hpp"
+#include "test_models.hpp"
 #include "model.hpp"
 
 namespace rm = reference_model;
@@ -64,15 +65,7 @@ TEST(ReferenceModelScalarHead, GradientMatchesFiniteDifferences) {
 }
 
 TEST(ReferenceModelTrain, TinyModelOverfitsABatch) {
-  rm::model_config c;
-  c.arch = rm::architecture::qwen2;
-  c.vocab_size = 32;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.tie_word_embeddings = true;
+  const rm::model_config c = rm::testing::two_layers(rm::architecture::qwen2, 32, 32, 64);
   rm::transformer<float> m(c);
   m.init_random(3);
   std::vector<index_t> tokens, offsets = {0}, targets;
