@@ -158,8 +158,15 @@ double seconds(const std::function<void()>& f) {
 // t(1 MiB) <= 8 t(256 KiB) + 20 ms: linear passes, quadratic (16x) does not.
 void expect_linear(std::string_view piece, const std::function<void(std::string_view)>& scan) {
   const std::string small = repeat(piece, 256 << 10), large = repeat(piece, 1 << 20);
-  const double ts = seconds([&] { scan(small); });
-  const double tl = seconds([&] { scan(large); });
+  // Best of 3 for each size: one preempted run on a loaded CI machine must not read as
+  // super-linear; a quadratic scan is still 16x at 4x the size, far above the 8x allowed.
+  const auto best_of_3 = [&](const std::string& text) {
+    double best = seconds([&] { scan(text); });
+    for (int r = 1; r < 3; ++r) best = std::min(best, seconds([&] { scan(text); }));
+    return best;
+  };
+  const double ts = best_of_3(small);
+  const double tl = best_of_3(large);
   EXPECT_LE(tl, 8 * ts + 0.02) << "'" << piece << "': " << ts << " s at 256 KiB, " << tl << " s at 1 MiB";
 }
 
