@@ -124,6 +124,22 @@ inline void validate_groups(std::span<const index_t> group_offsets, index_t sequ
   expect_offsets(group_offsets, sequences, where, "group_offsets");
 }
 
+// The argument checks of sequence_rewards, host and device front ends alike. The offsets' values
+// are checked only where they are in host memory (offsets_in::host); on the device only their
+// count is.
+enum class offsets_in { host, device };
+
+template <class T>
+void validate_sequence_rewards(std::span<const T> token_rewards, std::span<const float> mask,
+                               std::span<const index_t> seq_offsets, std::span<T> out,
+                               std::string_view where, offsets_in offsets) {
+  expect(!seq_offsets.empty(), where, "seq_offsets is empty, expected B + 1 >= 1 elements");
+  if (offsets == offsets_in::host)
+    expect_offsets(seq_offsets, ssize(token_rewards), where, "seq_offsets");
+  expect_size_or_empty(mask, ssize(token_rewards), where, "mask", "one weight per token");
+  expect_size(out, ssize(seq_offsets) - 1, where, "out", "one per sequence");
+}
+
 // The workspace preamble of the host outcome estimators (group, passk, rloo, gpg, opo):
 //   checked_outcome_counts   the size check their *_workspace_bytes(exec::host, B, G, ...) start
 //                            with (B = members and G = groups, both >= 0), as element counts;
@@ -238,11 +254,9 @@ void sequence_rewards(Exec exec, const V& token_rewards_in, std::span<const floa
   using T = detail::value_t<V>;
   constexpr std::string_view where = "advantage::sequence_rewards";
   const std::span<const T> token_rewards(token_rewards_in);
-  expect(!seq_offsets.empty(), where, "seq_offsets is empty, expected B + 1 >= 1 elements");
-  if constexpr (detail::on_host_v<Exec>)
-    expect_offsets(seq_offsets, ssize(token_rewards), where, "seq_offsets");
-  expect_size_or_empty(mask, ssize(token_rewards), where, "mask", "one weight per token");
-  expect_size(out, ssize(seq_offsets) - 1, where, "out", "one per sequence");
+  detail::validate_sequence_rewards(
+      token_rewards, mask, seq_offsets, out, where,
+      detail::on_host_v<Exec> ? detail::offsets_in::host : detail::offsets_in::device);
   if constexpr (!detail::on_host_v<Exec>) {
     detail::advantage_backend<Exec>::sequence_rewards(exec, token_rewards, mask, seq_offsets, out);
   } else {
@@ -268,10 +282,8 @@ void sequence_rewards(exec::host exec, const V& token_rewards_in, std::span<cons
   using T = detail::value_t<V>;
   constexpr std::string_view where = "advantage::sequence_rewards";
   const std::span<const T> token_rewards(token_rewards_in);
-  expect(!seq_offsets.empty(), where, "seq_offsets is empty, expected B + 1 >= 1 elements");
-  expect_offsets(seq_offsets, ssize(token_rewards), where, "seq_offsets");
-  expect_size_or_empty(mask, ssize(token_rewards), where, "mask", "one weight per token");
-  expect_size(out, ssize(seq_offsets) - 1, where, "out", "one per sequence");
+  detail::validate_sequence_rewards(token_rewards, mask, seq_offsets, out, where,
+                                    detail::offsets_in::host);
   const std::span<masked_stats> s = ws.take<masked_stats>(out.size(), where);
   if (!backend::reductions_backend<exec::host>::segment_moments(exec, token_rewards, mask,
                                                                seq_offsets, s))

@@ -111,23 +111,14 @@ struct alphapo : loss_interface<alphapo_options_for<Link>, preference_inputs, pr
                   "loss::alphapo::compute accepts float or double log-probs");
     composition::validate(in, options.preference, out, norm);
     expect_finite(options.alpha, name(), "options.alpha");
-    const double pair_normalizer =
-        norm.pairs > 0 ? norm.pairs : static_cast<double>(in.batch.num_pairs());
-    double token_normalizer = norm.chosen_tokens;
-    if (Nll::divides_by_tokens && !(token_normalizer > 0)) {
-      const token_batch& c = in.batch.chosen;
-      token_normalizer = 0;
-      if (c.mask.empty())
-        token_normalizer = static_cast<double>(c.num_tokens());
-      else
-        for (float m : c.mask) token_normalizer += static_cast<double>(m);
-    }
+    const detail::preference_loop_normalizers n =
+        detail::resolve_normalizers(in, norm, Nll::divides_by_tokens);
     // The generic preference loop with u(π) between the sequence score and the link (its scratch:
     // none for a per-pair link, so the buffer allocates nothing then).
     workspace_buffer buffer;
     return preference_backend<exec::host>::pair_loop<Link, SeqReduce, pref::reference_free, Nll>(
-        exec::host{}, in, options.preference, link_part<Link>(options.preference), out,
-        pair_normalizer, token_normalizer, composition::nll_coef(options.preference),
+        exec::host{}, in, options.preference, link_part<Link>(options.preference), out, n.pairs,
+        n.chosen_tokens, composition::nll_coef(options.preference),
         buffer.view(preference_backend<exec::host>::workspace_bytes<Link>(exec::host{},
                                                                           in.batch.num_pairs())),
         pref::alpha_transform{options.alpha});

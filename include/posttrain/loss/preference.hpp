@@ -81,6 +81,31 @@ namespace detail {
 template <class>
 inline constexpr bool preference_dependent_false = false;
 
+// The normalizers of the generic preference loop: norm's where set (> 0), else the batch's pair
+// count and, where the NLL divides by tokens, the chosen tokens' total mask weight.
+struct preference_loop_normalizers {
+  double pairs = 0;
+  double chosen_tokens = 0;
+};
+
+template <class T>
+preference_loop_normalizers resolve_normalizers(const preference_inputs<T>& in,
+                                                const preference_normalizer& norm,
+                                                bool divides_by_tokens) {
+  preference_loop_normalizers n{
+      .pairs = norm.pairs > 0 ? norm.pairs : static_cast<double>(in.batch.num_pairs()),
+      .chosen_tokens = norm.chosen_tokens};
+  if (divides_by_tokens && !(n.chosen_tokens > 0)) {
+    const token_batch& c = in.batch.chosen;
+    n.chosen_tokens = 0;
+    if (c.mask.empty())
+      n.chosen_tokens = static_cast<double>(c.num_tokens());
+    else
+      for (float m : c.mask) n.chosen_tokens += static_cast<double>(m);
+  }
+  return n;
+}
+
 }  // namespace detail
 
 template <class Link, class SeqReduce, class Reference = pref::with_reference,
@@ -312,21 +337,10 @@ struct preference : loss_interface<preference_options_for<Link>, preference_inpu
                                workspace ws) {
     static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                   "loss::preference::compute accepts float or double log-probs");
-    const double pair_normalizer =
-        norm.pairs > 0 ? norm.pairs : static_cast<double>(in.batch.num_pairs());
-    double token_normalizer = norm.chosen_tokens;
-    if constexpr (std::is_same_v<Nll, pref::nll_token_mean>) {
-      if (!(token_normalizer > 0)) {
-        const token_batch& c = in.batch.chosen;
-        token_normalizer = 0;
-        if (c.mask.empty())
-          token_normalizer = static_cast<double>(c.num_tokens());
-        else
-          for (float m : c.mask) token_normalizer += static_cast<double>(m);
-      }
-    }
+    const detail::preference_loop_normalizers n =
+        detail::resolve_normalizers(in, norm, std::is_same_v<Nll, pref::nll_token_mean>);
     return preference_backend<exec::host>::pair_loop<Link, SeqReduce, Reference, Nll>(
-        exec::host{}, in, options, link_part<Link>(options), out, pair_normalizer, token_normalizer,
+        exec::host{}, in, options, link_part<Link>(options), out, n.pairs, n.chosen_tokens,
         nll_coef(options), ws);
   }
 

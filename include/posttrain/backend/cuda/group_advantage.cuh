@@ -309,6 +309,61 @@ inline workspace_size rloo_advantages_scratch(index_t num_groups, index_t num_re
   return size;
 }
 
+namespace group_detail {
+
+// The outcome estimator over ws for its options type (group_options: GRPO family; rloo_options:
+// RLOO) and the scratch it needs.
+template <class T>
+void outcome_advantages_into(const T* rewards, const index_t* group_offsets, index_t num_groups,
+                             index_t num_rewards, T* out, const advantage::group_options& options,
+                             cudaStream_t stream, workspace& ws) {
+  group_advantages_into(rewards, group_offsets, num_groups, num_rewards, out, options, stream, ws);
+}
+
+template <class T>
+void outcome_advantages_into(const T* rewards, const index_t* group_offsets, index_t num_groups,
+                             index_t num_rewards, T* out, const advantage::rloo_options& options,
+                             cudaStream_t stream, workspace& ws) {
+  rloo_advantages_into(rewards, group_offsets, num_groups, num_rewards, out, options, stream, ws);
+}
+
+inline workspace_size outcome_advantages_scratch(index_t num_groups, index_t num_rewards,
+                                                 const advantage::group_options& options) {
+  return group_advantages_scratch(num_groups, num_rewards, options);
+}
+
+inline workspace_size outcome_advantages_scratch(index_t num_groups, index_t num_rewards,
+                                                 const advantage::rloo_options& options) {
+  return rloo_advantages_scratch(num_groups, num_rewards, options);
+}
+
+// The two-phase form of group_advantages / rloo_advantages (`where` names it).
+template <class T, class Options>
+void outcome_advantages(void* d_temp, std::size_t& temp_bytes, const char* where, const T* rewards,
+                        const index_t* group_offsets, index_t num_groups, index_t num_rewards,
+                        T* out, const Options& options, cudaStream_t stream) {
+  two_phase(d_temp, temp_bytes, outcome_advantages_scratch(num_groups, num_rewards, options), where,
+            [&](workspace& ws) {
+              if (num_groups > 0)
+                outcome_advantages_into(rewards, group_offsets, num_groups, num_rewards, out,
+                                        options, stream, ws);
+            });
+}
+
+// Its form with the scratch allocated stream-ordered for the call.
+template <class T, class Options>
+void outcome_advantages(const T* rewards, const index_t* group_offsets, index_t num_groups,
+                        index_t num_rewards, T* out, const Options& options, cudaStream_t stream) {
+  if (num_groups <= 0) return;
+  with_stream_scratch(outcome_advantages_scratch(num_groups, num_rewards, options), stream,
+                      [&](workspace& ws) {
+                        outcome_advantages_into(rewards, group_offsets, num_groups, num_rewards,
+                                                out, options, stream, ws);
+                      });
+}
+
+}  // namespace group_detail
+
 // GRPO-family advantages; see advantage/group.hpp for the formulas and presets. Two-phase:
 // d_temp == nullptr sets temp_bytes (group_advantages_scratch, at least 1) and returns.
 template <class T>
@@ -317,12 +372,8 @@ void group_advantages(void* d_temp, std::size_t& temp_bytes, const T* rewards,
                       const advantage::group_options& options, cudaStream_t stream) {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                 "backend::cuda::group_advantages: rewards must be float or double");
-  two_phase(d_temp, temp_bytes, group_advantages_scratch(num_groups, num_rewards, options),
-            "group_advantages", [&](workspace& ws) {
-              if (num_groups > 0)
-                group_detail::group_advantages_into(rewards, group_offsets, num_groups, num_rewards,
-                                                    out, options, stream, ws);
-            });
+  group_detail::outcome_advantages(d_temp, temp_bytes, "group_advantages", rewards, group_offsets,
+                                   num_groups, num_rewards, out, options, stream);
 }
 
 // The same with its scratch allocated stream-ordered for the call.
@@ -332,12 +383,8 @@ void group_advantages(const T* rewards, const index_t* group_offsets, index_t nu
                       cudaStream_t stream) {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                 "backend::cuda::group_advantages: rewards must be float or double");
-  if (num_groups <= 0) return;
-  with_stream_scratch(group_advantages_scratch(num_groups, num_rewards, options), stream,
-                      [&](workspace& ws) {
-                        group_detail::group_advantages_into(rewards, group_offsets, num_groups,
-                                                            num_rewards, out, options, stream, ws);
-                      });
+  group_detail::outcome_advantages(rewards, group_offsets, num_groups, num_rewards, out, options,
+                                   stream);
 }
 
 // RLOO advantages; see advantage/rloo.hpp. Two-phase: d_temp == nullptr sets temp_bytes
@@ -348,12 +395,8 @@ void rloo_advantages(void* d_temp, std::size_t& temp_bytes, const T* rewards,
                      const advantage::rloo_options& options, cudaStream_t stream) {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                 "backend::cuda::rloo_advantages: rewards must be float or double");
-  two_phase(d_temp, temp_bytes, rloo_advantages_scratch(num_groups, num_rewards, options),
-            "rloo_advantages", [&](workspace& ws) {
-              if (num_groups > 0)
-                group_detail::rloo_advantages_into(rewards, group_offsets, num_groups, num_rewards,
-                                                   out, options, stream, ws);
-            });
+  group_detail::outcome_advantages(d_temp, temp_bytes, "rloo_advantages", rewards, group_offsets,
+                                   num_groups, num_rewards, out, options, stream);
 }
 
 // The same with its scratch allocated stream-ordered for the call.
@@ -363,12 +406,8 @@ void rloo_advantages(const T* rewards, const index_t* group_offsets, index_t num
                      cudaStream_t stream) {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                 "backend::cuda::rloo_advantages: rewards must be float or double");
-  if (num_groups <= 0) return;
-  with_stream_scratch(rloo_advantages_scratch(num_groups, num_rewards, options), stream,
-                      [&](workspace& ws) {
-                        group_detail::rloo_advantages_into(rewards, group_offsets, num_groups,
-                                                           num_rewards, out, options, stream, ws);
-                      });
+  group_detail::outcome_advantages(rewards, group_offsets, num_groups, num_rewards, out, options,
+                                   stream);
 }
 
 // Scratch of sequence_rewards for B sequences over N tokens: the B moments and their partials.
@@ -532,55 +571,63 @@ struct advantage_backend<exec::cuda> {
 // bytes). No allocation; a too-small or empty ws throws posttrain::error before any launch.
 namespace advantage {
 
+namespace detail {
+
+// The exec::cuda workspace forms of group_advantages (group_options) and rloo_advantages
+// (rloo_options), `where` naming the call: the options' and outcome sizes' checks, then the
+// two-phase backend call over the rest of ws.
+template <class T, class Options>
+void outcome_advantages_on_device(exec::cuda exec, std::span<const T> rewards,
+                                  std::span<const index_t> group_offsets, std::span<T> out,
+                                  const Options& options, workspace ws, const char* where) {
+  constexpr bool grpo = std::is_same_v<Options, group_options>;
+  static_assert(grpo || std::is_same_v<Options, rloo_options>);
+  if constexpr (grpo)
+    validate_group_options(options, where);
+  else
+    validate_rloo_options(options, where);
+  validate_outcome_sizes(rewards, group_offsets, out, where);
+  std::size_t bytes = 0;
+  void* temp = backend::cuda::workspace_rest(ws, bytes, where);
+  backend::cuda::group_detail::outcome_advantages(
+      temp, bytes, grpo ? "group_advantages" : "rloo_advantages", rewards.data(),
+      group_offsets.data(), ssize(group_offsets) - 1, ssize(rewards), out.data(), options,
+      backend::cuda::stream_of(exec));
+}
+
+}  // namespace detail
+
 // Bytes of the workspace group_advantages(exec::cuda, ..., ws) needs for B = `members` rewards in
 // G = `groups` groups (the group moments, their partials, the singleton check's and the batch
 // scale's pieces).
 inline std::size_t group_advantages_workspace_bytes(exec::cuda, index_t members, index_t groups,
                                                     const group_options& options = {}) {
-  constexpr std::string_view where = "advantage::group_advantages_workspace_bytes";
-  expect(members >= 0, where, "members is ", members, ", expected >= 0");
-  expect(groups >= 0, where, "groups is ", groups, ", expected >= 0");
+  detail::checked_outcome_counts(members, groups, "advantage::group_advantages_workspace_bytes");
   return backend::cuda::group_advantages_scratch(groups, members, options);
 }
 
 template <detail::values V>
-void group_advantages(exec::cuda exec, const V& rewards_in, std::span<const index_t> group_offsets,
+void group_advantages(exec::cuda exec, const V& rewards, std::span<const index_t> group_offsets,
                       std::span<detail::value_t<V>> out, const group_options& options,
                       workspace ws) {
-  using T = detail::value_t<V>;
-  constexpr std::string_view where = "advantage::group_advantages";
-  const std::span<const T> rewards(rewards_in);
-  detail::validate_group_options(options, where);
-  detail::validate_outcome_sizes(rewards, group_offsets, out, where);
-  std::size_t bytes = 0;
-  void* temp = backend::cuda::workspace_rest(ws, bytes, "advantage::group_advantages");
-  backend::cuda::group_advantages(temp, bytes, rewards.data(), group_offsets.data(),
-                                  ssize(group_offsets) - 1, ssize(rewards), out.data(), options,
-                                  backend::cuda::stream_of(exec));
+  detail::outcome_advantages_on_device(exec, std::span<const detail::value_t<V>>(rewards),
+                                       group_offsets, out, options, ws,
+                                       "advantage::group_advantages");
 }
 
 // Bytes of the workspace rloo_advantages(exec::cuda, ..., ws) needs (B = `members`, G = `groups`).
 inline std::size_t rloo_advantages_workspace_bytes(exec::cuda, index_t members, index_t groups,
                                                    const rloo_options& options = {}) {
-  constexpr std::string_view where = "advantage::rloo_advantages_workspace_bytes";
-  expect(members >= 0, where, "members is ", members, ", expected >= 0");
-  expect(groups >= 0, where, "groups is ", groups, ", expected >= 0");
+  detail::checked_outcome_counts(members, groups, "advantage::rloo_advantages_workspace_bytes");
   return backend::cuda::rloo_advantages_scratch(groups, members, options);
 }
 
 template <detail::values V>
-void rloo_advantages(exec::cuda exec, const V& rewards_in, std::span<const index_t> group_offsets,
+void rloo_advantages(exec::cuda exec, const V& rewards, std::span<const index_t> group_offsets,
                      std::span<detail::value_t<V>> out, const rloo_options& options, workspace ws) {
-  using T = detail::value_t<V>;
-  constexpr std::string_view where = "advantage::rloo_advantages";
-  const std::span<const T> rewards(rewards_in);
-  detail::validate_rloo_options(options, where);
-  detail::validate_outcome_sizes(rewards, group_offsets, out, where);
-  std::size_t bytes = 0;
-  void* temp = backend::cuda::workspace_rest(ws, bytes, "advantage::rloo_advantages");
-  backend::cuda::rloo_advantages(temp, bytes, rewards.data(), group_offsets.data(),
-                                 ssize(group_offsets) - 1, ssize(rewards), out.data(), options,
-                                 backend::cuda::stream_of(exec));
+  detail::outcome_advantages_on_device(exec, std::span<const detail::value_t<V>>(rewards),
+                                       group_offsets, out, options, ws,
+                                       "advantage::rloo_advantages");
 }
 
 // Bytes of the workspace sequence_rewards(exec::cuda, ..., ws) needs for B sequences: a bound
@@ -598,9 +645,8 @@ void sequence_rewards(exec::cuda exec, const V& token_rewards_in, std::span<cons
   using T = detail::value_t<V>;
   constexpr std::string_view where = "advantage::sequence_rewards";
   const std::span<const T> token_rewards(token_rewards_in);
-  expect(!seq_offsets.empty(), where, "seq_offsets is empty, expected B + 1 >= 1 elements");
-  expect_size_or_empty(mask, ssize(token_rewards), where, "mask", "one weight per token");
-  expect_size(out, ssize(seq_offsets) - 1, where, "out", "one per sequence");
+  detail::validate_sequence_rewards(token_rewards, mask, seq_offsets, out, where,
+                                    detail::offsets_in::device);
   std::size_t bytes = 0;
   void* temp = backend::cuda::workspace_rest(ws, bytes, "advantage::sequence_rewards");
   backend::cuda::sequence_rewards(

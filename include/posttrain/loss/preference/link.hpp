@@ -255,14 +255,21 @@ struct link_call {
   }
 };
 
+// L evaluates a pair in T: link_call::evaluate<L> on two T log-ratios gives a pair_value<T>.
+template <class L, class T>
+concept link_evaluates_in = requires(T x, const loss::preference_options& o,
+                                     const link_options_t<L>& s) {
+  { link_call::evaluate<L>(x, x, o, s) } -> std::same_as<pair_value<T>>;
+};
+
 // A preference link: named, validates its options, evaluates in float and double.
 template <class L>
-concept preference_link = requires(double d, float f, const loss::preference_options& o,
-                                   const link_options_t<L>& s, std::string_view where) {
+concept preference_link = requires(const loss::preference_options& o, const link_options_t<L>& s,
+                                   std::string_view where) {
   { L::name } -> std::convertible_to<const char*>;
   link_call::validate<L>(o, s, where);
-  { link_call::evaluate<L>(d, d, o, s) } -> std::same_as<pair_value<double>>;
-  { link_call::evaluate<L>(f, f, o, s) } -> std::same_as<pair_value<float>>;
+  requires link_evaluates_in<L, double>;
+  requires link_evaluates_in<L, float>;
 };
 
 // Names what is missing, one sentence per requirement.
@@ -279,16 +286,12 @@ constexpr bool diagnose_preference_link() {
       "options&], std::string_view where)` that throws posttrain::error for hyperparameters it "
       "cannot use (derive from pref::link_defaults for the β > 0 check)");
   static_assert(
-      requires(double d, const loss::preference_options& o, const link_options_t<L>& s) {
-        { link_call::evaluate<L>(d, d, o, s) } -> std::same_as<pair_value<double>>;
-      },
+      link_evaluates_in<L, double>,
       "a preference link needs `template <class T> static pair_value<T> evaluate(T delta_chosen, "
       "T delta_rejected, const loss::preference_options&[, const options&])` returning the pair "
       "loss and its derivatives w.r.t. the two log-ratios");
   static_assert(
-      requires(float f, const loss::preference_options& o, const link_options_t<L>& s) {
-        { link_call::evaluate<L>(f, f, o, s) } -> std::same_as<pair_value<float>>;
-      },
+      link_evaluates_in<L, float>,
       "a preference link's evaluate must be a template usable with float as well as double");
   static_assert(std::is_default_constructible_v<link_options_t<L>>,
                 "a preference link's `options` must be default-constructible (its defaults are "
