@@ -160,10 +160,22 @@ struct policy_gradient
     return std::string("loss::policy_gradient<") + Surrogate::name + ">";
   }
 
+  // The surrogate's own options have no default where it has any (see compute below).
   template <class T>
   static void validate(const policy_gradient_inputs<T>& in, const policy_gradient_options& o,
                        const policy_gradient_outputs<T>& out, const agg_normalizer& norm,
-                       const agg_options& agg_opts, const surrogate_options& so = {}) {
+                       const agg_options& agg_opts) {
+    static_assert(std::is_empty_v<surrogate_options> && sizeof(T) > 0,
+                  "loss::policy_gradient: the positional validate/compute of a surrogate with "
+                  "options of its own needs them as the last argument (surrogate::cispo's cap, "
+                  "sapo's temperatures, vespo's shapes: e.g. pg_presets::trl_cispo_surrogate()), "
+                  "or use the Loss-concept form with options_type{policy, aggregation, surrogate}");
+    validate(in, o, out, norm, agg_opts, surrogate_options{});
+  }
+  template <class T>
+  static void validate(const policy_gradient_inputs<T>& in, const policy_gradient_options& o,
+                       const policy_gradient_outputs<T>& out, const agg_normalizer& norm,
+                       const agg_options& agg_opts, const surrogate_options& so) {
     const std::string where = name();
     const index_t n = ssize(in.logprobs);
     if constexpr (Surrogate::uses_old_logprobs)
@@ -235,19 +247,36 @@ struct policy_gradient
   }
 
   // The positional form: the shared options, the aggregation conventions and the surrogate's own
-  // options (Surrogate::options, empty for most surrogates) as separate arguments.
+  // options (Surrogate::options, empty for most surrogates) as separate arguments. The surrogate's
+  // options have no default where it has any: a peer preset's shared part alone
+  // (pg_presets::trl_cispo()) would otherwise silently get the surrogate's default form (verl's
+  // two-sided CISPO cap), so leaving them out is a compile error (the short form below).
   template <class T>
   static policy_gradient_result compute(exec::host, const policy_gradient_inputs<T>& in,
-                                        const policy_gradient_options& options = {},
-                                        const policy_gradient_outputs<T>& out = {},
-                                        const agg_normalizer& norm = {},
-                                        const agg_options& agg_opts = {},
-                                        const surrogate_options& surrogate_opts = {}) {
+                                        const policy_gradient_options& options,
+                                        const policy_gradient_outputs<T>& out,
+                                        const agg_normalizer& norm, const agg_options& agg_opts,
+                                        const surrogate_options& surrogate_opts) {
     static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                   "loss::policy_gradient::compute accepts float or double log-probs");
     validate(in, options, out, norm, agg_opts, surrogate_opts);
     return policy_gradient_backend<exec::host>::run<Surrogate, KlEstimator, Aggregation>(
         exec::host{}, in, options, out, norm, agg_opts, surrogate_opts);
+  }
+
+  // The short positional form, for surrogates without options of their own (clip, gspo, ...).
+  template <class T>
+  static policy_gradient_result compute(exec::host, const policy_gradient_inputs<T>& in,
+                                        const policy_gradient_options& options = {},
+                                        const policy_gradient_outputs<T>& out = {},
+                                        const agg_normalizer& norm = {},
+                                        const agg_options& agg_opts = {}) {
+    static_assert(std::is_empty_v<surrogate_options> && sizeof(T) > 0,
+                  "loss::policy_gradient: the positional validate/compute of a surrogate with "
+                  "options of its own needs them as the last argument (surrogate::cispo's cap, "
+                  "sapo's temperatures, vespo's shapes: e.g. pg_presets::trl_cispo_surrogate()), "
+                  "or use the Loss-concept form with options_type{policy, aggregation, surrogate}");
+    return compute(exec::host{}, in, options, out, norm, agg_opts, surrogate_options{});
   }
 
   // The Loss-concept form: options.policy, options.aggregation and options.surrogate in one struct
@@ -260,15 +289,22 @@ struct policy_gradient
                    options.surrogate);
   }
 
-  // Host memory, the calling thread: same as compute(exec::host{}, ...).
+  // Host memory, the calling thread: same as compute(exec::host{}, ...), in both positional forms.
+  template <class T>
+  static policy_gradient_result compute(const policy_gradient_inputs<T>& in,
+                                        const policy_gradient_options& options,
+                                        const policy_gradient_outputs<T>& out,
+                                        const agg_normalizer& norm, const agg_options& agg_opts,
+                                        const surrogate_options& surrogate_opts) {
+    return compute(exec::host{}, in, options, out, norm, agg_opts, surrogate_opts);
+  }
   template <class T>
   static policy_gradient_result compute(const policy_gradient_inputs<T>& in,
                                         const policy_gradient_options& options = {},
                                         const policy_gradient_outputs<T>& out = {},
                                         const agg_normalizer& norm = {},
-                                        const agg_options& agg_opts = {},
-                                        const surrogate_options& surrogate_opts = {}) {
-    return compute(exec::host{}, in, options, out, norm, agg_opts, surrogate_opts);
+                                        const agg_options& agg_opts = {}) {
+    return compute(exec::host{}, in, options, out, norm, agg_opts);
   }
 
   // The same with the Loss-concept options (options.policy, .aggregation, .surrogate).

@@ -265,7 +265,7 @@ policy_gradient_result policy_gradient(const policy_gradient_inputs<T>& in,
                                        const policy_gradient_options& o,
                                        const policy_gradient_outputs<T>& out,
                                        const agg_normalizer& norm, const agg_options& agg_opts,
-                                       const typename Surrogate::options& so = {}) {
+                                       const typename Surrogate::options& so) {
   constexpr bool has_kl = !std::is_same_v<Kl, kl::none>;
   constexpr bool seq_level = Surrogate::sequence_level;
   constexpr bool seq_grad = detail::pg_sequence_gradient<Surrogate>();
@@ -528,7 +528,7 @@ struct loss::policy_gradient_backend<exec::host> {
                                     const policy_gradient_options& o,
                                     const policy_gradient_outputs<T>& out,
                                     const agg_normalizer& norm, const agg_options& agg_opts,
-                                    const typename Surrogate::options& so = {}) {
+                                    const typename Surrogate::options& so) {
     return backend::cpu::policy_gradient<Surrogate, Kl, Agg>(in, o, out, norm, agg_opts, so);
   }
 };
