@@ -292,6 +292,16 @@ TEST(HotCallAllocations, PolicyGradientTokenLevelNeedsNoScratch) {
             0);
   EXPECT_EQ(a.loss, b.loss);
   EXPECT_EQ(got, want);
+  // the Loss-concept form with a workspace: the same
+  std::vector<double> got_concept(n, -7.0);
+  pt::policy_gradient_result c;
+  EXPECT_EQ(count_allocations([&] {
+              c = L::compute(pt::exec::host{}, in, L::options_type{o, {}, {}}, {got_concept, {}},
+                             {}, pt::workspace{});
+            }),
+            0);
+  EXPECT_EQ(a.loss, c.loss);
+  EXPECT_EQ(got_concept, want);
 }
 
 // Sequences of the rollout reordered (a fixed shuffle) with their group ids: the estimators that
