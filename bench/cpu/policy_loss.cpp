@@ -97,7 +97,7 @@ void report(benchmark::State& state, const inputs& in, double bytes_per_token) {
 template <class Algo>
 void run_pg(benchmark::State& state, const pt::policy_gradient_options& o,
             const pt::agg_normalizer& norm, const pt::agg_options& agg, double bytes_per_token,
-            bool with_old = true) {
+            bool with_old = true, const typename Algo::surrogate_options& so = {}) {
   inputs& in = data(state.range(0), state.range(1));
   pt::policy_gradient_inputs<float> pin;
   pin.logprobs = in.logp;
@@ -113,7 +113,7 @@ void run_pg(benchmark::State& state, const pt::policy_gradient_options& o,
     out.entropy_grad = in.entropy_grad;
   }
   for (auto _ : state) {
-    const auto r = Algo::compute(pt::exec::host{}, pin, o, out, norm, agg);
+    const auto r = Algo::compute(pt::exec::host{}, pin, o, out, norm, agg, so);
     benchmark::DoNotOptimize(r);
     benchmark::DoNotOptimize(in.grad.data());
     benchmark::ClobberMemory();
@@ -151,13 +151,15 @@ void pg_gspo_token(benchmark::State& s) {
                                20.0);
 }
 void pg_cispo(benchmark::State& s) {
-  run_pg<pt::algo::cispo>(s, pt::pg_presets::verl_cispo(), {}, pt::agg_conventions::verl(), 20.0);
+  run_pg<pt::algo::cispo>(s, pt::pg_presets::verl_cispo(), {}, pt::agg_conventions::verl(), 20.0,
+                          true, pt::pg_presets::verl_cispo_surrogate());
 }
 void pg_gpg(benchmark::State& s) {
   run_pg<pt::algo::gpg>(s, {}, {}, pt::agg_conventions::verl(), 16.0, /*with_old=*/false);
 }
 void pg_sapo(benchmark::State& s) {
-  run_pg<pt::algo::sapo>(s, pt::pg_presets::verl_sapo(), {}, pt::agg_conventions::verl(), 20.0);
+  run_pg<pt::algo::sapo>(s, pt::pg_presets::verl_sapo(), {}, pt::agg_conventions::verl(), 20.0,
+                         true, pt::pg_presets::sapo_surrogate());
 }
 
 // verl compute_value_loss: clip 0.5, token-mean.

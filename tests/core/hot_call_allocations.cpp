@@ -2,9 +2,9 @@
 // grpo_passk, opo, gae, reinforce_pp, reinforce_pp_baseline, remax, optimal_token_baseline,
 // tir_optimal_token_baseline; contiguous group_offsets or group_ids), of group_by_ids (integer
 // and any hashable ids) and of the losses with per-row scratch (loss::sft, loss::value_clipped,
-// loss::preference with a batch-sorted link): the same bits as the allocating overloads, no
-// allocation in the call (counted through a replaced global operator new), and a too-small
-// workspace throws before any output is written.
+// loss::preference with a batch-sorted link, loss::policy_gradient): the same bits as the
+// allocating overloads, no allocation in the call (counted through a replaced global operator
+// new), and a too-small workspace throws before any output is written.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -22,6 +22,8 @@
 #include "posttrain/advantage/estimator.hpp"
 #include "posttrain/core/ragged.hpp"
 #include "posttrain/core/workspace.hpp"
+#include "posttrain/loss/policy_gradient.hpp"
+#include "posttrain/loss/policy_gradient/presets.hpp"
 #include "posttrain/loss/preference.hpp"
 #include "posttrain/loss/sft.hpp"
 #include "posttrain/loss/value.hpp"
@@ -250,6 +252,122 @@ TEST(HotCallAllocations, ValueClipped) {
   const rollout r = make_rollout(4, 3, 16);
   expect_value_workspace<pt::agg::token_mean>(r);
   expect_value_workspace<pt::agg::seq_mean_token_mean>(r);
+}
+
+// The policy-gradient loss with caller scratch: its row buffers (sequence-level surrogates, the
+// sequence KL correction) and the per-sequence aggregation's row scratch come from the workspace.
+template <class L>
+void expect_policy_gradient_workspace(const rollout& r, const pt::policy_gradient_options& o,
+                                      const typename L::surrogate_options& so,
+                                      const std::string& what) {
+  const pt::exec::host host;
+  const std::size_t n = r.logprobs.size();
+  std::vector<double> old(n), ref(n), entropy(n), weights(n);
+  for (std::size_t t = 0; t < n; ++t) {
+    old[t] = r.logprobs[t] + 0.1 * r.values[t];
+    ref[t] = r.logprobs[t] - 0.2 * r.old_values[t];
+    entropy[t] = std::abs(r.returns[t]);
+    weights[t] = 0.5 + std::abs(r.values[t]);
+  }
+  pt::policy_gradient_inputs<double> in;
+  in.logprobs = r.logprobs;
+  in.old_logprobs = old;
+  in.advantages = r.returns;
+  if (L::uses_reference) in.ref_logprobs = ref;
+  in.mask = r.mask;
+  in.seq_offsets = r.seq_offsets;
+  in.entropy = entropy;
+  in.importance_weights = weights;
+  std::vector<double> want(n), want_h(n), got(n, -7.0), got_h(n, -7.0);
+  const auto a = L::compute(host, in, o, {want, want_h}, {}, pt::agg_options{}, so);
+  const std::size_t bytes = L::workspace_bytes(host, in, o);
+  std::vector<std::byte> storage(bytes + 64);
+  for (std::size_t offset : {0u, 7u}) {
+    pt::workspace ws(storage.data() + offset, bytes);
+    pt::policy_gradient_result b;
+    EXPECT_EQ(count_allocations([&] {
+                b = L::compute(host, in, o, {got, got_h}, {}, pt::agg_options{}, so, ws);
+              }),
+              0)
+        << what;
+    EXPECT_EQ(a.loss, b.loss) << what;
+    EXPECT_EQ(a.pg_loss, b.pg_loss) << what;
+    EXPECT_EQ(a.kl_loss, b.kl_loss) << what;
+    EXPECT_EQ(a.clip_fraction, b.clip_fraction) << what;
+    EXPECT_EQ(a.mean_ratio, b.mean_ratio) << what;
+    EXPECT_EQ(got, want) << what;
+    EXPECT_EQ(got_h, want_h) << what;
+  }
+  if (bytes > 0) {  // too small: throws, nothing written
+    std::vector<double> untouched(n, -3.0), untouched_h(n, -3.0);
+    pt::workspace small(storage.data(), bytes / 2);
+    EXPECT_THROW(L::compute(host, in, o, {untouched, untouched_h}, {}, pt::agg_options{}, so, small),
+                 pt::error)
+        << what;
+    for (double v : untouched) EXPECT_EQ(v, -3.0) << what;
+    for (double v : untouched_h) EXPECT_EQ(v, -3.0) << what;
+  } else {
+    ADD_FAILURE() << what << ": expected a composition with row scratch";
+  }
+}
+
+TEST(HotCallAllocations, PolicyGradient) {
+  const rollout r = make_rollout(4, 3, 17);
+  pt::policy_gradient_options o;
+  o.kl_coef = 0.05;
+  o.entropy_coef = 0.01;
+  o.importance_weight_cap = 2.0;
+  // per-sequence aggregation: the aggregation's row scratch
+  expect_policy_gradient_workspace<
+      pt::loss::policy_gradient<pt::surrogate::clip, pt::kl::k3, pt::agg::seq_mean_token_mean>>(
+      r, o, {}, "clip + k3, seq_mean_token_mean");
+  // sequence-level surrogate with a row gradient: flags, slopes and the KL's token part
+  expect_policy_gradient_workspace<
+      pt::loss::policy_gradient<pt::surrogate::gspo, pt::kl::k1, pt::agg::token_mean>>(
+      r, o, {}, "gspo + k1, token_mean");
+  // the sequence KL correction on a token-level surrogate with options of its own
+  pt::policy_gradient_options seq = pt::pg_presets::trl_cispo();
+  seq.kl_coef = 0.05;
+  seq.kl_correction = pt::kl_is_correction::sequence;
+  expect_policy_gradient_workspace<
+      pt::loss::policy_gradient<pt::surrogate::cispo, pt::kl::k3, pt::agg::token_mean>>(
+      r, seq, pt::pg_presets::trl_cispo_surrogate(), "cispo + sequence-IS k3, token_mean");
+}
+
+// A token-level composition needs no scratch: 0 bytes, and an empty workspace does.
+TEST(HotCallAllocations, PolicyGradientTokenLevelNeedsNoScratch) {
+  const rollout r = make_rollout(3, 2, 18);
+  using L = pt::loss::policy_gradient<pt::surrogate::clip, pt::kl::k3, pt::agg::token_mean>;
+  const std::size_t n = r.logprobs.size();
+  std::vector<double> ref(n, -1.0), want(n), got(n, -7.0);
+  pt::policy_gradient_inputs<double> in;
+  in.logprobs = r.logprobs;
+  in.old_logprobs = r.logprobs;
+  in.advantages = r.returns;
+  in.ref_logprobs = ref;
+  in.mask = r.mask;
+  in.seq_offsets = r.seq_offsets;
+  pt::policy_gradient_options o;
+  o.kl_coef = 0.1;
+  EXPECT_EQ(L::workspace_bytes(pt::exec::host{}, in, o), 0u);
+  const auto a = L::compute(in, o, {want, {}});
+  pt::policy_gradient_result b;
+  EXPECT_EQ(count_allocations([&] {
+              b = L::compute(pt::exec::host{}, in, o, {got, {}}, {}, {}, {}, pt::workspace{});
+            }),
+            0);
+  EXPECT_EQ(a.loss, b.loss);
+  EXPECT_EQ(got, want);
+  // the Loss-concept form with a workspace: the same
+  std::vector<double> got_concept(n, -7.0);
+  pt::policy_gradient_result c;
+  EXPECT_EQ(count_allocations([&] {
+              c = L::compute(pt::exec::host{}, in, L::options_type{o, {}, {}}, {got_concept, {}},
+                             {}, pt::workspace{});
+            }),
+            0);
+  EXPECT_EQ(a.loss, c.loss);
+  EXPECT_EQ(got_concept, want);
 }
 
 // Sequences of the rollout reordered (a fixed shuffle) with their group ids: the estimators that

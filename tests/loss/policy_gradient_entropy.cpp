@@ -47,7 +47,8 @@ run_result run(const batch& b, const std::vector<double>& e, const opts& o,
   run_result out;
   out.grad.assign(b.n(), -7.0);
   out.hgrad.assign(b.n(), -7.0);
-  out.r = Algo::compute(in, o, {std::span<double>(out.grad), std::span<double>(out.hgrad)}, norm, ao);
+  out.r = Algo::compute(in, o, {std::span<double>(out.grad), std::span<double>(out.hgrad)}, norm, ao,
+                        typename Algo::surrogate_options{});
   return out;
 }
 

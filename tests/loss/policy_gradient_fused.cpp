@@ -75,7 +75,10 @@ template <class S, class K, class A, class T>
     const pt::policy_gradient_inputs<T>& in, const pt::policy_gradient_options& o,
     const pt::policy_gradient_outputs<T>& out, const pt::agg_normalizer& norm,
     const pt::agg_options& ao) {
-  return pt::loss::policy_gradient<S, K, A>::compute(pt::exec::host{}, in, o, out, norm, ao);
+  // the surrogate's default options, as the unfused composition's
+  using policy = pt::loss::policy_gradient<S, K, A>;
+  return policy::compute(pt::exec::host{}, in, o, out, norm, ao,
+                         typename policy::surrogate_options{});
 }
 
 template <class S, class K, class A, class T>

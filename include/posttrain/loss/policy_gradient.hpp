@@ -34,6 +34,10 @@
 // Outputs policy_gradient_outputs<T>: grad[N], entropy_grad[N] (each may be empty).
 // Normaliser agg_normalizer (global divisors, micro-batch invariance) and agg_options as in
 //         ops/aggregate.hpp. Statistics are local masked token means.
+// Scratch  row buffers for sequence-level surrogates / the sequence KL correction and the
+//         per-sequence aggregation's row scratch: workspace_bytes(exec::host, in, options,
+//         with_grad) and a trailing `workspace` on compute (no allocation; too small throws
+//         before any write); the forms without it allocate the same in a workspace_buffer.
 // Every argument is validated before anything is written (posttrain::error naming it). Named
 // compositions and peer presets: loss/policy_gradient/algorithms.hpp; docs/loss/policy_gradient.md.
 #include <cmath>
@@ -45,6 +49,7 @@
 #include "posttrain/config.hpp"
 #include "posttrain/core/exec.hpp"
 #include "posttrain/core/validate.hpp"
+#include "posttrain/core/workspace.hpp"
 #include "posttrain/loss/concept.hpp"
 #include "posttrain/loss/policy_gradient/cispo.hpp"
 #include "posttrain/loss/policy_gradient/clip.hpp"
@@ -160,11 +165,24 @@ struct policy_gradient
     return std::string("loss::policy_gradient<") + Surrogate::name + ">";
   }
 
+  // The surrogate's own options have no default where it has any (see compute below).
   template <class T>
   static void validate(const policy_gradient_inputs<T>& in, const policy_gradient_options& o,
                        const policy_gradient_outputs<T>& out, const agg_normalizer& norm,
-                       const agg_options& agg_opts, const surrogate_options& so = {}) {
-    const std::string where = name();
+                       const agg_options& agg_opts) {
+    static_assert(std::is_empty_v<surrogate_options> && sizeof(T) > 0,
+                  "loss::policy_gradient: the positional validate/compute of a surrogate with "
+                  "options of its own needs them as the last argument (surrogate::cispo's cap, "
+                  "sapo's temperatures, vespo's shapes: e.g. pg_presets::trl_cispo_surrogate()), "
+                  "or use the Loss-concept form with options_type{policy, aggregation, surrogate}");
+    validate(in, o, out, norm, agg_opts, surrogate_options{});
+  }
+  template <class T>
+  static void validate(const policy_gradient_inputs<T>& in, const policy_gradient_options& o,
+                       const policy_gradient_outputs<T>& out, const agg_normalizer& norm,
+                       const agg_options& agg_opts, const surrogate_options& so) {
+    // built once: the workspace form of compute allocates nothing after its first call
+    static const std::string where = name();
     const index_t n = ssize(in.logprobs);
     if constexpr (Surrogate::uses_old_logprobs)
       expect_size(in.old_logprobs, n, where, "old_logprobs", "one per token of logprobs");
@@ -235,19 +253,81 @@ struct policy_gradient
   }
 
   // The positional form: the shared options, the aggregation conventions and the surrogate's own
-  // options (Surrogate::options, empty for most surrogates) as separate arguments.
+  // options (Surrogate::options, empty for most surrogates) as separate arguments. The surrogate's
+  // options have no default where it has any: a peer preset's shared part alone
+  // (pg_presets::trl_cispo()) would otherwise silently get the surrogate's default form (verl's
+  // two-sided CISPO cap), so leaving them out is a compile error (the short form below).
+  template <class T>
+  static policy_gradient_result compute(exec::host, const policy_gradient_inputs<T>& in,
+                                        const policy_gradient_options& options,
+                                        const policy_gradient_outputs<T>& out,
+                                        const agg_normalizer& norm, const agg_options& agg_opts,
+                                        const surrogate_options& surrogate_opts) {
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                  "loss::policy_gradient::compute accepts float or double log-probs");
+    validate(in, options, out, norm, agg_opts, surrogate_opts);
+    workspace_buffer buffer;  // the row buffers (0 bytes, no allocation, for token-level ones)
+    const workspace ws = buffer.view(
+        policy_gradient_backend<exec::host>::workspace_bytes<Surrogate, KlEstimator, Aggregation>(
+            exec::host{}, in.seq_offsets, options, !out.grad.empty()));
+    return policy_gradient_backend<exec::host>::run<Surrogate, KlEstimator, Aggregation>(
+        exec::host{}, in, options, out, norm, agg_opts, surrogate_opts, ws);
+  }
+
+  // Bytes of the workspace compute(..., ws) needs for these inputs and options (the row buffers
+  // of the sequence-level surrogates, sequence gradients and the sequence KL correction, the
+  // per-sequence aggregations' row scratch: a few numbers per token of the longest row and per
+  // row; 0 for token-level compositions). with_grad = false sizes a call without outputs.grad.
+  template <class T>
+  static std::size_t workspace_bytes(exec::host, const policy_gradient_inputs<T>& in,
+                                     const policy_gradient_options& options = {},
+                                     bool with_grad = true) {
+    static const std::string where = name() + "::workspace_bytes";
+    if (!in.seq_offsets.empty())
+      expect_offsets(in.seq_offsets, ssize(in.logprobs), where, "seq_offsets");
+    return policy_gradient_backend<exec::host>::workspace_bytes<Surrogate, KlEstimator,
+                                                                Aggregation>(
+        exec::host{}, in.seq_offsets, options, with_grad);
+  }
+
+  // Caller scratch (workspace_bytes(exec::host{}, in, options, !out.grad.empty()) bytes): no
+  // allocation, the same bits as the allocating form; a too-small workspace throws
+  // posttrain::error before anything is written.
+  template <class T>
+  static policy_gradient_result compute(exec::host, const policy_gradient_inputs<T>& in,
+                                        const policy_gradient_options& options,
+                                        const policy_gradient_outputs<T>& out,
+                                        const agg_normalizer& norm, const agg_options& agg_opts,
+                                        const surrogate_options& surrogate_opts, workspace ws) {
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                  "loss::policy_gradient::compute accepts float or double log-probs");
+    validate(in, options, out, norm, agg_opts, surrogate_opts);
+    return policy_gradient_backend<exec::host>::run<Surrogate, KlEstimator, Aggregation>(
+        exec::host{}, in, options, out, norm, agg_opts, surrogate_opts, ws);
+  }
+
+  // The same with the Loss-concept options.
+  template <class T, std::same_as<options_type> O>
+  static policy_gradient_result compute(exec::host, const policy_gradient_inputs<T>& in,
+                                        const O& options, const policy_gradient_outputs<T>& out,
+                                        const agg_normalizer& norm, workspace ws) {
+    return compute(exec::host{}, in, options.policy, out, norm, options.aggregation,
+                   options.surrogate, ws);
+  }
+
+  // The short positional form, for surrogates without options of their own (clip, gspo, ...).
   template <class T>
   static policy_gradient_result compute(exec::host, const policy_gradient_inputs<T>& in,
                                         const policy_gradient_options& options = {},
                                         const policy_gradient_outputs<T>& out = {},
                                         const agg_normalizer& norm = {},
-                                        const agg_options& agg_opts = {},
-                                        const surrogate_options& surrogate_opts = {}) {
-    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
-                  "loss::policy_gradient::compute accepts float or double log-probs");
-    validate(in, options, out, norm, agg_opts, surrogate_opts);
-    return policy_gradient_backend<exec::host>::run<Surrogate, KlEstimator, Aggregation>(
-        exec::host{}, in, options, out, norm, agg_opts, surrogate_opts);
+                                        const agg_options& agg_opts = {}) {
+    static_assert(std::is_empty_v<surrogate_options> && sizeof(T) > 0,
+                  "loss::policy_gradient: the positional validate/compute of a surrogate with "
+                  "options of its own needs them as the last argument (surrogate::cispo's cap, "
+                  "sapo's temperatures, vespo's shapes: e.g. pg_presets::trl_cispo_surrogate()), "
+                  "or use the Loss-concept form with options_type{policy, aggregation, surrogate}");
+    return compute(exec::host{}, in, options, out, norm, agg_opts, surrogate_options{});
   }
 
   // The Loss-concept form: options.policy, options.aggregation and options.surrogate in one struct
@@ -260,15 +340,22 @@ struct policy_gradient
                    options.surrogate);
   }
 
-  // Host memory, the calling thread: same as compute(exec::host{}, ...).
+  // Host memory, the calling thread: same as compute(exec::host{}, ...), in both positional forms.
+  template <class T>
+  static policy_gradient_result compute(const policy_gradient_inputs<T>& in,
+                                        const policy_gradient_options& options,
+                                        const policy_gradient_outputs<T>& out,
+                                        const agg_normalizer& norm, const agg_options& agg_opts,
+                                        const surrogate_options& surrogate_opts) {
+    return compute(exec::host{}, in, options, out, norm, agg_opts, surrogate_opts);
+  }
   template <class T>
   static policy_gradient_result compute(const policy_gradient_inputs<T>& in,
                                         const policy_gradient_options& options = {},
                                         const policy_gradient_outputs<T>& out = {},
                                         const agg_normalizer& norm = {},
-                                        const agg_options& agg_opts = {},
-                                        const surrogate_options& surrogate_opts = {}) {
-    return compute(exec::host{}, in, options, out, norm, agg_opts, surrogate_opts);
+                                        const agg_options& agg_opts = {}) {
+    return compute(exec::host{}, in, options, out, norm, agg_opts);
   }
 
   // The same with the Loss-concept options (options.policy, .aggregation, .surrogate).

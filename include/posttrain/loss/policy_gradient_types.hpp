@@ -7,9 +7,12 @@
 //             (loss/policy_gradient/parts.hpp), agg_options / agg_normalizer (ops/aggregate.hpp)
 //   backend   loss::policy_gradient_backend<Exec>: one specialisation per execution tag, with
 //               static constexpr bool available = true;
+//               template <class Surrogate, class Kl, class Agg>
+//               static std::size_t workspace_bytes(Exec, seq_offsets, options, bool with_grad);
 //               template <class Surrogate, class Kl, class Agg, class T>
 //               static policy_gradient_result run(Exec, inputs, options, outputs, normalizer,
-//                                                 agg_options, const Surrogate::options&);
+//                                                 agg_options, const Surrogate::options&,
+//                                                 workspace);  // scratch of workspace_bytes
 //             (the surrogate's hooks are called through pg_surrogate_call, which passes its own
 //             options where the hook declares them)
 //             exec::host: backend/cpu/policy_gradient.hpp. The primary template is `available =

@@ -1,36 +1,41 @@
 #pragma once
-// CPU loop of loss::policy_gradient (front end: loss/policy_gradient.hpp, which validates every
-// argument first). One fused pass per row, no full-length scratch:
+// CPU pass of loss::policy_gradient (front end: loss/policy_gradient.hpp, which validates every
+// argument first). Per row (per-sequence aggregations, sequence-level surrogates, the sequence KL
+// correction) or over the whole batch, no full-length scratch:
 //   0. aggregation weights from the mask alone (fused_aggregate): dLoss/dL_t = m_t·scale_i;
 //   1. sequence-level surrogates and the sequence KL correction: a pre-pass over the row for its
 //      statistic (log-ratio sum via the surrogate's token_log_ratio / length_divisor, the row's IS
 //      weight, the KL sequence ratio); per-token slopes and clip flags go to row-sized buffers;
-//   2. per token: surrogate, detached IS weight, KL (optionally IS-corrected) and entropy terms
-//      (entropy_aggregation::token_mean: the bonus is summed aside, its weights from a mask pass);
-//      m·L_t into the aggregate, the statistics, and dLoss/dℓ_t = dLoss/dL_t·∂L_t/∂ℓ_t written
+//   2. blocks of 512 tokens, each through small loops that do one job (detail::pg_pass): the
+//      block's mask and its tokens with m ≠ 0; entropy gradients; the block ratio exp and block
+//      k3; the surrogate's terms; IS weights; the KL value and slope, its IS correction (token or
+//      sequence), β; m·L_t into the aggregate and the loss parts (entropy_aggregation::token_mean:
+//      the bonus summed aside); the statistics; dLoss/dℓ_t = dLoss/dL_t·∂L_t/∂ℓ_t written
 //      directly — or, when a row-level term follows (sequence gradients, sequence KL), kept in a
 //      row buffer and written by
 //   3. a pass over the row that adds the row term (dLoss/dlog s_i through each token's slope).
+// Which loops exist is decided at compile time by the composition's traits (KL or not, sequence
+// level, sequence gradient, weight use, given ratio, block k3); the per-call inputs (IS weights,
+// entropy, KL correction, outputs) skip whole loops, not tokens. The loops hand their per-token
+// terms to one another in a block-sized struct on the stack (pg_block_terms), and each sum has one
+// accumulator fed in token order, so the results are those of the single fused loop this replaced
+// (session 7: bit for bit on every surrogate × KL × aggregation × mode combination).
 // The ratio e^{clamp(ℓ − ℓold)} of the token-level surrogates (clip, cispo, sapo, reinforce) is
-// exped 512 tokens at a time with Eigen's vectorised exp before the branchy per-token pass
+// exped 512 tokens at a time with Eigen's vectorised exp before the branchy surrogate loop
 // (ratio_block: within 2 ulp of std::exp; subnormal, overflowing and non-finite arguments take
 // std::exp), a sequence-level one's e^{log s_i} once per row. An in-loss k3 (and
 // straight_through<k3>) is likewise evaluated 512 tokens at a time by kl_divergence's block kernel
 // (backend/cpu/kl.hpp k3_block: vector exp, series/closed form as a select instead of an
-// unpredictable branch; float tokens in float, as the scalar k3<float>). Each sum keeps the order of the
-// unfused composition (per-token arrays, then aggregate_loss), so results equal it up to those
-// last bits and FMA contraction (tests/loss/policy_gradient_fused.cpp). Sequential, sums in
+// unpredictable branch; float tokens in float, as the scalar k3<float>). Each sum keeps the order
+// of the unfused composition (per-token arrays, then aggregate_loss), so results equal it up to
+// those last bits and FMA contraction (tests/loss/policy_gradient_fused.cpp). Sequential, sums in
 // double: deterministic. Only the block exp and block k3 read ℓ, ℓold, ℓref at tokens with m = 0
 // (never used).
-// The pieces of steps 1 and 3 and the statistics are small functions of `detail` (the per-row
-// loops sequence_row_statistic, kl_sequence_ratio, write_row_terms; pg_statistics): the row pass
-// of step 2 stays one loop, where the mode flags are compile-time traits of the composition
-// (sequence level, sequence gradient, weight use, given ratio, block k3) or per-call inputs.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <span>
 #include <type_traits>
-#include <vector>
 
 #include <Eigen/Core>
 
@@ -38,6 +43,7 @@
 #include "posttrain/backend/cpu/kl.hpp"
 #include "posttrain/config.hpp"
 #include "posttrain/core/types.hpp"
+#include "posttrain/core/workspace.hpp"
 #include "posttrain/loss/policy_gradient/clip.hpp"
 #include "posttrain/loss/policy_gradient_types.hpp"
 #include "posttrain/ops/aggregate_types.hpp"
@@ -81,15 +87,12 @@ struct ratio_block {
   static constexpr std::size_t size = 512;
   static constexpr T lo = sizeof(T) == 4 ? T(-87) : T(-708);
   static constexpr T hi = sizeof(T) == 4 ? T(88) : T(709);
-  Eigen::Array<T, Eigen::Dynamic, 1> log_ratio, ratio;
+  // fixed size, on the caller's stack: the call allocates nothing
+  Eigen::Array<T, static_cast<int>(size), 1> log_ratio, ratio;
 
   void compute(const T* logp, const T* old, std::size_t k, T clamp_lo, T clamp_hi,
                const policy_gradient_options& o) {
     const auto n = static_cast<Eigen::Index>(k);
-    if (ratio.size() < n) {
-      log_ratio.resize(static_cast<Eigen::Index>(size));
-      ratio.resize(static_cast<Eigen::Index>(size));
-    }
     using map_t = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
     auto lr = log_ratio.head(n);
     auto r = ratio.head(n);
@@ -110,14 +113,10 @@ struct ratio_block {
 template <class T>
 struct k3_block_values {
   static constexpr std::size_t size = 512;
-  std::vector<T> value, grad;
+  std::array<T, size> value, grad;  // on the caller's stack: the call allocates nothing
 
   template <class Element>
   void compute(const T* logp, const T* ref, std::size_t k, bool with_grad, const Element& el) {
-    if (value.size() < size) {
-      value.resize(size);
-      grad.resize(size);
-    }
     // float tokens in float: the arithmetic of the scalar k3<float> this replaces (the double
     // evaluation of kl_divergence's blocks would cost 3x here, where no memory traffic hides it)
     kl_detail::k3_blocks<T, Element, T>(logp, ref, k, value.data(),
@@ -260,276 +259,511 @@ void write_row_terms(std::span<T> grad, std::span<const float> mask, std::size_t
 }
 }  // namespace detail
 
+namespace detail {
+
+// The row-sized buffers of one call (each reused by every row; 0 when the composition has none):
+// the clip flags and slopes of a sequence-level surrogate's row statistic, and the per-token part
+// of the gradient when a row-level term is added after the row (sequence gradient, sequence KL).
+struct pg_row_buffer_sizes {
+  std::size_t flags = 0, slope = 0, part = 0;
+};
+
+template <class Surrogate, class Kl, class Agg>
+pg_row_buffer_sizes pg_row_buffers(std::span<const index_t> seq_offsets,
+                                   const policy_gradient_options& o, bool with_grad) {
+  constexpr bool has_kl = !std::is_same_v<Kl, kl::none>;
+  constexpr bool seq_grad = pg_sequence_gradient<Surrogate>();
+  const bool kl_seq_is = has_kl && o.kl_correction == kl_is_correction::sequence;
+  const bool by_row = Agg::per_sequence || Surrogate::sequence_level || kl_seq_is;
+  const bool row_term = with_grad && (seq_grad || kl_seq_is);
+  std::size_t max_len = 0;
+  if (by_row && !seq_offsets.empty())
+    for (std::size_t i = 0; i + 1 < seq_offsets.size(); ++i)
+      max_len = std::max(max_len, static_cast<std::size_t>(seq_offsets[i + 1] - seq_offsets[i]));
+  pg_row_buffer_sizes z;
+  z.flags = Surrogate::sequence_level ? max_len : 0;
+  z.slope = seq_grad && with_grad ? max_len : 0;
+  z.part = row_term && (!seq_grad || has_kl) ? max_len : 0;
+  return z;
+}
+
+struct pg_row_scratch {
+  std::span<unsigned char> flags;
+  std::span<double> slope, part;
+};
+
+// The per-token terms of one block of a segment, each array filled by one loop of pg_pass and
+// read by the later ones (index j = t − block start; entries at tokens with m = 0 are not set).
+inline constexpr std::size_t pg_block_size = 512;
+
+template <class T>
+struct pg_block_terms {
+  std::array<double, pg_block_size> pg_value, pg_grad;  // w·surrogate loss and w·its slope
+  std::array<double, pg_block_size> kl_value, kl_grad;  // (ρ·)K(d) and β·d(ρ·K)/dℓ
+  std::array<T, pg_block_size> ratio;                   // the surrogate's ratio (statistics)
+  // 1: clipped, 2: clipped_lower (not a char type: a char store may alias anything, so the
+  // loops would reload every option after it)
+  std::array<unsigned, pg_block_size> flags;
+  std::array<double, pg_block_size> m;                  // the mask weight m_t (1 when empty)
+  // The tokens with m ≠ 0 (their j, in increasing order): the loops below visit only these.
+  std::array<unsigned short, pg_block_size> active;
+  std::size_t active_count = 0;
+};
+
+// What a segment's loops share: its range and aggregation scale, the row statistics that come
+// before its tokens (sequence-level log s_i, the KL sequence ratio) and the row sums that come
+// after them (Σ dLoss/dL_t·∂L_t/∂(row statistic), written by write_row_terms).
+struct pg_segment {
+  std::size_t index = 0, begin = 0, end = 0;
+  double scale = 0.0;  // dLoss/dL_t = m_t·scale
+  pg_row_statistic seq;
+  kl_row_ratio kl_seq;
+  double seq_sum = 0.0, kl_seq_sum = 0.0;
+};
+
+// One call of the CPU policy-gradient loss. Each segment (a row, or the whole batch for
+// token-level compositions) is cut into blocks of pg_block_size tokens, and each block goes
+// through small loops that each do one job, in this order: entropy gradients; block ratio exp and
+// block k3; surrogate terms; IS weights; KL value and slope, its IS correction, β; the aggregate
+// and the loss parts; statistics; the gradient. Compile-time traits of the composition pick the
+// loops (KL or not, sequence- or token-level, sequence gradient, weight use, given ratio, block
+// k3); the per-call inputs (IS weights, entropy, KL correction, outputs) skip whole loops. Each
+// sum has its own accumulator, fed in token order, so the results are those of the one-loop pass
+// this replaces, bit for bit.
+template <class Surrogate, class Kl, class Agg, class T>
+class pg_pass {
+ public:
+  static constexpr bool has_kl = !std::is_same_v<Kl, kl::none>;
+  static constexpr bool seq_level = Surrogate::sequence_level;
+  static constexpr bool seq_grad = pg_sequence_gradient<Surrogate>();
+  static constexpr pg_weight_use weight_use = pg_weight_use_of<Surrogate>();
+  static constexpr bool ratio_given = pg_ratio_given<Surrogate>;
+  static constexpr bool block_k3 = has_kl && ::posttrain::detail::kl_element<Kl, T>::value_is_k3;
+
+  pg_pass(const policy_gradient_inputs<T>& in, const policy_gradient_options& o,
+          const policy_gradient_outputs<T>& out, const agg_normalizer& norm,
+          const agg_options& agg_opts, const typename Surrogate::options& so,
+          const pg_row_scratch& rows, workspace ws)
+      : in_(in),
+        o_(o),
+        out_(out),
+        agg_opts_(agg_opts),
+        so_(so),
+        agg_(in.mask, in.seq_offsets, in.logprobs.size(), norm, agg_opts, ws),
+        lr_lo_(::posttrain::detail::kl_bound<T>(o.log_ratio_min)),
+        lr_hi_(::posttrain::detail::kl_bound<T>(o.log_ratio_max)),
+        kl_el_{::posttrain::detail::kl_bound<T>(o.kl.input_min),
+               ::posttrain::detail::kl_bound<T>(o.kl.input_max),
+               ::posttrain::detail::kl_bound<T>(o.kl.output_min),
+               ::posttrain::detail::kl_bound<T>(o.kl.output_max)},
+        tok_flags_(rows.flags),
+        tok_slope_(rows.slope),
+        tok_part_(rows.part) {}
+
+  policy_gradient_result run() {
+    const std::size_t n = in_.logprobs.size();
+    const std::size_t rows = in_.seq_offsets.empty() ? 0 : in_.seq_offsets.size() - 1;
+    if (entropy_token_mean_) entropy_scale_ = entropy_token_mean_scale();
+
+    const std::size_t segments = by_row_ ? rows : 1;
+    for (std::size_t i = 0; i < segments; ++i) {
+      pg_segment s;
+      s.index = i;
+      s.begin = by_row_ ? row_begin(i) : 0;
+      s.end = by_row_ ? row_begin(i + 1) : n;
+      segment(s);
+    }
+    return result();
+  }
+
+ private:
+  void segment(pg_segment& s) {
+    if constexpr (seq_level)
+      s.seq = sequence_row_statistic<Surrogate>(in_, o_, so_, agg_opts_, s.begin, s.end,
+                                                write_grad_, tok_slope_, tok_flags_);
+    if (kl_seq_is_) s.kl_seq = kl_sequence_ratio(in_, o_, s.begin, s.end);
+    if constexpr (ratio_given && seq_level)
+      row_ratio_ = surrogate::detail::ratio_exp(static_cast<T>(s.seq.log_ratio), o_);
+    s.scale = agg_.scale(s.index);
+    agg_.begin_row(s.begin, s.end);
+    for (std::size_t c = s.begin; c < s.end; c += pg_block_size) {
+      const std::size_t k = std::min(pg_block_size, s.end - c);
+      block_mask(c, k);
+      if (write_entropy_grad_) entropy_gradients(s, c, k);
+      if constexpr (ratio_given && !seq_level)
+        if (has_old_) ratios_.compute(logprobs() + c, in_.old_logprobs.data() + c, k, lr_lo_, lr_hi_, o_);
+      if constexpr (block_k3)
+        k3s_.compute(logprobs() + c, in_.ref_logprobs.data() + c, k, write_grad_, kl_el_);
+      surrogate_terms(s, c);
+      if (has_w_) importance_weights(s, c);
+      if constexpr (has_kl) {
+        kl_terms(c);
+        if (kl_token_is_) kl_token_correction(c);
+        if (kl_seq_is_) kl_sequence_correction(s);
+        kl_coefficient();
+      }
+      aggregate_terms(s, c);
+      statistics(s, c);
+      if (write_grad_) {
+        if constexpr (seq_grad)
+          sequence_gradients(s, c, k);
+        else
+          token_gradients(s, c, k);
+      }
+    }
+    agg_.end_row(s.index);
+    // The row-level terms, now that the row's sums are known.
+    if (row_term_)
+      write_row_terms<seq_grad, has_kl>(out_.grad, in_.mask, s.begin, s.end,
+                                        s.seq_sum * s.seq.inv_len,
+                                        std::span<const double>(tok_slope_),
+                                        std::span<const double>(tok_part_), kl_seq_is_,
+                                        s.kl_seq_sum * s.kl_seq.slope);
+  }
+
+  // m_t of the block and the list of its tokens with m ≠ 0.
+  void block_mask(std::size_t c, std::size_t k) {
+    const float* const mask = in_.mask.data();
+    std::size_t count = 0;
+    if (mask == nullptr) {
+      for (std::size_t j = 0; j < k; ++j) {
+        block_.m[j] = 1.0;
+        block_.active[j] = static_cast<unsigned short>(j);
+      }
+      count = k;
+    } else {
+      for (std::size_t j = 0; j < k; ++j) {
+        const double m = static_cast<double>(mask[c + j]);
+        block_.m[j] = m;
+        block_.active[count] = static_cast<unsigned short>(j);
+        count += m != 0.0 ? 1 : 0;
+      }
+    }
+    block_.active_count = count;
+  }
+
+  // dLoss/dH_t = −c_H·e_t·dLoss/dL_t, or −c_H·m_t·e_t·entropy_scale (token_mean), every token.
+  void entropy_gradients(const pg_segment& s, std::size_t c, std::size_t k) {
+    T* const entropy_grad = out_.entropy_grad.data() + c;
+    const double coef = o_.entropy_coef;
+    const double scale = entropy_token_mean_ ? entropy_scale_ : s.scale;
+    for (std::size_t j = 0; j < k; ++j) {
+      double dh = block_.m[j] * scale;
+      if (has_entropy_mask_) dh *= entropy_mask_at(c + j);
+      entropy_grad[j] = static_cast<T>(-coef * dh);
+    }
+  }
+
+  // The surrogate's loss, slope, ratio and clip flags of every token with m ≠ 0.
+  void surrogate_terms(const pg_segment& s, std::size_t c) {
+    const T* const old = in_.old_logprobs.data();
+    const T* const adv = in_.advantages.data();
+    // local copies: the stores into block_ could alias the caller's options for the compiler
+    const policy_gradient_options o = o_;
+    const typename Surrogate::options so = so_;
+    for (std::size_t i = 0; i < block_.active_count; ++i) {
+      const std::size_t j = block_.active[i], t = c + j;
+      const T logp = logprobs()[t];
+      pg_token<T> q;
+      if constexpr (ratio_given) {
+        T r = row_ratio_;
+        if constexpr (!seq_level) r = has_old_ ? ratios_.ratio[static_cast<Eigen::Index>(j)] : constant_ratio_;
+        q = pg_surrogate_call::evaluate_ratio<Surrogate>(logp, log_ratio(s, t, old), r, adv[t],
+                                                         o, so);
+      } else {
+        q = pg_surrogate_call::evaluate<Surrogate>(logp, log_ratio(s, t, old), adv[t], o, so);
+      }
+      bool clipped = q.clipped, clipped_lower = q.clipped_lower;
+      if constexpr (seq_level) {
+        clipped = clipped || (tok_flags_[t - s.begin] & 1) != 0;
+        clipped_lower = clipped_lower || (tok_flags_[t - s.begin] & 2) != 0;
+      }
+      block_.pg_value[j] = static_cast<double>(q.loss);
+      block_.pg_grad[j] = static_cast<double>(q.grad);
+      block_.ratio[j] = q.ratio;
+      block_.flags[j] = (clipped ? 1u : 0u) | (clipped_lower ? 2u : 0u);
+    }
+  }
+
+  // The detached IS weight on the surrogate: min(w_t, C) (multiply) or the row's geometric mean
+  // (sequence_geo_mean); log_ratio_sum surrogates took it into their row statistic instead.
+  void importance_weights(const pg_segment& s, std::size_t c) {
+    if constexpr (weight_use == pg_weight_use::log_ratio_sum) return;
+    for (std::size_t i = 0; i < block_.active_count; ++i) {
+      const std::size_t j = block_.active[i], t = c + j;
+      const double w = weight_use == pg_weight_use::multiply
+                           ? capped_weight(in_.importance_weights, t, o_.importance_weight_cap)
+                           : s.seq.weight;
+      block_.pg_value[j] = w * block_.pg_value[j];
+      block_.pg_grad[j] = w * block_.pg_grad[j];
+    }
+  }
+
+  // K(ℓ_t − ℓref_t) and its slope (the block k3's, or the estimator's per token).
+  void kl_terms(std::size_t c) {
+    const T* const ref = in_.ref_logprobs.data();
+    for (std::size_t i = 0; i < block_.active_count; ++i) {
+      const std::size_t j = block_.active[i], t = c + j;
+      T kv, kg = T(0);  // kg is read only where write_grad
+      if constexpr (block_k3) {
+        kv = k3s_.value[j];
+        if (write_grad_) kg = k3s_.grad[j];
+      } else {
+        kl_el_.value_and_grad(logprobs()[t] - ref[t], kv, kg);
+      }
+      block_.kl_value[j] = static_cast<double>(kv);
+      block_.kl_grad[j] = static_cast<double>(kg);
+    }
+  }
+
+  // ρ_t·K: ∂/∂ℓ = ρ·K' + K·∂ρ/∂ℓ (∂ρ/∂ℓ = ρ, 0 where the log-ratio clamp is active).
+  void kl_token_correction(std::size_t c) {
+    const T* const old = in_.old_logprobs.data();
+    for (std::size_t i = 0; i < block_.active_count; ++i) {
+      const std::size_t j = block_.active[i], t = c + j;
+      const T lr = logprobs()[t] - old[t];
+      const bool clamped = lr < lr_lo_ || lr_hi_ < lr;
+      const double rho = std::exp(static_cast<double>(math::clamp(lr, lr_lo_, lr_hi_)));
+      const double v = block_.kl_value[j];
+      block_.kl_grad[j] = rho * block_.kl_grad[j] + (clamped ? 0.0 : rho * v);
+      block_.kl_value[j] = v * rho;
+    }
+  }
+
+  // ρ_i·K: the token term ρ_i·K' here; K·∂ρ_i/∂ℓ_u goes to every token u of the row (kl_seq_sum).
+  void kl_sequence_correction(pg_segment& s) {
+    double sum = s.kl_seq_sum;
+    for (std::size_t i = 0; i < block_.active_count; ++i) {
+      const std::size_t j = block_.active[i];
+      sum += (block_.m[j] * s.scale) * (o_.kl_coef * block_.kl_value[j]);
+      block_.kl_grad[j] *= s.kl_seq.ratio;
+      block_.kl_value[j] *= s.kl_seq.ratio;
+    }
+    s.kl_seq_sum = sum;
+  }
+
+  void kl_coefficient() {
+    for (std::size_t i = 0; i < block_.active_count; ++i) {
+      const std::size_t j = block_.active[i];
+      block_.kl_grad[j] = o_.kl_coef * block_.kl_grad[j];
+    }
+  }
+
+  // L_t = w·surrogate + β·KL − c_H·e·H into the aggregate; the loss parts, each agg(part).
+  void aggregate_terms(const pg_segment& s, std::size_t c) {
+    // sums in locals: agg_.add's stores could otherwise alias them
+    double pg_loss = pg_loss_, kl_loss = kl_loss_, entropy = entropy_, entropy_sum = entropy_sum_;
+    const double kl_coef = o_.kl_coef, entropy_coef = o_.entropy_coef;
+    const T* const entropies = in_.entropy.data();
+    for (std::size_t i = 0; i < block_.active_count; ++i) {
+      const std::size_t j = block_.active[i], t = c + j;
+      const double m = block_.m[j];
+      const double a = m * s.scale;  // dLoss/dL_t
+      double l = block_.pg_value[j];
+      if constexpr (has_kl) l += kl_coef * block_.kl_value[j];
+      double h = 0.0;
+      if (has_entropy_) {
+        h = static_cast<double>(entropies[t]);
+        if (has_entropy_mask_) h *= entropy_mask_at(t);
+        if (entropy_token_mean_)
+          entropy_sum += m * h;
+        else
+          l -= entropy_coef * h;
+      }
+      agg_.add(t, m * l);
+      if (a != 0.0) {
+        pg_loss += a * block_.pg_value[j];
+        if constexpr (has_kl) kl_loss += a * block_.kl_value[j];
+        if (has_entropy_ && !entropy_token_mean_) entropy += a * h;
+      }
+    }
+    pg_loss_ = pg_loss;
+    kl_loss_ = kl_loss;
+    entropy_ = entropy;
+    entropy_sum_ = entropy_sum;
+  }
+
+  void statistics(const pg_segment& s, std::size_t c) {
+    const T* const old = in_.old_logprobs.data();
+    pg_statistics stats = stats_;  // in a local, as the sums above
+    for (std::size_t i = 0; i < block_.active_count; ++i) {
+      const std::size_t j = block_.active[i], t = c + j;
+      const T logr = log_ratio(s, t, old);
+      stats.add(block_.m[j], (block_.flags[j] & 1) != 0, (block_.flags[j] & 2) != 0,
+                static_cast<double>(math::clamp(logr, lr_lo_, lr_hi_)), static_cast<double>(logr),
+                static_cast<double>(block_.ratio[j]));
+    }
+    stats_ = stats;
+  }
+
+  // dLoss/dℓ_t = dLoss/dL_t·∂L_t/∂ℓ_t, written directly or, when a row term follows (the
+  // sequence KL correction), kept in tok_part for write_row_terms.
+  void token_gradients(const pg_segment& s, std::size_t c, std::size_t k) {
+    T* const grad = out_.grad.data();
+    double* const part = tok_part_.data();
+    const bool row_term = row_term_;
+    for (std::size_t j = 0; j < k; ++j) {
+      const std::size_t t = c + j;
+      const double m = block_.m[j];
+      const double a = m * s.scale;
+      double g;
+      if (m == 0.0) {
+        g = a * 0.0;  // dLoss/dL_t·0 for each term, exactly as the unfused composition writes it
+        if constexpr (has_kl) g += a * 0.0;
+      } else {
+        g = a * block_.pg_grad[j];
+        if constexpr (has_kl) g += a * block_.kl_grad[j];
+      }
+      if (row_term)
+        part[t - s.begin] = g;
+      else
+        grad[t] = static_cast<T>(g);
+    }
+  }
+
+  // Sequence-level surrogates with a row gradient: Σ dLoss/dL_t·∂L_t/∂log s_i over the row, and
+  // the token KL part in tok_part; write_row_terms spreads the row term through the slopes.
+  void sequence_gradients(pg_segment& s, std::size_t c, std::size_t k) {
+    double sum = s.seq_sum;
+    double* const part = tok_part_.data() + (c - s.begin);
+    for (std::size_t j = 0; j < k; ++j) {
+      const double m = block_.m[j];
+      const double a = m * s.scale;
+      if (m == 0.0) {
+        if constexpr (has_kl) part[j] = 0.0 + a * 0.0;
+        continue;
+      }
+      sum += a * block_.pg_grad[j];
+      if constexpr (has_kl) part[j] = a * block_.kl_grad[j];
+    }
+    s.seq_sum = sum;
+  }
+
+  // entropy_aggregation::token_mean: 1 / (max(Σ m·e, 1)·D_H).
+  double entropy_token_mean_scale() const {
+    double count = 0.0;
+    for (std::size_t t = 0; t < in_.logprobs.size(); ++t) count += mask_at(t) * entropy_mask_at(t);
+    return 1.0 / ((count > 1.0 ? count : 1.0) * o_.entropy_divisor);
+  }
+
+  policy_gradient_result result() const {
+    policy_gradient_result r;
+    r.pg_loss = pg_loss_;
+    r.kl_loss = kl_loss_;
+    r.entropy = entropy_;
+    r.loss = agg_.loss();
+    if (entropy_token_mean_ && has_entropy_) {
+      r.entropy = entropy_sum_ * entropy_scale_;
+      r.loss -= o_.entropy_coef * r.entropy;
+    }
+    r.divisor = agg_.divisor();
+    stats_.finish(r);
+    return r;
+  }
+
+  // logr_t: the row's log s_i (sequence level), ℓ_t − ℓold_t, or 0 without ℓold.
+  T log_ratio(const pg_segment& s, std::size_t t, const T* old) const {
+    if constexpr (seq_level) return static_cast<T>(s.seq.log_ratio);
+    return has_old_ ? logprobs()[t] - old[t] : T(0);
+  }
+  const T* logprobs() const { return in_.logprobs.data(); }
+  double mask_at(std::size_t t) const { return mask_weight(in_.mask, t); }
+  double entropy_mask_at(std::size_t t) const {
+    return has_entropy_mask_ ? static_cast<double>(in_.entropy_mask[t]) : 1.0;
+  }
+  std::size_t row_begin(std::size_t i) const { return static_cast<std::size_t>(in_.seq_offsets[i]); }
+
+  const policy_gradient_inputs<T>& in_;
+  const policy_gradient_options& o_;
+  const policy_gradient_outputs<T>& out_;
+  const agg_options& agg_opts_;
+  const typename Surrogate::options& so_;
+  fused_aggregate<Agg> agg_;
+  const T lr_lo_, lr_hi_;
+  const ::posttrain::detail::kl_element<Kl, T> kl_el_;
+
+  const bool has_old_ = !in_.old_logprobs.empty();
+  const bool has_entropy_ = !in_.entropy.empty();
+  const bool has_w_ = !in_.importance_weights.empty();
+  const bool has_entropy_mask_ = !in_.entropy_mask.empty();
+  // TRL's bonus: a token mean over m·e beside the aggregated loss, not part of L_t.
+  const bool entropy_token_mean_ = o_.entropy_agg == entropy_aggregation::token_mean;
+  const bool kl_token_is_ = has_kl && o_.kl_correction == kl_is_correction::token;
+  const bool kl_seq_is_ = has_kl && o_.kl_correction == kl_is_correction::sequence;
+  const bool write_grad_ = !out_.grad.empty();
+  const bool write_entropy_grad_ = !out_.entropy_grad.empty();
+  const bool by_row_ = Agg::per_sequence || seq_level || kl_seq_is_;
+  const bool row_term_ = write_grad_ && (seq_grad || kl_seq_is_);
+  // Without ℓold the ratio of a token-level surrogate is the constant e^{clamp(0)}; a
+  // sequence-level one exps its row's log s once (row_ratio_).
+  const T constant_ratio_ = surrogate::detail::ratio_exp(T(0), o_);
+  T row_ratio_ = T(1);
+  double entropy_scale_ = 0.0;
+
+  std::span<unsigned char> tok_flags_;
+  std::span<double> tok_slope_, tok_part_;
+  ratio_block<T> ratios_;
+  k3_block_values<T> k3s_;
+  pg_block_terms<T> block_;
+
+  // Sums in double, each in token order (the unfused composition's order).
+  pg_statistics stats_;
+  double pg_loss_ = 0, kl_loss_ = 0, entropy_ = 0;
+  double entropy_sum_ = 0;  // token_mean: Σ m·e·H
+};
+
+}  // namespace detail
+
+// Bytes of the caller workspace of policy_gradient below: the row buffers, then the aggregation's
+// per-row scratch (0 for token-level compositions without a row term).
+template <class Surrogate, class Kl, class Agg>
+std::size_t policy_gradient_workspace_bytes(std::span<const index_t> seq_offsets,
+                                            const policy_gradient_options& o, bool with_grad) {
+  const detail::pg_row_buffer_sizes z = detail::pg_row_buffers<Surrogate, Kl, Agg>(seq_offsets, o,
+                                                                                   with_grad);
+  const std::size_t rows = seq_offsets.empty() ? 0 : seq_offsets.size() - 1;
+  return workspace_size().add<unsigned char>(z.flags).add<double>(z.slope).add<double>(z.part) +
+         fused_aggregate<Agg>::workspace_bytes(rows);
+}
+
+// Every piece of scratch is taken from ws (policy_gradient_workspace_bytes) before anything is
+// written: a too-small workspace throws posttrain::error with the outputs untouched.
 template <class Surrogate, class Kl, class Agg, class T>
 policy_gradient_result policy_gradient(const policy_gradient_inputs<T>& in,
                                        const policy_gradient_options& o,
                                        const policy_gradient_outputs<T>& out,
                                        const agg_normalizer& norm, const agg_options& agg_opts,
-                                       const typename Surrogate::options& so = {}) {
-  constexpr bool has_kl = !std::is_same_v<Kl, kl::none>;
-  constexpr bool seq_level = Surrogate::sequence_level;
-  constexpr bool seq_grad = detail::pg_sequence_gradient<Surrogate>();
-  constexpr pg_weight_use weight_use = detail::pg_weight_use_of<Surrogate>();
-  constexpr bool ratio_given = detail::pg_ratio_given<Surrogate>;
-  const std::size_t n = in.logprobs.size();
-  const std::size_t rows = in.seq_offsets.empty() ? 0 : in.seq_offsets.size() - 1;
-  const bool has_old = !in.old_logprobs.empty();
-  const bool has_entropy = !in.entropy.empty();
-  const bool has_w = !in.importance_weights.empty();
-  const bool has_entropy_mask = !in.entropy_mask.empty();
-  // TRL's bonus: a token mean over m·e beside the aggregated loss, not part of L_t.
-  const bool entropy_token_mean = o.entropy_agg == entropy_aggregation::token_mean;
-  const bool kl_token_is = has_kl && o.kl_correction == kl_is_correction::token;
-  const bool kl_seq_is = has_kl && o.kl_correction == kl_is_correction::sequence;
-  const bool write_grad = !out.grad.empty();
-  const bool write_entropy_grad = !out.entropy_grad.empty();
-  const auto mask_at = [&](std::size_t t) { return detail::mask_weight(in.mask, t); };
-  const auto weight_at = [&](std::size_t t) {
-    return detail::capped_weight(in.importance_weights, t, o.importance_weight_cap);
-  };
-  const auto entropy_mask_at = [&](std::size_t t) {
-    return has_entropy_mask ? static_cast<double>(in.entropy_mask[t]) : 1.0;
-  };
-  const auto row_begin = [&](std::size_t i) { return static_cast<std::size_t>(in.seq_offsets[i]); };
-  const T lr_lo = ::posttrain::detail::kl_bound<T>(o.log_ratio_min);
-  const T lr_hi = ::posttrain::detail::kl_bound<T>(o.log_ratio_max);
-  const ::posttrain::detail::kl_element<Kl, T> kl_el{
-      ::posttrain::detail::kl_bound<T>(o.kl.input_min),
-      ::posttrain::detail::kl_bound<T>(o.kl.input_max),
-      ::posttrain::detail::kl_bound<T>(o.kl.output_min),
-      ::posttrain::detail::kl_bound<T>(o.kl.output_max)};
-
-  fused_aggregate<Agg> agg(in.mask, in.seq_offsets, n, norm, agg_opts);
-
-  // entropy_aggregation::token_mean: dLoss/dH_t = −c_H·m_t·e_t·entropy_scale.
-  double entropy_scale = 0.0;
-  if (entropy_token_mean) {
-    double count = 0.0;
-    for (std::size_t t = 0; t < n; ++t) count += mask_at(t) * entropy_mask_at(t);
-    entropy_scale = 1.0 / ((count > 1.0 ? count : 1.0) * o.entropy_divisor);
-  }
-
-  // Row-sized buffers, reused by every row: clip flags and slopes of the sequence statistic, and
-  // the per-token part of the gradient when a row-level term is added after the row's pass.
-  const bool by_row = Agg::per_sequence || seq_level || kl_seq_is;
-  const bool row_term = write_grad && (seq_grad || kl_seq_is);
-  std::size_t max_len = 0;
-  if (by_row)
-    for (std::size_t i = 0; i < rows; ++i) max_len = std::max(max_len, row_begin(i + 1) - row_begin(i));
-  std::vector<unsigned char> tok_flags(seq_level ? max_len : 0);
-  std::vector<double> tok_slope(seq_grad && write_grad ? max_len : 0);
-  std::vector<double> tok_part(row_term && (!seq_grad || has_kl) ? max_len : 0);
-  // Token ratios exped a block at a time ahead of the branchy per-token pass (token-level
-  // surrogates with ℓold); a sequence-level one exps its row's log s once, and without ℓold the
-  // ratio is the constant e^{clamp(0)}.
-  [[maybe_unused]] detail::ratio_block<T> ratios;
-  const bool block_ratio = ratio_given && !seq_level && has_old;
-  [[maybe_unused]] const T constant_ratio = surrogate::detail::ratio_exp(T(0), o);
-  // k3 in the loss: value and gradient of a block of tokens ahead of the per-token pass.
-  constexpr bool block_k3 = has_kl && ::posttrain::detail::kl_element<Kl, T>::value_is_k3;
-  [[maybe_unused]] detail::k3_block_values<T> k3s;
-
-  // Sums in double, each in token order (the unfused composition's order), kept in locals.
-  detail::pg_statistics stats;
-  double pg_loss = 0, kl_loss = 0, entropy = 0;
-  double entropy_sum = 0;  // token_mean: Σ m·e·H
-  const T* const logprobs = in.logprobs.data();
-  const T* const old_logprobs = in.old_logprobs.data();
-  const T* const advantages = in.advantages.data();
-  const T* const ref_logprobs = in.ref_logprobs.data();
-  const T* const entropies = in.entropy.data();
-  T* const grad = out.grad.data();
-  T* const entropy_grad = out.entropy_grad.data();
-
-  // Segment i = row i, or the whole batch (i = 0) for token-level compositions.
-  const std::size_t segments = by_row ? rows : 1;
-  for (std::size_t i = 0; i < segments; ++i) {
-    const std::size_t b = by_row ? row_begin(i) : 0, e = by_row ? row_begin(i + 1) : n;
-
-    // Sequence-level surrogates: log s_i = Σ m·term / D_i; every token then sees log s_i.
-    double seq_log_ratio = 0.0, seq_inv_len = 0.0, seq_weight = 1.0;
-    if constexpr (seq_level) {
-      const detail::pg_row_statistic st = detail::sequence_row_statistic<Surrogate>(
-          in, o, so, agg_opts, b, e, write_grad, std::span<double>(tok_slope),
-          std::span<unsigned char>(tok_flags));
-      seq_log_ratio = st.log_ratio;
-      seq_inv_len = st.inv_len;
-      seq_weight = st.weight;
-    }
-
-    // IS-corrected KL with the sequence ratio: ρ_i = e^{clamp(Σ m·logr / max(Σ m, 1))}.
-    detail::kl_row_ratio kl_row;
-    if (kl_seq_is) kl_row = detail::kl_sequence_ratio(in, o, b, e);
-    const double kl_seq_ratio = kl_row.ratio, kl_seq_slope = kl_row.slope;
-
-    [[maybe_unused]] T row_ratio = T(1);
-    if constexpr (ratio_given && seq_level)
-      row_ratio = surrogate::detail::ratio_exp(static_cast<T>(seq_log_ratio), o);
-
-    const double scale = agg.scale(i);
-    agg.begin_row(b, e);
-    double seq_sum = 0.0, kl_seq_sum = 0.0;  // Σ dLoss/dL_t·∂L_t/∂(row statistic) over the row
-    std::size_t block_begin = b, block_end = b;  // ratios.ratio[t − block_begin] for t < block_end
-    [[maybe_unused]] std::size_t k3_begin = b, k3_end = b;  // k3s.value[t − k3_begin], t < k3_end
-    for (std::size_t t = b; t < e; ++t) {
-      if constexpr (ratio_given && !seq_level) {
-        if (block_ratio && t == block_end) {
-          block_begin = t;
-          block_end = std::min(t + detail::ratio_block<T>::size, e);
-          ratios.compute(logprobs + t, old_logprobs + t, block_end - t, lr_lo, lr_hi, o);
-        }
-      }
-      if constexpr (block_k3) {
-        if (t == k3_end) {
-          k3_begin = t;
-          k3_end = std::min(t + detail::k3_block_values<T>::size, e);
-          k3s.compute(logprobs + t, ref_logprobs + t, k3_end - t, write_grad, kl_el);
-        }
-      }
-      const double m = mask_at(t);
-      const double a = m * scale;  // dLoss/dL_t
-      if (write_entropy_grad) {
-        double dh = entropy_token_mean ? m * entropy_scale : a;
-        if (has_entropy_mask) dh *= entropy_mask_at(t);
-        entropy_grad[t] = static_cast<T>(-o.entropy_coef * dh);
-      }
-      if (m == 0.0) {
-        if (write_grad) {
-          // dLoss/dL_t·0 for each term, exactly as the unfused composition writes it
-          double g = seq_grad ? 0.0 : a * 0.0;
-          if constexpr (has_kl) g += a * 0.0;
-          if (!row_term)
-            grad[t] = static_cast<T>(g);
-          else if (!tok_part.empty())
-            tok_part[t - b] = g;
-        }
-        continue;
-      }
-      const T logp = logprobs[t];
-      T logr = T(0);
-      if constexpr (seq_level) {
-        logr = static_cast<T>(seq_log_ratio);
-      } else {
-        if (has_old) logr = logp - old_logprobs[t];
-      }
-      pg_token<T> q;
-      if constexpr (ratio_given) {
-        T r = row_ratio;
-        if constexpr (!seq_level)
-          r = has_old ? ratios.ratio[static_cast<Eigen::Index>(t - block_begin)] : constant_ratio;
-        q = pg_surrogate_call::evaluate_ratio<Surrogate>(logp, logr, r, advantages[t], o, so);
-      } else {
-        q = pg_surrogate_call::evaluate<Surrogate>(logp, logr, advantages[t], o, so);
-      }
-      double w = 1.0;
-      if (has_w) {
-        if constexpr (weight_use == pg_weight_use::multiply) w = weight_at(t);
-        if constexpr (weight_use == pg_weight_use::sequence_geo_mean) w = seq_weight;
-      }
-      const double pg_value = w * static_cast<double>(q.loss);
-      const double pg_grad = w * static_cast<double>(q.grad);
-      double l = pg_value;
-      [[maybe_unused]] double kl_value = 0.0, kl_grad = 0.0;
-      if constexpr (has_kl) {
-        T kv, kg = T(0);  // kg is read only where write_grad
-        if constexpr (block_k3) {
-          kv = k3s.value[t - k3_begin];
-          if (write_grad) kg = k3s.grad[t - k3_begin];
-        } else {
-          kl_el.value_and_grad(logp - ref_logprobs[t], kv, kg);
-        }
-        double v = static_cast<double>(kv), g = static_cast<double>(kg);
-        if (kl_token_is) {
-          // ρ_t·K: ∂/∂ℓ = ρ·K' + K·∂ρ/∂ℓ (∂ρ/∂ℓ = ρ, 0 where the log-ratio clamp is active)
-          const T lr = logp - old_logprobs[t];
-          const bool clamped = lr < lr_lo || lr_hi < lr;
-          const double rho = std::exp(static_cast<double>(math::clamp(lr, lr_lo, lr_hi)));
-          g = rho * g + (clamped ? 0.0 : rho * v);
-          v *= rho;
-        } else if (kl_seq_is) {
-          // ρ_i·K: the token term ρ_i·K' here; K·∂ρ_i/∂ℓ_u goes to every token u of the row
-          kl_seq_sum += a * (o.kl_coef * v);
-          g *= kl_seq_ratio;
-          v *= kl_seq_ratio;
-        }
-        kl_value = v;
-        kl_grad = o.kl_coef * g;
-        l += o.kl_coef * v;
-      }
-      double h = 0.0;
-      if (has_entropy) {
-        h = static_cast<double>(entropies[t]);
-        if (has_entropy_mask) h *= entropy_mask_at(t);
-        if (entropy_token_mean)
-          entropy_sum += m * h;
-        else
-          l -= o.entropy_coef * h;
-      }
-      agg.add(t, m * l);
-
-      bool clipped = q.clipped, clipped_lower = q.clipped_lower;
-      if constexpr (seq_level) {
-        clipped = clipped || (tok_flags[t - b] & 1) != 0;
-        clipped_lower = clipped_lower || (tok_flags[t - b] & 2) != 0;
-      }
-      stats.add(m, clipped, clipped_lower, static_cast<double>(math::clamp(logr, lr_lo, lr_hi)),
-                static_cast<double>(logr), static_cast<double>(q.ratio));
-      if (a != 0.0) {
-        pg_loss += a * pg_value;
-        if constexpr (has_kl) kl_loss += a * kl_value;
-        if (has_entropy && !entropy_token_mean) entropy += a * h;
-      }
-
-      if (write_grad) {
-        if constexpr (seq_grad) {
-          seq_sum += a * pg_grad;
-          if constexpr (has_kl) tok_part[t - b] = a * kl_grad;
-        } else {
-          double g = a * pg_grad;
-          if constexpr (has_kl) g += a * kl_grad;
-          if (row_term)
-            tok_part[t - b] = g;
-          else
-            grad[t] = static_cast<T>(g);
-        }
-      }
-    }
-    agg.end_row(i);
-
-    // The row-level terms, now that the row's sums are known.
-    if (row_term)
-      detail::write_row_terms<seq_grad, has_kl>(
-          out.grad, in.mask, b, e, seq_sum * seq_inv_len, std::span<const double>(tok_slope),
-          std::span<const double>(tok_part), kl_seq_is, kl_seq_sum * kl_seq_slope);
-  }
-
-  policy_gradient_result r;
-  r.pg_loss = pg_loss;
-  r.kl_loss = kl_loss;
-  r.entropy = entropy;
-  r.loss = agg.loss();
-  if (entropy_token_mean && has_entropy) {
-    r.entropy = entropy_sum * entropy_scale;
-    r.loss -= o.entropy_coef * r.entropy;
-  }
-  r.divisor = agg.divisor();
-  stats.finish(r);
-  return r;
+                                       const typename Surrogate::options& so, workspace ws) {
+  constexpr const char* where = "loss::policy_gradient";
+  const detail::pg_row_buffer_sizes z =
+      detail::pg_row_buffers<Surrogate, Kl, Agg>(in.seq_offsets, o, !out.grad.empty());
+  detail::pg_row_scratch rows;
+  rows.flags = ws.take<unsigned char>(z.flags, where);
+  rows.slope = ws.take<double>(z.slope, where);
+  rows.part = ws.take<double>(z.part, where);
+  return detail::pg_pass<Surrogate, Kl, Agg, T>(in, o, out, norm, agg_opts, so, rows, ws).run();
 }
-
 }  // namespace backend::cpu
 
 // The host backend of the policy-gradient family (loss/policy_gradient_types.hpp).
 template <>
 struct loss::policy_gradient_backend<exec::host> {
   static constexpr bool available = true;
+
+  template <class Surrogate, class Kl, class Agg>
+  static std::size_t workspace_bytes(exec::host, std::span<const index_t> seq_offsets,
+                                     const policy_gradient_options& o, bool with_grad) {
+    return backend::cpu::policy_gradient_workspace_bytes<Surrogate, Kl, Agg>(seq_offsets, o,
+                                                                             with_grad);
+  }
+
   template <class Surrogate, class Kl, class Agg, class T>
   static policy_gradient_result run(exec::host, const policy_gradient_inputs<T>& in,
                                     const policy_gradient_options& o,
                                     const policy_gradient_outputs<T>& out,
                                     const agg_normalizer& norm, const agg_options& agg_opts,
-                                    const typename Surrogate::options& so = {}) {
-    return backend::cpu::policy_gradient<Surrogate, Kl, Agg>(in, o, out, norm, agg_opts, so);
+                                    const typename Surrogate::options& so, workspace ws) {
+    return backend::cpu::policy_gradient<Surrogate, Kl, Agg>(in, o, out, norm, agg_opts, so, ws);
   }
 };
 
