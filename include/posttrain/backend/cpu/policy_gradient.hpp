@@ -90,12 +90,16 @@ struct ratio_block {
   // fixed size, on the caller's stack: the call allocates nothing
   Eigen::Array<T, static_cast<int>(size), 1> log_ratio, ratio;
 
-  void compute(const T* logp, const T* old, std::size_t k, T clamp_lo, T clamp_hi,
-               const policy_gradient_options& o) {
+  // Tokens [first, first + k) of the block (logp, old point at its start).
+  void compute(const T* logp, const T* old, std::size_t first, std::size_t k, T clamp_lo,
+               T clamp_hi, const policy_gradient_options& o) {
     const auto n = static_cast<Eigen::Index>(k);
     using map_t = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
-    auto lr = log_ratio.head(n);
-    auto r = ratio.head(n);
+    const auto f = static_cast<Eigen::Index>(first);
+    logp += first;
+    old += first;
+    auto lr = log_ratio.segment(f, n);
+    auto r = ratio.segment(f, n);
     lr = (map_t(logp, n) - map_t(old, n)).max(clamp_lo).min(clamp_hi);
     r = lr.exp();
     unsigned in_range = 1;  // branch-free, vectorised; NaN fails both compares
@@ -116,11 +120,12 @@ struct k3_block_values {
   std::array<T, size> value, grad;  // on the caller's stack: the call allocates nothing
 
   template <class Element>
-  void compute(const T* logp, const T* ref, std::size_t k, bool with_grad, const Element& el) {
+  void compute(const T* logp, const T* ref, std::size_t first, std::size_t k, bool with_grad,
+               const Element& el) {
     // float tokens in float: the arithmetic of the scalar k3<float> this replaces (the double
     // evaluation of kl_divergence's blocks would cost 3x here, where no memory traffic hides it)
-    kl_detail::k3_blocks<T, Element, T>(logp, ref, k, value.data(),
-                                        with_grad ? grad.data() : nullptr, el);
+    kl_detail::k3_blocks<T, Element, T>(logp + first, ref + first, k, value.data() + first,
+                                        with_grad ? grad.data() + first : nullptr, el);
   }
 };
 
@@ -308,6 +313,11 @@ struct pg_block_terms {
   // The tokens with m ≠ 0 (their j, in increasing order): the loops below visit only these.
   std::array<unsigned short, pg_block_size> active;
   std::size_t active_count = 0;
+  // [first, first + span): from the first to the last token with m ≠ 0 (span 0: none); dense
+  // when every token in it has m ≠ 0 (the loops then run over j directly, no index list).
+  std::size_t first = 0, span = 0;
+  bool dense = false;
+  std::size_t vec_first = 0, vec_span = 0;  // the block ratio exp's and block k3's range
 };
 
 // What a segment's loops share: its range and aggregation scale, the row statistics that come
@@ -391,9 +401,13 @@ class pg_pass {
       block_mask(c, k);
       if (write_entropy_grad_) entropy_gradients(s, c, k);
       if constexpr (ratio_given && !seq_level)
-        if (has_old_) ratios_.compute(logprobs() + c, in_.old_logprobs.data() + c, k, lr_lo_, lr_hi_, o_);
+        if (has_old_ && block_.vec_span != 0)
+          ratios_.compute(logprobs() + c, in_.old_logprobs.data() + c, block_.vec_first,
+                          block_.vec_span, lr_lo_, lr_hi_, o_);
       if constexpr (block_k3)
-        k3s_.compute(logprobs() + c, in_.ref_logprobs.data() + c, k, write_grad_, kl_el_);
+        if (block_.vec_span != 0)
+          k3s_.compute(logprobs() + c, in_.ref_logprobs.data() + c, block_.vec_first,
+                       block_.vec_span, write_grad_, kl_el_);
       surrogate_terms(s, c);
       if (has_w_) importance_weights(s, c);
       if constexpr (has_kl) {
@@ -440,6 +454,29 @@ class pg_pass {
       }
     }
     block_.active_count = count;
+    block_.first = count != 0 ? block_.active[0] : 0;
+    block_.span = count != 0 ? block_.active[count - 1] + std::size_t{1} - block_.first : 0;
+    block_.dense = block_.span == count;
+    // The block exp's range: [first, first + span) widened to 64-byte boundaries of the block
+    // (within it), so that every token takes the same path (packet or scalar tail) of Eigen's
+    // exp as over the whole block: the same bits.
+    constexpr std::size_t g = 64 / sizeof(T);
+    const std::size_t vb = block_.first / g * g;
+    const std::size_t ve = std::min(k, (block_.first + block_.span + g - 1) / g * g);
+    block_.vec_first = vb;
+    block_.vec_span = count != 0 ? ve - vb : 0;
+  }
+
+  // f(j) for every token j of the block with m ≠ 0, in increasing order.
+  template <class F>
+  [[gnu::always_inline]] inline void for_active(F&& f) const {
+    if (block_.dense) {
+      const std::size_t b = block_.first, e = b + block_.span;
+      for (std::size_t j = b; j < e; ++j) f(j);
+    } else {
+      const std::size_t count = block_.active_count;
+      for (std::size_t i = 0; i < count; ++i) f(static_cast<std::size_t>(block_.active[i]));
+    }
   }
 
   // dLoss/dH_t = −c_H·e_t·dLoss/dL_t, or −c_H·m_t·e_t·entropy_scale (token_mean), every token.
@@ -461,8 +498,8 @@ class pg_pass {
     // local copies: the stores into block_ could alias the caller's options for the compiler
     const policy_gradient_options o = o_;
     const typename Surrogate::options so = so_;
-    for (std::size_t i = 0; i < block_.active_count; ++i) {
-      const std::size_t j = block_.active[i], t = c + j;
+    for_active([&](std::size_t j) {
+      const std::size_t t = c + j;
       const T logp = logprobs()[t];
       pg_token<T> q;
       if constexpr (ratio_given) {
@@ -482,28 +519,28 @@ class pg_pass {
       block_.pg_grad[j] = static_cast<double>(q.grad);
       block_.ratio[j] = q.ratio;
       block_.flags[j] = (clipped ? 1u : 0u) | (clipped_lower ? 2u : 0u);
-    }
+    });
   }
 
   // The detached IS weight on the surrogate: min(w_t, C) (multiply) or the row's geometric mean
   // (sequence_geo_mean); log_ratio_sum surrogates took it into their row statistic instead.
   void importance_weights(const pg_segment& s, std::size_t c) {
     if constexpr (weight_use == pg_weight_use::log_ratio_sum) return;
-    for (std::size_t i = 0; i < block_.active_count; ++i) {
-      const std::size_t j = block_.active[i], t = c + j;
+    for_active([&](std::size_t j) {
+      const std::size_t t = c + j;
       const double w = weight_use == pg_weight_use::multiply
                            ? capped_weight(in_.importance_weights, t, o_.importance_weight_cap)
                            : s.seq.weight;
       block_.pg_value[j] = w * block_.pg_value[j];
       block_.pg_grad[j] = w * block_.pg_grad[j];
-    }
+    });
   }
 
   // K(ℓ_t − ℓref_t) and its slope (the block k3's, or the estimator's per token).
   void kl_terms(std::size_t c) {
     const T* const ref = in_.ref_logprobs.data();
-    for (std::size_t i = 0; i < block_.active_count; ++i) {
-      const std::size_t j = block_.active[i], t = c + j;
+    for_active([&](std::size_t j) {
+      const std::size_t t = c + j;
       T kv, kg = T(0);  // kg is read only where write_grad
       if constexpr (block_k3) {
         kv = k3s_.value[j];
@@ -513,40 +550,40 @@ class pg_pass {
       }
       block_.kl_value[j] = static_cast<double>(kv);
       block_.kl_grad[j] = static_cast<double>(kg);
-    }
+    });
   }
 
   // ρ_t·K: ∂/∂ℓ = ρ·K' + K·∂ρ/∂ℓ (∂ρ/∂ℓ = ρ, 0 where the log-ratio clamp is active).
   void kl_token_correction(std::size_t c) {
     const T* const old = in_.old_logprobs.data();
-    for (std::size_t i = 0; i < block_.active_count; ++i) {
-      const std::size_t j = block_.active[i], t = c + j;
+    for_active([&](std::size_t j) {
+      const std::size_t t = c + j;
       const T lr = logprobs()[t] - old[t];
       const bool clamped = lr < lr_lo_ || lr_hi_ < lr;
       const double rho = std::exp(static_cast<double>(math::clamp(lr, lr_lo_, lr_hi_)));
       const double v = block_.kl_value[j];
       block_.kl_grad[j] = rho * block_.kl_grad[j] + (clamped ? 0.0 : rho * v);
       block_.kl_value[j] = v * rho;
-    }
+    });
   }
 
   // ρ_i·K: the token term ρ_i·K' here; K·∂ρ_i/∂ℓ_u goes to every token u of the row (kl_seq_sum).
   void kl_sequence_correction(pg_segment& s) {
     double sum = s.kl_seq_sum;
-    for (std::size_t i = 0; i < block_.active_count; ++i) {
-      const std::size_t j = block_.active[i];
-      sum += (block_.m[j] * s.scale) * (o_.kl_coef * block_.kl_value[j]);
-      block_.kl_grad[j] *= s.kl_seq.ratio;
-      block_.kl_value[j] *= s.kl_seq.ratio;
-    }
+    const double kl_coef = o_.kl_coef, scale = s.scale, ratio = s.kl_seq.ratio;
+    for_active([&](std::size_t j) {
+      sum += (block_.m[j] * scale) * (kl_coef * block_.kl_value[j]);
+      block_.kl_grad[j] *= ratio;
+      block_.kl_value[j] *= ratio;
+    });
     s.kl_seq_sum = sum;
   }
 
   void kl_coefficient() {
-    for (std::size_t i = 0; i < block_.active_count; ++i) {
-      const std::size_t j = block_.active[i];
-      block_.kl_grad[j] = o_.kl_coef * block_.kl_grad[j];
-    }
+    const double kl_coef = o_.kl_coef;
+    for_active([&](std::size_t j) {
+      block_.kl_grad[j] = kl_coef * block_.kl_grad[j];
+    });
   }
 
   // L_t = w·surrogate + β·KL − c_H·e·H into the aggregate; the loss parts, each agg(part).
@@ -555,8 +592,8 @@ class pg_pass {
     double pg_loss = pg_loss_, kl_loss = kl_loss_, entropy = entropy_, entropy_sum = entropy_sum_;
     const double kl_coef = o_.kl_coef, entropy_coef = o_.entropy_coef;
     const T* const entropies = in_.entropy.data();
-    for (std::size_t i = 0; i < block_.active_count; ++i) {
-      const std::size_t j = block_.active[i], t = c + j;
+    for_active([&](std::size_t j) {
+      const std::size_t t = c + j;
       const double m = block_.m[j];
       const double a = m * s.scale;  // dLoss/dL_t
       double l = block_.pg_value[j];
@@ -576,7 +613,7 @@ class pg_pass {
         if constexpr (has_kl) kl_loss += a * block_.kl_value[j];
         if (has_entropy_ && !entropy_token_mean_) entropy += a * h;
       }
-    }
+    });
     pg_loss_ = pg_loss;
     kl_loss_ = kl_loss;
     entropy_ = entropy;
@@ -586,13 +623,13 @@ class pg_pass {
   void statistics(const pg_segment& s, std::size_t c) {
     const T* const old = in_.old_logprobs.data();
     pg_statistics stats = stats_;  // in a local, as the sums above
-    for (std::size_t i = 0; i < block_.active_count; ++i) {
-      const std::size_t j = block_.active[i], t = c + j;
+    for_active([&](std::size_t j) {
+      const std::size_t t = c + j;
       const T logr = log_ratio(s, t, old);
       stats.add(block_.m[j], (block_.flags[j] & 1) != 0, (block_.flags[j] & 2) != 0,
                 static_cast<double>(math::clamp(logr, lr_lo_, lr_hi_)), static_cast<double>(logr),
                 static_cast<double>(block_.ratio[j]));
-    }
+    });
     stats_ = stats;
   }
 
@@ -625,6 +662,13 @@ class pg_pass {
   // the token KL part in tok_part; write_row_terms spreads the row term through the slopes.
   void sequence_gradients(pg_segment& s, std::size_t c, std::size_t k) {
     double sum = s.seq_sum;
+    if constexpr (!has_kl) {
+      // only the tokens with m ≠ 0 add to the row sum, in the same order
+      const double scale = s.scale;
+      for_active([&](std::size_t j) { sum += (block_.m[j] * scale) * block_.pg_grad[j]; });
+      s.seq_sum = sum;
+      return;
+    }
     double* const part = tok_part_.data() + (c - s.begin);
     for (std::size_t j = 0; j < k; ++j) {
       const double m = block_.m[j];
