@@ -4,6 +4,10 @@
 //   accum_t<T> the type a reduction over values of type T accumulates in: double for double and
 //              float for everything narrower (float, bfloat16, half); host reductions over tokens
 //              that the design wants in double request it explicitly.
+//   detail::own_options_t<P, Fallback>
+//              a policy's own hyperparameters (P::options), or Fallback (its defaults base's
+//              empty options) for a type that declares none: what a loss composition carries
+//              beside the shared options (surrogates, preference links).
 #include <cstdint>
 #include <type_traits>
 
@@ -28,6 +32,20 @@ template <class... B>
 POSTTRAIN_HOST_DEVICE constexpr bool any_of_branchless(B... conditions) noexcept {
   return (static_cast<unsigned>(static_cast<bool>(conditions)) | ...) != 0u;
 }
+
+// P::options, or Fallback for a type that declares none (so that a type that is not a policy at all
+// reaches its concept's sentences instead of a missing-type error).
+template <class P, class Fallback>
+struct own_options {
+  using type = Fallback;
+};
+template <class P, class Fallback>
+  requires requires { typename P::options; }
+struct own_options<P, Fallback> {
+  using type = typename P::options;
+};
+template <class P, class Fallback>
+using own_options_t = typename own_options<P, Fallback>::type;
 
 }  // namespace detail
 

@@ -203,19 +203,9 @@ struct basic_policy_gradient_loss_options {
 using policy_gradient_loss_options =
     basic_policy_gradient_loss_options<surrogate::defaults::options>;
 
-// S::options, or the empty defaults::options for a type that declares none (so that a type that
-// is not a surrogate reaches check_pg_surrogate's sentences instead of a missing-type error).
+// S::options, or the empty surrogate::defaults::options for a type that declares none.
 template <class S>
-struct pg_surrogate_options {
-  using type = surrogate::defaults::options;
-};
-template <class S>
-  requires requires { typename S::options; }
-struct pg_surrogate_options<S> {
-  using type = typename S::options;
-};
-template <class S>
-using pg_surrogate_options_t = typename pg_surrogate_options<S>::type;
+using pg_surrogate_options_t = ::posttrain::detail::own_options_t<S, surrogate::defaults::options>;
 
 template <class S>
 using policy_gradient_loss_options_for = basic_policy_gradient_loss_options<pg_surrogate_options_t<S>>;

@@ -39,6 +39,7 @@
 #include <type_traits>
 
 #include "posttrain/config.hpp"
+#include "posttrain/core/types.hpp"
 #include "posttrain/core/validate.hpp"
 #include "posttrain/math/stable.hpp"
 
@@ -171,19 +172,9 @@ struct link_defaults {
   }
 };
 
-// L::options, or the empty link_defaults::options for a type that declares none (so that a type
-// that is not a link reaches diagnose_preference_link's sentences instead of a missing type).
+// L::options, or the empty link_defaults::options for a type that declares none.
 template <class L>
-struct link_options {
-  using type = link_defaults::options;
-};
-template <class L>
-requires requires { typename L::options; }
-struct link_options<L> {
-  using type = typename L::options;
-};
-template <class L>
-using link_options_t = typename link_options<L>::type;
+using link_options_t = ::posttrain::detail::own_options_t<L, link_defaults::options>;
 
 // Whether L has hyperparameters of its own (then loss::preference_options_for<L> carries them).
 template <class L>
